@@ -1,0 +1,180 @@
+"""Storage protocols, narrow by role.
+
+A consumer asks for the narrowest role it needs (the CRL builder sees a
+`RevocationReader`, the token verifier a `TokenLedger`). One backend object
+usually implements all of them; `Store` is their union for the composition root.
+
+Every method is a single durable operation. Backends raise
+`shared.errors.BackendError` (with `transient=True` where a retry may succeed)
+and never leak SDK exceptions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from shared.model import CertificateRecord, Endpoint, Event, Revocation
+
+
+class TokenLedger(Protocol):
+    """Single-use keys: one-time-token `jti`s, token hashes, ACME nonces."""
+
+    def claim(self, namespace: str, key: str, expires_at: dt.datetime) -> bool:
+        """Atomically create `(namespace, key)` if absent.
+
+        Returns True if this call created it, False if it already existed
+        (even if expired but not yet purged). Two processes sharing the store
+        can never both get True for the same key.
+        """
+        ...
+
+    def purge_expired(self, now: dt.datetime) -> int:
+        """Delete claims whose expiry is before `now`; return how many."""
+        ...
+
+
+class CertificateReader(Protocol):
+    """Read access to issued certificates."""
+
+    def get_certificate(self, serial: str) -> CertificateRecord | None:
+        """Return the record for a decimal serial, or None."""
+        ...
+
+    def list_certificates_by_endpoint(self, endpoint_id: str) -> Sequence[CertificateRecord]:
+        """Return an endpoint's certificates, oldest issue first."""
+        ...
+
+
+class IssuanceLedger(CertificateReader, Protocol):
+    """Records an issuance atomically: the certificate, maybe a new endpoint, its events."""
+
+    def record_issuance(
+        self,
+        certificate: CertificateRecord,
+        *,
+        new_endpoint: Endpoint | None = None,
+        events: Sequence[Event] = (),
+    ) -> None:
+        """Store all of it or none of it.
+
+        `new_endpoint` is created if absent; if an endpoint with the same id
+        already exists (two instances grouping the same subject at once) the
+        existing one is kept and the certificate still attaches to that id.
+        Raises `Conflict` if a certificate with the same serial exists.
+        """
+        ...
+
+
+class EndpointStore(Protocol):
+    """Endpoints: the owners of certificate lineages."""
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """Return one endpoint or None."""
+        ...
+
+    def list_endpoints(
+        self, *, authority_id: str | None = None, limit: int = 100, after: str = ""
+    ) -> Sequence[Endpoint]:
+        """Return endpoints ordered by id, starting after the id `after`."""
+        ...
+
+
+class RevocationReader(Protocol):
+    """What the CRL builder and OCSP responder need."""
+
+    def get_revocation(self, serial: str) -> Revocation | None:
+        """Return the revocation of a serial, or None."""
+        ...
+
+    def list_revocations(
+        self, authority_id: str, *, not_after_since: dt.datetime
+    ) -> Sequence[Revocation]:
+        """Return revocations of certificates that expire at or after `not_after_since`."""
+        ...
+
+
+class RevocationStore(RevocationReader, Protocol):
+    """Revocation writes."""
+
+    def revoke(self, revocation: Revocation, *, events: Sequence[Event] = ()) -> None:
+        """Record a revocation (create-if-absent) with its events, atomically.
+
+        Raises `shared.errors.AlreadyRevoked` if the serial is already revoked.
+        """
+        ...
+
+
+class EventLog(Protocol):
+    """The append-only event log."""
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        """Append events that were not recorded together with an issuance."""
+        ...
+
+    def list_events(self, *, since: dt.datetime | None = None, limit: int = 100) -> Sequence[Event]:
+        """Return events ordered by time (then id)."""
+        ...
+
+
+class Counter(Protocol):
+    """Strictly increasing numbers shared by all instances (CRL numbers)."""
+
+    def next_value(self, name: str) -> int:
+        """Atomically increment the named counter and return its new value (first is 1)."""
+        ...
+
+
+class DocumentStore(Protocol):
+    """Versioned JSON documents with compare-and-set, for protocol state (ACME).
+
+    Documents are small JSON objects keyed by (collection, id). `version`
+    starts at 1 on create and increases by one on each successful update, so
+    concurrent instances detect lost updates instead of overwriting.
+    """
+
+    def create_document(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """Create if absent; return False (and change nothing) if it exists."""
+        ...
+
+    def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """Return `(data, version)` or None."""
+        ...
+
+    def update_document(
+        self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
+    ) -> bool:
+        """Replace the document if its version is `expected_version`; False otherwise."""
+        ...
+
+    def find_documents(
+        self, collection: str, field: str, value: str, *, limit: int = 100
+    ) -> Sequence[tuple[str, dict[str, Any], int]]:
+        """Return `(id, data, version)` of documents whose top-level `field` equals `value`."""
+        ...
+
+
+@runtime_checkable
+class Store(
+    TokenLedger,
+    IssuanceLedger,
+    EndpointStore,
+    RevocationStore,
+    EventLog,
+    Counter,
+    DocumentStore,
+    Protocol,
+):
+    """Every role; what a backend implements and the composition root holds."""
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
