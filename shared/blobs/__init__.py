@@ -1,0 +1,1 @@
+"""Object storage for published artefacts (CRLs, pre-signed OCSP responses)."""

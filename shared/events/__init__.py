@@ -1,0 +1,1 @@
+"""Lifecycle events as CloudEvents, and the sinks that carry them."""

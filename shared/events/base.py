@@ -1,0 +1,34 @@
+"""The event-sink seam.
+
+Events are first appended to the store's event log together with the fact they
+describe (atomic with the issuance or revocation); sinks then carry them to the
+outside world (log, HMAC-signed webhook, Pub/Sub). A sink failure never undoes
+an issuance: the event stays in the log for a later sweep to re-deliver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from shared.model import Event
+
+EVENT_SOURCE = "cirrus-ca"
+
+# Event types (CloudEvents `type`), reverse-DNS as CloudEvents recommends.
+CERTIFICATE_ISSUED = "dev.cirrus.certificate.issued"
+CERTIFICATE_RENEWED = "dev.cirrus.certificate.renewed"
+CERTIFICATE_REKEYED = "dev.cirrus.certificate.rekeyed"
+CERTIFICATE_REVOKED = "dev.cirrus.certificate.revoked"
+ENDPOINT_CREATED = "dev.cirrus.endpoint.created"
+ENDPOINT_EXPIRING = "dev.cirrus.endpoint.expiring"
+ENDPOINT_EXPIRED = "dev.cirrus.endpoint.expired"
+CRL_PUBLISHED = "dev.cirrus.crl.published"
+
+
+class EventSink(Protocol):
+    """Delivers events somewhere outside the CA."""
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Deliver events; raise `shared.errors.BackendError` on failure."""
+        ...
