@@ -1,0 +1,1 @@
+"""Real stand-ins served on loopback for cloud services that have no emulator here."""
