@@ -131,9 +131,19 @@ IssuerKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519Priv
 def as_private_key(signer: Signer) -> IssuerKey:
     """Wrap `signer` so cryptography's builders can sign with it.
 
-    A signer that already is a cryptography private key (softkms keeps the
-    loaded key, which is the fast path) is returned unchanged.
+    A signer that holds a loaded cryptography key offers it through
+    `builder_key()` (softkms does; that is the fast path, no Python call per
+    signature), and a signer that already is a cryptography private key is
+    returned unchanged. Any other signer, such as a KMS or HSM key, is wrapped.
     """
+    builder_key = getattr(signer, "builder_key", None)
+    if callable(builder_key):
+        key = builder_key()
+        if isinstance(
+            key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+        ):
+            return key
+        raise TypeError(f"builder_key() returned {type(key).__name__}, not a private key")
     if isinstance(
         signer, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
     ):

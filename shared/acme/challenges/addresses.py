@@ -1,0 +1,91 @@
+"""Resolving validation targets and refusing ones inside the fence.
+
+A validator that connects wherever a client's DNS points is an SSRF probe
+into the CA's network, so every address is checked before connecting:
+loopback, private (RFC 1918, ULA, CGNAT), link-local, multicast, reserved and
+unspecified addresses are refused unless the provisioner allows them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from typing import Any
+
+from shared.acme.config import ACMEProvisionerConfig
+from shared.acme.problems import ACMEProblem
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def address_allowed(ip: IPAddress, config: ACMEProvisionerConfig) -> bool:
+    """Whether the validator may connect to `ip`."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_loopback:
+        return config.allow_loopback
+    if ip.is_unspecified or ip.is_multicast:
+        return False
+    if ip.is_private or ip.is_link_local or ip.is_reserved or not ip.is_global:
+        return config.allow_private_addresses
+    return True
+
+
+def make_resolver(config: ACMEProvisionerConfig) -> Any:
+    """A dnspython resolver using the provisioner's `dnsResolver`, or the system's."""
+    import dns.resolver
+
+    if config.dns_resolver:
+        resolver = dns.resolver.Resolver(configure=False)
+        host, _, port = config.dns_resolver.rpartition(":")
+        if not host:
+            host, port = port, "53"
+        resolver.nameservers = [host.strip("[]")]
+        resolver.port = int(port)
+    else:
+        resolver = dns.resolver.Resolver()
+    resolver.lifetime = config.validation_timeout
+    resolver.timeout = config.validation_timeout
+    return resolver
+
+
+def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
+    """Addresses of `host` (an IP literal resolves to itself), IPv4 first."""
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    addrs: list[IPAddress] = []
+    if config.dns_resolver:
+        import dns.exception
+        import dns.resolver
+
+        resolver = make_resolver(config)
+        for rtype in ("A", "AAAA"):
+            try:
+                answer = resolver.resolve(host, rtype)
+            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
+                continue
+            except dns.exception.DNSException as exc:
+                raise ACMEProblem("dns", f"DNS problem looking up {rtype} for {host}") from exc
+            addrs.extend(ipaddress.ip_address(r.address) for r in answer)
+    else:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise ACMEProblem("dns", f"DNS problem: could not resolve {host}") from exc
+        for info in infos:
+            ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+            if ip not in addrs:
+                addrs.append(ip)
+    if not addrs:
+        raise ACMEProblem("dns", f"DNS problem: no addresses found for {host}")
+    return sorted(addrs, key=lambda a: a.version)
+
+
+def pick_address(host: str, config: ACMEProvisionerConfig) -> IPAddress:
+    """The first resolved address the validator may use, else a connection problem."""
+    for ip in resolve(host, config):
+        if address_allowed(ip, config):
+            return ip
+    raise ACMEProblem("connection", f"{host} resolves only to addresses that may not be validated")

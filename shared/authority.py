@@ -1,0 +1,332 @@
+"""The issuing pipeline: authorize -> check -> build -> sign -> record -> event.
+
+One `Authority` is one issuing CA (its certificate and key) with its
+provisioners. Order of effects matters for "nothing lost, nothing leaked":
+every check runs before the one-time token is claimed, the signature comes
+after the claim, and the certificate is returned only after its record (with
+endpoint and events) is durably stored in one atomic write. A crash between
+signing and recording leaves an orphan signature that nobody ever received.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from shared.clock import Clock
+from shared.endpoints import endpoint_for_sign
+from shared.errors import BadRequest, Forbidden, TokenAlreadyUsed, Unauthorized
+from shared.events.base import (
+    CERTIFICATE_ISSUED,
+    CERTIFICATE_REKEYED,
+    CERTIFICATE_RENEWED,
+    ENDPOINT_CREATED,
+    EVENT_SOURCE,
+    EventSink,
+)
+from shared.keys.base import PublicKey
+from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, subject_key
+from shared.provisioners.base import ReplayClaim, SignAuthorization
+from shared.provisioners.registry import Provisioners
+from shared.provisioners.tokens import peek
+from shared.store.base import IssuanceLedger, RevocationReader, TokenLedger
+from shared.validity import Window, check_window, requested_window
+from shared.x509.csr import csr_public_key, parse_csr
+from shared.x509.names import SANs, common_name_of, sans_of, split_sans
+from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
+from shared.x509.serials import SerialSource, random_serial
+
+log = logging.getLogger("cirrus.authority")
+
+UrlForSerial = Callable[[int], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A certificate handed to a client, with the chain to send (root excluded)."""
+
+    certificate: x509.Certificate
+    chain: Sequence[x509.Certificate]
+    record: CertificateRecord
+
+    def pem_chain(self) -> list[str]:
+        """Leaf first, then intermediates, as PEM strings."""
+        return [c.public_bytes(serialization.Encoding.PEM).decode() for c in [self.certificate, *self.chain]]
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorityStores:
+    """The store roles the issuing pipeline uses."""
+
+    tokens: TokenLedger
+    issuance: IssuanceLedger
+    revocations: RevocationReader
+
+
+class Authority:
+    """One issuing authority."""
+
+    def __init__(
+        self,
+        *,
+        authority_id: str,
+        issuer: Issuer,
+        intermediates: Sequence[x509.Certificate],
+        roots: Sequence[x509.Certificate],
+        provisioners: Provisioners,
+        stores: AuthorityStores,
+        clock: Clock,
+        backdate: dt.timedelta = dt.timedelta(minutes=1),
+        serials: SerialSource = random_serial,
+        crl_url: UrlForSerial | None = None,
+        ocsp_url: str | None = None,
+        sinks: Sequence[EventSink] = (),
+    ) -> None:
+        self.authority_id = authority_id
+        self.issuer = issuer
+        self.intermediates = list(intermediates)
+        self.roots = list(roots)
+        self.provisioners = provisioners
+        self._stores = stores
+        self._clock = clock
+        self._backdate = backdate
+        self._serials = serials
+        self._crl_url = crl_url
+        self._ocsp_url = ocsp_url
+        self._sinks = list(sinks)
+
+    # ----------------------------------------------------------------- sign
+    def sign(
+        self,
+        *,
+        csr_pem: object,
+        ott: object,
+        not_before: object = None,
+        not_after: object = None,
+    ) -> Issued:
+        """`POST /sign`: a one-time token and a CSR in, a certificate out.
+
+        Raises:
+            BadRequest: missing/invalid CSR or malformed fields (400).
+            Unauthorized: token problems, including replay (401).
+            Forbidden: the CSR or validity is not what the token allows (403).
+        """
+        if not isinstance(csr_pem, str) or not csr_pem:
+            raise BadRequest("missing csr")
+        if not isinstance(ott, str) or not ott:
+            raise BadRequest("missing ott")
+        csr = parse_csr(csr_pem)
+        now = self._clock.now()
+        peeked = peek(ott)
+        provisioner = self.provisioners.for_token(peeked)
+        auth = provisioner.authorize_sign(peeked, now)
+        public_key = csr_public_key(csr)
+        self._check_csr_against_token(csr, auth)
+        try:
+            sans = split_sans(list(auth.sans))
+        except ValueError as exc:
+            raise Forbidden(f"invalid subject alternative name: {exc}") from exc
+        window = requested_window(
+            not_before=not_before, not_after=not_after, now=now,
+            default=auth.claims.default_tls, backdate=self._backdate,
+        )
+        check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
+        common_name = auth.subject
+        skey = subject_key(common_name, sans.all)
+        endpoint = endpoint_for_sign(
+            authority_id=self.authority_id, provisioner_id=auth.provisioner.id, subject_key=skey,
+            name=common_name, renewal_enabled=auth.renewal_enabled, now=now,
+        )
+        self._claim(auth.replay)
+        serial = self._serials()
+        extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
+        cert = sign_certificate(
+            self.issuer, subject=subject, public_key=public_key, serial=serial,
+            not_before=window.not_before, not_after=window.not_after, extensions=extensions,
+        )
+        return self._record(cert, auth.provisioner, endpoint, now, renewed_from=None, operation="sign", new_endpoint=True)
+
+    def _check_csr_against_token(self, csr: x509.CertificateSigningRequest, auth: SignAuthorization) -> None:
+        """step-ca's JWK validators: CN and SAN sets must be what the token allows."""
+        allowed = {auth.subject.lower(), *(s.lower() for s in auth.sans)}
+        cn = common_name_of(csr.subject)
+        if cn and cn.lower() not in allowed:
+            raise Forbidden(f"certificate request does not contain the valid common name - got {cn}, want {auth.subject}")
+        try:
+            token_sans = split_sans(list(auth.sans))
+            csr_sans = split_sans(sans_of(csr))
+        except ValueError as exc:
+            raise Forbidden(f"invalid subject alternative name: {exc}") from exc
+        for kind in ("dns", "ips", "emails", "uris"):
+            got = set(map(str, getattr(csr_sans, kind)))
+            want = set(map(str, getattr(token_sans, kind)))
+            if got and got != want:
+                raise Forbidden(f"certificate request does not contain the valid {kind} names - got {sorted(got)}, want {sorted(want)}")
+        if auth.csr_fingerprint is not None:
+            der = csr.public_bytes(serialization.Encoding.DER)
+            fp = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+            if fp != auth.csr_fingerprint:
+                raise Forbidden("certificate request fingerprint does not match the token")
+
+    def _leaf_extensions(
+        self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int
+    ) -> list[x509.Extension[x509.ExtensionType]]:
+        names = sans.general_names()
+        if not names:
+            raise Forbidden("certificate must have at least one subject alternative name")
+        prov_ext = None
+        if not auth.claims.disable_smallstep_extensions:
+            prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)
+        return default_leaf_extensions(
+            public_key=public_key,
+            san=x509.SubjectAlternativeName(names),
+            san_critical=not common_name,
+            provisioner=prov_ext,
+            crl_url=self._crl_url(serial) if self._crl_url else None,
+            ocsp_url=self._ocsp_url,
+        )
+
+    def _claim(self, replay: ReplayClaim) -> None:
+        if not self._stores.tokens.claim(replay.namespace, replay.key, replay.expires_at):
+            raise TokenAlreadyUsed()
+
+    # ------------------------------------------------------- renew / rekey
+    def renew(self, *, certificate: x509.Certificate, replay: ReplayClaim | None = None) -> Issued:
+        """Renew an authenticated certificate (mTLS or x5c bearer token).
+
+        The caller has already verified that `certificate` chains to this CA
+        and that the requester holds its key.
+
+        Raises:
+            Unauthorized: revoked, unknown, expired, not yet valid, or renewal disabled.
+        """
+        return self._renew_or_rekey(certificate, None, replay)
+
+    def rekey(self, *, certificate: x509.Certificate, csr_pem: object) -> Issued:
+        """Renew with the public key of a new CSR.
+
+        Raises:
+            BadRequest: missing/invalid CSR.
+            Unauthorized: as for renew.
+        """
+        if not isinstance(csr_pem, str) or not csr_pem:
+            raise BadRequest("missing csr")
+        csr = parse_csr(csr_pem)
+        return self._renew_or_rekey(certificate, csr_public_key(csr), None)
+
+    def _renew_or_rekey(
+        self, old: x509.Certificate, new_key: PublicKey | None, replay: ReplayClaim | None
+    ) -> Issued:
+        now = self._clock.now()
+        serial = str(old.serial_number)
+        record = self._stores.issuance.get_certificate(serial)
+        if record is None or record.authority_id != self.authority_id:
+            raise Unauthorized("certificate not found")
+        if self._stores.revocations.get_revocation(serial) is not None:
+            raise Unauthorized("certificate has been revoked")
+        provisioner = self.provisioners.by_id(record.provisioner.id)
+        if provisioner is None:
+            raise Unauthorized("provisioner not found")
+        claims = provisioner.claims
+        if claims.disable_renewal:
+            raise Unauthorized(f"renew is disabled for provisioner '{provisioner.ref.name}'")
+        if now < old.not_valid_before_utc:
+            raise Unauthorized("certificate is not yet valid")
+        if now > old.not_valid_after_utc and not claims.allow_renewal_after_expiry:
+            raise Unauthorized(f"certificate expired on {old.not_valid_after_utc.isoformat()}")
+        if replay is not None:
+            self._claim(replay)
+        duration = old.not_valid_after_utc - old.not_valid_before_utc
+        window = Window(not_before=now - self._backdate, not_after=now - self._backdate + duration)
+        new_serial = self._serials()
+        public_key = new_key if new_key is not None else old.public_key()
+        extensions = [e for e in old.extensions if not isinstance(e.value, x509.CRLDistributionPoints)]
+        if self._crl_url:
+            url = self._crl_url(new_serial)
+            if url:
+                cdp = x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)])
+                extensions.append(x509.Extension(cdp.oid, False, cdp))
+        cert = sign_certificate(
+            self.issuer, subject=old.subject, public_key=public_key, serial=new_serial,  # type: ignore[arg-type]
+            not_before=window.not_before, not_after=window.not_after, extensions=extensions,
+        )
+        endpoint = Endpoint(
+            id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
+            subject_key=record.subject_key, name=record.common_name, created_at=now,
+        )
+        op = "rekey" if new_key is not None else "renew"
+        return self._record(cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False)
+
+    # ---------------------------------------------------------- recording
+    def _record(
+        self,
+        cert: x509.Certificate,
+        provisioner: ProvisionerRef,
+        endpoint: Endpoint,
+        now: dt.datetime,
+        *,
+        renewed_from: str | None,
+        operation: str,
+        new_endpoint: bool,
+    ) -> Issued:
+        sans = tuple(sans_of(cert))
+        cn = common_name_of(cert.subject)
+        record = CertificateRecord(
+            serial=str(cert.serial_number),
+            authority_id=self.authority_id,
+            kind=CertificateKind.X509,
+            der=cert.public_bytes(serialization.Encoding.DER),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            provisioner=provisioner,
+            endpoint_id=endpoint.id,
+            subject_key=endpoint.subject_key,
+            common_name=cn,
+            sans=sans,
+            issued_at=now,
+            renewed_from=renewed_from,
+            operation=operation,
+        )
+        event_type = {"sign": CERTIFICATE_ISSUED, "renew": CERTIFICATE_RENEWED, "rekey": CERTIFICATE_REKEYED}[operation]
+        data: dict[str, Any] = {
+            "serial": record.serial,
+            "authorityId": self.authority_id,
+            "endpointId": endpoint.id,
+            "provisioner": provisioner.name,
+            "commonName": cn,
+            "sans": list(sans),
+            "notBefore": record.not_before.isoformat(),
+            "notAfter": record.not_after.isoformat(),
+        }
+        if renewed_from:
+            data["renewedFrom"] = renewed_from
+        events = [self._event(event_type, record.serial, now, data)]
+        if new_endpoint:
+            events.append(self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name}))
+        self._stores.issuance.record_issuance(
+            record, new_endpoint=endpoint if new_endpoint else None, events=events
+        )
+        self._publish(events)
+        return Issued(certificate=cert, chain=self.intermediates, record=record)
+
+    def _event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
+        return Event(id=uuid.uuid4().hex, type=etype, source=f"{EVENT_SOURCE}/{self.authority_id}", subject=subject, time=now, data=data)
+
+    def _publish(self, events: Sequence[Event]) -> None:
+        """Hand events to the sinks; a sink failure never undoes the issuance."""
+        for sink in self._sinks:
+            try:
+                sink.publish(events)
+            except Exception:
+                log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)

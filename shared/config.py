@@ -1,0 +1,214 @@
+"""Typed settings: the only reader of `os.environ`, validated once at start.
+
+`config.json` mirrors step-ca's `ca.json` where the concept is shared (`root`,
+`crt`, `key`, `address`, `dnsNames`, `authority.provisioners`,
+`authority.claims`, `authority.backdate`, `crl`), so a step-ca provisioner
+block loads unchanged. Cirrus-only settings sit beside them: `store` (store
+URL), `blobs` (object storage URL), `passwordFile` (for softkms keys),
+`events` (sinks) and `externalURL`.
+
+Relative paths are resolved against the config file's folder. In the
+serverless shape the functions read `CIRRUS_CONFIG` (a path to config.json
+shipped in the bundle) and `CIRRUS_STORE` / `CIRRUS_BLOBS` / `CIRRUS_KEY` /
+`CIRRUS_EVENTS` override the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.durations import parse_duration
+from shared.errors import ConfigError
+
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_ADDRESS = "127.0.0.1:9443"
+ZERO_AUTHORITY_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _resolve(base: Path, value: str) -> str:
+    """Resolve a relative file path (or the path inside a softkms URI) against `base`."""
+    if value.startswith("softkms:path="):
+        inner = value[len("softkms:path="):]
+        return "softkms:path=" + str((base / inner).resolve()) if not inner.startswith("/") else value
+    if value.startswith("sqlite:"):
+        inner = value[len("sqlite:"):]
+        return "sqlite:" + str((base / inner).resolve()) if not inner.startswith("/") else value
+    if value.startswith("file:"):
+        inner = value[len("file:"):]
+        return "file:" + str((base / inner).resolve()) if not inner.startswith("/") else value
+    if ":" in value.split("/", 1)[0]:
+        return value
+    return str((base / value).resolve())
+
+
+@dataclass(frozen=True, slots=True)
+class CRLSettings:
+    """`crl` block (step-ca names plus Cirrus's sharding and URL)."""
+
+    enabled: bool = True
+    cache_duration: dt.timedelta = dt.timedelta(hours=24)
+    publish_interval: dt.timedelta = dt.timedelta(hours=1)
+    shards: int = 0
+    base_url: str = ""
+    ocsp_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the composition root needs, validated."""
+
+    base_dir: Path
+    roots: tuple[Path, ...]
+    intermediate: Path
+    key: str
+    password_file: Path | None
+    address: str
+    dns_names: tuple[str, ...]
+    common_name: str
+    authority_id: str
+    provisioners: tuple[Mapping[str, Any], ...]
+    global_claims: Mapping[str, Any]
+    backdate: dt.timedelta
+    store: str
+    blobs: str
+    crl: CRLSettings
+    events: Mapping[str, Any] = field(default_factory=dict)
+    external_url: str = ""
+    max_body_bytes: int = MAX_BODY_BYTES
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path, *, overrides: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate `config.json`.
+
+        Raises:
+            ConfigError: unreadable file or invalid settings.
+        """
+        try:
+            raw = json.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"config {path} is not valid JSON: {exc.msg} at line {exc.lineno}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError("config must be a JSON object")
+        return cls.from_mapping(raw, base_dir=path.parent.resolve(), overrides=overrides or {})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings for a Cloud Function from environment variables.
+
+        Raises:
+            ConfigError: `CIRRUS_CONFIG` missing or invalid.
+        """
+        env = os.environ if environ is None else environ
+        path = env.get("CIRRUS_CONFIG")
+        if not path:
+            raise ConfigError("CIRRUS_CONFIG must name the config.json to load")
+        overrides = {
+            k: env[v]
+            for k, v in (
+                ("store", "CIRRUS_STORE"),
+                ("blobs", "CIRRUS_BLOBS"),
+                ("key", "CIRRUS_KEY"),
+                ("externalURL", "CIRRUS_EXTERNAL_URL"),
+            )
+            if env.get(v)
+        }
+        return cls.load(Path(path), overrides=overrides)
+
+    @classmethod
+    def from_mapping(
+        cls, raw: Mapping[str, Any], *, base_dir: Path, overrides: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Validate a parsed config object.
+
+        Raises:
+            ConfigError: a required key is missing or a value is invalid.
+        """
+        merged = dict(raw)
+        merged.update(overrides or {})
+
+        def req_str(key: str) -> str:
+            value = merged.get(key)
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"config: {key!r} must be a non-empty string")
+            return value
+
+        roots_raw = merged.get("root")
+        roots_list = [roots_raw] if isinstance(roots_raw, str) else roots_raw
+        if not isinstance(roots_list, list) or not roots_list or not all(isinstance(r, str) for r in roots_list):
+            raise ConfigError("config: 'root' must be a path or a list of paths")
+        authority = merged.get("authority") or {}
+        if not isinstance(authority, dict):
+            raise ConfigError("config: 'authority' must be an object")
+        provisioners = authority.get("provisioners") or []
+        if not isinstance(provisioners, list) or not all(isinstance(p, dict) for p in provisioners):
+            raise ConfigError("config: 'authority.provisioners' must be a list of objects")
+        names = [p.get("name") for p in provisioners]
+        if len(set(names)) != len(names):
+            raise ConfigError("config: provisioner names must be unique")
+        claims = authority.get("claims") or {}
+        if not isinstance(claims, dict):
+            raise ConfigError("config: 'authority.claims' must be an object")
+        try:
+            backdate = parse_duration(str(authority.get("backdate") or "1m"))
+        except ValueError as exc:
+            raise ConfigError(f"config: authority.backdate: {exc}") from exc
+        dns_names = merged.get("dnsNames") or ["localhost", "127.0.0.1", "::1"]
+        if not isinstance(dns_names, list) or not all(isinstance(d, str) and d for d in dns_names):
+            raise ConfigError("config: 'dnsNames' must be a list of names")
+        password_file = merged.get("passwordFile")
+        store = str(merged.get("store") or "sqlite:db/cirrus.db")
+        blobs = str(merged.get("blobs") or "file:published")
+        crl = _crl_settings(merged.get("crl") or {})
+        events = merged.get("events") or {}
+        if not isinstance(events, dict):
+            raise ConfigError("config: 'events' must be an object")
+        return cls(
+            base_dir=base_dir,
+            roots=tuple(Path(_resolve(base_dir, r)) for r in roots_list),
+            intermediate=Path(_resolve(base_dir, req_str("crt"))),
+            key=_resolve(base_dir, req_str("key")),
+            password_file=Path(_resolve(base_dir, password_file)) if password_file else None,
+            address=str(merged.get("address") or DEFAULT_ADDRESS),
+            dns_names=tuple(dns_names),
+            common_name=str(merged.get("commonName") or "Cirrus Online CA"),
+            authority_id=str(authority.get("authorityId") or ZERO_AUTHORITY_ID),
+            provisioners=tuple(provisioners),
+            global_claims=claims,
+            backdate=backdate,
+            store=_resolve(base_dir, store),
+            blobs=_resolve(base_dir, blobs),
+            crl=crl,
+            events=events,
+            external_url=str(merged.get("externalURL") or ""),
+            raw=merged,
+        )
+
+
+def _crl_settings(raw: Any) -> CRLSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("config: 'crl' must be an object")
+    try:
+        cache = parse_duration(str(raw.get("cacheDuration") or "24h"))
+        interval = parse_duration(str(raw.get("publishInterval") or "1h"))
+    except ValueError as exc:
+        raise ConfigError(f"config: crl: {exc}") from exc
+    shards = raw.get("shards", 0)
+    if not isinstance(shards, int) or shards < 0 or shards > 1024:
+        raise ConfigError("config: crl.shards must be an integer 0..1024")
+    return CRLSettings(
+        enabled=bool(raw.get("enabled", True)),
+        cache_duration=cache,
+        publish_interval=interval,
+        shards=shards,
+        base_url=str(raw.get("baseURL") or ""),
+        ocsp_url=str(raw.get("ocspURL") or ""),
+    )

@@ -1,0 +1,102 @@
+"""Endpoints: grouping certificates into the things they belong to.
+
+Rules (DESIGN.md s.1):
+- a provisioner with renewal enabled: `/sign` creates a new endpoint, `/renew`
+  and `/rekey` attach the new certificate to the renewed certificate's endpoint;
+- a provisioner with renewal disabled (ACME, OIDC by default): certificates
+  whose subject (CN + SANs, case-insensitive, order ignored) is identical share
+  one endpoint. The endpoint id is derived from (authority, subject) so two
+  instances grouping the same subject at the same moment pick the same id and
+  the store's create-if-absent keeps exactly one endpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from shared.model import CertificateRecord, Endpoint, Revocation
+from shared.store.base import CertificateReader, EndpointStore, RevocationReader
+
+
+def subject_endpoint_id(authority_id: str, subject_key: str) -> str:
+    """Deterministic id for subject-grouped endpoints."""
+    digest = hashlib.sha256(f"{authority_id}\n{subject_key}".encode()).hexdigest()
+    return f"ep-s-{digest[:32]}"
+
+
+def new_endpoint_id() -> str:
+    """Random id for an endpoint created by a renewal-enabled `/sign`."""
+    return f"ep-{uuid.uuid4().hex}"
+
+
+def endpoint_for_sign(
+    *,
+    authority_id: str,
+    provisioner_id: str,
+    subject_key: str,
+    name: str,
+    renewal_enabled: bool,
+    now: dt.datetime,
+) -> Endpoint:
+    """The endpoint a freshly signed certificate belongs to (to create if absent)."""
+    endpoint_id = new_endpoint_id() if renewal_enabled else subject_endpoint_id(authority_id, subject_key)
+    return Endpoint(
+        id=endpoint_id,
+        authority_id=authority_id,
+        provisioner_id=provisioner_id,
+        subject_key=subject_key,
+        name=name,
+        created_at=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEntry:
+    """One certificate of an endpoint, with its status at `now`."""
+
+    record: CertificateRecord
+    status: str  # "active", "expired", "revoked"
+    revocation: Revocation | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    """An endpoint with its certificate lineage."""
+
+    endpoint: Endpoint
+    lineage: Sequence[LineageEntry]
+
+    @property
+    def active_count(self) -> int:
+        """Certificates valid now and not revoked."""
+        return sum(1 for e in self.lineage if e.status == "active")
+
+
+def describe(
+    endpoint: Endpoint,
+    *,
+    certificates: CertificateReader,
+    revocations: RevocationReader,
+    now: dt.datetime,
+) -> EndpointView:
+    """Assemble an endpoint's lineage (oldest first) with statuses."""
+    entries: list[LineageEntry] = []
+    for rec in certificates.list_certificates_by_endpoint(endpoint.id):
+        rev = revocations.get_revocation(rec.serial)
+        if rev is not None:
+            status = "revoked"
+        elif rec.not_after <= now:
+            status = "expired"
+        else:
+            status = "active"
+        entries.append(LineageEntry(record=rec, status=status, revocation=rev))
+    return EndpointView(endpoint=endpoint, lineage=entries)
+
+
+def find(endpoints: EndpointStore, endpoint_id: str) -> Endpoint | None:
+    """Look an endpoint up by id."""
+    return endpoints.get_endpoint(endpoint_id)

@@ -1,0 +1,1 @@
+"""Provisioners: one interface, one module per authentication method."""

@@ -1,0 +1,67 @@
+"""The provisioner interface: a token in, an authorization (or an error) out.
+
+Provisioners never sign; they authenticate a request and say what it may
+contain. The authority owns the pipeline (DESIGN.md s.2; smallstep's
+"sign options" without the runtime type switch).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared.claims import Claims
+from shared.model import ProvisionerRef
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayClaim:
+    """A single-use key to claim in the store once the request is otherwise valid."""
+
+    namespace: str
+    key: str
+    expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignAuthorization:
+    """What a verified sign token allows."""
+
+    provisioner: ProvisionerRef
+    claims: Claims
+    subject: str
+    sans: tuple[str, ...]
+    replay: ReplayClaim
+    token_claims: Mapping[str, Any] = field(default_factory=dict)
+    csr_fingerprint: str | None = None
+    credential_id: str = ""
+    renewal_enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeAuthorization:
+    """What a verified revoke token allows."""
+
+    provisioner: ProvisionerRef
+    serial: str
+    replay: ReplayClaim
+
+
+class Provisioner(Protocol):
+    """One configured provisioner."""
+
+    @property
+    def ref(self) -> ProvisionerRef:
+        """Id, name and type."""
+        ...
+
+    @property
+    def claims(self) -> Claims:
+        """Resolved claims."""
+        ...
+
+    def public_json(self) -> dict[str, Any]:
+        """The provisioner's JSON as `GET /provisioners` shows it."""
+        ...

@@ -1,0 +1,151 @@
+"""The configured provisioners and token routing.
+
+Routing follows step-ca's `LoadByToken`: a JWK token is routed by
+`"<iss>:<header kid>"`; provisioner types whose modules have not landed yet
+are still listed (so clients see them) but cannot authorize tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shared.claims import Claims, resolve_claims
+from shared.errors import BadRequest, ConfigError, Unauthorized
+from shared.model import ProvisionerRef
+from shared.provisioners.jwk import JWKProvisioner
+from shared.provisioners.tokens import Audiences, PeekedToken
+
+# Types whose renewal is off unless switched on (endpoint grouping by subject).
+RENEWAL_DISABLED_BY_DEFAULT = {"ACME", "OIDC"}
+
+
+class ListedProvisioner:
+    """A provisioner known from config whose token flow is not served here (e.g. ACME)."""
+
+    def __init__(self, *, config: Mapping[str, Any], global_claims: Mapping[str, Any]) -> None:
+        name = config.get("name")
+        ptype = config.get("type")
+        if not isinstance(name, str) or not name or not isinstance(ptype, str):
+            raise ConfigError("every provisioner needs a 'type' and a 'name'")
+        self._config = dict(config)
+        canonical = {t.lower(): t for t in ("JWK", "OIDC", "GCP", "AWS", "Azure", "ACME", "X5C", "K8sSA", "SSHPOP", "SCEP", "Nebula")}
+        self._type = canonical.get(ptype.lower(), ptype)
+        self._ref = ProvisionerRef(id=f"{self._type.lower()}/{name}", name=name, type=self._type)
+        self._claims = resolve_claims(
+            config.get("claims"),
+            global_claims,
+            renewal_default_disabled=self._type in RENEWAL_DISABLED_BY_DEFAULT,
+        )
+
+    @property
+    def ref(self) -> ProvisionerRef:
+        """Id, name and type."""
+        return self._ref
+
+    @property
+    def claims(self) -> Claims:
+        """Resolved claims."""
+        return self._claims
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The raw config block."""
+        return self._config
+
+    def public_json(self) -> dict[str, Any]:
+        """The config block as listed."""
+        return dict(self._config)
+
+
+AnyProvisioner = JWKProvisioner | ListedProvisioner
+
+
+class Provisioners:
+    """All provisioners of an authority, in config order."""
+
+    def __init__(
+        self,
+        configs: Iterable[Mapping[str, Any]],
+        *,
+        global_claims: Mapping[str, Any],
+        audiences: Audiences,
+    ) -> None:
+        self._all: list[AnyProvisioner] = []
+        self._jwk_by_id: dict[str, JWKProvisioner] = {}
+        self._by_name: dict[str, AnyProvisioner] = {}
+        self._by_ref_id: dict[str, AnyProvisioner] = {}
+        for config in configs:
+            ptype = str(config.get("type", "")).upper()
+            p: AnyProvisioner
+            if ptype == "JWK":
+                jp = JWKProvisioner(config=config, global_claims=global_claims, audiences=audiences)
+                self._jwk_by_id[jp.ref.id] = jp
+                p = jp
+            else:
+                p = ListedProvisioner(config=config, global_claims=global_claims)
+            self._all.append(p)
+            self._by_name[p.ref.name] = p
+            self._by_ref_id[p.ref.id] = p
+
+    def __iter__(self) -> Any:
+        return iter(self._all)
+
+    def by_name(self, name: str) -> AnyProvisioner | None:
+        """Find a provisioner by name."""
+        return self._by_name.get(name)
+
+    def by_id(self, ref_id: str) -> AnyProvisioner | None:
+        """Find a provisioner by its id (as stored in certificate records)."""
+        return self._by_ref_id.get(ref_id)
+
+    def for_token(self, peeked: PeekedToken) -> JWKProvisioner:
+        """Route a one-time token to the provisioner that must verify it.
+
+        Raises:
+            Unauthorized: no provisioner matches.
+            BadRequest: the provisioner does not use one-time tokens (ACME).
+        """
+        iss = peeked.claims.get("iss")
+        kid = peeked.header.get("kid")
+        if isinstance(iss, str) and isinstance(kid, str):
+            found = self._jwk_by_id.get(f"{iss}:{kid}")
+            if found is not None:
+                return found
+            other = self._by_name.get(iss)
+            if isinstance(other, ListedProvisioner) and other.ref.type in ("ACME", "SCEP"):
+                raise BadRequest("token flow is not supported")
+        raise Unauthorized("provisioner not found or invalid audience")
+
+    def jwk_by_kid(self, kid: str) -> JWKProvisioner | None:
+        """The JWK provisioner whose key has this `kid` (for the encrypted-key route)."""
+        for p in self._jwk_by_id.values():
+            if p.kid == kid:
+                return p
+        return None
+
+    def page(self, cursor: str, limit: int) -> tuple[list[dict[str, Any]], str]:
+        """One page of `GET /provisioners`: items after `cursor`, and the next cursor.
+
+        The cursor is opaque: the index of the next item and a hash of the
+        previous item's id, so a config change invalidates old cursors
+        (400) rather than silently skipping.
+        """
+        start = 0
+        if cursor:
+            try:
+                index_hex, digest = cursor[:8], cursor[8:]
+                start = int(index_hex, 16)
+            except ValueError as exc:
+                raise BadRequest("invalid cursor") from exc
+            if start <= 0 or start > len(self._all) or digest != _cursor_digest(self._all[start - 1]):
+                raise BadRequest("invalid cursor")
+        items = self._all[start : start + limit]
+        end = start + len(items)
+        next_cursor = f"{end:08x}{_cursor_digest(self._all[end - 1])}" if end < len(self._all) and items else ""
+        return [p.public_json() for p in items], next_cursor
+
+
+def _cursor_digest(p: AnyProvisioner) -> str:
+    return hashlib.sha1(p.ref.id.encode(), usedforsecurity=False).hexdigest()[:16]

@@ -1,0 +1,186 @@
+"""What every one-time token shares: unverified peeking, audiences, time rules.
+
+The audience sets follow step-ca (reference s.2.1): for every CA host name,
+`https://H/1.0/<op>` and `https://H/<op>`, compared after dropping ports, so
+a token minted for `https://ca:9443/1.0/sign` works behind a front end on 443.
+Time checks use a one-minute leeway. No check against the process start time:
+a cold start would break it (DESIGN.md s.3).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from shared.errors import Unauthorized
+
+LEEWAY = dt.timedelta(minutes=1)
+MAX_TOKEN_BYTES = 16 * 1024
+MAX_TOKEN_LIFETIME = dt.timedelta(hours=1)
+LEGACY_AUDIENCE = "step-certificate-authority"
+
+OPERATION_PATHS: dict[str, tuple[str, ...]] = {
+    "sign": ("sign", "ssh/sign"),
+    "revoke": ("revoke",),
+    "renew": ("renew",),
+    "ssh/sign": ("ssh/sign", "sign"),
+    "ssh/revoke": ("ssh/revoke",),
+    "ssh/renew": ("ssh/renew",),
+    "ssh/rekey": ("ssh/rekey",),
+}
+
+
+def _b64url_json(segment: str) -> dict[str, Any]:
+    if not segment or "=" in segment:
+        raise Unauthorized("invalid token")
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        value = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except (ValueError, TypeError) as exc:
+        raise Unauthorized("invalid token") from exc
+    if not isinstance(value, dict):
+        raise Unauthorized("invalid token")
+    return value
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError("duplicate member")
+        out[k] = v
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class PeekedToken:
+    """A token's header and claims read WITHOUT verifying the signature.
+
+    Only used to choose which provisioner verifies it (JOSE-04: the `kid`
+    selects from a trusted key set, nothing in the token is trusted yet).
+    """
+
+    raw: str
+    header: Mapping[str, Any]
+    claims: Mapping[str, Any]
+
+    @property
+    def audiences(self) -> list[str]:
+        """`aud` as a list of strings."""
+        aud = self.claims.get("aud")
+        if isinstance(aud, str):
+            return [aud]
+        if isinstance(aud, list):
+            return [a for a in aud if isinstance(a, str)]
+        return []
+
+
+def peek(token: str) -> PeekedToken:
+    """Split a compact JWS and decode header and claims, unverified.
+
+    Raises:
+        Unauthorized: not a compact JWS with JSON header and claims.
+    """
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_BYTES:
+        raise Unauthorized("invalid token")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthorized("invalid token")
+    header = _b64url_json(parts[0])
+    claims = _b64url_json(parts[1])
+    if "crit" in header:
+        raise Unauthorized("invalid token: unsupported critical header")
+    return PeekedToken(raw=token, header=header, claims=claims)
+
+
+def token_hash(token: str) -> str:
+    """Replay key for tokens without a `jti` (lowercase hex SHA-256, as step-ca)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _strip_port(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not parts.scheme or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme.lower()}://{host.lower()}{parts.path}"
+
+
+class Audiences:
+    """The audiences the CA accepts per operation."""
+
+    def __init__(self, hosts: Iterable[str]) -> None:
+        self._hosts = [h for h in hosts if h]
+
+    def for_operation(self, operation: str) -> set[str]:
+        """Accepted `aud` values (ports stripped) for an operation."""
+        out: set[str] = set()
+        if operation in ("sign", "revoke", "ssh/sign"):
+            out.add(LEGACY_AUDIENCE)
+        for host in self._hosts:
+            h = host.strip("[]").lower()
+            hv = f"[{h}]" if ":" in h else h
+            for path in OPERATION_PATHS[operation]:
+                out.add(f"https://{hv}/1.0/{path}")
+                out.add(f"https://{hv}/{path}")
+        return out
+
+    def matches(self, audiences: list[str], operation: str) -> bool:
+        """True if any `aud` (ports ignored, fragment dropped) is accepted."""
+        accepted = self.for_operation(operation)
+        for aud in audiences:
+            if aud == LEGACY_AUDIENCE and aud in accepted:
+                return True
+            stripped = _strip_port(aud.split("#", 1)[0])
+            if stripped is not None and stripped in accepted:
+                return True
+        return False
+
+
+def check_times(claims: Mapping[str, Any], now: dt.datetime, *, max_lifetime: dt.timedelta) -> dt.datetime:
+    """Check `exp`/`nbf`/`iat` with a one-minute leeway and a maximum lifetime.
+
+    Returns the expiry, so the replay claim can be kept exactly that long.
+
+    Raises:
+        Unauthorized: missing or invalid times, expired, not yet valid, too long-lived.
+    """
+    def num(key: str, required: bool) -> float | None:
+        value = claims.get(key)
+        if value is None:
+            if required:
+                raise Unauthorized(f"invalid token: missing {key}")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Unauthorized(f"invalid token: {key} must be a number")
+        return float(value)
+
+    exp = num("exp", True)
+    nbf = num("nbf", False)
+    iat = num("iat", False)
+    assert exp is not None
+    ts = now.timestamp()
+    leeway = LEEWAY.total_seconds()
+    if ts > exp + leeway:
+        raise Unauthorized("token is expired")
+    if nbf is not None and ts < nbf - leeway:
+        raise Unauthorized("token is not yet valid")
+    if iat is not None and ts < iat - leeway:
+        raise Unauthorized("token issued in the future")
+    start = nbf if nbf is not None else iat
+    if start is None:
+        start = ts
+    if exp - start > max_lifetime.total_seconds() + leeway:
+        raise Unauthorized("token lifetime is too long")
+    return dt.datetime.fromtimestamp(exp, dt.UTC) + LEEWAY

@@ -1,0 +1,153 @@
+"""Revocation: one-time token, mTLS, or (for ACME) an already-authorized caller.
+
+Only passive revocation exists, as in step-ca: the record is written and the
+validation authority publishes it in the next CRL (and OCSP answers from that
+CRL). Reason codes follow BR-06: certificateHold and the unused value 7 are
+refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from cryptography import x509
+
+from shared.clock import Clock
+from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed, Unauthorized
+from shared.events.base import CERTIFICATE_REVOKED, EVENT_SOURCE, EventSink
+from shared.model import Event, Revocation, RevocationReason
+from shared.provisioners.registry import Provisioners
+from shared.provisioners.tokens import peek
+from shared.store.base import CertificateReader, RevocationStore, TokenLedger
+from shared.x509.serials import parse_serial
+
+ALLOWED_REASONS = {r.value for r in RevocationReason} - {RevocationReason.CERTIFICATE_HOLD, RevocationReason.REMOVE_FROM_CRL}
+
+
+def parse_reason_code(value: object) -> int:
+    """Validate a `reasonCode` (0..10, never certificateHold).
+
+    Raises:
+        BadRequest: not an allowed reason code.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest("reasonCode must be an integer")
+    if value < 0 or value > 10:
+        raise BadRequest("reasonCode out of bounds")
+    if value not in ALLOWED_REASONS:
+        raise BadRequest(f"reasonCode {value} is not allowed")
+    return value
+
+
+class Revoker:
+    """Records revocations for one authority."""
+
+    def __init__(
+        self,
+        *,
+        authority_id: str,
+        provisioners: Provisioners,
+        tokens: TokenLedger,
+        certificates: CertificateReader,
+        revocations: RevocationStore,
+        clock: Clock,
+        sinks: Sequence[EventSink] = (),
+    ) -> None:
+        self._authority_id = authority_id
+        self._provisioners = provisioners
+        self._tokens = tokens
+        self._certificates = certificates
+        self._revocations = revocations
+        self._clock = clock
+        self._sinks = list(sinks)
+
+    def revoke_request(
+        self,
+        *,
+        serial: object,
+        ott: object,
+        reason_code: object,
+        reason: object,
+        passive: object,
+        client_certificate: x509.Certificate | None,
+    ) -> Revocation:
+        """`POST /revoke` as step-ca defines it.
+
+        Raises:
+            BadRequest, Unauthorized, Forbidden, NotFound, NotImplementedYet, AlreadyRevoked.
+        """
+        if passive is not True:
+            raise NotImplementedYet("non-passive revocation not implemented")
+        if not isinstance(serial, str) or not serial:
+            raise BadRequest("missing serial")
+        try:
+            serial_dec = str(parse_serial(serial))
+        except ValueError as exc:
+            raise BadRequest("invalid serial number") from exc
+        code = parse_reason_code(reason_code)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 256):
+            raise BadRequest("reason must be a string of at most 256 characters")
+        now = self._clock.now()
+        if isinstance(ott, str) and ott:
+            peeked = peek(ott)
+            provisioner = self._provisioners.for_token(peeked)
+            auth = provisioner.authorize_revoke(peeked, now)
+            try:
+                token_serial = str(parse_serial(auth.serial))
+            except ValueError as exc:
+                raise Unauthorized("invalid token: subject is not a serial number") from exc
+            if token_serial != serial_dec:
+                raise Unauthorized("token subject does not match the serial number")
+            record = self._certificates.get_certificate(serial_dec)
+            if record is None or record.authority_id != self._authority_id:
+                raise NotFound("certificate not found")
+            if not self._tokens.claim(auth.replay.namespace, auth.replay.key, auth.replay.expires_at):
+                raise TokenAlreadyUsed()
+            return self.revoke(serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id=auth.provisioner.id, mtls=False)
+        if ott not in (None, ""):
+            raise BadRequest("ott must be a string")
+        if client_certificate is None:
+            raise Unauthorized("missing ott or client certificate")
+        if str(client_certificate.serial_number) != serial_dec:
+            raise Forbidden("serial number in client certificate different than body")
+        return self.revoke(serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
+
+    def revoke(self, serial: str, *, reason_code: int, reason: str, provisioner_id: str, mtls: bool) -> Revocation:
+        """Record the revocation of a certificate this authority issued.
+
+        Raises:
+            NotFound: unknown serial.
+            AlreadyRevoked: revoked before.
+        """
+        record = self._certificates.get_certificate(serial)
+        if record is None or record.authority_id != self._authority_id:
+            raise NotFound("certificate not found")
+        now = self._clock.now()
+        revocation = Revocation(
+            serial=serial,
+            authority_id=self._authority_id,
+            revoked_at=now.replace(microsecond=0),
+            not_after=record.not_after,
+            reason_code=reason_code,
+            reason=reason,
+            provisioner_id=provisioner_id or record.provisioner.id,
+            mtls=mtls,
+        )
+        event = Event(
+            id=uuid.uuid4().hex,
+            type=CERTIFICATE_REVOKED,
+            source=f"{EVENT_SOURCE}/{self._authority_id}",
+            subject=serial,
+            time=now,
+            data={"serial": serial, "endpointId": record.endpoint_id, "reasonCode": reason_code, "authorityId": self._authority_id},
+        )
+        self._revocations.revoke(revocation, events=[event])
+        for sink in self._sinks:
+            try:
+                sink.publish([event])
+            except Exception:  # noqa: S112 - the event stays in the log for re-delivery
+                continue
+        return revocation

@@ -1,0 +1,270 @@
+"""An in-process `Store` for unit tests and the fast development loop.
+
+It behaves like the durable backends in everything the contract suite checks
+(create-if-absent, conflicts, ordering, compare-and-set, UTC datetimes,
+rejection of naive datetimes and non-JSON data), so code tested against it
+behaves the same on SQLite or Firestore. One lock serialises every call, which
+makes each method atomic across threads; nothing is shared across processes.
+
+Records go through the same row codec as SQLite on the way in, so a record
+read back is normalised exactly as a durable backend would return it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from shared.clock import Clock, SystemClock
+from shared.errors import AlreadyRevoked, Conflict
+from shared.model import CertificateRecord, Endpoint, Event, Revocation
+from shared.store import codec
+
+
+class MemoryStore:
+    """Every storage role, held in dictionaries behind one lock."""
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._claims: dict[tuple[str, str], int] = {}
+        self._certificates: dict[str, CertificateRecord] = {}
+        self._by_endpoint: dict[str, list[tuple[int, str]]] = {}
+        self._endpoints: dict[str, Endpoint] = {}
+        self._revocations: dict[str, Revocation] = {}
+        self._event_keys: list[tuple[int, str]] = []
+        self._events: dict[str, Event] = {}
+        self._counters: dict[str, int] = {}
+        # (collection, id) -> (JSON text, version, expires_at in epoch us or None)
+        self._documents: dict[tuple[str, str], tuple[str, int, int | None]] = {}
+        self._closed = False
+
+    # ----------------------------------------------------------------- TokenLedger
+
+    def claim(self, namespace: str, key: str, expires_at: dt.datetime) -> bool:
+        """Create `(namespace, key)` if absent; True only for the creator."""
+        expires_us = codec.to_epoch_us(expires_at, "expires_at")
+        with self._lock:
+            if (namespace, key) in self._claims:
+                return False
+            self._claims[(namespace, key)] = expires_us
+            return True
+
+    def purge_expired(self, now: dt.datetime) -> int:
+        """Delete claims that expired before `now`."""
+        now_us = codec.to_epoch_us(now, "now")
+        with self._lock:
+            stale = [k for k, exp in self._claims.items() if exp < now_us]
+            for k in stale:
+                del self._claims[k]
+            return len(stale)
+
+    # ----------------------------------------------------------------- certificates
+
+    def get_certificate(self, serial: str) -> CertificateRecord | None:
+        """Return the record for a serial, or None."""
+        with self._lock:
+            return self._certificates.get(serial)
+
+    def list_certificates_by_endpoint(self, endpoint_id: str) -> Sequence[CertificateRecord]:
+        """Return an endpoint's certificates, oldest issue first (serial breaks ties)."""
+        with self._lock:
+            keys = sorted(self._by_endpoint.get(endpoint_id, ()))
+            return [self._certificates[serial] for _, serial in keys]
+
+    def record_issuance(
+        self,
+        certificate: CertificateRecord,
+        *,
+        new_endpoint: Endpoint | None = None,
+        events: Sequence[Event] = (),
+    ) -> None:
+        """Store the certificate, maybe an endpoint, and events; all or nothing."""
+        # Encode everything first: a bad record or event raises before any change.
+        cert = codec.certificate_from_row(codec.certificate_to_row(certificate))
+        endpoint = (
+            codec.endpoint_from_row(codec.endpoint_to_row(new_endpoint))
+            if new_endpoint is not None
+            else None
+        )
+        normalised = [codec.event_from_row(codec.event_to_row(e)) for e in events]
+        with self._lock:
+            if cert.serial in self._certificates:
+                raise Conflict(f"certificate with serial number '{cert.serial}' already exists")
+            if endpoint is not None and endpoint.id not in self._endpoints:
+                self._endpoints[endpoint.id] = endpoint
+            self._certificates[cert.serial] = cert
+            self._by_endpoint.setdefault(cert.endpoint_id, []).append(
+                (codec.to_epoch_us(cert.issued_at), cert.serial)
+            )
+            self._add_events(normalised)
+
+    # ----------------------------------------------------------------- endpoints
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """Return one endpoint or None."""
+        with self._lock:
+            return self._endpoints.get(endpoint_id)
+
+    def list_endpoints(
+        self, *, authority_id: str | None = None, limit: int = 100, after: str = ""
+    ) -> Sequence[Endpoint]:
+        """Return endpoints ordered by id, starting after the id `after`."""
+        if limit <= 0:
+            return []
+        with self._lock:
+            ids = sorted(
+                i
+                for i, e in self._endpoints.items()
+                if i > after and (authority_id is None or e.authority_id == authority_id)
+            )
+            return [self._endpoints[i] for i in ids[:limit]]
+
+    # ----------------------------------------------------------------- revocations
+
+    def get_revocation(self, serial: str) -> Revocation | None:
+        """Return the revocation of a serial, or None."""
+        with self._lock:
+            return self._revocations.get(serial)
+
+    def list_revocations(
+        self, authority_id: str, *, not_after_since: dt.datetime
+    ) -> Sequence[Revocation]:
+        """Return an authority's revocations expiring at or after `not_after_since`."""
+        since = codec.require_aware(not_after_since, "not_after_since")
+        with self._lock:
+            found = [
+                r
+                for r in self._revocations.values()
+                if r.authority_id == authority_id and r.not_after >= since
+            ]
+        return sorted(found, key=lambda r: (r.not_after, r.serial))
+
+    def revoke(self, revocation: Revocation, *, events: Sequence[Event] = ()) -> None:
+        """Record a revocation and its events, or raise AlreadyRevoked."""
+        rev = codec.revocation_from_row(codec.revocation_to_row(revocation))
+        normalised = [codec.event_from_row(codec.event_to_row(e)) for e in events]
+        with self._lock:
+            if rev.serial in self._revocations:
+                raise AlreadyRevoked(rev.serial)
+            self._revocations[rev.serial] = rev
+            self._add_events(normalised)
+
+    # ----------------------------------------------------------------- events
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        """Append events; an id already logged is ignored (retries are idempotent)."""
+        normalised = [codec.event_from_row(codec.event_to_row(e)) for e in events]
+        with self._lock:
+            self._add_events(normalised)
+
+    def list_events(self, *, since: dt.datetime | None = None, limit: int = 100) -> Sequence[Event]:
+        """Return events with time >= `since`, ordered by (time, id)."""
+        if limit <= 0:
+            return []
+        start_key = (codec.to_epoch_us(since, "since"), "") if since is not None else None
+        with self._lock:
+            start = bisect.bisect_left(self._event_keys, start_key) if start_key else 0
+            keys = self._event_keys[start : start + limit]
+            return [self._events[event_id] for _, event_id in keys]
+
+    def _add_events(self, events: Sequence[Event]) -> None:
+        for event in events:
+            if event.id in self._events:
+                continue
+            self._events[event.id] = event
+            bisect.insort(self._event_keys, (codec.to_epoch_us(event.time), event.id))
+
+    # ----------------------------------------------------------------- counters
+
+    def next_value(self, name: str) -> int:
+        """Increment and return the named counter (first value 1)."""
+        with self._lock:
+            value = self._counters.get(name, 0) + 1
+            self._counters[name] = value
+            return value
+
+    # ----------------------------------------------------------------- documents
+
+    def create_document(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """Create a document at version 1 if absent."""
+        text = codec.dump_json(data, "document data")
+        expires_us = codec.to_epoch_us(expires_at, "expires_at") if expires_at is not None else None
+        with self._lock:
+            if (collection, doc_id) in self._documents:
+                return False
+            self._documents[(collection, doc_id)] = (text, 1, expires_us)
+            return True
+
+    def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """Return a fresh copy of `(data, version)` or None."""
+        with self._lock:
+            found = self._documents.get((collection, doc_id))
+        if found is None:
+            return None
+        return codec.load_json_object(found[0]), found[1]
+
+    def update_document(
+        self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
+    ) -> bool:
+        """Replace the document if its version is still `expected_version`."""
+        text = codec.dump_json(data, "document data")
+        with self._lock:
+            found = self._documents.get((collection, doc_id))
+            if found is None or found[1] != expected_version:
+                return False
+            self._documents[(collection, doc_id)] = (text, found[1] + 1, found[2])
+            return True
+
+    def find_documents(
+        self, collection: str, field: str, value: str, *, limit: int = 100
+    ) -> Sequence[tuple[str, dict[str, Any], int]]:
+        """Return documents whose top-level string `field` equals `value`, by id."""
+        if limit <= 0:
+            return []
+        with self._lock:
+            candidates = sorted(
+                (doc_id, text, version)
+                for (coll, doc_id), (text, version, _) in self._documents.items()
+                if coll == collection
+            )
+        out: list[tuple[str, dict[str, Any], int]] = []
+        for doc_id, text, version in candidates:
+            data = codec.load_json_object(text)
+            if codec.field_matches(data, field, value):
+                out.append((doc_id, data, version))
+                if len(out) >= limit:
+                    break
+        return out
+
+    def purge_expired_documents(self, now: dt.datetime | None = None) -> int:
+        """Delete documents whose `expires_at` is before `now` (default: the clock)."""
+        now_us = codec.to_epoch_us(now if now is not None else self._clock.now(), "now")
+        with self._lock:
+            stale = [
+                k for k, (_, _, exp) in self._documents.items() if exp is not None and exp < now_us
+            ]
+            for k in stale:
+                del self._documents[k]
+            return len(stale)
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Nothing to release; kept for the `Store` protocol."""
+        self._closed = True
+
+
+def from_url(url: str, *, clock: Clock) -> MemoryStore:
+    """Open a `memory:` URL (each call is a new, empty store)."""
+    return MemoryStore(clock=clock)

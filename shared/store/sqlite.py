@@ -1,0 +1,615 @@
+"""The embedded default `Store`: one SQLite file, safe for several processes.
+
+`cirrus up` may run more than one worker process on the same file, and each
+runs a threaded HTTP server, so this backend is built for concurrent writers:
+
+- WAL journal: readers never block the writer and the writer never blocks
+  readers; one writer at a time across all processes.
+- Every write is `BEGIN IMMEDIATE ... COMMIT`: the write lock is taken up
+  front, so a transaction never fails half-way with SQLITE_BUSY when it tries
+  to upgrade from reading to writing (the deadlock a deferred transaction hits).
+  Waiting for the lock is bounded by `busy_timeout`; running out of time raises
+  `BackendError(transient=True)`.
+- `synchronous=NORMAL` (the default here): a commit is written to the WAL but
+  not fsync'd; it survives a crash of the process (the OS holds it), but an OS
+  crash or power loss may roll back the last transactions. That buys about an
+  order of magnitude in write throughput. Pass `synchronous="FULL"` (URL:
+  `sqlite:/path.db?synchronous=full`) to fsync every commit when a handed-out
+  certificate must survive power loss.
+- Connections: a SQLite connection must not be used by two threads at once.
+  Each operation borrows a connection from a small pool and returns it, so a
+  connection is only ever used by one thread at a time. This is the
+  thread-local pattern without its leak: Werkzeug's threaded server starts a
+  thread per request, and thread-local connections would mean one connection
+  opened (and schema re-read) per request. A process that forks abandons the
+  parent's connections (SQLite forbids using them across fork) and opens its
+  own.
+
+Schema (created on open, idempotent, versioned in `schema_version`):
+times are INTEGER microseconds since the epoch (UTC), DER is a BLOB, event and
+document data are JSON text. `find_documents` uses an index table
+`document_fields(collection, field, value, doc_id)` holding every top-level
+string field of every document (long values by digest, see
+`codec.index_value`), rather than `json_extract` expression indexes: an
+expression index needs a fixed JSON path, and callers may search any field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import sqlite3
+import threading
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from shared.clock import Clock, SystemClock
+from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict
+from shared.model import CertificateRecord, Endpoint, Event, Revocation
+from shared.store import codec
+
+SCHEMA_VERSION = 1
+
+_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS used_tokens (
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (namespace, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at)",
+    """CREATE TABLE IF NOT EXISTS certificates (
+        serial TEXT PRIMARY KEY NOT NULL,
+        authority_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        der BLOB NOT NULL,
+        not_before INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        provisioner_id TEXT NOT NULL,
+        provisioner_name TEXT NOT NULL,
+        provisioner_type TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        subject_key TEXT NOT NULL,
+        common_name TEXT NOT NULL,
+        sans TEXT NOT NULL,
+        issued_at INTEGER NOT NULL,
+        renewed_from TEXT,
+        operation TEXT NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS certificates_by_endpoint
+        ON certificates (endpoint_id, issued_at, serial)""",
+    """CREATE TABLE IF NOT EXISTS endpoints (
+        id TEXT PRIMARY KEY NOT NULL,
+        authority_id TEXT NOT NULL,
+        provisioner_id TEXT NOT NULL,
+        subject_key TEXT NOT NULL,
+        name TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS endpoints_by_authority ON endpoints (authority_id, id)",
+    """CREATE TABLE IF NOT EXISTS revocations (
+        serial TEXT PRIMARY KEY NOT NULL,
+        authority_id TEXT NOT NULL,
+        revoked_at INTEGER NOT NULL,
+        not_after INTEGER NOT NULL,
+        reason_code INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        provisioner_id TEXT NOT NULL,
+        mtls INTEGER NOT NULL
+    )""",
+    """CREATE INDEX IF NOT EXISTS revocations_by_authority_expiry
+        ON revocations (authority_id, not_after)""",
+    """CREATE TABLE IF NOT EXISTS events (
+        id TEXT PRIMARY KEY NOT NULL,
+        type TEXT NOT NULL,
+        source TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        data TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_by_time ON events (time, id)",
+    """CREATE TABLE IF NOT EXISTS counters (
+        name TEXT PRIMARY KEY NOT NULL,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS documents (
+        collection TEXT NOT NULL,
+        id TEXT NOT NULL,
+        data TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        expires_at INTEGER,
+        PRIMARY KEY (collection, id)
+    )""",
+    """CREATE INDEX IF NOT EXISTS documents_by_expiry
+        ON documents (expires_at) WHERE expires_at IS NOT NULL""",
+    """CREATE TABLE IF NOT EXISTS document_fields (
+        collection TEXT NOT NULL,
+        field TEXT NOT NULL,
+        value TEXT NOT NULL,
+        doc_id TEXT NOT NULL,
+        PRIMARY KEY (collection, field, value, doc_id)
+    ) WITHOUT ROWID""",
+    """CREATE INDEX IF NOT EXISTS document_fields_by_doc
+        ON document_fields (collection, doc_id)""",
+)
+
+# Statements built from the codec's constant column lists; values are always bound.
+_CERT_INSERT = (
+    f"INSERT INTO certificates ({', '.join(codec.CERTIFICATE_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(codec.CERTIFICATE_COLUMNS))})"
+)
+_CERT_SELECT = f"SELECT {', '.join(codec.CERTIFICATE_COLUMNS)} FROM certificates"  # noqa: S608
+_ENDPOINT_INSERT = (
+    f"INSERT OR IGNORE INTO endpoints ({', '.join(codec.ENDPOINT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(codec.ENDPOINT_COLUMNS))})"
+)
+_ENDPOINT_SELECT = f"SELECT {', '.join(codec.ENDPOINT_COLUMNS)} FROM endpoints"  # noqa: S608
+_REVOCATION_INSERT = (
+    f"INSERT INTO revocations ({', '.join(codec.REVOCATION_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(codec.REVOCATION_COLUMNS))})"
+)
+_REVOCATION_SELECT = f"SELECT {', '.join(codec.REVOCATION_COLUMNS)} FROM revocations"  # noqa: S608
+# OR IGNORE: an event id already logged is a retry of the same fact, not a new one.
+_EVENT_INSERT = (
+    f"INSERT OR IGNORE INTO events ({', '.join(codec.EVENT_COLUMNS)}) "  # noqa: S608
+    f"VALUES ({', '.join('?' * len(codec.EVENT_COLUMNS))})"
+)
+_EVENT_SELECT = f"SELECT {', '.join(codec.EVENT_COLUMNS)} FROM events"  # noqa: S608
+
+# Connections inherited across fork(): never used, never closed (closing could
+# checkpoint or unlink the WAL under the parent), just kept referenced.
+_ABANDONED: list[sqlite3.Connection] = []
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+
+def _backend_error(exc: sqlite3.Error, what: str) -> BackendError:
+    """Translate a sqlite3 exception; lock timeouts are worth retrying."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    transient = primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or (
+        primary is None and "locked" in str(exc)
+    )
+    return BackendError(f"sqlite store: {what} failed: {exc}", transient=transient)
+
+
+class SQLiteStore:
+    """Every storage role on one SQLite database file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        busy_timeout_ms: int = 10_000,
+        synchronous: Synchronous = "NORMAL",
+        max_idle_connections: int = 8,
+    ) -> None:
+        """Open (creating if needed) the database and its schema.
+
+        Args:
+            path: The database file; its directory must exist.
+            clock: Used only when `purge_expired_documents` is called without a time.
+            busy_timeout_ms: How long a write waits for another writer's lock.
+            synchronous: "NORMAL" (fast, survives process crash) or "FULL"
+                (fsync per commit, survives power loss).
+            max_idle_connections: Connections kept open between operations.
+        """
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ConfigError(f"sqlite synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self._path = str(path)
+        self._clock: Clock = clock or SystemClock()
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        self._synchronous = synchronous
+        self._max_idle = max_idle_connections
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        try:
+            self._initialise()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    # ----------------------------------------------------------------- connections
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._path,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                check_same_thread=False,  # the pool hands it to one thread at a time
+                timeout=self._busy_timeout_ms / 1000,
+                cached_statements=64,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = OFF")
+        except sqlite3.Error as exc:
+            raise _backend_error(exc, "open") from exc
+        return conn
+
+    def _acquire(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._closed:
+                raise BackendError("sqlite store: used after close")
+            if self._pid != os.getpid():
+                _ABANDONED.extend(self._idle)
+                self._idle = []
+                self._pid = os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # only after a failure we could not roll back
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        with self._lock:
+            if not self._closed and self._pid == os.getpid() and len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    @contextlib.contextmanager
+    def _read(self, what: str) -> Iterator[sqlite3.Connection]:
+        """Borrow a connection for autocommit reads (each statement sees one snapshot)."""
+        conn = self._acquire()
+        try:
+            yield conn
+        except sqlite3.Error as exc:
+            raise _backend_error(exc, what) from exc
+        finally:
+            self._release(conn)
+
+    @contextlib.contextmanager
+    def _write(self, what: str) -> Iterator[sqlite3.Connection]:
+        """Run the body in one `BEGIN IMMEDIATE` transaction; roll back on any error."""
+        conn = self._acquire()
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise _backend_error(exc, what) from exc
+        finally:
+            self._release(conn)
+
+    def _initialise(self) -> None:
+        conn = self._acquire()
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise _backend_error(exc, "enable WAL") from exc
+        finally:
+            self._release(conn)
+        if str(mode).lower() != "wal":
+            raise ConfigError(f"sqlite store: cannot use WAL journal (got {mode!r})")
+        with self._write("create schema") as conn:
+            conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_version (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    version INTEGER NOT NULL
+                )"""
+            )
+            row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+            if row is not None and row[0] > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"sqlite store: database schema version {row[0]} is newer than this "
+                    f"release supports ({SCHEMA_VERSION}); upgrade Cirrus"
+                )
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            if row is None:
+                conn.execute(
+                    "INSERT INTO schema_version (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
+                )
+
+    def schema_version(self) -> int:
+        """Return the schema version recorded in the file."""
+        with self._read("read schema version") as conn:
+            row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
+        return int(row[0])
+
+    # ----------------------------------------------------------------- TokenLedger
+
+    def claim(self, namespace: str, key: str, expires_at: dt.datetime) -> bool:
+        """Create `(namespace, key)` if absent; True only for the creator."""
+        expires_us = codec.to_epoch_us(expires_at, "expires_at")
+        with self._write("claim") as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)",
+                (namespace, key, expires_us),
+            )
+            return cur.rowcount == 1
+
+    def purge_expired(self, now: dt.datetime) -> int:
+        """Delete claims that expired before `now`."""
+        now_us = codec.to_epoch_us(now, "now")
+        with self._write("purge expired claims") as conn:
+            return conn.execute("DELETE FROM used_tokens WHERE expires_at < ?", (now_us,)).rowcount
+
+    # ----------------------------------------------------------------- certificates
+
+    def get_certificate(self, serial: str) -> CertificateRecord | None:
+        """Return the record for a serial, or None."""
+        with self._read("get certificate") as conn:
+            row = conn.execute(f"{_CERT_SELECT} WHERE serial = ?", (serial,)).fetchone()
+        return codec.certificate_from_row(row) if row is not None else None
+
+    def list_certificates_by_endpoint(self, endpoint_id: str) -> Sequence[CertificateRecord]:
+        """Return an endpoint's certificates, oldest issue first (serial breaks ties)."""
+        with self._read("list certificates") as conn:
+            rows = conn.execute(
+                f"{_CERT_SELECT} WHERE endpoint_id = ? ORDER BY issued_at, serial",
+                (endpoint_id,),
+            ).fetchall()
+        return [codec.certificate_from_row(r) for r in rows]
+
+    def record_issuance(
+        self,
+        certificate: CertificateRecord,
+        *,
+        new_endpoint: Endpoint | None = None,
+        events: Sequence[Event] = (),
+    ) -> None:
+        """Store the certificate, maybe an endpoint, and events in one transaction."""
+        cert_row = codec.certificate_to_row(certificate)
+        endpoint_row = codec.endpoint_to_row(new_endpoint) if new_endpoint is not None else None
+        with self._write("record issuance") as conn:
+            if endpoint_row is not None:
+                conn.execute(_ENDPOINT_INSERT, endpoint_row)
+            try:
+                conn.execute(_CERT_INSERT, cert_row)
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise
+                raise Conflict(
+                    f"certificate with serial number '{certificate.serial}' already exists"
+                ) from None
+            # Encoded inside the transaction: a bad event rolls back the certificate too.
+            conn.executemany(_EVENT_INSERT, (codec.event_to_row(e) for e in events))
+
+    # ----------------------------------------------------------------- endpoints
+
+    def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """Return one endpoint or None."""
+        with self._read("get endpoint") as conn:
+            row = conn.execute(f"{_ENDPOINT_SELECT} WHERE id = ?", (endpoint_id,)).fetchone()
+        return codec.endpoint_from_row(row) if row is not None else None
+
+    def list_endpoints(
+        self, *, authority_id: str | None = None, limit: int = 100, after: str = ""
+    ) -> Sequence[Endpoint]:
+        """Return endpoints ordered by id, starting after the id `after`."""
+        if limit <= 0:
+            return []
+        with self._read("list endpoints") as conn:
+            if authority_id is None:
+                rows = conn.execute(
+                    f"{_ENDPOINT_SELECT} WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"{_ENDPOINT_SELECT} WHERE authority_id = ? AND id > ? ORDER BY id LIMIT ?",
+                    (authority_id, after, limit),
+                ).fetchall()
+        return [codec.endpoint_from_row(r) for r in rows]
+
+    # ----------------------------------------------------------------- revocations
+
+    def get_revocation(self, serial: str) -> Revocation | None:
+        """Return the revocation of a serial, or None."""
+        with self._read("get revocation") as conn:
+            row = conn.execute(f"{_REVOCATION_SELECT} WHERE serial = ?", (serial,)).fetchone()
+        return codec.revocation_from_row(row) if row is not None else None
+
+    def list_revocations(
+        self, authority_id: str, *, not_after_since: dt.datetime
+    ) -> Sequence[Revocation]:
+        """Return an authority's revocations expiring at or after `not_after_since`."""
+        since_us = codec.to_epoch_us(not_after_since, "not_after_since")
+        with self._read("list revocations") as conn:
+            rows = conn.execute(
+                f"{_REVOCATION_SELECT} WHERE authority_id = ? AND not_after >= ? "
+                "ORDER BY not_after, serial",
+                (authority_id, since_us),
+            ).fetchall()
+        return [codec.revocation_from_row(r) for r in rows]
+
+    def revoke(self, revocation: Revocation, *, events: Sequence[Event] = ()) -> None:
+        """Record a revocation and its events atomically, or raise AlreadyRevoked."""
+        row = codec.revocation_to_row(revocation)
+        with self._write("revoke") as conn:
+            try:
+                conn.execute(_REVOCATION_INSERT, row)
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" not in str(exc):
+                    raise
+                raise AlreadyRevoked(revocation.serial) from None
+            conn.executemany(_EVENT_INSERT, (codec.event_to_row(e) for e in events))
+
+    # ----------------------------------------------------------------- events
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        """Append events; an id already logged is ignored (retries are idempotent)."""
+        if not events:
+            return
+        with self._write("append events") as conn:
+            conn.executemany(_EVENT_INSERT, (codec.event_to_row(e) for e in events))
+
+    def list_events(self, *, since: dt.datetime | None = None, limit: int = 100) -> Sequence[Event]:
+        """Return events with time >= `since`, ordered by (time, id)."""
+        if limit <= 0:
+            return []
+        with self._read("list events") as conn:
+            if since is None:
+                rows = conn.execute(f"{_EVENT_SELECT} ORDER BY time, id LIMIT ?", (limit,))
+            else:
+                rows = conn.execute(
+                    f"{_EVENT_SELECT} WHERE time >= ? ORDER BY time, id LIMIT ?",
+                    (codec.to_epoch_us(since, "since"), limit),
+                )
+            return [codec.event_from_row(r) for r in rows.fetchall()]
+
+    # ----------------------------------------------------------------- counters
+
+    def next_value(self, name: str) -> int:
+        """Increment and return the named counter (first value 1)."""
+        with self._write("increment counter") as conn:
+            rows = conn.execute(
+                "INSERT INTO counters (name, value) VALUES (?, 1) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+                (name,),
+            ).fetchall()
+        return int(rows[0][0])
+
+    # ----------------------------------------------------------------- documents
+
+    def create_document(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """Create a document at version 1 if absent."""
+        text = codec.dump_json(data, "document data")
+        expires_us = codec.to_epoch_us(expires_at, "expires_at") if expires_at is not None else None
+        fields = [(collection, f, v, doc_id) for f, v in codec.indexable_fields(data)]
+        with self._write("create document") as conn:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) "
+                "VALUES (?, ?, ?, 1, ?)",
+                (collection, doc_id, text, expires_us),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.executemany("INSERT INTO document_fields VALUES (?, ?, ?, ?)", fields)
+            return True
+
+    def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """Return `(data, version)` or None."""
+        with self._read("get document") as conn:
+            row = conn.execute(
+                "SELECT data, version FROM documents WHERE collection = ? AND id = ?",
+                (collection, doc_id),
+            ).fetchone()
+        return (codec.load_json_object(row[0]), int(row[1])) if row is not None else None
+
+    def update_document(
+        self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
+    ) -> bool:
+        """Replace the document if its version is still `expected_version`."""
+        text = codec.dump_json(data, "document data")
+        fields = [(collection, f, v, doc_id) for f, v in codec.indexable_fields(data)]
+        with self._write("update document") as conn:
+            cur = conn.execute(
+                "UPDATE documents SET data = ?, version = version + 1 "
+                "WHERE collection = ? AND id = ? AND version = ?",
+                (text, collection, doc_id, expected_version),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute(
+                "DELETE FROM document_fields WHERE collection = ? AND doc_id = ?",
+                (collection, doc_id),
+            )
+            conn.executemany("INSERT INTO document_fields VALUES (?, ?, ?, ?)", fields)
+            return True
+
+    def find_documents(
+        self, collection: str, field: str, value: str, *, limit: int = 100
+    ) -> Sequence[tuple[str, dict[str, Any], int]]:
+        """Return documents whose top-level string `field` equals `value`, by id."""
+        if limit <= 0:
+            return []
+        with self._read("find documents") as conn:
+            rows = conn.execute(
+                "SELECT d.id, d.data, d.version FROM document_fields AS f "
+                "JOIN documents AS d ON d.collection = f.collection AND d.id = f.doc_id "
+                "WHERE f.collection = ? AND f.field = ? AND f.value = ? "
+                "ORDER BY f.doc_id LIMIT ?",
+                (collection, field, codec.index_value(value), limit),
+            ).fetchall()
+        out: list[tuple[str, dict[str, Any], int]] = []
+        for doc_id, text, version in rows:
+            data = codec.load_json_object(text)
+            if codec.field_matches(data, field, value):  # guards digest-indexed values
+                out.append((doc_id, data, int(version)))
+        return out
+
+    def purge_expired_documents(self, now: dt.datetime | None = None) -> int:
+        """Delete documents whose `expires_at` is before `now` (default: the clock)."""
+        now_us = codec.to_epoch_us(now if now is not None else self._clock.now(), "now")
+        with self._write("purge expired documents") as conn:
+            conn.execute(
+                "DELETE FROM document_fields WHERE (collection, doc_id) IN ("
+                "SELECT collection, id FROM documents "
+                "WHERE expires_at IS NOT NULL AND expires_at < ?)",
+                (now_us,),
+            )
+            return conn.execute(
+                "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at < ?",
+                (now_us,),
+            ).rowcount
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def close(self) -> None:
+        """Close idle connections; borrowed ones close when returned."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
+def from_url(url: str, *, clock: Clock) -> SQLiteStore:
+    """Open `sqlite:/abs/path.db` (also `sqlite:///abs/path.db`).
+
+    Query options: `synchronous=normal|full`, `busy_timeout_ms=N`.
+
+    Raises:
+        ConfigError: the URL is malformed or the path is not absolute.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "sqlite" or parsed.netloc:
+        raise ConfigError("store URL must look like sqlite:/absolute/path.db")
+    path = urllib.parse.unquote(parsed.path)
+    if not path or not os.path.isabs(path):
+        raise ConfigError("store URL must give an absolute path: sqlite:/absolute/path.db")
+    options = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+    unknown = set(options) - {"synchronous", "busy_timeout_ms"}
+    if unknown:
+        raise ConfigError(f"unknown sqlite store option(s): {', '.join(sorted(unknown))}")
+    synchronous = options.get("synchronous", "normal").upper()
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ConfigError("sqlite store option synchronous must be normal or full")
+    try:
+        busy_timeout_ms = int(options.get("busy_timeout_ms", "10000"))
+    except ValueError:
+        raise ConfigError("sqlite store option busy_timeout_ms must be an integer") from None
+    return SQLiteStore(
+        path,
+        clock=clock,
+        busy_timeout_ms=busy_timeout_ms,
+        synchronous="FULL" if synchronous == "FULL" else "NORMAL",
+    )

@@ -1,0 +1,1 @@
+"""Building and checking X.509 certificates with pyca/cryptography."""

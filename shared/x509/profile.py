@@ -1,0 +1,261 @@
+"""Certificate profiles: root, intermediate and the default leaf.
+
+The default leaf meets standards.md 3.1 and 3.7: v3, random serial, issuer DN
+copied byte-for-byte from the issuing certificate, AKI = issuer SKI, KU by key
+type (digitalSignature; RSA adds keyEncipherment), EKU serverAuth+clientAuth
+(clientAuth keeps mTLS renewal working, as in step-ca), no basicConstraints
+cA, SAN always present. We include SKI in leaves too (the PKIX "should"; the
+BR "not recommended" is for public TLS, and step-ca does the same). Times are
+whole seconds, so encodings never carry fractions (X509-04).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from shared.keys.adapter import IssuerKey, signature_hash
+from shared.keys.base import PublicKey
+
+STEP_PROVISIONER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.37476.9000.64.1")
+PROVISIONER_TYPE_NUMBERS = {
+    "JWK": 1, "OIDC": 2, "GCP": 3, "AWS": 4, "Azure": 5, "ACME": 6,
+    "X5C": 7, "K8sSA": 8, "SSHPOP": 9, "SCEP": 10, "Nebula": 11,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Issuer:
+    """An issuing authority as the builders see it: its certificate and signing key."""
+
+    certificate: x509.Certificate
+    key: IssuerKey
+    ski: x509.SubjectKeyIdentifier
+
+    @classmethod
+    def of(cls, certificate: x509.Certificate, key: IssuerKey) -> Issuer:
+        """Build from a CA certificate, reading its SKI (or computing it)."""
+        try:
+            ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        except x509.ExtensionNotFound:
+            ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())  # type: ignore[arg-type]
+        return cls(certificate=certificate, key=key, ski=ski)
+
+
+def whole_seconds(t: dt.datetime) -> dt.datetime:
+    """Drop microseconds: certificate times carry none."""
+    return t.replace(microsecond=0)
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(body)) + body
+
+
+def provisioner_extension(ptype: str, name: str, credential_id: str) -> x509.Extension[x509.UnrecognizedExtension]:
+    """step-ca's provisioner extension (OID ...37476.9000.64.1), non-critical.
+
+    DER: SEQUENCE { type INTEGER, name OCTET STRING, credentialID OCTET STRING }.
+    Hand-encoded because it is three primitives and cryptography has no
+    generic DER encoder.
+    """
+    number = PROVISIONER_TYPE_NUMBERS.get(ptype, 0)
+    body = (
+        _tlv(0x02, number.to_bytes(1, "big"))
+        + _tlv(0x04, name.encode())
+        + _tlv(0x04, credential_id.encode())
+    )
+    value = x509.UnrecognizedExtension(STEP_PROVISIONER_OID, _tlv(0x30, body))
+    return x509.Extension(STEP_PROVISIONER_OID, False, value)
+
+
+def leaf_key_usage(public_key: PublicKey) -> x509.KeyUsage:
+    """KU consistent with the key type (X509-10)."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def default_leaf_extensions(
+    *,
+    public_key: PublicKey,
+    san: x509.SubjectAlternativeName,
+    san_critical: bool,
+    provisioner: x509.Extension[x509.UnrecognizedExtension] | None,
+    crl_url: str | None = None,
+    ocsp_url: str | None = None,
+    ca_issuers_url: str | None = None,
+) -> list[x509.Extension[x509.ExtensionType]]:
+    """The default leaf's extensions, minus SKI/AKI (added at signing)."""
+    exts: list[x509.Extension[x509.ExtensionType]] = [
+        x509.Extension(x509.KeyUsage.oid, True, leaf_key_usage(public_key)),
+        x509.Extension(
+            x509.ExtendedKeyUsage.oid,
+            False,
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+        ),
+        x509.Extension(x509.SubjectAlternativeName.oid, san_critical, san),
+    ]
+    if crl_url:
+        cdp = x509.CRLDistributionPoints(
+            [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
+        )
+        exts.append(x509.Extension(cdp.oid, False, cdp))
+    access: list[x509.AccessDescription] = []
+    if ocsp_url:
+        access.append(
+            x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))
+        )
+    if ca_issuers_url:
+        access.append(
+            x509.AccessDescription(
+                x509.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers_url)
+            )
+        )
+    if access:
+        aia = x509.AuthorityInformationAccess(access)
+        exts.append(x509.Extension(aia.oid, False, aia))
+    if provisioner is not None:
+        exts.append(provisioner)  # type: ignore[arg-type]
+    return exts
+
+
+def sign_certificate(
+    issuer: Issuer,
+    *,
+    subject: x509.Name,
+    public_key: PublicKey,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    extensions: Sequence[x509.Extension[x509.ExtensionType]],
+) -> x509.Certificate:
+    """Sign a certificate under `issuer`, adding SKI and AKI.
+
+    Extensions named SKI/AKI in `extensions` are replaced, so renewals can pass
+    the old certificate's extensions through unchanged.
+    """
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(whole_seconds(not_before))
+        .not_valid_after(whole_seconds(not_after))
+    )
+    skip = {x509.SubjectKeyIdentifier.oid, x509.AuthorityKeyIdentifier.oid}
+    for ext in extensions:
+        if ext.oid not in skip:
+            builder = builder.add_extension(ext.value, ext.critical)
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
+    builder = builder.add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer.ski), False
+    )
+    return builder.sign(issuer.key, signature_hash(issuer.key.public_key()))
+
+
+def ca_name(common_name: str, organization: str | None = None) -> x509.Name:
+    """A CA subject DN."""
+    attrs = []
+    if organization:
+        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    return x509.Name(attrs)
+
+
+def _ca_extensions(path_length: int | None) -> list[x509.Extension[x509.ExtensionType]]:
+    ku = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    bc = x509.BasicConstraints(ca=True, path_length=path_length)
+    return [x509.Extension(bc.oid, True, bc), x509.Extension(ku.oid, True, ku)]
+
+
+def self_signed_root(
+    *, key: IssuerKey, subject: x509.Name, serial: int, not_before: dt.datetime, not_after: dt.datetime
+) -> x509.Certificate:
+    """A self-signed root (no AKI needed, X509-07) with pathLen 1."""
+    public = key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(public)
+        .serial_number(serial)
+        .not_valid_before(whole_seconds(not_before))
+        .not_valid_after(whole_seconds(not_after))
+    )
+    for ext in _ca_extensions(1):
+        builder = builder.add_extension(ext.value, ext.critical)
+    builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
+    return builder.sign(key, signature_hash(public))
+
+
+def intermediate(
+    issuer: Issuer,
+    *,
+    public_key: PublicKey,
+    subject: x509.Name,
+    serial: int,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    path_length: int | None = 0,
+) -> x509.Certificate:
+    """An intermediate (issuing) CA certificate signed by `issuer`."""
+    return sign_certificate(
+        issuer,
+        subject=subject,
+        public_key=public_key,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+        extensions=_ca_extensions(path_length),
+    )
+
+
+def is_ca_key_type_ok(public_key: PublicKey) -> bool:
+    """Whether Cirrus can sign with such a CA key."""
+    return isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey)
+
+
+__all__ = [
+    "STEP_PROVISIONER_OID",
+    "Issuer",
+    "ca_name",
+    "default_leaf_extensions",
+    "hashes",
+    "intermediate",
+    "provisioner_extension",
+    "self_signed_root",
+    "sign_certificate",
+    "whole_seconds",
+]

@@ -1,0 +1,36 @@
+"""Certificate serial numbers.
+
+Serials are positive CSPRNG integers with 150 random bits and the 151st bit
+set, so every serial has the same DER length (19 content octets), is far above
+BR-01's 64-bit floor and step-ca's 128 bits, and stays below 2^159 (X509-02).
+The decimal string is the key everywhere, as in step-ca.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+
+SERIAL_BITS = 150
+
+SerialSource = Callable[[], int]
+
+
+def random_serial() -> int:
+    """Return a fresh random serial."""
+    return (1 << SERIAL_BITS) | secrets.randbits(SERIAL_BITS)
+
+
+def parse_serial(text: str) -> int:
+    """Parse a serial as step-ca does: decimal, or hex with a 0x prefix.
+
+    Raises:
+        ValueError: not a positive integer below 2^159.
+    """
+    s = text.strip()
+    if not s:
+        raise ValueError("empty serial")
+    value = int(s[2:], 16) if s.lower().startswith("0x") else int(s, 10)
+    if value <= 0 or value >= 1 << 159:
+        raise ValueError("serial out of range")
+    return value
