@@ -40,12 +40,16 @@ class _ECSigner(ec.EllipticCurvePrivateKey):
         self._public = signer.public_key()
         assert isinstance(self._public, ec.EllipticCurvePublicKey)
 
-    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+    def sign(
+        self,
+        data: bytes | bytearray | memoryview,
+        signature_algorithm: ec.EllipticCurveSignatureAlgorithm,
+    ) -> bytes:
         expected = signature_hash(self._public)
         got = getattr(signature_algorithm, "algorithm", None)
         if expected is None or got is None or got.name != expected.name:
             raise TypeError(f"signer produces {expected.name if expected else '?'} signatures")
-        return self._signer.sign(data)
+        return self._signer.sign(bytes(data))
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self._public  # type: ignore[return-value]
@@ -77,13 +81,13 @@ class _RSASigner(rsa.RSAPrivateKey):
 
     def sign(
         self,
-        data: bytes,
+        data: bytes | bytearray | memoryview,
         padding_: padding.AsymmetricPadding,
         algorithm: Any,
     ) -> bytes:
         if not isinstance(padding_, padding.PKCS1v15) or not isinstance(algorithm, hashes.SHA256):
             raise TypeError("signer produces RSA PKCS#1 v1.5 SHA-256 signatures")
-        return self._signer.sign(data)
+        return self._signer.sign(bytes(data))
 
     def public_key(self) -> rsa.RSAPublicKey:
         return self._public  # type: ignore[return-value]
@@ -109,8 +113,8 @@ class _Ed25519Signer(ed25519.Ed25519PrivateKey):
         self._public = signer.public_key()
         assert isinstance(self._public, ed25519.Ed25519PublicKey)
 
-    def sign(self, data: bytes) -> bytes:
-        return self._signer.sign(data)
+    def sign(self, data: bytes | bytearray | memoryview) -> bytes:
+        return self._signer.sign(bytes(data))
 
     def public_key(self) -> ed25519.Ed25519PublicKey:
         return self._public  # type: ignore[return-value]
