@@ -1,0 +1,32 @@
+# A complete Cirrus CA deployment in one project. See docs/deploy.md.
+#
+#   python infra/bundle.py --out dist/cirrus-functions.zip
+#   cd terraform/examples/basic
+#   cp terraform.tfvars.example terraform.tfvars   # then edit it
+#   terraform init && terraform apply
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+module "cirrus" {
+  source = "../../modules/cirrus"
+
+  project_id         = var.project_id
+  region             = var.region
+  name_prefix        = var.name_prefix
+  source_bundle_path = var.source_bundle_path
+
+  kms_location    = coalesce(var.kms_location, var.region)
+  key_ring_name   = var.key_ring_name
+  create_root_key = var.create_root_key
+
+  firestore_location = coalesce(var.firestore_location, var.region)
+
+  crl_bucket_location          = var.crl_bucket_location
+  crl_publish_interval_minutes = var.crl_publish_interval_minutes
+
+  dashboard_invokers = var.dashboard_invokers
+  labels             = var.labels
+}

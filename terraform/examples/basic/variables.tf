@@ -1,0 +1,69 @@
+variable "project_id" {
+  description = "Google Cloud project to deploy into. Billing must be enabled."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions and the Scheduler jobs, e.g. europe-west1."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of resource names; change it to run two deployments in one project."
+  type        = string
+  default     = "cirrus"
+}
+
+variable "source_bundle_path" {
+  description = "The zip built by `python infra/bundle.py`, relative to this directory."
+  type        = string
+  default     = "../../../dist/cirrus-functions.zip"
+}
+
+variable "kms_location" {
+  description = "Cloud KMS location of the CA key ring; null uses var.region."
+  type        = string
+  default     = null
+}
+
+variable "key_ring_name" {
+  description = "KMS key ring name. Key rings are permanent: a name once used cannot be reused in that location."
+  type        = string
+  default     = "cirrus-ca"
+}
+
+variable "create_root_key" {
+  description = "Also create an HSM root key in KMS. False keeps the root offline; see docs/deploy.md, 'Bootstrap the CA keys'."
+  type        = bool
+  default     = false
+}
+
+variable "firestore_location" {
+  description = "Firestore location; null uses var.region. Fixed once the database exists."
+  type        = string
+  default     = null
+}
+
+variable "crl_bucket_location" {
+  description = "Location of the CRL bucket (a region, dual-region or multi-region such as EU or US)."
+  type        = string
+  default     = "EU"
+}
+
+variable "crl_publish_interval_minutes" {
+  description = "Minutes between CRL publications (a divisor of 60)."
+  type        = number
+  default     = 15
+}
+
+variable "dashboard_invokers" {
+  description = "Principals allowed to use the dashboard, e.g. [\"group:pki-admins@example.com\"]."
+  type        = list(string)
+  default     = []
+}
+
+variable "labels" {
+  description = "Labels for every resource that takes them."
+  type        = map(string)
+  default     = { app = "cirrus-ca" }
+}

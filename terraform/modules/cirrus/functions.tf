@@ -1,0 +1,200 @@
+# The functions of a Cirrus deployment. One entry per entry point in
+# functions/main.py: tests/infra/test_terraform.py fails when the two differ,
+# so a new entry point cannot ship without its resource, and the reverse.
+#
+#   trigger  "http" or "schedule" (CloudEvent from a Pub/Sub topic fed by Cloud Scheduler)
+#   access   who may invoke: "public" (allUsers), "internal" (only the service
+#            accounts of the functions listed in local.issuer_callers),
+#            "authenticated" (var.dashboard_invokers), "event" (its own trigger)
+#   signs    gets CIRRUS_KEY and KMS signing permission on the intermediate key
+#   events   may publish lifecycle events to the events topic
+locals {
+  functions = {
+    ca_api = {
+      description  = "step-ca HTTP API (sign, renew, revoke, roots, provisioners)"
+      trigger      = "http"
+      access       = "public"
+      signs        = false
+      events       = true
+      calls_issuer = true
+      memory       = "512Mi"
+      timeout      = 60
+    }
+    acme = {
+      description  = "ACME (RFC 8555) server"
+      trigger      = "http"
+      access       = "public"
+      signs        = false
+      events       = true
+      calls_issuer = true
+      memory       = "512Mi"
+      timeout      = 60
+    }
+    ocsp = {
+      description  = "OCSP responder answering from the published CRLs and pre-signed responses"
+      trigger      = "http"
+      access       = "public"
+      signs        = false
+      events       = false
+      calls_issuer = false
+      memory       = "256Mi"
+      timeout      = 30
+    }
+    issuer = {
+      description  = "Private signing service: the only HTTP function allowed to use the intermediate key"
+      trigger      = "http"
+      access       = "internal"
+      signs        = true
+      events       = true
+      calls_issuer = false
+      memory       = "512Mi"
+      timeout      = 60
+    }
+    dashboard = {
+      description  = "Operator dashboard (authenticated users only)"
+      trigger      = "http"
+      access       = "authenticated"
+      signs        = false
+      events       = false
+      calls_issuer = false
+      memory       = "512Mi"
+      timeout      = 60
+    }
+    crl_publish = {
+      description  = "Builds, signs and publishes CRLs and pre-signed OCSP responses"
+      trigger      = "schedule"
+      access       = "event"
+      signs        = true
+      events       = true
+      calls_issuer = false
+      memory       = "1Gi"
+      timeout      = 540
+    }
+    sweep = {
+      description  = "Expiry alerts; cleanup of used tokens and nonces"
+      trigger      = "schedule"
+      access       = "event"
+      signs        = false
+      events       = true
+      calls_issuer = false
+      memory       = "512Mi"
+      timeout      = 540
+    }
+  }
+
+  # Functions that may call the private issuer.
+  issuer_callers = [for name, f in local.functions : name if f.calls_issuer]
+
+  # Cloud Scheduler cadence of each scheduled function.
+  schedules = {
+    crl_publish = "*/${var.crl_publish_interval_minutes} * * * *"
+    sweep       = var.sweep_schedule
+  }
+
+  scheduled_functions = { for name, f in local.functions : name => f if f.trigger == "schedule" }
+
+  # Cloud Run service names allow no underscores.
+  function_names = { for name, f in local.functions : name => "${var.name_prefix}-${replace(name, "_", "-")}" }
+
+  # 2nd gen functions answer on this URL as well as on their run.app URL. It is
+  # computed rather than read from the issuer resource so that every function
+  # can be one for_each resource without referring to itself.
+  issuer_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names["issuer"]}"
+
+  signing_key_uri = "cloudkms:${google_kms_crypto_key.intermediate.id}/cryptoKeyVersions/${var.intermediate_key_version}"
+
+  # Settings every function reads (shared/config.py is their only reader).
+  common_env = {
+    CIRRUS_STORE  = "firestore:projects/${var.project_id}/databases/${google_firestore_database.cirrus.name}"
+    CIRRUS_BLOBS  = "gs://${google_storage_bucket.crl.name}"
+    CIRRUS_EVENTS = "pubsub:${google_pubsub_topic.events.id}"
+  }
+
+  function_env = {
+    for name, f in local.functions : name => merge(
+      local.common_env,
+      f.signs ? { CIRRUS_KEY = local.signing_key_uri } : {},
+      f.calls_issuer ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
+    )
+  }
+}
+
+resource "google_storage_bucket" "source" {
+  #checkov:skip=CKV_GCP_62:Holds only the function source zip, which is also in version control; access logs add nothing.
+  project                     = var.project_id
+  name                        = "${var.project_id}-${var.name_prefix}-fn-source"
+  location                    = var.crl_bucket_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "enforced"
+  force_destroy               = true
+  labels                      = var.labels
+
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = 7
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "bundle" {
+  # Named by content so that a new bundle changes the functions' source and redeploys them.
+  name   = "cirrus-${filemd5(var.source_bundle_path)}.zip"
+  bucket = google_storage_bucket.source.name
+  source = var.source_bundle_path
+}
+
+resource "google_cloudfunctions2_function" "fn" {
+  for_each = local.functions
+
+  project     = var.project_id
+  location    = var.region
+  name        = local.function_names[each.key]
+  description = each.value.description
+  labels      = var.labels
+
+  build_config {
+    runtime     = "python311"
+    entry_point = each.key
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.bundle.name
+      }
+    }
+  }
+
+  service_config {
+    service_account_email          = google_service_account.fn[each.key].email
+    available_memory               = each.value.memory
+    timeout_seconds                = each.value.timeout
+    min_instance_count             = 0
+    max_instance_count             = var.max_instances
+    all_traffic_on_latest_revision = true
+    # Scheduled functions are reached only through Eventarc; HTTP functions sit
+    # behind IAM (see iam.tf), which is what keeps the issuer private: functions
+    # without a VPC connector reach each other over Google's front end, which
+    # internal-only ingress would refuse.
+    ingress_settings      = each.value.trigger == "schedule" ? "ALLOW_INTERNAL_ONLY" : "ALLOW_ALL"
+    environment_variables = local.function_env[each.key]
+  }
+
+  dynamic "event_trigger" {
+    for_each = each.value.trigger == "schedule" ? [each.key] : []
+    content {
+      trigger_region        = var.region
+      event_type            = "google.cloud.pubsub.topic.v1.messagePublished"
+      pubsub_topic          = google_pubsub_topic.tick[event_trigger.value].id
+      retry_policy          = "RETRY_POLICY_DO_NOT_RETRY"
+      service_account_email = google_service_account.fn[each.key].email
+    }
+  }
+
+  depends_on = [google_project_service.apis]
+}

@@ -1,0 +1,139 @@
+# One service account per function, each with only what its function does.
+# Who holds what (tests/infra/test_terraform.py asserts exactly this table):
+#
+#   function     project (Firestore db only)  resource-scoped
+#   ca_api       datastore.user               invoke issuer; publish events
+#   acme         datastore.user               invoke issuer; publish events
+#   ocsp         -                            objectViewer on the CRL bucket
+#   issuer       datastore.user               signerVerifier, viewer, publicKeyViewer on the intermediate key; publish events
+#   dashboard    -                            -   (reads arrive once the dashboard lands: add them here)
+#   crl_publish  datastore.user               signerVerifier on the CRL-signing (intermediate) key; objectAdmin on the CRL bucket; publish events
+#   sweep        datastore.user               publish events
+#
+# Only the issuer and crl_publish can sign, and neither takes requests from the
+# internet: the issuer is invocable only by ca_api's and acme's accounts, and
+# crl_publish only by its own Eventarc trigger.
+
+resource "google_service_account" "fn" {
+  for_each = local.functions
+
+  project      = var.project_id
+  account_id   = "${local.function_names[each.key]}-fn"
+  display_name = "Cirrus ${each.key} function"
+  description  = "Runtime identity of the ${each.key} function: ${each.value.description}"
+}
+
+locals {
+  # Project-level roles, granted under an IAM condition that names the Cirrus
+  # Firestore database, so they reach no other database in the project.
+  project_roles = {
+    ca_api      = ["roles/datastore.user"]
+    acme        = ["roles/datastore.user"]
+    ocsp        = []
+    issuer      = ["roles/datastore.user"]
+    dashboard   = []
+    crl_publish = ["roles/datastore.user"]
+    sweep       = ["roles/datastore.user"]
+  }
+
+  project_role_grants = {
+    for grant in flatten([
+      for fn, roles in local.project_roles : [for role in roles : { function = fn, role = role }]
+    ]) : "${grant.function}/${grant.role}" => grant
+  }
+
+  # Roles on the intermediate (issuing) key. crl_publish signs CRLs with the
+  # issuing CA's key, as RFC 5280 expects of a direct CRL.
+  intermediate_key_grants = {
+    "issuer/signer"      = { function = "issuer", role = "roles/cloudkms.signerVerifier" }
+    "issuer/viewer"      = { function = "issuer", role = "roles/cloudkms.viewer" }
+    "issuer/public-key"  = { function = "issuer", role = "roles/cloudkms.publicKeyViewer" }
+    "crl_publish/signer" = { function = "crl_publish", role = "roles/cloudkms.signerVerifier" }
+  }
+
+  crl_bucket_grants = {
+    "ocsp/viewer"       = { function = "ocsp", role = "roles/storage.objectViewer" }
+    "crl_publish/admin" = { function = "crl_publish", role = "roles/storage.objectAdmin" }
+  }
+
+  event_publishers = [for name, f in local.functions : name if f.events]
+
+  # Non-public invokers: the issuer's callers, the dashboard's users, and each
+  # scheduled function's own trigger identity (Eventarc pushes as that account).
+  invoker_grants = merge(
+    { for caller in local.issuer_callers : "issuer/${caller}" => {
+      function = "issuer"
+      member   = "serviceAccount:${google_service_account.fn[caller].email}"
+    } },
+    { for member in var.dashboard_invokers : "dashboard/${member}" => {
+      function = "dashboard"
+      member   = member
+    } },
+    { for name, f in local.scheduled_functions : "${name}/trigger" => {
+      function = name
+      member   = "serviceAccount:${google_service_account.fn[name].email}"
+    } },
+  )
+
+  public_functions = { for name, f in local.functions : name => f if f.access == "public" }
+}
+
+resource "google_project_iam_member" "fn" {
+  for_each = local.project_role_grants
+
+  project = var.project_id
+  role    = each.value.role
+  member  = "serviceAccount:${google_service_account.fn[each.value.function].email}"
+
+  condition {
+    title       = "cirrus-firestore-only"
+    description = "Only the Cirrus Firestore database"
+    expression  = "resource.name == \"projects/${var.project_id}/databases/${google_firestore_database.cirrus.name}\""
+  }
+}
+
+resource "google_kms_crypto_key_iam_member" "intermediate" {
+  for_each = local.intermediate_key_grants
+
+  crypto_key_id = google_kms_crypto_key.intermediate.id
+  role          = each.value.role
+  member        = "serviceAccount:${google_service_account.fn[each.value.function].email}"
+}
+
+resource "google_storage_bucket_iam_member" "crl" {
+  for_each = local.crl_bucket_grants
+
+  bucket = google_storage_bucket.crl.name
+  role   = each.value.role
+  member = "serviceAccount:${google_service_account.fn[each.value.function].email}"
+}
+
+resource "google_pubsub_topic_iam_member" "events_publisher" {
+  for_each = toset(local.event_publishers)
+
+  project = var.project_id
+  topic   = google_pubsub_topic.events.name
+  role    = "roles/pubsub.publisher"
+  member  = "serviceAccount:${google_service_account.fn[each.key].email}"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.invoker_grants
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.fn[each.value.function].name
+  role     = "roles/run.invoker"
+  member   = each.value.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "public" {
+  # Public on purpose: ca_api, acme and ocsp are a certificate authority's public protocol endpoints (step-ca API, RFC 8555, RFC 6960); clients authenticate with tokens, JWS or nothing, never Google IAM. The issuer and dashboard are excluded by the for_each filter.
+  for_each = local.public_functions
+
+  project  = var.project_id
+  location = var.region
+  name     = google_cloudfunctions2_function.fn[each.key].name
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

@@ -1,0 +1,67 @@
+output "function_urls" {
+  description = "HTTPS URL of each HTTP function (scheduled functions have none)."
+  value = {
+    for name, f in local.functions : name => google_cloudfunctions2_function.fn[name].url
+    if f.trigger == "http"
+  }
+}
+
+output "ca_url" {
+  description = "Where step CLI clients point (`step ca bootstrap --ca-url`)."
+  value       = google_cloudfunctions2_function.fn["ca_api"].url
+}
+
+output "acme_directory_base" {
+  description = "Base of the ACME directories; append `/acme/<provisioner>/directory`."
+  value       = google_cloudfunctions2_function.fn["acme"].url
+}
+
+output "ocsp_url" {
+  description = "OCSP responder URL to put in the authority information access extension."
+  value       = google_cloudfunctions2_function.fn["ocsp"].url
+}
+
+output "issuer_url" {
+  description = "Private issuer URL, callable only by the ca_api and acme service accounts."
+  value       = local.issuer_url
+}
+
+output "crl_bucket" {
+  description = "Bucket holding published CRLs and pre-signed OCSP responses."
+  value       = google_storage_bucket.crl.name
+}
+
+output "crl_base_url" {
+  description = "Public HTTP base of the CRLs, for the CRL distribution points extension."
+  value       = "https://storage.googleapis.com/${google_storage_bucket.crl.name}/${local.crl_prefix}"
+}
+
+output "intermediate_key_id" {
+  description = "Cloud KMS key of the intermediate CA."
+  value       = google_kms_crypto_key.intermediate.id
+}
+
+output "intermediate_key_uri" {
+  description = "The cloudkms: URI the issuer and crl_publish sign with (CIRRUS_KEY)."
+  value       = local.signing_key_uri
+}
+
+output "root_key_id" {
+  description = "Cloud KMS key of the root CA, or null when the root is kept offline."
+  value       = var.create_root_key ? google_kms_crypto_key.root[0].id : null
+}
+
+output "firestore_database" {
+  description = "Firestore database name (CIRRUS_STORE)."
+  value       = google_firestore_database.cirrus.name
+}
+
+output "events_topic" {
+  description = "Pub/Sub topic carrying lifecycle events; subscribe to it to consume them."
+  value       = google_pubsub_topic.events.id
+}
+
+output "service_accounts" {
+  description = "Runtime service account email of each function."
+  value       = { for name, sa in google_service_account.fn : name => sa.email }
+}

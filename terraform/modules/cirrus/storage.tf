@@ -1,0 +1,59 @@
+# The CRL bucket: CIRRUS_BLOBS for every function. It holds what a CA publishes
+# for relying parties: CRLs under crl/ and pre-signed OCSP responses.
+#
+# Public read: allUsers may read objects under crl/ only, granted on a managed
+# folder. We chose this over the two alternatives:
+#   - an IAM condition on a bucket binding (resource.name.startsWith(".../objects/crl/"))
+#     puts the public/private boundary in a CEL string that no reviewer or
+#     scanner checks, and conditional bindings for allUsers are not where IAM's
+#     guarantees are clearest;
+#   - a second, wholly public bucket would make crl_publish write to two places
+#     and the OCSP responder read from one of them.
+# A managed folder is Cloud Storage's own per-prefix IAM unit: the grant is a
+# plain binding, on a resource named "crl/", visible in `gcloud storage
+# managed-folders get-iam-policy`. Anything written outside crl/ stays private.
+
+locals {
+  crl_bucket_name = coalesce(var.crl_bucket_name, "${var.project_id}-${var.name_prefix}-crl")
+  crl_prefix      = "crl/"
+}
+
+resource "google_storage_bucket" "crl" {
+  #checkov:skip=CKV_GCP_114:Public access prevention must stay "inherited" so the crl/ managed folder can grant allUsers read; nothing else in the bucket is public (see the comment above).
+  #checkov:skip=CKV_GCP_62:CRL downloads are anonymous and high-volume; usage logs would record nothing attributable. Writes are covered by Cloud Audit Logs.
+  project                     = var.project_id
+  name                        = local.crl_bucket_name
+  location                    = var.crl_bucket_location
+  uniform_bucket_level_access = true
+  public_access_prevention    = "inherited"
+  force_destroy               = false
+  labels                      = var.labels
+
+  # Every publish overwrites with a generation precondition; versioning keeps
+  # the superseded CRLs so a bad publish can be rolled back.
+  versioning {
+    enabled = true
+  }
+
+  lifecycle_rule {
+    condition {
+      days_since_noncurrent_time = var.crl_version_retention_days
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_managed_folder" "crl_public" {
+  bucket = google_storage_bucket.crl.name
+  name   = local.crl_prefix
+}
+
+resource "google_storage_managed_folder_iam_member" "crl_public_read" {
+  # Public on purpose: CRLs are public by design (RFC 5280 section 4.2.1.13 distribution points must be fetchable by any relying party); the grant covers the crl/ managed folder only.
+  bucket         = google_storage_managed_folder.crl_public.bucket
+  managed_folder = google_storage_managed_folder.crl_public.name
+  role           = "roles/storage.objectViewer"
+  member         = "allUsers"
+}

@@ -1,0 +1,140 @@
+variable "project_id" {
+  description = "Google Cloud project that hosts the whole deployment."
+  type        = string
+}
+
+variable "region" {
+  description = "Region for the functions, the Scheduler jobs and the Eventarc triggers."
+  type        = string
+}
+
+variable "name_prefix" {
+  description = "Prefix of every named resource, so two deployments can share a project. Lowercase letters, digits and hyphens (Cloud Run service names allow nothing else)."
+  type        = string
+  default     = "cirrus"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,14}$", var.name_prefix))
+    error_message = "name_prefix must start with a letter and use at most 15 lowercase letters, digits or hyphens."
+  }
+}
+
+variable "source_bundle_path" {
+  description = "Path of the zip built by `python infra/bundle.py` (functions/main.py, the shared package and requirements.txt). Its MD5 names the uploaded object, so a new bundle redeploys every function."
+  type        = string
+}
+
+variable "kms_location" {
+  description = "Cloud KMS location of the key ring. HSM protection needs a location that offers Cloud HSM (most regions and multi-regions do)."
+  type        = string
+}
+
+variable "key_ring_name" {
+  description = "Name of the KMS key ring. Key rings can never be deleted, so pick a name you will not want back."
+  type        = string
+  default     = "cirrus-ca"
+}
+
+variable "intermediate_key_algorithm" {
+  description = "Algorithm of the intermediate (issuing) CA key. The Cirrus KMS backend supports EC P-256/P-384 and RSA PKCS#1 v1.5."
+  type        = string
+  default     = "EC_SIGN_P256_SHA256"
+
+  validation {
+    condition = contains([
+      "EC_SIGN_P256_SHA256",
+      "EC_SIGN_P384_SHA384",
+      "RSA_SIGN_PKCS1_2048_SHA256",
+      "RSA_SIGN_PKCS1_3072_SHA256",
+      "RSA_SIGN_PKCS1_4096_SHA256",
+    ], var.intermediate_key_algorithm)
+    error_message = "intermediate_key_algorithm must be an EC P-256/P-384 or RSA PKCS#1 signing algorithm."
+  }
+}
+
+variable "intermediate_key_version" {
+  description = "Version of the intermediate key the functions sign with. KMS creates version 1 with the key; bump this after a key rotation ceremony."
+  type        = number
+  default     = 1
+}
+
+variable "create_root_key" {
+  description = "Create an HSM root key in the same key ring. Leave false to keep the root entirely offline (recommended when you have a ceremony process); no function is ever granted use of the root key either way."
+  type        = bool
+  default     = false
+}
+
+variable "root_key_algorithm" {
+  description = "Algorithm of the optional root key."
+  type        = string
+  default     = "EC_SIGN_P384_SHA384"
+}
+
+variable "firestore_location" {
+  description = "Firestore location (a region such as europe-west1 or a multi-region such as nam5). It cannot be changed after creation."
+  type        = string
+}
+
+variable "firestore_database" {
+  description = "Firestore database ID. \"(default)\" is free-tier eligible; a named database isolates Cirrus from other apps in the project."
+  type        = string
+  default     = "(default)"
+}
+
+variable "crl_bucket_name" {
+  description = "Globally unique name of the bucket that holds published CRLs (and pre-signed OCSP responses). Null derives one from the project ID."
+  type        = string
+  default     = null
+}
+
+variable "crl_bucket_location" {
+  description = "Location of the CRL bucket and of the function source bucket."
+  type        = string
+  default     = "EU"
+}
+
+variable "crl_version_retention_days" {
+  description = "Days a superseded (noncurrent) object version is kept in the CRL bucket before deletion. Versioning lets you recover from a bad publish; this bounds its cost."
+  type        = number
+  default     = 30
+}
+
+variable "crl_publish_interval_minutes" {
+  description = "How often Cloud Scheduler triggers CRL publication. Must divide 60."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = contains([1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60], var.crl_publish_interval_minutes)
+    error_message = "crl_publish_interval_minutes must divide 60."
+  }
+}
+
+variable "sweep_schedule" {
+  description = "Cron schedule (UTC) of the sweep: expiry alerts, used-token and nonce cleanup."
+  type        = string
+  default     = "0 * * * *"
+}
+
+variable "dashboard_invokers" {
+  description = "IAM principals allowed to open the dashboard, e.g. [\"group:pki-admins@example.com\"]. Empty means nobody until you add one."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.dashboard_invokers : !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "The dashboard is never public: allUsers and allAuthenticatedUsers are refused."
+  }
+}
+
+variable "max_instances" {
+  description = "Upper bound on instances per public function; it caps cost under a request flood."
+  type        = number
+  default     = 20
+}
+
+variable "labels" {
+  description = "Labels added to every resource that takes them."
+  type        = map(string)
+  default     = {}
+}
