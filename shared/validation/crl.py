@@ -58,7 +58,10 @@ def _reason_extensions(allowed: frozenset[int]) -> dict[int, bytes]:
     """Pre-encoded `crlEntryExtensions` for each allowed reason (non-critical)."""
     out: dict[int, bytes] = {}
     for code in allowed:
-        ext = der.tlv(der.SEQUENCE, _REASON_OID + der.tlv(der.OCTET_STRING, der.tlv(der.ENUMERATED, bytes((code,)))))
+        ext = der.tlv(
+            der.SEQUENCE,
+            _REASON_OID + der.tlv(der.OCTET_STRING, der.tlv(der.ENUMERATED, bytes((code,)))),
+        )
         out[code] = der.tlv(der.SEQUENCE, ext)
     return out
 
@@ -88,7 +91,12 @@ def encode_entries(entries: Iterable[RevokedEntry], allowed_reasons: frozenset[i
         year = when.year
         if 1950 <= year < 2050:
             t = b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (
-                year % 100, when.month, when.day, when.hour, when.minute, when.second,
+                year % 100,
+                when.month,
+                when.day,
+                when.hour,
+                when.minute,
+                when.second,
             )
         else:
             t = der.time(when)
@@ -153,7 +161,9 @@ def verify_signature(public_key: PublicKey, signature: bytes, data: bytes) -> bo
     """True if `signature` over `data` verifies with the CA's public key."""
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(signature, data, ec.ECDSA(signature_hash(public_key) or hashes.SHA256()))
+            public_key.verify(
+                signature, data, ec.ECDSA(signature_hash(public_key) or hashes.SHA256())
+            )
         elif isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         else:
@@ -219,7 +229,7 @@ class CRLBuilder:
         number: int,
         this_update: dt.datetime,
         next_update: dt.datetime,
-        scope: CRLScope = CRLScope(),  # noqa: B008 - frozen, shared default is safe
+        scope: CRLScope = CRLScope(),
     ) -> bytes:
         """Return the DER of a signed CRL.
 

@@ -80,10 +80,20 @@ def time(t: dt.datetime) -> bytes:
         t = t.astimezone(dt.UTC)
     if 1950 <= t.year < 2050:
         return b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (
-            t.year % 100, t.month, t.day, t.hour, t.minute, t.second,
+            t.year % 100,
+            t.month,
+            t.day,
+            t.hour,
+            t.minute,
+            t.second,
         )
     return b"\x18\x0f%04d%02d%02d%02d%02d%02dZ" % (
-        t.year, t.month, t.day, t.hour, t.minute, t.second,
+        t.year,
+        t.month,
+        t.day,
+        t.hour,
+        t.minute,
+        t.second,
     )
 
 
@@ -136,6 +146,11 @@ def parse_time(raw: bytes | memoryview) -> dt.datetime:
     else:
         raise DERError("unsupported time encoding")
     return dt.datetime(
-        year, int(rest[0:2]), int(rest[2:4]), int(rest[4:6]), int(rest[6:8]), int(rest[8:10]),
+        year,
+        int(rest[0:2]),
+        int(rest[2:4]),
+        int(rest[4:6]),
+        int(rest[6:8]),
+        int(rest[8:10]),
         tzinfo=dt.UTC,
     )

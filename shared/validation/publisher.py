@@ -17,6 +17,7 @@ fresh at its start.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from shared.validation.partition import blob_name, crl_url, shard_for_serial
 
 CRL_CONTENT_TYPE = "application/pkix-crl"
 _WRITE_ATTEMPTS = 8
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,8 @@ class CRLPublisher:
         self.schedule = schedule
         self.authorities = {a.authority_id: a for a in authorities}
         self._builders = {
-            a.authority_id: CRLBuilder(certificate=a.certificate, signer=a.signer) for a in authorities
+            a.authority_id: CRLBuilder(certificate=a.certificate, signer=a.signer)
+            for a in authorities
         }
 
     def publish(self, authority_id: str | None = None) -> list[PublishResult]:
@@ -161,10 +164,14 @@ class CRLPublisher:
 
     def _publish_authority(self, authority: CRLAuthority) -> list[PublishResult]:
         aid = authority.authority_id
-        shards: list[int | None] = [None] if authority.shards == 1 else list(range(authority.shards))
+        shards: list[int | None] = (
+            [None] if authority.shards == 1 else list(range(authority.shards))
+        )
         numbers = {shard: self._counter.next_value(counter_name(aid, shard)) for shard in shards}
         now = self._clock.now().replace(microsecond=0)
-        revoked = self._revocations.list_revocations(aid, not_after_since=now - self.schedule.interval)
+        revoked = self._revocations.list_revocations(
+            aid, not_after_since=now - self.schedule.interval
+        )
         buckets: dict[int | None, list[RevokedEntry]] = {shard: [] for shard in shards}
         if authority.shards == 1:
             buckets[None] = [(int(r.serial), r.revoked_at, r.reason_code) for r in revoked]
@@ -181,19 +188,33 @@ class CRLPublisher:
         for shard in shards:
             entries = buckets.pop(shard)
             scope = CRLScope(
-                distribution_point=None if shard is None else crl_url(self.schedule.base_url, aid, shard),
+                distribution_point=None
+                if shard is None
+                else crl_url(self.schedule.base_url, aid, shard),
                 authority=authority.authority_list,
             )
             data = self._builders[aid].build(
-                entries, number=numbers[shard], this_update=now, next_update=next_update, scope=scope
+                entries,
+                number=numbers[shard],
+                this_update=now,
+                next_update=next_update,
+                scope=scope,
             )
-            results.append(self._write(aid, shard, data, numbers[shard], len(entries), cache_control))
+            results.append(
+                self._write(aid, shard, data, numbers[shard], len(entries), cache_control)
+            )
             del data, entries
         self._announce(results, now)
         return results
 
     def _write(
-        self, aid: str, shard: int | None, data: bytes, number: int, entries: int, cache_control: str
+        self,
+        aid: str,
+        shard: int | None,
+        data: bytes,
+        number: int,
+        entries: int,
+        cache_control: str,
     ) -> PublishResult:
         name = blob_name(aid, shard)
         for _ in range(_WRITE_ATTEMPTS):
@@ -215,7 +236,9 @@ class CRLPublisher:
             except PreconditionFailed:
                 continue  # someone wrote in between: re-read and compare numbers again
             return PublishResult(aid, shard, name, number, entries, len(data), written)
-        raise BackendError(f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True)
+        raise BackendError(
+            f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True
+        )
 
     def _announce(self, results: Sequence[PublishResult], now: dt.datetime) -> None:
         if self._events is None:
@@ -239,4 +262,7 @@ class CRLPublisher:
             if r.generation is not None
         ]
         if events:
-            self._events.publish(events)
+            try:
+                self._events.publish(events)
+            except BackendError as exc:  # the CRL is out; the event log sweep re-delivers
+                _log.warning("crl.published event not delivered: %s", exc)
