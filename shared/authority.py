@@ -231,7 +231,11 @@ class Authority:
         now = self._clock.now()
         serial = str(old.serial_number)
         record = self._stores.issuance.get_certificate(serial)
-        if record is None or record.authority_id != self.authority_id:
+        if (
+            record is None
+            or record.authority_id != self.authority_id
+            or record.der != old.public_bytes(serialization.Encoding.DER)
+        ):
             raise Unauthorized("certificate not found")
         if self._stores.revocations.get_revocation(serial) is not None:
             raise Unauthorized("certificate has been revoked")

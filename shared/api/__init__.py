@@ -1,0 +1,1 @@
+"""The HTTP layer on Werkzeug (what Functions Framework hands a function)."""

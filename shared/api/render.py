@@ -1,0 +1,62 @@
+"""Errors and JSON bodies, step-ca style.
+
+One mapping from exceptions to responses: a `CAError` becomes
+`{"status": N, "message": detail}` with its status; anything else becomes a
+generic 500 whose details go only to the log (never a stack trace on the wire).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from shared.errors import CAError, Unavailable
+
+log = logging.getLogger("cirrus.api")
+
+INTERNAL = "The certificate authority encountered an Internal Server Error. Please see the certificate authority logs for more info."
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A compact JSON response."""
+    return Response(
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        mimetype="application/json",
+        headers=headers,
+    )
+
+
+def error_response(exc: BaseException) -> Response:
+    """Map an exception to step-ca's error JSON."""
+    if isinstance(exc, CAError):
+        headers = {"Retry-After": "5"} if isinstance(exc, Unavailable) else None
+        return json_response({"status": exc.status, "message": exc.detail}, exc.status, headers)
+    log.error("unhandled error", exc_info=exc)
+    return json_response({"status": 500, "message": INTERNAL}, 500)
+
+
+def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any]:
+    """Read a bounded JSON object body.
+
+    Raises:
+        PayloadTooLarge: body over `max_bytes`.
+        BadRequest: not a JSON object.
+    """
+    from shared.errors import BadRequest, PayloadTooLarge
+
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(f"request body larger than {max_bytes} bytes")
+    data = request.stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PayloadTooLarge(f"request body larger than {max_bytes} bytes")
+    try:
+        body = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest("error decoding json") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("error decoding json: expected an object")
+    return body

@@ -1,0 +1,203 @@
+"""step-ca's HTTP API (reference s.1): routes, bodies and status codes.
+
+Mounted at `/` and `/1.0`. Success codes mimic step-ca exactly, including its
+201 for `/roots`, `/intermediates` and `/federation`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from shared import __version__
+from shared.api.render import json_response, read_json_object
+from shared.authority import Issued
+from shared.errors import BadRequest, NotFound, NotImplementedYet, Unauthorized
+from shared.provisioners.renew_token import verify_renew_token
+from shared.runtime import Services
+
+TLS_OPTIONS = {
+    "cipherSuites": [
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ],
+    "minVersion": 1.2,
+    "maxVersion": 1.3,
+    "renegotiation": False,
+}
+
+_ROUTES = [
+    ("/health", "health", ["GET"]),
+    ("/version", "version", ["GET"]),
+    ("/root/<sha>", "root", ["GET"]),
+    ("/roots", "roots", ["GET"]),
+    ("/roots.pem", "roots_pem", ["GET"]),
+    ("/intermediates", "intermediates", ["GET"]),
+    ("/intermediates.pem", "intermediates_pem", ["GET"]),
+    ("/federation", "federation", ["GET"]),
+    ("/provisioners", "provisioners", ["GET"]),
+    ("/provisioners/<kid>/encrypted-key", "encrypted_key", ["GET"]),
+    ("/sign", "sign", ["POST"]),
+    ("/renew", "renew", ["POST"]),
+    ("/re-sign", "renew", ["POST"]),
+    ("/rekey", "rekey", ["POST"]),
+    ("/revoke", "revoke", ["POST"]),
+]
+
+URL_MAP = Map(
+    [Rule(prefix + path, endpoint=name, methods=methods) for prefix in ("", "/1.0") for path, name, methods in _ROUTES],
+    strict_slashes=False,
+)
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def sign_response(issued: Issued) -> Response:
+    """step-ca's SignResponse (201)."""
+    chain = issued.pem_chain()
+    return json_response(
+        {"crt": chain[0], "ca": chain[1] if len(chain) > 1 else None, "certChain": chain, "tlsOptions": TLS_OPTIONS},
+        201,
+    )
+
+
+def client_certificate(request: Request) -> x509.Certificate | None:
+    """The mTLS client certificate the local TLS server verified, if any.
+
+    Only the server's own TLS layer sets `SSL_CLIENT_CERT`; request headers are
+    never trusted for this.
+    """
+    pem = request.environ.get("SSL_CLIENT_CERT")
+    if not pem:
+        return None
+    try:
+        return x509.load_pem_x509_certificate(pem.encode())
+    except ValueError:
+        return None
+
+
+class StepCAAPI:
+    """Dispatches step-ca routes to the services."""
+
+    def __init__(self, services: Services) -> None:
+        self._s = services
+        self._max = services.settings.max_body_bytes
+
+    def dispatch(self, request: Request, path: str) -> Response | None:
+        """Serve `path` if it is a step-ca route; None if it is not one."""
+        adapter = URL_MAP.bind("ca", path_info=path)
+        try:
+            endpoint, args = adapter.match(path, method=request.method)
+        except MethodNotAllowed:
+            return json_response({"status": 405, "message": "method not allowed"}, 405)
+        except HTTPException:
+            return None
+        handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
+        return handler(request, **args)
+
+    # ------------------------------------------------------------ reads
+    def _health(self, request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    def _version(self, request: Request) -> Response:
+        return json_response({"version": __version__})
+
+    def _root(self, request: Request, sha: str) -> Response:
+        want = sha.replace("-", "").replace(":", "").lower()
+        for cert in self._s.roots:
+            if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == want:
+                return json_response({"ca": _pem(cert)})
+        raise NotFound(f"root with fingerprint {want[:64]} was not found")
+
+    def _roots(self, request: Request) -> Response:
+        return json_response({"crts": [_pem(c) for c in self._s.roots]}, 201)
+
+    def _roots_pem(self, request: Request) -> Response:
+        return Response("".join(_pem(c) for c in self._s.roots), mimetype="application/x-pem-file")
+
+    def _intermediates(self, request: Request) -> Response:
+        if not self._s.intermediates:
+            raise NotImplementedYet("no intermediates configured")
+        return json_response({"crts": [_pem(c) for c in self._s.intermediates]}, 201)
+
+    def _intermediates_pem(self, request: Request) -> Response:
+        return Response("".join(_pem(c) for c in self._s.intermediates), mimetype="application/x-pem-file")
+
+    def _federation(self, request: Request) -> Response:
+        return json_response({"crts": [_pem(c) for c in self._s.roots]}, 201)
+
+    def _provisioners(self, request: Request) -> Response:
+        cursor = request.args.get("cursor", "")
+        raw_limit = request.args.get("limit", "")
+        limit = 20
+        if raw_limit:
+            if not raw_limit.isdigit():
+                raise BadRequest("limit must be an integer")
+            limit = min(max(int(raw_limit), 1), 100)
+        items, next_cursor = self._s.provisioners.page(cursor, limit)
+        return json_response({"provisioners": items, "nextCursor": next_cursor})
+
+    def _encrypted_key(self, request: Request, kid: str) -> Response:
+        p = self._s.provisioners.jwk_by_kid(kid)
+        if p is None or p.encrypted_key is None:
+            raise NotFound("encrypted key not found")
+        return json_response({"key": p.encrypted_key})
+
+    # ----------------------------------------------------------- writes
+    def _sign(self, request: Request) -> Response:
+        body = read_json_object(request, max_bytes=self._max)
+        issued = self._s.authority.sign(
+            csr_pem=body.get("csr"),
+            ott=body.get("ott"),
+            not_before=body.get("notBefore"),
+            not_after=body.get("notAfter"),
+        )
+        return sign_response(issued)
+
+    def _renew(self, request: Request) -> Response:
+        cert = client_certificate(request)
+        if cert is not None:
+            return sign_response(self._s.authority.renew(certificate=cert))
+        token = _bearer(request)
+        if token is None:
+            raise Unauthorized("missing client certificate or bearer token")
+        leaf, replay = verify_renew_token(
+            token, roots=self._s.roots, audiences=self._s.audiences, now=self._s.clock.now()
+        )
+        return sign_response(self._s.authority.renew(certificate=leaf, replay=replay))
+
+    def _rekey(self, request: Request) -> Response:
+        cert = client_certificate(request)
+        if cert is None:
+            raise Unauthorized("missing client certificate")
+        body = read_json_object(request, max_bytes=self._max)
+        return sign_response(self._s.authority.rekey(certificate=cert, csr_pem=body.get("csr")))
+
+    def _revoke(self, request: Request) -> Response:
+        body: dict[str, Any] = read_json_object(request, max_bytes=self._max)
+        self._s.revoker.revoke_request(
+            serial=body.get("serial"),
+            ott=body.get("ott"),
+            reason_code=body.get("reasonCode"),
+            reason=body.get("reason"),
+            passive=body.get("passive"),
+            client_certificate=client_certificate(request),
+        )
+        return json_response({"status": "ok"})
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        token = header[7:].strip()
+        return token or None
+    return None

@@ -1,0 +1,92 @@
+"""`cirrus up`: serve the CA over HTTPS on embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shared.api.app import CirrusApp
+from shared.api.mounts import default_mounts
+from shared.config import Settings
+from shared.errors import ConfigError
+from shared.runtime import Services, build_services
+from shared.server import serve
+
+
+def register(sub: Any) -> None:
+    """Add `cirrus up`."""
+    p = sub.add_parser("up", help="serve the CA over HTTPS")
+    p.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
+    p.add_argument("--address", default=None, help="HOST:PORT to listen on (default from config, 127.0.0.1:9443)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=run)
+
+
+class _JSONLineFormatter(logging.Formatter):
+    """Access-log records are JSON already; wrap anything else as JSON too."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        msg = record.getMessage()
+        if record.name == "cirrus.access":
+            return msg
+        out = {"level": record.levelname.lower(), "logger": record.name, "message": msg}
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        return json.dumps(out)
+
+
+def configure_logging(level: str) -> None:
+    """One JSON object per line on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(_JSONLineFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+
+def run(args: argparse.Namespace) -> int:
+    """CLI entry for `cirrus up`."""
+    directory = args.dir.resolve()
+    try:
+        settings = Settings.load(directory / "config.json")
+        probe = build_services(settings)  # fail fast, in the parent, on a bad config
+    except ConfigError as exc:
+        print(f"cirrus up: {exc}", file=sys.stderr)
+        return 1
+    from shared.cli.init import root_fingerprint
+
+    address = args.address or settings.address
+    fingerprint = root_fingerprint(directory)
+    probe.close()
+    configure_logging(args.log_level)
+
+    def make_services() -> Services:
+        return build_services(settings)
+
+    def make_app(services: Services) -> CirrusApp:
+        return CirrusApp(services, mounts=default_mounts(services))
+
+    def ready() -> None:
+        print(f"Cirrus CA is serving https://{address} (root fingerprint {fingerprint})", flush=True)
+        print(f"Try: cirrus certificate localhost localhost.crt localhost.key --dir {args.dir}", flush=True)
+
+    runtime_dir = Path(tempfile.mkdtemp(prefix="cirrus-up-"))
+    try:
+        return serve(make_services, make_app, address, workers=args.workers, runtime_dir=runtime_dir, on_ready=ready)
+    except OSError as exc:
+        print(f"cirrus up: cannot listen on {address}: {exc.strerror}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            runtime_dir.rmdir()
+        except OSError:
+            pass

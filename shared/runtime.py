@@ -1,0 +1,166 @@
+"""The composition root: settings in, wired services out (once per process).
+
+Nothing else constructs backends. Every heavy import (a store backend, a KMS
+client) happens here, lazily, for what the settings name; a Cloud Function
+instance builds its `Services` on first use and keeps them for its lifetime.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+
+from shared.authority import Authority, AuthorityStores
+from shared.clock import Clock, SystemClock
+from shared.config import Settings
+from shared.errors import ConfigError
+from shared.keys.adapter import as_private_key
+from shared.keys.base import Signer
+from shared.provisioners.registry import Provisioners
+from shared.provisioners.tokens import Audiences
+from shared.revocation import Revoker
+from shared.store.base import Store
+from shared.store.open import open_store
+from shared.x509.profile import Issuer
+
+
+def load_certificates(path: Path) -> list[x509.Certificate]:
+    """Read a PEM bundle.
+
+    Raises:
+        ConfigError: unreadable or empty.
+    """
+    try:
+        certs = x509.load_pem_x509_certificates(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read certificates from {path}") from exc
+    if not certs:
+        raise ConfigError(f"no certificates in {path}")
+    return certs
+
+
+def open_signer(uri: str, *, password_file: Path | None) -> Signer:
+    """Open the signing key a URI names, importing only that backend.
+
+    Raises:
+        ConfigError: unknown scheme or missing key.
+    """
+    scheme = uri.split(":", 1)[0] if ":" in uri.split("/", 1)[0] else "softkms"
+    if scheme == "softkms":
+        from shared.keys.softkms import SoftKMS
+
+        return SoftKMS(password_file=password_file).signer(uri)
+    try:
+        from shared.keys import registry
+    except ImportError as exc:  # pragma: no cover - until every backend has landed
+        raise ConfigError(f"no key manager for {scheme}:") from exc
+    return registry.open_signer(uri, password_file=password_file)  # type: ignore[attr-defined,no-any-return]
+
+
+def audience_hosts(settings: Settings) -> list[str]:
+    """Host names tokens may name in `aud`: dnsNames plus the external URL's host."""
+    hosts = list(settings.dns_names)
+    if settings.external_url:
+        host = urlsplit(settings.external_url).hostname
+        if host:
+            hosts.append(host)
+    return hosts
+
+
+@dataclass
+class Services:
+    """Everything a request handler may use."""
+
+    settings: Settings
+    clock: Clock
+    store: Store
+    authority: Authority
+    revoker: Revoker
+    provisioners: Provisioners
+    audiences: Audiences
+    roots: list[x509.Certificate]
+    intermediates: list[x509.Certificate]
+    extras: dict[str, Any] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lazy(self, name: str, factory: Any) -> Any:
+        """Build an optional component (VA, ACME) once, on first use."""
+        with self._lock:
+            if name not in self.extras:
+                self.extras[name] = factory(self)
+            return self.extras[name]
+
+    def close(self) -> None:
+        """Release backends."""
+        self.store.close()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Services:
+    """Wire every service from settings.
+
+    Raises:
+        ConfigError: anything in the settings that cannot be built.
+    """
+    clock = clock or SystemClock()
+    roots = [c for path in settings.roots for c in load_certificates(path)]
+    intermediates = load_certificates(settings.intermediate)
+    signer = open_signer(settings.key, password_file=settings.password_file)
+    issuer_cert = intermediates[0]
+    if signer.public_key().public_numbers() != issuer_cert.public_key().public_numbers():  # type: ignore[union-attr]
+        raise ConfigError("the key does not match the intermediate certificate")
+    issuer = Issuer.of(issuer_cert, as_private_key(signer))
+    store = store or open_store(settings.store, clock=clock)
+    audiences = Audiences(audience_hosts(settings))
+    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
+    crl_url = _crl_url_function(settings)
+    authority = Authority(
+        authority_id=settings.authority_id,
+        issuer=issuer,
+        intermediates=intermediates,
+        roots=roots,
+        provisioners=provisioners,
+        stores=AuthorityStores(tokens=store, issuance=store, revocations=store),
+        clock=clock,
+        backdate=settings.backdate,
+        crl_url=crl_url,
+        ocsp_url=settings.crl.ocsp_url or None,
+    )
+    revoker = Revoker(
+        authority_id=settings.authority_id,
+        provisioners=provisioners,
+        tokens=store,
+        certificates=store,
+        revocations=store,
+        clock=clock,
+    )
+    return Services(
+        settings=settings,
+        clock=clock,
+        store=store,
+        authority=authority,
+        revoker=revoker,
+        provisioners=provisioners,
+        audiences=audiences,
+        roots=roots,
+        intermediates=intermediates,
+    )
+
+
+def _crl_url_function(settings: Settings) -> Any:
+    """CDP URL per serial when a public CRL base URL is configured."""
+    if not settings.crl.enabled or not settings.crl.base_url:
+        return None
+    from shared.validation.partition import crl_url, shard_for_serial
+
+    base, shards, authority_id = settings.crl.base_url, settings.crl.shards, settings.authority_id
+
+    def url(serial: int) -> str:
+        shard = shard_for_serial(serial, shards) if shards else None
+        return crl_url(base, authority_id, shard)
+
+    return url

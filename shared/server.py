@@ -1,0 +1,264 @@
+"""The local HTTPS server behind `cirrus up`.
+
+Python holds the GIL, so one process uses one core. The server forks N worker
+processes that each accept on the same port (SO_REUSEPORT lets the kernel
+spread connections), each running Werkzeug's threaded WSGI server with
+HTTP/1.1 keep-alive. Workers share nothing but the store (SQLite in WAL mode
+is multi-process safe), which is the same statelessness the Cloud Functions
+need.
+
+TLS: the server certificate is issued by the CA's own intermediate for its
+`dnsNames` (24 h, renewed at two thirds of its life by reloading the context
+in place); client certificates are requested but not required
+(`CERT_OPTIONAL`, like Go's VerifyClientCertIfGiven) and verified against the
+roots, which is what mTLS renew/rekey/revoke rely on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from shared.runtime import Services
+from shared.x509.profile import sign_certificate
+from shared.x509.serials import random_serial
+
+log = logging.getLogger("cirrus.server")
+
+SERVER_CERT_LIFETIME = dt.timedelta(hours=24)
+
+
+class _Handler(WSGIRequestHandler):
+    """HTTP/1.1 keep-alive, and no plain-text access log (the app logs JSON)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
+
+    def log(self, type: str, message: str, *args: Any) -> None:
+        if type == "error":
+            log.debug(message, *args)
+
+
+def issue_server_certificate(services: Services, directory: Path) -> tuple[Path, Path, dt.datetime]:
+    """Issue the TLS server certificate from the CA's own intermediate.
+
+    The key is fresh and lives only in a 0600 temp file for the SSL context.
+    """
+    s = services
+    now = s.clock.now()
+    key = ec.generate_private_key(ec.SECP256R1())
+    names: list[x509.GeneralName] = []
+    for n in s.settings.dns_names:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(n.strip("[]"))))
+        except ValueError:
+            names.append(x509.DNSName(n))
+    exts: list[x509.Extension[x509.ExtensionType]] = [
+        x509.Extension(x509.KeyUsage.oid, True, x509.KeyUsage(True, False, False, False, False, False, False, False, False)),
+        x509.Extension(x509.ExtendedKeyUsage.oid, False, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])),
+        x509.Extension(x509.SubjectAlternativeName.oid, False, x509.SubjectAlternativeName(names)),
+    ]
+    not_after = now + SERVER_CERT_LIFETIME
+    cert = sign_certificate(
+        s.authority.issuer,
+        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, s.settings.common_name)]),
+        public_key=key.public_key(),
+        serial=random_serial(),
+        not_before=now - dt.timedelta(minutes=1),
+        not_after=not_after,
+        extensions=exts,
+    )
+    fd, cert_path = tempfile.mkstemp(dir=directory, prefix="server-", suffix=".crt")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(cert.public_bytes(serialization.Encoding.PEM))
+        for c in s.intermediates:
+            fh.write(c.public_bytes(serialization.Encoding.PEM))
+    fd, key_path = tempfile.mkstemp(dir=directory, prefix="server-", suffix=".key")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return Path(cert_path), Path(key_path), not_after
+
+
+def tls_context(services: Services, runtime_dir: Path) -> tuple[ssl.SSLContext, dt.datetime]:
+    """A server context with a fresh certificate and optional client auth."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.load_verify_locations(cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in services.roots))
+    ctx.set_alpn_protocols(["http/1.1"])
+    expires = _load_server_cert(ctx, services, runtime_dir)
+    return ctx, expires
+
+
+def _load_server_cert(ctx: ssl.SSLContext, services: Services, runtime_dir: Path) -> dt.datetime:
+    cert_path, key_path, expires = issue_server_certificate(services, runtime_dir)
+    try:
+        ctx.load_cert_chain(cert_path, key_path)
+    finally:
+        cert_path.unlink(missing_ok=True)
+        key_path.unlink(missing_ok=True)
+    return expires
+
+
+def parse_address(address: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (IPv6 in brackets).
+
+    Raises:
+        ValueError: malformed address.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"address must be HOST:PORT, got {address!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - ":9443" means all interfaces, as in step-ca
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound, listening socket with SO_REUSEPORT so workers share the port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    return sock
+
+
+def serve_worker(
+    make_services: Callable[[], Services],
+    make_app: Callable[[Services], Any],
+    host: str,
+    port: int,
+    runtime_dir: Path,
+) -> None:
+    """Run one worker until SIGTERM/SIGINT."""
+    services = make_services()
+    app = make_app(services)
+    ctx, expires = tls_context(services, runtime_dir)
+    sock = listening_socket(host, port)
+    server: BaseWSGIServer = make_server(
+        host, port, app, threaded=True, request_handler=_Handler, ssl_context=ctx, fd=sock.fileno()
+    )
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if hasattr(server.socket, "setsockopt") else None
+    stop = threading.Event()
+
+    def renew_loop() -> None:
+        nonlocal expires
+        while not stop.is_set():
+            lifetime = SERVER_CERT_LIFETIME.total_seconds()
+            remaining = (expires - services.clock.now()).total_seconds()
+            wait = max(remaining - lifetime / 3, 5.0)
+            if stop.wait(wait):
+                return
+            try:
+                expires = _load_server_cert(ctx, services, runtime_dir)
+                log.info('{"event":"server certificate renewed"}')
+            except Exception:
+                log.exception("server certificate renewal failed; retrying")
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    threading.Thread(target=renew_loop, daemon=True, name="server-cert-renewal").start()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        stop.set()
+        server.server_close()
+        services.close()
+
+
+def serve(
+    make_services: Callable[[], Services],
+    make_app: Callable[[Services], Any],
+    address: str,
+    *,
+    workers: int,
+    runtime_dir: Path,
+    on_ready: Callable[[], None] | None = None,
+    background: Callable[[threading.Event], None] | None = None,
+) -> int:
+    """Fork `workers` processes serving `address`; return when signalled."""
+    host, port = parse_address(address)
+    # Bind once in the parent first so a busy port fails fast with a clear message.
+    probe = listening_socket(host, port)
+    pids: list[int] = []
+    for _ in range(max(1, workers)):
+        pid = os.fork()
+        if pid == 0:  # worker
+            probe.close()
+            code = 0
+            try:
+                serve_worker(make_services, make_app, host, port, runtime_dir)
+            except Exception:
+                log.exception("worker failed")
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        pids.append(pid)
+    probe.close()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if background is not None:
+        threading.Thread(target=background, args=(stop,), daemon=True, name="background").start()
+    if on_ready is not None:
+        on_ready()
+    exit_code = 0
+    while not stop.is_set():
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid:
+            log.error("worker %d exited (status %d); shutting down", pid, status)
+            pids.remove(pid)
+            exit_code = 1
+            break
+        stop.wait(0.2)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    sys.stdout.flush()
+    return exit_code
