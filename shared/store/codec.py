@@ -153,6 +153,23 @@ def field_matches(data: Mapping[str, Any], field: str, value: str) -> bool:
     return isinstance(found, str) and found == value
 
 
+# --------------------------------------------------------------------------- issuance
+
+
+def check_issuance(certificate: CertificateRecord, new_endpoint: Endpoint | None) -> None:
+    """Reject an issuance whose new endpoint is not the certificate's endpoint.
+
+    Creating endpoint B while attaching the certificate to A would leave an
+    endpoint with no certificates (billable, never expiring); that is a bug in
+    the caller, so every backend refuses it before writing anything.
+    """
+    if new_endpoint is not None and new_endpoint.id != certificate.endpoint_id:
+        raise ValueError(
+            f"new endpoint {new_endpoint.id!r} is not the certificate's endpoint "
+            f"{certificate.endpoint_id!r}"
+        )
+
+
 # --------------------------------------------------------------------------- records as JSON
 
 

@@ -83,6 +83,7 @@ class MemoryStore:
         events: Sequence[Event] = (),
     ) -> None:
         """Store the certificate, maybe an endpoint, and events; all or nothing."""
+        codec.check_issuance(certificate, new_endpoint)
         # Encode everything first: a bad record or event raises before any change.
         cert = codec.certificate_from_row(codec.certificate_to_row(certificate))
         endpoint = (

@@ -369,6 +369,7 @@ class SQLiteStore:
         events: Sequence[Event] = (),
     ) -> None:
         """Store the certificate, maybe an endpoint, and events in one transaction."""
+        codec.check_issuance(certificate, new_endpoint)
         cert_row = codec.certificate_to_row(certificate)
         endpoint_row = codec.endpoint_to_row(new_endpoint) if new_endpoint is not None else None
         with self._write("record issuance") as conn:

@@ -255,15 +255,26 @@ def test_failing_event_rolls_back_the_whole_issuance(store: Store) -> None:
     bad = event("ev-bad", data={"not json": object()})
     with pytest.raises(ValueError):
         store.record_issuance(
-            cert("43"), new_endpoint=endpoint("ep-9"), events=[event("ev-ok"), bad]
+            cert("43", endpoint_id="ep-9"),
+            new_endpoint=endpoint("ep-9"),
+            events=[event("ev-ok"), bad],
         )
     assert store.get_certificate("43") is None
     assert store.get_endpoint("ep-9") is None
     assert store.list_certificates_by_endpoint("ep-9") == []
     assert store.list_events() == []
     # The same issuance with good events then succeeds: nothing was left locked or half-made.
-    store.record_issuance(cert("43"), new_endpoint=endpoint("ep-9"), events=[event("ev-ok")])
+    store.record_issuance(
+        cert("43", endpoint_id="ep-9"), new_endpoint=endpoint("ep-9"), events=[event("ev-ok")]
+    )
     assert store.get_certificate("43") is not None
+
+
+def test_new_endpoint_must_be_the_certificates_endpoint(store: Store) -> None:
+    with pytest.raises(ValueError, match="endpoint"):
+        store.record_issuance(cert("44", endpoint_id="ep-a"), new_endpoint=endpoint("ep-b"))
+    assert store.get_certificate("44") is None
+    assert store.get_endpoint("ep-b") is None
 
 
 def test_list_certificates_by_endpoint_oldest_first(store: Store) -> None:
