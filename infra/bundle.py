@@ -1,0 +1,159 @@
+"""Build the Cloud Functions source bundle: one deterministic zip.
+
+Cloud Functions (2nd gen, Python) builds a function from a zip whose root holds
+`main.py` and `requirements.txt`. Ours holds:
+
+- `main.py`          copied from `functions/main.py` (the entry points);
+- `shared/...`       the core library, as source, so the deployed code is
+                     exactly this checkout's;
+- `requirements.txt` the distribution's base dependencies plus its `[gcp]`
+                     extra, read from `pyproject.toml` so the two never drift.
+
+The zip is deterministic: entries sorted, fixed timestamps and permissions, no
+caches. The same checkout therefore gives the same bytes, hence the same MD5,
+and Terraform (which names the uploaded object by that MD5) redeploys the
+functions only when their source really changed.
+
+Usage::
+
+    python infra/bundle.py [--root REPO] [--out dist/cirrus-functions.zip]
+
+It prints the bundle's path and SHA-256.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import tomllib
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+#: DOS timestamps start in 1980; every entry gets this one.
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
+#: Regular file, rw-r--r--, in the upper 16 bits as Unix zips store it.
+FILE_MODE = 0o100644 << 16
+#: Compression level fixed so the bytes do not depend on zlib's default.
+COMPRESS_LEVEL = 9
+#: Extra a deployed function needs on top of the base dependencies.
+EXTRA = "gcp"
+#: Directory and file names never shipped: build caches and editor litter.
+EXCLUDED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"})
+EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
+
+DEFAULT_OUT = Path("dist") / "cirrus-functions.zip"
+
+
+class BundleError(Exception):
+    """The checkout cannot be bundled (a required file is missing or malformed)."""
+
+
+def requirements(pyproject: Path, extra: str = EXTRA) -> list[str]:
+    """Return the requirement lines for a deployed function.
+
+    The base dependencies come first, then the extra's, each once, in the
+    order `pyproject.toml` lists them (an operator diffing two bundles sees
+    real changes, not reordering).
+
+    Raises:
+        BundleError: if the file has no `[project]` table or lacks the extra.
+    """
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise BundleError(f"cannot read {pyproject}: {exc}") from exc
+    project = data.get("project")
+    if not isinstance(project, dict):
+        raise BundleError(f"{pyproject} has no [project] table")
+    extras = project.get("optional-dependencies", {})
+    if extra not in extras:
+        raise BundleError(f"{pyproject} defines no [{extra}] extra")
+    lines: list[str] = []
+    for requirement in [*project.get("dependencies", []), *extras[extra]]:
+        if requirement not in lines:
+            lines.append(requirement)
+    return lines
+
+
+def _package_files(package_dir: Path) -> Iterator[Path]:
+    """Yield the files of a package directory that belong in the bundle."""
+    for path in package_dir.rglob("*"):
+        relative = path.relative_to(package_dir)
+        if any(part in EXCLUDED_DIRS or part.startswith(".") for part in relative.parts):
+            continue
+        if path.is_file() and not path.name.endswith(EXCLUDED_SUFFIXES):
+            yield path
+
+
+def bundle_entries(root: Path) -> dict[str, bytes]:
+    """Return the bundle's contents as archive name -> bytes.
+
+    Raises:
+        BundleError: if `functions/main.py`, `shared/` or `pyproject.toml` is missing.
+    """
+    main = root / "functions" / "main.py"
+    shared = root / "shared"
+    if not main.is_file():
+        raise BundleError(f"{main} does not exist: nothing to deploy")
+    if not (shared / "__init__.py").is_file():
+        raise BundleError(f"{shared} is not a package")
+    entries: dict[str, bytes] = {"main.py": main.read_bytes()}
+    for path in _package_files(shared):
+        entries[path.relative_to(root).as_posix()] = path.read_bytes()
+    text = "\n".join(requirements(root / "pyproject.toml")) + "\n"
+    entries["requirements.txt"] = text.encode("utf-8")
+    return entries
+
+
+def write_zip(entries: dict[str, bytes], out: Path) -> str:
+    """Write `entries` as a deterministic zip at `out`; return its SHA-256 hex.
+
+    Written to a temporary name and renamed, so a reader (or Terraform's
+    `filemd5`) never sees half a bundle.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=FIXED_DATE_TIME)
+            info.create_system = 3  # Unix, whatever machine builds it
+            info.external_attr = FILE_MODE
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, entries[name], compresslevel=COMPRESS_LEVEL)
+    partial.replace(out)
+    return hashlib.sha256(out.read_bytes()).hexdigest()
+
+
+def build(root: Path, out: Path) -> str:
+    """Build the bundle of the checkout at `root` into `out`; return its SHA-256."""
+    return write_zip(bundle_entries(root), out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry: build the bundle, print its path and digest."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="repository checkout to bundle (default: this file's repository)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"zip to write (default: ROOT/{DEFAULT_OUT})"
+    )
+    args = parser.parse_args(argv)
+    root: Path = args.root
+    out: Path = args.out if args.out is not None else root / DEFAULT_OUT
+    try:
+        digest = build(root, out)
+    except BundleError as exc:
+        print(f"bundle: {exc}", file=sys.stderr)
+        return 1
+    print(f"{out} sha256={digest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
