@@ -58,20 +58,20 @@ class GCSBlobStore:
         import requests.exceptions
         from google.api_core import exceptions as api_exceptions
         from google.auth import exceptions as auth_exceptions
-        from google.cloud import storage
+        from google.cloud.storage import Client
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         if client is None:
             if endpoint is not None:
                 from google.auth.credentials import AnonymousCredentials
 
-                client = storage.Client(
+                client = Client(
                     project=project or "cirrus-emulator",
                     credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
                     client_options={"api_endpoint": endpoint},
                 )
             else:
-                client = storage.Client(project=project)
+                client = Client(project=project)
         self._client = client
         self._bucket = client.bucket(bucket)
         self._bucket_name = bucket

@@ -25,7 +25,7 @@ def _refuse(*_: Any, **__: Any) -> NoReturn:
     raise TypeError("this key is held by a key manager and cannot be exported or used that way")
 
 
-def signature_hash(public_key: Any) -> hashes.HashAlgorithm | None:
+def signature_hash(public_key: Any) -> hashes.SHA256 | hashes.SHA384 | None:
     """The hash Cirrus signs with for a CA public key (None for Ed25519)."""
     if isinstance(public_key, ec.EllipticCurvePublicKey):
         return hashes.SHA384() if public_key.curve.key_size >= 384 else hashes.SHA256()
