@@ -39,7 +39,7 @@ from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, Pr
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
-from shared.store.base import IssuanceLedger, RevocationReader, TokenLedger
+from shared.store.base import EndpointStore, IssuanceLedger, RevocationReader, TokenLedger
 from shared.validity import Window, check_window, requested_window
 from shared.x509.csr import csr_public_key, parse_csr
 from shared.x509.names import SANs, common_name_of, sans_of, split_sans
@@ -71,6 +71,7 @@ class AuthorityStores:
     tokens: TokenLedger
     issuance: IssuanceLedger
     revocations: RevocationReader
+    endpoints: EndpointStore
 
 
 class Authority:
@@ -147,6 +148,8 @@ class Authority:
             authority_id=self.authority_id, provisioner_id=auth.provisioner.id, subject_key=skey,
             name=common_name, renewal_enabled=auth.renewal_enabled, now=now,
         )
+        # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
+        is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
         self._claim(auth.replay)
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
@@ -155,7 +158,7 @@ class Authority:
             self.issuer, subject=subject, public_key=public_key, serial=serial,
             not_before=window.not_before, not_after=window.not_after, extensions=extensions,
         )
-        return self._record(cert, auth.provisioner, endpoint, now, renewed_from=None, operation="sign", new_endpoint=True)
+        return self._record(cert, auth.provisioner, endpoint, now, renewed_from=None, operation="sign", new_endpoint=is_new)
 
     def _check_csr_against_token(self, csr: x509.CertificateSigningRequest, auth: SignAuthorization) -> None:
         """step-ca's JWK validators: CN and SAN sets must be what the token allows."""

@@ -124,7 +124,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         intermediates=intermediates,
         roots=roots,
         provisioners=provisioners,
-        stores=AuthorityStores(tokens=store, issuance=store, revocations=store),
+        stores=AuthorityStores(tokens=store, issuance=store, revocations=store, endpoints=store),
         clock=clock,
         backdate=settings.backdate,
         crl_url=crl_url,

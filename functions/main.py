@@ -1,0 +1,17 @@
+"""Cloud Functions entry points: each decodes, calls one handler, encodes."""
+
+import functions_framework
+
+from shared.api import functions as handlers
+
+
+@functions_framework.http
+def ca_api(request):  # type: ignore[no-untyped-def]
+    """step-ca's HTTP API."""
+    return handlers.ca_api(request)
+
+
+@functions_framework.cloud_event
+def sweep(cloud_event):  # type: ignore[no-untyped-def]
+    """Scheduled housekeeping (Cloud Scheduler -> Pub/Sub)."""
+    handlers.sweep(cloud_event)

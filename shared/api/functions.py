@@ -1,0 +1,66 @@
+"""Cloud Function handlers: decode -> instance services -> one call -> encode.
+
+`functions/main.py` wraps each of these in a Functions Framework decorator.
+Services are built from the environment once per instance, on first use
+(`Settings.from_env`), and kept: a warm instance never rebuilds a client.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from shared.api.app import CirrusApp
+from shared.api.mounts import default_mounts
+from shared.config import Settings
+from shared.runtime import Services, build_services
+
+_lock = threading.Lock()
+_instance: dict[str, Any] = {}
+
+
+def services() -> Services:
+    """This instance's services, built on first use."""
+    s = _instance.get("services")
+    if s is None:
+        with _lock:
+            s = _instance.get("services")
+            if s is None:
+                s = build_services(Settings.from_env())
+                _instance["services"] = s
+    return s  # type: ignore[no-any-return]
+
+
+def _app() -> CirrusApp:
+    app = _instance.get("app")
+    if app is None:
+        s = services()
+        with _lock:
+            app = _instance.get("app")
+            if app is None:
+                app = CirrusApp(s, mounts=default_mounts(s))
+                _instance["app"] = app
+    return app  # type: ignore[no-any-return]
+
+
+def reset() -> None:
+    """Forget the instance's services (tests switch configurations with it)."""
+    with _lock:
+        s = _instance.pop("services", None)
+        _instance.clear()
+    if s is not None:
+        s.close()
+
+
+def ca_api(request: Request) -> Response:
+    """The step-ca API (`/`, `/1.0`), plus OCSP/CRL/ACME mounts where configured."""
+    return _app().handle(request)
+
+
+def sweep(event: Any) -> dict[str, int]:
+    """Scheduled housekeeping: purge expired one-time tokens and nonces."""
+    s = services()
+    purged = s.store.purge_expired(s.clock.now())
+    return {"purgedTokens": purged}

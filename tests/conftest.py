@@ -1,0 +1,45 @@
+"""Fixtures shared by every test folder: a real authority made by `cirrus init`."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from werkzeug.test import Client
+
+from shared.api.app import CirrusApp
+from shared.api.mounts import default_mounts
+from shared.cli.init import init_authority
+from shared.config import Settings
+from shared.runtime import Services, build_services
+
+
+@pytest.fixture(scope="session")
+def _authority_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("authority-template") / "ca"
+    # A low PBES2 count keeps the fixture fast; `cirrus init` uses 600,000.
+    init_authority(d, name="Test", p2c=1000)
+    return d
+
+
+@pytest.fixture
+def authority_dir(_authority_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of an initialised authority (SQLite store inside it)."""
+    d = tmp_path / "ca"
+    shutil.copytree(_authority_template, d)
+    return d
+
+
+@pytest.fixture
+def services(authority_dir: Path) -> Iterator[Services]:
+    s = build_services(Settings.load(authority_dir / "config.json"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def api(services: Services) -> Client:
+    """A WSGI test client for the full app (no network)."""
+    return Client(CirrusApp(services, mounts=default_mounts(services)))

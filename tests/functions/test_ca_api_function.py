@@ -1,0 +1,67 @@
+"""The `ca_api` Cloud Function through the Functions Framework test client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from functions_framework import create_app
+
+from shared.api import functions as handlers
+from tests.helpers import mint_sign_token
+
+MAIN = str(Path(__file__).resolve().parents[2] / "functions" / "main.py")
+
+
+@pytest.fixture
+def client(authority_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CIRRUS_CONFIG", str(authority_dir / "config.json"))
+    handlers.reset()
+    app = create_app("ca_api", MAIN)
+    yield app.test_client()
+    handlers.reset()
+
+
+def test_health_and_roots(client) -> None:
+    r = client.get("/health")
+    assert r.status_code == 200 and r.get_json() == {"status": "ok"}
+    r = client.get("/1.0/roots")
+    assert r.status_code == 201
+    assert r.get_json()["crts"][0].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_sign_through_function(client, authority_dir: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fn.example.com")]))
+        .sign(key, hashes.SHA256())
+    )
+    token = mint_sign_token(authority_dir, "fn.example.com", ["fn.example.com"])
+    r = client.post(
+        "/1.0/sign",
+        json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": token},
+    )
+    assert r.status_code == 201, r.get_data(as_text=True)
+    body = r.get_json()
+    cert = x509.load_pem_x509_certificate(body["crt"].encode())
+    assert cert.subject.rfc4514_string() == "CN=fn.example.com"
+    assert len(body["certChain"]) == 2
+    # The same token again is a replay.
+    r = client.post(
+        "/1.0/sign",
+        json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": token},
+    )
+    assert r.status_code == 401
+    assert r.get_json() == {"status": 401, "message": "token already used"}
+
+
+def test_sweep_event(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CIRRUS_CONFIG", str(authority_dir / "config.json"))
+    handlers.reset()
+    assert handlers.sweep(None) == {"purgedTokens": 0}
+    handlers.reset()
