@@ -26,14 +26,25 @@ from shared.acme.problems import ACMEProblem
 
 #: Accepted `alg` values, in the order advertised by badSignatureAlgorithm.
 ALGORITHMS: tuple[str, ...] = (
-    "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+    "ES256",
+    "ES384",
+    "ES512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "EdDSA",
 )
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _MIN_RSA_BITS = 2048
 
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+PublicKey = (
+    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
+)
 
 
 def b64d(text: Any, what: str = "value") -> bytes:
@@ -169,13 +180,17 @@ def _verifier(alg: str, key: PublicKey) -> Any:
             return None
         return ECAlgorithm(getattr(ECAlgorithm, "SHA" + alg[2:]))
     if alg.startswith("RS"):
-        return RSAAlgorithm(getattr(RSAAlgorithm, "SHA" + alg[2:])) if isinstance(
-            key, rsa.RSAPublicKey
-        ) else None
+        return (
+            RSAAlgorithm(getattr(RSAAlgorithm, "SHA" + alg[2:]))
+            if isinstance(key, rsa.RSAPublicKey)
+            else None
+        )
     if alg.startswith("PS"):
-        return RSAPSSAlgorithm(getattr(RSAPSSAlgorithm, "SHA" + alg[2:])) if isinstance(
-            key, rsa.RSAPublicKey
-        ) else None
+        return (
+            RSAPSSAlgorithm(getattr(RSAPSSAlgorithm, "SHA" + alg[2:]))
+            if isinstance(key, rsa.RSAPublicKey)
+            else None
+        )
     if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return OKPAlgorithm()
     return None

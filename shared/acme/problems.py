@@ -108,7 +108,5 @@ def from_ca_error(err: CAError) -> ACMEProblem:
     if err.status == 409:
         return ACMEProblem("malformed", err.detail, status=409)
     if err.status == 503:
-        return ACMEProblem(
-            "serverInternal", err.detail, status=503, headers={"Retry-After": "5"}
-        )
+        return ACMEProblem("serverInternal", err.detail, status=503, headers={"Retry-After": "5"})
     return ACMEProblem("serverInternal", "The server experienced an internal error")

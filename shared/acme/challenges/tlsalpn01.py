@@ -34,9 +34,12 @@ def _peer_certificate(host: str, sni: str, config: ACMEProvisionerConfig) -> byt
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols([ALPN])
     try:
-        with socket.create_connection(
-            (str(ip), config.tlsalpn01_port), timeout=config.validation_timeout
-        ) as raw, ctx.wrap_socket(raw, server_hostname=sni) as tls:
+        with (
+            socket.create_connection(
+                (str(ip), config.tlsalpn01_port), timeout=config.validation_timeout
+            ) as raw,
+            ctx.wrap_socket(raw, server_hostname=sni) as tls,
+        ):
             if tls.selected_alpn_protocol() != ALPN:
                 raise ACMEProblem("tls", "server did not negotiate the acme-tls/1 protocol")
             der = tls.getpeercert(binary_form=True)
@@ -60,21 +63,31 @@ def validate(
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         ext = cert.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
     except (x509.ExtensionNotFound, ValueError) as exc:
-        raise ACMEProblem("unauthorized", "validation certificate lacks SAN or acmeIdentifier") from exc
+        raise ACMEProblem(
+            "unauthorized", "validation certificate lacks SAN or acmeIdentifier"
+        ) from exc
     names = list(sans)
     if identifier.type == "ip":
-        ok = len(names) == 1 and isinstance(names[0], x509.IPAddress) and (
-            names[0].value == ipaddress.ip_address(identifier.value)
+        ok = (
+            len(names) == 1
+            and isinstance(names[0], x509.IPAddress)
+            and (names[0].value == ipaddress.ip_address(identifier.value))
         )
     else:
-        ok = len(names) == 1 and isinstance(names[0], x509.DNSName) and (
-            names[0].value.lower() == identifier.base
+        ok = (
+            len(names) == 1
+            and isinstance(names[0], x509.DNSName)
+            and (names[0].value.lower() == identifier.base)
         )
     if not ok:
-        raise ACMEProblem("unauthorized", "validation certificate must have exactly the identifier as SAN")
+        raise ACMEProblem(
+            "unauthorized", "validation certificate must have exactly the identifier as SAN"
+        )
     if not ext.critical:
         raise ACMEProblem("unauthorized", "acmeIdentifier extension must be critical")
     value = getattr(ext.value, "value", b"")
     want = b"\x04\x20" + hashlib.sha256(key_authorization.encode("ascii")).digest()
     if not hmac.compare_digest(value, want):
-        raise ACMEProblem("incorrectResponse", "acmeIdentifier does not match the key authorization")
+        raise ACMEProblem(
+            "incorrectResponse", "acmeIdentifier does not match the key authorization"
+        )

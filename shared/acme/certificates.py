@@ -1,0 +1,193 @@
+"""Finalize, certificate download and revokeCert (ACME-11, ACME-12).
+
+Finalize moves the order `ready -> processing` with compare-and-set before
+calling the authority, so two instances can never both issue for one order;
+the authority records the certificate before returning it, and only then is
+the order marked `valid` and the chain made downloadable.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from shared.acme import csr as csr_mod
+from shared.acme import jws
+from shared.acme.context import Ctx, Reply, Services, Verified
+from shared.acme.identifiers import Identifier
+from shared.acme.orders import load_order, order_json
+from shared.acme.problems import ACMEProblem, from_ca_error
+from shared.acme.repo import AUTHZS, CERTS, ORDERS, new_id, parse_ts, ts
+from shared.errors import AlreadyRevoked, CAError
+
+log = logging.getLogger(__name__)
+
+#: BR-06 reasons a subscriber may give (0 = unspecified, recorded without a reason).
+ALLOWED_REASONS = frozenset({0, 1, 3, 4, 5})
+PEM_CHAIN = "application/pem-certificate-chain"
+
+
+def _pem(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> str:
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode("ascii") for c in certs)
+
+
+def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
+    """POST order/{id}/finalize with {"csr": ...}."""
+    assert v.account_id is not None
+    order = load_order(svc, ctx, v, order_id)
+    if order["status"] != "ready":
+        headers = {"Retry-After": "1"} if order["status"] == "processing" else {}
+        raise ACMEProblem(
+            "orderNotReady", f"order is {order['status']}, not ready", headers=headers
+        )
+    payload = v.jws.json_payload()
+    csr = csr_mod.load(payload.get("csr"))
+    idents = [Identifier(i["type"], i["value"]) for i in order["identifiers"]]
+    csr_mod.check(csr, idents, account_key=jws.public_key(v.jwk))
+
+    def start(d: dict[str, Any]) -> dict[str, Any]:
+        if d["status"] != "ready":
+            raise ACMEProblem("orderNotReady", f"order is {d['status']}, not ready")
+        d["status"] = "processing"
+        return d
+
+    svc.repo.mutate(ORDERS, order_id, start)
+    try:
+        issued = svc.finalizer.issue(
+            csr,
+            idents,
+            provisioner=ctx.prov.name,
+            account_id=v.account_id,
+            replaces=order.get("replaces"),
+            not_before=parse_ts(order["notBefore"]) if order.get("notBefore") else None,
+            not_after=parse_ts(order["notAfter"]) if order.get("notAfter") else None,
+        )
+    except CAError as err:
+        problem = from_ca_error(err)
+
+        def fail(d: dict[str, Any]) -> dict[str, Any]:
+            d["status"] = "invalid"
+            d["error"] = problem.to_json()
+            return d
+
+        svc.repo.mutate(ORDERS, order_id, fail)
+        raise problem from err
+    except Exception:
+        svc.repo.mutate(ORDERS, order_id, lambda d: {**d, "status": "ready"})
+        raise
+    cert_id = new_id()
+    chains = [_pem([issued.leaf, *issued.chain])] + [
+        _pem([issued.leaf, *alt]) for alt in issued.alternates
+    ]
+    svc.repo.create(
+        CERTS,
+        cert_id,
+        {
+            "provisioner": ctx.prov.name,
+            "accountId": v.account_id,
+            "orderId": order_id,
+            "serial": issued.serial,
+            "identifiers": order["identifiers"],
+            "chains": chains,
+            "createdAt": ts(svc.clock.now()),
+        },
+    )
+
+    def done(d: dict[str, Any]) -> dict[str, Any]:
+        d["status"] = "valid"
+        d["certificateId"] = cert_id
+        return d
+
+    order = svc.repo.mutate(ORDERS, order_id, done) or order
+    return Reply(200, order_json(ctx, order_id, order), {"Location": ctx.url("order", order_id)})
+
+
+def download(svc: Services, ctx: Ctx, v: Verified, cert_id: str, alt: str | None) -> Reply:
+    """POST-as-GET certificate/{id}[/{n}]."""
+    d = svc.repo.get(CERTS, cert_id)
+    if d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
+        raise ACMEProblem("malformed", "certificate not found", status=404)
+    chains: list[str] = d["chains"]
+    index = 0
+    if alt is not None:
+        if not alt.isdigit() or not 0 < int(alt) < len(chains):
+            raise ACMEProblem("malformed", "certificate not found", status=404)
+        index = int(alt)
+    urls = [ctx.url("certificate", cert_id)] + [
+        ctx.url("certificate", cert_id, str(n)) for n in range(1, len(chains))
+    ]
+    links = [f'<{url}>;rel="alternate"' for n, url in enumerate(urls) if n != index]
+    return Reply(200, chains[index].encode("ascii"), links=links, content_type=PEM_CHAIN)
+
+
+def _names(cert: x509.Certificate) -> set[Identifier]:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    out = {Identifier("dns", n.lower()) for n in sans.get_values_for_type(x509.DNSName)}
+    out |= {Identifier("ip", str(ip)) for ip in sans.get_values_for_type(x509.IPAddress)}
+    return out
+
+
+def _account_may_revoke(svc: Services, v: Verified, serial: str, cert: x509.Certificate) -> bool:
+    owned = svc.repo.docs.find_documents(CERTS, "serial", serial, limit=1)
+    if owned and owned[0][1].get("accountId") == v.account_id:
+        return True
+    names = _names(cert)
+    if not names:
+        return False
+    now = svc.clock.now()
+    held: set[Identifier] = set()
+    for _, a, _ in svc.repo.docs.find_documents(
+        AUTHZS, "accountId", str(v.account_id), limit=10000
+    ):
+        if a.get("status") == "valid" and parse_ts(a["expires"]) > now:
+            ident = a["identifier"]
+            held.add(
+                Identifier(ident["type"], ("*." if a.get("wildcard") else "") + ident["value"])
+            )
+            held.add(Identifier(ident["type"], ident["value"]))
+    return names <= held
+
+
+def revoke(svc: Services, ctx: Ctx, v: Verified) -> Reply:
+    """revokeCert, signed by the account key or by the certificate's key."""
+    payload = v.jws.json_payload()
+    der = jws.b64d(payload.get("certificate"), "certificate")
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise ACMEProblem("malformed", "certificate could not be parsed") from exc
+    reason = payload.get("reason", 0)
+    if not isinstance(reason, int) or isinstance(reason, bool) or reason not in ALLOWED_REASONS:
+        raise ACMEProblem("badRevocationReason", "reason must be one of 0, 1, 3, 4, 5")
+    serial = str(cert.serial_number)
+    record = svc.certificates.get_certificate(serial)
+    if record is None or record.der != der:
+        raise ACMEProblem("malformed", "certificate not found", status=404)
+    if v.account_id is not None and "kid" in v.jws.header:
+        if not _account_may_revoke(svc, v, serial, cert):
+            raise ACMEProblem("unauthorized", "the account may not revoke this certificate")
+    else:
+        cert_spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        jwk_spki = jws.public_key(v.jwk).public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        if cert_spki != jwk_spki:
+            raise ACMEProblem("unauthorized", "the JWS key is not the certificate's key")
+    try:
+        svc.revoker.revoke(
+            serial,
+            reason_code=reason,
+            provisioner=ctx.prov.name,
+            account_id=v.account_id if "kid" in v.jws.header else None,
+        )
+    except AlreadyRevoked as err:
+        raise ACMEProblem("alreadyRevoked", "certificate is already revoked") from err
+    return Reply(200, None)

@@ -1,0 +1,74 @@
+"""Per-request context, shared services and the reply type for ACME handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from werkzeug.wrappers import Request
+
+from shared.acme.config import ACMEProvisionerConfig
+from shared.acme.finalize import Finalizer, Revoker
+from shared.acme.jws import JWS
+from shared.acme.nonces import NonceService
+from shared.acme.repo import Repo
+from shared.clock import Clock
+from shared.store.base import CertificateReader, RevocationReader
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What handlers depend on (built once by `ACMEServer`)."""
+
+    clock: Clock
+    repo: Repo
+    nonces: NonceService
+    finalizer: Finalizer
+    revoker: Revoker
+    certificates: CertificateReader
+    revocations: RevocationReader | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """One request: who it is for and how to build URLs back to us.
+
+    `origin` is scheme://host[:port] as the client sees us; `prefix` is the
+    URL-quoted mount (`/acme/{provisioner}` or `/2.0/acme/{provisioner}`).
+    """
+
+    request: Request
+    prov: ACMEProvisionerConfig
+    origin: str
+    prefix: str
+
+    def url(self, *parts: str) -> str:
+        """Absolute URL of a resource under this provisioner."""
+        return self.origin + self.prefix + "".join("/" + quote(p, safe="") for p in parts)
+
+    @property
+    def request_url(self) -> str:
+        """The URL this request was sent to (what a JWS `url` must equal)."""
+        return self.origin + quote(self.request.path, safe="/%")
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An authenticated POST: the JWS, its signer's key and account (if any)."""
+
+    jws: JWS
+    jwk: dict[str, Any]
+    account_id: str | None
+    account: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class Reply:
+    """A handler's answer before the server adds nonce and index headers."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    links: list[str] = field(default_factory=list)
+    content_type: str = "application/json"

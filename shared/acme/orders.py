@@ -1,0 +1,346 @@
+"""Orders, authorizations and challenges (ACME-07..10, RFC 8738, RFC 9773 `replaces`).
+
+Order and authorization status is derived on read from the stored facts
+(authorization results, expiry) and written back with compare-and-set, so no
+background job is needed to move an order to `ready` or `invalid`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from typing import Any
+
+from shared.acme import jws
+from shared.acme.challenges import validator_for
+from shared.acme.challenges.addresses import address_allowed
+from shared.acme.context import Ctx, Reply, Services, Verified
+from shared.acme.identifiers import Identifier, parse_identifier
+from shared.acme.problems import ACMEProblem, from_ca_error
+from shared.acme.renewal import parse_cert_id
+from shared.acme.repo import AUTHZS, CERTS, ORDERS, REPLACEMENTS, new_id, new_token, parse_ts, ts
+from shared.errors import CAError
+
+MAX_IDENTIFIERS = 100
+
+
+def _identifiers(d: dict[str, Any]) -> list[Identifier]:
+    return [Identifier(i["type"], i["value"]) for i in d["identifiers"]]
+
+
+def _challenge_types(ctx: Ctx, ident: Identifier) -> list[str]:
+    if ident.wildcard:
+        wanted = ["dns-01"]
+    elif ident.type == "ip":
+        wanted = ["http-01", "tls-alpn-01"]
+    else:
+        wanted = ["http-01", "dns-01", "tls-alpn-01"]
+    return [c for c in wanted if c in ctx.prov.challenges]
+
+
+def _check(ctx: Ctx, raw: Any) -> Identifier:
+    ident = parse_identifier(raw, allow_wildcard=ctx.prov.allow_wildcard)
+    if ident.type == "ip" and not address_allowed(ipaddress.ip_address(ident.value), ctx.prov):
+        raise ACMEProblem(
+            "rejectedIdentifier", f"{ident.value} may not be validated", identifier=ident.to_json()
+        )
+    if not _challenge_types(ctx, ident):
+        raise ACMEProblem(
+            "rejectedIdentifier",
+            f"no enabled challenge can validate {ident.value}",
+            identifier=ident.to_json(),
+        )
+    return ident
+
+
+def _parse_time(payload: dict[str, Any], key: str) -> dt.datetime | None:
+    value = payload.get(key)
+    if value is None:
+        return None
+    try:
+        return parse_ts(str(value))
+    except ValueError as exc:
+        raise ACMEProblem("malformed", f"{key} is not an RFC 3339 date") from exc
+
+
+def _claim_replacement(
+    svc: Services, v: Verified, text: Any, idents: list[Identifier], order_id: str
+) -> str:
+    """Check `replaces` and reserve the certificate for this order; return its serial."""
+    _, serial = parse_cert_id(text)
+    found = svc.repo.docs.find_documents(CERTS, "serial", serial, limit=1)
+    if not found or found[0][1].get("accountId") != v.account_id:
+        raise ACMEProblem("malformed", "the replaced certificate was not issued to this account")
+    old = {Identifier(i["type"], i["value"]) for i in found[0][1].get("identifiers", [])}
+    if not old & set(idents):
+        raise ACMEProblem(
+            "malformed", "the order shares no identifier with the replaced certificate"
+        )
+    if svc.repo.create(REPLACEMENTS, serial, {"orderId": order_id}):
+        return serial
+
+    def take(d: dict[str, Any]) -> dict[str, Any]:
+        prev = svc.repo.get(ORDERS, str(d.get("orderId")))
+        if prev and _refresh_order(svc, str(d.get("orderId")), prev)["status"] != "invalid":
+            raise ACMEProblem("alreadyReplaced", "the certificate has already been replaced")
+        return {"orderId": order_id}
+
+    svc.repo.mutate(REPLACEMENTS, serial, take)
+    return serial
+
+
+def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
+    """newOrder (RFC 8555 s.7.4)."""
+    assert v.account_id is not None
+    payload = v.jws.json_payload()
+    raw = payload.get("identifiers")
+    if not isinstance(raw, list) or not raw:
+        raise ACMEProblem("malformed", "identifiers must be a non-empty list")
+    if len(raw) > MAX_IDENTIFIERS:
+        raise ACMEProblem("rejectedIdentifier", f"at most {MAX_IDENTIFIERS} identifiers per order")
+    idents: list[Identifier] = []
+    problems: list[ACMEProblem] = []
+    for item in raw:
+        try:
+            idents.append(_check(ctx, item))
+        except ACMEProblem as p:
+            if p.identifier is None and isinstance(item, dict):
+                p.identifier = {
+                    "type": str(item.get("type"))[:32],
+                    "value": str(item.get("value"))[:255],
+                }
+            problems.append(p)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise ACMEProblem(
+            "rejectedIdentifier", "some identifiers were rejected", subproblems=problems
+        )
+    idents = sorted(set(idents))
+    try:
+        svc.finalizer.check_identifiers(idents, provisioner=ctx.prov.name)
+    except CAError as err:
+        raise from_ca_error(err) from err
+    not_before, not_after = _parse_time(payload, "notBefore"), _parse_time(payload, "notAfter")
+    if not_before and not_after and not_after <= not_before:
+        raise ACMEProblem("malformed", "notAfter must be after notBefore")
+    now = svc.clock.now()
+    order_id = new_id()
+    replaces = None
+    if payload.get("replaces") is not None:
+        replaces = _claim_replacement(svc, v, payload["replaces"], idents, order_id)
+    expires = now + ctx.prov.order_lifetime
+    authz_ids = []
+    for ident in idents:
+        token = new_token()
+        authz_id = new_id()
+        svc.repo.create(
+            AUTHZS,
+            authz_id,
+            {
+                "provisioner": ctx.prov.name,
+                "accountId": v.account_id,
+                "identifier": {"type": ident.type, "value": ident.base},
+                "wildcard": ident.wildcard,
+                "status": "pending",
+                "expires": ts(expires),
+                "token": token,
+                "challenges": [
+                    {"id": new_id(), "type": t, "status": "pending"}
+                    for t in _challenge_types(ctx, ident)
+                ],
+            },
+        )
+        authz_ids.append(authz_id)
+    order = {
+        "provisioner": ctx.prov.name,
+        "accountId": v.account_id,
+        "status": "pending",
+        "expires": ts(expires),
+        "identifiers": [i.to_json() for i in idents],
+        "authzIds": authz_ids,
+        "notBefore": ts(not_before) if not_before else None,
+        "notAfter": ts(not_after) if not_after else None,
+        "replaces": replaces,
+        "replacesId": payload.get("replaces") if replaces else None,
+        "certificateId": None,
+        "error": None,
+        "createdAt": ts(now),
+    }
+    svc.repo.create(ORDERS, order_id, order)
+    return Reply(201, order_json(ctx, order_id, order), {"Location": ctx.url("order", order_id)})
+
+
+def order_json(ctx: Ctx, order_id: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The order object (RFC 8555 s.7.1.3)."""
+    out: dict[str, Any] = {
+        "status": d["status"],
+        "expires": d["expires"],
+        "identifiers": d["identifiers"],
+        "authorizations": [ctx.url("authz", a) for a in d["authzIds"]],
+        "finalize": ctx.url("order", order_id, "finalize"),
+    }
+    for key in ("notBefore", "notAfter", "error"):
+        if d.get(key):
+            out[key] = d[key]
+    if d.get("replacesId"):
+        out["replaces"] = d["replacesId"]
+    if d.get("certificateId"):
+        out["certificate"] = ctx.url("certificate", d["certificateId"])
+    return out
+
+
+def _authz_status(svc: Services, d: dict[str, Any]) -> str:
+    status = str(d["status"])
+    if status in ("pending", "valid") and parse_ts(d["expires"]) <= svc.clock.now():
+        return "expired"
+    return status
+
+
+def _refresh_order(svc: Services, order_id: str, d: dict[str, Any]) -> dict[str, Any]:
+    """Derive `ready`/`invalid` from authorizations and expiry; persist the change."""
+    status = d["status"]
+    if status not in ("pending", "ready"):
+        return d
+    new = status
+    if parse_ts(d["expires"]) <= svc.clock.now():
+        new = "invalid"
+    elif status == "pending":
+        states = []
+        for aid in d["authzIds"]:
+            a = svc.repo.get(AUTHZS, aid)
+            states.append(_authz_status(svc, a) if a else "invalid")
+        if any(s in ("invalid", "deactivated", "expired", "revoked") for s in states):
+            new = "invalid"
+        elif all(s == "valid" for s in states):
+            new = "ready"
+    if new == status:
+        return d
+
+    def change(cur: dict[str, Any]) -> dict[str, Any] | None:
+        if cur["status"] != status:
+            return None
+        cur["status"] = new
+        if new == "invalid" and not cur.get("error"):
+            cur["error"] = ACMEProblem(
+                "unauthorized", "an authorization failed or expired"
+            ).to_json()
+        return cur
+
+    return svc.repo.mutate(ORDERS, order_id, change) or d
+
+
+def load_order(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> dict[str, Any]:
+    """The caller's order, refreshed, or 404."""
+    d = svc.repo.get(ORDERS, order_id)
+    if d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
+        raise ACMEProblem("malformed", "order not found", status=404)
+    return _refresh_order(svc, order_id, d)
+
+
+def get_order(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
+    """POST-as-GET an order."""
+    d = load_order(svc, ctx, v, order_id)
+    headers = {"Retry-After": "1"} if d["status"] == "processing" else {}
+    return Reply(200, order_json(ctx, order_id, d), headers)
+
+
+def _load_authz(svc: Services, ctx: Ctx, v: Verified, authz_id: str) -> dict[str, Any]:
+    d = svc.repo.get(AUTHZS, authz_id)
+    if d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
+        raise ACMEProblem("malformed", "authorization not found", status=404)
+    return d
+
+
+def _challenge_json(ctx: Ctx, authz_id: str, token: str, ch: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "type": ch["type"],
+        "url": ctx.url("challenge", authz_id, ch["id"]),
+        "status": ch["status"],
+        "token": token,
+    }
+    if ch.get("validated"):
+        out["validated"] = ch["validated"]
+    if ch.get("error"):
+        out["error"] = ch["error"]
+    return out
+
+
+def authz_json(svc: Services, ctx: Ctx, authz_id: str, d: dict[str, Any]) -> dict[str, Any]:
+    """The authorization object (RFC 8555 s.7.1.4)."""
+    status = _authz_status(svc, d)
+    chals = d["challenges"]
+    if status == "valid":
+        chals = [c for c in chals if c["status"] == "valid"]
+    out: dict[str, Any] = {
+        "identifier": d["identifier"],
+        "status": status,
+        "expires": d["expires"],
+        "challenges": [_challenge_json(ctx, authz_id, d["token"], c) for c in chals],
+    }
+    if d.get("wildcard"):
+        out["wildcard"] = True
+    return out
+
+
+def get_authz(svc: Services, ctx: Ctx, v: Verified, authz_id: str) -> Reply:
+    """POST-as-GET an authorization, or deactivate it (RFC 8555 s.7.5.2)."""
+    d = _load_authz(svc, ctx, v, authz_id)
+    if not v.jws.is_post_as_get:
+        payload = v.jws.json_payload()
+        if payload.get("status") != "deactivated":
+            raise ACMEProblem("malformed", "only status deactivated may be posted")
+
+        def change(cur: dict[str, Any]) -> dict[str, Any]:
+            if cur["status"] not in ("pending", "valid"):
+                raise ACMEProblem("malformed", f"authorization is {cur['status']}")
+            cur["status"] = "deactivated"
+            return cur
+
+        d = svc.repo.mutate(AUTHZS, authz_id, change) or d
+    return Reply(200, authz_json(svc, ctx, authz_id, d))
+
+
+def key_authorization(token: str, jwk: dict[str, Any]) -> str:
+    """token "." thumbprint (ACME-08)."""
+    return f"{token}.{jws.thumbprint(jwk)}"
+
+
+def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id: str) -> Reply:
+    """Validate a challenge synchronously (step-ca's model) and return it."""
+    d = _load_authz(svc, ctx, v, authz_id)
+    ch = next((c for c in d["challenges"] if c["id"] == ch_id), None)
+    if ch is None:
+        raise ACMEProblem("malformed", "challenge not found", status=404)
+    up = f'<{ctx.url("authz", authz_id)}>;rel="up"'
+    if not v.jws.is_post_as_get:
+        v.jws.json_payload()  # must be a JSON object ({} per RFC 8555 s.7.5.1)
+    if v.jws.is_post_as_get or ch["status"] != "pending" or _authz_status(svc, d) != "pending":
+        return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), links=[up])
+    ident = Identifier(d["identifier"]["type"], d["identifier"]["value"])
+    error: dict[str, Any] | None = None
+    try:
+        validator_for(ch["type"])(ident, d["token"], key_authorization(d["token"], v.jwk), ctx.prov)
+    except ACMEProblem as p:
+        p.identifier = ident.to_json()
+        error = p.to_json()
+    except (OSError, ValueError) as exc:  # anything the network can throw at a validator
+        error = ACMEProblem(
+            "connection", f"validation failed: {type(exc).__name__}", identifier=ident.to_json()
+        ).to_json()
+    now = ts(svc.clock.now())
+
+    def change(cur: dict[str, Any]) -> dict[str, Any] | None:
+        if cur["status"] != "pending":
+            return None
+        for c in cur["challenges"]:
+            if c["id"] == ch_id:
+                c["status"] = "invalid" if error else "valid"
+                c["error"] = error
+                c["validated"] = None if error else now
+        cur["status"] = "invalid" if error else "valid"
+        return cur
+
+    d = svc.repo.mutate(AUTHZS, authz_id, change) or d
+    ch = next(c for c in d["challenges"] if c["id"] == ch_id)
+    return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), links=[up])

@@ -1,0 +1,97 @@
+"""ACME state in a `DocumentStore`, shared by every instance.
+
+Collections (one JSON document each):
+
+| collection | id | holds |
+|---|---|---|
+| acme_accounts | account id | key (JWK), thumbprint, status, contact, eab |
+| acme_account_keys | provisioner:thumbprint | accountId (unique-key index, create-if-absent) |
+| acme_orders | order id | identifiers, authzIds, status, dates, certificateId, replaces |
+| acme_authzs | authz id | identifier, status, token, challenges (embedded) |
+| acme_certs | cert id | serial, PEM chains, accountId, identifiers |
+| acme_replacements | serial | orderId (RFC 9773: one live replacement per cert) |
+| acme_eab | key id | HMAC key, reference, binding |
+
+Every change is a compare-and-set on the version read, retried a few times,
+so two instances never lose each other's updates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from shared.errors import Conflict
+from shared.store.base import DocumentStore
+
+ACCOUNTS = "acme_accounts"
+ACCOUNT_KEYS = "acme_account_keys"
+ORDERS = "acme_orders"
+AUTHZS = "acme_authzs"
+CERTS = "acme_certs"
+REPLACEMENTS = "acme_replacements"
+EAB_KEYS = "acme_eab"
+
+_RETRIES = 8
+
+
+def new_id() -> str:
+    """A 128-bit random URL-safe identifier."""
+    return secrets.token_urlsafe(16)
+
+
+def new_token() -> str:
+    """A challenge token: 256 random bits, base64url without padding (ACME-08)."""
+    return secrets.token_urlsafe(32)
+
+
+def ts(value: dt.datetime) -> str:
+    """RFC 3339 UTC text, as ACME objects carry."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_ts(text: str) -> dt.datetime:
+    """Inverse of `ts` (also accepts offsets and fractions)."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
+
+
+class Repo:
+    """Small helpers over the document store."""
+
+    def __init__(self, docs: DocumentStore) -> None:
+        self.docs = docs
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """One document's data, or None."""
+        found = self.docs.get_document(collection, doc_id)
+        return found[0] if found else None
+
+    def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> bool:
+        """Create-if-absent."""
+        return self.docs.create_document(collection, doc_id, data)
+
+    def mutate(
+        self,
+        collection: str,
+        doc_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+    ) -> dict[str, Any] | None:
+        """Apply `change` with compare-and-set; return the stored data.
+
+        `change` gets a copy and returns the new data, or None to leave the
+        document as it is (then the current data is returned). Returns None
+        if the document does not exist.
+        """
+        for _ in range(_RETRIES):
+            found = self.docs.get_document(collection, doc_id)
+            if found is None:
+                return None
+            data, version = found
+            new = change(dict(data))
+            if new is None:
+                return data
+            if self.docs.update_document(collection, doc_id, new, expected_version=version):
+                return new
+        raise Conflict("the resource is being changed concurrently; retry")

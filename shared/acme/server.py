@@ -1,0 +1,205 @@
+"""The ACME server: routing, JWS authentication, response headers.
+
+`ACMEServer.handle(request, provisioner, path)` serves everything under
+`/acme/{provisioner}` (and step-ca's `/2.0/acme/{provisioner}`): the caller
+strips the mount and passes the rest as `path`. Every response carries a
+fresh `Replay-Nonce` and `Link: <directory>;rel="index"`; every client error
+is a problem document; anything unexpected is logged and answered with a
+generic `serverInternal`, never a traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Mapping
+from urllib.parse import quote
+
+from werkzeug.wrappers import Request, Response
+
+from shared.acme import accounts, certificates, orders, renewal
+from shared.acme.auth import authenticate
+from shared.acme.config import ACMEProvisionerConfig
+from shared.acme.context import Ctx, Reply, Services, Verified
+from shared.acme.finalize import Finalizer, Revoker
+from shared.acme.nonces import NonceService
+from shared.acme.problems import ACMEProblem, from_ca_error
+from shared.acme.repo import Repo
+from shared.clock import Clock
+from shared.errors import CAError
+from shared.store.base import CertificateReader, DocumentStore, RevocationReader, TokenLedger
+
+log = logging.getLogger(__name__)
+
+JOSE = "application/jose+json"
+DEFAULT_MAX_BODY = 64 * 1024
+
+Handler = Callable[[Services, Ctx, Verified, list[str]], Reply]
+
+
+def _route(segments: list[str]) -> tuple[str, Handler] | None:
+    """Map a POST path to (key mode, handler)."""
+    n, head = len(segments), segments[0] if segments else ""
+    table: dict[tuple[str, int], tuple[str, Handler]] = {
+        ("new-account", 1): ("jwk", lambda s, c, v, a: accounts.new_account(s, c, v)),
+        ("account", 2): ("kid", lambda s, c, v, a: accounts.update_account(s, c, v, a[1])),
+        ("key-change", 1): ("kid", lambda s, c, v, a: accounts.key_change(s, c, v)),
+        ("new-order", 1): ("kid", lambda s, c, v, a: orders.new_order(s, c, v)),
+        ("order", 2): ("kid", lambda s, c, v, a: orders.get_order(s, c, v, a[1])),
+        ("authz", 2): ("kid", lambda s, c, v, a: orders.get_authz(s, c, v, a[1])),
+        ("challenge", 3): ("kid", lambda s, c, v, a: orders.respond_challenge(s, c, v, a[1], a[2])),
+        ("certificate", 2): ("kid", lambda s, c, v, a: certificates.download(s, c, v, a[1], None)),
+        ("certificate", 3): ("kid", lambda s, c, v, a: certificates.download(s, c, v, a[1], a[2])),
+        ("revoke-cert", 1): ("either", lambda s, c, v, a: certificates.revoke(s, c, v)),
+    }
+    if n == 3 and head == "account" and segments[2] == "orders":
+        return "kid", lambda s, c, v, a: accounts.account_orders(s, c, v, a[1])
+    if n == 3 and head == "order" and segments[2] == "finalize":
+        return "kid", lambda s, c, v, a: certificates.finalize(s, c, v, a[1])
+    return table.get((head, n))
+
+
+class ACMEServer:
+    """RFC 8555 over Werkzeug, stateless between requests."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        documents: DocumentStore,
+        ledger: TokenLedger,
+        provisioners: Mapping[str, ACMEProvisionerConfig],
+        finalizer: Finalizer,
+        revoker: Revoker,
+        certificates: CertificateReader,
+        nonce_key: bytes,
+        revocations: RevocationReader | None = None,
+        external_url: str | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        nonce_lifetime: dt.timedelta = dt.timedelta(minutes=30),
+    ) -> None:
+        self._svc = Services(
+            clock=clock,
+            repo=Repo(documents),
+            nonces=NonceService(key=nonce_key, ledger=ledger, clock=clock, lifetime=nonce_lifetime),
+            finalizer=finalizer,
+            revoker=revoker,
+            certificates=certificates,
+            revocations=revocations,
+        )
+        self._provisioners = dict(provisioners)
+        self._external_url = external_url.rstrip("/") if external_url else None
+        self._max_body = max_body
+
+    # ------------------------------------------------------------------ entry
+
+    def handle(self, request: Request, provisioner: str, path: str) -> Response:
+        """Serve one request under the provisioner's ACME mount."""
+        path = "/" + path.lstrip("/")
+        full = request.path
+        mount = full[: len(full) - len(path)] if full.endswith(path) else f"/acme/{provisioner}"
+        origin = self._external_url or request.host_url.rstrip("/")
+        index = origin + quote(mount, safe="/%") + "/directory"
+        try:
+            prov = self._provisioners.get(provisioner)
+            if prov is None:
+                raise ACMEProblem("malformed", "no such ACME provisioner", status=404)
+            ctx = Ctx(request=request, prov=prov, origin=origin, prefix=quote(mount, safe="/%"))
+            reply = self._dispatch(ctx, [s for s in path.split("/") if s])
+        except ACMEProblem as p:
+            reply = self._problem(p)
+        except CAError as err:
+            reply = self._problem(from_ca_error(err))
+        except Exception:
+            log.exception("ACME request failed: %s %s", request.method, path)
+            reply = self._problem(
+                ACMEProblem("serverInternal", "the server experienced an internal error")
+            )
+        return self._render(request, reply, index)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @staticmethod
+    def _problem(p: ACMEProblem) -> Reply:
+        return Reply(
+            p.status, p.to_json(), dict(p.headers), content_type="application/problem+json"
+        )
+
+    def _render(self, request: Request, reply: Reply, index: str) -> Response:
+        if isinstance(reply.body, bytes | str):
+            data: bytes | str = reply.body
+        elif reply.body is None:
+            data = b""
+        else:
+            data = json.dumps(reply.body, indent=2)
+        resp = Response(
+            b"" if request.method == "HEAD" else data,
+            status=reply.status,
+            content_type=reply.content_type if data else None,
+        )
+        for k, val in reply.headers.items():
+            resp.headers[k] = val
+        resp.headers["Replay-Nonce"] = self._svc.nonces.issue()
+        resp.headers["Cache-Control"] = reply.headers.get("Cache-Control", "no-store")
+        for link in [f'<{index}>;rel="index"', *reply.links]:
+            resp.headers.add("Link", link)
+        return resp
+
+    def _dispatch(self, ctx: Ctx, segments: list[str]) -> Reply:
+        method = ctx.request.method
+        head = segments[0] if segments else ""
+        if head == "directory" and len(segments) == 1:
+            self._allow(method, ("GET", "HEAD"))
+            return Reply(200, self._directory(ctx))
+        if head == "new-nonce" and len(segments) == 1:
+            self._allow(method, ("GET", "HEAD"))
+            return Reply(204 if method == "GET" else 200, None)
+        if head == "renewal-info" and len(segments) == 2:
+            self._allow(method, ("GET",))
+            return renewal.renewal_info(self._svc, ctx, segments[1])
+        route = _route(segments)
+        if route is None:
+            raise ACMEProblem("malformed", "resource not found", status=404)
+        self._allow(method, ("POST",))
+        if ctx.request.mimetype != JOSE:
+            raise ACMEProblem("malformed", f"Content-Type must be {JOSE}", status=415)
+        length = ctx.request.content_length
+        if length is not None and length > self._max_body:
+            raise ACMEProblem("malformed", "request body too large", status=413)
+        body = ctx.request.stream.read(self._max_body + 1)
+        if len(body) > self._max_body:
+            raise ACMEProblem("malformed", "request body too large", status=413)
+        key_mode, handler = route
+        verified = authenticate(self._svc, ctx, body, key_mode=key_mode)
+        return handler(self._svc, ctx, verified, segments)
+
+    @staticmethod
+    def _allow(method: str, allowed: tuple[str, ...]) -> None:
+        if method not in allowed:
+            raise ACMEProblem(
+                "malformed",
+                f"method {method} not allowed",
+                status=405,
+                headers={"Allow": ", ".join(allowed)},
+            )
+
+    @staticmethod
+    def _directory(ctx: Ctx) -> dict[str, object]:
+        prov = ctx.prov
+        meta: dict[str, object] = {"externalAccountRequired": prov.require_eab}
+        if prov.terms_of_service:
+            meta["termsOfService"] = prov.terms_of_service
+        if prov.website:
+            meta["website"] = prov.website
+        if prov.caa_identities:
+            meta["caaIdentities"] = list(prov.caa_identities)
+        return {
+            "newNonce": ctx.url("new-nonce"),
+            "newAccount": ctx.url("new-account"),
+            "newOrder": ctx.url("new-order"),
+            "revokeCert": ctx.url("revoke-cert"),
+            "keyChange": ctx.url("key-change"),
+            "renewalInfo": ctx.url("renewal-info"),
+            "meta": meta,
+        }
