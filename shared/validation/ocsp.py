@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from shared.clock import Clock
+from shared.errors import BackendError
 from shared.keys.adapter import as_private_key, signature_hash
 from shared.keys.base import Signer
 from shared.model import CertificateRecord
@@ -77,7 +78,7 @@ class OCSPAuthority:
     authority_id: str
     certificate: x509.Certificate
     signer: Signer
-    shards: int = 1
+    shards: int = 0
     responder_certificate: x509.Certificate | None = None
     responder_signer: Signer | None = None
 
@@ -175,7 +176,7 @@ class OCSPResponder:
             presign: reuse signed responses (see module docstring).
             presign_capacity: most cached responses kept (oldest dropped first).
         """
-        if any(a.shards > 1 for a in authorities) and crl_base_url is None:
+        if any(a.shards > 0 for a in authorities) and crl_base_url is None:
             raise ValueError("partitioned CRLs need crl_base_url to check their distribution point")
         self._issuers = [_Issuer(a, crl_base_url) for a in authorities]
         self._crls = crls
@@ -198,7 +199,7 @@ class OCSPResponder:
             serial = request.serial_number
             algorithm = request.hash_algorithm
             nonce = self._nonce(request)
-        except (ValueError, UnsupportedAlgorithm):
+        except (ValueError, UnsupportedAlgorithm, NotImplementedError):
             # garbage, truncated, several CertIDs (RFC 5019 profile), or a
             # CertID hash algorithm we cannot compute
             return MALFORMED
@@ -210,7 +211,7 @@ class OCSPResponder:
         if issuer is None:
             return UNAUTHORIZED  # OCSP-02: not a CA this responder serves
         auth = issuer.authority
-        shard = None if auth.shards == 1 else shard_for_serial(serial, auth.shards)
+        shard = None if auth.shards == 0 else shard_for_serial(serial, auth.shards)
         crl = self._crls.get(
             auth.authority_id,
             shard,
@@ -231,7 +232,10 @@ class OCSPResponder:
             status, rev_time = ocsp.OCSPCertStatus.REVOKED, revoked.revoked_at
             reason = _reason_flag(revoked.reason)
         else:
-            record = self._issued.get_certificate(str(serial))
+            try:
+                record = self._issued.get_certificate(str(serial))
+            except BackendError:
+                return TRY_LATER
             known = record is not None and record.authority_id == auth.authority_id
             status = ocsp.OCSPCertStatus.GOOD if known else ocsp.OCSPCertStatus.UNKNOWN
             rev_time, reason = None, None

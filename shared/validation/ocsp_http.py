@@ -18,6 +18,7 @@ import base64
 import binascii
 import datetime as dt
 import hashlib
+import logging
 from email.utils import format_datetime
 from urllib.parse import parse_qs, unquote
 
@@ -27,12 +28,19 @@ from cryptography.hazmat.primitives import serialization
 from shared.blobs.base import BlobStore
 from shared.clock import Clock
 from shared.errors import BackendError
-from shared.validation.ocsp import MALFORMED, MAX_REQUEST_BYTES, OCSPAnswer, OCSPResponder
+from shared.validation.ocsp import (
+    INTERNAL_ERROR,
+    MALFORMED,
+    MAX_REQUEST_BYTES,
+    OCSPAnswer,
+    OCSPResponder,
+)
 from shared.validation.partition import blob_name, parse_blob_path
 
 Response = tuple[int, dict[str, str], bytes]
 OCSP_RESPONSE_TYPE = "application/ocsp-response"
 _NO_STORE = "no-store"
+_log = logging.getLogger(__name__)
 
 
 def _http_date(t: dt.datetime) -> str:
@@ -63,17 +71,15 @@ class OCSPEndpoint:
     def handle_ocsp(self, method: str, path_tail: str, body: bytes) -> Response:
         """Answer one HTTP request to the OCSP mount point."""
         method = method.upper()
-        if method == "POST":
-            answer = self._responder.respond(body)
-        elif method in ("GET", "HEAD"):
-            request = decode_get_path(path_tail)
+        if method not in ("GET", "HEAD", "POST"):
+            allow = {"Allow": "GET, POST", "Content-Type": "text/plain"}
+            return 405, allow, b"method not allowed\n"
+        request = body if method == "POST" else decode_get_path(path_tail)
+        try:
             answer = MALFORMED if request is None else self._responder.respond(request)
-        else:
-            return (
-                405,
-                {"Allow": "GET, POST", "Content-Type": "text/plain"},
-                b"method not allowed\n",
-            )
+        except Exception:  # an OCSP client gets an OCSP status, never an HTTP 500
+            _log.exception("OCSP responder failed")
+            answer = INTERNAL_ERROR
         headers = self._headers(answer)
         return 200, headers, b"" if method == "HEAD" else answer.der
 

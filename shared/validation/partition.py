@@ -50,9 +50,7 @@ def crl_url(base_url: str, authority_id: str, shard: int | None) -> str:
             for the authority's single full CRL.
     """
     if not base_url.startswith(("http://", "https://")):
-        # RFC 5280 CDPs are fetched over HTTP (CRL-09); https would loop on
-        # revocation checking of the server's own certificate, but is allowed.
-        raise ValueError("the CRL base URL must be an http(s) URL")
+        raise ValueError("the CRL base URL must be an http(s) URL (CRL-09: plain http is best)")
     return f"{base_url.rstrip('/')}/{blob_name(authority_id, shard)}"
 
 

@@ -43,15 +43,16 @@ _log = logging.getLogger(__name__)
 class CRLAuthority:
     """One CA whose revocations get a CRL.
 
-    `shards` > 1 partitions the CRL by `serial mod shards`; each shard names
-    its URL in a critical IssuingDistributionPoint. `authority_list` marks the
-    root's ARL (its revocations are intermediates).
+    `shards` 0 publishes one full CRL; N >= 1 partitions it by `serial mod N`
+    (the config's `crl.shards`, same meaning as in the certificate profile's
+    CDP), and each shard names its URL in a critical IssuingDistributionPoint.
+    `authority_list` marks the root's ARL (its revocations are intermediates).
     """
 
     authority_id: str
     certificate: x509.Certificate
     signer: Signer
-    shards: int = 1
+    shards: int = 0
     authority_list: bool = False
 
 
@@ -137,8 +138,8 @@ class CRLPublisher:
         if len(set(ids)) != len(ids):
             raise ConfigError("duplicate authority id in CRL configuration")
         for a in authorities:
-            if a.shards < 1:
-                raise ConfigError("CRL shards must be at least 1")
+            if a.shards < 0:
+                raise ConfigError("CRL shards must be 0 (unpartitioned) or more")
             blob_name(a.authority_id, None)  # validates the id for URLs
         self._revocations = revocations
         self._counter = counter
@@ -165,7 +166,7 @@ class CRLPublisher:
     def _publish_authority(self, authority: CRLAuthority) -> list[PublishResult]:
         aid = authority.authority_id
         shards: list[int | None] = (
-            [None] if authority.shards == 1 else list(range(authority.shards))
+            [None] if authority.shards == 0 else list(range(authority.shards))
         )
         numbers = {shard: self._counter.next_value(counter_name(aid, shard)) for shard in shards}
         now = self._clock.now().replace(microsecond=0)
@@ -173,7 +174,7 @@ class CRLPublisher:
             aid, not_after_since=now - self.schedule.interval
         )
         buckets: dict[int | None, list[RevokedEntry]] = {shard: [] for shard in shards}
-        if authority.shards == 1:
+        if authority.shards == 0:
             buckets[None] = [(int(r.serial), r.revoked_at, r.reason_code) for r in revoked]
         else:
             n = authority.shards

@@ -85,7 +85,7 @@ class Chain:
     ca: x509.Certificate
     authority_id: str = "intermediate"
     root_id: str = "root"
-    shards: int = 1
+    shards: int = 0
     base_url: str = BASE_URL
     leaves: dict[int, x509.Certificate] = field(default_factory=dict)
 
@@ -103,7 +103,7 @@ class Chain:
         """Issue a leaf whose CDP names its shard's CRL, as the profile does."""
         key = ec.generate_private_key(ec.SECP256R1())
         serial = serial or (secrets.randbits(127) | 1)
-        shard = None if self.shards == 1 else shard_for_serial(serial, self.shards)
+        shard = None if self.shards == 0 else shard_for_serial(serial, self.shards)
         cdp = crl_url(self.base_url, self.authority_id, shard)
         cert = (
             x509.CertificateBuilder()
@@ -178,7 +178,7 @@ class Chain:
         return out
 
 
-def make_chain(*, shards: int = 1, now: dt.datetime = T0, base_url: str = BASE_URL) -> Chain:
+def make_chain(*, shards: int = 0, now: dt.datetime = T0, base_url: str = BASE_URL) -> Chain:
     """A fresh P-256 root and intermediate."""
     root_key = ec.generate_private_key(ec.SECP256R1())
     root_name = _name("Cirrus Test Root")
