@@ -111,8 +111,7 @@ class RetryPolicy:
                     # The client sees only Unavailable's safe default detail; the
                     # cause chain (with this note) is for the structured log.
                     exc.add_note(
-                        f"{what}: gave up after {number} attempt(s) in "
-                        f"{self.clock() - start:.2f}s"
+                        f"{what}: gave up after {number} attempt(s) in {self.clock() - start:.2f}s"
                     )
                     raise Unavailable() from exc
             self.sleep(pause)

@@ -21,6 +21,7 @@ from shared.store.base import Store
 BACKENDS: dict[str, str] = {
     "memory": "shared.store.memory",
     "sqlite": "shared.store.sqlite",
+    "firestore": "shared.store.firestore",
 }
 
 StoreOpener = Callable[..., Store]

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from store_firestore import firestore_store, firestore_url
 
 from shared.clock import FixedClock
 from shared.store.base import Store
@@ -38,10 +39,12 @@ def _sqlite(tmp: Path) -> Store:
 STORE_FACTORIES: dict[str, Callable[[Path], Store]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "firestore": firestore_store,
 }
 
 SHARED_STORE_URLS: dict[str, Callable[[Path], str]] = {
     "sqlite": lambda tmp: f"sqlite:{tmp / 'shared.db'}",
+    "firestore": firestore_url,
 }
 
 
