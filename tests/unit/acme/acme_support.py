@@ -53,7 +53,9 @@ class TestCA:
 
     __test__ = False
 
-    def __init__(self, store: MemoryStore, *, clock: Clock | None = None, deny: Sequence[str] = ()) -> None:
+    def __init__(
+        self, store: MemoryStore, *, clock: Clock | None = None, deny: Sequence[str] = ()
+    ) -> None:
         self.store = store
         self.clock = clock or SystemClock()
         self.deny = set(deny)
@@ -61,11 +63,15 @@ class TestCA:
         self.root_key = ec.generate_private_key(ec.SECP256R1())
         self.root = self._ca(_name("Cirrus Test Root"), self.root_key, self.root_key, None, now)
         self.int_key = ec.generate_private_key(ec.SECP256R1())
-        self.intermediate = self._ca(_name("Cirrus Test Intermediate"), self.int_key, self.root_key, self.root, now)
+        self.intermediate = self._ca(
+            _name("Cirrus Test Intermediate"), self.int_key, self.root_key, self.root, now
+        )
         self.issued: list[str] = []
 
     @staticmethod
-    def _ca(name: x509.Name, key: Any, signer: Any, parent: x509.Certificate | None, now: dt.datetime) -> x509.Certificate:
+    def _ca(
+        name: x509.Name, key: Any, signer: Any, parent: x509.Certificate | None, now: dt.datetime
+    ) -> x509.Certificate:
         b = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -74,8 +80,12 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now)
             .not_valid_after(now + dt.timedelta(days=3650))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None if parent is None else 0), True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+            .add_extension(
+                x509.BasicConstraints(ca=True, path_length=None if parent is None else 0), True
+            )
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), True
+            )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         )
         if parent is not None:
@@ -89,15 +99,25 @@ class TestCA:
             if ident.base in self.deny or ident.value in self.deny:
                 raise Forbidden(f"policy forbids {ident.value}")
 
-    def issue(self, csr: x509.CertificateSigningRequest, identifiers: Sequence[Identifier], *,
-              provisioner: str, account_id: str, replaces: str | None,
-              not_before: dt.datetime | None, not_after: dt.datetime | None) -> IssuedChain:
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        identifiers: Sequence[Identifier],
+        *,
+        provisioner: str,
+        account_id: str,
+        replaces: str | None,
+        not_before: dt.datetime | None,
+        not_after: dt.datetime | None,
+    ) -> IssuedChain:
         self.check_identifiers(identifiers, provisioner=provisioner)
         now = self.clock.now()
         nb = not_before or now - dt.timedelta(minutes=1)
         na = not_after or now + dt.timedelta(hours=24)
         sans: list[x509.GeneralName] = [
-            x509.IPAddress(ipaddress.ip_address(i.value)) if i.type == "ip" else x509.DNSName(i.value)
+            x509.IPAddress(ipaddress.ip_address(i.value))
+            if i.type == "ip"
+            else x509.DNSName(i.value)
             for i in identifiers
         ]
         cns = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -114,45 +134,85 @@ class TestCA:
             .add_extension(x509.SubjectAlternativeName(sans), False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.int_key.public_key()), False)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.int_key.public_key()), False
+            )
             .sign(self.int_key, hashes.SHA256())
         )
         names = tuple(i.value for i in identifiers)
         record = CertificateRecord(
-            serial=str(serial), authority_id="test", kind=CertificateKind.X509,
-            der=cert.public_bytes(serialization.Encoding.DER), not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc, provisioner=ProvisionerRef(provisioner, provisioner, "ACME"),
+            serial=str(serial),
+            authority_id="test",
+            kind=CertificateKind.X509,
+            der=cert.public_bytes(serialization.Encoding.DER),
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            provisioner=ProvisionerRef(provisioner, provisioner, "ACME"),
             endpoint_id="ep-" + hashlib.sha256(subject_key(cn, names).encode()).hexdigest()[:16],
-            subject_key=subject_key(cn, names), common_name=cn, sans=names, issued_at=now,
-            renewed_from=replaces, operation="sign",
+            subject_key=subject_key(cn, names),
+            common_name=cn,
+            sans=names,
+            issued_at=now,
+            renewed_from=replaces,
+            operation="sign",
         )
         self.store.record_issuance(record)
         self.issued.append(str(serial))
-        return IssuedChain(serial=str(serial), leaf=cert, chain=(self.intermediate,),
-                           alternates=((self.intermediate, self.root),))
+        return IssuedChain(
+            serial=str(serial),
+            leaf=cert,
+            chain=(self.intermediate,),
+            alternates=((self.intermediate, self.root),),
+        )
 
-    def revoke(self, serial: str, *, reason_code: int, provisioner: str, account_id: str | None) -> None:
+    def revoke(
+        self, serial: str, *, reason_code: int, provisioner: str, account_id: str | None
+    ) -> None:
         record = self.store.get_certificate(serial)
         assert record is not None
-        self.store.revoke(Revocation(serial=serial, authority_id="test", revoked_at=self.clock.now(),
-                                     not_after=record.not_after, reason_code=reason_code,
-                                     provisioner_id=provisioner))
+        self.store.revoke(
+            Revocation(
+                serial=serial,
+                authority_id="test",
+                revoked_at=self.clock.now(),
+                not_after=record.not_after,
+                reason_code=reason_code,
+                provisioner_id=provisioner,
+            )
+        )
 
 
 def provisioner(name: str = "acme", **cirrus: Any) -> ACMEProvisionerConfig:
     """A loopback-friendly provisioner config."""
     extra: dict[str, Any] = {"allowLoopback": True, "validationTimeout": 3}
-    top = {k: cirrus.pop(k) for k in list(cirrus) if k in ("requireEAB", "challenges", "termsOfService")}
+    top = {
+        k: cirrus.pop(k)
+        for k in list(cirrus)
+        if k in ("requireEAB", "challenges", "termsOfService")
+    }
     extra.update(cirrus)
     return ACMEProvisionerConfig.from_json({"type": "ACME", "name": name, "cirrus": extra, **top})
 
 
-def build_server(store: MemoryStore, ca: TestCA, provs: Sequence[ACMEProvisionerConfig], *,
-                 clock: Clock | None = None, external_url: str | None = None) -> ACMEServer:
+def build_server(
+    store: MemoryStore,
+    ca: TestCA,
+    provs: Sequence[ACMEProvisionerConfig],
+    *,
+    clock: Clock | None = None,
+    external_url: str | None = None,
+) -> ACMEServer:
     return ACMEServer(
-        clock=clock or SystemClock(), documents=store, ledger=store,
-        provisioners={p.name: p for p in provs}, finalizer=ca, revoker=ca, certificates=store,
-        revocations=store, nonce_key=b"k" * 32, external_url=external_url,
+        clock=clock or SystemClock(),
+        documents=store,
+        ledger=store,
+        provisioners={p.name: p for p in provs},
+        finalizer=ca,
+        revoker=ca,
+        certificates=store,
+        revocations=store,
+        nonce_key=b"k" * 32,
+        external_url=external_url,
     )
 
 
@@ -180,11 +240,19 @@ def jwk_of(key: Any) -> dict[str, str]:
         n = pub.public_numbers()
         size = (pub.curve.key_size + 7) // 8
         crv = {256: "P-256", 384: "P-384", 521: "P-521"}[pub.curve.key_size]
-        return {"kty": "EC", "crv": crv, "x": b64(n.x.to_bytes(size, "big")), "y": b64(n.y.to_bytes(size, "big"))}
+        return {
+            "kty": "EC",
+            "crv": crv,
+            "x": b64(n.x.to_bytes(size, "big")),
+            "y": b64(n.y.to_bytes(size, "big")),
+        }
     if isinstance(pub, rsa.RSAPublicKey):
         n = pub.public_numbers()
-        return {"kty": "RSA", "n": b64(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")),
-                "e": b64(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big"))}
+        return {
+            "kty": "RSA",
+            "n": b64(n.n.to_bytes((n.n.bit_length() + 7) // 8, "big")),
+            "e": b64(n.e.to_bytes((n.e.bit_length() + 7) // 8, "big")),
+        }
     raw = pub.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return {"kty": "OKP", "crv": "Ed25519", "x": b64(raw)}
 
@@ -206,8 +274,17 @@ def default_alg(key: Any) -> str:
     return "RS256" if isinstance(key, rsa.RSAPrivateKey) else "EdDSA"
 
 
-def make_jws(key: Any, url: str, payload: Any, *, nonce: str | None, kid: str | None = None,
-             alg: str | None = None, extra: dict[str, Any] | None = None, jwk: bool = True) -> dict[str, str]:
+def make_jws(
+    key: Any,
+    url: str,
+    payload: Any,
+    *,
+    nonce: str | None,
+    kid: str | None = None,
+    alg: str | None = None,
+    extra: dict[str, Any] | None = None,
+    jwk: bool = True,
+) -> dict[str, str]:
     header: dict[str, Any] = {"alg": alg or default_alg(key), "url": url}
     if nonce is not None:
         header["nonce"] = nonce
@@ -217,10 +294,17 @@ def make_jws(key: Any, url: str, payload: Any, *, nonce: str | None, kid: str | 
         header["jwk"] = jwk_of(key)
     header.update(extra or {})
     prot = b64(json.dumps(header).encode())
-    body = b"" if payload is None else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    body = (
+        b""
+        if payload is None
+        else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    )
     pl = b64(body)
-    sig = sign(key, f"{prot}.{pl}".encode(), header["alg"]) if header["alg"] in (
-        "ES256", "ES384", "ES512", "RS256", "EdDSA") else b"x"
+    sig = (
+        sign(key, f"{prot}.{pl}".encode(), header["alg"])
+        if header["alg"] in ("ES256", "ES384", "ES512", "RS256", "EdDSA")
+        else b"x"
+    )
     return {"protected": prot, "payload": pl, "signature": b64(sig)}
 
 
@@ -229,7 +313,9 @@ class ACMETestClient:
 
     __test__ = False
 
-    def __init__(self, app: Any, *, base: str = "http://localhost/acme/acme", key: Any = None) -> None:
+    def __init__(
+        self, app: Any, *, base: str = "http://localhost/acme/acme", key: Any = None
+    ) -> None:
         self.http = Client(app)
         self.base = base
         self.key = key or ec.generate_private_key(ec.SECP256R1())
@@ -243,7 +329,9 @@ class ACMETestClient:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         return self.http.post(url, data=data, headers={"Content-Type": content_type})
 
-    def post(self, url: str, payload: Any, *, key: Any = None, kid: str | None = "auto", **kw: Any) -> Any:
+    def post(
+        self, url: str, payload: Any, *, key: Any = None, kid: str | None = "auto", **kw: Any
+    ) -> Any:
         k = key or self.key
         use_kid = self.kid if kid == "auto" else kid
         nonce = kw.pop("nonce", None) or self.nonce()
@@ -270,9 +358,11 @@ def make_csr(names: Sequence[str], *, key: Any = None, cn: str | None = None) ->
             sans.append(x509.IPAddress(ipaddress.ip_address(n)))
         except ValueError:
             sans.append(x509.DNSName(n))
-    b = x509.CertificateSigningRequestBuilder().subject_name(
-        _name(cn) if cn else x509.Name([])
-    ).add_extension(x509.SubjectAlternativeName(sans), False)
+    b = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(_name(cn) if cn else x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName(sans), False)
+    )
     csr = b.sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
     return key, csr.public_bytes(serialization.Encoding.DER)
 
@@ -289,7 +379,7 @@ class HTTP01Responder:
         tokens, redirects = self.tokens, self.redirects
 
         class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path in redirects:
                     self.send_response(302)
                     self.send_header("Location", redirects[self.path])
@@ -320,24 +410,34 @@ class HTTP01Responder:
         self.server.server_close()
 
 
-def alpn_cert(identifier: Identifier, key_auth: str, *, critical: bool = True,
-              extra_san: str | None = None) -> tuple[Any, x509.Certificate]:
+def alpn_cert(
+    identifier: Identifier, key_auth: str, *, critical: bool = True, extra_san: str | None = None
+) -> tuple[Any, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     digest = hashlib.sha256(key_auth.encode()).digest()
     san: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address(identifier.value)) if identifier.type == "ip"
+        x509.IPAddress(ipaddress.ip_address(identifier.value))
+        if identifier.type == "ip"
         else x509.DNSName(identifier.value)
     ]
     if extra_san:
         san.append(x509.DNSName(extra_san))
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(_name("acme")).issuer_name(_name("acme"))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(hours=1))
+        x509.CertificateBuilder()
+        .subject_name(_name("acme"))
+        .issuer_name(_name("acme"))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName(san), False)
-        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"),
-                                                  b"\x04\x20" + digest), critical)
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.5.5.7.1.31"), b"\x04\x20" + digest
+            ),
+            critical,
+        )
         .sign(key, hashes.SHA256())
     )
     return key, cert
@@ -350,8 +450,13 @@ class TLSALPNResponder:
         self.dir = tempfile.mkdtemp()
         cp, kp = Path(self.dir, "c.pem"), Path(self.dir, "k.pem")
         cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        kp.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
+        kp.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cp, kp)
         self.ctx.set_alpn_protocols([alpn])
@@ -406,10 +511,25 @@ class ChallTestSrv:
 
         self.dns_port, self.mgmt_port = free_port(), free_port()
         self.proc = subprocess.Popen(
-            ["pebble-challtestsrv", "-dns01", f"127.0.0.1:{self.dns_port}", "-http01", "",
-             "-https01", "", "-tlsalpn01", "", "-management", f"127.0.0.1:{self.mgmt_port}",
-             "-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "pebble-challtestsrv",
+                "-dns01",
+                f"127.0.0.1:{self.dns_port}",
+                "-http01",
+                "",
+                "-https01",
+                "",
+                "-tlsalpn01",
+                "",
+                "-management",
+                f"127.0.0.1:{self.mgmt_port}",
+                "-defaultIPv4",
+                "127.0.0.1",
+                "-defaultIPv6",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self._urlopen = urllib.request.urlopen
         deadline = time.monotonic() + 10
@@ -430,8 +550,11 @@ class ChallTestSrv:
     def _post(self, path: str, body: dict[str, Any]) -> None:
         import urllib.request
 
-        req = urllib.request.Request(f"http://127.0.0.1:{self.mgmt_port}/{path}",
-                                     data=json.dumps(body).encode(), method="POST")
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.mgmt_port}/{path}",
+            data=json.dumps(body).encode(),
+            method="POST",
+        )
         with self._urlopen(req, timeout=5) as r:
             r.read()
 
@@ -447,4 +570,3 @@ class ChallTestSrv:
             self.proc.wait(5)
         except Exception:
             self.proc.kill()
-

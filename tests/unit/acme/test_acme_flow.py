@@ -23,8 +23,13 @@ from tests.unit.acme.acme_support import (
 )
 
 
-def _validate_all(client: ACMETestClient, order: dict, responder: HTTP01Responder, kind: str = "http-01",
-                  challtestsrv=None) -> None:  # type: ignore[no-untyped-def]
+def _validate_all(
+    client: ACMETestClient,
+    order: dict,
+    responder: HTTP01Responder,
+    kind: str = "http-01",
+    challtestsrv=None,
+) -> None:  # type: ignore[no-untyped-def]
     for authz_url in order["authorizations"]:
         authz = client.post(authz_url, None).get_json()
         ch = next(c for c in authz["challenges"] if c["type"] == kind)
@@ -40,8 +45,15 @@ def _validate_all(client: ACMETestClient, order: dict, responder: HTTP01Responde
         assert 'rel="up"' in ",".join(r.headers.getlist("Link"))
 
 
-def issue(client: ACMETestClient, responder: HTTP01Responder, names: list[dict], *, kind: str = "http-01",
-          challtestsrv=None, replaces: str | None = None) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
+def issue(
+    client: ACMETestClient,
+    responder: HTTP01Responder,
+    names: list[dict],
+    *,
+    kind: str = "http-01",
+    challtestsrv=None,
+    replaces: str | None = None,
+) -> tuple[str, dict]:  # type: ignore[no-untyped-def]
     payload: dict = {"identifiers": names}
     if replaces:
         payload["replaces"] = replaces
@@ -79,8 +91,9 @@ def test_step_ca_mount_builds_its_own_urls(app) -> None:  # type: ignore[no-unty
     assert c.register().status_code == 201
 
 
-def test_full_issue_download_revoke_ari(client: ACMETestClient, responder: HTTP01Responder,
-                                        ca: TestCA, store) -> None:  # type: ignore[no-untyped-def]
+def test_full_issue_download_revoke_ari(
+    client: ACMETestClient, responder: HTTP01Responder, ca: TestCA, store
+) -> None:  # type: ignore[no-untyped-def]
     r = client.register(contact=["mailto:admin@example.com"])
     assert r.status_code == 201
     assert r.get_json()["status"] == "valid"
@@ -117,13 +130,19 @@ def test_full_issue_download_revoke_ari(client: ACMETestClient, responder: HTTP0
     assert r.status_code == 400
     assert r.get_json()["type"] == "urn:ietf:params:acme:error:alreadyRevoked"
     # ARI of a revoked cert: the window is already open
-    window = client.http.get(client.directory["renewalInfo"] + "/" + cert_id(leaf)).get_json()["suggestedWindow"]
+    window = client.http.get(client.directory["renewalInfo"] + "/" + cert_id(leaf)).get_json()[
+        "suggestedWindow"
+    ]
     assert window["end"] <= SystemClock().now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_revoke_with_certificate_key(client: ACMETestClient, responder: HTTP01Responder, store) -> None:  # type: ignore[no-untyped-def]
+def test_revoke_with_certificate_key(
+    client: ACMETestClient, responder: HTTP01Responder, store
+) -> None:  # type: ignore[no-untyped-def]
     client.register()
-    r = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
+    r = client.post(
+        client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
+    )
     order = r.get_json()
     _validate_all(client, order, responder)
     cert_key, csr = make_csr(["127.0.0.1"])
@@ -134,12 +153,16 @@ def test_revoke_with_certificate_key(client: ACMETestClient, responder: HTTP01Re
     r = client.post(client.directory["revokeCert"], {"certificate": der}, key=stranger, kid=None)
     assert r.status_code == 403
     assert r.get_json()["type"].endswith(":unauthorized")
-    r = client.post(client.directory["revokeCert"], {"certificate": der, "reason": 1}, key=cert_key, kid=None)
+    r = client.post(
+        client.directory["revokeCert"], {"certificate": der, "reason": 1}, key=cert_key, kid=None
+    )
     assert r.status_code == 200, r.get_json()
     assert store.get_revocation(str(leaf.serial_number)).reason_code == 1
 
 
-def test_other_account_cannot_revoke_or_read(app, client: ACMETestClient, responder: HTTP01Responder) -> None:  # type: ignore[no-untyped-def]
+def test_other_account_cannot_revoke_or_read(
+    app, client: ACMETestClient, responder: HTTP01Responder
+) -> None:  # type: ignore[no-untyped-def]
     client.register()
     _, order = issue(client, responder, [{"type": "ip", "value": "127.0.0.1"}])
     other = ACMETestClient(app)
@@ -147,15 +170,21 @@ def test_other_account_cannot_revoke_or_read(app, client: ACMETestClient, respon
     r = other.post(order["certificate"], None)
     assert r.status_code == 404
     leaf = x509.load_pem_x509_certificates(client.post(order["certificate"], None).data)[0]
-    r = other.post(other.directory["revokeCert"],
-                   {"certificate": b64(leaf.public_bytes(serialization.Encoding.DER))})
+    r = other.post(
+        other.directory["revokeCert"],
+        {"certificate": b64(leaf.public_bytes(serialization.Encoding.DER))},
+    )
     assert r.status_code == 403
 
 
-def test_dns01_wildcard_with_challtestsrv(client: ACMETestClient, responder: HTTP01Responder,
-                                          challtestsrv) -> None:  # type: ignore[no-untyped-def]
+def test_dns01_wildcard_with_challtestsrv(
+    client: ACMETestClient, responder: HTTP01Responder, challtestsrv
+) -> None:  # type: ignore[no-untyped-def]
     client.register()
-    names = [{"type": "dns", "value": "*.wild.example.com"}, {"type": "dns", "value": "wild.example.com"}]
+    names = [
+        {"type": "dns", "value": "*.wild.example.com"},
+        {"type": "dns", "value": "wild.example.com"},
+    ]
     r = client.post(client.directory["newOrder"], {"identifiers": names})
     order = r.get_json()
     authzs = [client.post(u, None).get_json() for u in order["authorizations"]]
@@ -168,15 +197,20 @@ def test_dns01_wildcard_with_challtestsrv(client: ACMETestClient, responder: HTT
     assert r.get_json()["status"] == "valid"
 
 
-def test_http01_dns_name_resolved_by_configured_resolver(client: ACMETestClient, responder: HTTP01Responder,
-                                                         challtestsrv) -> None:  # type: ignore[no-untyped-def]
+def test_http01_dns_name_resolved_by_configured_resolver(
+    client: ACMETestClient, responder: HTTP01Responder, challtestsrv
+) -> None:  # type: ignore[no-untyped-def]
     client.register()
     issue(client, responder, [{"type": "dns", "value": "www.example.com"}])
 
 
-def test_failed_validation_invalidates_order(client: ACMETestClient, responder: HTTP01Responder) -> None:
+def test_failed_validation_invalidates_order(
+    client: ACMETestClient, responder: HTTP01Responder
+) -> None:
     client.register()
-    order_r = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
+    order_r = client.post(
+        client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
+    )
     order = order_r.get_json()
     authz = client.post(order["authorizations"][0], None).get_json()
     ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
@@ -203,7 +237,9 @@ def test_account_lookup_update_deactivate(client: ACMETestClient) -> None:
     assert r.get_json()["contact"] == ["mailto:new@example.org"]
     r = client.post(client.kid, {"status": "deactivated"})
     assert r.get_json()["status"] == "deactivated"
-    r = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
+    r = client.post(
+        client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
+    )
     assert r.status_code == 401 and r.get_json()["type"].endswith(":unauthorized")
 
 
@@ -240,7 +276,9 @@ def test_eab_required_and_bound_once(app, store) -> None:  # type: ignore[no-unt
     def binding(client: ACMETestClient, key: str = hmac_key, k: str = kid) -> dict:
         import hmac as hm
 
-        prot = b64(f'{{"alg":"HS256","kid":"{k}","url":"{client.directory["newAccount"]}"}}'.encode())
+        prot = b64(
+            f'{{"alg":"HS256","kid":"{k}","url":"{client.directory["newAccount"]}"}}'.encode()
+        )
         import json
 
         payload = b64(json.dumps(jwk_of(client.key)).encode())
@@ -265,7 +303,9 @@ def test_eab_required_and_bound_once(app, store) -> None:  # type: ignore[no-unt
     assert r.status_code == 403  # removed
 
 
-def test_replaces_and_already_replaced(client: ACMETestClient, responder: HTTP01Responder, store) -> None:  # type: ignore[no-untyped-def]
+def test_replaces_and_already_replaced(
+    client: ACMETestClient, responder: HTTP01Responder, store
+) -> None:  # type: ignore[no-untyped-def]
     client.register()
     ip = [{"type": "ip", "value": "127.0.0.1"}]
     _, order = issue(client, responder, ip)
@@ -280,7 +320,8 @@ def test_replaces_and_already_replaced(client: ACMETestClient, responder: HTTP01
 
 def test_authz_deactivation(client: ACMETestClient) -> None:
     client.register()
-    order = client.post(client.directory["newOrder"],
-                        {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}).get_json()
+    order = client.post(
+        client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
+    ).get_json()
     r = client.post(order["authorizations"][0], {"status": "deactivated"})
     assert r.get_json()["status"] == "deactivated"
