@@ -7,7 +7,10 @@ Cloud Functions (2nd gen, Python) builds a function from a zip whose root holds
 - `shared/...`       the core library, as source, so the deployed code is
                      exactly this checkout's;
 - `requirements.txt` the distribution's base dependencies plus its `[gcp]`
-                     extra, read from `pyproject.toml` so the two never drift.
+                     extra, read from `pyproject.toml` so the two never drift;
+- `config/...`       with `--config-dir DIR`: the deployment's config.json and
+                     CA certificates (what `CIRRUS_CONFIG` names). Private keys
+                     are refused: in this shape they live in Cloud KMS.
 
 The zip is deterministic: entries sorted, fixed timestamps and permissions, no
 caches. The same checkout therefore gives the same bytes, hence the same MD5,
@@ -16,7 +19,7 @@ functions only when their source really changed.
 
 Usage::
 
-    python infra/bundle.py [--root REPO] [--out dist/cirrus-functions.zip]
+    python infra/bundle.py [--root REPO] [--out dist/cirrus-functions.zip] [--config-dir DIR]
 
 It prints the bundle's path and SHA-256.
 """
@@ -44,6 +47,10 @@ EXCLUDED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff
 EXCLUDED_SUFFIXES = (".pyc", ".pyo", ".swp", "~")
 
 DEFAULT_OUT = Path("dist") / "cirrus-functions.zip"
+#: Where --config-dir lands inside the bundle; CIRRUS_CONFIG=config/config.json.
+CONFIG_PREFIX = "config/"
+#: Markers of private key material that must never be uploaded in a bundle.
+SECRET_MARKERS = (b"PRIVATE KEY", b'"d"')
 
 
 class BundleError(Exception):
@@ -87,11 +94,34 @@ def _package_files(package_dir: Path) -> Iterator[Path]:
             yield path
 
 
-def bundle_entries(root: Path) -> dict[str, bytes]:
+def config_entries(config_dir: Path) -> dict[str, bytes]:
+    """Return the files of a deployment config folder, under `config/`.
+
+    The bundle is uploaded to a bucket and readable by anyone who can deploy,
+    so key material is refused outright rather than filtered: a folder that
+    holds a key is the wrong folder.
+
+    Raises:
+        BundleError: if the folder lacks config.json or holds private key material.
+    """
+    if not (config_dir / "config.json").is_file():
+        raise BundleError(f"{config_dir} has no config.json")
+    entries: dict[str, bytes] = {}
+    for path in _package_files(config_dir):
+        data = path.read_bytes()
+        relative = path.relative_to(config_dir)
+        if "secrets" in relative.parts or any(marker in data for marker in SECRET_MARKERS):
+            raise BundleError(f"{path} looks like private key material; keys belong in Cloud KMS")
+        entries[CONFIG_PREFIX + relative.as_posix()] = data
+    return entries
+
+
+def bundle_entries(root: Path, *, config_dir: Path | None = None) -> dict[str, bytes]:
     """Return the bundle's contents as archive name -> bytes.
 
     Raises:
-        BundleError: if `functions/main.py`, `shared/` or `pyproject.toml` is missing.
+        BundleError: if `functions/main.py`, `shared/` or `pyproject.toml` is
+            missing, or the config folder is unfit (see `config_entries`).
     """
     main = root / "functions" / "main.py"
     shared = root / "shared"
@@ -104,6 +134,8 @@ def bundle_entries(root: Path) -> dict[str, bytes]:
         entries[path.relative_to(root).as_posix()] = path.read_bytes()
     text = "\n".join(requirements(root / "pyproject.toml")) + "\n"
     entries["requirements.txt"] = text.encode("utf-8")
+    if config_dir is not None:
+        entries.update(config_entries(config_dir))
     return entries
 
 
@@ -126,9 +158,9 @@ def write_zip(entries: dict[str, bytes], out: Path) -> str:
     return hashlib.sha256(out.read_bytes()).hexdigest()
 
 
-def build(root: Path, out: Path) -> str:
+def build(root: Path, out: Path, *, config_dir: Path | None = None) -> str:
     """Build the bundle of the checkout at `root` into `out`; return its SHA-256."""
-    return write_zip(bundle_entries(root), out)
+    return write_zip(bundle_entries(root, config_dir=config_dir), out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,11 +175,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help=f"zip to write (default: ROOT/{DEFAULT_OUT})"
     )
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        help="deployment config folder (config.json + CA certificates) to ship under config/",
+    )
     args = parser.parse_args(argv)
     root: Path = args.root
     out: Path = args.out if args.out is not None else root / DEFAULT_OUT
     try:
-        digest = build(root, out)
+        digest = build(root, out, config_dir=args.config_dir)
     except BundleError as exc:
         print(f"bundle: {exc}", file=sys.stderr)
         return 1

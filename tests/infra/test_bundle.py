@@ -210,3 +210,40 @@ def test_cli_fails_with_message_when_main_is_missing(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "functions/main.py does not exist" in result.stderr
+
+
+def test_config_dir_ships_config_and_certificates_under_config(tmp_path: Path) -> None:
+    root = make_checkout(tmp_path / "repo")
+    config = tmp_path / "deploy"
+    (config / "certs").mkdir(parents=True)
+    (config / "config.json").write_text('{"root": "certs/root_ca.crt"}\n', encoding="utf-8")
+    (config / "certs" / "root_ca.crt").write_text(
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", encoding="utf-8"
+    )
+    out = tmp_path / "b.zip"
+    bundle.build(root, out, config_dir=config)
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+    assert names == sorted(names)
+    assert {"config/config.json", "config/certs/root_ca.crt"} <= set(names)
+
+
+@pytest.mark.parametrize(
+    ("relative", "text"),
+    [
+        ("certs/intermediate_ca.key", "-----BEGIN EC PRIVATE KEY-----\nMHc\n"),
+        ("provisioner.jwk", '{"kty": "EC", "crv": "P-256", "x": "a", "y": "b", "d": "c"}'),
+        ("secrets/password.txt", "hunter2"),
+    ],
+)
+def test_config_dir_with_key_material_is_refused(tmp_path: Path, relative: str, text: str) -> None:
+    root = make_checkout(tmp_path / "repo")
+    config = tmp_path / "deploy"
+    config.mkdir()
+    (config / "config.json").write_text("{}\n", encoding="utf-8")
+    target = config / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    with pytest.raises(bundle.BundleError, match="private key material"):
+        bundle.build(root, tmp_path / "b.zip", config_dir=config)
+    assert not (tmp_path / "b.zip").exists()

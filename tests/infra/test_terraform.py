@@ -331,6 +331,10 @@ def test_every_function_resource_comes_from_the_map_with_its_own_account(
 
 def test_environment_names_every_backend(module: dict[str, Any]) -> None:
     env = module["locals"]["common_env"]
+    # CIRRUS_CONFIG points where `infra/bundle.py --config-dir` puts config.json
+    assert env["CIRRUS_CONFIG"] == "${var.config_path}"
+    assert module["variable"]["config_path"]["default"] == "config/config.json"
+    assert 'CONFIG_PREFIX = "config/"' in (REPO / "infra" / "bundle.py").read_text()
     assert env["CIRRUS_STORE"].startswith("firestore:projects/")
     assert env["CIRRUS_BLOBS"].startswith("gs://")
     assert env["CIRRUS_EVENTS"].startswith("pubsub:")

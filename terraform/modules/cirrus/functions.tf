@@ -99,12 +99,22 @@ locals {
   # 2nd gen functions answer on this URL as well as on their run.app URL. It is
   # computed rather than read from the issuer resource so that every function
   # can be one for_each resource without referring to itself.
-  issuer_url = "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names["issuer"]}"
+  issuer_url = local.own_urls["issuer"]
 
   signing_key_uri = "cloudkms:${google_kms_crypto_key.intermediate.id}/cryptoKeyVersions/${var.intermediate_key_version}"
 
+  # Each HTTP function's own URL, the default external URL it puts in links
+  # (ACME directory, certificate URLs) when no load balancer fronts them all.
+  own_urls = {
+    for name, f in local.functions :
+    name => "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names[name]}"
+  }
+
   # Settings every function reads (shared/config.py is their only reader).
+  # CIRRUS_CONFIG names the config.json shipped in the bundle (infra/bundle.py
+  # --config-dir); the others override its store, blobs and key entries.
   common_env = {
+    CIRRUS_CONFIG = var.config_path
     CIRRUS_STORE  = "firestore:projects/${var.project_id}/databases/${google_firestore_database.cirrus.name}"
     CIRRUS_BLOBS  = "gs://${google_storage_bucket.crl.name}"
     CIRRUS_EVENTS = "pubsub:${google_pubsub_topic.events.id}"
@@ -115,6 +125,7 @@ locals {
       local.common_env,
       f.signs ? { CIRRUS_KEY = local.signing_key_uri } : {},
       f.calls_issuer ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
+      f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = coalesce(var.external_url, local.own_urls[name]) } : {},
     )
   }
 }

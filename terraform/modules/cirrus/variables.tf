@@ -24,6 +24,18 @@ variable "source_bundle_path" {
   type        = string
 }
 
+variable "config_path" {
+  description = "Path, inside the bundle, of the deployment's config.json (CIRRUS_CONFIG). `python infra/bundle.py --config-dir DIR` ships DIR as config/."
+  type        = string
+  default     = "config/config.json"
+}
+
+variable "external_url" {
+  description = "Public base URL when a load balancer or custom domain fronts the HTTP functions; null makes each function use its own cloudfunctions.net URL in the links it returns."
+  type        = string
+  default     = null
+}
+
 variable "kms_location" {
   description = "Cloud KMS location of the key ring. HSM protection needs a location that offers Cloud HSM (most regions and multi-regions do)."
   type        = string
