@@ -64,21 +64,21 @@ def _gcs(endpoint: str) -> BlobStore:
 
 
 @pytest.fixture(params=["local", pytest.param("gcs", marks=pytest.mark.gcs)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
     if request.param == "local":
         return LocalBlobStore(root=tmp_path / "blobs", fsync=False)
     return _gcs(request.getfixturevalue("gcs_endpoint"))
 
 
-def test_absent_object_reads_as_none(store: BlobStore) -> None:
-    assert store.read("crl/none.crl") is None
+def test_absent_object_reads_as_none(blob_store: BlobStore) -> None:
+    assert blob_store.read("crl/none.crl") is None
 
 
-def test_create_then_read_round_trips_bytes_and_metadata(store: BlobStore) -> None:
+def test_create_then_read_round_trips_bytes_and_metadata(blob_store: BlobStore) -> None:
     data = bytes(range(256)) * 4
-    gen = store.write("crl/ca-1.crl", data, content_type=CRL, if_generation_match=0)
+    gen = blob_store.write("crl/ca-1.crl", data, content_type=CRL, if_generation_match=0)
     assert gen > 0
-    blob = store.read("crl/ca-1.crl")
+    blob = blob_store.read("crl/ca-1.crl")
     assert blob is not None
     assert (blob.name, blob.data, blob.generation, blob.content_type) == (
         "crl/ca-1.crl",
@@ -88,31 +88,32 @@ def test_create_then_read_round_trips_bytes_and_metadata(store: BlobStore) -> No
     )
 
 
-def test_empty_object(store: BlobStore) -> None:
-    gen = store.write("empty", b"", content_type="text/plain", if_generation_match=0)
-    blob = store.read("empty")
+def test_empty_object(blob_store: BlobStore) -> None:
+    gen = blob_store.write("empty", b"", content_type="text/plain", if_generation_match=0)
+    blob = blob_store.read("empty")
     assert blob is not None and blob.data == b"" and blob.generation == gen
 
 
-def test_create_only_if_absent(store: BlobStore) -> None:
-    store.write("x", b"first", content_type=CRL, if_generation_match=0)
+def test_create_only_if_absent(blob_store: BlobStore) -> None:
+    blob_store.write("x", b"first", content_type=CRL, if_generation_match=0)
     with pytest.raises(PreconditionFailed):
-        store.write("x", b"second", content_type=CRL, if_generation_match=0)
-    blob = store.read("x")
+        blob_store.write("x", b"second", content_type=CRL, if_generation_match=0)
+    blob = blob_store.read("x")
     assert blob is not None and blob.data == b"first"
 
 
-def test_nonzero_generation_on_absent_object_fails(store: BlobStore) -> None:
+def test_nonzero_generation_on_absent_object_fails(blob_store: BlobStore) -> None:
     with pytest.raises(PreconditionFailed):
-        store.write("ghost", b"data", content_type=CRL, if_generation_match=12345)
-    assert store.read("ghost") is None
+        blob_store.write("ghost", b"data", content_type=CRL, if_generation_match=12345)
+    assert blob_store.read("ghost") is None
 
 
-def test_overwrite_with_current_generation_moves_generation(store: BlobStore) -> None:
-    g1 = store.write("o", b"v1", content_type=CRL, if_generation_match=0)
-    g2 = store.write("o", b"v2", content_type="application/octet-stream", if_generation_match=g1)
+def test_overwrite_with_current_generation_moves_generation(blob_store: BlobStore) -> None:
+    g1 = blob_store.write("o", b"v1", content_type=CRL, if_generation_match=0)
+    other = "application/octet-stream"
+    g2 = blob_store.write("o", b"v2", content_type=other, if_generation_match=g1)
     assert g2 != g1
-    blob = store.read("o")
+    blob = blob_store.read("o")
     assert blob is not None
     assert (blob.data, blob.generation, blob.content_type) == (
         b"v2",
@@ -121,54 +122,55 @@ def test_overwrite_with_current_generation_moves_generation(store: BlobStore) ->
     )
 
 
-def test_second_writer_with_stale_generation_is_refused(store: BlobStore) -> None:
+def test_second_writer_with_stale_generation_is_refused(blob_store: BlobStore) -> None:
     """Two publishers read generation g; the first wins, the second must fail."""
-    g0 = store.write("crl/shared.crl", b"crl #1", content_type=CRL, if_generation_match=0)
-    seen_by_a = store.read("crl/shared.crl")
-    seen_by_b = store.read("crl/shared.crl")
+    g0 = blob_store.write("crl/shared.crl", b"crl #1", content_type=CRL, if_generation_match=0)
+    seen_by_a = blob_store.read("crl/shared.crl")
+    seen_by_b = blob_store.read("crl/shared.crl")
     assert seen_by_a is not None and seen_by_b is not None
     assert seen_by_a.generation == seen_by_b.generation == g0
 
-    g_a = store.write("crl/shared.crl", b"crl #2 (A)", content_type=CRL, if_generation_match=g0)
+    name = "crl/shared.crl"
+    g_a = blob_store.write(name, b"crl #2 (A)", content_type=CRL, if_generation_match=g0)
     with pytest.raises(PreconditionFailed):
-        store.write("crl/shared.crl", b"crl #2 (B)", content_type=CRL, if_generation_match=g0)
+        blob_store.write(name, b"crl #2 (B)", content_type=CRL, if_generation_match=g0)
 
-    final = store.read("crl/shared.crl")
+    final = blob_store.read("crl/shared.crl")
     assert final is not None
     assert (final.data, final.generation) == (b"crl #2 (A)", g_a)
 
 
-def test_unconditional_write_overwrites(store: BlobStore) -> None:
-    g1 = store.write("u", b"a", content_type=CRL, if_generation_match=None)
-    g2 = store.write("u", b"b", content_type=CRL, if_generation_match=None)
+def test_unconditional_write_overwrites(blob_store: BlobStore) -> None:
+    g1 = blob_store.write("u", b"a", content_type=CRL, if_generation_match=None)
+    g2 = blob_store.write("u", b"b", content_type=CRL, if_generation_match=None)
     assert g2 != g1
-    blob = store.read("u")
+    blob = blob_store.read("u")
     assert blob is not None and blob.data == b"b" and blob.generation == g2
 
 
-def test_objects_are_independent(store: BlobStore) -> None:
-    store.write("a/1", b"one", content_type=CRL, if_generation_match=0)
-    store.write("a/2", b"two", content_type=CRL, if_generation_match=0)
-    one, two = store.read("a/1"), store.read("a/2")
+def test_objects_are_independent(blob_store: BlobStore) -> None:
+    blob_store.write("a/1", b"one", content_type=CRL, if_generation_match=0)
+    blob_store.write("a/2", b"two", content_type=CRL, if_generation_match=0)
+    one, two = blob_store.read("a/1"), blob_store.read("a/2")
     assert one is not None and two is not None
     assert (one.data, two.data) == (b"one", b"two")
 
 
-def test_public_url_names_the_object(store: BlobStore) -> None:
-    url = store.public_url("crl/ca-1.crl")
+def test_public_url_names_the_object(blob_store: BlobStore) -> None:
+    url = blob_store.public_url("crl/ca-1.crl")
     assert url.endswith("/crl/ca-1.crl")
 
 
-def _increment(store: BlobStore, name: str, times: int) -> int:
+def _increment(blob_store: BlobStore, name: str, times: int) -> int:
     """Read-modify-write a counter, retrying on lost races; return conflicts seen."""
     conflicts = 0
     for _ in range(times):
         while True:
-            blob = store.read(name)
+            blob = blob_store.read(name)
             assert blob is not None
             value = int(blob.data)
             try:
-                store.write(
+                blob_store.write(
                     name,
                     str(value + 1).encode(),
                     content_type="text/plain",
@@ -180,17 +182,18 @@ def _increment(store: BlobStore, name: str, times: int) -> int:
     return conflicts
 
 
-def test_concurrent_writers_lose_no_update(store: BlobStore) -> None:
-    store.write("counter", b"0", content_type="text/plain", if_generation_match=0)
+def test_concurrent_writers_lose_no_update(blob_store: BlobStore) -> None:
+    blob_store.write("counter", b"0", content_type="text/plain", if_generation_match=0)
     workers, times = 4, 15
     threads = [
-        threading.Thread(target=_increment, args=(store, "counter", times)) for _ in range(workers)
+        threading.Thread(target=_increment, args=(blob_store, "counter", times))
+        for _ in range(workers)
     ]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
-    blob = store.read("counter")
+    blob = blob_store.read("counter")
     assert blob is not None and int(blob.data) == workers * times
 
 
