@@ -21,8 +21,13 @@ from shared.validation import der
 from shared.validation.crl import CRLBuilder, CRLScope, subject_der
 from tests.unit.validation.va_pki import T0, make_chain
 
-REASON_NAMES = {1: "keyCompromise", 3: "affiliationChanged", 4: "superseded",
-                5: "cessationOfOperation", 9: "privilegeWithdrawn"}
+REASON_NAMES = {
+    1: "keyCompromise",
+    3: "affiliationChanged",
+    4: "superseded",
+    5: "cessationOfOperation",
+    9: "privilegeWithdrawn",
+}
 
 
 class SignOnly:
@@ -40,23 +45,38 @@ class SignOnly:
         return self._key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def _self_signed(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
-                 ) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Differential CA"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cirrus")])
+def _self_signed(
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey,
+) -> x509.Certificate:
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "Differential CA"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cirrus"),
+        ]
+    )
     alg = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(7)
-        .not_valid_before(T0 - dt.timedelta(days=1)).not_valid_after(T0 + dt.timedelta(days=900))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(T0 - dt.timedelta(days=1))
+        .not_valid_after(T0 + dt.timedelta(days=900))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, alg)
     )
 
 
-def _reference(cert: x509.Certificate, key: object, entries: list[tuple[int, dt.datetime, int]],
-               *, number: int, idp: str | None) -> x509.CertificateRevocationList:
+def _reference(
+    cert: x509.Certificate,
+    key: object,
+    entries: list[tuple[int, dt.datetime, int]],
+    *,
+    number: int,
+    idp: str | None,
+) -> x509.CertificateRevocationList:
     """The same CRL through cryptography's (quadratic) builder."""
     ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
     b = (
@@ -68,8 +88,12 @@ def _reference(cert: x509.Certificate, key: object, entries: list[tuple[int, dt.
         .add_extension(x509.CRLNumber(number), False)
     )
     if idp:
-        b = b.add_extension(x509.IssuingDistributionPoint(
-            [x509.UniformResourceIdentifier(idp)], None, True, False, None, False, False), True)
+        b = b.add_extension(
+            x509.IssuingDistributionPoint(
+                [x509.UniformResourceIdentifier(idp)], None, True, False, None, False, False
+            ),
+            True,
+        )
     for serial, when, code in entries:
         rb = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when)
         if code in REASON_NAMES:
@@ -81,8 +105,10 @@ def _reference(cert: x509.Certificate, key: object, entries: list[tuple[int, dt.
 
 def _entries(n: int) -> list[tuple[int, dt.datetime, int]]:
     # every reason code, including ones the BR forbid (0, 2, 6, 8, 10: written without reason)
-    return [(secrets.randbits(159) | 1, T0 - dt.timedelta(minutes=i, microseconds=i), i % 11)
-            for i in range(n)] + [(1, dt.datetime(2051, 1, 1, tzinfo=dt.UTC), 1)]
+    return [
+        (secrets.randbits(159) | 1, T0 - dt.timedelta(minutes=i, microseconds=i), i % 11)
+        for i in range(n)
+    ] + [(1, dt.datetime(2051, 1, 1, tzinfo=dt.UTC), 1)]
 
 
 @pytest.mark.parametrize("idp", [None, "http://crl.example/crl/ca/3.crl"])
@@ -91,10 +117,15 @@ def test_byte_identical_to_cryptography_ed25519(idp: str | None) -> None:
     cert = _self_signed(key)
     entries = _entries(60)
     mine = CRLBuilder(certificate=cert, signer=SoftSigner(key)).build(
-        entries, number=42, this_update=T0, next_update=T0 + dt.timedelta(days=7),
-        scope=CRLScope(distribution_point=idp))
-    ref = _reference(cert, key, [(s, w.replace(microsecond=0), c) for s, w, c in entries],
-                     number=42, idp=idp)
+        entries,
+        number=42,
+        this_update=T0,
+        next_update=T0 + dt.timedelta(days=7),
+        scope=CRLScope(distribution_point=idp),
+    )
+    ref = _reference(
+        cert, key, [(s, w.replace(microsecond=0), c) for s, w, c in entries], number=42, idp=idp
+    )
     # Ed25519 is deterministic: the whole CRL, signature included, must match
     assert mine == ref.public_bytes(serialization.Encoding.DER)
 
@@ -104,10 +135,14 @@ def test_tbs_identical_for_ecdsa_and_rsa_with_sign_only_key() -> None:
     cert = _self_signed(ec_key)
     signer = SignOnly(ec_key)
     entries = _entries(30)
-    mine = x509.load_der_x509_crl(CRLBuilder(certificate=cert, signer=signer).build(
-        entries, number=5, this_update=T0, next_update=T0 + dt.timedelta(days=7)))
-    ref = _reference(cert, ec_key, [(s, w.replace(microsecond=0), c) for s, w, c in entries],
-                     number=5, idp=None)
+    mine = x509.load_der_x509_crl(
+        CRLBuilder(certificate=cert, signer=signer).build(
+            entries, number=5, this_update=T0, next_update=T0 + dt.timedelta(days=7)
+        )
+    )
+    ref = _reference(
+        cert, ec_key, [(s, w.replace(microsecond=0), c) for s, w, c in entries], number=5, idp=None
+    )
     assert mine.tbs_certlist_bytes == ref.tbs_certlist_bytes
     assert mine.is_signature_valid(ec_key.public_key())
     assert signer.calls == 1  # one KMS call per CRL
@@ -115,9 +150,15 @@ def test_tbs_identical_for_ecdsa_and_rsa_with_sign_only_key() -> None:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     rsa_cert = _self_signed(rsa_key)
     rsa_crl = CRLBuilder(certificate=rsa_cert, signer=SoftSigner(rsa_key)).build(
-        entries, number=5, this_update=T0, next_update=T0 + dt.timedelta(days=7))
-    ref = _reference(rsa_cert, rsa_key, [(s, w.replace(microsecond=0), c) for s, w, c in entries],
-                     number=5, idp=None)
+        entries, number=5, this_update=T0, next_update=T0 + dt.timedelta(days=7)
+    )
+    ref = _reference(
+        rsa_cert,
+        rsa_key,
+        [(s, w.replace(microsecond=0), c) for s, w, c in entries],
+        number=5,
+        idp=None,
+    )
     assert rsa_crl == ref.public_bytes(serialization.Encoding.DER)  # PKCS#1 v1.5 is deterministic
 
 
@@ -125,12 +166,15 @@ def test_reasons_follow_br06_and_empty_list_is_absent() -> None:
     chain = make_chain()
     builder = CRLBuilder(certificate=chain.ca, signer=chain.ca_signer)
     entries = [(100 + code, T0, code) for code in range(11)]
-    crl = x509.load_der_x509_crl(builder.build(
-        entries, number=1, this_update=T0, next_update=T0 + dt.timedelta(days=1)))
+    crl = x509.load_der_x509_crl(
+        builder.build(entries, number=1, this_update=T0, next_update=T0 + dt.timedelta(days=1))
+    )
     got = {}
     for rc in crl:
         try:
-            got[rc.serial_number] = rc.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            got[rc.serial_number] = rc.extensions.get_extension_for_class(
+                x509.CRLReason
+            ).value.reason
         except x509.ExtensionNotFound:
             got[rc.serial_number] = None
     assert got[100] is None  # unspecified is omitted
@@ -138,11 +182,23 @@ def test_reasons_follow_br06_and_empty_list_is_absent() -> None:
     assert got[102] is None  # cACompromise is not for leaf CRLs
     assert got[101] == x509.ReasonFlags.key_compromise
     assert got[109] == x509.ReasonFlags.privilege_withdrawn
-    arl = x509.load_der_x509_crl(builder.build(
-        entries, number=2, this_update=T0, next_update=T0 + dt.timedelta(days=1),
-        scope=CRLScope(authority=True)))
-    assert arl.get_revoked_certificate_by_serial_number(102).extensions.get_extension_for_class(  # type: ignore[union-attr]
-        x509.CRLReason).value.reason == x509.ReasonFlags.ca_compromise
+    arl = x509.load_der_x509_crl(
+        builder.build(
+            entries,
+            number=2,
+            this_update=T0,
+            next_update=T0 + dt.timedelta(days=1),
+            scope=CRLScope(authority=True),
+        )
+    )
+    assert (
+        arl.get_revoked_certificate_by_serial_number(102)
+        .extensions.get_extension_for_class(  # type: ignore[union-attr]
+            x509.CRLReason
+        )
+        .value.reason
+        == x509.ReasonFlags.ca_compromise
+    )
 
     empty = builder.build([], number=3, this_update=T0, next_update=T0 + dt.timedelta(days=1))
     start, end = der.expect(empty, 0, der.SEQUENCE)
@@ -166,8 +222,9 @@ def test_rejects_bad_inputs() -> None:
     with pytest.raises(ValueError, match="nextUpdate"):
         builder.build([], number=1, this_update=T0, next_update=T0)
     with pytest.raises(ValueError, match="outside"):
-        builder.build([(1 << 159, T0, 0)], number=1, this_update=T0,
-                      next_update=T0 + dt.timedelta(days=1))
+        builder.build(
+            [(1 << 159, T0, 0)], number=1, this_update=T0, next_update=T0 + dt.timedelta(days=1)
+        )
     with pytest.raises(ValueError, match="cRLNumber"):
         builder.build([], number=0, this_update=T0, next_update=T0 + dt.timedelta(days=1))
 
@@ -180,20 +237,41 @@ def test_openssl_verifies_signature_and_chain(tmp_path: Path) -> None:
     chain = make_chain()
     paths = chain.write_pem(tmp_path)
     crl = CRLBuilder(certificate=chain.ca, signer=chain.ca_signer).build(
-        [(12345, T0, 1)], number=9, this_update=T0, next_update=T0 + dt.timedelta(days=7))
+        [(12345, T0, 1)], number=9, this_update=T0, next_update=T0 + dt.timedelta(days=7)
+    )
     (tmp_path / "c.der").write_bytes(crl)
-    res = _openssl("crl", "-inform", "DER", "-in", str(tmp_path / "c.der"), "-noout",
-                   "-CAfile", str(paths["ca"]), "-verify")
+    res = _openssl(
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        str(tmp_path / "c.der"),
+        "-noout",
+        "-CAfile",
+        str(paths["ca"]),
+        "-verify",
+    )
     assert res.returncode == 0, res.stderr
     assert "verify OK" in res.stderr + res.stdout
-    text = _openssl("crl", "-inform", "DER", "-in", str(tmp_path / "c.der"), "-noout", "-text").stdout
+    text = _openssl(
+        "crl", "-inform", "DER", "-in", str(tmp_path / "c.der"), "-noout", "-text"
+    ).stdout
     assert "Version 2" in text and "X509v3 CRL Number" in text and "Key Compromise" in text
     # a CRL signed by another key is refused
     other_dir = tmp_path / "other"
     other_dir.mkdir()
     other = make_chain().write_pem(other_dir)
-    res = _openssl("crl", "-inform", "DER", "-in", str(tmp_path / "c.der"), "-noout",
-                   "-CAfile", str(other["ca"]), "-verify")
+    res = _openssl(
+        "crl",
+        "-inform",
+        "DER",
+        "-in",
+        str(tmp_path / "c.der"),
+        "-noout",
+        "-CAfile",
+        str(other["ca"]),
+        "-verify",
+    )
     assert "verify OK" not in res.stderr + res.stdout
 
 
@@ -203,8 +281,12 @@ def lint_crl(path: Path, *, kind: str = "CRL") -> list[dict[str, object]]:
     assert exe, "pkilint is required (pip install pkilint)"
     found: list[dict[str, object]] = []
     for profile in ("PKIX", "BR"):
-        res = subprocess.run([exe, "lint", "-t", kind, "-p", profile, "-s", "ERROR", "-f", "JSON",
-                              str(path)], capture_output=True, text=True, check=False)
+        res = subprocess.run(
+            [exe, "lint", "-t", kind, "-p", profile, "-s", "ERROR", "-f", "JSON", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert res.stdout.strip(), res.stderr
         found.extend(_findings(json.loads(res.stdout)))
     return found
@@ -228,14 +310,21 @@ def test_pkilint_finds_no_error(tmp_path: Path, shard_url: str | None) -> None:
     chain = make_chain()
     crl = CRLBuilder(certificate=chain.ca, signer=chain.ca_signer).build(
         [(secrets.randbits(127) | 1, T0, c) for c in (0, 1, 3, 4, 5, 9)],
-        number=3, this_update=T0, next_update=T0 + dt.timedelta(days=7),
-        scope=CRLScope(distribution_point=shard_url))
+        number=3,
+        this_update=T0,
+        next_update=T0 + dt.timedelta(days=7),
+        scope=CRLScope(distribution_point=shard_url),
+    )
     path = tmp_path / "c.crl"
     path.write_bytes(crl)
     assert lint_crl(path) == []
     arl = CRLBuilder(certificate=chain.root, signer=chain.root_signer).build(
-        [(chain.ca.serial_number, T0, 2)], number=1, this_update=T0,
-        next_update=T0 + dt.timedelta(days=30), scope=CRLScope(authority=True))
+        [(chain.ca.serial_number, T0, 2)],
+        number=1,
+        this_update=T0,
+        next_update=T0 + dt.timedelta(days=30),
+        scope=CRLScope(authority=True),
+    )
     path.write_bytes(arl)
     assert lint_crl(path, kind="ARL") == []
 
@@ -243,11 +332,16 @@ def test_pkilint_finds_no_error(tmp_path: Path, shard_url: str | None) -> None:
 def test_pkilint_reports_errors_it_should(tmp_path: Path) -> None:
     """The lint gate can fail: a CRL without nextUpdate is an error for pkilint."""
     chain = make_chain()
-    bad = (x509.CertificateRevocationListBuilder().issuer_name(chain.ca.subject)
-           .last_update(T0).next_update(T0 + dt.timedelta(days=1))
-           .add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(5)
-                                    .revocation_date(T0).build())
-           .sign(chain.ca_key, hashes.SHA256()))  # no AKI, no cRLNumber
+    bad = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(chain.ca.subject)
+        .last_update(T0)
+        .next_update(T0 + dt.timedelta(days=1))
+        .add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(5).revocation_date(T0).build()
+        )
+        .sign(chain.ca_key, hashes.SHA256())
+    )  # no AKI, no cRLNumber
     path = tmp_path / "bad.crl"
     path.write_bytes(bad.public_bytes(serialization.Encoding.DER))
     assert lint_crl(path) != []

@@ -12,59 +12,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
-from shared.blobs.local import LocalBlobStore
-from shared.clock import FixedClock
-from shared.model import Revocation
 from shared.store.memory import MemoryStore
-from shared.validation.ocsp import OCSPAuthority, OCSPResponder
-from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
-from shared.validation.published import PublishedCRLs
+from shared.validation.ocsp_http import CRLEndpoint
 from shared.validation.publisher import CRL_CONTENT_TYPE, CRLAuthority, CRLPublisher, CRLSchedule
-from tests.unit.validation.va_pki import BASE_URL, T0, Chain, make_chain
-
-
-class World:
-    """A chain, a store, a blob folder, a publisher and a responder sharing one clock."""
-
-    def __init__(self, tmp: Path, *, shards: int = 0, presign: bool = True) -> None:
-        self.clock = FixedClock(T0)
-        self.chain: Chain = make_chain(shards=shards)
-        self.store = MemoryStore(clock=self.clock)
-        self.blobs = LocalBlobStore(root=tmp / "blobs", fsync=False)
-        self.publisher = CRLPublisher(
-            revocations=self.store, counter=self.store, blobs=self.blobs, clock=self.clock,
-            schedule=CRLSchedule(base_url=BASE_URL),
-            authorities=[CRLAuthority("intermediate", self.chain.ca, self.chain.ca_signer,
-                                      shards=shards)])
-        self.crls = PublishedCRLs(blobs=self.blobs, clock=self.clock,
-                                  recheck=dt.timedelta(seconds=30))
-        self.responder = OCSPResponder(
-            authorities=[OCSPAuthority("intermediate", self.chain.ca, self.chain.ca_signer,
-                                       shards=shards)],
-            crls=self.crls, issued=self.store, clock=self.clock, crl_base_url=BASE_URL,
-            presign=presign)
-        self.http = OCSPEndpoint(responder=self.responder, clock=self.clock)
-
-    def issue(self) -> x509.Certificate:
-        leaf = self.chain.leaf()
-        self.store.record_issuance(self.chain.record(leaf))
-        return leaf
-
-    def revoke(self, leaf: x509.Certificate, reason: int) -> None:
-        self.store.revoke(Revocation(serial=str(leaf.serial_number), authority_id="intermediate",
-                                     revoked_at=T0 - dt.timedelta(minutes=5),
-                                     not_after=leaf.not_valid_after_utc, reason_code=reason))
-
-    def request(self, leaf: x509.Certificate, *, algorithm: hashes.HashAlgorithm | None = None,
-                nonce: bytes | None = None) -> bytes:
-        b = ocsp.OCSPRequestBuilder().add_certificate(leaf, self.chain.ca,
-                                                      algorithm or hashes.SHA1())
-        if nonce is not None:
-            b = b.add_extension(x509.OCSPNonce(nonce), critical=False)
-        return b.build().public_bytes(serialization.Encoding.DER)
-
-    def ask(self, leaf: x509.Certificate, **kw: object) -> ocsp.OCSPResponse:
-        return ocsp.load_der_ocsp_response(self.responder.respond(self.request(leaf, **kw)).der)  # type: ignore[arg-type]
+from tests.unit.validation.va_pki import BASE_URL, T0, Chain, World, make_chain
 
 
 @pytest.fixture
@@ -80,6 +31,7 @@ def _verify(resp: ocsp.OCSPResponse, chain: Chain) -> None:
 
 def ec_sha256() -> object:
     from cryptography.hazmat.primitives.asymmetric import ec
+
     return ec.ECDSA(hashes.SHA256())
 
 
@@ -148,7 +100,8 @@ def test_error_statuses(world: World) -> None:
     foreign = other.leaf()
     req = ocsp.OCSPRequestBuilder().add_certificate(foreign, other.ca, hashes.SHA1()).build()
     assert _status(world.responder.respond(req.public_bytes(serialization.Encoding.DER)).der) == (
-        "UNAUTHORIZED")
+        "UNAUTHORIZED"
+    )
     good = world.request(leaf)
     for garbage in (b"", b"\x30\x03\x02\x01", good[:-3], b"\xff" * 10, b"A" * 5000):
         assert _status(world.responder.respond(garbage).der) == "MALFORMED_REQUEST"
@@ -166,6 +119,7 @@ def test_error_statuses(world: World) -> None:
 def _two_certids(req: bytes) -> bytes:
     """OCSPRequest with its single Request duplicated."""
     from shared.validation import der
+
     s, e = der.expect(req, 0, der.SEQUENCE)  # OCSPRequest
     ts, te = der.expect(req, s, der.SEQUENCE, e)  # TBSRequest
     ls, le = der.expect(req, ts, der.SEQUENCE, te)  # requestList
@@ -186,17 +140,25 @@ def test_corrupt_or_foreign_crl_is_refused_and_last_good_kept(world: World) -> N
     current = world.blobs.read("crl/intermediate.crl")
     assert current is not None
     # a corrupted upload, then one signed by another CA
-    world.blobs.write("crl/intermediate.crl", current.data[:-20] + b"\x00" * 20,
-                      content_type=CRL_CONTENT_TYPE, if_generation_match=current.generation)
+    world.blobs.write(
+        "crl/intermediate.crl",
+        current.data[:-20] + b"\x00" * 20,
+        content_type=CRL_CONTENT_TYPE,
+        if_generation_match=current.generation,
+    )
     world.clock.advance(dt.timedelta(seconds=31))
     world.responder._cache.clear()
     assert world.ask(leaf).certificate_status == ocsp.OCSPCertStatus.GOOD  # last good data
     assert world.crls.failures == 1
     impostor = make_chain()
     forged = CRLPublisher(
-        revocations=world.store, counter=MemoryStore(), blobs=world.blobs, clock=world.clock,
+        revocations=world.store,
+        counter=MemoryStore(),
+        blobs=world.blobs,
+        clock=world.clock,
         schedule=CRLSchedule(base_url=BASE_URL),
-        authorities=[CRLAuthority("intermediate", impostor.ca, impostor.ca_signer)])
+        authorities=[CRLAuthority("intermediate", impostor.ca, impostor.ca_signer)],
+    )
     forged.publish()
     world.clock.advance(dt.timedelta(seconds=31))
     assert world.ask(leaf).certificate_status == ocsp.OCSPCertStatus.GOOD
@@ -225,13 +187,17 @@ def test_http_get_post_and_caching_headers(world: World) -> None:
     status, headers, post = world.http.handle_ocsp("POST", "", body)
     assert status == 200 and headers["Content-Type"] == "application/ocsp-response"
     assert headers["Cache-Control"] == (
-        f"max-age={7 * 86400}, public, no-transform, must-revalidate")
+        f"max-age={7 * 86400}, public, no-transform, must-revalidate"
+    )
     assert headers["Last-Modified"] == "Sun, 01 Mar 2026 12:00:00 GMT"
     assert headers["Expires"] == "Sun, 08 Mar 2026 12:00:00 GMT"
     assert headers["ETag"].startswith('"')
     b64 = base64.b64encode(body).decode()
-    for tail in (b64, urllib.parse.quote(b64, safe=""), base64.urlsafe_b64encode(body).decode()
-                 .rstrip("=")):
+    for tail in (
+        b64,
+        urllib.parse.quote(b64, safe=""),
+        base64.urlsafe_b64encode(body).decode().rstrip("="),
+    ):
         status, _, got = world.http.handle_ocsp("GET", tail, b"")
         assert status == 200 and got == post
     for tail in ("", "not base64!!", "%%%"):

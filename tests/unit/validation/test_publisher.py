@@ -26,21 +26,48 @@ from shared.validation.publisher import (
 from tests.unit.validation.va_pki import BASE_URL, T0, Chain, make_chain
 
 
-def _publisher(chain: Chain, store: MemoryStore, blobs: LocalBlobStore, clock: FixedClock,
-               *, shards: int = 0, arl: bool = False) -> CRLPublisher:
+def _publisher(
+    chain: Chain,
+    store: MemoryStore,
+    blobs: LocalBlobStore,
+    clock: FixedClock,
+    *,
+    shards: int = 0,
+    arl: bool = False,
+) -> CRLPublisher:
     authorities = [CRLAuthority(chain.authority_id, chain.ca, chain.ca_signer, shards=shards)]
     if arl:
-        authorities.append(CRLAuthority(chain.root_id, chain.root, chain.root_signer,
-                                        authority_list=True))
-    return CRLPublisher(revocations=store, counter=store, blobs=blobs, clock=clock,
-                        schedule=CRLSchedule(base_url=BASE_URL), authorities=authorities)
+        authorities.append(
+            CRLAuthority(chain.root_id, chain.root, chain.root_signer, authority_list=True)
+        )
+    return CRLPublisher(
+        revocations=store,
+        counter=store,
+        blobs=blobs,
+        clock=clock,
+        schedule=CRLSchedule(base_url=BASE_URL),
+        authorities=authorities,
+    )
 
 
-def _revoke(store: MemoryStore, chain: Chain, serial: int, *, not_after: dt.datetime,
-            reason: int = 1, authority_id: str | None = None) -> None:
-    store.revoke(Revocation(serial=str(serial), authority_id=authority_id or chain.authority_id,
-                            revoked_at=T0 - dt.timedelta(hours=2), not_after=not_after,
-                            reason_code=reason))
+def _revoke(
+    store: MemoryStore,
+    chain: Chain,
+    serial: int,
+    *,
+    not_after: dt.datetime,
+    reason: int = 1,
+    authority_id: str | None = None,
+) -> None:
+    store.revoke(
+        Revocation(
+            serial=str(serial),
+            authority_id=authority_id or chain.authority_id,
+            revoked_at=T0 - dt.timedelta(hours=2),
+            not_after=not_after,
+            reason_code=reason,
+        )
+    )
 
 
 @pytest.fixture
@@ -103,8 +130,14 @@ def test_shards_carry_idp_equal_to_partition_url(blobs: LocalBlobStore) -> None:
 def test_arl_signed_by_root(blobs: LocalBlobStore) -> None:
     chain = make_chain()
     store = MemoryStore()
-    _revoke(store, chain, chain.ca.serial_number, not_after=chain.ca.not_valid_after_utc,
-            reason=2, authority_id=chain.root_id)
+    _revoke(
+        store,
+        chain,
+        chain.ca.serial_number,
+        not_after=chain.ca.not_valid_after_utc,
+        reason=2,
+        authority_id=chain.root_id,
+    )
     results = _publisher(chain, store, blobs, FixedClock(T0), arl=True).publish("root")
     assert [r.authority_id for r in results] == ["root"]
     arl = x509.load_der_x509_crl(blobs.read("crl/root.crl").data)  # type: ignore[union-attr]
@@ -112,7 +145,8 @@ def test_arl_signed_by_root(blobs: LocalBlobStore) -> None:
     entry = arl.get_revoked_certificate_by_serial_number(chain.ca.serial_number)
     assert entry is not None
     assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == (
-        x509.ReasonFlags.ca_compromise)
+        x509.ReasonFlags.ca_compromise
+    )
 
 
 class RacingBlobs:
@@ -125,14 +159,25 @@ class RacingBlobs:
     def read(self, name: str) -> Blob | None:
         return self.inner.read(name)
 
-    def write(self, name: str, data: bytes, *, content_type: str,
-              if_generation_match: int | None, cache_control: str | None = None) -> int:
+    def write(
+        self,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str,
+        if_generation_match: int | None,
+        cache_control: str | None = None,
+    ) -> int:
         while self.before_write:
             hook = self.before_write.pop()
             hook()  # type: ignore[operator]
-        return self.inner.write(name, data, content_type=content_type,
-                                if_generation_match=if_generation_match,
-                                cache_control=cache_control)
+        return self.inner.write(
+            name,
+            data,
+            content_type=content_type,
+            if_generation_match=if_generation_match,
+            cache_control=cache_control,
+        )
 
     def public_url(self, name: str) -> str:
         return self.inner.public_url(name)
@@ -143,9 +188,14 @@ def test_older_publisher_never_replaces_newer_crl(blobs: LocalBlobStore) -> None
     store = MemoryStore()
     clock = FixedClock(T0)
     racing = RacingBlobs(blobs)
-    slow = CRLPublisher(revocations=store, counter=store, blobs=racing, clock=clock,
-                        schedule=CRLSchedule(base_url=BASE_URL),
-                        authorities=[CRLAuthority(chain.authority_id, chain.ca, chain.ca_signer)])
+    slow = CRLPublisher(
+        revocations=store,
+        counter=store,
+        blobs=racing,
+        clock=clock,
+        schedule=CRLSchedule(base_url=BASE_URL),
+        authorities=[CRLAuthority(chain.authority_id, chain.ca, chain.ca_signer)],
+    )
     fast = _publisher(chain, store, blobs, clock)
     fast.publish()  # number 1 is on disk
 
@@ -157,9 +207,14 @@ def test_older_publisher_never_replaces_newer_crl(blobs: LocalBlobStore) -> None
     assert stored_crl_number(blobs.read("crl/intermediate.crl").data) == 3  # type: ignore[union-attr]
 
     # and a newer publisher that loses the precondition race retries and wins
-    racing.before_write.append(lambda: blobs.write(
-        "crl/intermediate.crl", b"corrupt", content_type=CRL_CONTENT_TYPE,
-        if_generation_match=blobs.read("crl/intermediate.crl").generation))  # type: ignore[union-attr]
+    racing.before_write.append(
+        lambda: blobs.write(
+            "crl/intermediate.crl",
+            b"corrupt",
+            content_type=CRL_CONTENT_TYPE,
+            if_generation_match=blobs.read("crl/intermediate.crl").generation,
+        )
+    )  # type: ignore[union-attr]
     [result] = slow.publish()
     assert result.number == 4 and result.generation is not None
     assert stored_crl_number(blobs.read("crl/intermediate.crl").data) == 4  # type: ignore[union-attr]
@@ -184,8 +239,9 @@ def test_concurrent_publishers_never_regress(tmp_path: Path) -> None:
 
     def run() -> None:
         # each worker has its own blob-store object, as separate instances would
-        pub = _publisher(chain, store, LocalBlobStore(root=tmp_path / "blobs", fsync=False),
-                         FixedClock(T0))
+        pub = _publisher(
+            chain, store, LocalBlobStore(root=tmp_path / "blobs", fsync=False), FixedClock(T0)
+        )
         for _ in range(15):
             pub.publish()
 
@@ -198,17 +254,19 @@ def test_concurrent_publishers_never_regress(tmp_path: Path) -> None:
         w.join()
     stop.set()
     watcher.join()
-    final = stored_crl_number(LocalBlobStore(root=tmp_path / "blobs").read(
-        "crl/intermediate.crl").data)  # type: ignore[union-attr]
+    final = stored_crl_number(
+        LocalBlobStore(root=tmp_path / "blobs").read("crl/intermediate.crl").data
+    )  # type: ignore[union-attr]
     assert final == 60  # the highest number drawn is the one that stays
     assert seen and seen == sorted(seen)  # never went backwards
 
 
 def test_schedule_validation(tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        CRLSchedule(base_url=BASE_URL, validity=dt.timedelta(hours=1), interval=dt.timedelta(days=1))
+        CRLSchedule(
+            base_url=BASE_URL, validity=dt.timedelta(hours=1), interval=dt.timedelta(days=1)
+        )
     with pytest.raises(ConfigError):
         CRLSchedule(base_url="ftp://x")
     with pytest.raises(PreconditionFailed):  # the local backend really enforces generations
-        LocalBlobStore(root=tmp_path).write(
-            "x", b"", content_type="a", if_generation_match=99)
+        LocalBlobStore(root=tmp_path).write("x", b"", content_type="a", if_generation_match=99)

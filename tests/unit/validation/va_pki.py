@@ -15,11 +15,19 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shared.blobs.local import LocalBlobStore
+from shared.clock import FixedClock
 from shared.keys.softkms import SoftSigner
-from shared.model import CertificateKind, CertificateRecord, ProvisionerRef
+from shared.model import CertificateKind, CertificateRecord, ProvisionerRef, Revocation
+from shared.store.memory import MemoryStore
+from shared.validation.ocsp import OCSPAuthority, OCSPResponder
+from shared.validation.ocsp_http import OCSPEndpoint
 from shared.validation.partition import crl_url, shard_for_serial
+from shared.validation.published import PublishedCRLs
+from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 BASE_URL = "http://127.0.0.1:8080"
@@ -117,12 +125,14 @@ class Chain:
                 x509.SubjectAlternativeName([x509.DNSName(f"leaf{serial % 100000}.example")]),
                 critical=False,
             )
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
                 x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(cdp)], None, None, None)]
+                    [
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(cdp)], None, None, None
+                        )
+                    ]
                 ),
                 critical=False,
             )
@@ -191,3 +201,73 @@ def make_chain(*, shards: int = 0, now: dt.datetime = T0, base_url: str = BASE_U
 def pem(cert: x509.Certificate) -> bytes:
     """PEM of a certificate."""
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+class World:
+    """A chain, a store, a blob folder, a publisher and a responder sharing one clock."""
+
+    def __init__(
+        self, tmp: Path, *, shards: int = 0, presign: bool = True, now: dt.datetime = T0
+    ) -> None:
+        self.clock = FixedClock(now)
+        self.now = now
+        self.chain: Chain = make_chain(shards=shards, now=now)
+        self.store = MemoryStore(clock=self.clock)
+        self.blobs = LocalBlobStore(root=tmp / "blobs", fsync=False)
+        self.publisher = CRLPublisher(
+            revocations=self.store,
+            counter=self.store,
+            blobs=self.blobs,
+            clock=self.clock,
+            schedule=CRLSchedule(base_url=BASE_URL),
+            authorities=[
+                CRLAuthority("intermediate", self.chain.ca, self.chain.ca_signer, shards=shards)
+            ],
+        )
+        self.crls = PublishedCRLs(
+            blobs=self.blobs, clock=self.clock, recheck=dt.timedelta(seconds=30)
+        )
+        self.responder = OCSPResponder(
+            authorities=[
+                OCSPAuthority("intermediate", self.chain.ca, self.chain.ca_signer, shards=shards)
+            ],
+            crls=self.crls,
+            issued=self.store,
+            clock=self.clock,
+            crl_base_url=BASE_URL,
+            presign=presign,
+        )
+        self.http = OCSPEndpoint(responder=self.responder, clock=self.clock)
+
+    def issue(self) -> x509.Certificate:
+        leaf = self.chain.leaf(now=self.now)
+        self.store.record_issuance(self.chain.record(leaf))
+        return leaf
+
+    def revoke(self, leaf: x509.Certificate, reason: int) -> None:
+        self.store.revoke(
+            Revocation(
+                serial=str(leaf.serial_number),
+                authority_id="intermediate",
+                revoked_at=self.now - dt.timedelta(minutes=5),
+                not_after=leaf.not_valid_after_utc,
+                reason_code=reason,
+            )
+        )
+
+    def request(
+        self,
+        leaf: x509.Certificate,
+        *,
+        algorithm: hashes.HashAlgorithm | None = None,
+        nonce: bytes | None = None,
+    ) -> bytes:
+        b = ocsp.OCSPRequestBuilder().add_certificate(
+            leaf, self.chain.ca, algorithm or hashes.SHA1()
+        )
+        if nonce is not None:
+            b = b.add_extension(x509.OCSPNonce(nonce), critical=False)
+        return b.build().public_bytes(serialization.Encoding.DER)
+
+    def ask(self, leaf: x509.Certificate, **kw: object) -> ocsp.OCSPResponse:
+        return ocsp.load_der_ocsp_response(self.responder.respond(self.request(leaf, **kw)).der)  # type: ignore[arg-type]
