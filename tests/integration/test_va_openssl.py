@@ -31,7 +31,7 @@ pytestmark = pytest.mark.interop
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -83,10 +83,10 @@ def test_openssl_verify_crl_check_and_ocsp(served: tuple[World, str], tmp_path: 
         (tmp_path / f"{name}.pem").write_bytes(pem(cert))
 
     # the CRL as relying parties fetch it: over HTTP from the /crl handler
-    with urllib.request.urlopen(f"{base}/crl?pem") as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(f"{base}/crl?pem") as resp:
         assert resp.headers["Content-Type"] == "application/x-pem-file"
         (tmp_path / "crl.pem").write_bytes(resp.read())
-    with urllib.request.urlopen(f"{base}/crl") as resp:  # noqa: S310
+    with urllib.request.urlopen(f"{base}/crl") as resp:
         assert resp.headers["Content-Type"] == "application/pkix-crl"
         x509.load_der_x509_crl(resp.read())
 
