@@ -110,9 +110,7 @@ class RetryPolicy:
                 if self.clock() + pause >= deadline:
                     # The client sees only Unavailable's safe default detail; the
                     # cause chain (with this note) is for the structured log.
-                    exc.add_note(
-                        f"{what}: gave up after {number} attempt(s) in {self.clock() - start:.2f}s"
-                    )
+                    exc.add_note(f"{what}: gave up after {number} attempt(s) in {self.clock() - start:.2f}s")
                     raise Unavailable() from exc
             self.sleep(pause)
             delay = min(self.max_delay, delay * self.multiplier)

@@ -132,14 +132,10 @@ class FirestoreStore:
                 return operation(a)
             except (self._api.GoogleAPICallError, self._api.RetryError) as exc:
                 transient = isinstance(exc, self._transient)
-                raise BackendError(
-                    f"firestore {what}: {type(exc).__name__}: {exc}", transient=transient
-                ) from exc
+                raise BackendError(f"firestore {what}: {type(exc).__name__}: {exc}", transient=transient) from exc
             except self._auth.GoogleAuthError as exc:
                 transient = isinstance(exc, self._transient)
-                raise BackendError(
-                    f"firestore {what}: {type(exc).__name__}", transient=transient
-                ) from exc
+                raise BackendError(f"firestore {what}: {type(exc).__name__}", transient=transient) from exc
 
         return self._retry.call(attempt, what=f"firestore {what}")
 
@@ -177,10 +173,7 @@ class FirestoreStore:
         """Delete claims whose `expireAt` is before `now` (TTL does this too, within a day)."""
         cutoff = codec.require_aware(now, "now")
         query = (
-            self._col(docs.CLAIMS)
-            .where(filter=self._filter("expireAt", "<", cutoff))
-            .select([])
-            .limit(_PURGE_BATCH)
+            self._col(docs.CLAIMS).where(filter=self._filter("expireAt", "<", cutoff)).select([]).limit(_PURGE_BATCH)
         )
         deleted = 0
 
@@ -217,9 +210,7 @@ class FirestoreStore:
         ordered here, which saves a composite index that every certificate
         write would have to maintain.
         """
-        query = self._col(docs.CERTIFICATES).where(
-            filter=self._filter("endpoint_id", "==", endpoint_id)
-        )
+        query = self._col(docs.CERTIFICATES).where(filter=self._filter("endpoint_id", "==", endpoint_id))
 
         def op(a: Attempt) -> list[CertificateRecord]:
             found = [docs.certificate_from_fields(s.to_dict()) for s in query.stream(**self._kw(a))]
@@ -252,9 +243,7 @@ class FirestoreStore:
 
         def conflict_unless_ours(a: Attempt) -> None:
             if not self._is_own_write(cert_ref, write_id, a):
-                raise Conflict(
-                    f"certificate with serial number '{certificate.serial}' already exists"
-                )
+                raise Conflict(f"certificate with serial number '{certificate.serial}' already exists")
 
         def op(a: Attempt) -> None:
             if endpoint_ref is not None:
@@ -327,9 +316,7 @@ class FirestoreStore:
 
         return self._run("get_revocation", op)
 
-    def list_revocations(
-        self, authority_id: str, *, not_after_since: dt.datetime
-    ) -> Sequence[Revocation]:
+    def list_revocations(self, authority_id: str, *, not_after_since: dt.datetime) -> Sequence[Revocation]:
         """Return an authority's revocations expiring at or after `not_after_since`.
 
         Needs the composite index (authority_id ASC, not_after ASC).
@@ -416,9 +403,7 @@ class FirestoreStore:
 
         return self._run("list_events", op)
 
-    def _first_events(
-        self, name: str, since_iso: str | None, limit: int, a: Attempt
-    ) -> list[Event]:
+    def _first_events(self, name: str, since_iso: str | None, limit: int, a: Attempt) -> list[Event]:
         """The first `limit` events (in log order) held by one collection."""
         query = self._col(name)
         if since_iso is not None:
@@ -437,9 +422,7 @@ class FirestoreStore:
                 if len(best) >= limit and fields["ev_first"] > codec.to_iso(best[limit - 1].time):
                     return best  # every later document starts after our limit-th event
                 best.extend(
-                    e
-                    for e in docs.events_from_fields(fields)
-                    if since_iso is None or codec.to_iso(e.time) >= since_iso
+                    e for e in docs.events_from_fields(fields) if since_iso is None or codec.to_iso(e.time) >= since_iso
                 )
                 best.sort(key=docs.sort_key)
             if len(snaps) < page:
@@ -492,9 +475,7 @@ class FirestoreStore:
 
         return self._run("get_document", op)
 
-    def update_document(
-        self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
-    ) -> bool:
+    def update_document(self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int) -> bool:
         """Replace the document if it is still at `expected_version`.
 
         Reads the version and the server's `update_time`, then writes with
@@ -511,9 +492,7 @@ class FirestoreStore:
             version = int(snap.get("v"))
             if version != expected_version:
                 # A previous attempt of ours may have landed without an answer.
-                return (
-                    a.number > 1 and version == expected_version + 1 and (snap.get("w") == write_id)
-                )
+                return a.number > 1 and version == expected_version + 1 and (snap.get("w") == write_id)
             option = self._client.write_option(last_update_time=snap.update_time)
             try:
                 ref.update(fields, option=option, **self._kw(a))

@@ -168,9 +168,7 @@ def index_key(field: str) -> str:
     return "f" + field
 
 
-def document_fields(
-    data: Mapping[str, Any], version: int, *, expires_at: dt.datetime | None = None
-) -> dict[str, Any]:
+def document_fields(data: Mapping[str, Any], version: int, *, expires_at: dt.datetime | None = None) -> dict[str, Any]:
     """Encode a versioned JSON document.
 
     `data` is kept as JSON text (exact round trip of any JSON, never indexed);
