@@ -41,7 +41,7 @@ from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
 from shared.store.base import EndpointStore, IssuanceLedger, RevocationReader, TokenLedger
 from shared.validity import Window, check_window, requested_window
-from shared.x509.csr import csr_public_key, parse_csr
+from shared.x509.csr import check_public_key, csr_public_key, parse_csr
 from shared.x509.names import SANs, common_name_of, sans_of, split_sans
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
@@ -138,15 +138,22 @@ class Authority:
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
         window = requested_window(
-            not_before=not_before, not_after=not_after, now=now,
-            default=auth.claims.default_tls, backdate=self._backdate,
+            not_before=not_before,
+            not_after=not_after,
+            now=now,
+            default=auth.claims.default_tls,
+            backdate=self._backdate,
         )
         check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
         common_name = auth.subject
         skey = subject_key(common_name, sans.all)
         endpoint = endpoint_for_sign(
-            authority_id=self.authority_id, provisioner_id=auth.provisioner.id, subject_key=skey,
-            name=common_name, renewal_enabled=auth.renewal_enabled, now=now,
+            authority_id=self.authority_id,
+            provisioner_id=auth.provisioner.id,
+            subject_key=skey,
+            name=common_name,
+            renewal_enabled=auth.renewal_enabled,
+            now=now,
         )
         # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
         is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
@@ -155,17 +162,26 @@ class Authority:
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
         cert = sign_certificate(
-            self.issuer, subject=subject, public_key=public_key, serial=serial,
-            not_before=window.not_before, not_after=window.not_after, extensions=extensions,
+            self.issuer,
+            subject=subject,
+            public_key=public_key,
+            serial=serial,
+            not_before=window.not_before,
+            not_after=window.not_after,
+            extensions=extensions,
         )
-        return self._record(cert, auth.provisioner, endpoint, now, renewed_from=None, operation="sign", new_endpoint=is_new)
+        return self._record(
+            cert, auth.provisioner, endpoint, now, renewed_from=None, operation="sign", new_endpoint=is_new
+        )
 
     def _check_csr_against_token(self, csr: x509.CertificateSigningRequest, auth: SignAuthorization) -> None:
         """step-ca's JWK validators: CN and SAN sets must be what the token allows."""
         allowed = {auth.subject.lower(), *(s.lower() for s in auth.sans)}
         cn = common_name_of(csr.subject)
         if cn and cn.lower() not in allowed:
-            raise Forbidden(f"certificate request does not contain the valid common name - got {cn}, want {auth.subject}")
+            raise Forbidden(
+                f"certificate request does not contain the valid common name - got {cn}, want {auth.subject}"
+            )
         try:
             token_sans = split_sans(list(auth.sans))
             csr_sans = split_sans(sans_of(csr))
@@ -175,7 +191,10 @@ class Authority:
             got = set(map(str, getattr(csr_sans, kind)))
             want = set(map(str, getattr(token_sans, kind)))
             if got and got != want:
-                raise Forbidden(f"certificate request does not contain the valid {kind} names - got {sorted(got)}, want {sorted(want)}")
+                raise Forbidden(
+                    f"certificate request does not contain the valid {kind} names"
+                    f" - got {sorted(got)}, want {sorted(want)}"
+                )
         if auth.csr_fingerprint is not None:
             der = csr.public_bytes(serialization.Encoding.DER)
             fp = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
@@ -228,9 +247,7 @@ class Authority:
         csr = parse_csr(csr_pem)
         return self._renew_or_rekey(certificate, csr_public_key(csr), None)
 
-    def _renew_or_rekey(
-        self, old: x509.Certificate, new_key: PublicKey | None, replay: ReplayClaim | None
-    ) -> Issued:
+    def _renew_or_rekey(self, old: x509.Certificate, new_key: PublicKey | None, replay: ReplayClaim | None) -> Issued:
         now = self._clock.now()
         serial = str(old.serial_number)
         record = self._stores.issuance.get_certificate(serial)
@@ -257,23 +274,36 @@ class Authority:
         duration = old.not_valid_after_utc - old.not_valid_before_utc
         window = Window(not_before=now - self._backdate, not_after=now - self._backdate + duration)
         new_serial = self._serials()
-        public_key = new_key if new_key is not None else old.public_key()
+        public_key = new_key if new_key is not None else check_public_key(old.public_key())
         extensions = [e for e in old.extensions if not isinstance(e.value, x509.CRLDistributionPoints)]
         if self._crl_url:
             url = self._crl_url(new_serial)
             if url:
-                cdp = x509.CRLDistributionPoints([x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)])
+                cdp = x509.CRLDistributionPoints(
+                    [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
+                )
                 extensions.append(x509.Extension(cdp.oid, False, cdp))
         cert = sign_certificate(
-            self.issuer, subject=old.subject, public_key=public_key, serial=new_serial,  # type: ignore[arg-type]
-            not_before=window.not_before, not_after=window.not_after, extensions=extensions,
+            self.issuer,
+            subject=old.subject,
+            public_key=public_key,
+            serial=new_serial,
+            not_before=window.not_before,
+            not_after=window.not_after,
+            extensions=extensions,
         )
         endpoint = Endpoint(
-            id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
-            subject_key=record.subject_key, name=record.common_name, created_at=now,
+            id=record.endpoint_id,
+            authority_id=self.authority_id,
+            provisioner_id=record.provisioner.id,
+            subject_key=record.subject_key,
+            name=record.common_name,
+            created_at=now,
         )
         op = "rekey" if new_key is not None else "renew"
-        return self._record(cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False)
+        return self._record(
+            cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False
+        )
 
     # ---------------------------------------------------------- recording
     def _record(
@@ -320,15 +350,24 @@ class Authority:
             data["renewedFrom"] = renewed_from
         events = [self._event(event_type, record.serial, now, data)]
         if new_endpoint:
-            events.append(self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name}))
+            events.append(
+                self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name})
+            )
         self._stores.issuance.record_issuance(
-            record, new_endpoint=endpoint if new_endpoint else None, events=events
+            record, new_endpoint=endpoint if operation == "sign" else None, events=events
         )
         self._publish(events)
         return Issued(certificate=cert, chain=self.intermediates, record=record)
 
     def _event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
-        return Event(id=uuid.uuid4().hex, type=etype, source=f"{EVENT_SOURCE}/{self.authority_id}", subject=subject, time=now, data=data)
+        return Event(
+            id=uuid.uuid4().hex,
+            type=etype,
+            source=f"{EVENT_SOURCE}/{self.authority_id}",
+            subject=subject,
+            time=now,
+            data=data,
+        )
 
     def _publish(self, events: Sequence[Event]) -> None:
         """Hand events to the sinks; a sink failure never undoes the issuance."""

@@ -94,9 +94,7 @@ def resolve_claims(
             if _duration(prov, f"max{prefix}Duration") is None and trio["default"] > trio["max"]:
                 trio["max"] = trio["default"]
         if not trio["min"] <= trio["default"] <= trio["max"]:
-            raise ConfigError(
-                f"claims: {prefix} durations must satisfy min <= default <= max"
-            )
+            raise ConfigError(f"claims: {prefix} durations must satisfy min <= default <= max")
         for kind, v in trio.items():
             values[f"{kind}{prefix}"] = v
     flags: dict[str, bool] = {}

@@ -34,13 +34,13 @@ ZERO_AUTHORITY_ID = "00000000-0000-0000-0000-000000000000"
 def _resolve(base: Path, value: str) -> str:
     """Resolve a relative file path (or the path inside a softkms URI) against `base`."""
     if value.startswith("softkms:path="):
-        inner = value[len("softkms:path="):]
+        inner = value[len("softkms:path=") :]
         return "softkms:path=" + str((base / inner).resolve()) if not inner.startswith("/") else value
     if value.startswith("sqlite:"):
-        inner = value[len("sqlite:"):]
+        inner = value[len("sqlite:") :]
         return "sqlite:" + str((base / inner).resolve()) if not inner.startswith("/") else value
     if value.startswith("file:"):
-        inner = value[len("file:"):]
+        inner = value[len("file:") :]
         return "file:" + str((base / inner).resolve()) if not inner.startswith("/") else value
     if ":" in value.split("/", 1)[0]:
         return value

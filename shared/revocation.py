@@ -22,7 +22,10 @@ from shared.provisioners.tokens import peek
 from shared.store.base import CertificateReader, RevocationStore, TokenLedger
 from shared.x509.serials import parse_serial
 
-ALLOWED_REASONS = {r.value for r in RevocationReason} - {RevocationReason.CERTIFICATE_HOLD, RevocationReason.REMOVE_FROM_CRL}
+ALLOWED_REASONS = {r.value for r in RevocationReason} - {
+    RevocationReason.CERTIFICATE_HOLD,
+    RevocationReason.REMOVE_FROM_CRL,
+}
 
 
 def parse_reason_code(value: object) -> int:
@@ -106,7 +109,9 @@ class Revoker:
                 raise NotFound("certificate not found")
             if not self._tokens.claim(auth.replay.namespace, auth.replay.key, auth.replay.expires_at):
                 raise TokenAlreadyUsed()
-            return self.revoke(serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id=auth.provisioner.id, mtls=False)
+            return self.revoke(
+                serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id=auth.provisioner.id, mtls=False
+            )
         if ott not in (None, ""):
             raise BadRequest("ott must be a string")
         if client_certificate is None:
@@ -142,7 +147,12 @@ class Revoker:
             source=f"{EVENT_SOURCE}/{self._authority_id}",
             subject=serial,
             time=now,
-            data={"serial": serial, "endpointId": record.endpoint_id, "reasonCode": reason_code, "authorityId": self._authority_id},
+            data={
+                "serial": serial,
+                "endpointId": record.endpoint_id,
+                "reasonCode": reason_code,
+                "authorityId": self._authority_id,
+            },
         )
         self._revocations.revoke(revocation, events=[event])
         for sink in self._sinks:

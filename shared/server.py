@@ -74,7 +74,9 @@ def issue_server_certificate(services: Services, directory: Path) -> tuple[Path,
         except ValueError:
             names.append(x509.DNSName(n))
     exts: list[x509.Extension[x509.ExtensionType]] = [
-        x509.Extension(x509.KeyUsage.oid, True, x509.KeyUsage(True, False, False, False, False, False, False, False, False)),
+        x509.Extension(
+            x509.KeyUsage.oid, True, x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+        ),
         x509.Extension(x509.ExtendedKeyUsage.oid, False, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])),
         x509.Extension(x509.SubjectAlternativeName.oid, False, x509.SubjectAlternativeName(names)),
     ]
@@ -95,7 +97,11 @@ def issue_server_certificate(services: Services, directory: Path) -> tuple[Path,
             fh.write(c.public_bytes(serialization.Encoding.PEM))
     fd, key_path = tempfile.mkstemp(dir=directory, prefix="server-", suffix=".key")
     with os.fdopen(fd, "wb") as fh:
-        fh.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        fh.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
     return Path(cert_path), Path(key_path), not_after
 
 
@@ -104,7 +110,9 @@ def tls_context(services: Services, runtime_dir: Path) -> tuple[ssl.SSLContext, 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_OPTIONAL
-    ctx.load_verify_locations(cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in services.roots))
+    ctx.load_verify_locations(
+        cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in services.roots)
+    )
     ctx.set_alpn_protocols(["http/1.1"])
     expires = _load_server_cert(ctx, services, runtime_dir)
     return ctx, expires
@@ -158,7 +166,9 @@ def serve_worker(
     server: BaseWSGIServer = make_server(
         host, port, app, threaded=True, request_handler=_Handler, ssl_context=ctx, fd=sock.fileno()
     )
-    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if hasattr(server.socket, "setsockopt") else None
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if hasattr(
+        server.socket, "setsockopt"
+    ) else None
     stop = threading.Event()
 
     def renew_loop() -> None:

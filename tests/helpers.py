@@ -36,7 +36,9 @@ def mint_token(
     return jwt.encode(claims, signing_key, algorithm=algorithm, headers=hdr)
 
 
-def sign_claims(subject: str, sans: list[str] | None, *, op: str = "sign", now: int | None = None, **extra: Any) -> dict[str, Any]:
+def sign_claims(
+    subject: str, sans: list[str] | None, *, op: str = "sign", now: int | None = None, **extra: Any
+) -> dict[str, Any]:
     t = int(time.time()) if now is None else now
     claims: dict[str, Any] = {
         "iss": "admin",

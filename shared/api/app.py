@@ -72,7 +72,7 @@ class CirrusApp:
         path = request.path
         for prefix, mount in self._mounts.items():
             if path == prefix or path.startswith(prefix + "/"):
-                return mount(request, self.services, path[len(prefix):])
+                return mount(request, self.services, path[len(prefix) :])
         response = self._stepca.dispatch(request, path)
         if response is None:
             return json_response({"status": 404, "message": "The requested resource could not be found."}, 404)

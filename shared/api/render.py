@@ -17,7 +17,10 @@ from shared.errors import CAError, Unavailable
 
 log = logging.getLogger("cirrus.api")
 
-INTERNAL = "The certificate authority encountered an Internal Server Error. Please see the certificate authority logs for more info."
+INTERNAL = (
+    "The certificate authority encountered an Internal Server Error. "
+    "Please see the certificate authority logs for more info."
+)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -32,15 +32,20 @@ class ClientError(Exception):
 
 def register(sub: Any) -> None:
     """Add the client subcommands."""
+
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dir", type=Path, default=None, help="authority folder (for the CA URL, root and provisioner key)")
+        p.add_argument(
+            "--dir", type=Path, default=None, help="authority folder (for the CA URL, root and provisioner key)"
+        )
         p.add_argument("--ca-url", default=None, help="CA URL (default https://<address from config>)")
         p.add_argument("--root", type=Path, default=None, help="root certificate to trust")
 
     p = sub.add_parser("token", help="mint a one-time token with the provisioner key")
     p.add_argument("subject")
     p.add_argument("--san", action="append", default=None)
-    p.add_argument("--key", type=Path, default=None, help="provisioner private JWK (default DIR/secrets/provisioner.jwk)")
+    p.add_argument(
+        "--key", type=Path, default=None, help="provisioner private JWK (default DIR/secrets/provisioner.jwk)"
+    )
     p.add_argument("--provisioner", default=None)
     p.add_argument("--revoke", action="store_true", help="mint a revoke token (subject = serial)")
     common(p)
@@ -174,13 +179,24 @@ def _provisioner_key(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
 
 
 def mint_token(
-    *, jwk: dict[str, Any], provisioner: str, subject: str, audience: str,
-    sans: list[str] | None = None, root_sha: str | None = None, lifetime: int = 300,
+    *,
+    jwk: dict[str, Any],
+    provisioner: str,
+    subject: str,
+    audience: str,
+    sans: list[str] | None = None,
+    root_sha: str | None = None,
+    lifetime: int = 300,
 ) -> str:
     """Mint a one-time token exactly as `step ca token` does."""
     now = int(time.time())
     claims: dict[str, Any] = {
-        "iss": provisioner, "sub": subject, "aud": audience, "nbf": now, "iat": now, "exp": now + lifetime,
+        "iss": provisioner,
+        "sub": subject,
+        "aud": audience,
+        "nbf": now,
+        "iat": now,
+        "exp": now + lifetime,
         "jti": secrets.token_hex(32),
     }
     if sans is not None:
@@ -203,8 +219,12 @@ def _token(args: argparse.Namespace, subject: str, sans: list[str] | None, op: s
     jwk, name = _provisioner_key(args)
     parts = urlsplit(ca_url(args))
     return mint_token(
-        jwk=jwk, provisioner=name, subject=subject, audience=f"https://{parts.netloc}/1.0/{op}",
-        sans=sans, root_sha=_root_sha(args),
+        jwk=jwk,
+        provisioner=name,
+        subject=subject,
+        audience=f"https://{parts.netloc}/1.0/{op}",
+        sans=sans,
+        root_sha=_root_sha(args),
     )
 
 
@@ -236,14 +256,17 @@ def _run(fn: Any, args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     """Print a token."""
+
     def go(a: argparse.Namespace) -> None:
         op = "revoke" if a.revoke else "sign"
         print(_token(a, a.subject, None if a.revoke else (a.san or [a.subject]), op))
+
     return _run(go, args)
 
 
 def cmd_certificate(args: argparse.Namespace) -> int:
     """Get a certificate for a fresh P-256 key."""
+
     def go(a: argparse.Namespace) -> None:
         sans = a.san or [a.subject]
         token = a.token or _token(a, a.subject, sans, "sign")
@@ -257,10 +280,18 @@ def cmd_certificate(args: argparse.Namespace) -> int:
         if a.not_after:
             body["notAfter"] = a.not_after
         resp = request(f"{ca_url(a)}/1.0/sign", ctx=ssl_context(a), body=body)
-        _write_private(a.key_file, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        _write_private(
+            a.key_file,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
         cert = _save_chain(a.crt_file, resp)
-        print(f"Certificate: {a.crt_file} (serial {cert.serial_number}, expires {cert.not_valid_after_utc.isoformat()})")
+        print(
+            f"Certificate: {a.crt_file} (serial {cert.serial_number}, expires {cert.not_valid_after_utc.isoformat()})"
+        )
         print(f"Private key: {a.key_file}")
+
     return _run(go, args)
 
 
@@ -275,29 +306,40 @@ def renew_bearer_token(cert_path: Path, key_path: Path, audience: str) -> str:
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size == 384:
         alg = "ES384"
     cn = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    claims = {"iss": "step-ca-client/1.0", "sub": str(cn[0].value) if cn else "", "aud": audience,
-              "nbf": now, "iat": now, "exp": now + 300}
+    claims = {
+        "iss": "step-ca-client/1.0",
+        "sub": str(cn[0].value) if cn else "",
+        "aud": audience,
+        "nbf": now,
+        "iat": now,
+        "exp": now + 300,
+    }
     x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
     return jwt.encode(claims, key, algorithm=alg, headers={"x5cInsecure": x5c})  # type: ignore[arg-type]
 
 
 def cmd_renew(args: argparse.Namespace) -> int:
     """Renew with mTLS (default) or a Bearer token."""
+
     def go(a: argparse.Namespace) -> None:
         base = ca_url(a)
         if a.bearer:
             token = renew_bearer_token(a.crt_file, a.key_file, f"https://{urlsplit(base).netloc}/1.0/renew")
-            resp = request(f"{base}/1.0/renew", ctx=ssl_context(a), body={}, headers={"Authorization": f"Bearer {token}"})
+            resp = request(
+                f"{base}/1.0/renew", ctx=ssl_context(a), body={}, headers={"Authorization": f"Bearer {token}"}
+            )
         else:
             resp = request(f"{base}/1.0/renew", ctx=ssl_context(a, (a.crt_file, a.key_file)), body={})
         out = a.out or a.crt_file
         cert = _save_chain(out, resp)
         print(f"Renewed: {out} (serial {cert.serial_number}, expires {cert.not_valid_after_utc.isoformat()})")
+
     return _run(go, args)
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     """Revoke by token (default) or mTLS."""
+
     def go(a: argparse.Namespace) -> None:
         body: dict[str, Any] = {"serial": a.serial, "reasonCode": a.reason_code, "reason": a.reason, "passive": True}
         if a.cert and a.cert_key:
@@ -307,12 +349,15 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             ctx = ssl_context(a)
         request(f"{ca_url(a)}/1.0/revoke", ctx=ctx, body=body)
         print(f"Revoked certificate {a.serial}")
+
     return _run(go, args)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Print the CA's health."""
+
     def go(a: argparse.Namespace) -> None:
         resp = request(f"{ca_url(a)}/health", ctx=ssl_context(a))
         print(resp.get("status", "unknown"))
+
     return _run(go, args)

@@ -32,9 +32,16 @@ from shared.x509.names import is_dns_name
 from shared.x509.profile import Issuer, ca_name, intermediate, self_signed_root
 from shared.x509.serials import random_serial
 
-KEY_TYPES = {"EC": KeyType.EC_P256, "P-256": KeyType.EC_P256, "P-384": KeyType.EC_P384,
-             "RSA": KeyType.RSA_3072, "RSA-3072": KeyType.RSA_3072, "RSA-2048": KeyType.RSA_2048,
-             "RSA-4096": KeyType.RSA_4096, "Ed25519": KeyType.ED25519}
+KEY_TYPES = {
+    "EC": KeyType.EC_P256,
+    "P-256": KeyType.EC_P256,
+    "P-384": KeyType.EC_P384,
+    "RSA": KeyType.RSA_3072,
+    "RSA-3072": KeyType.RSA_3072,
+    "RSA-2048": KeyType.RSA_2048,
+    "RSA-4096": KeyType.RSA_4096,
+    "Ed25519": KeyType.ED25519,
+}
 
 
 class InitError(Exception):
@@ -46,8 +53,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("init", help="create a new authority (root, intermediate, provisioners, config)")
     p.add_argument("--dir", required=True, type=Path, help="folder to create the authority in")
     p.add_argument("--name", default="Cirrus", help="CA name (used in the certificate subjects)")
-    p.add_argument("--dns", action="append", default=None,
-                   help="DNS name or IP of the CA (repeatable; default localhost, 127.0.0.1, ::1)")
+    p.add_argument(
+        "--dns",
+        action="append",
+        default=None,
+        help="DNS name or IP of the CA (repeatable; default localhost, 127.0.0.1, ::1)",
+    )
     p.add_argument("--key-type", default="P-256", choices=sorted(KEY_TYPES), help="CA key type")
     p.add_argument("--provisioner", default="admin", help="name of the default JWK provisioner")
     p.add_argument("--address", default="127.0.0.1:9443", help="address `cirrus up` listens on")
@@ -95,7 +106,9 @@ def init_authority(
             if not is_dns_name(d.lower(), allow_wildcard=False):
                 raise InitError(f"invalid DNS name or IP address: {d!r}") from None
     for sub in ("certs", "secrets", "db", "published"):
-        (directory / sub).mkdir(parents=True, exist_ok=sub in ("db", "published"), mode=0o700 if sub == "secrets" else 0o755)
+        (directory / sub).mkdir(
+            parents=True, exist_ok=sub in ("db", "published"), mode=0o700 if sub == "secrets" else 0o755
+        )
     password = secrets.token_urlsafe(32).encode()
     _write_secret(directory / "secrets" / "password", password + b"\n")
     kms = SoftKMS(password=password)
@@ -103,14 +116,20 @@ def init_authority(
     root_signer = kms.create_key(f"softkms:path={directory}/secrets/root_ca_key", key_type)
     root_key = as_private_key(root_signer)
     root = self_signed_root(
-        key=root_key, subject=ca_name(f"{name} Root CA", name), serial=random_serial(),
-        not_before=now - dt.timedelta(minutes=1), not_after=now + dt.timedelta(days=3650),
+        key=root_key,
+        subject=ca_name(f"{name} Root CA", name),
+        serial=random_serial(),
+        not_before=now - dt.timedelta(minutes=1),
+        not_after=now + dt.timedelta(days=3650),
     )
     int_signer = kms.create_key(f"softkms:path={directory}/secrets/intermediate_ca_key", key_type)
     inter = intermediate(
-        Issuer.of(root, root_key), public_key=int_signer.public_key(),
-        subject=ca_name(f"{name} Intermediate CA", name), serial=random_serial(),
-        not_before=now - dt.timedelta(minutes=1), not_after=now + dt.timedelta(days=3650),
+        Issuer.of(root, root_key),
+        public_key=int_signer.public_key(),
+        subject=ca_name(f"{name} Intermediate CA", name),
+        serial=random_serial(),
+        not_before=now - dt.timedelta(minutes=1),
+        not_after=now + dt.timedelta(days=3650),
     )
     (directory / "certs" / "root_ca.crt").write_bytes(root.public_bytes(serialization.Encoding.PEM))
     (directory / "certs" / "intermediate_ca.crt").write_bytes(inter.public_bytes(serialization.Encoding.PEM))
@@ -150,8 +169,13 @@ def init_authority(
         },
         "crl": {"enabled": True, "cacheDuration": "24h", "publishInterval": "1h"},
         "tls": {
-            "cipherSuites": ["TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256", "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"],
-            "minVersion": 1.2, "maxVersion": 1.3, "renegotiation": False,
+            "cipherSuites": [
+                "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+                "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            ],
+            "minVersion": 1.2,
+            "maxVersion": 1.3,
+            "renegotiation": False,
         },
     }
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -170,8 +194,12 @@ def run(args: argparse.Namespace) -> int:
     """CLI entry for `cirrus init`."""
     try:
         init_authority(
-            args.dir, name=args.name, dns_names=args.dns, key_type=KEY_TYPES[args.key_type],
-            provisioner_name=args.provisioner, address=args.address,
+            args.dir,
+            name=args.name,
+            dns_names=args.dns,
+            key_type=KEY_TYPES[args.key_type],
+            provisioner_name=args.provisioner,
+            address=args.address,
         )
     except InitError as exc:
         print(f"cirrus init: {exc}")

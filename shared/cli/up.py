@@ -24,6 +24,7 @@ def register(sub: Any) -> None:
     p.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
     p.add_argument("--address", default=None, help="HOST:PORT to listen on (default from config, 127.0.0.1:9443)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core)")
+    p.add_argument("--init", action="store_true", help="create the authority first if DIR has none")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=run)
 
@@ -56,6 +57,11 @@ def configure_logging(level: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """CLI entry for `cirrus up`."""
     directory = args.dir.resolve()
+    if args.init and not (directory / "config.json").exists():
+        from shared.cli.init import init_authority
+
+        init_authority(directory)
+        print(f"Created a new authority in {directory}", flush=True)
     try:
         settings = Settings.load(directory / "config.json")
         probe = build_services(settings)  # fail fast, in the parent, on a bad config

@@ -30,7 +30,10 @@ class ListedProvisioner:
         if not isinstance(name, str) or not name or not isinstance(ptype, str):
             raise ConfigError("every provisioner needs a 'type' and a 'name'")
         self._config = dict(config)
-        canonical = {t.lower(): t for t in ("JWK", "OIDC", "GCP", "AWS", "Azure", "ACME", "X5C", "K8sSA", "SSHPOP", "SCEP", "Nebula")}
+        canonical = {
+            t.lower(): t
+            for t in ("JWK", "OIDC", "GCP", "AWS", "Azure", "ACME", "X5C", "K8sSA", "SSHPOP", "SCEP", "Nebula")
+        }
         self._type = canonical.get(ptype.lower(), ptype)
         self._ref = ProvisionerRef(id=f"{self._type.lower()}/{name}", name=name, type=self._type)
         self._claims = resolve_claims(

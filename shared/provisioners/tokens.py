@@ -156,6 +156,7 @@ def check_times(claims: Mapping[str, Any], now: dt.datetime, *, max_lifetime: dt
     Raises:
         Unauthorized: missing or invalid times, expired, not yet valid, too long-lived.
     """
+
     def num(key: str, required: bool) -> float | None:
         value = claims.get(key)
         if value is None:

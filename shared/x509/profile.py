@@ -18,15 +18,24 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from shared.keys.adapter import IssuerKey, signature_hash
 from shared.keys.base import PublicKey
 
 STEP_PROVISIONER_OID = x509.ObjectIdentifier("1.3.6.1.4.1.37476.9000.64.1")
 PROVISIONER_TYPE_NUMBERS = {
-    "JWK": 1, "OIDC": 2, "GCP": 3, "AWS": 4, "Azure": 5, "ACME": 6,
-    "X5C": 7, "K8sSA": 8, "SSHPOP": 9, "SCEP": 10, "Nebula": 11,
+    "JWK": 1,
+    "OIDC": 2,
+    "GCP": 3,
+    "AWS": 4,
+    "Azure": 5,
+    "ACME": 6,
+    "X5C": 7,
+    "K8sSA": 8,
+    "SSHPOP": 9,
+    "SCEP": 10,
+    "Nebula": 11,
 }
 
 
@@ -72,11 +81,7 @@ def provisioner_extension(ptype: str, name: str, credential_id: str) -> x509.Ext
     generic DER encoder.
     """
     number = PROVISIONER_TYPE_NUMBERS.get(ptype, 0)
-    body = (
-        _tlv(0x02, number.to_bytes(1, "big"))
-        + _tlv(0x04, name.encode())
-        + _tlv(0x04, credential_id.encode())
-    )
+    body = _tlv(0x02, number.to_bytes(1, "big")) + _tlv(0x04, name.encode()) + _tlv(0x04, credential_id.encode())
     value = x509.UnrecognizedExtension(STEP_PROVISIONER_OID, _tlv(0x30, body))
     return x509.Extension(STEP_PROVISIONER_OID, False, value)
 
@@ -124,12 +129,12 @@ def default_leaf_extensions(
     access: list[x509.AccessDescription] = []
     if ocsp_url:
         access.append(
-            x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))
+            x509.AccessDescription(AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp_url))
         )
     if ca_issuers_url:
         access.append(
             x509.AccessDescription(
-                x509.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers_url)
+                AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(ca_issuers_url)
             )
         )
     if access:
@@ -169,9 +174,7 @@ def sign_certificate(
         if ext.oid not in skip:
             builder = builder.add_extension(ext.value, ext.critical)
     builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
-    builder = builder.add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer.ski), False
-    )
+    builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(issuer.ski), False)
     return builder.sign(issuer.key, signature_hash(issuer.key.public_key()))
 
 

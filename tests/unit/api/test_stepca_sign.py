@@ -26,7 +26,10 @@ from tests.helpers import make_csr, mint_sign_token, mint_token, pkilint_errors,
 def rows(authority_dir: Path) -> dict[str, int]:
     db = sqlite3.connect(authority_dir / "db" / "cirrus.db")
     try:
-        return {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("certificates", "endpoints", "used_tokens", "events")}  # noqa: S608
+        return {
+            t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("certificates", "endpoints", "used_tokens", "events")
+        }
     finally:
         db.close()
 
@@ -59,18 +62,29 @@ def test_sign_returns_step_sign_response(api, authority_dir: Path, tmp_path: Pat
     leaf = tmp_path / "leaf.pem"
     leaf.write_text(body["crt"])
     out = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(authority_dir / "certs" / "root_ca.crt"),
-         "-untrusted", str(authority_dir / "certs" / "intermediate_ca.crt"), str(leaf)],
-        capture_output=True, text=True,
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(authority_dir / "certs" / "root_ca.crt"),
+            "-untrusted",
+            str(authority_dir / "certs" / "intermediate_ca.crt"),
+            str(leaf),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert out.returncode == 0, out.stderr
     assert rows(authority_dir)["certificates"] == 1
 
 
-@pytest.mark.parametrize("keygen", [
-    lambda: ec.generate_private_key(ec.SECP384R1()),
-    lambda: rsa.generate_private_key(65537, 2048),
-])
+@pytest.mark.parametrize(
+    "keygen",
+    [
+        lambda: ec.generate_private_key(ec.SECP384R1()),
+        lambda: rsa.generate_private_key(65537, 2048),
+    ],
+)
 def test_sign_other_key_types_lint_clean(api, authority_dir: Path, keygen) -> None:
     csr, _ = make_csr("k.example.com", key=keygen())
     r = sign(api, csr, mint_sign_token(authority_dir, "k.example.com"))
@@ -83,18 +97,26 @@ def test_sign_other_key_types_lint_clean(api, authority_dir: Path, keygen) -> No
 
 def _weak_rsa_csr(bits: int, e: int = 65537) -> str:
     # cryptography refuses to generate such keys, so build them from primes.
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateNumbers, RSAPublicNumbers, rsa_crt_dmp1, rsa_crt_dmq1, rsa_crt_iqmp
+    from cryptography.hazmat.primitives.asymmetric.rsa import (
+        RSAPrivateNumbers,
+        RSAPublicNumbers,
+        rsa_crt_dmp1,
+        rsa_crt_dmq1,
+        rsa_crt_iqmp,
+    )
     from sympy import nextprime, randprime  # type: ignore[import-untyped]
 
     half = bits // 2
     while True:
-        p = randprime(2 ** (half - 1), 2 ** half)
+        p = randprime(2 ** (half - 1), 2**half)
         q = nextprime(p + 2 ** (half // 2))
         phi = (p - 1) * (q - 1)
         if __import__("math").gcd(e, phi) == 1:
             break
     d = pow(e, -1, phi)
-    key = RSAPrivateNumbers(p, q, d, rsa_crt_dmp1(d, p), rsa_crt_dmq1(d, q), rsa_crt_iqmp(p, q), RSAPublicNumbers(e, p * q)).private_key(unsafe_skip_rsa_key_validation=True)
+    key = RSAPrivateNumbers(
+        p, q, d, rsa_crt_dmp1(d, p), rsa_crt_dmq1(d, q), rsa_crt_iqmp(p, q), RSAPublicNumbers(e, p * q)
+    ).private_key(unsafe_skip_rsa_key_validation=True)
     csr, _ = make_csr("weak.example.com", key=key)
     return csr
 
@@ -109,7 +131,9 @@ def _garbage_csrs() -> dict[str, str]:
         "garbage": "not a csr at all",
         "truncated_pem": "\n".join(body[: len(body) // 2]),
         "truncated_der_b64": base64.b64encode(der[: len(der) // 2]).decode(),
-        "bad_signature": "-----BEGIN CERTIFICATE REQUEST-----\n" + base64.encodebytes(bytes(tampered)).decode() + "-----END CERTIFICATE REQUEST-----\n",
+        "bad_signature": "-----BEGIN CERTIFICATE REQUEST-----\n"
+        + base64.encodebytes(bytes(tampered)).decode()
+        + "-----END CERTIFICATE REQUEST-----\n",
     }
 
 
@@ -170,34 +194,69 @@ def _tokens(authority_dir: Path) -> dict[str, str]:
     now = int(time.time())
     other = ec.generate_private_key(ec.SECP256R1())
     jwk = json.loads((authority_dir / "secrets" / "provisioner.jwk").read_text())
-    header = base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": jwk["kid"], "typ": "JWT"}).encode()).rstrip(b"=").decode()
-    payload = base64.urlsafe_b64encode(json.dumps(sign_claims("t.example.com", ["t.example.com"])).encode()).rstrip(b"=").decode()
-    public_pem = jwt.PyJWK(jwk).key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    import hmac
-    signing_input = (
-        base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": jwk["kid"], "typ": "JWT"}).encode()).rstrip(b"=").decode()
-        + "." + payload
+    header = (
+        base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": jwk["kid"], "typ": "JWT"}).encode())
+        .rstrip(b"=")
+        .decode()
     )
-    mac = base64.urlsafe_b64encode(hmac.new(public_pem, signing_input.encode(), "sha256").digest()).rstrip(b"=").decode()
+    payload = (
+        base64.urlsafe_b64encode(json.dumps(sign_claims("t.example.com", ["t.example.com"])).encode())
+        .rstrip(b"=")
+        .decode()
+    )
+    public_pem = (
+        jwt.PyJWK(jwk)
+        .key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    import hmac
+
+    signing_input = (
+        base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": jwk["kid"], "typ": "JWT"}).encode())
+        .rstrip(b"=")
+        .decode()
+        + "."
+        + payload
+    )
+    mac = (
+        base64.urlsafe_b64encode(hmac.new(public_pem, signing_input.encode(), "sha256").digest()).rstrip(b"=").decode()
+    )
     return {
         "expired": mint_token(authority_dir, sign_claims("t.example.com", ["t.example.com"], now=now - 1000)),
         "not_yet_valid": mint_token(authority_dir, sign_claims("t.example.com", ["t.example.com"], now=now + 1000)),
-        "wrong_audience": mint_token(authority_dir, {**sign_claims("t.example.com", ["t.example.com"]), "aud": "https://other.example.com/1.0/sign"}),
+        "wrong_audience": mint_token(
+            authority_dir,
+            {**sign_claims("t.example.com", ["t.example.com"]), "aud": "https://other.example.com/1.0/sign"},
+        ),
         "revoke_audience": mint_token(authority_dir, sign_claims("t.example.com", ["t.example.com"], op="revoke")),
         "other_key": mint_token(authority_dir, sign_claims("t.example.com", ["t.example.com"]), key=other),
         "alg_none": f"{header}.{payload}.",
         "hs256_with_public_key": f"{signing_input}.{mac}",
         "wrong_issuer": mint_token(authority_dir, {**sign_claims("t.example.com", ["t.example.com"]), "iss": "nobody"}),
-        "too_long_lived": mint_token(authority_dir, {**sign_claims("t.example.com", ["t.example.com"]), "exp": now + 86400}),
+        "too_long_lived": mint_token(
+            authority_dir, {**sign_claims("t.example.com", ["t.example.com"]), "exp": now + 86400}
+        ),
         "empty_subject": mint_token(authority_dir, sign_claims("", ["t.example.com"])),
         "garbage": "a.b.c",
     }
 
 
-@pytest.mark.parametrize("name", [
-    "expired", "not_yet_valid", "wrong_audience", "revoke_audience", "other_key", "alg_none",
-    "hs256_with_public_key", "wrong_issuer", "too_long_lived", "empty_subject", "garbage",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "expired",
+        "not_yet_valid",
+        "wrong_audience",
+        "revoke_audience",
+        "other_key",
+        "alg_none",
+        "hs256_with_public_key",
+        "wrong_issuer",
+        "too_long_lived",
+        "empty_subject",
+        "garbage",
+    ],
+)
 def test_bad_tokens_are_401_and_write_nothing(api, authority_dir: Path, name: str) -> None:
     before = rows(authority_dir)
     csr, _ = make_csr("t.example.com")

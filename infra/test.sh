@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: install what the tests need, start the
+# stand-ins (Firestore and Pub/Sub emulators, fake-gcs-server), run every test, stop them.
+# README's test command and .ci/run both call this script, so they can never drift apart.
+#
+#   bash infra/test.sh            everything (what CI runs)
+#   bash infra/test.sh -k sign    extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+PY="${PYTHON:-python3}"
+
+need_apt=()
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v lego >/dev/null || need_apt+=(lego)
+command -v pebble >/dev/null || need_apt+=(pebble)
+command -v softhsm2-util >/dev/null || need_apt+=(softhsm2)
+command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
+command -v gcloud >/dev/null || need_apt+=(google-cloud-cli google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "== apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "== pip install"
+"$PY" -m pip install -q --disable-pip-version-check -e ".[dev,gcp]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+"$PY" -m pip install -q --disable-pip-version-check -r infra/test-requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
+
+echo "== start emulators"
+export CIRRUS_EMULATOR_DIR="${CIRRUS_EMULATOR_DIR:-$(mktemp -d /tmp/cirrus-emulators.XXXXXX)}"
+trap 'bash infra/emulators.sh stop >/dev/null 2>&1 || true' EXIT
+bash infra/emulators.sh start
+eval "$(bash infra/emulators.sh env)"
+
+echo "== static checks"
+"$PY" -m ruff check shared functions tests bench infra
+"$PY" -m mypy shared
+
+echo "== pytest"
+"$PY" -m pytest -q -p no:cacheprovider "$@"
