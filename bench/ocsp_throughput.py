@@ -31,11 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.x509 import ocsp  # noqa: E402
-from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509 import ocsp
+from werkzeug.serving import WSGIRequestHandler, make_server
 
-from tests.unit.validation.va_pki import World  # noqa: E402
+from tests.unit.validation.va_pki import World
 
 N_LEAVES = 2000
 
