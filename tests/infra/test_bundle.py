@@ -172,9 +172,7 @@ def test_cli_builds_real_shared_package_that_imports_from_the_bundle(tmp_path: P
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
         shipped = {
-            p.relative_to(REPO).as_posix()
-            for p in (REPO / "shared").rglob("*.py")
-            if "__pycache__" not in p.parts
+            p.relative_to(REPO).as_posix() for p in (REPO / "shared").rglob("*.py") if "__pycache__" not in p.parts
         }
         assert shipped <= names
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
@@ -184,9 +182,7 @@ def test_cli_builds_real_shared_package_that_imports_from_the_bundle(tmp_path: P
     # The deployed layout imports main and shared from the bundle itself, the
     # way the Cloud Functions runtime does (bundle root on sys.path first).
     probe = (
-        "import sys, main, shared; "
-        f"assert shared.__file__.startswith({str(unpacked)!r}), shared.__file__; "
-        "print('ok')"
+        f"import sys, main, shared; assert shared.__file__.startswith({str(unpacked)!r}), shared.__file__; print('ok')"
     )
     check = subprocess.run(
         [sys.executable, "-c", probe],

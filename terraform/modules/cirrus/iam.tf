@@ -12,10 +12,13 @@
 #
 # Only the issuer and crl_publish can sign, and neither takes requests from the
 # internet: the issuer is invocable only by ca_api's and acme's accounts, and
-# crl_publish only by its own Eventarc trigger.
+# crl_publish only by its own Eventarc trigger. Exception, by design of the
+# rollout: while the issuer is not deployed (deployed = false in functions.tf),
+# ca_api and acme issue in-process and hold the issuer's key roles instead.
+# Only functions that are deployed get an account or any grant.
 
 resource "google_service_account" "fn" {
-  for_each = local.functions
+  for_each = local.deployed
 
   project      = var.project_id
   account_id   = "${local.function_names[each.key]}-fn"
@@ -39,24 +42,38 @@ locals {
   project_role_grants = {
     for grant in flatten([
       for fn, roles in local.project_roles : [for role in roles : { function = fn, role = role }]
+      if contains(keys(local.deployed), fn)
     ]) : "${grant.function}/${grant.role}" => grant
   }
 
   # Roles on the intermediate (issuing) key. crl_publish signs CRLs with the
-  # issuing CA's key, as RFC 5280 expects of a direct CRL.
+  # issuing CA's key, as RFC 5280 expects of a direct CRL. A function that
+  # issues in-process because the issuer is not deployed (local.signers) gets
+  # the issuer's roles.
+  key_roles = {
+    issuer      = ["roles/cloudkms.signerVerifier", "roles/cloudkms.viewer", "roles/cloudkms.publicKeyViewer"]
+    crl_publish = ["roles/cloudkms.signerVerifier"]
+  }
+
   intermediate_key_grants = {
-    "issuer/signer"      = { function = "issuer", role = "roles/cloudkms.signerVerifier" }
-    "issuer/viewer"      = { function = "issuer", role = "roles/cloudkms.viewer" }
-    "issuer/public-key"  = { function = "issuer", role = "roles/cloudkms.publicKeyViewer" }
-    "crl_publish/signer" = { function = "crl_publish", role = "roles/cloudkms.signerVerifier" }
+    for grant in flatten([
+      for fn in local.signers : [
+        for role in lookup(local.key_roles, fn, local.key_roles.issuer) : { function = fn, role = role }
+      ]
+    ]) : "${grant.function}/${grant.role}" => grant
+  }
+
+  crl_bucket_roles = {
+    ocsp        = "roles/storage.objectViewer"
+    crl_publish = "roles/storage.objectAdmin"
   }
 
   crl_bucket_grants = {
-    "ocsp/viewer"       = { function = "ocsp", role = "roles/storage.objectViewer" }
-    "crl_publish/admin" = { function = "crl_publish", role = "roles/storage.objectAdmin" }
+    for fn, role in local.crl_bucket_roles : fn => { function = fn, role = role }
+    if contains(keys(local.deployed), fn)
   }
 
-  event_publishers = [for name, f in local.functions : name if f.events]
+  event_publishers = [for name, f in local.deployed : name if f.events]
 
   # Non-public invokers: the issuer's callers, the dashboard's users, and each
   # scheduled function's own trigger identity (Eventarc pushes as that account).
@@ -68,14 +85,14 @@ locals {
     { for member in var.dashboard_invokers : "dashboard/${member}" => {
       function = "dashboard"
       member   = member
-    } },
+    } if local.functions.dashboard.deployed },
     { for name, f in local.scheduled_functions : "${name}/trigger" => {
       function = name
       member   = "serviceAccount:${google_service_account.fn[name].email}"
     } },
   )
 
-  public_functions = { for name, f in local.functions : name => f if f.access == "public" }
+  public_functions = { for name, f in local.deployed : name => f if f.access == "public" }
 }
 
 resource "google_project_iam_member" "fn" {

@@ -1,29 +1,29 @@
 output "function_urls" {
   description = "HTTPS URL of each HTTP function (scheduled functions have none)."
   value = {
-    for name, f in local.functions : name => google_cloudfunctions2_function.fn[name].url
+    for name, f in local.deployed : name => google_cloudfunctions2_function.fn[name].url
     if f.trigger == "http"
   }
 }
 
 output "ca_url" {
   description = "Where step CLI clients point (`step ca bootstrap --ca-url`)."
-  value       = google_cloudfunctions2_function.fn["ca_api"].url
+  value       = try(google_cloudfunctions2_function.fn["ca_api"].url, null)
 }
 
 output "acme_directory_base" {
   description = "Base of the ACME directories; append `/acme/<provisioner>/directory`."
-  value       = google_cloudfunctions2_function.fn["acme"].url
+  value       = try(google_cloudfunctions2_function.fn["acme"].url, null)
 }
 
 output "ocsp_url" {
   description = "OCSP responder URL to put in the authority information access extension."
-  value       = google_cloudfunctions2_function.fn["ocsp"].url
+  value       = try(google_cloudfunctions2_function.fn["ocsp"].url, null)
 }
 
 output "issuer_url" {
-  description = "Private issuer URL, callable only by the ca_api and acme service accounts."
-  value       = local.issuer_url
+  description = "Private issuer URL, callable only by the ca_api and acme service accounts (null until the issuer is deployed)."
+  value       = local.issuer_deployed ? local.issuer_url : null
 }
 
 output "crl_bucket" {
