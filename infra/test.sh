@@ -28,6 +28,17 @@ echo "== pip install"
 "$PY" -m pip install -q --disable-pip-version-check -e ".[dev,gcp]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 "$PY" -m pip install -q --disable-pip-version-check -r infra/test-requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 
+echo "== checkov and terraform (tests/infra/test_terraform.py)"
+# checkov pins packaging, networkx and boto3 versions that clash with ours: own venv.
+CHECKOV_VENV="${CHECKOV_VENV:-/opt/checkov-venv}"
+if [ ! -x "$CHECKOV_VENV/bin/checkov" ]; then
+  "$PY" -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==3.3.30"
+fi
+export CHECKOV="$CHECKOV_VENV/bin/checkov"
+# No Debian or PyPI package carries Terraform 1.x; the machine image provides it.
+command -v terraform >/dev/null || { echo "terraform (>= 1.5) is not on PATH: the machine image should provide it" >&2; exit 1; }
+
 echo "== start emulators"
 export CIRRUS_EMULATOR_DIR="${CIRRUS_EMULATOR_DIR:-$(mktemp -d /tmp/cirrus-emulators.XXXXXX)}"
 trap 'bash infra/emulators.sh stop >/dev/null 2>&1 || true' EXIT
