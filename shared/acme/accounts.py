@@ -147,8 +147,7 @@ def account_orders(svc: Services, ctx: Ctx, v: Verified, acc_id: str) -> Reply:
     urls = [
         ctx.url("order", oid)
         for oid, d, _ in docs
-        if d.get("status") in ("pending", "ready", "processing", "valid")
-        and d.get("expires", "") > ts(now)
+        if d.get("status") in ("pending", "ready", "processing", "valid") and d.get("expires", "") > ts(now)
     ]
     return Reply(200, {"orders": urls})
 

@@ -15,9 +15,7 @@ from shared.acme.problems import ACMEProblem
 from shared.acme.repo import ACCOUNT_KEYS, ACCOUNTS
 
 
-def account_by_key(
-    svc: Services, provisioner: str, thumb: str
-) -> tuple[str, dict[str, Any]] | None:
+def account_by_key(svc: Services, provisioner: str, thumb: str) -> tuple[str, dict[str, Any]] | None:
     """The account holding a key (by RFC 7638 thumbprint), or None."""
     index = svc.repo.get(ACCOUNT_KEYS, f"{provisioner}:{thumb}")
     if not index or not index.get("accountId"):
@@ -59,11 +57,7 @@ def authenticate(svc: Services, ctx: Ctx, body: bytes, *, key_mode: str = "kid")
         raise ACMEProblem("malformed", "kid must be a string")
     account_id = kid.rsplit("/", 1)[-1]
     acc = svc.repo.get(ACCOUNTS, account_id) if account_id else None
-    if (
-        acc is None
-        or acc.get("provisioner") != ctx.prov.name
-        or kid != ctx.url("account", account_id)
-    ):
+    if acc is None or acc.get("provisioner") != ctx.prov.name or kid != ctx.url("account", account_id):
         raise ACMEProblem("accountDoesNotExist", "account does not exist", status=400)
     key = jws.public_key(acc["key"])
     jws.verify(parsed, key)

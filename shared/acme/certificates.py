@@ -40,9 +40,7 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
     order = load_order(svc, ctx, v, order_id)
     if order["status"] != "ready":
         headers = {"Retry-After": "1"} if order["status"] == "processing" else {}
-        raise ACMEProblem(
-            "orderNotReady", f"order is {order['status']}, not ready", headers=headers
-        )
+        raise ACMEProblem("orderNotReady", f"order is {order['status']}, not ready", headers=headers)
     payload = v.jws.json_payload()
     csr = csr_mod.load(payload.get("csr"))
     idents = [Identifier(i["type"], i["value"]) for i in order["identifiers"]]
@@ -79,9 +77,7 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         svc.repo.mutate(ORDERS, order_id, lambda d: {**d, "status": "ready"})
         raise
     cert_id = new_id()
-    chains = [_pem([issued.leaf, *issued.chain])] + [
-        _pem([issued.leaf, *alt]) for alt in issued.alternates
-    ]
+    chains = [_pem([issued.leaf, *issued.chain])] + [_pem([issued.leaf, *alt]) for alt in issued.alternates]
     svc.repo.create(
         CERTS,
         cert_id,
@@ -116,9 +112,7 @@ def download(svc: Services, ctx: Ctx, v: Verified, cert_id: str, alt: str | None
         if not alt.isdigit() or not 0 < int(alt) < len(chains):
             raise ACMEProblem("malformed", "certificate not found", status=404)
         index = int(alt)
-    urls = [ctx.url("certificate", cert_id)] + [
-        ctx.url("certificate", cert_id, str(n)) for n in range(1, len(chains))
-    ]
+    urls = [ctx.url("certificate", cert_id)] + [ctx.url("certificate", cert_id, str(n)) for n in range(1, len(chains))]
     links = [f'<{url}>;rel="alternate"' for n, url in enumerate(urls) if n != index]
     return Reply(200, chains[index].encode("ascii"), links=links, content_type=PEM_CHAIN)
 
@@ -142,14 +136,10 @@ def _account_may_revoke(svc: Services, v: Verified, serial: str, cert: x509.Cert
         return False
     now = svc.clock.now()
     held: set[Identifier] = set()
-    for _, a, _ in svc.repo.docs.find_documents(
-        AUTHZS, "accountId", str(v.account_id), limit=10000
-    ):
+    for _, a, _ in svc.repo.docs.find_documents(AUTHZS, "accountId", str(v.account_id), limit=10000):
         if a.get("status") == "valid" and parse_ts(a["expires"]) > now:
             ident = a["identifier"]
-            held.add(
-                Identifier(ident["type"], ("*." if a.get("wildcard") else "") + ident["value"])
-            )
+            held.add(Identifier(ident["type"], ("*." if a.get("wildcard") else "") + ident["value"]))
             held.add(Identifier(ident["type"], ident["value"]))
     return names <= held
 

@@ -50,13 +50,9 @@ def _key(doc_id: str, data: dict[str, Any]) -> EABKey:
     )
 
 
-def add_key(
-    docs: DocumentStore, clock: Clock, *, provisioner: str, reference: str = ""
-) -> tuple[str, str]:
+def add_key(docs: DocumentStore, clock: Clock, *, provisioner: str, reference: str = "") -> tuple[str, str]:
     """Create a key; return `(kid, base64url HMAC key)` (the secret is shown only here)."""
-    if reference and any(
-        k.reference == reference and not k.removed for k in list_keys(docs, provisioner=provisioner)
-    ):
+    if reference and any(k.reference == reference and not k.removed for k in list_keys(docs, provisioner=provisioner)):
         raise ValueError(f"an EAB key with reference {reference!r} already exists")
     kid = secrets.token_urlsafe(16)
     secret = secrets.token_bytes(32)
@@ -76,10 +72,7 @@ def add_key(
 
 def list_keys(docs: DocumentStore, *, provisioner: str) -> list[EABKey]:
     """Keys of a provisioner, removed ones included (marked)."""
-    return [
-        _key(i, d)
-        for i, d, _ in docs.find_documents(EAB_KEYS, "provisioner", provisioner, limit=10000)
-    ]
+    return [_key(i, d) for i, d, _ in docs.find_documents(EAB_KEYS, "provisioner", provisioner, limit=10000)]
 
 
 def remove_key(docs: DocumentStore, kid: str, *, provisioner: str | None = None) -> bool:

@@ -73,8 +73,6 @@ class Finalizer(Protocol):
 class Revoker(Protocol):
     """Revocation, as the ACME server needs it."""
 
-    def revoke(
-        self, serial: str, *, reason_code: int, provisioner: str, account_id: str | None
-    ) -> None:
+    def revoke(self, serial: str, *, reason_code: int, provisioner: str, account_id: str | None) -> None:
         """Revoke a certificate by decimal serial; raise `AlreadyRevoked` if it was."""
         ...

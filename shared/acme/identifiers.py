@@ -75,6 +75,4 @@ def parse_identifier(obj: Any, *, allow_wildcard: bool = True) -> Identifier:
             return Identifier("ip", str(ipaddress.ip_address(value)))
         except ValueError as exc:
             raise ACMEProblem("malformed", f"invalid IP address {value[:64]!r}") from exc
-    raise ACMEProblem(
-        "unsupportedIdentifier", f"identifier type {str(kind)[:32]!r} is not supported"
-    )
+    raise ACMEProblem("unsupportedIdentifier", f"identifier type {str(kind)[:32]!r} is not supported")

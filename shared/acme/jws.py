@@ -42,9 +42,7 @@ _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _MIN_RSA_BITS = 2048
 
-PublicKey = (
-    rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
-)
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey
 
 
 def b64d(text: Any, what: str = "value") -> bytes:
@@ -180,17 +178,9 @@ def _verifier(alg: str, key: PublicKey) -> Any:
             return None
         return ECAlgorithm(getattr(ECAlgorithm, "SHA" + alg[2:]))
     if alg.startswith("RS"):
-        return (
-            RSAAlgorithm(getattr(RSAAlgorithm, "SHA" + alg[2:]))
-            if isinstance(key, rsa.RSAPublicKey)
-            else None
-        )
+        return RSAAlgorithm(getattr(RSAAlgorithm, "SHA" + alg[2:])) if isinstance(key, rsa.RSAPublicKey) else None
     if alg.startswith("PS"):
-        return (
-            RSAPSSAlgorithm(getattr(RSAPSSAlgorithm, "SHA" + alg[2:]))
-            if isinstance(key, rsa.RSAPublicKey)
-            else None
-        )
+        return RSAPSSAlgorithm(getattr(RSAPSSAlgorithm, "SHA" + alg[2:])) if isinstance(key, rsa.RSAPublicKey) else None
     if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         return OKPAlgorithm()
     return None

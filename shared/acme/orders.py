@@ -41,9 +41,7 @@ def _challenge_types(ctx: Ctx, ident: Identifier) -> list[str]:
 def _check(ctx: Ctx, raw: Any) -> Identifier:
     ident = parse_identifier(raw, allow_wildcard=ctx.prov.allow_wildcard)
     if ident.type == "ip" and not address_allowed(ipaddress.ip_address(ident.value), ctx.prov):
-        raise ACMEProblem(
-            "rejectedIdentifier", f"{ident.value} may not be validated", identifier=ident.to_json()
-        )
+        raise ACMEProblem("rejectedIdentifier", f"{ident.value} may not be validated", identifier=ident.to_json())
     if not _challenge_types(ctx, ident):
         raise ACMEProblem(
             "rejectedIdentifier",
@@ -63,9 +61,7 @@ def _parse_time(payload: dict[str, Any], key: str) -> dt.datetime | None:
         raise ACMEProblem("malformed", f"{key} is not an RFC 3339 date") from exc
 
 
-def _claim_replacement(
-    svc: Services, v: Verified, text: Any, idents: list[Identifier], order_id: str
-) -> str:
+def _claim_replacement(svc: Services, v: Verified, text: Any, idents: list[Identifier], order_id: str) -> str:
     """Check `replaces` and reserve the certificate for this order; return its serial."""
     _, serial = parse_cert_id(text)
     found = svc.repo.docs.find_documents(CERTS, "serial", serial, limit=1)
@@ -73,9 +69,7 @@ def _claim_replacement(
         raise ACMEProblem("malformed", "the replaced certificate was not issued to this account")
     old = {Identifier(i["type"], i["value"]) for i in found[0][1].get("identifiers", [])}
     if not old & set(idents):
-        raise ACMEProblem(
-            "malformed", "the order shares no identifier with the replaced certificate"
-        )
+        raise ACMEProblem("malformed", "the order shares no identifier with the replaced certificate")
     if svc.repo.create(REPLACEMENTS, serial, {"orderId": order_id}):
         return serial
 
@@ -102,7 +96,12 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     problems: list[ACMEProblem] = []
     for item in raw:
         try:
-            idents.append(_check(ctx, item))
+            ident = _check(ctx, item)
+            try:  # per identifier, so each refusal becomes its own subproblem
+                svc.finalizer.check_identifiers([ident], provisioner=ctx.prov.name)
+            except CAError as err:
+                raise from_ca_error(err) from err
+            idents.append(ident)
         except ACMEProblem as p:
             if p.identifier is None and isinstance(item, dict):
                 p.identifier = {
@@ -113,9 +112,7 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     if len(problems) == 1:
         raise problems[0]
     if problems:
-        raise ACMEProblem(
-            "rejectedIdentifier", "some identifiers were rejected", subproblems=problems
-        )
+        raise ACMEProblem("rejectedIdentifier", "some identifiers were rejected", subproblems=problems)
     idents = sorted(set(idents))
     try:
         svc.finalizer.check_identifiers(idents, provisioner=ctx.prov.name)
@@ -145,10 +142,7 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
                 "status": "pending",
                 "expires": ts(expires),
                 "token": token,
-                "challenges": [
-                    {"id": new_id(), "type": t, "status": "pending"}
-                    for t in _challenge_types(ctx, ident)
-                ],
+                "challenges": [{"id": new_id(), "type": t, "status": "pending"} for t in _challenge_types(ctx, ident)],
             },
         )
         authz_ids.append(authz_id)
@@ -222,9 +216,7 @@ def _refresh_order(svc: Services, order_id: str, d: dict[str, Any]) -> dict[str,
             return None
         cur["status"] = new
         if new == "invalid" and not cur.get("error"):
-            cur["error"] = ACMEProblem(
-                "unauthorized", "an authorization failed or expired"
-            ).to_json()
+            cur["error"] = ACMEProblem("unauthorized", "an authorization failed or expired").to_json()
         return cur
 
     return svc.repo.mutate(ORDERS, order_id, change) or d

@@ -63,10 +63,7 @@ def renewal_info(svc: Services, ctx: Ctx, text: str) -> Reply:
     """GET renewalInfo/{certID}."""
     cert = lookup(svc, text)
     nb, na = cert.not_valid_before_utc, cert.not_valid_after_utc
-    revoked = (
-        svc.revocations is not None
-        and svc.revocations.get_revocation(str(cert.serial_number)) is not None
-    )
+    revoked = svc.revocations is not None and svc.revocations.get_revocation(str(cert.serial_number)) is not None
     if revoked:
         now = svc.clock.now()
         start, end = now - dt.timedelta(hours=1), now

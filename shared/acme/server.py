@@ -113,18 +113,14 @@ class ACMEServer:
             reply = self._problem(from_ca_error(err))
         except Exception:
             log.exception("ACME request failed: %s %s", request.method, path)
-            reply = self._problem(
-                ACMEProblem("serverInternal", "the server experienced an internal error")
-            )
+            reply = self._problem(ACMEProblem("serverInternal", "the server experienced an internal error"))
         return self._render(request, reply, index)
 
     # ------------------------------------------------------------------ plumbing
 
     @staticmethod
     def _problem(p: ACMEProblem) -> Reply:
-        return Reply(
-            p.status, p.to_json(), dict(p.headers), content_type="application/problem+json"
-        )
+        return Reply(p.status, p.to_json(), dict(p.headers), content_type="application/problem+json")
 
     def _render(self, request: Request, reply: Reply, index: str) -> Response:
         if isinstance(reply.body, bytes | str):

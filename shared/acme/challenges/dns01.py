@@ -9,9 +9,7 @@ from shared.acme.identifiers import Identifier
 from shared.acme.problems import ACMEProblem
 
 
-def validate(
-    identifier: Identifier, token: str, key_authorization: str, config: ACMEProvisionerConfig
-) -> None:
+def validate(identifier: Identifier, token: str, key_authorization: str, config: ACMEProvisionerConfig) -> None:
     """Raise an ACMEProblem unless `_acme-challenge.<name>` has the expected TXT."""
     import dns.exception
     import dns.resolver

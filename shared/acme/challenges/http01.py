@@ -47,9 +47,7 @@ def _fetch(
         host_header = host if ":" not in host else f"[{host}]"
         if port != default:
             host_header += f":{port}"
-        conn.request(
-            "GET", target, headers={"Host": host_header, "User-Agent": "cirrus-acme-validator"}
-        )
+        conn.request("GET", target, headers={"Host": host_header, "User-Agent": "cirrus-acme-validator"})
         resp = conn.getresponse()
         body = resp.read(_MAX_BODY + 1)
         return resp.status, resp.getheader("Location"), body
@@ -59,9 +57,7 @@ def _fetch(
         sock.close()
 
 
-def validate(
-    identifier: Identifier, token: str, key_authorization: str, config: ACMEProvisionerConfig
-) -> None:
+def validate(identifier: Identifier, token: str, key_authorization: str, config: ACMEProvisionerConfig) -> None:
     """Raise an ACMEProblem unless the token resource holds the key authorization."""
     host = identifier.base
     scheme, port, target = "http", config.http01_port, f"/.well-known/acme-challenge/{token}"

@@ -35,9 +35,7 @@ def _peer_certificate(host: str, sni: str, config: ACMEProvisionerConfig) -> byt
     ctx.set_alpn_protocols([ALPN])
     try:
         with (
-            socket.create_connection(
-                (str(ip), config.tlsalpn01_port), timeout=config.validation_timeout
-            ) as raw,
+            socket.create_connection((str(ip), config.tlsalpn01_port), timeout=config.validation_timeout) as raw,
             ctx.wrap_socket(raw, server_hostname=sni) as tls,
         ):
             if tls.selected_alpn_protocol() != ALPN:
@@ -50,9 +48,7 @@ def _peer_certificate(host: str, sni: str, config: ACMEProvisionerConfig) -> byt
     return der
 
 
-def validate(
-    identifier: Identifier, token: str, key_authorization: str, config: ACMEProvisionerConfig
-) -> None:
+def validate(identifier: Identifier, token: str, key_authorization: str, config: ACMEProvisionerConfig) -> None:
     """Raise an ACMEProblem unless the validation certificate is right."""
     if identifier.type == "ip":
         sni = ipaddress.ip_address(identifier.value).reverse_pointer
@@ -63,9 +59,7 @@ def validate(
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         ext = cert.extensions.get_extension_for_oid(ACME_IDENTIFIER_OID)
     except (x509.ExtensionNotFound, ValueError) as exc:
-        raise ACMEProblem(
-            "unauthorized", "validation certificate lacks SAN or acmeIdentifier"
-        ) from exc
+        raise ACMEProblem("unauthorized", "validation certificate lacks SAN or acmeIdentifier") from exc
     names = list(sans)
     if identifier.type == "ip":
         ok = (
@@ -74,20 +68,12 @@ def validate(
             and (names[0].value == ipaddress.ip_address(identifier.value))
         )
     else:
-        ok = (
-            len(names) == 1
-            and isinstance(names[0], x509.DNSName)
-            and (names[0].value.lower() == identifier.base)
-        )
+        ok = len(names) == 1 and isinstance(names[0], x509.DNSName) and (names[0].value.lower() == identifier.base)
     if not ok:
-        raise ACMEProblem(
-            "unauthorized", "validation certificate must have exactly the identifier as SAN"
-        )
+        raise ACMEProblem("unauthorized", "validation certificate must have exactly the identifier as SAN")
     if not ext.critical:
         raise ACMEProblem("unauthorized", "acmeIdentifier extension must be critical")
     value = getattr(ext.value, "value", b"")
     want = b"\x04\x20" + hashlib.sha256(key_authorization.encode("ascii")).digest()
     if not hmac.compare_digest(value, want):
-        raise ACMEProblem(
-            "incorrectResponse", "acmeIdentifier does not match the key authorization"
-        )
+        raise ACMEProblem("incorrectResponse", "acmeIdentifier does not match the key authorization")

@@ -91,9 +91,7 @@ def test_step_ca_mount_builds_its_own_urls(app) -> None:  # type: ignore[no-unty
     assert c.register().status_code == 201
 
 
-def test_full_issue_download_revoke_ari(
-    client: ACMETestClient, responder: HTTP01Responder, ca: TestCA, store
-) -> None:  # type: ignore[no-untyped-def]
+def test_full_issue_download_revoke_ari(client: ACMETestClient, responder: HTTP01Responder, ca: TestCA, store) -> None:  # type: ignore[no-untyped-def]
     r = client.register(contact=["mailto:admin@example.com"])
     assert r.status_code == 201
     assert r.get_json()["status"] == "valid"
@@ -130,19 +128,13 @@ def test_full_issue_download_revoke_ari(
     assert r.status_code == 400
     assert r.get_json()["type"] == "urn:ietf:params:acme:error:alreadyRevoked"
     # ARI of a revoked cert: the window is already open
-    window = client.http.get(client.directory["renewalInfo"] + "/" + cert_id(leaf)).get_json()[
-        "suggestedWindow"
-    ]
+    window = client.http.get(client.directory["renewalInfo"] + "/" + cert_id(leaf)).get_json()["suggestedWindow"]
     assert window["end"] <= SystemClock().now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_revoke_with_certificate_key(
-    client: ACMETestClient, responder: HTTP01Responder, store
-) -> None:  # type: ignore[no-untyped-def]
+def test_revoke_with_certificate_key(client: ACMETestClient, responder: HTTP01Responder, store) -> None:  # type: ignore[no-untyped-def]
     client.register()
-    r = client.post(
-        client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
-    )
+    r = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
     order = r.get_json()
     _validate_all(client, order, responder)
     cert_key, csr = make_csr(["127.0.0.1"])
@@ -153,16 +145,12 @@ def test_revoke_with_certificate_key(
     r = client.post(client.directory["revokeCert"], {"certificate": der}, key=stranger, kid=None)
     assert r.status_code == 403
     assert r.get_json()["type"].endswith(":unauthorized")
-    r = client.post(
-        client.directory["revokeCert"], {"certificate": der, "reason": 1}, key=cert_key, kid=None
-    )
+    r = client.post(client.directory["revokeCert"], {"certificate": der, "reason": 1}, key=cert_key, kid=None)
     assert r.status_code == 200, r.get_json()
     assert store.get_revocation(str(leaf.serial_number)).reason_code == 1
 
 
-def test_other_account_cannot_revoke_or_read(
-    app, client: ACMETestClient, responder: HTTP01Responder
-) -> None:  # type: ignore[no-untyped-def]
+def test_other_account_cannot_revoke_or_read(app, client: ACMETestClient, responder: HTTP01Responder) -> None:  # type: ignore[no-untyped-def]
     client.register()
     _, order = issue(client, responder, [{"type": "ip", "value": "127.0.0.1"}])
     other = ACMETestClient(app)
@@ -177,9 +165,7 @@ def test_other_account_cannot_revoke_or_read(
     assert r.status_code == 403
 
 
-def test_dns01_wildcard_with_challtestsrv(
-    client: ACMETestClient, responder: HTTP01Responder, challtestsrv
-) -> None:  # type: ignore[no-untyped-def]
+def test_dns01_wildcard_with_challtestsrv(client: ACMETestClient, responder: HTTP01Responder, challtestsrv) -> None:  # type: ignore[no-untyped-def]
     client.register()
     names = [
         {"type": "dns", "value": "*.wild.example.com"},
@@ -204,13 +190,9 @@ def test_http01_dns_name_resolved_by_configured_resolver(
     issue(client, responder, [{"type": "dns", "value": "www.example.com"}])
 
 
-def test_failed_validation_invalidates_order(
-    client: ACMETestClient, responder: HTTP01Responder
-) -> None:
+def test_failed_validation_invalidates_order(client: ACMETestClient, responder: HTTP01Responder) -> None:
     client.register()
-    order_r = client.post(
-        client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
-    )
+    order_r = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
     order = order_r.get_json()
     authz = client.post(order["authorizations"][0], None).get_json()
     ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
@@ -237,9 +219,7 @@ def test_account_lookup_update_deactivate(client: ACMETestClient) -> None:
     assert r.get_json()["contact"] == ["mailto:new@example.org"]
     r = client.post(client.kid, {"status": "deactivated"})
     assert r.get_json()["status"] == "deactivated"
-    r = client.post(
-        client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]}
-    )
+    r = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
     assert r.status_code == 401 and r.get_json()["type"].endswith(":unauthorized")
 
 
@@ -276,9 +256,7 @@ def test_eab_required_and_bound_once(app, store) -> None:  # type: ignore[no-unt
     def binding(client: ACMETestClient, key: str = hmac_key, k: str = kid) -> dict:
         import hmac as hm
 
-        prot = b64(
-            f'{{"alg":"HS256","kid":"{k}","url":"{client.directory["newAccount"]}"}}'.encode()
-        )
+        prot = b64(f'{{"alg":"HS256","kid":"{k}","url":"{client.directory["newAccount"]}"}}'.encode())
         import json
 
         payload = b64(json.dumps(jwk_of(client.key)).encode())
@@ -303,9 +281,7 @@ def test_eab_required_and_bound_once(app, store) -> None:  # type: ignore[no-unt
     assert r.status_code == 403  # removed
 
 
-def test_replaces_and_already_replaced(
-    client: ACMETestClient, responder: HTTP01Responder, store
-) -> None:  # type: ignore[no-untyped-def]
+def test_replaces_and_already_replaced(client: ACMETestClient, responder: HTTP01Responder, store) -> None:  # type: ignore[no-untyped-def]
     client.register()
     ip = [{"type": "ip", "value": "127.0.0.1"}]
     _, order = issue(client, responder, ip)
