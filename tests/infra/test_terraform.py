@@ -646,7 +646,7 @@ def test_checkov_passes_with_only_justified_skips() -> None:
     assert not failed, "checkov failures:\n" + "\n".join(
         f"{c['check_id']} {c['resource']} {c['file_path']}:{c['file_line_range']}" for c in failed
     )
-    assert len(passed) >= 15, "checkov passed almost nothing: did it scan the module?"
+    assert len(passed) >= 10, "checkov passed almost nothing: did it scan the module?"
     for check in skipped:
         reason = check.get("check_result", {}).get("suppress_comment", "")
         assert len(reason) >= 30, f"{check['check_id']} on {check['resource']} skipped without reason"
