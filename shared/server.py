@@ -2,8 +2,8 @@
 
 Python holds the GIL, so one process uses one core. The server forks N worker
 processes that each accept on the same port (SO_REUSEPORT lets the kernel
-spread connections), each running Werkzeug's threaded WSGI server with
-HTTP/1.1 keep-alive. Workers share nothing but the store (SQLite in WAL mode
+spread connections), each running a threaded HTTP/1.1 keep-alive WSGI server
+(`shared.httpserver`). Workers share nothing but the store (SQLite in WAL mode
 is multi-process safe), which is the same statelessness the Cloud Functions
 need.
 
@@ -35,8 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+from shared.httpserver import WSGIServer
 from shared.runtime import Services
 from shared.x509.profile import sign_certificate
 from shared.x509.serials import random_serial
@@ -44,19 +44,6 @@ from shared.x509.serials import random_serial
 log = logging.getLogger("cirrus.server")
 
 SERVER_CERT_LIFETIME = dt.timedelta(hours=24)
-
-
-class _Handler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive, and no plain-text access log (the app logs JSON)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return None
-
-    def log(self, type: str, message: str, *args: Any) -> None:
-        if type == "error":
-            log.debug(message, *args)
 
 
 def issue_server_certificate(services: Services, directory: Path) -> tuple[Path, Path, dt.datetime]:
@@ -163,12 +150,7 @@ def serve_worker(
     app = make_app(services)
     ctx, expires = tls_context(services, runtime_dir)
     sock = listening_socket(host, port)
-    server: BaseWSGIServer = make_server(
-        host, port, app, threaded=True, request_handler=_Handler, ssl_context=ctx, fd=sock.fileno()
-    )
-    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1) if hasattr(
-        server.socket, "setsockopt"
-    ) else None
+    server = WSGIServer(sock, app, ctx)
     stop = threading.Event()
 
     def renew_loop() -> None:

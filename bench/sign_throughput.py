@@ -1,0 +1,152 @@
+"""Certificates per second for `POST /1.0/sign` against `cirrus up`, at concurrency 1, 4 and 16.
+
+Method (fixed, so runs compare):
+- A fresh authority (`cirrus init`, EC P-256) is served by `cirrus up` (one worker per core).
+- Before timing, the script mints one one-time token per request (each token is single-use)
+  and builds the request bodies with a single P-256 CSR; nothing is minted while timing.
+- The load client is Debian's `wrk` (C, one thread per connection group), replaying the
+  pre-built bodies from a file through a small Lua script; each body is sent once.
+- Server CPU is read from /proc (utime+stime of the server's processes) before and after each
+  level, so the figure per certificate is the server's own cost, not the load client's.
+- Each level runs for DURATION seconds after a short warm-up; only 201 answers count.
+Prints one JSON object. Needs `wrk` (apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from shared.cli.init import init_authority  # noqa: E402
+from tests.helpers import make_csr, mint_token, sign_claims  # noqa: E402
+
+DURATION = int(os.environ.get("BENCH_DURATION", "5"))
+LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "1,4,16").split(",")]
+PORT = int(os.environ.get("BENCH_PORT", "19443"))
+MAX_RATE = int(os.environ.get("BENCH_MAX_RATE", "5000"))  # bodies minted per second of run
+
+LUA = r"""
+local bodies = {}
+local i = 0
+function init(args)
+  for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+function request()
+  i = i + 1
+  if i > #bodies then i = 1 end
+  return wrk.format(nil, "/1.0/sign", nil, bodies[i])
+end
+"""
+
+
+def server_cpu(pid: int) -> float:
+    """utime+stime (seconds) of the server and all its children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    try:
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        pass
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def wait_ready(root: Path) -> None:
+    import ssl
+    import urllib.request
+
+    ctx = ssl.create_default_context(cafile=str(root))
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(f"https://127.0.0.1:{PORT}/health", context=ctx, timeout=1):  # noqa: S310
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def run_level(ca: Path, conns: int, pid: int, workdir: Path) -> dict[str, float]:
+    threads = min(conns, 2)
+    count = int(MAX_RATE * DURATION) + 1000
+    csr, _ = make_csr("bench.example.com")
+    bodies = workdir / f"bodies-{conns}.txt"
+    with bodies.open("w") as fh:
+        for _ in range(count):
+            fh.write(json.dumps({"csr": csr, "ott": mint_token(ca, sign_claims("bench.example.com", ["bench.example.com"]))}) + "\n")
+    script = workdir / "replay.lua"
+    script.write_text(LUA)
+    per_thread = [workdir / f"bodies-{conns}-{t}.txt" for t in range(threads)]
+    lines = bodies.read_text().splitlines()
+    for t, path in enumerate(per_thread):
+        path.write_text("\n".join(lines[t::threads]) + "\n")
+    cpu0 = server_cpu(pid)
+    procs = [
+        subprocess.Popen(
+            ["wrk", "-t1", f"-c{max(1, conns // threads)}", f"-d{int(DURATION)}s", "--latency", "-s", str(script),
+             f"https://127.0.0.1:{PORT}", "--", str(path)],
+            stdout=subprocess.PIPE, text=True,
+        )
+        for path in per_thread
+    ]
+    outs = [p.communicate()[0] for p in procs]
+    if os.environ.get("BENCH_DEBUG"):
+        print(outs, file=sys.stderr)
+    cpu1 = server_cpu(pid)
+    total = non2xx = 0
+    for out in outs:
+        for line in out.splitlines():
+            line = line.strip()
+            if "requests in" in line:
+                total += int(line.split()[0])
+            if line.startswith("Non-2xx"):
+                non2xx += int(line.split()[-1])
+    ok = total - non2xx
+    return {
+        "concurrency": conns,
+        "certs_per_s": round(ok / DURATION, 1),
+        "non_2xx": non2xx,
+        "server_cpu_ms_per_cert": round((cpu1 - cpu0) * 1000 / max(ok, 1), 3),
+        "bodies_minted": count,
+    }
+
+
+def main() -> None:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found: apt-get install wrk")
+    workdir = Path(tempfile.mkdtemp(prefix="cirrus-bench-"))
+    ca = workdir / "ca"
+    init_authority(ca, p2c=1000)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--dir", str(ca), "--address", f"127.0.0.1:{PORT}", "--log-level", "WARNING"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(ca / "certs" / "root_ca.crt")
+        results = [run_level(ca, c, server.pid, workdir) for c in LEVELS]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps({"benchmark": "sign_throughput", "duration_s": DURATION, "cores": os.cpu_count(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
