@@ -86,7 +86,7 @@ class Services:
     roots: list[x509.Certificate]
     intermediates: list[x509.Certificate]
     extras: dict[str, Any] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def lazy(self, name: str, factory: Any) -> Any:
         """Build an optional component (VA, ACME) once, on first use."""
