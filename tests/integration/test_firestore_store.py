@@ -213,6 +213,11 @@ def test_find_documents_with_odd_field_names(store: FirestoreStore, field: str) 
     store.create_document("c", "d1", {field: "hit", "other": "x"})
     store.create_document("c", "d2", {field: "miss"})
     assert [i for i, _, _ in store.find_documents("c", field, "hit")] == ["d1"]
+    # Updates rewrite the index map with the same odd keys.
+    assert store.update_document("c", "d2", {field: "hit", "x.y": "z"}, expected_version=1)
+    assert [i for i, _, _ in store.find_documents("c", field, "hit")] == ["d1", "d2"]
+    assert [i for i, _, _ in store.find_documents("c", "x.y", "z")] == ["d2"]
+    assert store.find_documents("c", field, "miss") == []
 
 
 def test_expiring_documents_carry_a_ttl_timestamp(store: FirestoreStore) -> None:
