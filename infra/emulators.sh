@@ -94,6 +94,10 @@ start_one() {  # name
     gcs) port="${GCS_PORT:-$(free_port)}" ;;
     *) die "unknown emulator '$name' (expected: ${ALL[*]})" ;;
   esac
+  if [[ "$name" != gcs ]]; then
+    command -v gcloud >/dev/null || die "gcloud not found (apt-get install google-cloud-cli google-cloud-cli-$name-emulator)"
+    command -v java >/dev/null || die "java not found (apt-get install openjdk-17-jre-headless)"
+  fi
   log="$STATE_DIR/$name.log"
   case "$name" in
     firestore)
