@@ -1,0 +1,142 @@
+"""The README's shell session, for real: `cirrus up` over TLS, the client commands, openssl.
+
+Starts `cirrus up` as a subprocess on a free loopback port, then drives it with the `cirrus`
+client commands (mTLS and Bearer renewal, token and mTLS revocation) and checks the issued
+certificate with `openssl verify`; finally SIGTERM must stop the server cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tests.helpers import pkilint_errors
+
+pytestmark = pytest.mark.interop
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cirrus(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run([sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, timeout=60)
+    if check:
+        assert out.returncode == 0, (args, out.stdout, out.stderr)
+    return out
+
+
+@pytest.fixture
+def server(authority_dir: Path, tmp_path: Path):
+    port = free_port()
+    cfg = json.loads((authority_dir / "config.json").read_text())
+    cfg["address"] = f"127.0.0.1:{port}"
+    (authority_dir / "config.json").write_text(json.dumps(cfg))
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "2"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if cirrus("health", "--dir", str(authority_dir), check=False).returncode == 0:
+            break
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()
+        time.sleep(0.2)
+    yield proc, tmp_path / "server.log"
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def openssl_verify(authority_dir: Path, cert: Path) -> None:
+    out = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(authority_dir / "certs" / "root_ca.crt"),
+         "-untrusted", str(authority_dir / "certs" / "intermediate_ca.crt"), str(cert)],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0 and ": OK" in out.stdout, out.stderr
+
+
+def leaf(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificates(path.read_bytes())[0]
+
+
+def test_readme_session(server, authority_dir: Path, tmp_path: Path) -> None:
+    proc, log_path = server
+    d = str(authority_dir)
+    crt, key = tmp_path / "svc.crt", tmp_path / "svc.key"
+    cirrus("certificate", "svc.example.internal", str(crt), str(key), "--dir", d,
+           "--san", "svc.example.internal", "--san", "10.1.2.3")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    openssl_verify(authority_dir, crt)
+    first = leaf(crt)
+    assert pkilint_errors(first.public_bytes(serialization.Encoding.DER)) == []
+
+    cirrus("renew", str(crt), str(key), "--dir", d)  # mTLS through the real TLS stack
+    second = leaf(crt)
+    assert second.serial_number != first.serial_number
+    openssl_verify(authority_dir, crt)
+    cirrus("renew", str(crt), str(key), "--dir", d, "--bearer")
+    third = leaf(crt)
+    assert third.serial_number not in (first.serial_number, second.serial_number)
+
+    # Revoke the first by token, the third with its own certificate over mTLS.
+    cirrus("revoke", str(first.serial_number), "--dir", d, "--reason-code", "4")
+    cirrus("revoke", hex(third.serial_number), "--dir", d, "--cert", str(crt), "--cert-key", str(key))
+    again = cirrus("revoke", str(first.serial_number), "--dir", d, check=False)
+    assert again.returncode == 1 and "already revoked" in again.stderr
+    refused = cirrus("renew", str(crt), str(key), "--dir", d, "--bearer", check=False)
+    assert refused.returncode == 1 and "revoked" in refused.stderr
+
+    listing = json.loads(cirrus("endpoints", "list", "--dir", d, "--json").stdout)
+    assert len(listing) == 1
+    shown = json.loads(cirrus("endpoints", "show", listing[0]["id"], "--dir", d, "--json").stdout)
+    assert [c["serial"] for c in shown["certificates"]] == [str(c.serial_number) for c in (first, second, third)]
+    assert [c["status"] for c in shown["certificates"]] == ["revoked", "active", "revoked"]
+    assert shown["certificates"][1]["renewedFrom"] == str(first.serial_number)
+    table = cirrus("endpoints", "show", listing[0]["id"], "--dir", d).stdout
+    assert str(second.serial_number) in table
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+    lines = log_path.read_text().splitlines()
+    assert any("root fingerprint" in line for line in lines)
+    assert any(line.startswith("Try: cirrus certificate") for line in lines)
+    access = [json.loads(line) for line in lines if line.startswith("{") and '"requestId"' in line]
+    assert {"/1.0/sign", "/1.0/renew", "/1.0/revoke", "/health"} <= {a["path"] for a in access}
+    assert all(len(a["requestId"]) >= 16 for a in access)
+
+
+def test_client_errors_are_clear(authority_dir: Path) -> None:
+    port = free_port()
+    out = cirrus("health", "--ca-url", f"https://127.0.0.1:{port}", "--dir", str(authority_dir), check=False)
+    assert out.returncode == 1 and "cannot reach the CA" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_init_refuses_to_overwrite(authority_dir: Path) -> None:
+    out = cirrus("init", "--dir", str(authority_dir), check=False)
+    assert out.returncode == 1 and "refusing to overwrite" in out.stdout
+
+
+def test_server_answers_with_its_own_certificate_and_asks_for_client_certs(server, authority_dir: Path) -> None:
+    import ssl
+
+    port = int(json.loads((authority_dir / "config.json").read_text())["address"].rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=str(authority_dir / "certs" / "root_ca.crt"))
+    with socket.create_connection(("127.0.0.1", port)) as raw, ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+        der = tls.getpeercert(binary_form=True)
+    cert = x509.load_der_x509_certificate(der)
+    assert cert.issuer == x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes()).subject
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() <= 24 * 3600 + 120
