@@ -315,3 +315,25 @@ def test_csr_without_common_name_gets_token_subject(api, authority_dir: Path) ->
     assert r.status_code == 201
     cert = x509.load_pem_x509_certificate(r.get_json()["crt"].encode())
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "nocn.example.com"
+
+
+def test_concurrent_replay_across_instances_only_one_wins(authority_dir: Path) -> None:
+    """Two independently built instances sharing one store: one token, exactly one certificate."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from werkzeug.test import Client
+
+    from shared.api.app import CirrusApp
+    from shared.config import Settings
+    from shared.runtime import build_services
+
+    instances = [build_services(Settings.load(authority_dir / "config.json")) for _ in range(2)]
+    clients = [Client(CirrusApp(s)) for s in instances]
+    csr, _ = make_csr("race.example.com")
+    token = mint_sign_token(authority_dir, "race.example.com")
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: sign(clients[i % 2], csr, token).status_code, range(8)))
+    assert sorted(codes) == [201] + [401] * 7
+    assert rows(authority_dir)["certificates"] == 1
+    for s in instances:
+        s.close()
