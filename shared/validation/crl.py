@@ -161,9 +161,7 @@ def verify_signature(public_key: PublicKey, signature: bytes, data: bytes) -> bo
     """True if `signature` over `data` verifies with the CA's public key."""
     try:
         if isinstance(public_key, ec.EllipticCurvePublicKey):
-            public_key.verify(
-                signature, data, ec.ECDSA(signature_hash(public_key) or hashes.SHA256())
-            )
+            public_key.verify(signature, data, ec.ECDSA(signature_hash(public_key) or hashes.SHA256()))
         elif isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         else:

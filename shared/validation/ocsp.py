@@ -95,9 +95,7 @@ class OCSPAnswer:
 
 
 def _error(status: ocsp.OCSPResponseStatus) -> OCSPAnswer:
-    der_bytes = ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(
-        serialization.Encoding.DER
-    )
+    der_bytes = ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(serialization.Encoding.DER)
     return OCSPAnswer(der_bytes, status.name.lower())
 
 
@@ -126,10 +124,7 @@ class _Issuer:
         self.base_url = base_url
         name = subject_der(authority.certificate)
         key = _public_key_bits(authority.certificate)
-        self.ids = {
-            alg: (hashlib.new(alg, name).digest(), hashlib.new(alg, key).digest())
-            for alg in _HASHES
-        }
+        self.ids = {alg: (hashlib.new(alg, name).digest(), hashlib.new(alg, key).digest()) for alg in _HASHES}
         if authority.responder_certificate is not None:
             if authority.responder_signer is None:
                 raise ValueError("a delegated responder certificate needs its signer")
@@ -205,9 +200,7 @@ class OCSPResponder:
             return MALFORMED
         if algorithm.name not in _HASHES or serial <= 0:
             return MALFORMED
-        issuer = next(
-            (i for i in self._issuers if i.ids[algorithm.name] == (name_hash, key_hash)), None
-        )
+        issuer = next((i for i in self._issuers if i.ids[algorithm.name] == (name_hash, key_hash)), None)
         if issuer is None:
             return UNAUTHORIZED  # OCSP-02: not a CA this responder serves
         auth = issuer.authority

@@ -123,9 +123,7 @@ def _index_entries(tbs: bytes) -> dict[int, int]:
     return index
 
 
-def load_crl(
-    data: bytes, *, generation: int, issuer: x509.Certificate, distribution_point: str | None
-) -> LoadedCRL:
+def load_crl(data: bytes, *, generation: int, issuer: x509.Certificate, distribution_point: str | None) -> LoadedCRL:
     """Verify a published CRL against its issuer and index it.
 
     Raises:
@@ -143,11 +141,7 @@ def load_crl(
             raise InvalidCRL("nextUpdate is missing")
         try:
             idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
-            uris = [
-                n.value
-                for n in idp.full_name or []
-                if isinstance(n, x509.UniformResourceIdentifier)
-            ]
+            uris = [n.value for n in idp.full_name or [] if isinstance(n, x509.UniformResourceIdentifier)]
         except x509.ExtensionNotFound:
             uris = []
         if distribution_point is not None and uris != [distribution_point]:

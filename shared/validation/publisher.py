@@ -148,10 +148,7 @@ class CRLPublisher:
         self._events = events
         self.schedule = schedule
         self.authorities = {a.authority_id: a for a in authorities}
-        self._builders = {
-            a.authority_id: CRLBuilder(certificate=a.certificate, signer=a.signer)
-            for a in authorities
-        }
+        self._builders = {a.authority_id: CRLBuilder(certificate=a.certificate, signer=a.signer) for a in authorities}
 
     def publish(self, authority_id: str | None = None) -> list[PublishResult]:
         """Publish the CRL(s) of one authority, or of all of them."""
@@ -165,14 +162,10 @@ class CRLPublisher:
 
     def _publish_authority(self, authority: CRLAuthority) -> list[PublishResult]:
         aid = authority.authority_id
-        shards: list[int | None] = (
-            [None] if authority.shards == 0 else list(range(authority.shards))
-        )
+        shards: list[int | None] = [None] if authority.shards == 0 else list(range(authority.shards))
         numbers = {shard: self._counter.next_value(counter_name(aid, shard)) for shard in shards}
         now = self._clock.now().replace(microsecond=0)
-        revoked = self._revocations.list_revocations(
-            aid, not_after_since=now - self.schedule.interval
-        )
+        revoked = self._revocations.list_revocations(aid, not_after_since=now - self.schedule.interval)
         buckets: dict[int | None, list[RevokedEntry]] = {shard: [] for shard in shards}
         if authority.shards == 0:
             buckets[None] = [(int(r.serial), r.revoked_at, r.reason_code) for r in revoked]
@@ -189,9 +182,7 @@ class CRLPublisher:
         for shard in shards:
             entries = buckets.pop(shard)
             scope = CRLScope(
-                distribution_point=None
-                if shard is None
-                else crl_url(self.schedule.base_url, aid, shard),
+                distribution_point=None if shard is None else crl_url(self.schedule.base_url, aid, shard),
                 authority=authority.authority_list,
             )
             data = self._builders[aid].build(
@@ -201,9 +192,7 @@ class CRLPublisher:
                 next_update=next_update,
                 scope=scope,
             )
-            results.append(
-                self._write(aid, shard, data, numbers[shard], len(entries), cache_control)
-            )
+            results.append(self._write(aid, shard, data, numbers[shard], len(entries), cache_control))
             del data, entries
         self._announce(results, now)
         return results
@@ -237,9 +226,7 @@ class CRLPublisher:
             except PreconditionFailed:
                 continue  # someone wrote in between: re-read and compare numbers again
             return PublishResult(aid, shard, name, number, entries, len(data), written)
-        raise BackendError(
-            f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True
-        )
+        raise BackendError(f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True)
 
     def _announce(self, results: Sequence[PublishResult], now: dt.datetime) -> None:
         if self._events is None:

@@ -1,0 +1,125 @@
+"""`cirrus crl publish|show`: publish the CRLs now, or print what is published.
+
+`run_publish(services, ...)` is the one code path shared with the scheduled
+publisher inside `cirrus up` and the `crl_publish` Cloud Function: each builds
+its `Services` and calls it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+
+from shared.errors import BackendError, ConfigError
+
+if TYPE_CHECKING:
+    from shared.runtime import Services
+    from shared.validation.publisher import PublishResult
+
+
+def register(sub: Any) -> None:
+    """Add `cirrus crl`."""
+    p = sub.add_parser("crl", help="publish and inspect certificate revocation lists")
+    csub = p.add_subparsers(dest="crl_command", metavar="ACTION")
+    pub = csub.add_parser("publish", help="build, sign and publish the CRL(s) now")
+    pub.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
+    pub.add_argument("--json", action="store_true", help="print the results as JSON")
+    pub.set_defaults(func=cmd_publish)
+    show = csub.add_parser("show", help="print a published CRL")
+    show.add_argument("--dir", required=True, type=Path)
+    show.add_argument("--shard", type=int, default=None, help="shard number (partitioned CRLs)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+
+
+def run_publish(services: Services, *, authority_id: str | None = None) -> list[PublishResult]:
+    """Publish the configured CRLs with already-built services."""
+    from shared.validation.wiring import crl_publisher
+
+    publisher = services.lazy("crl_publisher", crl_publisher)
+    results: list[PublishResult] = publisher.publish(authority_id)
+    return results
+
+
+def _services(directory: Path) -> Services:
+    from shared.config import Settings
+    from shared.runtime import build_services
+
+    return build_services(Settings.load(directory.resolve() / "config.json"))
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """CLI entry for `cirrus crl publish`."""
+    try:
+        services = _services(args.dir)
+    except ConfigError as exc:
+        print(f"cirrus crl publish: {exc}", file=sys.stderr)
+        return 1
+    try:
+        results = run_publish(services)
+    except (ConfigError, BackendError) as exc:
+        print(f"cirrus crl publish: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        services.close()
+    rows = [
+        {
+            "authorityId": r.authority_id,
+            "shard": r.shard,
+            "object": r.blob_name,
+            "crlNumber": r.number,
+            "entries": r.entries,
+            "bytes": r.size,
+            "published": r.generation is not None,
+            "supersededBy": r.superseded_by,
+        }
+        for r in results
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            state = "published" if row["published"] else f"kept newer #{row['supersededBy']}"
+            print(f"{row['object']}: #{row['crlNumber']} {row['entries']} entries {state}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """CLI entry for `cirrus crl show`."""
+    from shared.validation.partition import blob_name
+    from shared.validation.wiring import blobs
+
+    try:
+        services = _services(args.dir)
+    except ConfigError as exc:
+        print(f"cirrus crl show: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store = blobs(services)
+        blob = store.read(blob_name(services.settings.authority_id, args.shard))
+    finally:
+        services.close()
+    if blob is None:
+        print("cirrus crl show: no CRL published yet", file=sys.stderr)
+        return 1
+    crl = x509.load_der_x509_crl(blob.data)
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    info = {
+        "issuer": crl.issuer.rfc4514_string(),
+        "crlNumber": number,
+        "thisUpdate": crl.last_update_utc.isoformat(),
+        "nextUpdate": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+        "entries": len(crl),
+        "generation": blob.generation,
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key}: {value}")
+    return 0

@@ -1,0 +1,107 @@
+"""Factories that build the VA from the composition root's `Services`.
+
+Each takes the `Services` object and returns one component, so the runtime can
+build them lazily and once per instance: `services.lazy("crl_publisher",
+crl_publisher)`, `services.lazy("ocsp", ocsp_endpoint)`,
+`services.lazy("crl_http", crl_endpoint)`. Factories never call
+`services.lazy` themselves (its lock is not re-entrant); each opens its own
+blob-store handle, which is cheap. The CLI, the `crl_publish` and
+`ocsp` Cloud Functions and the local server all go through these.
+
+Settings used (`shared.config.CRLSettings`): `cache_duration` is the CRL
+validity (step-ca's `crl.cacheDuration`), `publish_interval` the schedule,
+`shards` (0 = one full CRL), `base_url` the CDP/IDP base.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from shared.errors import ConfigError
+from shared.validation.ocsp import OCSPAuthority, OCSPResponder
+from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
+from shared.validation.published import PublishedCRLs
+from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
+
+if TYPE_CHECKING:
+    from shared.blobs.base import BlobStore
+    from shared.keys.base import Signer
+    from shared.runtime import Services
+
+_LOCAL_BASE = "http://127.0.0.1"
+
+
+def blobs(services: Services) -> BlobStore:
+    """The blob store the settings name (shared by publisher and responder)."""
+    from shared.blobs.open import open_blobs
+
+    settings = services.settings
+    return open_blobs(settings.blobs, public_base_url=settings.crl.base_url or None)
+
+
+def _signer(services: Services) -> Signer:
+    from shared.runtime import open_signer
+
+    settings = services.settings
+    return open_signer(settings.key, password_file=settings.password_file)
+
+
+def crl_publisher(services: Services) -> CRLPublisher:
+    """The CRL publisher for the issuing authority."""
+    settings = services.settings
+    if not settings.crl.enabled:
+        raise ConfigError("CRLs are disabled in the configuration (crl.enabled)")
+    base_url = settings.crl.base_url or settings.external_url or _LOCAL_BASE
+    if settings.crl.shards and not settings.crl.base_url:
+        raise ConfigError("crl.shards needs crl.baseURL (the shards' distribution points)")
+    schedule = CRLSchedule(
+        base_url=base_url,
+        validity=settings.crl.cache_duration,
+        interval=settings.crl.publish_interval,
+    )
+    authority = CRLAuthority(
+        authority_id=settings.authority_id,
+        certificate=services.intermediates[0],
+        signer=_signer(services),
+        shards=settings.crl.shards,
+    )
+    return CRLPublisher(
+        revocations=services.store,
+        counter=services.store,
+        blobs=blobs(services),
+        clock=services.clock,
+        schedule=schedule,
+        authorities=[authority],
+    )
+
+
+def ocsp_endpoint(services: Services) -> OCSPEndpoint:
+    """The `/ocsp` handler: answers from the published CRLs and the issued-serials reader."""
+    settings = services.settings
+    if settings.crl.shards and not settings.crl.base_url:
+        raise ConfigError("crl.shards needs crl.baseURL (the shards' distribution points)")
+    responder = OCSPResponder(
+        authorities=[
+            OCSPAuthority(
+                authority_id=settings.authority_id,
+                certificate=services.intermediates[0],
+                signer=_signer(services),
+                shards=settings.crl.shards,
+            )
+        ],
+        crls=PublishedCRLs(blobs=blobs(services), clock=services.clock),
+        issued=services.store,
+        clock=services.clock,
+        crl_base_url=settings.crl.base_url or None,
+    )
+    return OCSPEndpoint(responder=responder, clock=services.clock)
+
+
+def crl_endpoint(services: Services) -> CRLEndpoint:
+    """The `/crl` handler."""
+    settings = services.settings
+    return CRLEndpoint(
+        blobs=blobs(services),
+        clock=services.clock,
+        default_authority_id=None if settings.crl.shards else settings.authority_id,
+    )
