@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -143,9 +144,24 @@ def parse(body: bytes | str | dict[str, Any], *, allow_mac: bool = False) -> JWS
 
 
 def public_key(jwk: Any) -> PublicKey:
-    """Load a public JWK; refuse private keys, symmetric keys and weak RSA."""
+    """Load a public JWK; refuse private keys, symmetric keys and weak RSA.
+
+    Parsed keys are cached by their canonical JSON: every authenticated
+    request loads its account key, and parsing is pure, so the cache can
+    only save work, never change an answer.
+    """
     if not isinstance(jwk, dict):
         raise ACMEProblem("malformed", "jwk must be a JSON object")
+    try:
+        text = json.dumps(jwk, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ACMEProblem("badPublicKey", "jwk is not a valid public key") from exc
+    return _public_key_cached(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _public_key_cached(text: str) -> PublicKey:
+    jwk = json.loads(text)
     if _PRIVATE_MEMBERS & set(jwk):
         raise ACMEProblem("badPublicKey", "jwk must be a public key")
     kty = jwk.get("kty")

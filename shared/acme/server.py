@@ -128,7 +128,7 @@ class ACMEServer:
         elif reply.body is None:
             data = b""
         else:
-            data = json.dumps(reply.body, indent=2)
+            data = json.dumps(reply.body, separators=(",", ":"))
         resp = Response(
             b"" if request.method == "HEAD" else data,
             status=reply.status,

@@ -50,7 +50,12 @@ def make_resolver(config: ACMEProvisionerConfig) -> Any:
 
 
 def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
-    """Addresses of `host` (an IP literal resolves to itself), IPv4 first."""
+    """Addresses of `host` (an IP literal resolves to itself), IPv4 first.
+
+    With a configured resolver, AAAA is asked only when no usable A record
+    exists: validation uses the first allowed address, so the second query
+    would be a wasted round trip on every challenge.
+    """
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
@@ -62,6 +67,8 @@ def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
 
         resolver = make_resolver(config)
         for rtype in ("A", "AAAA"):
+            if any(address_allowed(a, config) for a in addrs):
+                break  # an IPv4 address we may use: skip the AAAA round trip
             try:
                 answer = resolver.resolve(host, rtype)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):

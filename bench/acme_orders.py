@@ -1,0 +1,265 @@
+"""Complete ACME orders per second: Cirrus vs Pebble, same client, same machine, same run.
+
+Method (fixed, so runs compare):
+- One Python ACME client (certbot's `acme` library, ES256 account key) drives
+  both servers over HTTPS on loopback. The account is registered once and
+  reused; each order is: newOrder for one fresh DNS name, POST-as-GET the
+  authorization, answer http-01, poll the authorization until it is not
+  pending, finalize with a new P-256 CSR, poll the order until valid,
+  download the chain. Polling sleeps 2 ms between tries for both servers
+  (the library's own helpers sleep a whole second, which would hide the servers).
+- Names resolve through pebble-challtestsrv (every A query -> 127.0.0.1);
+  one in-process HTTP server answers http-01 for both CAs on the same port.
+- Cirrus: `ACMEServer` under `shared.httpserver.WSGIServer` (what `cirrus up`
+  serves with: threaded, TLS, keep-alive), state in the
+  embedded-default SQLite store (or `--store memory:`), certificates signed by
+  a P-256 test CA built with cryptography.
+- Pebble (Debian `pebble`): PEBBLE_VA_NOSLEEP=1 (no validation sleep),
+  PEBBLE_WFE_NONCEREJECT=0 (no random badNonce), PEBBLE_AUTHZREUSE=0 (every
+  order validates), in-memory state.
+- `--orders N` timed orders per server after `--warmup` untimed ones.
+Output: one JSON object with orders/s for each and the ratio cirrus/pebble.
+
+Run: python bench/acme_orders.py [--orders 200] [--store sqlite|memory]
+Needs: apt-get install pebble; pip install certbot (for the `acme` library).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import josepy  # noqa: E402
+from acme import challenges, client, messages  # noqa: E402
+from cryptography import x509  # noqa: E402
+from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+from cryptography.x509.oid import NameOID  # noqa: E402
+
+from tests.unit.acme.acme_support import (  # noqa: E402
+    ChallTestSrv,
+    HTTP01Responder,
+    TestCA,
+    build_server,
+    provisioner,
+    wsgi_app,
+)
+
+POLL = 0.002
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def tls_files(ca: TestCA, d: Path) -> tuple[Path, Path, Path]:
+    """A server certificate for 127.0.0.1/localhost from the test CA; returns chain, key, bundle."""
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca.intermediate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            False,
+        )
+        .sign(ca.int_key, hashes.SHA256())
+    )
+    chain, keyf, bundle = d / "chain.pem", d / "key.pem", d / "bundle.pem"
+    chain.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM) + ca.intermediate.public_bytes(serialization.Encoding.PEM)
+    )
+    keyf.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    bundle.write_bytes(ca.root.public_bytes(serialization.Encoding.PEM))
+    return chain, keyf, bundle
+
+
+def wait_port(port: int, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+class Driver:
+    """One ACME client bound to one directory, with a reused account."""
+
+    def __init__(self, directory: str, bundle: Path, responder: HTTP01Responder) -> None:
+        self.key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        net = client.ClientNetwork(self.key, alg=josepy.ES256, user_agent="cirrus-bench", verify_ssl=str(bundle))
+        self.acme = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
+        self.responder = responder
+        regr = self.acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
+        net.account = regr
+
+    def order(self, name: str) -> str:
+        cert_key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+            .sign(cert_key, hashes.SHA256())
+        )
+        orderr = self.acme.new_order(csr.public_bytes(serialization.Encoding.PEM))
+        for authzr in orderr.authorizations:
+            challb = next(c for c in authzr.body.challenges if isinstance(c.chall, challenges.HTTP01))
+            response, validation = challb.chall.response_and_validation(self.key)
+            self.responder.tokens[challb.chall.encode("token")] = validation
+            self.acme.answer_challenge(challb, response)
+        for url in orderr.body.authorizations:
+            while True:
+                body = self.acme._post_as_get(url).json()
+                if body["status"] == "valid":
+                    break
+                if body["status"] != "pending":
+                    raise RuntimeError(f"authorization {body['status']}: {body}")
+                time.sleep(POLL)
+        orderr = self.acme.begin_finalization(orderr)
+        while True:
+            body = self.acme._post_as_get(orderr.uri).json()
+            if body["status"] == "valid":
+                break
+            if body["status"] == "invalid":
+                raise RuntimeError(f"order invalid: {body}")
+            time.sleep(POLL)
+        pem = self.acme._post_as_get(body["certificate"]).text
+        if "BEGIN CERTIFICATE" not in pem:
+            raise RuntimeError("no certificate")
+        return pem
+
+
+def run(driver: Driver, prefix: str, n: int, warmup: int) -> float:
+    for i in range(warmup):
+        driver.order(f"w{i}.{prefix}.bench.test")
+    start = time.perf_counter()
+    for i in range(n):
+        driver.order(f"o{i}.{prefix}.bench.test")
+    return n / (time.perf_counter() - start)
+
+
+def start_cirrus(work: Path, dns: ChallTestSrv, http_port: int, store_kind: str) -> tuple[Any, str, Path, Any]:
+    from shared.clock import SystemClock
+    from shared.httpserver import WSGIServer
+    from shared.store.open import open_store
+
+    url = f"sqlite:{work / 'cirrus.db'}" if store_kind == "sqlite" else "memory:"
+    store = open_store(url, clock=SystemClock())
+    ca = TestCA(store)  # type: ignore[arg-type]
+    prov = provisioner("acme", http01Port=http_port, dnsResolver=dns.resolver)
+    server = build_server(store, ca, [prov])  # type: ignore[arg-type]
+    chain, keyf, bundle = tls_files(ca, work)
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(chain, keyf)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    httpd = WSGIServer(sock, wsgi_app(server), ctx)  # the server `cirrus up` uses (keep-alive)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"https://127.0.0.1:{port}/acme/acme/directory", bundle, store
+
+
+def start_pebble(work: Path, dns: ChallTestSrv, http_port: int) -> tuple[subprocess.Popen[bytes], str, Path]:
+    ca = TestCA.__new__(TestCA)  # only its key material is needed for the listener certificate
+    TestCA.__init__(ca, store=None)  # type: ignore[arg-type]
+    pdir = work / "pebble"
+    pdir.mkdir()
+    chain, keyf, bundle = tls_files(ca, pdir)
+    port, mport = free_port(), free_port()
+    config = {
+        "pebble": {
+            "listenAddress": f"127.0.0.1:{port}",
+            "managementListenAddress": f"127.0.0.1:{mport}",
+            "certificate": str(chain),
+            "privateKey": str(keyf),
+            "httpPort": http_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
+    cfg = pdir / "pebble.json"
+    cfg.write_text(json.dumps(config))
+    env = dict(
+        os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0", PEBBLE_AUTHZREUSE="0", PEBBLE_VA_ALWAYS_VALID="0"
+    )
+    proc = subprocess.Popen(
+        ["pebble", "-config", str(cfg), "-dnsserver", dns.resolver],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port)
+    return proc, f"https://127.0.0.1:{port}/dir", bundle
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--orders", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--store", choices=["sqlite", "memory"], default="sqlite")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        dns = ChallTestSrv()
+        responder = HTTP01Responder()
+        httpd, cirrus_dir, cirrus_bundle, store = start_cirrus(work, dns, responder.port, args.store)
+        pebble, pebble_dir, pebble_bundle = start_pebble(work, dns, responder.port)
+        try:
+            cirrus = run(Driver(cirrus_dir, cirrus_bundle, responder), "cirrus", args.orders, args.warmup)
+            peb = run(Driver(pebble_dir, pebble_bundle, responder), "pebble", args.orders, args.warmup)
+        finally:
+            pebble.terminate()
+            pebble.wait(10)
+            httpd.shutdown()
+            store.close()
+            responder.close()
+            dns.close()
+    result = {
+        "benchmark": "acme_orders",
+        "orders": args.orders,
+        "store": args.store,
+        "cirrus_orders_per_s": round(cirrus, 2),
+        "pebble_orders_per_s": round(peb, 2),
+        "ratio_cirrus_over_pebble": round(cirrus / peb, 3),
+        "method": "sequential, one client, account reused, http-01 per order, 2 ms polling",
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
