@@ -18,7 +18,17 @@ from shared.acme.context import Ctx, Reply, Services, Verified
 from shared.acme.identifiers import Identifier, parse_identifier
 from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.renewal import parse_cert_id
-from shared.acme.repo import AUTHZS, CERTS, ORDERS, REPLACEMENTS, new_id, new_token, parse_ts, ts
+from shared.acme.repo import (
+    AUTHZS,
+    CERTS,
+    ORDERS,
+    REPLACEMENTS,
+    RETENTION,
+    new_id,
+    new_token,
+    parse_ts,
+    ts,
+)
 from shared.errors import CAError
 
 MAX_IDENTIFIERS = 100
@@ -144,6 +154,7 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
                 "token": token,
                 "challenges": [{"id": new_id(), "type": t, "status": "pending"} for t in _challenge_types(ctx, ident)],
             },
+            expires_at=expires + RETENTION,
         )
         authz_ids.append(authz_id)
     order = {
@@ -161,7 +172,7 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
         "error": None,
         "createdAt": ts(now),
     }
-    svc.repo.create(ORDERS, order_id, order)
+    svc.repo.create(ORDERS, order_id, order, expires_at=expires + RETENTION)
     return Reply(201, order_json(ctx, order_id, order), {"Location": ctx.url("order", order_id)})
 
 

@@ -36,6 +36,10 @@ EAB_KEYS = "acme_eab"
 
 _RETRIES = 8
 
+#: Orders and authorizations are kept this long after they expire (for
+#: support and audit), then the store's document sweep may delete them.
+RETENTION = dt.timedelta(days=30)
+
 
 def new_id() -> str:
     """A 128-bit random URL-safe identifier."""
@@ -68,9 +72,16 @@ class Repo:
         found = self.docs.get_document(collection, doc_id)
         return found[0] if found else None
 
-    def create(self, collection: str, doc_id: str, data: dict[str, Any]) -> bool:
-        """Create-if-absent."""
-        return self.docs.create_document(collection, doc_id, data)
+    def create(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """Create-if-absent; `expires_at` lets the store's sweep delete it later."""
+        return self.docs.create_document(collection, doc_id, data, expires_at=expires_at)
 
     def mutate(
         self,
