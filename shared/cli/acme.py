@@ -46,11 +46,7 @@ def _open(args: argparse.Namespace) -> Any:
     from shared.store.open import open_store
 
     settings = Settings.load(args.dir.resolve() / "config.json")
-    names = {
-        str(p.get("name"))
-        for p in settings.provisioners
-        if str(p.get("type", "")).upper() == "ACME"
-    }
+    names = {str(p.get("name")) for p in settings.provisioners if str(p.get("type", "")).upper() == "ACME"}
     if args.provisioner not in names:
         raise ConfigError(f"no ACME provisioner named {args.provisioner!r}")
     return open_store(settings.store, clock=SystemClock())
@@ -66,9 +62,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         print(f"cirrus acme: {exc}", file=sys.stderr)
         return 1
     try:
-        kid, key = eab.add_key(
-            store, SystemClock(), provisioner=args.provisioner, reference=args.reference
-        )
+        kid, key = eab.add_key(store, SystemClock(), provisioner=args.provisioner, reference=args.reference)
     except ValueError as exc:
         print(f"cirrus acme: {exc}", file=sys.stderr)
         return 1
