@@ -11,6 +11,18 @@ def ca_api(request):  # type: ignore[no-untyped-def]
     return handlers.ca_api(request)
 
 
+@functions_framework.http
+def ocsp(request):  # type: ignore[no-untyped-def]
+    """OCSP responder fed by the published CRLs."""
+    return handlers.ocsp(request)
+
+
+@functions_framework.cloud_event
+def crl_publish(cloud_event):  # type: ignore[no-untyped-def]
+    """Scheduled CRL publication (Cloud Scheduler -> Pub/Sub)."""
+    handlers.crl_publish(cloud_event)
+
+
 @functions_framework.cloud_event
 def sweep(cloud_event):  # type: ignore[no-untyped-def]
     """Scheduled housekeeping (Cloud Scheduler -> Pub/Sub)."""

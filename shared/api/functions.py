@@ -59,6 +59,19 @@ def ca_api(request: Request) -> Response:
     return _app().handle(request)
 
 
+def ocsp(request: Request) -> Response:
+    """The OCSP responder (answers from the published CRLs; no signing key needed unless configured)."""
+    return _app().handle(request)
+
+
+def crl_publish(event: Any) -> dict[str, Any]:
+    """Scheduled CRL publication (Cloud Scheduler -> Pub/Sub -> this function)."""
+    from shared.cli.crl import run_publish
+
+    results = run_publish(services())
+    return {"published": [r.blob_name for r in results if r.generation is not None]}
+
+
 def sweep(event: Any) -> dict[str, int]:
     """Scheduled housekeeping: purge expired one-time tokens and nonces."""
     s = services()

@@ -1,15 +1,37 @@
 """Sub-applications mounted beside the step-ca API (validation authority, ACME).
 
-Each mount is imported only when the app is built, so a function that serves
-only the step-ca API never imports the ACME server.
+Each component is built lazily through `Services.lazy`, so a function that
+serves only the step-ca API never imports the OCSP responder or the ACME server.
 """
 
 from __future__ import annotations
+
+from werkzeug.wrappers import Request, Response
 
 from shared.api.app import Mount
 from shared.runtime import Services
 
 
+def ocsp(request: Request, services: Services, tail: str) -> Response:
+    """RFC 6960 / 5019 OCSP at `/ocsp` (POST body or base64 GET path)."""
+    from shared.validation.wiring import ocsp_endpoint
+
+    endpoint = services.lazy("ocsp", ocsp_endpoint)
+    body = request.get_data(cache=False) if request.method == "POST" else b""
+    status, headers, payload = endpoint.handle_ocsp(request.method, tail, body)
+    return Response(payload, status=status, headers=headers)
+
+
+def crl(request: Request, services: Services, tail: str) -> Response:
+    """Published CRLs at `/crl` (`/crl?pem` for PEM), read from object storage."""
+    from shared.validation.wiring import crl_endpoint
+
+    endpoint = services.lazy("crl_http", crl_endpoint)
+    status, headers, payload = endpoint.handle_crl(request.method, tail, request.query_string.decode("latin-1"))
+    return Response(payload, status=status, headers=headers)
+
+
 def default_mounts(services: Services) -> dict[str, Mount]:
     """Every mount the single-process server serves."""
-    return {}
+    mounts: dict[str, Mount] = {"/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl}
+    return mounts

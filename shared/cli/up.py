@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +57,38 @@ def configure_logging(level: str) -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 
+REVOCATION_POLL_SECONDS = 5.0
+
+
+def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
+    """CRL schedule inside `cirrus up`: publish at start, every `crl.publishInterval`,
+    and within REVOCATION_POLL_SECONDS of any revocation (so OCSP, which answers from the
+    published CRLs, reflects it quickly)."""
+    from shared.cli.crl import run_publish
+    from shared.events.base import CERTIFICATE_REVOKED
+
+    log = logging.getLogger("cirrus.crl")
+    services = build_services(settings)
+    last: dt.datetime | None = None
+    try:
+        while not stop.is_set():
+            now = services.clock.now()
+            due = last is None or now - last >= settings.crl.publish_interval
+            if not due and last is not None:
+                recent = services.store.list_events(since=last, limit=1000)
+                due = any(e.type == CERTIFICATE_REVOKED for e in recent)
+            if due:
+                try:
+                    results = run_publish(services)
+                    last = now
+                    log.info(json.dumps({"event": "crl published", "objects": [r.blob_name for r in results]}))
+                except Exception as exc:  # keep serving; retry at the next tick
+                    log.error(json.dumps({"event": "crl publication failed", "error": type(exc).__name__}))
+            stop.wait(REVOCATION_POLL_SECONDS)
+    finally:
+        services.close()
+
+
 def run(args: argparse.Namespace) -> int:
     """CLI entry for `cirrus up`."""
     directory = args.dir.resolve()
@@ -86,8 +121,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"Try: cirrus certificate localhost localhost.crt localhost.key --dir {args.dir}", flush=True)
 
     runtime_dir = Path(tempfile.mkdtemp(prefix="cirrus-up-"))
+    background = (lambda stop: publish_crls_until(stop, settings)) if settings.crl.enabled else None
     try:
-        return serve(make_services, make_app, address, workers=args.workers, runtime_dir=runtime_dir, on_ready=ready)
+        return serve(
+            make_services, make_app, address, workers=args.workers, runtime_dir=runtime_dir,
+            on_ready=ready, background=background,
+        )
     except OSError as exc:
         print(f"cirrus up: cannot listen on {address}: {exc.strerror}", file=sys.stderr)
         return 1

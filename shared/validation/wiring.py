@@ -15,6 +15,7 @@ validity (step-ca's `crl.cacheDuration`), `publish_interval` the schedule,
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING
 
 from shared.errors import ConfigError
@@ -89,7 +90,13 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 shards=settings.crl.shards,
             )
         ],
-        crls=PublishedCRLs(blobs=blobs(services), clock=services.clock),
+        crls=PublishedCRLs(
+            blobs=blobs(services),
+            clock=services.clock,
+            # A local folder answers a generation check with one stat(); object storage costs a
+            # request, so a function instance looks for a new CRL once a minute.
+            recheck=dt.timedelta(seconds=5 if settings.blobs.startswith("file:") else 60),
+        ),
         issued=services.store,
         clock=services.clock,
         crl_base_url=settings.crl.base_url or None,

@@ -65,3 +65,39 @@ def test_sweep_event(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> No
     handlers.reset()
     assert handlers.sweep(None) == {"purgedTokens": 0}
     handlers.reset()
+
+
+def test_ocsp_and_crl_publish_functions(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """crl_publish (CloudEvent) publishes; the ocsp function answers from what it published."""
+    from cloudevents.http import CloudEvent
+    from cryptography.x509 import ocsp
+
+    monkeypatch.setenv("CIRRUS_CONFIG", str(authority_dir / "config.json"))
+    handlers.reset()
+    api = create_app("ca_api", MAIN).test_client()
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "va.example.com")]))
+        .sign(key, hashes.SHA256())
+    )
+    r = api.post("/1.0/sign", json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+                                    "ott": mint_sign_token(authority_dir, "va.example.com")})
+    cert = x509.load_pem_x509_certificate(r.get_json()["crt"].encode())
+    issuer = x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())
+
+    publish = create_app("crl_publish", MAIN, signature_type="cloudevent").test_client()
+    event = CloudEvent({"type": "google.cloud.pubsub.topic.v1.messagePublished", "source": "//pubsub/test"}, {"message": {}})
+    from cloudevents.conversion import to_structured
+
+    headers, body = to_structured(event)
+    assert publish.post("/", headers=headers, data=body).status_code == 200
+
+    ocsp_client = create_app("ocsp", MAIN).test_client()
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA256()).build()
+    resp = ocsp_client.post("/ocsp", data=req.public_bytes(serialization.Encoding.DER), content_type="application/ocsp-request")
+    assert resp.status_code == 200 and resp.headers["Content-Type"] == "application/ocsp-response"
+    parsed = ocsp.load_der_ocsp_response(resp.data)
+    assert parsed.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert parsed.certificate_status == ocsp.OCSPCertStatus.GOOD
+    handlers.reset()

@@ -140,3 +140,66 @@ def test_server_answers_with_its_own_certificate_and_asks_for_client_certs(serve
     cert = x509.load_der_x509_certificate(der)
     assert cert.issuer == x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes()).subject
     assert (cert.not_valid_after_utc - cert.not_valid_before_utc).total_seconds() <= 24 * 3600 + 120
+
+
+def test_revocation_reaches_ocsp_and_crl(server, authority_dir: Path, tmp_path: Path) -> None:
+    """Revoke through the API; the in-process schedule republishes the CRL, OCSP answers from it."""
+    import ssl
+    import urllib.request
+
+    d = str(authority_dir)
+    port = int(json.loads((authority_dir / "config.json").read_text())["address"].rsplit(":", 1)[1])
+    crt, key = tmp_path / "o.crt", tmp_path / "o.key"
+    cirrus("certificate", "ocsp.example.internal", str(crt), str(key), "--dir", d)
+    good_crt, good_key = tmp_path / "g.crt", tmp_path / "g.key"
+    cirrus("certificate", "good.example.internal", str(good_crt), str(good_key), "--dir", d)
+    leaf_only = tmp_path / "leaf.pem"
+    leaf_only.write_bytes(leaf(crt).public_bytes(serialization.Encoding.PEM))
+    good_only = tmp_path / "good.pem"
+    good_only.write_bytes(leaf(good_crt).public_bytes(serialization.Encoding.PEM))
+    cirrus("revoke", str(leaf(crt).serial_number), "--dir", d, "--reason-code", "1")
+    root, inter = authority_dir / "certs" / "root_ca.crt", authority_dir / "certs" / "intermediate_ca.crt"
+
+    ctx = ssl.create_default_context(cafile=str(root))
+    deadline = time.monotonic() + 60
+    status = ""
+    while time.monotonic() < deadline:
+        # openssl ocsp speaks plain HTTP only: build the request with it, send it over HTTPS.
+        req = subprocess.run(
+            ["openssl", "ocsp", "-issuer", str(inter), "-cert", str(leaf_only), "-reqout", str(tmp_path / "req.der"), "-no_nonce"],
+            capture_output=True, text=True,
+        )
+        assert req.returncode == 0, req.stderr
+        http = urllib.request.Request(
+            f"https://127.0.0.1:{port}/ocsp", data=(tmp_path / "req.der").read_bytes(),
+            headers={"Content-Type": "application/ocsp-request"},
+        )
+        with urllib.request.urlopen(http, context=ctx, timeout=10) as resp:
+            (tmp_path / "resp.der").write_bytes(resp.read())
+        out = subprocess.run(
+            ["openssl", "ocsp", "-respin", str(tmp_path / "resp.der"), "-issuer", str(inter), "-cert", str(leaf_only),
+             "-CAfile", str(root), "-no_nonce"],
+            capture_output=True, text=True,
+        )
+        status = out.stdout + out.stderr
+        if "revoked" in status.lower():
+            break
+        time.sleep(1)
+    assert "Response verify OK" in status and ": revoked" in status and "keyCompromise" in status, status
+
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/crl", context=ctx, timeout=10) as resp:
+        assert resp.headers["Content-Type"] == "application/pkix-crl"
+        (tmp_path / "ca.crl").write_bytes(resp.read())
+    subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(tmp_path / "ca.crl"), "-out", str(tmp_path / "ca.crl.pem")], check=True)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(root.read_bytes() + inter.read_bytes())
+    revoked = subprocess.run(
+        ["openssl", "verify", "-crl_check", "-CAfile", str(bundle), "-CRLfile", str(tmp_path / "ca.crl.pem"), str(leaf_only)],
+        capture_output=True, text=True,
+    )
+    assert revoked.returncode != 0 and "revoked" in (revoked.stdout + revoked.stderr)
+    fine = subprocess.run(
+        ["openssl", "verify", "-crl_check", "-CAfile", str(bundle), "-CRLfile", str(tmp_path / "ca.crl.pem"), str(good_only)],
+        capture_output=True, text=True,
+    )
+    assert fine.returncode == 0, fine.stdout + fine.stderr

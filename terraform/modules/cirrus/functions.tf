@@ -43,7 +43,7 @@ locals {
       signs        = false
       events       = false
       calls_issuer = false
-      deployed     = false
+      deployed     = true
       memory       = "256Mi"
       timeout      = 30
     }
@@ -76,7 +76,7 @@ locals {
       signs        = true
       events       = true
       calls_issuer = false
-      deployed     = false
+      deployed     = true
       memory       = "1Gi"
       timeout      = 540
     }
