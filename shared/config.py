@@ -79,6 +79,7 @@ class Settings:
     blobs: str
     crl: CRLSettings
     events: Mapping[str, Any] = field(default_factory=dict)
+    event_sinks: tuple[str, ...] = ()
     external_url: str = ""
     max_body_bytes: int = MAX_BODY_BYTES
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -118,6 +119,7 @@ class Settings:
                 ("blobs", "CIRRUS_BLOBS"),
                 ("key", "CIRRUS_KEY"),
                 ("externalURL", "CIRRUS_EXTERNAL_URL"),
+                ("eventSinks", "CIRRUS_EVENTS"),
             )
             if env.get(v)
         }
@@ -171,6 +173,11 @@ class Settings:
         events = merged.get("events") or {}
         if not isinstance(events, dict):
             raise ConfigError("config: 'events' must be an object")
+        sinks_raw = merged.get("eventSinks", events.get("sinks", []))
+        if isinstance(sinks_raw, str):  # CIRRUS_EVENTS: comma-separated
+            sinks_raw = [x.strip() for x in sinks_raw.split(",") if x.strip()]
+        if not isinstance(sinks_raw, list) or not all(isinstance(x, str) for x in sinks_raw):
+            raise ConfigError("config: 'events.sinks' must be a list of sink URLs")
         return cls(
             base_dir=base_dir,
             roots=tuple(Path(_resolve(base_dir, r)) for r in roots_list),
@@ -188,6 +195,7 @@ class Settings:
             blobs=_resolve(base_dir, blobs),
             crl=crl,
             events=events,
+            event_sinks=tuple(sinks_raw),
             external_url=str(merged.get("externalURL") or ""),
             raw=merged,
         )

@@ -19,6 +19,7 @@ from shared.authority import Authority, AuthorityStores
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.errors import ConfigError
+from shared.events.base import EventSink
 from shared.keys.adapter import as_private_key
 from shared.keys.base import Signer
 from shared.provisioners.registry import Provisioners
@@ -118,6 +119,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     audiences = Audiences(audience_hosts(settings))
     provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
     crl_url = _crl_url_function(settings)
+    from shared.events.log import open_sinks
+
+    sinks: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
     authority = Authority(
         authority_id=settings.authority_id,
         issuer=issuer,
@@ -129,6 +133,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         backdate=settings.backdate,
         crl_url=crl_url,
         ocsp_url=settings.crl.ocsp_url or None,
+        sinks=sinks,
     )
     revoker = Revoker(
         authority_id=settings.authority_id,
@@ -137,6 +142,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         certificates=store,
         revocations=store,
         clock=clock,
+        sinks=sinks,
     )
     return Services(
         settings=settings,

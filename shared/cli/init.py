@@ -148,6 +148,7 @@ def init_authority(
         "db": {"type": "sqlite", "dataSource": "db/cirrus.db"},
         "store": "sqlite:db/cirrus.db",
         "blobs": "file:published",
+        "events": {"sinks": ["log"]},
         "authority": {
             "authorityId": str(uuid.uuid4()),
             "provisioners": [

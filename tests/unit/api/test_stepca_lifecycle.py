@@ -233,3 +233,14 @@ def test_acme_provisioner_rejects_token_flow(api, authority_dir: Path) -> None:
     tok = mint_token(authority_dir, {**sign_claims("a.example.com", None), "iss": "acme"})
     r = api.post("/1.0/sign", json={"csr": csr, "ott": tok})
     assert r.status_code == 400 and r.get_json()["message"] == "token flow is not supported"
+
+
+def test_events_reach_the_log_sink_without_secrets(api, authority_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="cirrus.events")
+    cert, _, _ = issue(api, authority_dir, "ev.example.com")
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cirrus.events"]
+    types = [e["type"] for e in lines]
+    assert types == ["dev.cirrus.certificate.issued", "dev.cirrus.endpoint.created"]
+    assert lines[0]["data"]["serial"] == str(cert.serial_number) and lines[0]["specversion"] == "1.0"
+    blob = json.dumps(lines)
+    assert "PRIVATE" not in blob and '"d"' not in blob and "ott" not in blob

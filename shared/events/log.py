@@ -1,0 +1,41 @@
+"""The log sink: one structured JSON line per event (Cloud Logging picks these up as is)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+from shared.model import Event
+
+_log = logging.getLogger("cirrus.events")
+
+
+class LogSink:
+    """Writes each event as a CloudEvent JSON line at INFO."""
+
+    def publish(self, events: Sequence[Event]) -> None:
+        """Log the events (never raises for a well-formed event)."""
+        for event in events:
+            _log.info(json.dumps(event.to_cloudevent(), separators=(",", ":"), default=str))
+
+
+def open_sinks(specs: Sequence[str]) -> list[object]:
+    """Build sinks from URLs: `log`, `pubsub:projects/P/topics/T`.
+
+    Raises:
+        shared.errors.ConfigError: an unknown sink.
+    """
+    from shared.errors import ConfigError
+
+    sinks: list[object] = []
+    for spec in specs:
+        if spec == "log":
+            sinks.append(LogSink())
+        elif spec.startswith("pubsub:"):
+            from shared.events.pubsub import from_url
+
+            sinks.append(from_url(spec))
+        else:
+            raise ConfigError(f"unknown event sink {spec!r}; expected 'log' or 'pubsub:projects/P/topics/T'")
+    return sinks
