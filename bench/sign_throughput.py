@@ -76,7 +76,7 @@ def wait_ready(root: Path) -> None:
     ctx = ssl.create_default_context(cafile=str(root))
     for _ in range(100):
         try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{PORT}/health", context=ctx, timeout=1):  # noqa: S310
+            with urllib.request.urlopen(f"https://127.0.0.1:{PORT}/health", context=ctx, timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
@@ -90,7 +90,10 @@ def run_level(ca: Path, conns: int, pid: int, workdir: Path) -> dict[str, float]
     bodies = workdir / f"bodies-{conns}.txt"
     with bodies.open("w") as fh:
         for _ in range(count):
-            fh.write(json.dumps({"csr": csr, "ott": mint_token(ca, sign_claims("bench.example.com", ["bench.example.com"]))}) + "\n")
+            fh.write(
+                json.dumps({"csr": csr, "ott": mint_token(ca, sign_claims("bench.example.com", ["bench.example.com"]))})
+                + "\n"
+            )
     script = workdir / "replay.lua"
     script.write_text(LUA)
     per_thread = [workdir / f"bodies-{conns}-{t}.txt" for t in range(threads)]
@@ -100,9 +103,20 @@ def run_level(ca: Path, conns: int, pid: int, workdir: Path) -> dict[str, float]
     cpu0 = server_cpu(pid)
     procs = [
         subprocess.Popen(
-            ["wrk", "-t1", f"-c{max(1, conns // threads)}", f"-d{int(DURATION)}s", "--latency", "-s", str(script),
-             f"https://127.0.0.1:{PORT}", "--", str(path)],
-            stdout=subprocess.PIPE, text=True,
+            [
+                "wrk",
+                "-t1",
+                f"-c{max(1, conns // threads)}",
+                f"-d{int(DURATION)}s",
+                "--latency",
+                "-s",
+                str(script),
+                f"https://127.0.0.1:{PORT}",
+                "--",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for path in per_thread
     ]
@@ -135,8 +149,21 @@ def main() -> None:
     ca = workdir / "ca"
     init_authority(ca, p2c=1000)
     server = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--dir", str(ca), "--address", f"127.0.0.1:{PORT}", "--log-level", "WARNING"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "up",
+            "--dir",
+            str(ca),
+            "--address",
+            f"127.0.0.1:{PORT}",
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_ready(ca / "certs" / "root_ca.crt")
@@ -145,7 +172,12 @@ def main() -> None:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
         shutil.rmtree(workdir, ignore_errors=True)
-    print(json.dumps({"benchmark": "sign_throughput", "duration_s": DURATION, "cores": os.cpu_count(), "results": results}, indent=2))
+    print(
+        json.dumps(
+            {"benchmark": "sign_throughput", "duration_s": DURATION, "cores": os.cpu_count(), "results": results},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

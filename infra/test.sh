@@ -46,8 +46,17 @@ bash infra/emulators.sh start
 eval "$(bash infra/emulators.sh env)"
 
 echo "== static checks"
-"$PY" -m ruff check shared functions tests bench infra
-"$PY" -m mypy shared
+static=0
+"$PY" -m ruff check --output-format concise shared functions tests bench infra || static=1
+"$PY" -m mypy shared || static=1
 
 echo "== pytest"
-"$PY" -m pytest -q -p no:cacheprovider "$@"
+set +e
+"$PY" -m pytest -q -p no:cacheprovider --timeout 600 "$@"
+rc=$?
+set -e
+if [ "$static" -ne 0 ]; then
+  echo "static checks failed (ruff/mypy above)"
+  [ "$rc" -ne 0 ] || rc=1
+fi
+exit "$rc"
