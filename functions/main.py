@@ -12,6 +12,12 @@ def ca_api(request):  # type: ignore[no-untyped-def]
 
 
 @functions_framework.http
+def acme(request):  # type: ignore[no-untyped-def]
+    """RFC 8555 ACME under /acme/{provisioner}/."""
+    return handlers.acme(request)
+
+
+@functions_framework.http
 def ocsp(request):  # type: ignore[no-untyped-def]
     """OCSP responder fed by the published CRLs."""
     return handlers.ocsp(request)

@@ -137,6 +137,74 @@ class Authority:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
+        return self._issue_new(
+            auth, public_key=public_key, sans=sans, common_name=auth.subject,
+            not_before=not_before, not_after=not_after, now=now,
+        )
+
+    def issue_for_identifiers(
+        self,
+        *,
+        provisioner_name: str,
+        csr: x509.CertificateSigningRequest,
+        names: Sequence[str],
+        replaces: str | None = None,
+        not_before: object = None,
+        not_after: object = None,
+    ) -> Issued:
+        """Issue for a provisioner that proved control of `names` itself (ACME).
+
+        The provisioner's claims apply (lifetimes, `disableRenewal` grouping); the common
+        name is the CSR's if it is one of the names, else the first DNS name that fits.
+        `replaces` (RFC 9773) attaches the certificate to the replaced one's endpoint.
+
+        Raises:
+            Forbidden: unknown provisioner, key or names not allowed, validity out of bounds.
+        """
+        provisioner = self.provisioners.by_name(provisioner_name)
+        if provisioner is None:
+            raise Forbidden("provisioner not found")
+        public_key = csr_public_key(csr)
+        try:
+            sans = split_sans(list(names))
+        except ValueError as exc:
+            raise Forbidden(f"invalid subject alternative name: {exc}") from exc
+        csr_cn = common_name_of(csr.subject)
+        if csr_cn and csr_cn.lower() in {n.lower() for n in names}:
+            common_name = csr_cn
+        else:
+            common_name = next((d for d in sans.dns if len(d) <= 64), "")
+        now = self._clock.now()
+        previous = self._stores.issuance.get_certificate(replaces) if replaces else None
+        if previous is not None and previous.authority_id != self.authority_id:
+            previous = None
+        auth = SignAuthorization(
+            provisioner=provisioner.ref,
+            claims=provisioner.claims,
+            subject=common_name,
+            sans=tuple(names),
+            replay=ReplayClaim(namespace="", key="", expires_at=now),
+            renewal_enabled=not provisioner.claims.disable_renewal,
+        )
+        return self._issue_new(
+            auth, public_key=public_key, sans=sans, common_name=common_name,
+            not_before=not_before, not_after=not_after, now=now, claim=False, previous=previous,
+        )
+
+    def _issue_new(
+        self,
+        auth: SignAuthorization,
+        *,
+        public_key: PublicKey,
+        sans: SANs,
+        common_name: str,
+        not_before: object,
+        not_after: object,
+        now: dt.datetime,
+        claim: bool = True,
+        previous: CertificateRecord | None = None,
+    ) -> Issued:
+        """Validity, endpoint, claim, sign, record: the tail every fresh issuance shares."""
         window = requested_window(
             not_before=not_before,
             not_after=not_after,
@@ -145,19 +213,26 @@ class Authority:
             backdate=self._backdate,
         )
         check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
-        common_name = auth.subject
         skey = subject_key(common_name, sans.all)
-        endpoint = endpoint_for_sign(
-            authority_id=self.authority_id,
-            provisioner_id=auth.provisioner.id,
-            subject_key=skey,
-            name=common_name,
-            renewal_enabled=auth.renewal_enabled,
-            now=now,
-        )
-        # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
-        is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
-        self._claim(auth.replay)
+        if previous is not None:
+            endpoint = Endpoint(
+                id=previous.endpoint_id, authority_id=self.authority_id, provisioner_id=previous.provisioner.id,
+                subject_key=previous.subject_key, name=previous.common_name, created_at=now,
+            )
+            is_new = False
+        else:
+            endpoint = endpoint_for_sign(
+                authority_id=self.authority_id,
+                provisioner_id=auth.provisioner.id,
+                subject_key=skey,
+                name=common_name or (sans.all[0] if sans.all else ""),
+                renewal_enabled=auth.renewal_enabled,
+                now=now,
+            )
+            # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
+            is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
+        if claim:
+            self._claim(auth.replay)
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
@@ -171,7 +246,14 @@ class Authority:
             extensions=extensions,
         )
         return self._record(
-            cert, auth.provisioner, endpoint, now, renewed_from=None, operation="sign", new_endpoint=is_new
+            cert,
+            auth.provisioner,
+            endpoint,
+            now,
+            renewed_from=previous.serial if previous is not None else None,
+            operation="sign",
+            new_endpoint=is_new,
+            create_endpoint=previous is None,
         )
 
     def _check_csr_against_token(self, csr: x509.CertificateSigningRequest, auth: SignAuthorization) -> None:
@@ -316,6 +398,7 @@ class Authority:
         renewed_from: str | None,
         operation: str,
         new_endpoint: bool,
+        create_endpoint: bool = True,
     ) -> Issued:
         sans = tuple(sans_of(cert))
         cn = common_name_of(cert.subject)
@@ -354,7 +437,7 @@ class Authority:
                 self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name})
             )
         self._stores.issuance.record_issuance(
-            record, new_endpoint=endpoint if operation == "sign" else None, events=events
+            record, new_endpoint=endpoint if operation == "sign" and create_endpoint else None, events=events
         )
         self._publish(events)
         return Issued(certificate=cert, chain=self.intermediates, record=record)

@@ -59,6 +59,11 @@ def ca_api(request: Request) -> Response:
     return _app().handle(request)
 
 
+def acme(request: Request) -> Response:
+    """ACME (`/acme/{provisioner}/...`); the same app, so routing and errors stay in one place."""
+    return _app().handle(request)
+
+
 def ocsp(request: Request) -> Response:
     """The OCSP responder (answers from the published CRLs; no signing key needed unless configured)."""
     return _app().handle(request)
@@ -75,5 +80,8 @@ def crl_publish(event: Any) -> dict[str, Any]:
 def sweep(event: Any) -> dict[str, int]:
     """Scheduled housekeeping: purge expired one-time tokens and nonces."""
     s = services()
-    purged = s.store.purge_expired(s.clock.now())
-    return {"purgedTokens": purged}
+    now = s.clock.now()
+    purged = s.store.purge_expired(now)  # one-time tokens and ACME nonce claims
+    purge_documents = getattr(s.store, "purge_expired_documents", None)  # Firestore relies on TTL
+    documents = int(purge_documents(now)) if purge_documents is not None else 0
+    return {"purgedTokens": purged, "purgedDocuments": documents}

@@ -31,7 +31,14 @@ def crl(request: Request, services: Services, tail: str) -> Response:
     return Response(payload, status=status, headers=headers)
 
 
+def acme(request: Request, services: Services, tail: str) -> Response:
+    """RFC 8555 ACME (imported on first use)."""
+    from shared.api.acme_mount import acme as serve
+
+    return serve(request, services, tail)
+
+
 def default_mounts(services: Services) -> dict[str, Mount]:
     """Every mount the single-process server serves."""
-    mounts: dict[str, Mount] = {"/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl}
+    mounts: dict[str, Mount] = {"/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl, "/acme": acme, "/2.0/acme": acme}
     return mounts

@@ -32,7 +32,7 @@ locals {
       signs        = false
       events       = true
       calls_issuer = true
-      deployed     = false
+      deployed     = true
       memory       = "512Mi"
       timeout      = 60
     }
