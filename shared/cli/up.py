@@ -36,12 +36,17 @@ class _JSONLineFormatter(logging.Formatter):
     """Access-log records are JSON already; wrap anything else as JSON too."""
 
     def format(self, record: logging.LogRecord) -> str:
-        import json
-
         msg = record.getMessage()
         if record.name == "cirrus.access":
             return msg
-        out = {"level": record.levelname.lower(), "logger": record.name, "message": msg}
+        out: dict[str, object] = {"level": record.levelname.lower(), "logger": record.name}
+        if msg.startswith("{"):
+            try:
+                out.update(json.loads(msg))
+            except ValueError:
+                out["message"] = msg
+        else:
+            out["message"] = msg
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info).splitlines()[-1]
         return json.dumps(out)
