@@ -1,0 +1,504 @@
+"""Local cloud mode: the Cloud Functions of `functions/main.py` on this machine, against Google's emulators.
+
+    python infra/cloud_local.py --dir ./ca            (or: infra/cloud-local.sh --dir ./ca)
+
+Given an authority folder made by `cirrus init`, this runs the serverless shape locally, as close to a
+deployment as a laptop allows:
+
+- records in the Firestore emulator (`CIRRUS_STORE=firestore:projects/P/databases/(default)?prefix=X`),
+- published CRLs in a fake-gcs-server bucket (`CIRRUS_BLOBS=gs://BUCKET`; the Cloud Storage SDK finds the
+  emulator through `STORAGE_EMULATOR_HOST`),
+- lifecycle events on a Pub/Sub emulator topic (`CIRRUS_EVENTS=pubsub:projects/P/topics/T`),
+- one Functions Framework process per entry point (the same server Cloud Functions 2nd gen runs): the HTTP
+  functions answer on their own loopback port; each scheduled function gets a "tick" topic with a push
+  subscription to its port, as Cloud Scheduler -> Pub/Sub -> function does in production (see
+  terraform/modules/cirrus/pubsub.tf). `--schedule crl_publish=60` publishes a tick every 60 s locally.
+
+Emulators: the ones named by FIRESTORE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST / STORAGE_EMULATOR_HOST in the
+environment are used as they are; otherwise `infra/emulators.sh env` is asked for running ones, and missing
+ones are started with `infra/emulators.sh start` (and stopped again on exit; pass --no-start to refuse).
+
+When every function answers, the URLs are printed, followed by one machine-readable line
+`CLOUD_LOCAL_READY {json}` (tests and scripts parse it). SIGINT or SIGTERM stops every process this script
+started, and nothing else. Functions Framework serves plain HTTP: point clients at the printed URL with
+`cirrus certificate ... --ca-url http://127.0.0.1:PORT`; renew with `--bearer` (no TLS, so no mTLS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import base64
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN = REPO / "functions" / "main.py"
+EMULATORS_SH = REPO / "infra" / "emulators.sh"
+
+EMULATOR_VARS = {
+    "firestore": "FIRESTORE_EMULATOR_HOST",
+    "pubsub": "PUBSUB_EMULATOR_HOST",
+    "gcs": "STORAGE_EMULATOR_HOST",
+}
+# Functions Framework signature type per decorator used in functions/main.py.
+_SIGNATURES = {"http": "http", "cloud_event": "cloudevent"}
+
+
+class CloudLocalError(Exception):
+    """A setup step failed; the message says which and what to do."""
+
+
+def entry_points(main: Path = MAIN) -> dict[str, str]:
+    """Entry points of `functions/main.py` and their signature types, read from its decorators.
+
+    Parsed rather than imported, so a new entry point (acme, dashboard) is served as soon as it lands,
+    and this process does not pay for importing the handlers it never calls.
+    """
+    tree = ast.parse(main.read_text(), filename=str(main))
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for dec in node.decorator_list:
+            target = dec.func if isinstance(dec, ast.Call) else dec
+            name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+            if name in _SIGNATURES:
+                out[node.name] = _SIGNATURES[name]
+    return out
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the kernel considers free now (a race with other binders is possible, and harmless here)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+# ------------------------------------------------------------------ emulators
+def _emulators_sh(*args: str) -> str:
+    proc = subprocess.run(["bash", str(EMULATORS_SH), *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise CloudLocalError(f"infra/emulators.sh {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout
+
+
+def _parse_exports(text: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = shlex.split(line)
+        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
+            key, _, value = parts[1].partition("=")
+            out[key] = value
+    return out
+
+
+def ensure_emulators(environ: dict[str, str], *, start: bool) -> tuple[dict[str, str], list[str]]:
+    """Find (or start) the three emulators; return their env variables and the names this call started."""
+    hosts = {var: environ[var] for var in EMULATOR_VARS.values() if environ.get(var)}
+    missing = [name for name, var in EMULATOR_VARS.items() if var not in hosts]
+    if missing:
+        running = _parse_exports(_emulators_sh("env"))
+        for name in list(missing):
+            var = EMULATOR_VARS[name]
+            if running.get(var):
+                hosts[var] = running[var]
+                missing.remove(name)
+    started: list[str] = []
+    if missing:
+        if not start:
+            raise CloudLocalError(
+                f"emulator(s) not running: {', '.join(missing)} (run infra/emulators.sh start, or drop --no-start)"
+            )
+        print(f"starting emulator(s): {', '.join(missing)}", flush=True)
+        _emulators_sh("start", *missing)
+        started = missing
+        running = _parse_exports(_emulators_sh("env"))
+        for name in missing:
+            var = EMULATOR_VARS[name]
+            if not running.get(var):
+                raise CloudLocalError(f"{name} emulator started but infra/emulators.sh env does not list it")
+            hosts[var] = running[var]
+    return hosts, started
+
+
+def _http(method: str, url: str, body: dict[str, Any] | None = None, *, ok: tuple[int, ...] = ()) -> int:
+    """One JSON request to an emulator's REST API; returns the status (those in `ok` are not errors)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback emulator URLs
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        if exc.code in ok:
+            return int(exc.code)
+        detail = exc.read()[:300].decode("utf-8", "replace")
+        raise CloudLocalError(f"{method} {url} -> {exc.code}: {detail}") from exc
+    except OSError as exc:
+        raise CloudLocalError(f"{method} {url}: {exc}") from exc
+
+
+def create_bucket(storage_host: str, project: str, bucket: str) -> None:
+    """Create the CRL bucket in fake-gcs-server (an existing one is kept)."""
+    base = storage_host if "://" in storage_host else f"http://{storage_host}"
+    _http("POST", f"{base.rstrip('/')}/storage/v1/b?project={project}", {"name": bucket}, ok=(409,))
+
+
+def pubsub_url(pubsub_host: str, resource: str) -> str:
+    """REST URL of a Pub/Sub emulator resource (`projects/P/topics/T`, ...)."""
+    return f"http://{pubsub_host}/v1/{resource}"
+
+
+def create_topic(pubsub_host: str, topic: str) -> None:
+    """Create `projects/P/topics/T` in the Pub/Sub emulator (an existing one is kept)."""
+    _http("PUT", pubsub_url(pubsub_host, topic), {}, ok=(409,))
+
+
+def create_push_subscription(pubsub_host: str, subscription: str, topic: str, endpoint: str) -> None:
+    """Push every message of `topic` to `endpoint`, as Eventarc does for a Pub/Sub-triggered function.
+
+    The emulator pushes the raw Pub/Sub push body; Functions Framework converts it to the CloudEvent a
+    deployed function receives (`google.cloud.pubsub.topic.v1.messagePublished`).
+    """
+    body = {"topic": topic, "pushConfig": {"pushEndpoint": endpoint}, "ackDeadlineSeconds": 600}
+    if _http("PUT", pubsub_url(pubsub_host, subscription), body, ok=(409,)) == 409:
+        # Left by an earlier run on another port: point it at this run's function.
+        _http("POST", pubsub_url(pubsub_host, subscription) + ":modifyPushConfig", {"pushConfig": body["pushConfig"]})
+
+
+def publish(pubsub_host: str, topic: str, payload: dict[str, Any]) -> None:
+    """Publish one JSON message (what a Cloud Scheduler job with a Pub/Sub target sends)."""
+    data = base64.b64encode(json.dumps(payload).encode()).decode()
+    _http("POST", pubsub_url(pubsub_host, topic) + ":publish", {"messages": [{"data": data}]})
+
+
+# ------------------------------------------------------------------ functions
+@dataclass
+class FunctionProcess:
+    """One Functions Framework process serving one entry point."""
+
+    name: str
+    signature: str
+    port: int
+    host: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the function."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, env: dict[str, str]) -> None:
+        """Start `python -m functions_framework` for this entry point in its own session."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target",
+            self.name,
+            "--source",
+            str(MAIN),
+            "--signature-type",
+            self.signature,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+        with self.log.open("ab") as fh:
+            # Own session: a Ctrl-C in the terminal reaches this script only, which then stops the
+            # function (gunicorn master and worker) through its process group in order.
+            self.proc = subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True
+            )
+
+    def answers(self) -> bool:
+        """True once the server answers HTTP at all (an event function answers a GET with an error)."""
+        path = "/health" if self.signature == "http" else "/"
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=2):  # noqa: S310 - our own loopback server
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    def exited(self) -> int | None:
+        """The exit status if the process has ended."""
+        return None if self.proc is None else self.proc.poll()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group this script started, then SIGKILL it if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        pgid = self.proc.pid  # leader of its own session (start_new_session)
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(pgid, signal.SIGKILL)
+            self.proc.wait(5)
+        except ProcessLookupError:
+            pass
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the function's log (for error messages)."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class CloudLocal:
+    """Everything one local cloud run set up, and how to tear it down."""
+
+    authority_dir: Path
+    project: str
+    prefix: str
+    bucket: str
+    host: str
+    ports: dict[str, int]
+    log_dir: Path
+    start_emulators: bool = True
+    functions: dict[str, FunctionProcess] = field(default_factory=dict)
+    emulator_env: dict[str, str] = field(default_factory=dict)
+    started_emulators: list[str] = field(default_factory=list)
+
+    @property
+    def store_url(self) -> str:
+        """CIRRUS_STORE for every function."""
+        url = f"firestore:projects/{self.project}/databases/(default)"
+        return f"{url}?prefix={self.prefix}" if self.prefix else url
+
+    @property
+    def blobs_url(self) -> str:
+        """CIRRUS_BLOBS for every function."""
+        return f"gs://{self.bucket}"
+
+    @property
+    def events_topic(self) -> str:
+        """The lifecycle events topic (CIRRUS_EVENTS)."""
+        return f"projects/{self.project}/topics/{self._name('events')}"
+
+    def tick_topic(self, function: str) -> str:
+        """The topic a scheduled function is triggered from."""
+        return f"projects/{self.project}/topics/{self._name(function.replace('_', '-') + '-tick')}"
+
+    def _name(self, base: str) -> str:
+        # Pub/Sub names: letters, digits, -_.~+%, starting with a letter, 3..255 characters.
+        stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.prefix).strip("-_.")
+        return f"cirrus-{stem}-{base}" if stem else f"cirrus-{base}"
+
+    def function_env(self, base: dict[str, str]) -> dict[str, str]:
+        """The environment of every function process: settings plus emulator hosts."""
+        env = dict(base)
+        env.update(self.emulator_env)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH", "")) if p)
+        env["GOOGLE_CLOUD_PROJECT"] = self.project
+        env["CIRRUS_CONFIG"] = str((self.authority_dir / "config.json").resolve())
+        env["CIRRUS_STORE"] = self.store_url
+        env["CIRRUS_BLOBS"] = self.blobs_url
+        env["CIRRUS_EVENTS"] = f"pubsub:{self.events_topic}"
+        if "ca_api" in self.functions:
+            # Links (CRL distribution, ACME URLs) point at the step-ca API function, which also serves /crl.
+            env["CIRRUS_EXTERNAL_URL"] = self.functions["ca_api"].url
+        return env
+
+    def up(self, environ: dict[str, str], *, ready_timeout: float = 60.0) -> None:
+        """Start everything and wait until every function answers.
+
+        Raises:
+            CloudLocalError: an emulator or function could not be started.
+        """
+        config = self.authority_dir / "config.json"
+        if not config.is_file():
+            raise CloudLocalError(f"{config} not found: make an authority with `cirrus init --dir DIR` first")
+        self.emulator_env, self.started_emulators = ensure_emulators(environ, start=self.start_emulators)
+        create_bucket(self.emulator_env["STORAGE_EMULATOR_HOST"], self.project, self.bucket)
+        pubsub = self.emulator_env["PUBSUB_EMULATOR_HOST"]
+        create_topic(pubsub, self.events_topic)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name, signature in entry_points().items():
+            port = self.ports.get(name) or free_port(self.host)
+            self.functions[name] = FunctionProcess(
+                name=name, signature=signature, port=port, host=self.host, log=self.log_dir / f"{name}.log"
+            )
+        env = self.function_env(environ)
+        for fn in self.functions.values():
+            fn.start(env)
+        for name, fn in self.functions.items():
+            if fn.signature != "cloudevent":
+                continue
+            topic = self.tick_topic(name)
+            create_topic(pubsub, topic)
+            subscription = topic.replace("/topics/", "/subscriptions/") + "-push"
+            # The topic in the push path lets Functions Framework fill in the CloudEvent's source.
+            create_push_subscription(pubsub, subscription, topic, f"{fn.url}/{topic}")
+        deadline = time.monotonic() + ready_timeout
+        pending = dict(self.functions)
+        while pending:
+            for name, fn in list(pending.items()):
+                status = fn.exited()
+                if status is not None:
+                    raise CloudLocalError(f"function {name} exited with {status}:\n{fn.log_tail()}")
+                if fn.answers():
+                    del pending[name]
+            if pending and time.monotonic() > deadline:
+                raise CloudLocalError(f"no answer from {', '.join(pending)} within {ready_timeout:.0f}s")
+            time.sleep(0.1)
+
+    def describe(self) -> dict[str, Any]:
+        """What a client or test needs to know (the CLOUD_LOCAL_READY line)."""
+        return {
+            "functions": {name: fn.url for name, fn in self.functions.items()},
+            "project": self.project,
+            "store": self.store_url,
+            "blobs": self.blobs_url,
+            "eventsTopic": self.events_topic,
+            "tickTopics": {n: self.tick_topic(n) for n, f in self.functions.items() if f.signature == "cloudevent"},
+            "emulators": self.emulator_env,
+            "logs": str(self.log_dir),
+        }
+
+    def down(self) -> None:
+        """Stop the functions, then any emulator this run started (never one it found running)."""
+        for fn in self.functions.values():
+            fn.stop()
+        if self.started_emulators:
+            try:
+                _emulators_sh("stop", *self.started_emulators)
+            except CloudLocalError as exc:
+                print(f"cloud-local: {exc}", file=sys.stderr)
+
+
+def _parse_schedule(values: list[str], known: dict[str, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for value in values:
+        name, sep, seconds = value.partition("=")
+        if not sep or known.get(name) != "cloudevent":
+            raise CloudLocalError(
+                f"--schedule {value!r}: expected EVENT_FUNCTION=SECONDS (event functions: "
+                f"{', '.join(n for n, s in known.items() if s == 'cloudevent')})"
+            )
+        try:
+            out[name] = float(seconds)
+        except ValueError:
+            raise CloudLocalError(f"--schedule {value!r}: SECONDS must be a number") from None
+        if out[name] <= 0:
+            raise CloudLocalError(f"--schedule {value!r}: SECONDS must be positive")
+    return out
+
+
+def _scheduler(cloud: CloudLocal, schedule: dict[str, float], stop: threading.Event) -> None:
+    """A Cloud Scheduler stand-in: publish `{"job": NAME}` to each tick topic at its interval."""
+    due = {name: time.monotonic() + seconds for name, seconds in schedule.items()}
+    pubsub = cloud.emulator_env["PUBSUB_EMULATOR_HOST"]
+    while not stop.wait(0.5):
+        now = time.monotonic()
+        for name, at in due.items():
+            if now >= at:
+                due[name] = now + schedule[name]
+                try:
+                    publish(pubsub, cloud.tick_topic(name), {"job": name})
+                except CloudLocalError as exc:
+                    print(f"cloud-local: scheduler: {exc}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run local cloud mode until SIGINT/SIGTERM."""
+    p = argparse.ArgumentParser(prog="cloud_local.py", description=__doc__.split("\n", 1)[0])
+    p.add_argument("--dir", type=Path, required=True, help="authority folder made by `cirrus init`")
+    p.add_argument("--project", default="cirrus-local", help="project id used in the emulators")
+    p.add_argument("--prefix", default="", help="Firestore collection prefix (and Pub/Sub name part)")
+    p.add_argument("--bucket", default="cirrus-local-crl", help="fake-gcs-server bucket for published CRLs")
+    p.add_argument("--host", default="127.0.0.1", help="address the functions listen on")
+    p.add_argument(
+        "--port", action="append", default=[], metavar="FUNCTION=PORT", help="fixed port for a function (default: free)"
+    )
+    p.add_argument("--log-dir", type=Path, default=None, help="function logs (default: a new temporary folder)")
+    p.add_argument("--no-start", action="store_true", help="fail instead of starting missing emulators")
+    p.add_argument(
+        "--schedule",
+        action="append",
+        default=[],
+        metavar="FUNCTION=SECONDS",
+        help="publish a tick to an event function's topic every SECONDS (Cloud Scheduler stand-in)",
+    )
+    args = p.parse_args(argv)
+    try:
+        ports = {}
+        for value in args.port:
+            name, _, port = value.partition("=")
+            ports[name] = int(port)
+        known = entry_points()
+        unknown = set(ports) - set(known)
+        if unknown:
+            raise CloudLocalError(f"--port: unknown function(s) {', '.join(sorted(unknown))}")
+        schedule = _parse_schedule(args.schedule, known)
+    except (CloudLocalError, ValueError) as exc:
+        p.error(str(exc))
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    cloud = CloudLocal(
+        authority_dir=args.dir.resolve(),
+        project=args.project,
+        prefix=args.prefix,
+        bucket=args.bucket,
+        host=args.host,
+        ports=ports,
+        log_dir=(args.log_dir or Path(tempfile.mkdtemp(prefix="cirrus-cloud-local-"))).resolve(),
+        start_emulators=not args.no_start,
+    )
+    try:
+        cloud.up(dict(os.environ))
+        info = cloud.describe()
+        for name, url in info["functions"].items():
+            print(f"{name:12} {url}")
+        print(f"store        {info['store']}")
+        print(f"blobs        {info['blobs']} (STORAGE_EMULATOR_HOST={info['emulators']['STORAGE_EMULATOR_HOST']})")
+        print(f"events       {info['eventsTopic']}")
+        print(f"logs         {info['logs']}")
+        print("CLOUD_LOCAL_READY " + json.dumps(info), flush=True)
+        scheduler = threading.Thread(target=_scheduler, args=(cloud, schedule, stop), daemon=True)
+        scheduler.start()
+        while not stop.wait(0.5):
+            for name, fn in cloud.functions.items():
+                status = fn.exited()
+                if status is not None:
+                    raise CloudLocalError(f"function {name} exited with {status}:\n{fn.log_tail()}")
+        return 0
+    except CloudLocalError as exc:
+        print(f"cloud-local: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stop.set()
+        cloud.down()
+        print("cloud-local: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
