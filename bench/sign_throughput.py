@@ -33,6 +33,7 @@ from tests.helpers import make_csr, mint_token, sign_claims  # noqa: E402
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "1,4,16").split(",")]
 PORT = int(os.environ.get("BENCH_PORT", "19443"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1)))
 MAX_RATE = int(os.environ.get("BENCH_MAX_RATE", "5000"))  # bodies minted per second of run
 
 LUA = r"""
@@ -160,6 +161,8 @@ def main() -> None:
             f"127.0.0.1:{PORT}",
             "--log-level",
             "WARNING",
+            "--workers",
+            str(WORKERS),
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -174,7 +177,8 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
     print(
         json.dumps(
-            {"benchmark": "sign_throughput", "duration_s": DURATION, "cores": os.cpu_count(), "results": results},
+            {"benchmark": "sign_throughput", "duration_s": DURATION, "cores": os.cpu_count(),
+            "workers": WORKERS, "results": results},
             indent=2,
         )
     )
