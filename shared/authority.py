@@ -436,9 +436,11 @@ class Authority:
             events.append(
                 self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name})
             )
-        self._stores.issuance.record_issuance(
-            record, new_endpoint=endpoint if operation == "sign" and create_endpoint else None, events=events
-        )
+        # A subject-grouped endpoint that was just read as existing is not sent again: the
+        # create would be refused and cost a second commit and a read (see docs/costs.md).
+        # (One created by another instance after our read found none is kept by the store.)
+        create = operation == "sign" and create_endpoint and new_endpoint
+        self._stores.issuance.record_issuance(record, new_endpoint=endpoint if create else None, events=events)
         self._publish(events)
         return Issued(certificate=cert, chain=self.intermediates, record=record)
 
