@@ -12,6 +12,12 @@ def ca_api(request):  # type: ignore[no-untyped-def]
 
 
 @functions_framework.http
+def issuer(request):  # type: ignore[no-untyped-def]
+    """Private: signs for ca_api and acme (the only holder of the KMS signing permission)."""
+    return handlers.issuer(request)
+
+
+@functions_framework.http
 def acme(request):  # type: ignore[no-untyped-def]
     """RFC 8555 ACME under /acme/{provisioner}/."""
     return handlers.acme(request)

@@ -81,6 +81,7 @@ class Settings:
     events: Mapping[str, Any] = field(default_factory=dict)
     event_sinks: tuple[str, ...] = ()
     external_url: str = ""
+    issuer_url: str = ""
     max_body_bytes: int = MAX_BODY_BYTES
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -120,6 +121,7 @@ class Settings:
                 ("key", "CIRRUS_KEY"),
                 ("externalURL", "CIRRUS_EXTERNAL_URL"),
                 ("eventSinks", "CIRRUS_EVENTS"),
+                ("issuerURL", "CIRRUS_ISSUER_URL"),
             )
             if env.get(v)
         }
@@ -197,6 +199,7 @@ class Settings:
             events=events,
             event_sinks=tuple(sinks_raw),
             external_url=str(merged.get("externalURL") or ""),
+            issuer_url=str(merged.get("issuerURL") or ""),
             raw=merged,
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -28,6 +28,9 @@ from shared.revocation import Revoker
 from shared.store.base import Store
 from shared.store.open import open_store
 from shared.x509.profile import Issuer
+
+if TYPE_CHECKING:
+    from shared.issuer_link import IssuerLink
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -80,12 +83,13 @@ class Services:
     settings: Settings
     clock: Clock
     store: Store
-    authority: Authority
+    authority: Authority | None
     revoker: Revoker
     provisioners: Provisioners
     audiences: Audiences
     roots: list[x509.Certificate]
     intermediates: list[x509.Certificate]
+    issuer_link: IssuerLink | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -96,6 +100,16 @@ class Services:
                 self.extras[name] = factory(self)
             return self.extras[name]
 
+    def issuing(self) -> Authority:
+        """The in-process issuing authority.
+
+        Raises:
+            ConfigError: this instance forwards to an issuer function instead.
+        """
+        if self.authority is None:
+            raise ConfigError("this instance has no signing key; requests go to the issuer function")
+        return self.authority
+
     def close(self) -> None:
         """Release backends."""
         self.store.close()
@@ -104,37 +118,44 @@ class Services:
 def build_services(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Services:
     """Wire every service from settings.
 
+    With `issuerURL` set (the serverless registration-authority shape) no signing
+    key is opened: requests that need a signature go to the private issuer function.
+
     Raises:
         ConfigError: anything in the settings that cannot be built.
     """
     clock = clock or SystemClock()
     roots = [c for path in settings.roots for c in load_certificates(path)]
     intermediates = load_certificates(settings.intermediate)
-    signer = open_signer(settings.key, password_file=settings.password_file)
-    issuer_cert = intermediates[0]
-    if signer.public_key().public_numbers() != issuer_cert.public_key().public_numbers():  # type: ignore[union-attr]
-        raise ConfigError("the key does not match the intermediate certificate")
-    issuer = Issuer.of(issuer_cert, as_private_key(signer))
     store = store or open_store(settings.store, clock=clock)
     audiences = Audiences(audience_hosts(settings))
     provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
-    crl_url = _crl_url_function(settings)
     from shared.events.log import open_sinks
 
     sinks: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
-    authority = Authority(
-        authority_id=settings.authority_id,
-        issuer=issuer,
-        intermediates=intermediates,
-        roots=roots,
-        provisioners=provisioners,
-        stores=AuthorityStores(tokens=store, issuance=store, revocations=store, endpoints=store),
-        clock=clock,
-        backdate=settings.backdate,
-        crl_url=crl_url,
-        ocsp_url=settings.crl.ocsp_url or None,
-        sinks=sinks,
-    )
+    authority: Authority | None = None
+    issuer_link: IssuerLink | None = None
+    if settings.issuer_url:
+        from shared.issuer_link import IssuerLink
+
+        issuer_link = IssuerLink(settings.issuer_url)
+    else:
+        signer = open_signer(settings.key, password_file=settings.password_file)
+        if signer.public_key().public_numbers() != intermediates[0].public_key().public_numbers():  # type: ignore[union-attr]
+            raise ConfigError("the key does not match the intermediate certificate")
+        authority = Authority(
+            authority_id=settings.authority_id,
+            issuer=Issuer.of(intermediates[0], as_private_key(signer)),
+            intermediates=intermediates,
+            roots=roots,
+            provisioners=provisioners,
+            stores=AuthorityStores(tokens=store, issuance=store, revocations=store, endpoints=store),
+            clock=clock,
+            backdate=settings.backdate,
+            crl_url=_crl_url_function(settings),
+            ocsp_url=settings.crl.ocsp_url or None,
+            sinks=sinks,
+        )
     revoker = Revoker(
         authority_id=settings.authority_id,
         provisioners=provisioners,
@@ -154,6 +175,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         audiences=audiences,
         roots=roots,
         intermediates=intermediates,
+        issuer_link=issuer_link,
     )
 
 

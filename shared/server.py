@@ -69,7 +69,7 @@ def issue_server_certificate(services: Services, directory: Path) -> tuple[Path,
     ]
     not_after = now + SERVER_CERT_LIFETIME
     cert = sign_certificate(
-        s.authority.issuer,
+        s.issuing().issuer,
         subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, s.settings.common_name)]),
         public_key=key.public_key(),
         serial=random_serial(),

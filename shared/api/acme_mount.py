@@ -12,20 +12,25 @@ import base64
 import datetime as dt
 import secrets
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from werkzeug.wrappers import Request, Response
 
 from shared.acme.finalize import IssuedChain
 from shared.acme.identifiers import Identifier
+from shared.api.render import read_json_object
+from shared.api.stepca import sign_response
 from shared.authority import Authority
-from shared.errors import Forbidden
+from shared.errors import BadRequest, CAError, Forbidden, NotFound, Unauthorized, Unavailable
 from shared.revocation import Revoker as AuthorityRevoker
+from shared.x509.csr import parse_csr
 from shared.x509.names import split_sans
 
 if TYPE_CHECKING:
     from shared.acme.server import ACMEServer
+    from shared.issuer_link import IssuerLink
     from shared.runtime import Services
 
 NONCE_KEY_COLLECTION = "cirrus_secrets"
@@ -81,6 +86,86 @@ class AuthorityFinalizer:
         )
 
 
+class RemoteFinalizer(AuthorityFinalizer):
+    """The same contract, signing through the private issuer function (no key here)."""
+
+    def __init__(self, *, link: IssuerLink, revoker: AuthorityRevoker, provisioners: Any) -> None:
+        self._link = link
+        self._revoker = revoker
+        self._provisioners = provisioners
+
+    def check_identifiers(self, identifiers: Sequence[Identifier], *, provisioner: str) -> None:
+        """Same checks as in-process; the issuer repeats them before signing."""
+        if self._provisioners.by_name(provisioner) is None:
+            raise Forbidden("provisioner not found")
+        try:
+            split_sans([i.value for i in identifiers])
+        except ValueError as exc:
+            raise Forbidden(str(exc)) from exc
+
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        identifiers: Sequence[Identifier],
+        *,
+        provisioner: str,
+        account_id: str,
+        replaces: str | None,
+        not_before: dt.datetime | None,
+        not_after: dt.datetime | None,
+    ) -> IssuedChain:
+        """POST the order's CSR and names to the issuer; parse the chain it returns."""
+        status, body = self._link.call_json(
+            "/internal/acme/issue",
+            {
+                "provisioner": provisioner,
+                "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+                "names": [i.value for i in identifiers],
+                "replaces": replaces,
+                "notBefore": not_before.isoformat() if not_before else None,
+                "notAfter": not_after.isoformat() if not_after else None,
+            },
+        )
+        if status != 201:
+            raise _error_for(status, str(body.get("message", "")))
+        chain = [x509.load_pem_x509_certificate(c.encode()) for c in body.get("certChain", [])]
+        if not chain:
+            raise Unavailable("the issuer returned no certificate")
+        return IssuedChain(serial=str(chain[0].serial_number), leaf=chain[0], chain=tuple(chain[1:]))
+
+
+def _error_for(status: int, message: str) -> CAError:
+    """Rebuild the issuer's refusal as the same typed error."""
+    for cls in (BadRequest, Unauthorized, Forbidden, NotFound):
+        if cls.status == status:
+            return cls(message or None)
+    return Unavailable("the issuer could not sign the certificate")
+
+
+def internal_acme(request: Request, services: Services, tail: str) -> Response:
+    """The issuer function's `/internal/acme/issue`: finalize on behalf of the public `acme` function.
+
+    Served only by the private `issuer` function (its invokers are the public functions'
+    service accounts); it repeats every authority check before signing.
+    """
+    if request.method != "POST" or tail.strip("/") != "issue":
+        raise NotFound()
+    body = read_json_object(request, max_bytes=services.settings.max_body_bytes)
+    names = body.get("names")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise BadRequest("names must be a list of strings")
+    csr = parse_csr(str(body.get("csr") or ""))
+    issued = services.issuing().issue_for_identifiers(
+        provisioner_name=str(body.get("provisioner") or ""),
+        csr=csr,
+        names=names,
+        replaces=body.get("replaces") if isinstance(body.get("replaces"), str) else None,
+        not_before=body.get("notBefore"),
+        not_after=body.get("notAfter"),
+    )
+    return sign_response(issued)
+
+
 def nonce_key(services: Services) -> bytes:
     """The HMAC key for ACME nonces, shared by every instance through the store.
 
@@ -106,7 +191,13 @@ def build_acme(services: Services) -> ACMEServer:
         for p in services.settings.provisioners
         if str(p.get("type", "")).upper() == "ACME"
     }
-    finalizer = AuthorityFinalizer(authority=services.authority, revoker=services.revoker)
+    finalizer: AuthorityFinalizer
+    if services.issuer_link is not None:
+        finalizer = RemoteFinalizer(
+            link=services.issuer_link, revoker=services.revoker, provisioners=services.provisioners
+        )
+    else:
+        finalizer = AuthorityFinalizer(authority=services.issuing(), revoker=services.revoker)
     return ACMEServer(
         clock=services.clock,
         documents=services.store,

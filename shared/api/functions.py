@@ -45,6 +45,20 @@ def _app() -> CirrusApp:
     return app  # type: ignore[no-any-return]
 
 
+def _issuer_app() -> CirrusApp:
+    app = _instance.get("issuer_app")
+    if app is None:
+        s = services()
+        from shared.api.acme_mount import internal_acme
+
+        with _lock:
+            app = _instance.get("issuer_app")
+            if app is None:
+                app = CirrusApp(s, mounts={"/internal/acme": internal_acme})
+                _instance["issuer_app"] = app
+    return app  # type: ignore[no-any-return]
+
+
 def reset() -> None:
     """Forget the instance's services (tests switch configurations with it)."""
     with _lock:
@@ -57,6 +71,15 @@ def reset() -> None:
 def ca_api(request: Request) -> Response:
     """The step-ca API (`/`, `/1.0`), plus OCSP/CRL/ACME mounts where configured."""
     return _app().handle(request)
+
+
+def issuer(request: Request) -> Response:
+    """The private issuer: the only function holding the signing key's KMS permission.
+
+    It serves the step-ca signing routes and `/internal/acme/issue` for the public
+    functions, which forward to it when `CIRRUS_ISSUER_URL` is set.
+    """
+    return _issuer_app().handle(request)
 
 
 def acme(request: Request) -> Response:

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Request, Response
 from shared import __version__
 from shared.api.render import json_response, read_json_object
 from shared.authority import Issued
-from shared.errors import BadRequest, NotFound, NotImplementedYet, Unauthorized
+from shared.errors import BadRequest, NotFound, NotImplementedYet, PayloadTooLarge, Unauthorized
 from shared.provisioners.renew_token import verify_renew_token
 from shared.runtime import Services
 
@@ -153,9 +153,29 @@ class StepCAAPI:
         return json_response({"key": p.encrypted_key})
 
     # ----------------------------------------------------------- writes
+    def _forward(self, request: Request) -> Response | None:
+        """In the registration-authority shape, hand a signing request to the issuer as is."""
+        link = self._s.issuer_link
+        if link is None:
+            return None
+        if request.content_length is not None and request.content_length > self._max:
+            raise PayloadTooLarge(f"request body larger than {self._max} bytes")
+        body = request.stream.read(self._max + 1)
+        if len(body) > self._max:
+            raise PayloadTooLarge(f"request body larger than {self._max} bytes")
+        headers = {}
+        if request.headers.get("Authorization"):
+            # The client's renew token travels in X-Cirrus-Authorization: Authorization carries ours.
+            headers["X-Cirrus-Authorization"] = request.headers["Authorization"]
+        status, _, payload = link.call(request.path, body, headers=headers)
+        return Response(payload, status=status, mimetype="application/json")
+
     def _sign(self, request: Request) -> Response:
+        forwarded = self._forward(request)
+        if forwarded is not None:
+            return forwarded
         body = read_json_object(request, max_bytes=self._max)
-        issued = self._s.authority.sign(
+        issued = self._s.issuing().sign(
             csr_pem=body.get("csr"),
             ott=body.get("ott"),
             not_before=body.get("notBefore"),
@@ -165,22 +185,25 @@ class StepCAAPI:
 
     def _renew(self, request: Request) -> Response:
         cert = client_certificate(request)
-        if cert is not None:
-            return sign_response(self._s.authority.renew(certificate=cert))
+        if cert is not None and self._s.issuer_link is None:
+            return sign_response(self._s.issuing().renew(certificate=cert))
+        forwarded = self._forward(request)
+        if forwarded is not None:
+            return forwarded
         token = _bearer(request)
         if token is None:
             raise Unauthorized("missing client certificate or bearer token")
         leaf, replay = verify_renew_token(
             token, roots=self._s.roots, audiences=self._s.audiences, now=self._s.clock.now()
         )
-        return sign_response(self._s.authority.renew(certificate=leaf, replay=replay))
+        return sign_response(self._s.issuing().renew(certificate=leaf, replay=replay))
 
     def _rekey(self, request: Request) -> Response:
         cert = client_certificate(request)
         if cert is None:
             raise Unauthorized("missing client certificate")
         body = read_json_object(request, max_bytes=self._max)
-        return sign_response(self._s.authority.rekey(certificate=cert, csr_pem=body.get("csr")))
+        return sign_response(self._s.issuing().rekey(certificate=cert, csr_pem=body.get("csr")))
 
     def _revoke(self, request: Request) -> Response:
         body: dict[str, Any] = read_json_object(request, max_bytes=self._max)
@@ -196,7 +219,9 @@ class StepCAAPI:
 
 
 def _bearer(request: Request) -> str | None:
-    header = request.headers.get("Authorization", "")
+    # Behind the registration authority the client's token arrives in X-Cirrus-Authorization,
+    # because Authorization carries the platform's ID token for the issuer function.
+    header = request.headers.get("X-Cirrus-Authorization") or request.headers.get("Authorization", "")
     if header[:7].lower() == "bearer ":
         token = header[7:].strip()
         return token or None

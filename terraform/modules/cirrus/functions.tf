@@ -54,7 +54,7 @@ locals {
       signs        = true
       events       = true
       calls_issuer = false
-      deployed     = false
+      deployed     = true
       memory       = "512Mi"
       timeout      = 60
     }
