@@ -1,0 +1,404 @@
+"""Cold start of each Cloud Function: new Python process -> first answered request, and import cost.
+
+What a cold instance pays, measured on this machine for every entry point of `functions/main.py`
+(ca_api, acme, ocsp, crl_publish, sweep, and any that land later):
+
+- `first_answer_ms`: wall time from spawning `python -m functions_framework --target NAME` (the server
+  Cloud Functions 2nd gen runs: gunicorn, one worker) to the end of its first successful request. HTTP
+  functions: `GET /health` (ca_api, acme) or an OCSP POST for an issued certificate (ocsp); event
+  functions: a Pub/Sub CloudEvent POST (binary mode, as Eventarc delivers it). The client polls the
+  port every 2 ms, so the figure includes how long the server takes to listen. Split into
+  `listen_ms` (process start, imports, gunicorn fork, socket bound) and `first_request_ms` (the first
+  request itself: building the instance's services from settings, lazy imports, the work).
+- `module_import_ms`: `python -X importtime -c "import functions.main"`, cumulative time of that
+  import (what every function pays before it can serve), and `first_call_import_ms`: the imports the
+  function's first request triggers lazily (same tool, counted after a marker).
+- `python_startup_ms`: `python -c pass`, the floor no function can go under.
+
+Storage is the embedded shape (SQLite store and local blob folder inside an authority made by
+`cirrus init`), so the figures are the code's own cost, not an emulator's latency. Each figure is the
+median of `--repeat` runs (default 5), taken round-robin across the functions so
+load from elsewhere on the machine spreads evenly; min and max are given too. `--shape emulators`
+measures the same against the Firestore emulator and fake-gcs-server instead (FIRESTORE_EMULATOR_HOST
+and STORAGE_EMULATOR_HOST from `infra/emulators.sh env`): the first request then also pays the Cloud SDK
+imports and the first RPCs, which a deployed function pays against the real services.
+
+Usage: python bench/cold_start.py [--repeat 5] [--shape local|emulators|both] [--functions ca_api,ocsp] > result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+MAIN = REPO / "functions" / "main.py"
+TARGET_MS = 300.0
+_SIGNATURES = {"http": "http", "cloud_event": "cloudevent"}
+_IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def entry_points() -> dict[str, str]:
+    """Entry points of functions/main.py and their signature types (parsed, not imported)."""
+    out: dict[str, str] = {}
+    for node in ast.parse(MAIN.read_text()).body:
+        if isinstance(node, ast.FunctionDef):
+            for dec in node.decorator_list:
+                target = dec.func if isinstance(dec, ast.Call) else dec
+                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+                if name in _SIGNATURES:
+                    out[node.name] = _SIGNATURES[name]
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
+
+
+# ------------------------------------------------------------------ fixture
+def prepare(workdir: Path, overrides: dict[str, str]) -> tuple[Path, bytes]:
+    """An authority with one issued certificate and a published CRL; returns (dir, OCSP request DER)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509 import ocsp
+    from werkzeug.test import Client
+
+    from shared.api.app import CirrusApp
+    from shared.api.mounts import default_mounts
+    from shared.cli.client import mint_token
+    from shared.cli.crl import run_publish
+    from shared.cli.init import init_authority
+    from shared.config import Settings
+    from shared.runtime import build_services
+
+    ca = workdir / "ca"
+    # A low PBES2 count only speeds up this setup: servers never decrypt the provisioner key.
+    init_authority(ca, name="Bench", p2c=1000)
+    keys = {"CIRRUS_STORE": "store", "CIRRUS_BLOBS": "blobs"}
+    settings = Settings.load(ca / "config.json", overrides={keys[k]: v for k, v in overrides.items() if k in keys})
+    services = build_services(settings)
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.example.com")]))
+            .sign(key, hashes.SHA256())
+        )
+        jwk = json.loads((ca / "secrets" / "provisioner.jwk").read_text())
+        token = mint_token(
+            jwk=jwk,
+            provisioner="admin",
+            subject="bench.example.com",
+            audience="https://127.0.0.1/1.0/sign",
+            sans=["bench.example.com"],
+        )
+        api = Client(CirrusApp(services, mounts=default_mounts(services)))
+        resp = api.post("/1.0/sign", json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": token})
+        if resp.status_code != 201:
+            raise SystemExit(f"bench setup: sign failed: {resp.get_data(as_text=True)}")
+        cert = x509.load_pem_x509_certificate(resp.get_json()["crt"].encode())
+        run_publish(services)
+    finally:
+        services.close()
+    issuer = x509.load_pem_x509_certificate((ca / "certs" / "intermediate_ca.crt").read_bytes())
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
+    return ca, req.public_bytes(serialization.Encoding.DER)
+
+
+# ------------------------------------------------------------------ one cold start
+def _request_for(name: str, signature: str, ocsp_der: bytes) -> tuple[str, str, bytes, dict[str, str]]:
+    if name == "ocsp":
+        return "POST", "/ocsp", ocsp_der, {"Content-Type": "application/ocsp-request"}
+    if signature == "http":
+        return "GET", "/health", b"", {}
+    body = json.dumps({"message": {"data": "eyJqb2IiOiJiZW5jaCJ9", "messageId": "1"}}).encode()
+    return (
+        "POST",
+        "/",
+        body,
+        {
+            "Content-Type": "application/json",
+            "ce-specversion": "1.0",
+            "ce-id": secrets.token_hex(8),
+            "ce-source": "//pubsub.googleapis.com/projects/bench/topics/tick",
+            "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+        },
+    )
+
+
+def cold_start(name: str, signature: str, env: dict[str, str], ocsp_der: bytes) -> dict[str, float]:
+    """Spawn the function, poll until its first request answers 200; return the timings in ms."""
+    port = free_port()
+    method, path, body, headers = _request_for(name, signature, ocsp_der)
+    cmd = [sys.executable, "-m", "functions_framework", "--target", name, "--source", str(MAIN),
+           "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = t0 + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"{name} did not answer within 60 s")
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=1)
+            except OSError:
+                time.sleep(0.002)
+                continue
+            t_listen = time.perf_counter()
+            hc = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            hc.sock = conn
+            hc.request(method, path, body=body or None, headers=headers)
+            resp = hc.getresponse()
+            payload = resp.read()
+            t_done = time.perf_counter()
+            hc.close()
+            if resp.status != 200:
+                raise RuntimeError(f"{name}: first request answered {resp.status}: {payload[:300]!r}")
+            if name == "ocsp" and payload[:1] != b"\x30":
+                raise RuntimeError("ocsp: answer is not DER")
+            return {
+                "first_answer_ms": (t_done - t0) * 1000,
+                "listen_ms": (t_listen - t0) * 1000,
+                "first_request_ms": (t_done - t_listen) * 1000,
+            }
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+# ------------------------------------------------------------------ import times
+_FIRST_CALL = """
+import sys
+import functions.main
+from functions_framework import create_app
+app = create_app({name!r}, {main!r}, signature_type={sig!r}).test_client()
+sys.stderr.write("COLD_START_MARK\\n"); sys.stderr.flush()
+r = app.open({path!r}, method={method!r}, data={body!r}, headers={headers!r})
+assert r.status_code == 200, (r.status_code, r.get_data()[:300])
+"""
+
+
+def parse_importtime(text: str) -> tuple[list[tuple[int, str, int]], list[tuple[int, str, int]]]:
+    """(before, after) the marker: (depth, module, cumulative µs) per `-X importtime` line."""
+    before: list[tuple[int, str, int]] = []
+    after: list[tuple[int, str, int]] = []
+    current = before
+    for line in text.splitlines():
+        if line.startswith("COLD_START_MARK"):
+            current = after
+            continue
+        m = _IMPORTTIME.match(line)
+        if m:
+            current.append((len(m.group(3)) // 2, m.group(4), int(m.group(2))))
+    return before, after
+
+
+def import_profile(name: str, signature: str, env: dict[str, str], ocsp_der: bytes) -> dict[str, Any]:
+    """`functions.main` import time, and the lazy imports of the function's first call (one process)."""
+    method, path, body, headers = _request_for(name, signature, ocsp_der)
+    code = _FIRST_CALL.format(name=name, main=str(MAIN), sig=signature, path=path, method=method, body=body,
+                              headers=headers)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"import profile of {name} failed: {proc.stderr[-2000:]}")
+    before, after = parse_importtime(proc.stderr)
+    main_us = next(us for depth, mod, us in before if mod == "functions.main" and depth == 0)
+    lazy_us = sum(us for depth, _, us in after if depth == 0)
+    return {
+        "module_import_ms": main_us / 1000,
+        "first_call_import_ms": lazy_us / 1000,
+        "_lines": before + after,
+    }
+
+
+def top_imports(lines: list[tuple[int, str, int]], limit: int = 12) -> list[dict[str, Any]]:
+    """The heaviest imports (depth <= 2) of the function's own code: where its import time goes.
+
+    `-X importtime` prints children before their parent, so each depth-0 line closes a block. Blocks
+    before `functions.main`'s (interpreter start-up: site, encodings) are left out: no code of ours
+    can change them.
+    """
+    blocks: list[list[tuple[int, str, int]]] = [[]]
+    for line in lines:
+        blocks[-1].append(line)
+        if line[0] == 0:
+            blocks.append([])
+    start = next((i for i, b in enumerate(blocks) if b and b[-1][1] == "functions.main"), 0)
+    best: dict[str, int] = {}
+    for block in blocks[start:]:
+        for depth, mod, us in block:
+            if depth <= 2 and mod != "functions.main":
+                best[mod] = max(best.get(mod, 0), us)
+    ranked = sorted(best.items(), key=lambda kv: -kv[1])[:limit]
+    return [{"module": mod, "cumulative_ms": round(us / 1000, 1)} for mod, us in ranked]
+
+
+def python_startup(env: dict[str, str], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def measure(functions: dict[str, str], env: dict[str, str], ocsp_der: bytes, repeat: int) -> dict[str, Any]:
+    """Every function `repeat` times, round-robin, so load from elsewhere on the machine spreads evenly."""
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in functions}
+    profiles: dict[str, list[dict[str, Any]]] = {n: [] for n in functions}
+    # Warm the OS page cache and the .pyc files once, as a deployed image has them.
+    first = next(iter(functions))
+    cold_start(first, functions[first], env, ocsp_der)
+    for _ in range(repeat):
+        for name, signature in functions.items():
+            runs[name].append(cold_start(name, signature, env, ocsp_der))
+            profiles[name].append(import_profile(name, signature, env, ocsp_der))
+    results: dict[str, Any] = {}
+    for name, signature in functions.items():
+        method, path, _, _ = _request_for(name, signature, ocsp_der)
+        entry: dict[str, Any] = {"signature": signature, "first_request": f"{method} {path}"}
+        for key in ("first_answer_ms", "listen_ms", "first_request_ms"):
+            entry[key] = summary([r[key] for r in runs[name]])
+        for key in ("module_import_ms", "first_call_import_ms"):
+            entry[key] = summary([pr[key] for pr in profiles[name]])
+        if name in ("ca_api", "ocsp"):
+            entry["target_ms"] = TARGET_MS
+            entry["meets_target"] = entry["first_answer_ms"]["median"] < TARGET_MS
+            entry["heaviest_imports"] = top_imports(profiles[name][len(profiles[name]) // 2]["_lines"])
+        results[name] = entry
+        print(f"{name}: first answer {entry['first_answer_ms']['median']} ms (median of {repeat})", file=sys.stderr)
+    return results
+
+
+def emulator_overrides(env: dict[str, str]) -> dict[str, str] | None:
+    """CIRRUS_STORE / CIRRUS_BLOBS on the Firestore emulator and fake-gcs-server, if both are running."""
+    firestore, gcs = env.get("FIRESTORE_EMULATOR_HOST"), env.get("STORAGE_EMULATOR_HOST")
+    if not firestore or not gcs:
+        return None
+    import urllib.request
+
+    run_id = secrets.token_hex(4)
+    bucket = f"cirrus-bench-{run_id}"
+    req = urllib.request.Request(
+        f"{gcs.rstrip('/')}/storage/v1/b?project=cirrus-bench",
+        data=json.dumps({"name": bucket}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10):
+        pass
+    return {
+        "CIRRUS_STORE": f"firestore:projects/cirrus-bench/databases/(default)?prefix=bench{run_id}-",
+        "CIRRUS_BLOBS": f"gs://{bucket}",
+        "GOOGLE_CLOUD_PROJECT": "cirrus-bench",
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--functions", default="", help="comma-separated subset (default: every entry point)")
+    p.add_argument(
+        "--shape",
+        choices=("local", "emulators", "both"),
+        default="local",
+        help="local: SQLite + blob folder; emulators: Firestore emulator + fake-gcs-server (needs "
+        "FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST, from `infra/emulators.sh env`)",
+    )
+    args = p.parse_args()
+
+    functions = entry_points()
+    if args.functions:
+        wanted = [f.strip() for f in args.functions.split(",") if f.strip()]
+        unknown = set(wanted) - set(functions)
+        if unknown:
+            p.error(f"unknown function(s): {', '.join(sorted(unknown))}")
+        functions = {n: functions[n] for n in wanted}
+
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("CIRRUS_")}
+    base_env["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO), base_env.get("PYTHONPATH", "")) if x)
+    shapes: dict[str, dict[str, str]] = {}
+    if args.shape in ("local", "both"):
+        shapes["local"] = {}
+    if args.shape in ("emulators", "both"):
+        overrides = emulator_overrides(base_env)
+        if overrides is None:
+            p.error("--shape emulators needs FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST")
+        shapes["emulators"] = overrides
+
+    out: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "cpus": os.cpu_count(),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+        "repeat": args.repeat,
+        "python_startup_ms": summary(python_startup(base_env, args.repeat)),
+        "target_ms": TARGET_MS,
+    }
+    for shape, overrides in shapes.items():
+        workdir = Path(tempfile.mkdtemp(prefix="cirrus-cold-start-"))
+        try:
+            env = dict(base_env)
+            env.update(overrides)
+            if shape == "local":
+                env = {k: v for k, v in env.items() if not k.endswith("_EMULATOR_HOST")}
+            saved = dict(os.environ)
+            os.environ.update(overrides)  # prepare() runs in this process against the same backends
+            try:
+                ca, ocsp_der = prepare(workdir, overrides)
+            finally:
+                os.environ.clear()
+                os.environ.update(saved)
+            env["CIRRUS_CONFIG"] = str(ca / "config.json")
+            print(f"== shape {shape}", file=sys.stderr)
+            out[shape] = {"store": env.get("CIRRUS_STORE", "sqlite (config.json)"), "functions": measure(
+                functions, env, ocsp_der, args.repeat)}  # fmt: skip
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
