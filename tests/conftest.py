@@ -43,3 +43,27 @@ def services(authority_dir: Path) -> Iterator[Services]:
 def api(services: Services) -> Client:
     """A WSGI test client for the full app (no network)."""
     return Client(CirrusApp(services, mounts=default_mounts(services)))
+
+
+@pytest.fixture(autouse=True)
+def _lint_every_issued_certificate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every certificate the in-process authority issues during a test must pass pkilint's
+    RFC 5280 certificate lints with no ERROR (issue 2); the test fails at teardown otherwise."""
+    from cryptography.hazmat.primitives import serialization
+
+    from shared.authority import Authority
+    from tests.helpers import pkilint_errors
+
+    issued: list[bytes] = []
+    original = Authority._record
+
+    def recording(self: Authority, cert, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = original(self, cert, *args, **kwargs)
+        issued.append(cert.public_bytes(serialization.Encoding.DER))
+        return result
+
+    monkeypatch.setattr(Authority, "_record", recording)
+    yield
+    findings = {i: pkilint_errors(der) for i, der in enumerate(issued)}
+    bad = {i: f for i, f in findings.items() if f}
+    assert not bad, f"pkilint ERROR findings in issued certificates: {bad}"
