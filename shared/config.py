@@ -57,6 +57,8 @@ class CRLSettings:
     shards: int = 0
     base_url: str = ""
     ocsp_url: str = ""
+    ca_issuers_url: str = ""
+    publish_on_revoke: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,4 +224,6 @@ def _crl_settings(raw: Any) -> CRLSettings:
         shards=shards,
         base_url=str(raw.get("baseURL") or ""),
         ocsp_url=str(raw.get("ocspURL") or ""),
+        ca_issuers_url=str(raw.get("caIssuersURL") or ""),
+        publish_on_revoke=bool(raw.get("publishOnRevoke", False)),
     )
