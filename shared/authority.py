@@ -91,6 +91,7 @@ class Authority:
         serials: SerialSource = random_serial,
         crl_url: UrlForSerial | None = None,
         ocsp_url: str | None = None,
+        ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
     ) -> None:
         self.authority_id = authority_id
@@ -104,6 +105,7 @@ class Authority:
         self._serials = serials
         self._crl_url = crl_url
         self._ocsp_url = ocsp_url
+        self._ca_issuers_url = ca_issuers_url
         self._sinks = list(sinks)
 
     # ----------------------------------------------------------------- sign
@@ -299,6 +301,7 @@ class Authority:
             provisioner=prov_ext,
             crl_url=self._crl_url(serial) if self._crl_url else None,
             ocsp_url=self._ocsp_url,
+            ca_issuers_url=self._ca_issuers_url,
         )
 
     def _claim(self, replay: ReplayClaim) -> None:

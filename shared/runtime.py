@@ -154,6 +154,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
             backdate=settings.backdate,
             crl_url=_crl_url_function(settings),
             ocsp_url=settings.crl.ocsp_url or None,
+            ca_issuers_url=settings.crl.ca_issuers_url or None,
             sinks=sinks,
         )
     revoker = Revoker(

@@ -215,7 +215,25 @@ class StepCAAPI:
             passive=body.get("passive"),
             client_certificate=client_certificate(request),
         )
+        if self._s.settings.crl.publish_on_revoke:
+            _publish_now(self._s)
         return json_response({"status": "ok"})
+
+
+def _publish_now(services: Services) -> None:
+    """`crl.publishOnRevoke`: republish right away so CRLs and OCSP show the revocation.
+
+    The revocation is already durable; a failed publication is logged, not returned, and
+    the next scheduled run catches up.
+    """
+    import logging
+
+    from shared.cli.crl import run_publish
+
+    try:
+        run_publish(services)
+    except Exception:
+        logging.getLogger("cirrus.crl").warning("publish-on-revoke failed; the schedule will retry", exc_info=True)
 
 
 def _bearer(request: Request) -> str | None:

@@ -244,3 +244,27 @@ def test_events_reach_the_log_sink_without_secrets(api, authority_dir: Path, cap
     assert lines[0]["data"]["serial"] == str(cert.serial_number) and lines[0]["specversion"] == "1.0"
     blob = json.dumps(lines)
     assert "PRIVATE" not in blob and '"d"' not in blob and "ott" not in blob
+
+
+def test_aia_cdp_and_publish_on_revoke(authority_dir: Path) -> None:
+    cfg = json.loads((authority_dir / "config.json").read_text())
+    cfg["crl"].update({
+        "baseURL": "http://crl.example.test", "ocspURL": "http://ocsp.example.test/ocsp",
+        "caIssuersURL": "http://ca.example.test/intermediate.crt", "publishOnRevoke": True,
+    })
+    (authority_dir / "config.json").write_text(json.dumps(cfg))
+    s = build_services(Settings.load(authority_dir / "config.json"))
+    api = Client(CirrusApp(s))
+    cert, _, _ = issue(api, authority_dir, "aia.example.com")
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    assert [d.access_location.value for d in aia] == ["http://ocsp.example.test/ocsp", "http://ca.example.test/intermediate.crt"]
+    cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert cdp[0].full_name[0].value.startswith("http://crl.example.test/")
+    serial = str(cert.serial_number)
+    r = api.post("/1.0/revoke", json={"serial": serial, "ott": mint_token(authority_dir, sign_claims(serial, None, op="revoke")), "passive": True})
+    assert r.status_code == 200
+    crls = list((authority_dir / "published" / "crl").glob("*.crl"))
+    assert crls, "publishOnRevoke wrote no CRL"
+    crl = x509.load_der_x509_crl(crls[0].read_bytes())
+    assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+    s.close()
