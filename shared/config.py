@@ -5,12 +5,13 @@
 `authority.claims`, `authority.backdate`, `crl`), so a step-ca provisioner
 block loads unchanged. Cirrus-only settings sit beside them: `store` (store
 URL), `blobs` (object storage URL), `passwordFile` (for softkms keys),
-`events` (sinks) and `externalURL`.
+`events` (sinks), `externalURL` and `ocsp` (the delegated OCSP responder's
+key URI and certificate lifetime).
 
 Relative paths are resolved against the config file's folder. In the
 serverless shape the functions read `CIRRUS_CONFIG` (a path to config.json
 shipped in the bundle) and `CIRRUS_STORE` / `CIRRUS_BLOBS` / `CIRRUS_KEY` /
-`CIRRUS_EVENTS` override the file.
+`CIRRUS_EVENTS` / `CIRRUS_OCSP_KEY` override the file.
 """
 
 from __future__ import annotations
@@ -62,6 +63,22 @@ class CRLSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OCSPSettings:
+    """`ocsp` block: the delegated OCSP responder (standards.md OCSP-05).
+
+    `responder_key` is the KeyManager URI of the responder's own key; empty
+    means the issuing CA key signs OCSP responses (the pre-delegation
+    behaviour). `responder_lifetime` is the validity of each responder
+    certificate; it is renewed at half-life, so it must be at least twice the
+    CRL validity, else a response (whose nextUpdate is the CRL's) could outlive
+    the certificate that signed it.
+    """
+
+    responder_key: str = ""
+    responder_lifetime: dt.timedelta = dt.timedelta(hours=72)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the composition root needs, validated."""
 
@@ -80,6 +97,7 @@ class Settings:
     store: str
     blobs: str
     crl: CRLSettings
+    ocsp: OCSPSettings = field(default_factory=OCSPSettings)
     events: Mapping[str, Any] = field(default_factory=dict)
     event_sinks: tuple[str, ...] = ()
     external_url: str = ""
@@ -124,6 +142,7 @@ class Settings:
                 ("externalURL", "CIRRUS_EXTERNAL_URL"),
                 ("eventSinks", "CIRRUS_EVENTS"),
                 ("issuerURL", "CIRRUS_ISSUER_URL"),
+                ("ocspResponderKey", "CIRRUS_OCSP_KEY"),
             )
             if env.get(v)
         }
@@ -174,6 +193,7 @@ class Settings:
         store = str(merged.get("store") or "sqlite:db/cirrus.db")
         blobs = str(merged.get("blobs") or "file:published")
         crl = _crl_settings(merged.get("crl") or {})
+        ocsp = _ocsp_settings(merged.get("ocsp") or {}, base_dir, merged.get("ocspResponderKey"), crl)
         events = merged.get("events") or {}
         if not isinstance(events, dict):
             raise ConfigError("config: 'events' must be an object")
@@ -198,6 +218,7 @@ class Settings:
             store=_resolve(base_dir, store),
             blobs=_resolve(base_dir, blobs),
             crl=crl,
+            ocsp=ocsp,
             events=events,
             event_sinks=tuple(sinks_raw),
             external_url=str(merged.get("externalURL") or ""),
@@ -227,3 +248,20 @@ def _crl_settings(raw: Any) -> CRLSettings:
         ca_issuers_url=str(raw.get("caIssuersURL") or ""),
         publish_on_revoke=bool(raw.get("publishOnRevoke", False)),
     )
+
+
+def _ocsp_settings(raw: Any, base_dir: Path, key_override: Any, crl: CRLSettings) -> OCSPSettings:
+    if not isinstance(raw, dict):
+        raise ConfigError("config: 'ocsp' must be an object")
+    key = key_override or raw.get("responderKey") or ""
+    if not isinstance(key, str):
+        raise ConfigError("config: ocsp.responderKey must be a key URI")
+    try:
+        lifetime = parse_duration(str(raw.get("responderLifetime") or "72h"))
+    except ValueError as exc:
+        raise ConfigError(f"config: ocsp: {exc}") from exc
+    if lifetime < dt.timedelta(hours=1):
+        raise ConfigError("config: ocsp.responderLifetime must be at least 1h")
+    if key and lifetime < 2 * crl.cache_duration:
+        raise ConfigError("config: ocsp.responderLifetime must be at least twice crl.cacheDuration")
+    return OCSPSettings(responder_key=_resolve(base_dir, key) if key else "", responder_lifetime=lifetime)
