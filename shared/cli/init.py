@@ -1,8 +1,9 @@
 """`cirrus init`: create a ready authority on embedded defaults.
 
 Layout (DESIGN.md s.4): `certs/root_ca.crt`, `certs/intermediate_ca.crt`,
-`secrets/root_ca_key` and `secrets/intermediate_ca_key` (encrypted PKCS#8,
-softkms), `secrets/password` (0600), `secrets/provisioner.jwk` (the default
+`secrets/root_ca_key`, `secrets/intermediate_ca_key` and
+`secrets/ocsp_responder_key` (the delegated OCSP responder's key; encrypted
+PKCS#8, softkms), `secrets/password` (0600), `secrets/provisioner.jwk` (the default
 JWK provisioner's private key, 0600), `config.json`, and `db/` for SQLite.
 """
 
@@ -131,6 +132,9 @@ def init_authority(
         not_before=now - dt.timedelta(minutes=1),
         not_after=now + dt.timedelta(days=3650),
     )
+    # The OCSP responder signs with its own key, so the ocsp function never needs the CA key;
+    # its certificate is issued (and rotated) by whoever publishes CRLs.
+    kms.create_key(f"softkms:path={directory}/secrets/ocsp_responder_key", key_type)
     (directory / "certs" / "root_ca.crt").write_bytes(root.public_bytes(serialization.Encoding.PEM))
     (directory / "certs" / "intermediate_ca.crt").write_bytes(inter.public_bytes(serialization.Encoding.PEM))
     private_jwk, public_jwk = _provisioner_jwk()
@@ -169,6 +173,7 @@ def init_authority(
             "backdate": "1m",
         },
         "crl": {"enabled": True, "cacheDuration": "24h", "publishInterval": "1h"},
+        "ocsp": {"responderKey": "softkms:path=secrets/ocsp_responder_key", "responderLifetime": "72h"},
         "tls": {
             "cipherSuites": [
                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
