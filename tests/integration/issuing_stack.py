@@ -70,8 +70,15 @@ class CountingFaults(Faults):
     def __init__(self) -> None:
         super().__init__()
         self.applied_writes: list[Any] = []
+        # What happens to each next Commit, in order: "ok", "lose" (applied, answer lost) or
+        # "fail" (not sent); lets a test aim at the record write rather than the claim before it.
+        self.commit_plan: list[str] = []
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if details.method == COMMIT and self.commit_plan:
+            plan = {"lose": self.lose_answer, "fail": self.fail_before}.get(self.commit_plan.pop(0))
+            if plan is not None:
+                plan[COMMIT] = plan.get(COMMIT, 0) + 1
         outcome = super().intercept_unary_unary(continuation, details, request)
         if details.method == COMMIT and outcome.code() == grpc.StatusCode.OK:
             self.applied_writes.extend(request.writes)
