@@ -58,6 +58,14 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 }
 
 
+class ResponderCertificates(Protocol):
+    """The current delegated responder certificate (`responder_cert.DelegatedResponder` fits)."""
+
+    def current(self, covering: dt.datetime) -> x509.Certificate | None:
+        """A certificate for the responder key valid now and until `covering`, or None."""
+        ...
+
+
 class IssuedSerials(Protocol):
     """Whether a serial was issued (`shared.store.base.CertificateReader` fits)."""
 
@@ -70,17 +78,31 @@ class IssuedSerials(Protocol):
 class OCSPAuthority:
     """One issuing CA the responder answers for.
 
-    `responder_certificate`/`responder_signer` name a delegated OCSP signer
-    (issued directly by the CA with EKU OCSPSigning and ocsp-nocheck, OCSP-05);
-    without them the CA key signs.
+    `responder_signer` with `responder_certificate` (fixed) or
+    `responder_certificates` (rotated, read from the store) names a delegated
+    OCSP signer (issued directly by the CA with EKU OCSPSigning and
+    ocsp-nocheck, OCSP-05). When no rotated certificate covers a response the
+    CA key (`signer`) signs if this instance has it, else the answer is
+    `tryLater`; without any delegation the CA key signs.
     """
 
     authority_id: str
     certificate: x509.Certificate
-    signer: Signer
+    signer: Signer | None
     shards: int = 0
     responder_certificate: x509.Certificate | None = None
     responder_signer: Signer | None = None
+    responder_certificates: ResponderCertificates | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    """Who signs: the responderID certificate, the key, and the certs to include."""
+
+    certificate: x509.Certificate
+    key: object
+    hash: hashes.HashAlgorithm | None
+    extra_certs: list[x509.Certificate]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,20 +147,36 @@ class _Issuer:
         name = subject_der(authority.certificate)
         key = _public_key_bits(authority.certificate)
         self.ids = {alg: (hashlib.new(alg, name).digest(), hashlib.new(alg, key).digest()) for alg in _HASHES}
+        delegated = authority.responder_certificate is not None or authority.responder_certificates is not None
+        if delegated and authority.responder_signer is None:
+            raise ValueError("a delegated responder certificate needs its signer")
+        self.fixed: _Identity | None = None  # CA key, or a fixed delegated certificate
         if authority.responder_certificate is not None:
-            if authority.responder_signer is None:
-                raise ValueError("a delegated responder certificate needs its signer")
-            self.signing_cert = authority.responder_certificate
-            signer = authority.responder_signer
-            self.extra_certs = [authority.responder_certificate]
-        else:
-            self.signing_cert = authority.certificate
-            signer = authority.signer
-            self.extra_certs = []
-        if signer.public_key() != self.signing_cert.public_key():
+            self.fixed = self._identity(authority.responder_certificate, authority.responder_signer, delegated=True)
+        elif authority.signer is not None:
+            self.fixed = self._identity(authority.certificate, authority.signer, delegated=False)
+        elif authority.responder_certificates is None:
+            raise ValueError("an OCSP authority needs a CA signer or a delegated responder")
+        self._rotated: _Identity | None = None
+
+    @staticmethod
+    def _identity(cert: x509.Certificate, signer: Signer | None, *, delegated: bool) -> _Identity:
+        assert signer is not None
+        if signer.public_key() != cert.public_key():
             raise ValueError("the OCSP signer's key is not its certificate's key")
-        self.key = as_private_key(signer)
-        self.hash = signature_hash(signer.public_key())
+        return _Identity(cert, as_private_key(signer), signature_hash(signer.public_key()), [cert] if delegated else [])
+
+    def identity(self, covering: dt.datetime) -> _Identity | None:
+        """The rotated delegated certificate if one covers `covering`, else the fixed identity."""
+        source = self.authority.responder_certificates
+        if source is not None:
+            cert = source.current(covering)
+            if cert is not None:
+                rotated = self._rotated
+                if rotated is None or rotated.certificate != cert:
+                    rotated = self._rotated = self._identity(cert, self.authority.responder_signer, delegated=True)
+                return rotated
+        return self.fixed
 
     def distribution_point(self, shard: int | None) -> str | None:
         if shard is None or self.base_url is None:
@@ -213,8 +251,11 @@ class OCSPResponder:
         )
         if crl is None:
             return TRY_LATER  # no valid, current CRL: do not guess
+        identity = issuer.identity(crl.next_update)
+        if identity is None:
+            return TRY_LATER  # no delegated certificate yet and no CA key here
         now = self._clock.now()
-        key = (auth.authority_id, algorithm.name, serial, crl.generation)
+        key = (auth.authority_id, algorithm.name, serial, crl.generation, identity.certificate.serial_number)
         if self._presign and nonce is None:
             with self._cache_lock:
                 hit = self._cache.get(key)
@@ -245,13 +286,13 @@ class OCSPResponder:
                 revocation_time=rev_time,
                 revocation_reason=reason,
             )
-            .responder_id(ocsp.OCSPResponderEncoding.HASH, issuer.signing_cert)
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, identity.certificate)
         )
-        if issuer.extra_certs:
-            builder = builder.certificates(issuer.extra_certs)
+        if identity.extra_certs:
+            builder = builder.certificates(identity.extra_certs)
         if nonce is not None:
             builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
-        response = builder.sign(issuer.key, issuer.hash)  # type: ignore[arg-type]
+        response = builder.sign(identity.key, identity.hash)  # type: ignore[arg-type]
         answer = OCSPAnswer(
             response.public_bytes(serialization.Encoding.DER),
             status.name.lower(),
