@@ -11,6 +11,11 @@ blob-store handle, which is cheap. The CLI, the `crl_publish` and
 Settings used (`shared.config.CRLSettings`): `cache_duration` is the CRL
 validity (step-ca's `crl.cacheDuration`), `publish_interval` the schedule,
 `shards` (0 = one full CRL), `base_url` the CDP/IDP base.
+
+With `ocsp.responderKey` set (`shared.config.OCSPSettings`) the responder signs
+with that key and the delegated certificate `responder_rotator` keeps current in
+the store (`shared.validation.responder_cert`); the CA key is opened for OCSP
+only as a fallback, and only where this instance holds it anyway.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from shared.validation.ocsp import OCSPAuthority, OCSPResponder
 from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
 from shared.validation.published import PublishedCRLs
 from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
+from shared.validation.responder_cert import DelegatedResponder, ResponderRotator
 
 if TYPE_CHECKING:
     from shared.blobs.base import BlobStore
@@ -45,6 +51,32 @@ def _signer(services: Services) -> Signer:
 
     settings = services.settings
     return open_signer(settings.key, password_file=settings.password_file)
+
+
+def _responder_signer(services: Services) -> Signer | None:
+    """The delegated OCSP responder's key, through the KeyManager its URI names (None if unset)."""
+    from shared.keys.registry import KeyManagers
+
+    settings = services.settings
+    if not settings.ocsp.responder_key:
+        return None
+    return KeyManagers(password_file=settings.password_file).signer(settings.ocsp.responder_key)
+
+
+def responder_rotator(services: Services) -> ResponderRotator | None:
+    """Renews the delegated OCSP responder certificate; needs the CA key (None if no responder key)."""
+    settings = services.settings
+    signer = _responder_signer(services)
+    if signer is None:
+        return None
+    return ResponderRotator(
+        documents=services.store,
+        clock=services.clock,
+        authority_id=settings.authority_id,
+        issuer=services.issuing().issuer,
+        responder_key=signer.public_key(),
+        lifetime=settings.ocsp.responder_lifetime,
+    )
 
 
 def crl_publisher(services: Services) -> CRLPublisher:
@@ -81,13 +113,26 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
     settings = services.settings
     if settings.crl.shards and not settings.crl.base_url:
         raise ConfigError("crl.shards needs crl.baseURL (the shards' distribution points)")
+    responder_signer = _responder_signer(services)
+    delegated = None
+    if responder_signer is not None:
+        delegated = DelegatedResponder(
+            documents=services.store,
+            clock=services.clock,
+            authority_id=settings.authority_id,
+            ca_certificate=services.intermediates[0],
+            responder_key=responder_signer.public_key(),
+        )
+    has_ca_key = responder_signer is None or services.authority is not None
     responder = OCSPResponder(
         authorities=[
             OCSPAuthority(
                 authority_id=settings.authority_id,
                 certificate=services.intermediates[0],
-                signer=_signer(services),
+                signer=_signer(services) if has_ca_key else None,
                 shards=settings.crl.shards,
+                responder_signer=responder_signer,
+                responder_certificates=delegated,
             )
         ],
         crls=PublishedCRLs(
