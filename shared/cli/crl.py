@@ -38,11 +38,18 @@ def register(sub: Any) -> None:
 
 
 def run_publish(services: Services, *, authority_id: str | None = None) -> list[PublishResult]:
-    """Publish the configured CRLs with already-built services."""
-    from shared.validation.wiring import crl_publisher
+    """Publish the configured CRLs with already-built services.
+
+    This path holds the CA key, so it also renews the delegated OCSP responder
+    certificate when due (at half-life, or at once after a responder key change).
+    """
+    from shared.validation.wiring import crl_publisher, responder_rotator
 
     publisher = services.lazy("crl_publisher", crl_publisher)
     results: list[PublishResult] = publisher.publish(authority_id)
+    rotator = services.lazy("ocsp_responder_rotator", responder_rotator)
+    if rotator is not None:
+        rotator.ensure()
     return results
 
 
