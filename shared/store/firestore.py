@@ -219,6 +219,40 @@ class FirestoreStore:
 
         return self._run("list_certificates_by_endpoint", op)
 
+    def list_serials_issued_since(
+        self, authority_id: str, since: dt.datetime, *, limit: int = 1000, after_serial: str = ""
+    ) -> Sequence[tuple[dt.datetime, str, dt.datetime, str]]:
+        """Return `(issued_at, serial, not_after, kind)` after the cursor `(since, after_serial)`.
+
+        Ordered by `(issued_at, document id)`; the document id is the serial, so
+        this is `(issued_at, serial)` order. A projection query (no DER is read);
+        needs the composite index (authority_id ASC, issued_at ASC).
+        """
+        if limit <= 0:
+            return []
+        since_iso = codec.to_iso(since, "since")
+        query = (
+            self._col(docs.CERTIFICATES)
+            .where(filter=self._filter("authority_id", "==", authority_id))
+            .where(filter=self._filter("issued_at", ">=", since_iso))
+            .order_by("issued_at", direction=self._ascending)
+            .order_by(self._document_id, direction=self._ascending)
+            .select(["serial", "issued_at", "not_after", "kind"])
+        )
+        if after_serial:
+            query = query.start_after({"issued_at": since_iso, "__name__": docs.doc_id(after_serial)})
+        query = query.limit(limit)
+
+        def op(a: Attempt) -> list[tuple[dt.datetime, str, dt.datetime, str]]:
+            out = []
+            for snap in query.stream(**self._kw(a)):
+                f = snap.to_dict()
+                issued, not_after = codec.from_iso(f["issued_at"]), codec.from_iso(f["not_after"])
+                out.append((issued, str(f["serial"]), not_after, str(f["kind"])))
+            return out
+
+        return self._run("list_serials_issued_since", op)
+
     def record_issuance(
         self,
         certificate: CertificateRecord,

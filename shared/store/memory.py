@@ -75,6 +75,25 @@ class MemoryStore:
             keys = sorted(self._by_endpoint.get(endpoint_id, ()))
             return [self._certificates[serial] for _, serial in keys]
 
+    def list_serials_issued_since(
+        self, authority_id: str, since: dt.datetime, *, limit: int = 1000, after_serial: str = ""
+    ) -> Sequence[tuple[dt.datetime, str, dt.datetime, str]]:
+        """Return `(issued_at, serial, not_after, kind)` after the cursor `(since, after_serial)`.
+
+        A scan (this store is for tests and small setups); ordered by `(issued_at, serial)`.
+        """
+        if limit <= 0:
+            return []
+        cursor = (codec.to_epoch_us(since, "since"), after_serial)
+        with self._lock:
+            found = [
+                (codec.to_epoch_us(c.issued_at), c.serial, c)
+                for c in self._certificates.values()
+                if c.authority_id == authority_id
+            ]
+        found = sorted((f for f in found if (f[0], f[1]) > cursor), key=lambda f: (f[0], f[1]))[:limit]
+        return [(c.issued_at, c.serial, c.not_after, str(c.kind)) for _, _, c in found]
+
     def record_issuance(
         self,
         certificate: CertificateRecord,

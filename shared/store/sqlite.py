@@ -82,6 +82,9 @@ _SCHEMA: tuple[str, ...] = (
     )""",
     """CREATE INDEX IF NOT EXISTS certificates_by_endpoint
         ON certificates (endpoint_id, issued_at, serial)""",
+    # The published serial index reads new issuances by (issued_at, serial) cursor.
+    """CREATE INDEX IF NOT EXISTS certificates_by_authority_issued
+        ON certificates (authority_id, issued_at, serial)""",
     """CREATE TABLE IF NOT EXISTS endpoints (
         id TEXT PRIMARY KEY NOT NULL,
         authority_id TEXT NOT NULL,
@@ -391,6 +394,25 @@ class SQLiteStore:
                 (endpoint_id,),
             ).fetchall()
         return [codec.certificate_from_row(r) for r in rows]
+
+    def list_serials_issued_since(
+        self, authority_id: str, since: dt.datetime, *, limit: int = 1000, after_serial: str = ""
+    ) -> Sequence[tuple[dt.datetime, str, dt.datetime, str]]:
+        """Return `(issued_at, serial, not_after, kind)` after the cursor `(since, after_serial)`.
+
+        Ordered by `(issued_at, serial)`; `after_serial=""` includes `issued_at == since`.
+        """
+        if limit <= 0:
+            return []
+        since_us = codec.to_epoch_us(since, "since")
+        with self._read("list serials issued since") as conn:
+            rows = conn.execute(
+                "SELECT issued_at, serial, not_after, kind FROM certificates "
+                "WHERE authority_id = ? AND (issued_at, serial) > (?, ?) "
+                "ORDER BY issued_at, serial LIMIT ?",
+                (authority_id, since_us, after_serial, limit),
+            ).fetchall()
+        return [(codec.from_epoch_us(r[0]), r[1], codec.from_epoch_us(r[2]), r[3]) for r in rows]
 
     def record_issuance(
         self,
