@@ -43,6 +43,7 @@ class AuthorityFinalizer:
     def __init__(self, *, authority: Authority, revoker: AuthorityRevoker) -> None:
         self._authority = authority
         self._revoker = revoker
+        self._provisioners = authority.provisioners
 
     def check_identifiers(self, identifiers: Sequence[Identifier], *, provisioner: str) -> None:
         """Refuse names the authority could never put in a certificate.
@@ -50,7 +51,7 @@ class AuthorityFinalizer:
         Raises:
             Forbidden: a name is malformed or the provisioner is unknown.
         """
-        if self._authority.provisioners.by_name(provisioner) is None:
+        if self._provisioners.by_name(provisioner) is None:
             raise Forbidden("provisioner not found")
         try:
             split_sans([i.value for i in identifiers])
@@ -87,21 +88,15 @@ class AuthorityFinalizer:
 
 
 class RemoteFinalizer(AuthorityFinalizer):
-    """The same contract, signing through the private issuer function (no key here)."""
+    """The same contract, signing through the private issuer function (no key here).
+
+    Identifier checks are the in-process ones (the issuer repeats them before signing).
+    """
 
     def __init__(self, *, link: IssuerLink, revoker: AuthorityRevoker, provisioners: Any) -> None:
         self._link = link
         self._revoker = revoker
         self._provisioners = provisioners
-
-    def check_identifiers(self, identifiers: Sequence[Identifier], *, provisioner: str) -> None:
-        """Same checks as in-process; the issuer repeats them before signing."""
-        if self._provisioners.by_name(provisioner) is None:
-            raise Forbidden("provisioner not found")
-        try:
-            split_sans([i.value for i in identifiers])
-        except ValueError as exc:
-            raise Forbidden(str(exc)) from exc
 
     def issue(
         self,

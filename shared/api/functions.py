@@ -8,11 +8,12 @@ Services are built from the environment once per instance, on first use
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from shared.api.app import CirrusApp
+from shared.api.app import CirrusApp, Mount
 from shared.api.mounts import default_mounts
 from shared.config import Settings
 from shared.runtime import Services, build_services
@@ -33,30 +34,32 @@ def services() -> Services:
     return s  # type: ignore[no-any-return]
 
 
-def _app() -> CirrusApp:
-    app = _instance.get("app")
+def _cached_app(name: str, mounts: Callable[[Services], dict[str, Mount]]) -> CirrusApp:
+    app = _instance.get(name)
     if app is None:
         s = services()
         with _lock:
-            app = _instance.get("app")
+            app = _instance.get(name)
             if app is None:
-                app = CirrusApp(s, mounts=default_mounts(s))
-                _instance["app"] = app
+                app = CirrusApp(s, mounts=mounts(s))
+                _instance[name] = app
     return app  # type: ignore[no-any-return]
+
+
+def _app() -> CirrusApp:
+    """The public app: step-ca API, ACME, OCSP, CRL."""
+    return _cached_app("app", default_mounts)
+
+
+def _issuer_mounts(s: Services) -> dict[str, Mount]:
+    from shared.api.acme_mount import internal_acme
+
+    return {"/internal/acme": internal_acme}
 
 
 def _issuer_app() -> CirrusApp:
-    app = _instance.get("issuer_app")
-    if app is None:
-        s = services()
-        from shared.api.acme_mount import internal_acme
-
-        with _lock:
-            app = _instance.get("issuer_app")
-            if app is None:
-                app = CirrusApp(s, mounts={"/internal/acme": internal_acme})
-                _instance["issuer_app"] = app
-    return app  # type: ignore[no-any-return]
+    """The private issuer's app: the signing routes and the internal ACME finalize route."""
+    return _cached_app("issuer_app", _issuer_mounts)
 
 
 def reset() -> None:
@@ -88,8 +91,15 @@ def acme(request: Request) -> Response:
 
 
 def ocsp(request: Request) -> Response:
-    """The OCSP responder (answers from the published CRLs; no signing key needed unless configured)."""
-    return _app().handle(request)
+    """The OCSP responder at any path of its function URL (`/`, `/ocsp`, or a GET `/<base64>`).
+
+    Served without the step-ca app, so the function never imports the API routing.
+    """
+    from shared.api.mounts import ocsp as serve
+
+    path = request.path
+    tail = path[len("/ocsp"):] if path == "/ocsp" or path.startswith("/ocsp/") else path
+    return serve(request, services(), "" if tail == "/" else tail)
 
 
 def crl_publish(event: Any) -> dict[str, Any]:

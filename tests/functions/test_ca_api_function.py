@@ -101,3 +101,24 @@ def test_ocsp_and_crl_publish_functions(authority_dir: Path, monkeypatch: pytest
     assert parsed.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert parsed.certificate_status == ocsp.OCSPCertStatus.GOOD
     handlers.reset()
+
+
+def test_ocsp_function_answers_at_its_root(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A deployed function's URL is the responder: POST / and GET /<base64> work, not only /ocsp."""
+    import base64
+
+    from cryptography.x509 import ocsp
+
+    monkeypatch.setenv("CIRRUS_CONFIG", str(authority_dir / "config.json"))
+    handlers.reset()
+    req = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        b"\0" * 20, b"\0" * 20, 12345, hashes.SHA1()
+    ).build().public_bytes(serialization.Encoding.DER)
+    client = create_app("ocsp", MAIN).test_client()
+    for r in (
+        client.post("/", data=req, content_type="application/ocsp-request"),
+        client.get("/" + base64.b64encode(req).decode()),
+    ):
+        assert r.status_code == 200 and r.headers["Content-Type"] == "application/ocsp-response"
+        assert ocsp.load_der_ocsp_response(r.data).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+    handlers.reset()
