@@ -43,8 +43,7 @@ from shared.x509.profile import Issuer, sign_certificate, whole_seconds
 from shared.x509.serials import random_serial
 
 COLLECTION = "ocsp_responder"
-OCSP_NOCHECK = x509.ObjectIdentifier("1.3.6.1.5.5.7.48.1.5")
-_DER_NULL = b"\x05\x00"
+OCSP_NOCHECK = x509.OCSPNoCheck.oid  # 1.3.6.1.5.5.7.48.1.5, value NULL
 DEFAULT_LIFETIME = dt.timedelta(hours=72)
 #: notBefore is set this far back so a relying party whose clock is a little behind accepts it.
 BACKDATE = dt.timedelta(minutes=5)
@@ -79,7 +78,7 @@ def responder_extensions() -> list[x509.Extension[x509.ExtensionType]]:
         decipher_only=False,
     )
     eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING])
-    nocheck = x509.UnrecognizedExtension(OCSP_NOCHECK, _DER_NULL)
+    nocheck = x509.OCSPNoCheck()
     return [
         x509.Extension(ku.oid, True, ku),
         x509.Extension(eku.oid, False, eku),
