@@ -174,7 +174,7 @@ def start_cirrus(work: Path, dns: ChallTestSrv, http_port: int, store_kind: str)
     url = f"sqlite:{work / 'cirrus.db'}" if store_kind == "sqlite" else "memory:"
     store = open_store(url, clock=SystemClock())
     ca = TestCA(store)  # type: ignore[arg-type]
-    prov = provisioner("acme", http01Port=http_port, dnsResolver=dns.resolver)
+    prov = provisioner("acme", http01Port=http_port, dnsResolver=dns.resolver, ordersPerMinute=0)
     server = build_server(store, ca, [prov])  # type: ignore[arg-type]
     chain, keyf, bundle = tls_files(ca, work)
     import ssl

@@ -14,7 +14,8 @@ which step-ca's Go decoder ignores, so the same block works in both:
       "allowWildcard": true,       # wildcard dns identifiers (always dns-01 only)
       "validationTimeout": 10,     # seconds per connection/lookup
       "maxRedirects": 10,          # http-01 redirects followed
-      "orderLifetime": "24h"
+      "orderLifetime": "24h",
+      "ordersPerMinute": 300,  # newOrder requests per account per minute; 0 turns the limit off
     }
 
 Ports are configurable so tests (and odd networks) validate unprivileged;
@@ -69,6 +70,7 @@ class ACMEProvisionerConfig:
     validation_timeout: float = 10.0
     max_redirects: int = 10
     order_lifetime: dt.timedelta = dt.timedelta(hours=24)
+    orders_per_minute: int = 300
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -103,5 +105,6 @@ class ACMEProvisionerConfig:
             validation_timeout=float(extra.get("validationTimeout", 10.0)),
             max_redirects=int(extra.get("maxRedirects", 10)),
             order_lifetime=_duration(extra.get("orderLifetime"), dt.timedelta(hours=24)),
+            orders_per_minute=int(extra.get("ordersPerMinute", 300)),
             raw=dict(obj),
         )

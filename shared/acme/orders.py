@@ -17,6 +17,7 @@ from shared.acme.challenges.addresses import address_allowed
 from shared.acme.context import Ctx, Reply, Services, Verified
 from shared.acme.identifiers import Identifier, parse_identifier
 from shared.acme.problems import ACMEProblem, from_ca_error
+from shared.acme.ratelimit import check_new_order
 from shared.acme.renewal import parse_cert_id
 from shared.acme.repo import (
     AUTHZS,
@@ -96,6 +97,7 @@ def _claim_replacement(svc: Services, v: Verified, text: Any, idents: list[Ident
 def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     """newOrder (RFC 8555 s.7.4)."""
     assert v.account_id is not None
+    check_new_order(svc.repo.docs, account_id=v.account_id, limit=ctx.prov.orders_per_minute, now=svc.clock.now())
     payload = v.jws.json_payload()
     raw = payload.get("identifiers")
     if not isinstance(raw, list) or not raw:
