@@ -2,7 +2,8 @@
 
 `run_publish(services, ...)` is the one code path shared with the scheduled
 publisher inside `cirrus up` and the `crl_publish` Cloud Function: each builds
-its `Services` and calls it.
+its `Services` and calls it. It also publishes the index of issued serials
+(`shared.validation.serial_index`), the OCSP responder's other data source.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from shared.errors import BackendError, ConfigError
 if TYPE_CHECKING:
     from shared.runtime import Services
     from shared.validation.publisher import PublishResult
+    from shared.validation.serial_index import IndexResult
 
 
 def register(sub: Any) -> None:
@@ -47,9 +49,21 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
 
     publisher = services.lazy("crl_publisher", crl_publisher)
     results: list[PublishResult] = publisher.publish(authority_id)
+    run_publish_index(services, authority_id=authority_id)
     rotator = services.lazy("ocsp_responder_rotator", responder_rotator)
     if rotator is not None:
         rotator.ensure()
+    return results
+
+
+def run_publish_index(services: Services, *, authority_id: str | None = None) -> list[IndexResult]:
+    """Bring the published serial index up to date (incremental: cheap to run often)."""
+    from shared.validation.wiring import serial_index_publisher
+
+    publisher = services.lazy("serial_index_publisher", serial_index_publisher)
+    if authority_id is not None and authority_id not in publisher.authority_ids:
+        return []
+    results: list[IndexResult] = publisher.publish(authority_id)
     return results
 
 
@@ -69,6 +83,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         return 1
     try:
         results = run_publish(services)
+        index = run_publish_index(services)  # already current: reports what is published
     except (ConfigError, BackendError) as exc:
         print(f"cirrus crl publish: {exc}", file=sys.stderr)
         return 1
@@ -87,10 +102,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
         }
         for r in results
     ]
+    rows.extend(
+        {"authorityId": r.authority_id, "object": r.blob_name, "serials": r.total, "segments": r.segments}
+        for r in index
+    )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
+            if "serials" in row:
+                print(f"{row['object']}: {row['serials']} issued serials in {row['segments']} segments + tail")
+                continue
             state = "published" if row["published"] else f"kept newer #{row['supersededBy']}"
             print(f"{row['object']}: #{row['crlNumber']} {row['entries']} entries {state}")
     return 0

@@ -68,8 +68,10 @@ REVOCATION_POLL_SECONDS = 5.0
 def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
     """CRL schedule inside `cirrus up`: publish at start, every `crl.publishInterval`,
     and within REVOCATION_POLL_SECONDS of any revocation (so OCSP, which answers from the
-    published CRLs, reflects it quickly)."""
-    from shared.cli.crl import run_publish
+    published CRLs, reflects it quickly). The serial index is brought up to date on every
+    tick in between (incremental; writes only when something was issued), so OCSP says
+    `good` for a new certificate within seconds, well inside OCSP-08's 15 minutes."""
+    from shared.cli.crl import run_publish, run_publish_index
     from shared.events.base import CERTIFICATE_REVOKED
 
     log = logging.getLogger("cirrus.crl")
@@ -89,6 +91,13 @@ def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
                     log.info(json.dumps({"event": "crl published", "objects": [r.blob_name for r in results]}))
                 except Exception as exc:  # keep serving; retry at the next tick
                     log.error(json.dumps({"event": "crl publication failed", "error": type(exc).__name__}))
+            else:
+                try:
+                    added = sum(r.added for r in run_publish_index(services))
+                    if added:
+                        log.info(json.dumps({"event": "serial index published", "added": added}))
+                except Exception as exc:  # keep serving; retry at the next tick
+                    log.error(json.dumps({"event": "serial index publication failed", "error": type(exc).__name__}))
             stop.wait(REVOCATION_POLL_SECONDS)
     finally:
         services.close()

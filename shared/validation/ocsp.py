@@ -2,7 +2,9 @@
 
 Status comes from two sources only: the CRLs the validation authority
 published to the blob store (revoked, with time and reason), and an
-`IssuedSerials` reader that says whether a serial was issued by the CA. A
+`IssuedSerials` reader that says whether a serial was issued by the CA (in
+deployments `shared.validation.serial_index.PublishedSerials`, the index the
+VA publishes next to the CRLs, so the store is never read here). A
 serial that is not revoked is `good` only if it was issued; otherwise the
 answer is `unknown` (OCSP-07: never `good` for an unassigned serial; we chose
 `unknown` over RFC 6960 s.2.2 extended-revoked because it tells the relying
@@ -42,7 +44,6 @@ from shared.clock import Clock
 from shared.errors import BackendError
 from shared.keys.adapter import as_private_key, signature_hash
 from shared.keys.base import Signer
-from shared.model import CertificateRecord
 from shared.validation import der
 from shared.validation.crl import subject_der
 from shared.validation.partition import crl_url, shard_for_serial
@@ -67,10 +68,13 @@ class ResponderCertificates(Protocol):
 
 
 class IssuedSerials(Protocol):
-    """Whether a serial was issued (`shared.store.base.CertificateReader` fits)."""
+    """Whether a serial was issued (`serial_index.PublishedSerials`, or `StoreSerials` in tests)."""
 
-    def get_certificate(self, serial: str) -> CertificateRecord | None:
-        """Return the record for a decimal serial, or None."""
+    def is_issued(self, authority_id: str, serial: int) -> bool:
+        """True if the authority issued an X.509 certificate with this serial.
+
+        Raises `BackendError` when it cannot tell (the responder answers tryLater).
+        """
         ...
 
 
@@ -267,10 +271,9 @@ class OCSPResponder:
             reason = _reason_flag(revoked.reason)
         else:
             try:
-                record = self._issued.get_certificate(str(serial))
+                known = self._issued.is_issued(auth.authority_id, serial)
             except BackendError:
                 return TRY_LATER
-            known = record is not None and record.authority_id == auth.authority_id
             status = ocsp.OCSPCertStatus.GOOD if known else ocsp.OCSPCertStatus.UNKNOWN
             rev_time, reason = None, None
         builder = (
@@ -298,7 +301,8 @@ class OCSPResponder:
             status.name.lower(),
             crl.this_update,
             crl.next_update,
-            cacheable=nonce is None,
+            # `unknown` may turn `good` at the next index publication (OCSP-08): no HTTP caching
+            cacheable=nonce is None and status != ocsp.OCSPCertStatus.UNKNOWN,
         )
         if self._presign and nonce is None and status != ocsp.OCSPCertStatus.UNKNOWN:
             reuse_until = now + (crl.next_update - now) / 2

@@ -29,6 +29,7 @@ from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
 from shared.validation.published import PublishedCRLs
 from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
 from shared.validation.responder_cert import DelegatedResponder, ResponderRotator
+from shared.validation.serial_index import IssuedSince, PublishedSerials, SerialIndexPublisher
 
 if TYPE_CHECKING:
     from shared.blobs.base import BlobStore
@@ -108,8 +109,21 @@ def crl_publisher(services: Services) -> CRLPublisher:
     )
 
 
+def serial_index_publisher(services: Services) -> SerialIndexPublisher:
+    """The publisher of the issued-serials index the OCSP responder reads (next to the CRLs)."""
+    store = services.store
+    if not isinstance(store, IssuedSince):
+        raise ConfigError("this store cannot list new issuances, so no serial index can be published")
+    return SerialIndexPublisher(
+        issued=store,
+        blobs=blobs(services),
+        clock=services.clock,
+        authority_ids=[services.settings.authority_id],
+    )
+
+
 def ocsp_endpoint(services: Services) -> OCSPEndpoint:
-    """The `/ocsp` handler: answers from the published CRLs and the issued-serials reader."""
+    """The `/ocsp` handler: answers from the published CRLs and serial index, never the store's certificates."""
     settings = services.settings
     if settings.crl.shards and not settings.crl.base_url:
         raise ConfigError("crl.shards needs crl.baseURL (the shards' distribution points)")
@@ -124,6 +138,10 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             responder_key=responder_signer.public_key(),
         )
     has_ca_key = responder_signer is None or services.authority is not None
+    # A local folder answers a generation check with one stat(); object storage costs a
+    # request, so a function instance looks for a new CRL or serial index once a minute.
+    recheck = dt.timedelta(seconds=5 if settings.blobs.startswith("file:") else 60)
+    published = blobs(services)
     responder = OCSPResponder(
         authorities=[
             OCSPAuthority(
@@ -135,14 +153,8 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 responder_certificates=delegated,
             )
         ],
-        crls=PublishedCRLs(
-            blobs=blobs(services),
-            clock=services.clock,
-            # A local folder answers a generation check with one stat(); object storage costs a
-            # request, so a function instance looks for a new CRL once a minute.
-            recheck=dt.timedelta(seconds=5 if settings.blobs.startswith("file:") else 60),
-        ),
-        issued=services.store,
+        crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
+        issued=PublishedSerials(blobs=published, clock=services.clock, recheck=recheck),
         clock=services.clock,
         crl_base_url=settings.crl.base_url or None,
     )

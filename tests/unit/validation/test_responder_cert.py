@@ -29,6 +29,7 @@ from shared.validation.responder_cert import (
     ResponderRotator,
     issue_responder_certificate,
 )
+from shared.validation.serial_index import StoreSerials
 from shared.x509.profile import Issuer
 from tests.helpers import pkilint_errors
 from tests.unit.validation.va_pki import T0, World, make_chain
@@ -328,7 +329,7 @@ def _responder(world: World, key: ec.EllipticCurvePrivateKey, *, ca_key: bool) -
             )
         ],
         crls=world.crls,
-        issued=world.store,
+        issued=StoreSerials(world.store),
         clock=world.clock,
     )
 

@@ -28,6 +28,7 @@ from shared.validation.ocsp_http import OCSPEndpoint
 from shared.validation.partition import crl_url, shard_for_serial
 from shared.validation.published import PublishedCRLs
 from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
+from shared.validation.serial_index import StoreSerials
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.UTC)
 BASE_URL = "http://127.0.0.1:8080"
@@ -232,7 +233,7 @@ class World:
                 OCSPAuthority("intermediate", self.chain.ca, self.chain.ca_signer, shards=shards)
             ],
             crls=self.crls,
-            issued=self.store,
+            issued=StoreSerials(self.store),
             clock=self.clock,
             crl_base_url=BASE_URL,
             presign=presign,

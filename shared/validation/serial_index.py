@@ -1,0 +1,628 @@
+"""The published index of issued serials: the OCSP responder's "was it ever issued?".
+
+OCSP-07 forbids answering `good` for a serial that was never issued, and the
+responder may only read what the validation authority publishes (in the cloud
+the `ocsp` function can read the CRL bucket and nothing else). So next to the
+CRLs the publisher writes, per authority, an index of every X.509 serial
+issued and not yet long expired:
+
+- Segments `ocsp-index/<id>/seg-<time>-<random>.bin`: immutable, the serials
+  as sorted 20-byte big-endian integers (RFC 5280 serials are below 2^159), so
+  the responder binary-searches the bytes without parsing or building a set
+  (a million serials are 20 MB, not the ~100 MB a Python set of ints takes).
+- The manifest `ocsp-index/<id>/index.json`: the segment list (name, count,
+  SHA-256, first/last issuance, latest notAfter), a small *tail* of the most
+  recent serials inline (so a routine run rewrites one small object, not a
+  segment), and the cursor: the highest `(issued_at, serial)` indexed.
+
+Scale: a run asks the store only for certificates issued after the cursor
+(`IssuedSince.list_serials_issued_since`, paged by `(issued_at, serial)`), so
+its cost follows the new issuances, never the total. When the tail would grow
+past `tail_entries` it is sealed into segments. Segments whose certificates
+have all been expired for `retain_after_expiry` are dropped, and while there
+are more than `max_segments` the smallest adjacent pair is merged (adjacent
+in issuance time, so a merged segment still expires as one).
+
+Races, two of them:
+- Several publishers (the schedule, `cirrus crl publish`, publish-on-revoke):
+  every manifest write carries the generation it was computed from, and a
+  loser re-reads and recomputes. Segments are written under fresh names with
+  "must not exist" before the manifest that names them, so a published
+  manifest never points at a missing or different segment; a loser's
+  segments are left unreferenced (the price of a blob store without delete).
+- Late commits: `issued_at` is taken before the record is durably written,
+  so a certificate can appear in the store with a timestamp below a cursor
+  another run already passed. Each run therefore re-reads from `cursor -
+  overlap` and skips serials already indexed; `overlap` must exceed the
+  longest sign-to-commit time plus clock skew between instances (the store's
+  retry deadline is 10 s; the default is 2 minutes).
+
+Freshness (OCSP-08: status authoritative within 15 minutes of issuance): a
+new certificate is `unknown` until the next publication plus the responder's
+recheck interval. Publish at least every few minutes; `cirrus up` publishes
+the index every minute, and the `crl_publish` schedule must run at least every
+15 minutes minus the responder's recheck (60 s in the cloud).
+
+The index is not signed: it only tells the responder whether to say `good`
+or `unknown` for a serial the CRL does not list, and only the publisher can
+write the bucket. Integrity is checked (segment SHA-256 and size from the
+manifest); an artefact that fails is refused, counted in `failures`, and the
+last good index keeps serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import datetime as dt
+import hashlib
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from shared.blobs.base import BlobStore, PreconditionFailed
+from shared.clock import Clock
+from shared.errors import BackendError, ConfigError
+from shared.store.base import CertificateReader
+from shared.validation.partition import blob_name
+
+SERIAL_BYTES = 20
+MANIFEST_CONTENT_TYPE = "application/json"
+SEGMENT_CONTENT_TYPE = "application/octet-stream"
+_FORMAT = 1
+_WRITE_ATTEMPTS = 8
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_log = logging.getLogger(__name__)
+
+IssuedRow = tuple[dt.datetime, str, dt.datetime, str]  # issued_at, serial, not_after, kind
+
+
+@runtime_checkable
+class IssuedSince(Protocol):
+    """New issuances of one authority, by `(issued_at, serial)` cursor (all stores have it)."""
+
+    def list_serials_issued_since(
+        self, authority_id: str, since: dt.datetime, *, limit: int = 1000, after_serial: str = ""
+    ) -> Sequence[IssuedRow]:
+        """Rows with `(issued_at, serial) > (since, after_serial)`, in that order, at most `limit`."""
+        ...
+
+
+class InvalidIndex(ValueError):
+    """A published manifest or segment failed a check and was not loaded."""
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def pack_serials(serials: Iterable[int]) -> bytes:
+    """Sorted, de-duplicated, fixed-width big-endian serials."""
+    return b"".join(s.to_bytes(SERIAL_BYTES, "big") for s in sorted(set(serials)))
+
+
+class SortedSerials:
+    """A packed segment, searched in place (no per-serial Python objects)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        """Wrap `pack_serials` output; raises InvalidIndex if the size is not a whole number of serials."""
+        if len(data) % SERIAL_BYTES:
+            raise InvalidIndex("segment size is not a multiple of the serial width")
+        self.data = data
+
+    def __len__(self) -> int:
+        return len(self.data) // SERIAL_BYTES
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.data[i * SERIAL_BYTES : (i + 1) * SERIAL_BYTES]
+
+    def __contains__(self, serial: object) -> bool:
+        if not isinstance(serial, int) or serial <= 0 or serial.bit_length() > SERIAL_BYTES * 8:
+            return False
+        key = serial.to_bytes(SERIAL_BYTES, "big")
+        i = bisect.bisect_left(self, key)
+        return i < len(self) and self[i] == key
+
+    def __iter__(self) -> Iterator[int]:
+        data, width = self.data, SERIAL_BYTES
+        return (int.from_bytes(data[i : i + width], "big") for i in range(0, len(data), width))
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _time(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise InvalidIndex("a time is not a string")
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        raise InvalidIndex("a time has no offset")
+    return parsed.astimezone(dt.UTC)
+
+
+def manifest_name(authority_id: str) -> str:
+    """The manifest object of an authority's index."""
+    blob_name(authority_id, None)  # same id rules as the CRLs
+    return f"ocsp-index/{authority_id}/index.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A sealed segment as the manifest describes it."""
+
+    name: str
+    count: int
+    sha256: str
+    first_issued: dt.datetime
+    last_issued: dt.datetime
+    not_after: dt.datetime  # the latest notAfter of its certificates
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "count": self.count,
+            "sha256": self.sha256,
+            "firstIssued": _iso(self.first_issued),
+            "lastIssued": _iso(self.last_issued),
+            "notAfter": _iso(self.not_after),
+        }
+
+    @classmethod
+    def from_json(cls, raw: Any, prefix: str) -> Segment:
+        if not isinstance(raw, dict):
+            raise InvalidIndex("a segment entry is not an object")
+        name, count, digest = raw.get("name"), raw.get("count"), raw.get("sha256")
+        if not isinstance(name, str) or not name.startswith(prefix) or ".." in name:
+            raise InvalidIndex("a segment name is outside the authority's index")
+        if not isinstance(count, int) or count < 0 or not isinstance(digest, str):
+            raise InvalidIndex("a segment entry has no count or digest")
+        return cls(
+            name, count, digest, _time(raw.get("firstIssued")), _time(raw.get("lastIssued")), _time(raw.get("notAfter"))
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """The index of one authority: sealed segments, the inline tail, the cursor."""
+
+    authority_id: str
+    segments: tuple[Segment, ...] = ()
+    tail: bytes = b""
+    tail_first_issued: dt.datetime | None = None
+    tail_not_after: dt.datetime | None = None
+    cursor_time: dt.datetime | None = None
+    cursor_serial: str = ""
+    updated: dt.datetime | None = None
+
+    @property
+    def count(self) -> int:
+        """Serials indexed (a serial is in one segment or the tail, never two)."""
+        return sum(s.count for s in self.segments) + len(self.tail) // SERIAL_BYTES
+
+    def encode(self) -> bytes:
+        doc: dict[str, Any] = {
+            "format": _FORMAT,
+            "authorityId": self.authority_id,
+            "serialBytes": SERIAL_BYTES,
+            "segments": [s.to_json() for s in self.segments],
+            "tail": base64.b64encode(self.tail).decode("ascii"),
+            "tailFirstIssued": _iso(self.tail_first_issued) if self.tail_first_issued else None,
+            "tailNotAfter": _iso(self.tail_not_after) if self.tail_not_after else None,
+            "cursor": None
+            if self.cursor_time is None
+            else {"issuedAt": _iso(self.cursor_time), "serial": self.cursor_serial},
+            "updated": _iso(self.updated) if self.updated else None,
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    @classmethod
+    def decode(cls, data: bytes, authority_id: str) -> Manifest:
+        """Parse and check a manifest; raises InvalidIndex."""
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidIndex(f"manifest is not JSON: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT or doc.get("serialBytes") != SERIAL_BYTES:
+            raise InvalidIndex("manifest format is not one this release reads")
+        if doc.get("authorityId") != authority_id:
+            raise InvalidIndex("manifest belongs to another authority")
+        prefix = manifest_name(authority_id).rsplit("/", 1)[0] + "/"
+        raw_segments = doc.get("segments")
+        if not isinstance(raw_segments, list):
+            raise InvalidIndex("manifest has no segment list")
+        try:
+            tail = base64.b64decode(doc.get("tail") or "", validate=True)
+        except (ValueError, TypeError) as exc:
+            raise InvalidIndex("manifest tail is not base64") from exc
+        if len(tail) % SERIAL_BYTES:
+            raise InvalidIndex("manifest tail is not a whole number of serials")
+        cursor = doc.get("cursor")
+        if cursor is not None and (not isinstance(cursor, dict) or not isinstance(cursor.get("serial"), str)):
+            raise InvalidIndex("manifest cursor is malformed")
+        return cls(
+            authority_id=authority_id,
+            segments=tuple(Segment.from_json(s, prefix) for s in raw_segments),
+            tail=tail,
+            tail_first_issued=_time(doc["tailFirstIssued"]) if doc.get("tailFirstIssued") else None,
+            tail_not_after=_time(doc["tailNotAfter"]) if doc.get("tailNotAfter") else None,
+            cursor_time=_time(cursor["issuedAt"]) if cursor else None,
+            cursor_serial=cursor["serial"] if cursor else "",
+            updated=_time(doc["updated"]) if doc.get("updated") else None,
+        )
+
+
+def verify_segment(segment: Segment, data: bytes) -> SortedSerials:
+    """The segment's serials if the bytes are the ones the manifest names; else InvalidIndex."""
+    if len(data) != segment.count * SERIAL_BYTES or hashlib.sha256(data).hexdigest() != segment.sha256:
+        raise InvalidIndex(f"{segment.name} does not match its manifest entry")
+    return SortedSerials(data)
+
+
+# --------------------------------------------------------------------------- publishing
+
+
+@dataclass(frozen=True, slots=True)
+class IndexResult:
+    """What one publication did for one authority."""
+
+    authority_id: str
+    blob_name: str
+    added: int
+    total: int
+    segments: int
+    generation: int | None  # None: nothing changed, nothing written
+
+
+@dataclass(slots=True)
+class _Pending:
+    """New serials of this run with their issuance span, in issuance order."""
+
+    serials: list[int] = field(default_factory=list)
+    first: dt.datetime | None = None
+    last: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+
+    def add(self, serial: int, issued_at: dt.datetime, not_after: dt.datetime) -> None:
+        self.serials.append(serial)
+        self.first = issued_at if self.first is None else min(self.first, issued_at)
+        self.last = issued_at if self.last is None else max(self.last, issued_at)
+        self.not_after = not_after if self.not_after is None else max(self.not_after, not_after)
+
+
+class SerialIndexPublisher:
+    """Keeps each authority's published serial index up to date, incrementally."""
+
+    def __init__(
+        self,
+        *,
+        issued: IssuedSince,
+        blobs: BlobStore,
+        clock: Clock,
+        authority_ids: Sequence[str],
+        overlap: dt.timedelta = dt.timedelta(minutes=2),
+        retain_after_expiry: dt.timedelta = dt.timedelta(days=1),
+        tail_entries: int = 4096,
+        segment_entries: int = 262_144,
+        max_segments: int = 16,
+        page: int = 5000,
+    ) -> None:
+        """Wire the publisher.
+
+        Args:
+            issued: the store query for new issuances.
+            blobs: where the index is published (the CRLs' blob store).
+            clock: for expiry and the manifest's `updated`.
+            authority_ids: the authorities indexed.
+            overlap: how far before the cursor each run looks again (late commits).
+            retain_after_expiry: how long after its last certificate expires a segment is kept.
+            tail_entries: the most serials kept inline in the manifest.
+            segment_entries: the most serials one segment gets (sealing and merging).
+            max_segments: merge adjacent segments while there are more.
+            page: rows per store query.
+        """
+        if tail_entries < 1 or segment_entries < tail_entries or max_segments < 1 or page < 1:
+            raise ConfigError("serial index sizes must be positive, segments at least the tail size")
+        if overlap < dt.timedelta(0) or retain_after_expiry < dt.timedelta(0):
+            raise ConfigError("serial index overlap and retention must not be negative")
+        for aid in authority_ids:
+            manifest_name(aid)  # validates the id
+        self._issued = issued
+        self._blobs = blobs
+        self._clock = clock
+        self.authority_ids = tuple(authority_ids)
+        self._overlap = overlap
+        self._retain = retain_after_expiry
+        self._tail_entries = tail_entries
+        self._segment_entries = segment_entries
+        self._max_segments = max_segments
+        self._page = page
+        self._segments: dict[str, SortedSerials] = {}  # immutable, so cached by name
+
+    def publish(self, authority_id: str | None = None) -> list[IndexResult]:
+        """Bring the index of one authority, or of all, up to date."""
+        if authority_id is not None and authority_id not in self.authority_ids:
+            raise ConfigError(f"no serial index for authority {authority_id!r}")
+        targets = [authority_id] if authority_id is not None else list(self.authority_ids)
+        return [self._publish_authority(aid) for aid in targets]
+
+    def _publish_authority(self, aid: str) -> IndexResult:
+        name = manifest_name(aid)
+        for _ in range(_WRITE_ATTEMPTS):
+            blob = self._blobs.read(name)
+            generation = 0 if blob is None else blob.generation
+            current = Manifest(aid)
+            if blob is not None:
+                try:
+                    current = Manifest.decode(blob.data, aid)
+                except InvalidIndex as exc:
+                    # Never rebuild silently from an unreadable manifest: that would need the whole
+                    # store and could hide tampering. An operator removes the object to rebuild.
+                    raise BackendError(f"{name}: published manifest is unreadable: {exc}") from exc
+            updated, added = self._next(current)
+            if updated is None:
+                return IndexResult(aid, name, 0, current.count, len(current.segments), None)
+            try:
+                written = self._blobs.write(
+                    name,
+                    updated.encode(),
+                    content_type=MANIFEST_CONTENT_TYPE,
+                    if_generation_match=generation,
+                    cache_control="no-cache",
+                )
+            except PreconditionFailed:
+                continue  # another publisher got there first: start again from its manifest
+            return IndexResult(aid, name, added, updated.count, len(updated.segments), written)
+        raise BackendError(f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True)
+
+    def _next(self, current: Manifest) -> tuple[Manifest | None, int]:
+        """The manifest after this run (None if nothing changed) and how many serials it adds."""
+        aid = current.authority_id
+        now = self._clock.now()
+        pending, cursor = self._read_new(current)
+        segments = list(current.segments)
+        tail, tail_first, tail_not_after = current.tail, current.tail_first_issued, current.tail_not_after
+        changed = bool(pending.serials) or cursor != (current.cursor_time, current.cursor_serial)
+        if pending.serials:
+            assert pending.first is not None and pending.last is not None and pending.not_after is not None
+            tail_count = len(tail) // SERIAL_BYTES
+            if tail_count + len(pending.serials) <= self._tail_entries:
+                tail = pack_serials([*SortedSerials(tail), *pending.serials])
+                tail_first = min(tail_first or pending.first, pending.first)
+                tail_not_after = max(tail_not_after or pending.not_after, pending.not_after)
+            else:
+                if tail:
+                    assert tail_first is not None and tail_not_after is not None
+                    last = current.cursor_time or tail_first
+                    segments.append(self._seal(aid, list(SortedSerials(tail)), tail_first, last, tail_not_after))
+                segments.extend(self._seal_chunks(aid, pending))
+                tail, tail_first, tail_not_after = b"", None, None
+        if tail_not_after is not None and tail_not_after < now - self._retain:
+            tail, tail_first, tail_not_after, changed = b"", None, None, True
+        compacted = self._compact(aid, segments, now)
+        changed = changed or compacted != list(current.segments)
+        if not changed and current.updated is not None:
+            return None, 0
+        updated = Manifest(
+            authority_id=aid,
+            segments=tuple(compacted),
+            tail=tail,
+            tail_first_issued=tail_first,
+            tail_not_after=tail_not_after,
+            cursor_time=cursor[0],
+            cursor_serial=cursor[1],
+            updated=now,
+        )
+        return updated, len(pending.serials)
+
+    def _read_new(self, current: Manifest) -> tuple[_Pending, tuple[dt.datetime | None, str]]:
+        """Issuances from `cursor - overlap` on that the index does not hold yet."""
+        cursor: tuple[dt.datetime | None, str] = (current.cursor_time, current.cursor_serial)
+        start = _EPOCH if current.cursor_time is None else current.cursor_time - self._overlap
+        known = self._recent_serials(current, start)
+        pending = _Pending()
+        page_time, page_serial = start, ""
+        while True:
+            rows = self._issued.list_serials_issued_since(
+                current.authority_id, page_time, limit=self._page, after_serial=page_serial
+            )
+            for issued_at, serial_text, not_after, kind in rows:
+                if cursor[0] is None or (issued_at, serial_text) > (cursor[0], cursor[1]):
+                    cursor = (issued_at, serial_text)
+                if kind != "x509":
+                    continue
+                serial = int(serial_text)
+                if serial in known:
+                    continue
+                known.add(serial)
+                pending.add(serial, issued_at, not_after)
+            if len(rows) < self._page:
+                return pending, cursor
+            page_time, page_serial = rows[-1][0], rows[-1][1]
+
+    def _recent_serials(self, current: Manifest, start: dt.datetime) -> set[int]:
+        """Serials already indexed that the overlap window may return again."""
+        known = set(SortedSerials(current.tail))
+        for segment in current.segments:
+            if segment.last_issued >= start:
+                known.update(self._load(segment))
+        return known
+
+    def _load(self, segment: Segment) -> SortedSerials:
+        cached = self._segments.get(segment.name)
+        if cached is not None:
+            return cached
+        blob = self._blobs.read(segment.name)
+        if blob is None:
+            raise BackendError(f"{segment.name}: segment named by the manifest is missing")
+        try:
+            loaded = verify_segment(segment, blob.data)
+        except InvalidIndex as exc:
+            raise BackendError(str(exc)) from exc
+        self._segments[segment.name] = loaded
+        return loaded
+
+    def _seal_chunks(self, aid: str, pending: _Pending) -> list[Segment]:
+        """Write this run's new serials as segments of at most `segment_entries`, in issuance order."""
+        assert pending.first is not None and pending.last is not None and pending.not_after is not None
+        size = self._segment_entries
+        out = []
+        for i in range(0, len(pending.serials), size):
+            # the span of the whole run: exact per-chunk times are not kept, and wider is safe
+            out.append(self._seal(aid, pending.serials[i : i + size], pending.first, pending.last, pending.not_after))
+        return out
+
+    def _seal(
+        self, aid: str, serials: list[int], first: dt.datetime, last: dt.datetime, not_after: dt.datetime
+    ) -> Segment:
+        data = pack_serials(serials)
+        stamp = first.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        name = f"{manifest_name(aid).rsplit('/', 1)[0]}/seg-{stamp}-{secrets.token_hex(6)}.bin"
+        self._blobs.write(name, data, content_type=SEGMENT_CONTENT_TYPE, if_generation_match=0)
+        segment = Segment(name, len(data) // SERIAL_BYTES, hashlib.sha256(data).hexdigest(), first, last, not_after)
+        self._segments[name] = SortedSerials(data)
+        return segment
+
+    def _compact(self, aid: str, segments: list[Segment], now: dt.datetime) -> list[Segment]:
+        """Drop long-expired segments; merge the smallest adjacent pair while there are too many."""
+        live = [s for s in segments if s.not_after >= now - self._retain]
+        while len(live) > self._max_segments:
+            pairs = [
+                (live[i].count + live[i + 1].count, i)
+                for i in range(len(live) - 1)
+                if live[i].count + live[i + 1].count <= self._segment_entries
+            ]
+            if not pairs:
+                break
+            _, i = min(pairs)
+            a, b = live[i], live[i + 1]
+            merged = self._seal(
+                aid,
+                [*self._load(a), *self._load(b)],
+                min(a.first_issued, b.first_issued),
+                max(a.last_issued, b.last_issued),
+                max(a.not_after, b.not_after),
+            )
+            live[i : i + 2] = [merged]
+        keep = {s.name for s in live}
+        for name in [n for n in self._segments if n not in keep]:
+            del self._segments[name]
+        return live
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedIndex:
+    """A verified index: membership is a binary search in each part."""
+
+    generation: int
+    parts: tuple[SortedSerials, ...]
+    names: frozenset[str]
+
+    def __contains__(self, serial: object) -> bool:
+        return any(serial in part for part in self.parts)
+
+
+@dataclass(slots=True)
+class _Slot:
+    index: LoadedIndex | None = None
+    checked_at: dt.datetime | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class PublishedSerials:
+    """The responder's view of the published indexes, cached per manifest generation.
+
+    Satisfies `shared.validation.ocsp.IssuedSerials`.
+    """
+
+    def __init__(self, *, blobs: BlobStore, clock: Clock, recheck: dt.timedelta = dt.timedelta(seconds=60)) -> None:
+        """Read from `blobs`, looking for a new manifest generation at most every `recheck`."""
+        self._blobs = blobs
+        self._clock = clock
+        self._recheck = recheck
+        self._slots: dict[str, _Slot] = {}
+        self._slots_lock = threading.Lock()
+        self._segments: dict[str, tuple[str, SortedSerials]] = {}  # name -> (sha256, serials)
+        self.failures = 0
+
+    def is_issued(self, authority_id: str, serial: int) -> bool:
+        """Whether the published index lists `serial` for the authority.
+
+        Raises:
+            BackendError: no index has been published or could be read yet
+                (the responder answers tryLater rather than guess).
+        """
+        with self._slots_lock:
+            slot = self._slots.setdefault(authority_id, _Slot())
+        now = self._clock.now()
+        index = slot.index
+        if index is None or slot.checked_at is None or now - slot.checked_at >= self._recheck:
+            with slot.lock:
+                if slot.checked_at is None or now - slot.checked_at >= self._recheck:
+                    self._refresh(slot, authority_id, now)
+                index = slot.index
+        if index is None:
+            raise BackendError(f"no serial index published for {authority_id}", transient=True)
+        return serial in index
+
+    def _refresh(self, slot: _Slot, aid: str, now: dt.datetime) -> None:
+        name = manifest_name(aid)
+        try:
+            blob = self._blobs.read(name)
+        except BackendError as exc:
+            _log.warning("cannot read %s, serving the last good index: %s", name, exc)
+            return
+        slot.checked_at = now
+        if blob is None or (slot.index is not None and blob.generation == slot.index.generation):
+            return
+        try:
+            manifest = Manifest.decode(blob.data, aid)
+            parts = [SortedSerials(manifest.tail)]
+            for segment in manifest.segments:
+                parts.append(self._segment(segment))
+        except (InvalidIndex, BackendError) as exc:
+            self.failures += 1
+            _log.error("refused %s generation %d: %s", name, blob.generation, exc)
+            return
+        names = frozenset(s.name for s in manifest.segments)
+        slot.index = LoadedIndex(blob.generation, tuple(parts), names)
+        live: set[str] = set().union(*(s.index.names for s in self._slots.values() if s.index is not None))
+        for stale in [n for n in self._segments if n not in live]:
+            del self._segments[stale]
+
+    def _segment(self, segment: Segment) -> SortedSerials:
+        cached = self._segments.get(segment.name)
+        if cached is not None and cached[0] == segment.sha256:
+            return cached[1]
+        blob = self._blobs.read(segment.name)
+        if blob is None:
+            raise InvalidIndex(f"{segment.name} is missing")
+        loaded = verify_segment(segment, blob.data)
+        self._segments[segment.name] = (segment.sha256, loaded)
+        return loaded
+
+
+class StoreSerials:
+    """`IssuedSerials` answered from the store directly.
+
+    Only for setups where the responder may read the database (tests, a
+    single process); deployments use `PublishedSerials`, which needs nothing
+    but the published artefacts.
+    """
+
+    def __init__(self, reader: CertificateReader) -> None:
+        """Ask `reader` for each serial."""
+        self._reader = reader
+
+    def is_issued(self, authority_id: str, serial: int) -> bool:
+        """Whether the store holds an X.509 certificate of the authority with this serial."""
+        record = self._reader.get_certificate(str(serial))
+        return record is not None and record.authority_id == authority_id and str(record.kind) == "x509"
