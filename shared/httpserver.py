@@ -26,9 +26,77 @@ MAX_BODY = 1024 * 1024  # hard transport cap; the app enforces its own, smaller 
 IDLE_TIMEOUT = 75.0
 
 
+MAX_HEADER_LINES = 100
+
+
+class _Headers:
+    """Request headers: case-insensitive `get` and the raw `items()`.
+
+    `http.server` parses headers with the `email` package, which costs more than
+    the rest of a small request's HTTP handling; this is all the bridge needs.
+    """
+
+    __slots__ = ("_by_name", "_items")
+
+    def __init__(self) -> None:
+        self._items: list[tuple[str, str]] = []
+        self._by_name: dict[str, str] = {}
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name, value))
+        key = name.lower()
+        self._by_name[key] = f"{self._by_name[key]}, {value}" if key in self._by_name else value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._by_name.get(name.lower(), default)
+
+    def items(self) -> list[tuple[str, str]]:
+        return self._items
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: WSGIServer
+
+    def parse_request(self) -> bool:
+        """Request line and headers, strictly and without the `email` parser."""
+        self.command = None  # type: ignore[assignment]
+        self.request_version = "HTTP/1.1"  # errors before the version is known still get a status line
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")  # type: ignore[attr-defined]
+        self.requestline = requestline
+        words = requestline.split()
+        if len(words) != 3:
+            self.send_error(400, "Bad request syntax")
+            return False
+        command, path, version = words
+        if version not in ("HTTP/1.1", "HTTP/1.0"):
+            self.send_error(505, "HTTP version not supported")
+            return False
+        self.command, self.path, self.request_version = command, path, version
+        headers = _Headers()
+        for _ in range(MAX_HEADER_LINES + 1):
+            line = self.rfile.readline(65537)
+            if len(line) > 65536:
+                self.send_error(431, "Header line too long")
+                return False
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = line.decode("iso-8859-1").partition(":")
+            if not sep or not name or name != name.strip():
+                self.send_error(400, "Bad header line")
+                return False
+            headers.add(name, value.strip())
+        else:
+            self.send_error(431, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = (headers.get("Connection") or "").lower()
+        self.close_connection = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
+        if (headers.get("Expect") or "").lower() == "100-continue":
+            self.send_response_only(100)
+            self.end_headers()
+        return True
 
     def setup(self) -> None:
         self.request.settimeout(IDLE_TIMEOUT)
@@ -50,6 +118,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Protocol-level errors as step-ca JSON, and the connection closed."""
+        self._error(code, (message or "bad request").replace('"', "'"))
 
     def _error(self, code: int, message: str) -> None:
         body = ('{"status":%d,"message":"%s"}' % (code, message)).encode()  # noqa: UP031

@@ -18,9 +18,17 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from jwt.algorithms import get_default_algorithms
+
 from shared.errors import Unauthorized
 
 LEEWAY = dt.timedelta(minutes=1)
+# PyJWT's asymmetric algorithm objects; HMAC and `none` are left out on purpose (JOSE-01).
+_ALGORITHMS = {
+    name: alg
+    for name, alg in get_default_algorithms().items()
+    if name in ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
+}
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_TOKEN_LIFETIME = dt.timedelta(hours=1)
 LEGACY_AUDIENCE = "step-certificate-authority"
@@ -36,11 +44,25 @@ OPERATION_PATHS: dict[str, tuple[str, ...]] = {
 }
 
 
+_TO_STD = str.maketrans("-_", "+/")
+
+
+def b64url_strict(segment: str) -> bytes:
+    """Decode unpadded base64url, refusing padding and any character outside the alphabet (JOSE-02).
+
+    Raises:
+        ValueError: not strict base64url.
+    """
+    if "=" in segment or "+" in segment or "/" in segment or len(segment) % 4 == 1:
+        raise ValueError("not base64url")
+    return base64.b64decode(segment.translate(_TO_STD) + "=" * (-len(segment) % 4), validate=True)
+
+
 def _b64url_json(segment: str) -> dict[str, Any]:
-    if not segment or "=" in segment:
+    if not segment:
         raise Unauthorized("invalid token")
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = b64url_strict(segment)
         value = json.loads(raw, object_pairs_hook=_no_duplicates)
     except (ValueError, TypeError) as exc:
         raise Unauthorized("invalid token") from exc
@@ -62,13 +84,34 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 class PeekedToken:
     """A token's header and claims read WITHOUT verifying the signature.
 
-    Only used to choose which provisioner verifies it (JOSE-04: the `kid`
-    selects from a trusted key set, nothing in the token is trusted yet).
+    Used to choose which provisioner verifies it (JOSE-04: the `kid` selects
+    from a trusted key set, nothing in the token is trusted yet); after
+    `verify_signature` succeeds, the same parsed claims are the verified ones,
+    so a token is decoded once.
     """
 
     raw: str
     header: Mapping[str, Any]
     claims: Mapping[str, Any]
+
+    def verify_signature(self, key: Any, algorithms: list[str]) -> None:
+        """Check the JWS signature with PyJWT's algorithm for the header's `alg`.
+
+        The algorithm must be in `algorithms` (pinned by the key type), never `none`/HMAC.
+
+        Raises:
+            Unauthorized: algorithm not allowed or signature invalid.
+        """
+        alg = self.header.get("alg")
+        if not isinstance(alg, str) or alg not in algorithms or alg not in _ALGORITHMS:
+            raise Unauthorized("invalid token: algorithm not allowed for this provisioner")
+        signing_input, _, signature = self.raw.rpartition(".")
+        try:
+            sig = b64url_strict(signature)
+        except ValueError as exc:
+            raise Unauthorized("invalid token") from exc
+        if not _ALGORITHMS[alg].verify(signing_input.encode(), key, sig):
+            raise Unauthorized("invalid token: signature does not verify")
 
     @property
     def audiences(self) -> list[str]:
@@ -122,9 +165,16 @@ class Audiences:
 
     def __init__(self, hosts: Iterable[str]) -> None:
         self._hosts = [h for h in hosts if h]
+        self._cache: dict[str, frozenset[str]] = {}
 
-    def for_operation(self, operation: str) -> set[str]:
-        """Accepted `aud` values (ports stripped) for an operation."""
+    def for_operation(self, operation: str) -> frozenset[str]:
+        """Accepted `aud` values (ports stripped) for an operation (computed once)."""
+        cached = self._cache.get(operation)
+        if cached is None:
+            cached = self._cache[operation] = frozenset(self._compute(operation))
+        return cached
+
+    def _compute(self, operation: str) -> set[str]:
         out: set[str] = set()
         if operation in ("sign", "revoke", "ssh/sign"):
             out.add(LEGACY_AUDIENCE)

@@ -1,0 +1,58 @@
+"""The keep-alive WSGI server: HTTP/1.1 framing, keep-alive, limits, client certificates."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from shared.httpserver import WSGIServer
+
+
+def app(environ, start_response):  # type: ignore[no-untyped-def]
+    body = environ["wsgi.input"].read()
+    out = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} q={environ['QUERY_STRING']} x={environ.get('HTTP_X_A')} len={len(body)}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [out]
+
+
+@pytest.fixture
+def port():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    server = WSGIServer(sock, app, None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield sock.getsockname()[1]
+    server.shutdown()
+
+
+def exchange(port: int, raw: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(raw)
+        c.shutdown(socket.SHUT_WR)
+        chunks = []
+        while data := c.recv(65536):
+            chunks.append(data)
+    return b"".join(chunks)
+
+
+def test_two_requests_on_one_connection(port: int) -> None:
+    raw = (b"GET /a?x=1 HTTP/1.1\r\nHost: h\r\nX-A: one\r\n\r\n"
+           b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nx-a: two\r\n\r\nabc")
+    out = exchange(port, raw)
+    assert out.count(b"HTTP/1.1 200 OK") == 2
+    assert b"GET /a q=x=1 x=one len=0" in out and b"POST /b q= x=two len=3" in out
+
+
+@pytest.mark.parametrize("raw,status", [
+    (b"GARBAGE\r\n\r\n", b"400"),
+    (b"GET / HTTP/2.0\r\n\r\n", b"505"),
+    (b"GET / HTTP/1.1\r\nbad header\r\n\r\n", b"400"),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", b"411"),
+    (b"POST / HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413"),
+    (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 150 + b"\r\n", b"431"),
+])
+def test_bad_requests_get_4xx(port: int, raw: bytes, status: bytes) -> None:
+    assert exchange(port, raw).startswith(b"HTTP/1.") and status in exchange(port, raw).split(b"\r\n", 1)[0]
