@@ -16,8 +16,12 @@ compare-and-set on the document's version, so when several publishers race
 exactly one certificate wins and the others adopt it (their own signature is
 an orphan nobody ever sees).
 
-Responders read the document through `DelegatedResponder`, which caches the
-parsed certificate and re-reads it every few minutes, more often in its last
+The store is the arbiter; the rotator also mirrors the current document to the
+blob bucket (`ocsp-responder/<authority>.json`, generation preconditions),
+because the deployed `ocsp` function may read only the bucket (no store access,
+like the CRLs and the serial index it answers from). Responders read either
+copy through `DelegatedResponder` (`BlobDocuments` adapts the bucket), which
+caches the parsed certificate and re-reads it every few minutes, more often in its last
 quarter of life, and refuses anything that is not a valid delegated
 certificate for its own key from the right CA.
 """
@@ -26,15 +30,18 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shared.blobs.base import BlobStore, PreconditionFailed
 from shared.clock import Clock
 from shared.errors import BackendError
 from shared.keys.base import PublicKey
@@ -43,6 +50,8 @@ from shared.x509.profile import Issuer, sign_certificate, whole_seconds
 from shared.x509.serials import random_serial
 
 COLLECTION = "ocsp_responder"
+BLOB_PREFIX = "ocsp-responder"
+_log = logging.getLogger(__name__)
 OCSP_NOCHECK = x509.OCSPNoCheck.oid  # 1.3.6.1.5.5.7.48.1.5, value NULL
 DEFAULT_LIFETIME = dt.timedelta(hours=72)
 #: notBefore is set this far back so a relying party whose clock is a little behind accepts it.
@@ -124,6 +133,38 @@ def _document(cert: x509.Certificate) -> dict[str, Any]:
     }
 
 
+class DocumentReader(Protocol):
+    """The one read a responder needs (`DocumentStore` and `BlobDocuments` fit)."""
+
+    def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """Return `(data, version)` or None."""
+        ...
+
+
+def blob_name(authority_id: str) -> str:
+    """Where the bucket copy of an authority's responder document lives."""
+    return f"{BLOB_PREFIX}/{authority_id}.json"
+
+
+class BlobDocuments:
+    """Reads the bucket copy of the responder document as a `DocumentReader` (version = generation)."""
+
+    def __init__(self, *, blobs: BlobStore) -> None:
+        """Read from `blobs`."""
+        self._blobs = blobs
+
+    def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """The JSON object at `blob_name(doc_id)`, or None if absent or not a JSON object."""
+        blob = self._blobs.read(blob_name(doc_id))
+        if blob is None:
+            return None
+        try:
+            data = json.loads(blob.data)
+        except ValueError:
+            return None
+        return (data, blob.generation) if isinstance(data, dict) else None
+
+
 def _parse(data: dict[str, Any]) -> x509.Certificate | None:
     """The certificate in a stored document, or None if the document is damaged."""
     pem = data.get("pem")
@@ -170,6 +211,7 @@ class ResponderRotator:
         issuer: Issuer,
         responder_key: PublicKey,
         lifetime: dt.timedelta = DEFAULT_LIFETIME,
+        mirror: BlobStore | None = None,
     ) -> None:
         """Wire the rotator.
 
@@ -181,6 +223,8 @@ class ResponderRotator:
             responder_key: the configured responder public key; a stored
                 certificate for another key is replaced at once.
             lifetime: validity of each certificate; renewed at half of it.
+            mirror: a bucket to copy the current document to, for responders
+                without store access.
         """
         self._documents = documents
         self._clock = clock
@@ -189,6 +233,7 @@ class ResponderRotator:
         self._key = responder_key
         self._key_id = key_id(responder_key)
         self._lifetime = lifetime
+        self._mirror = mirror
 
     def renewal_reason(self, cert: x509.Certificate | None, now: dt.datetime) -> str | None:
         """Why `cert` must be replaced at `now`, or None if it is still good."""
@@ -203,11 +248,37 @@ class ResponderRotator:
         return None
 
     def ensure(self) -> Rotation:
-        """Renew the stored certificate if needed; return the one now current.
+        """Renew the stored certificate if needed, mirror it; return the one now current.
 
         Raises:
-            BackendError: the store failed.
+            BackendError: the store or the bucket failed.
         """
+        rotation = self._rotate()
+        if self._mirror is not None:
+            self._copy_to(self._mirror, rotation.certificate)
+        return rotation
+
+    def _copy_to(self, blobs: BlobStore, cert: x509.Certificate) -> None:
+        name = blob_name(self._authority_id)
+        existing = blobs.read(name)
+        if existing is not None:
+            try:
+                if json.loads(existing.data).get("serial") == str(cert.serial_number):
+                    return
+            except (ValueError, AttributeError):
+                pass  # damaged copy: overwrite it
+        try:
+            blobs.write(
+                name,
+                json.dumps(_document(cert), sort_keys=True).encode(),
+                content_type="application/json",
+                if_generation_match=existing.generation if existing is not None else 0,
+                cache_control="no-cache",
+            )
+        except PreconditionFailed:
+            _log.info("another publisher updated %s first", name)  # it copied the store's winner too
+
+    def _rotate(self) -> Rotation:
         now = self._clock.now()
         found = load_responder_certificate(self._documents, self._authority_id)
         current, version = found if found is not None else (None, 0)
@@ -242,7 +313,7 @@ class DelegatedResponder:
     def __init__(
         self,
         *,
-        documents: DocumentStore,
+        documents: DocumentReader,
         clock: Clock,
         authority_id: str,
         ca_certificate: x509.Certificate,
@@ -253,7 +324,8 @@ class DelegatedResponder:
         """Wire the cache.
 
         Args:
-            documents: the store the rotator writes to.
+            documents: the store the rotator writes to, or `BlobDocuments`
+                over its bucket copy.
             clock: the time source.
             authority_id: the document id.
             ca_certificate: the issuing CA the certificate must come from.

@@ -14,7 +14,8 @@ validity (step-ca's `crl.cacheDuration`), `publish_interval` the schedule,
 
 With `ocsp.responderKey` set (`shared.config.OCSPSettings`) the responder signs
 with that key and the delegated certificate `responder_rotator` keeps current in
-the store (`shared.validation.responder_cert`); the CA key is opened for OCSP
+the store and mirrors to the bucket, where the responder reads it
+(`shared.validation.responder_cert`); the CA key is opened for OCSP
 only as a fallback, and only where this instance holds it anyway.
 """
 
@@ -28,7 +29,7 @@ from shared.validation.ocsp import OCSPAuthority, OCSPResponder
 from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
 from shared.validation.published import PublishedCRLs
 from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
-from shared.validation.responder_cert import DelegatedResponder, ResponderRotator
+from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, ResponderRotator
 from shared.validation.serial_index import IssuedSince, PublishedSerials, SerialIndexPublisher
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ def responder_rotator(services: Services) -> ResponderRotator | None:
         issuer=services.issuing().issuer,
         responder_key=signer.public_key(),
         lifetime=settings.ocsp.responder_lifetime,
+        mirror=blobs(services),  # the ocsp function reads the bucket copy, never the store
     )
 
 
@@ -127,11 +129,12 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
     settings = services.settings
     if settings.crl.shards and not settings.crl.base_url:
         raise ConfigError("crl.shards needs crl.baseURL (the shards' distribution points)")
+    published = blobs(services)
     responder_signer = _responder_signer(services)
     delegated = None
     if responder_signer is not None:
         delegated = DelegatedResponder(
-            documents=services.store,
+            documents=BlobDocuments(blobs=published),
             clock=services.clock,
             authority_id=settings.authority_id,
             ca_certificate=services.intermediates[0],
@@ -141,7 +144,6 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
     # A local folder answers a generation check with one stat(); object storage costs a
     # request, so a function instance looks for a new CRL or serial index once a minute.
     recheck = dt.timedelta(seconds=5 if settings.blobs.startswith("file:") else 60)
-    published = blobs(services)
     responder = OCSPResponder(
         authorities=[
             OCSPAuthority(

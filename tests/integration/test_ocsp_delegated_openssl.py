@@ -30,7 +30,8 @@ from shared.cli.crl import run_publish
 from shared.clock import FixedClock
 from shared.config import Settings
 from shared.runtime import Services, build_services
-from shared.validation.responder_cert import COLLECTION
+from shared.validation.responder_cert import COLLECTION, blob_name
+from shared.validation.wiring import blobs
 from tests.helpers import make_csr, mint_sign_token, mint_token, sign_claims
 
 pytestmark = pytest.mark.interop
@@ -121,6 +122,8 @@ def test_openssl_verifies_delegated_responder(
     stored = services.store.get_document(COLLECTION, services.settings.authority_id)
     assert stored is not None
     responder = x509.load_pem_x509_certificate(stored[0]["pem"].encode())
+    mirrored = blobs(services).read(blob_name(services.settings.authority_id))  # what the ocsp function reads
+    assert mirrored is not None and json.loads(mirrored.data)["serial"] == str(responder.serial_number)
     assert responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage(
         [ExtendedKeyUsageOID.OCSP_SIGNING]
     )

@@ -412,3 +412,47 @@ def test_init_creates_responder_key(authority_dir: Path) -> None:
     assert b"ENCRYPTED PRIVATE KEY" in path.read_bytes()
     settings = Settings.load(authority_dir / "config.json")
     assert settings.ocsp.responder_key == f"softkms:path={path.resolve()}"
+
+
+def test_rotator_mirrors_to_the_bucket_and_responders_read_it(tmp_path: Path) -> None:
+    from shared.blobs.local import LocalBlobStore
+    from shared.validation.responder_cert import BlobDocuments, blob_name
+
+    issuer, ca = _issuer()
+    key = ec.generate_private_key(ec.SECP256R1())
+    clock = FixedClock(T0)
+    store = MemoryStore(clock=clock)
+    bucket = LocalBlobStore(root=tmp_path / "blobs", fsync=False)
+    rotator = ResponderRotator(
+        documents=store,
+        clock=clock,
+        authority_id="intermediate",
+        issuer=issuer,
+        responder_key=key.public_key(),
+        mirror=bucket,
+    )
+    view = DelegatedResponder(
+        documents=BlobDocuments(blobs=bucket),
+        clock=clock,
+        authority_id="intermediate",
+        ca_certificate=ca,
+        responder_key=key.public_key(),
+    )
+    first = rotator.ensure().certificate
+    blob = bucket.read(blob_name("intermediate"))
+    assert blob is not None and json.loads(blob.data)["serial"] == str(first.serial_number)
+    assert view.current(T0 + dt.timedelta(hours=24)) == first
+    rotator.ensure()  # unchanged: no rewrite
+    again = bucket.read(blob_name("intermediate"))
+    assert again is not None and again.generation == blob.generation
+    clock.advance(dt.timedelta(hours=37))
+    second = rotator.ensure().certificate
+    assert second != first
+    assert view.current(clock.now() + dt.timedelta(hours=24)) == second
+    # a damaged bucket copy is refused (last good kept) and repaired by the next publication
+    bucket.write(blob_name("intermediate"), b"{not json", content_type="application/json", if_generation_match=None)
+    clock.advance(dt.timedelta(minutes=6))
+    assert view.current(clock.now()) == second
+    rotator.ensure()
+    fixed = bucket.read(blob_name("intermediate"))
+    assert fixed is not None and json.loads(fixed.data)["serial"] == str(second.serial_number)
