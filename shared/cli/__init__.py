@@ -14,6 +14,7 @@ _MODULES = (
     "shared.cli.client",
     "shared.cli.endpoints",
     "shared.cli.crl",
+    "shared.cli.ocsp",
     "shared.cli.acme",
 )
 
