@@ -8,6 +8,7 @@ instance builds its `Services` on first use and keeps them for its lifetime.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +84,7 @@ class Services:
     settings: Settings
     clock: Clock
     store: Store
-    authority: Authority | None
+    authority_factory: Callable[[], Authority] | None
     revoker: Revoker
     provisioners: Provisioners
     audiences: Audiences
@@ -100,15 +101,28 @@ class Services:
                 self.extras[name] = factory(self)
             return self.extras[name]
 
+    @property
+    def authority(self) -> Authority | None:
+        """The in-process issuing authority, built (key opened) on first use; None behind an issuer link.
+
+        Functions that never sign (OCSP with a delegated responder, the sweep) never open
+        the CA key, which for Cloud KMS saves a GetPublicKey call at cold start.
+        """
+        if self.authority_factory is None:
+            return None
+        built: Authority = self.lazy("authority", lambda _s: self.authority_factory())  # type: ignore[misc]
+        return built
+
     def issuing(self) -> Authority:
         """The in-process issuing authority.
 
         Raises:
             ConfigError: this instance forwards to an issuer function instead.
         """
-        if self.authority is None:
+        authority = self.authority
+        if authority is None:
             raise ConfigError("this instance has no signing key; requests go to the issuer function")
-        return self.authority
+        return authority
 
     def close(self) -> None:
         """Release backends."""
@@ -133,30 +147,33 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     from shared.events.log import open_sinks
 
     sinks: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
-    authority: Authority | None = None
     issuer_link: IssuerLink | None = None
+    authority_factory: Callable[[], Authority] | None = None
     if settings.issuer_url:
         from shared.issuer_link import IssuerLink
 
         issuer_link = IssuerLink(settings.issuer_url)
     else:
-        signer = open_signer(settings.key, password_file=settings.password_file)
-        if signer.public_key().public_numbers() != intermediates[0].public_key().public_numbers():  # type: ignore[union-attr]
-            raise ConfigError("the key does not match the intermediate certificate")
-        authority = Authority(
-            authority_id=settings.authority_id,
-            issuer=Issuer.of(intermediates[0], as_private_key(signer)),
-            intermediates=intermediates,
-            roots=roots,
-            provisioners=provisioners,
-            stores=AuthorityStores(tokens=store, issuance=store, revocations=store, endpoints=store),
-            clock=clock,
-            backdate=settings.backdate,
-            crl_url=_crl_url_function(settings),
-            ocsp_url=settings.crl.ocsp_url or None,
-            ca_issuers_url=settings.crl.ca_issuers_url or None,
-            sinks=sinks,
-        )
+
+        def authority_factory() -> Authority:
+            signer = open_signer(settings.key, password_file=settings.password_file)
+            if signer.public_key().public_numbers() != intermediates[0].public_key().public_numbers():  # type: ignore[union-attr]
+                raise ConfigError("the key does not match the intermediate certificate")
+            return Authority(
+                authority_id=settings.authority_id,
+                issuer=Issuer.of(intermediates[0], as_private_key(signer)),
+                intermediates=intermediates,
+                roots=roots,
+                provisioners=provisioners,
+                stores=AuthorityStores(tokens=store, issuance=store, revocations=store, endpoints=store),
+                clock=clock,
+                backdate=settings.backdate,
+                crl_url=_crl_url_function(settings),
+                ocsp_url=settings.crl.ocsp_url or None,
+                ca_issuers_url=settings.crl.ca_issuers_url or None,
+                sinks=sinks,
+            )
+
     revoker = Revoker(
         authority_id=settings.authority_id,
         provisioners=provisioners,
@@ -170,7 +187,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         settings=settings,
         clock=clock,
         store=store,
-        authority=authority,
+        authority_factory=authority_factory,
         revoker=revoker,
         provisioners=provisioners,
         audiences=audiences,

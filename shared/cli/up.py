@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = Settings.load(directory / "config.json")
         probe = build_services(settings)  # fail fast, in the parent, on a bad config
+        probe.issuing()  # and on a key that cannot be opened or does not match the intermediate
     except ConfigError as exc:
         print(f"cirrus up: {exc}", file=sys.stderr)
         return 1
