@@ -16,6 +16,8 @@ class LogSink:
 
     def publish(self, events: Sequence[Event]) -> None:
         """Log the events (never raises for a well-formed event)."""
+        if not _log.isEnabledFor(logging.INFO):
+            return
         for event in events:
             _log.info(json.dumps(event.to_cloudevent(), separators=(",", ":"), default=str))
 
