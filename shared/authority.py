@@ -2,10 +2,12 @@
 
 One `Authority` is one issuing CA (its certificate and key) with its
 provisioners. Order of effects matters for "nothing lost, nothing leaked":
-every check runs before the one-time token is claimed, the signature comes
-after the claim, and the certificate is returned only after its record (with
-endpoint and events) is durably stored in one atomic write. A crash between
-signing and recording leaves an orphan signature that nobody ever received.
+every check runs first, then the certificate is signed, then one atomic write
+stores the one-time token claim, the record, its endpoint and its events; the
+certificate is returned only after that write. A replayed token fails that
+write (so it never yields a recorded certificate), and a crash or store
+failure after signing leaves an orphan signature nobody received and a token
+the client can retry with.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from cryptography.x509.oid import NameOID
 
 from shared.clock import Clock
 from shared.endpoints import endpoint_for_sign
-from shared.errors import BadRequest, Forbidden, TokenAlreadyUsed, Unauthorized
+from shared.errors import BadRequest, Forbidden, Unauthorized
 from shared.events.base import (
     CERTIFICATE_ISSUED,
     CERTIFICATE_REKEYED,
@@ -35,11 +37,11 @@ from shared.events.base import (
     EventSink,
 )
 from shared.keys.base import PublicKey
-from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, subject_key
+from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
-from shared.store.base import EndpointStore, IssuanceLedger, RevocationReader, TokenLedger
+from shared.store.base import EndpointStore, IssuanceLedger, RevocationReader
 from shared.validity import Window, check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr
 from shared.x509.names import SANs, common_name_of, sans_of, split_sans
@@ -68,7 +70,6 @@ class Issued:
 class AuthorityStores:
     """The store roles the issuing pipeline uses."""
 
-    tokens: TokenLedger
     issuance: IssuanceLedger
     revocations: RevocationReader
     endpoints: EndpointStore
@@ -233,8 +234,6 @@ class Authority:
             )
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
-        if claim:
-            self._claim(auth.replay)
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
@@ -256,6 +255,7 @@ class Authority:
             operation="sign",
             new_endpoint=is_new,
             create_endpoint=previous is None,
+            claim=auth.replay if claim else None,
         )
 
     def _check_csr_against_token(self, csr: x509.CertificateSigningRequest, auth: SignAuthorization) -> None:
@@ -304,10 +304,6 @@ class Authority:
             ca_issuers_url=self._ca_issuers_url,
         )
 
-    def _claim(self, replay: ReplayClaim) -> None:
-        if not self._stores.tokens.claim(replay.namespace, replay.key, replay.expires_at):
-            raise TokenAlreadyUsed()
-
     # ------------------------------------------------------- renew / rekey
     def renew(self, *, certificate: x509.Certificate, replay: ReplayClaim | None = None) -> Issued:
         """Renew an authenticated certificate (mTLS or x5c bearer token).
@@ -354,8 +350,6 @@ class Authority:
             raise Unauthorized("certificate is not yet valid")
         if now > old.not_valid_after_utc and not claims.allow_renewal_after_expiry:
             raise Unauthorized(f"certificate expired on {old.not_valid_after_utc.isoformat()}")
-        if replay is not None:
-            self._claim(replay)
         duration = old.not_valid_after_utc - old.not_valid_before_utc
         window = Window(not_before=now - self._backdate, not_after=now - self._backdate + duration)
         new_serial = self._serials()
@@ -387,7 +381,8 @@ class Authority:
         )
         op = "rekey" if new_key is not None else "renew"
         return self._record(
-            cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False
+            cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False,
+            claim=replay,
         )
 
     # ---------------------------------------------------------- recording
@@ -402,6 +397,7 @@ class Authority:
         operation: str,
         new_endpoint: bool,
         create_endpoint: bool = True,
+        claim: ReplayClaim | None = None,
     ) -> Issued:
         sans = tuple(sans_of(cert))
         cn = common_name_of(cert.subject)
@@ -443,7 +439,12 @@ class Authority:
         # create would be refused and cost a second commit and a read (see docs/costs.md).
         # (One created by another instance after our read found none is kept by the store.)
         create = operation == "sign" and create_endpoint and new_endpoint
-        self._stores.issuance.record_issuance(record, new_endpoint=endpoint if create else None, events=events)
+        # The token claim rides in the same atomic write: a replay can never be recorded,
+        # and a failed write leaves the token usable for the client's retry.
+        token = TokenClaim(claim.namespace, claim.key, claim.expires_at) if claim is not None else None
+        self._stores.issuance.record_issuance(
+            record, new_endpoint=endpoint if create else None, events=events, claim=token
+        )
         self._publish(events)
         return Issued(certificate=cert, chain=self.intermediates, record=record)
 

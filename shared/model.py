@@ -71,6 +71,15 @@ class CertificateRecord:
     operation: str = "sign"
 
 
+@dataclass(frozen=True, slots=True)
+class TokenClaim:
+    """A single-use key (one-time token `jti` or token hash) to claim atomically with a record."""
+
+    namespace: str
+    key: str
+    expires_at: dt.datetime
+
+
 class RevocationReason(enum.IntEnum):
     """RFC 5280 CRLReason codes (certificateHold is never used, BR-06)."""
 

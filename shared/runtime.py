@@ -50,21 +50,14 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
 
 
 def open_signer(uri: str, *, password_file: Path | None) -> Signer:
-    """Open the signing key a URI names, importing only that backend.
+    """Open the signing key a URI names, importing only that backend (softkms, cloudkms, ...).
 
     Raises:
         ConfigError: unknown scheme or missing key.
     """
-    scheme = uri.split(":", 1)[0] if ":" in uri.split("/", 1)[0] else "softkms"
-    if scheme == "softkms":
-        from shared.keys.softkms import SoftKMS
+    from shared.keys.registry import open_key_manager
 
-        return SoftKMS(password_file=password_file).signer(uri)
-    try:
-        from shared.keys import registry
-    except ImportError as exc:  # pragma: no cover - until every backend has landed
-        raise ConfigError(f"no key manager for {scheme}:") from exc
-    return registry.open_signer(uri, password_file=password_file)  # type: ignore[attr-defined,no-any-return]
+    return open_key_manager(uri, password_file=password_file).signer(uri)
 
 
 def audience_hosts(settings: Settings) -> list[str]:
@@ -112,6 +105,14 @@ class Services:
             return None
         built: Authority = self.lazy("authority", lambda _s: self.authority_factory())  # type: ignore[misc]
         return built
+
+    @authority.setter
+    def authority(self, value: Authority) -> None:
+        """Replace the issuing authority (tests wire one with a different key backend)."""
+        with self._lock:
+            self.extras["authority"] = value
+        if self.authority_factory is None:
+            self.authority_factory = lambda: value
 
     def issuing(self) -> Authority:
         """The in-process issuing authority.
@@ -165,7 +166,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
                 intermediates=intermediates,
                 roots=roots,
                 provisioners=provisioners,
-                stores=AuthorityStores(tokens=store, issuance=store, revocations=store, endpoints=store),
+                stores=AuthorityStores(issuance=store, revocations=store, endpoints=store),
                 clock=clock,
                 backdate=settings.backdate,
                 crl_url=_crl_url_function(settings),

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from shared.model import CertificateRecord, Endpoint, Event, Revocation
+from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 
 
 class TokenLedger(Protocol):
@@ -56,8 +56,14 @@ class IssuanceLedger(CertificateReader, Protocol):
         *,
         new_endpoint: Endpoint | None = None,
         events: Sequence[Event] = (),
+        claim: TokenClaim | None = None,
     ) -> None:
         """Store all of it or none of it.
+
+        `claim` is the one-time token that authorised the issuance: it is
+        created in the same atomic write, so a replayed token can never yield
+        a recorded certificate, and a failed write leaves the token unused
+        for the client's retry. Raises `TokenAlreadyUsed` if it exists.
 
         `new_endpoint` is created if absent; if an endpoint with the same id
         already exists (two instances grouping the same subject at once) the

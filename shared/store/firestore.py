@@ -46,8 +46,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from shared.clock import Clock, SystemClock
-from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict
-from shared.model import CertificateRecord, Endpoint, Event, Revocation
+from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
+from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.retry import Attempt, RetryPolicy
 from shared.store import codec
 from shared.store import firestore_docs as docs
@@ -259,8 +259,9 @@ class FirestoreStore:
         *,
         new_endpoint: Endpoint | None = None,
         events: Sequence[Event] = (),
+        claim: TokenClaim | None = None,
     ) -> None:
-        """Write the certificate (with its events) and a new endpoint in one atomic batch."""
+        """Write the token claim, the certificate (with its events) and a new endpoint in one atomic batch."""
         codec.check_issuance(certificate, new_endpoint)
         write_id = secrets.token_hex(8)
         cert_fields = {
@@ -274,30 +275,51 @@ class FirestoreStore:
         if new_endpoint is not None:
             endpoint_fields = docs.endpoint_fields(new_endpoint)
             endpoint_ref = self._col(docs.ENDPOINTS).document(docs.doc_id(new_endpoint.id))
+        claim_ref: Any = None
+        claim_fields: dict[str, Any] = {}
+        if claim is not None:
+            claim_ref = self._col(docs.CLAIMS).document(docs.claim_id(claim.namespace, claim.key))
+            expire = codec.require_aware(claim.expires_at, "expires_at")
+            claim_fields = {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id}
 
-        def conflict_unless_ours(a: Attempt) -> None:
-            if not self._is_own_write(cert_ref, write_id, a):
+        def commit(a: Attempt, with_endpoint: bool) -> None:
+            batch = self._client.batch()
+            if claim_ref is not None:
+                batch.create(claim_ref, claim_fields)
+            batch.create(cert_ref, cert_fields)
+            if with_endpoint:
+                batch.create(endpoint_ref, endpoint_fields)
+            batch.commit(**self._kw(a))
+
+        def landed_or_raise(a: Attempt) -> bool:
+            """After AlreadyExists: True if our own earlier attempt landed; raise if a claim/serial clash."""
+            # The batch is atomic: our write id on the claim (or the certificate) means all of it landed.
+            if claim_ref is not None:
+                snap = claim_ref.get(**self._kw(a))
+                if snap.exists:
+                    if (snap.to_dict() or {}).get("w") == write_id:
+                        return True
+                    raise TokenAlreadyUsed()
+            if cert_ref.get(**self._kw(a)).exists:
+                if self._is_own_write(cert_ref, write_id, a):
+                    return True
                 raise Conflict(f"certificate with serial number '{certificate.serial}' already exists")
+            return False
 
         def op(a: Attempt) -> None:
-            if endpoint_ref is not None:
-                batch = self._client.batch()
-                batch.create(cert_ref, cert_fields)
-                batch.create(endpoint_ref, endpoint_fields)
+            with_endpoint = endpoint_ref is not None
+            for _ in range(2):
                 try:
-                    batch.commit(**self._kw(a))
+                    commit(a, with_endpoint)
                     return
                 except self._api.AlreadyExists:
-                    # Either the serial or the endpoint exists; one read tells which.
-                    if cert_ref.get(**self._kw(a)).exists:
-                        conflict_unless_ours(a)
+                    if landed_or_raise(a):
                         return
-                # The endpoint exists (another instance grouped the same subject
-                # first): keep it and attach the certificate to it.
-            try:
-                cert_ref.create(cert_fields, **self._kw(a))
-            except self._api.AlreadyExists:
-                conflict_unless_ours(a)
+                    if not with_endpoint:
+                        raise
+                    # The endpoint exists (another instance grouped the same subject
+                    # first): keep it and attach the certificate to it.
+                    with_endpoint = False
 
         self._run("record_issuance", op)
 

@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.clock import Clock, SystemClock
-from shared.errors import AlreadyRevoked, Conflict
-from shared.model import CertificateRecord, Endpoint, Event, Revocation
+from shared.errors import AlreadyRevoked, Conflict, TokenAlreadyUsed
+from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
 
 
@@ -100,8 +100,9 @@ class MemoryStore:
         *,
         new_endpoint: Endpoint | None = None,
         events: Sequence[Event] = (),
+        claim: TokenClaim | None = None,
     ) -> None:
-        """Store the certificate, maybe an endpoint, and events; all or nothing."""
+        """Store the certificate, maybe an endpoint, events and the token claim; all or nothing."""
         codec.check_issuance(certificate, new_endpoint)
         # Encode everything first: a bad record or event raises before any change.
         cert = codec.certificate_from_row(codec.certificate_to_row(certificate))
@@ -111,9 +112,14 @@ class MemoryStore:
             else None
         )
         normalised = [codec.event_from_row(codec.event_to_row(e)) for e in events]
+        claim_us = codec.to_epoch_us(claim.expires_at, "expires_at") if claim is not None else 0
         with self._lock:
             if cert.serial in self._certificates:
                 raise Conflict(f"certificate with serial number '{cert.serial}' already exists")
+            if claim is not None:
+                if (claim.namespace, claim.key) in self._claims:
+                    raise TokenAlreadyUsed()
+                self._claims[(claim.namespace, claim.key)] = claim_us
             if endpoint is not None and endpoint.id not in self._endpoints:
                 self._endpoints[endpoint.id] = endpoint
             self._certificates[cert.serial] = cert

@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shared.clock import Clock, SystemClock
-from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict
-from shared.model import CertificateRecord, Endpoint, Event, Revocation
+from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
+from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
 
 SCHEMA_VERSION = 1
@@ -420,12 +420,24 @@ class SQLiteStore:
         *,
         new_endpoint: Endpoint | None = None,
         events: Sequence[Event] = (),
+        claim: TokenClaim | None = None,
     ) -> None:
-        """Store the certificate, maybe an endpoint, and events in one transaction."""
+        """Store the token claim, the certificate, maybe an endpoint, and events in one transaction."""
         codec.check_issuance(certificate, new_endpoint)
         cert_row = codec.certificate_to_row(certificate)
         endpoint_row = codec.endpoint_to_row(new_endpoint) if new_endpoint is not None else None
+        claim_row = (
+            (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
+            if claim is not None
+            else None
+        )
         with self._write("record issuance") as conn:
+            if claim_row is not None:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)", claim_row
+                )
+                if cur.rowcount != 1:
+                    raise TokenAlreadyUsed()
             if endpoint_row is not None:
                 conn.execute(_ENDPOINT_INSERT, endpoint_row)
             try:

@@ -571,3 +571,26 @@ def test_processes_counter_has_no_duplicates(shared_store_url: str) -> None:
     assert sorted(values) == list(range(1, 401))
     for r in results:
         assert r == sorted(r) and len(set(r)) == len(r)
+
+
+# ========================================================================= issuance with its token claim
+
+
+def test_record_issuance_claims_the_token_atomically(store: Store) -> None:
+    from shared.errors import TokenAlreadyUsed
+    from shared.model import TokenClaim
+
+    claim = TokenClaim("ott:p", "jti-atomic", T0 + dt.timedelta(minutes=5))
+    first = cert("100001", endpoint_id="ep-claim")
+    store.record_issuance(first, new_endpoint=endpoint("ep-claim"), claim=claim)
+    assert store.get_certificate("100001") is not None
+    # The same token again: refused, and the second certificate is not recorded.
+    with pytest.raises(TokenAlreadyUsed):
+        store.record_issuance(cert("100002", endpoint_id="ep-claim"), claim=claim)
+    assert store.get_certificate("100002") is None
+    assert store.claim("ott:p", "jti-atomic", T0 + dt.timedelta(minutes=5)) is False
+    # A duplicate serial fails the whole write: the new token stays unused.
+    other = TokenClaim("ott:p", "jti-unused", T0 + dt.timedelta(minutes=5))
+    with pytest.raises(Conflict):
+        store.record_issuance(cert("100001", endpoint_id="ep-claim"), claim=other)
+    assert store.claim("ott:p", "jti-unused", T0 + dt.timedelta(minutes=5)) is True

@@ -306,7 +306,7 @@ def issuing_stack(
             intermediates=[intermediate],
             roots=[root],
             provisioners=services.provisioners,
-            stores=AuthorityStores(tokens=store, issuance=store, revocations=store, endpoints=store),
+            stores=AuthorityStores(issuance=store, revocations=store, endpoints=store),
             clock=services.clock,
             backdate=settings.backdate,
         )

@@ -37,7 +37,7 @@ from shared.api.render import INTERNAL
 from shared.clock import SystemClock
 from shared.config import Settings
 from shared.errors import BackendError, Unavailable
-from shared.model import CertificateRecord, Endpoint, Event
+from shared.model import CertificateRecord, Endpoint, Event, TokenClaim
 from shared.retry import Attempt, RetryPolicy
 from shared.runtime import Services, build_services
 from shared.store import firestore_docs as docs
@@ -78,14 +78,19 @@ class FlakyIssuanceStore:
         self.attempts = 0
 
     def record_issuance(
-        self, certificate: CertificateRecord, *, new_endpoint: Endpoint | None = None, events: Sequence[Event] = ()
+        self,
+        certificate: CertificateRecord,
+        *,
+        new_endpoint: Endpoint | None = None,
+        events: Sequence[Event] = (),
+        claim: TokenClaim | None = None,
     ) -> None:
         def attempt(a: Attempt) -> None:
             self.attempts += 1
             if self.failures > 0:
                 self.failures -= 1
                 raise BackendError("sqlite: disk I/O error (injected)", transient=True)
-            self._inner.record_issuance(certificate, new_endpoint=new_endpoint, events=events)
+            self._inner.record_issuance(certificate, new_endpoint=new_endpoint, events=events, claim=claim)
 
         self._retry.call(attempt, what="record_issuance")
 
@@ -123,17 +128,18 @@ def test_record_that_keeps_failing_is_a_503_and_no_certificate(flaky: Any, autho
     assert list(services.store.list_endpoints()) == []
     assert services.store.list_events() == []
 
-    # The fault clears. The first token was claimed before signing (a replayed token must never
-    # get a second certificate), so it stays spent; a new token issues exactly one certificate.
+    # The fault clears. The token claim rode in the failed write, so the client's retry with
+    # the same token works, and issues exactly one certificate; a replay after that is refused.
     store.failures = 0
     r = sign(api, authority_dir, "down.example.com", token)
-    assert r.status_code == 401 and r.get_json()["message"] == "token already used"
-    r = sign(api, authority_dir, "down.example.com")
     assert r.status_code == 201, r.text
     serial = str(x509_serial(r))
     assert [c.serial for c in all_certificates(services.store)] == [serial]
     assert len(services.store.list_endpoints()) == 1
     assert [e.subject for e in services.store.list_events() if e.type.endswith("issued")] == [serial]
+    r = sign(api, authority_dir, "down.example.com", token)
+    assert r.status_code == 401 and r.get_json()["message"] == "token already used"
+    assert len(all_certificates(services.store)) == 1
 
 
 def test_record_that_fails_briefly_still_issues_once(flaky: Any, authority_dir: Path) -> None:
@@ -175,7 +181,7 @@ def test_store_unreachable_then_back(stack: Stack) -> None:
     assert_503(r)
     assert stack.faults.attempted.count(COMMIT) > 3  # retried until the deadline
     assert stack.faults.delivered == []
-    assert stack.kms.calls["AsymmetricSign"] == 0  # nothing signed without the claim
+    assert stack.kms.calls["AsymmetricSign"] == 1  # signed, then the atomic claim+record write failed: never handed out
     assert stack.counts() == {k: 0 for k in stack.counts()}
 
     stack.faults.down = False
@@ -188,26 +194,26 @@ def test_store_unreachable_then_back(stack: Stack) -> None:
 
 @firestore
 def test_record_write_keeps_failing_after_signing(stack: Stack) -> None:
-    """The claim lands, KMS signs, the record write fails for good: 503, and that certificate is never seen."""
+    """KMS signs, the one atomic write (claim + certificate + endpoint) fails for good: 503, that
+    certificate is never seen, and the token is still unused, so the client's retry succeeds once."""
     token = stack.sign_token("orphan.example.com")
     stack.start_metering()
-    stack.faults.allow_then_fail[COMMIT] = 1  # the claim's commit passes, every later one fails
+    stack.faults.allow_then_fail[COMMIT] = 0  # every commit fails
     r = stack.sign("orphan.example.com", token=token)
     assert_503(r)
     assert stack.kms.calls["AsymmetricSign"] == 1  # an orphan signature, never handed out
-    assert stack.faults.delivered.count(COMMIT) == 1
     assert issued_serials(stack) == []
-    assert stack.counts()[docs.ENDPOINTS] == 0  # the endpoint went in the same failed batch
+    assert stack.counts()[docs.ENDPOINTS] == 0 and stack.counts()[docs.CLAIMS] == 0  # all in the failed batch
 
     stack.faults.allow_then_fail.clear()
-    r = stack.sign("orphan.example.com", token=token)
-    assert r.status_code == 401 and r.get_json()["message"] == "token already used"
-    r = stack.sign("orphan.example.com")  # what `step ca certificate` does: a new token
+    r = stack.sign("orphan.example.com", token=token)  # the same token: not spent by the failure
     assert r.status_code == 201, r.text
     assert issued_serials(stack) == [str(r.issued[0].serial_number)]
+    r = stack.sign("orphan.example.com", token=token)  # and now a replay
+    assert r.status_code == 401 and r.get_json()["message"] == "token already used"
     counts = stack.counts()
     assert counts[docs.ENDPOINTS] == 1
-    assert counts[docs.CLAIMS] == 2  # the spent token and the new one
+    assert counts[docs.CLAIMS] == 1
 
 
 @firestore
@@ -216,15 +222,15 @@ def test_transient_failures_within_the_deadline_issue_exactly_once(stack: Stack)
     stack.faults.fail_before[COMMIT] = 3
     r = stack.sign("retry1.example.com")
     assert r.status_code == 201, r.text
-    # Writes that were applied but whose answers were lost: the claim's and the record's. The
-    # retries meet "already exists" and recognise their own earlier write by reading it back
-    # (the claim: one read; the certificate + endpoint batch: which-one-exists, then is-it-ours).
+    # A write that was applied but whose answer was lost: the retry meets "already exists" on the
+    # one atomic batch (claim + certificate + endpoint) and recognises its own write by reading
+    # the claim back (one read): no second certificate, no "token already used".
     stack.start_metering()
-    stack.faults.commit_plan = ["lose", "ok", "lose"]  # claim lost, claim retried, record lost
+    stack.faults.commit_plan = ["lose"]
     r2 = stack.sign("retry2.example.com")
     assert r2.status_code == 201, r2.text
-    assert stack.faults.delivered.count(COMMIT) == 4
-    assert stack.faults.delivered.count(BATCH_GET) == 3
+    assert stack.faults.delivered.count(COMMIT) == 2
+    assert stack.faults.delivered.count(BATCH_GET) == 1
     assert stack.kms.calls["AsymmetricSign"] == 1
     # KMS answering UNAVAILABLE twice, then signing.
     stack.start_metering()
@@ -256,9 +262,9 @@ def test_renew_whose_record_write_fails_then_succeeds_once(stack: Stack, tmp_pat
     r = stack.sign("renew.example.com")
     assert r.status_code == 201, r.text
     cert, key, chain = r.issued
-    # Renew reads the certificate and its revocation, claims the token, signs, then records:
-    # let the reads and the claim through and fail the record.
-    stack.faults.allow_then_fail[COMMIT] = 1
+    # Renew reads the certificate and its revocation, signs, then writes the token claim and the
+    # record in one batch: fail that write.
+    stack.faults.allow_then_fail[COMMIT] = 0
     assert_503(stack.renew_bearer(chain, key, tmp_path))
     assert issued_serials(stack) == [str(cert.serial_number)]
     stack.faults.allow_then_fail.clear()
@@ -288,7 +294,7 @@ def test_firestore_unreachable_is_a_503(authority_dir: Path, firestore_emulator_
     with issuing_stack(authority_dir, store_deadline=1.0, kms_deadline=1.0, client=dead) as stack:
         r = stack.sign("unreachable.example.com")
         assert_503(r)
-        assert stack.kms.calls["AsymmetricSign"] == 0
+        assert stack.kms.calls["AsymmetricSign"] == 1  # signed, never handed out: the record write could not land
         assert stack.counts() == {k: 0 for k in stack.counts()}
 
 

@@ -93,10 +93,11 @@ def test_cost_per_certificate(stack: Stack, tmp_path: Path) -> None:
     assert revoke.kms_calls == 0
 
     # The exact figures docs/costs.md quotes; a change here must update the document.
-    assert (sign_new.commits, sign_new.writes_applied, sign_new.reads) == (2, 3, 0)  # claim; cert + endpoint
-    assert (first_grouped.commits, first_grouped.writes_applied, first_grouped.reads) == (2, 3, 1)  # + endpoint get
-    assert (grouped.commits, grouped.writes_applied, grouped.reads) == (2, 2, 1)  # endpoint get; claim; cert
-    assert (renew.commits, renew.writes_applied, renew.reads) == (2, 2, 2)  # cert + revocation gets
+    # One atomic commit per issuance: token claim + certificate (+ new endpoint).
+    assert (sign_new.commits, sign_new.writes_applied, sign_new.reads) == (1, 3, 0)
+    assert (first_grouped.commits, first_grouped.writes_applied, first_grouped.reads) == (1, 3, 1)  # + endpoint get
+    assert (grouped.commits, grouped.writes_applied, grouped.reads) == (1, 2, 1)  # endpoint get; claim + cert
+    assert (renew.commits, renew.writes_applied, renew.reads) == (1, 2, 2)  # cert + revocation gets
     assert (revoke.commits, revoke.writes_applied, revoke.reads) == (2, 2, 2)  # claim; revocation
 
     # And what those writes left behind: 1 + 1 + 2 signs + 1 renewal = 5 certificates,
