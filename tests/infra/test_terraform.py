@@ -48,6 +48,13 @@ EXPECTED_KEY_GRANTS = {
     ("issuer", "roles/cloudkms.publicKeyViewer"),
     ("crl_publish", "roles/cloudkms.signerVerifier"),
 }
+# Roles on the delegated OCSP responder key: ocsp signs responses with it,
+# crl_publish (which holds the CA key) only reads its public key to certify it.
+EXPECTED_OCSP_KEY_GRANTS = {
+    ("ocsp", "roles/cloudkms.signerVerifier"),
+    ("crl_publish", "roles/cloudkms.publicKeyViewer"),
+}
+OCSP_KEY_HOLDERS = {"ocsp", "crl_publish"}
 EXPECTED_BUCKET_GRANTS = {
     ("ocsp", "roles/storage.objectViewer"),
     ("crl_publish", "roles/storage.objectAdmin"),
@@ -362,11 +369,134 @@ def effective_signers(functions: dict[str, Any]) -> set[str]:
     }
 
 
+def _split_top_level(text: str) -> list[str]:
+    """Split an HCL argument list on the commas that are not inside brackets or strings."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for i, ch in enumerate(text):
+        if ch == '"':
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p for p in parts if p]
+
+
+def function_env_names(module: dict[str, Any], functions: dict[str, Any]) -> dict[str, set[str]]:
+    """The environment variable names each deployed function gets, from local.function_env.
+
+    Evaluates the merge() of conditional maps for `functions` (a local.functions
+    map, possibly with other deployed flags); fails on a term it cannot evaluate,
+    so a new way of handing out settings must be taught here, in review.
+    """
+    locals_ = module["locals"]
+    expr = re.sub(r"\s", "", locals_["function_env"])
+    match = re.fullmatch(r"\$\{\{forname,finlocal\.deployed:name=>merge\((.*)\)\}\}", expr)
+    assert match, f"local.function_env is no longer one merge() per deployed function: {expr}"
+    issuer_deployed = functions["issuer"]["deployed"]
+    deployed = {n for n, f in functions.items() if f["deployed"]}
+    lists = {
+        "local.signers": effective_signers(functions),
+        "local.issuer_callers": {n for n in deployed if functions[n]["calls_issuer"] and issuer_deployed},
+    }
+    env: dict[str, set[str]] = {name: set() for name in deployed}
+    for term in _split_top_level(match.group(1)):
+        if term == "local.common_env":
+            for names in env.values():
+                names |= set(locals_["common_env"])
+            continue
+        cond = re.fullmatch(r"contains\((.+),name\)\?\{(\w+)=.+\}:\{\}", term)
+        http = re.fullmatch(r'f\.trigger=="http"\?\{(\w+)=.+\}:\{\}', term)
+        if cond:
+            source, var = cond.groups()
+            keys_of = re.fullmatch(r"keys\(local\.(\w+)\)", source)
+            if keys_of:
+                holders = set(locals_[keys_of.group(1)])
+            else:
+                assert source in lists, f"function_env: cannot evaluate contains({source}, name)"
+                holders = lists[source]
+            receivers = holders & deployed
+        elif http:
+            var = http.group(1)
+            receivers = {n for n in deployed if functions[n]["trigger"] == "http"}
+        else:
+            raise AssertionError(f"function_env: cannot evaluate the term {term!r}")
+        for name in receivers:
+            env[name].add(var)
+    return env
+
+
+def test_function_env_evaluator_sees_each_condition(module: dict[str, Any]) -> None:
+    functions = {n: {**f, "deployed": True} for n, f in module["locals"]["functions"].items()}
+    env = function_env_names(module, functions)
+    common = set(module["locals"]["common_env"])
+    assert env["sweep"] == common
+    assert env["issuer"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"}
+    assert env["ca_api"] == common | {"CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL"}
+    # with the issuer not deployed its callers sign in-process: the key moves to them
+    undeployed = {**functions, "issuer": {**functions["issuer"], "deployed": False}}
+    env = function_env_names(module, undeployed)
+    assert "issuer" not in env
+    assert env["ca_api"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"}
+    broken = {**module, "locals": {**module["locals"], "function_env": "${{for name, f in local.deployed : "
+              "name => merge(local.common_env, contains(local.everyone, name) ? {X = 1} : {})}}"}}
+    with pytest.raises(AssertionError, match="cannot evaluate"):
+        function_env_names(broken, functions)
+
+
+@pytest.mark.parametrize("issuer_deployed", [True, False], ids=["issuer-deployed", "issuer-pending"])
+def test_ocsp_signs_only_with_the_responder_key(module: dict[str, Any], issuer_deployed: bool) -> None:
+    """The public ocsp function holds no role on the CA key, in either rollout state.
+
+    It gets CIRRUS_OCSP_KEY (and signerVerifier on the responder key); so does
+    crl_publish, which certifies that key; no other function gets either.
+    """
+    functions = {
+        n: {**f, "deployed": issuer_deployed if n == "issuer" else True}
+        for n, f in module["locals"]["functions"].items()
+    }
+    locals_ = module["locals"]
+    # intermediate_key_grants iterates local.signers with local.key_roles (asserted above)
+    assert "ocsp" not in effective_signers(functions)
+    assert "ocsp" not in locals_["key_roles"]
+    env = function_env_names(module, functions)
+    assert {n for n, names in env.items() if "CIRRUS_OCSP_KEY" in names} == OCSP_KEY_HOLDERS
+    assert "CIRRUS_KEY" not in env["ocsp"]
+    assert set(locals_["ocsp_key_roles"]) == OCSP_KEY_HOLDERS
+    assert locals_["ocsp_responder_key_uri"] == (
+        "cloudkms:${google_kms_crypto_key.ocsp_responder.id}/cryptoKeyVersions/${var.ocsp_responder_key_version}"
+    )
+    # No grant on a KMS key outside the two tables: one member resource per key, fed by them.
+    kms_grants = {
+        address: body
+        for address, body in module["resource"].items()
+        if address.startswith("google_kms_") and "_iam_" in address
+    }
+    assert set(kms_grants) == {
+        "google_kms_crypto_key_iam_member.intermediate",
+        "google_kms_crypto_key_iam_member.ocsp_responder",
+    }
+    responder = kms_grants["google_kms_crypto_key_iam_member.ocsp_responder"]
+    assert responder["for_each"] == "${local.ocsp_key_grants}"
+    assert responder["crypto_key_id"] == "${google_kms_crypto_key.ocsp_responder.id}"
+    intermediate = kms_grants["google_kms_crypto_key_iam_member.intermediate"]
+    assert intermediate["for_each"] == "${local.intermediate_key_grants}"
+
+
 def test_least_privilege_table(module: dict[str, Any]) -> None:
     locals_ = module["locals"]
     assert locals_["project_roles"] == EXPECTED_PROJECT_ROLES
     key_grants = {(fn, role) for fn, roles in locals_["key_roles"].items() for role in roles}
     assert key_grants == EXPECTED_KEY_GRANTS
+    ocsp_key_grants = {(fn, role) for fn, roles in locals_["ocsp_key_roles"].items() for role in roles}
+    assert ocsp_key_grants == EXPECTED_OCSP_KEY_GRANTS
+    assert "contains(keys(local.deployed),fn)" in re.sub(r"\s", "", locals_["ocsp_key_grants"])
     assert set(locals_["crl_bucket_roles"].items()) == EXPECTED_BUCKET_GRANTS
     assert re.sub(r"\s", "", locals_["signers"]) == (
         "${[forname,finlocal.deployed:nameiff.signs||(f.calls_issuer&&!local.issuer_deployed)]}"
@@ -467,11 +597,20 @@ def test_every_bucket_has_uniform_access_and_versioning(module: dict[str, Any]) 
 
 def test_kms_keys_are_hsm_and_cannot_be_destroyed(module: dict[str, Any]) -> None:
     keys = resources_of(module, "google_kms_crypto_key")
-    assert set(keys) == {"intermediate", "root"}
+    assert set(keys) == {"intermediate", "root", "ocsp_responder"}
     for name, body in keys.items():
         assert body["purpose"] == "ASYMMETRIC_SIGN", name
-        assert block(body, "version_template")["protection_level"] == "HSM", name
         assert block(body, "lifecycle")["prevent_destroy"] is True, name
+    for name in ("intermediate", "root"):  # CA keys: HSM, not configurable
+        assert block(keys[name], "version_template")["protection_level"] == "HSM", name
+    # The responder key signs far more often: its protection level is a choice, HSM by default.
+    responder = block(keys["ocsp_responder"], "version_template")
+    assert responder["algorithm"] == "EC_SIGN_P256_SHA256"
+    assert responder["protection_level"] == "${var.ocsp_responder_key_protection_level}"
+    level = module["variable"]["ocsp_responder_key_protection_level"]
+    assert level["default"] == "HSM"
+    assert "HSM" in json.dumps(level["validation"]) and "SOFTWARE" in json.dumps(level["validation"])
+    assert module["variable"]["ocsp_responder_key_version"]["default"] == 1
     assert keys["root"]["count"] == "${var.create_root_key ? 1 : 0}"
     assert module["variable"]["intermediate_key_algorithm"]["default"] == "EC_SIGN_P256_SHA256"
     grants = module["resource"]["google_kms_crypto_key_iam_member.intermediate"]
@@ -537,6 +676,47 @@ def test_crl_schedule_is_every_n_minutes_and_sweep_hourly(module: dict[str, Any]
     schedules = module["locals"]["schedules"]
     assert schedules["crl_publish"] == "*/${var.crl_publish_interval_minutes} * * * *"
     assert module["variable"]["sweep_schedule"]["default"] == "0 * * * *"
+
+
+# OCSP-08: a new certificate must stop reading "unknown" within 15 minutes. The
+# responder learns of it from the serial index crl_publish publishes, and an
+# instance re-reads that index at most this long after it changes
+# (shared/validation/wiring.py, ocsp_endpoint's recheck for object storage).
+OCSP08_MINUTES = 15
+RESPONDER_RECHECK_MINUTES = 1
+PUBLISH_RUN_MARGIN_MINUTES = 2  # a publish run's own duration, with room to spare
+
+
+@pytest.mark.parametrize("directory", [MODULE, EXAMPLE], ids=["module", "example"])
+def test_default_publish_cadence_keeps_ocsp_authoritative_within_15_minutes(directory: Path) -> None:
+    variable = parse_dir(directory)["variable"]["crl_publish_interval_minutes"]
+    interval = variable["default"]
+    assert 60 % interval == 0
+    worst_case = interval + RESPONDER_RECHECK_MINUTES + PUBLISH_RUN_MARGIN_MINUTES
+    assert worst_case <= OCSP08_MINUTES, (
+        f"{directory.name}: crl_publish every {interval} min leaves new certificates 'unknown' "
+        f"for up to {worst_case} min (OCSP-08 allows {OCSP08_MINUTES})"
+    )
+    assert "OCSP-08" in variable["description"], "say why the default is what it is"
+    recheck = re.search(
+        r"recheck = dt\.timedelta\(seconds=\d+ if .+ else (\d+)\)",
+        (REPO / "shared" / "validation" / "wiring.py").read_text(encoding="utf-8"),
+    )
+    assert recheck, "ocsp_endpoint's object-storage recheck moved: update RESPONDER_RECHECK_MINUTES"
+    assert int(recheck.group(1)) <= RESPONDER_RECHECK_MINUTES * 60
+
+
+def test_public_folder_covers_crls_and_nothing_the_responder_keeps_private() -> None:
+    """allUsers reads crl/ only: the serial index and responder document live elsewhere."""
+    from shared.validation.partition import blob_name as crl_blob_name
+    from shared.validation.responder_cert import blob_name as responder_blob_name
+    from shared.validation.serial_index import manifest_name
+
+    public = parse_dir(MODULE)["locals"]["crl_prefix"]
+    assert crl_blob_name("intermediate", None).startswith(public)
+    assert crl_blob_name("intermediate", 3).startswith(public)
+    assert not manifest_name("intermediate").startswith(public)  # the issued-serial index stays private
+    assert not responder_blob_name("intermediate").startswith(public)
 
 
 # ---------------------------------------------------------------- example and docs

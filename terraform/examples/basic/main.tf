@@ -22,6 +22,8 @@ module "cirrus" {
   key_ring_name   = var.key_ring_name
   create_root_key = var.create_root_key
 
+  ocsp_responder_key_protection_level = var.ocsp_responder_key_protection_level
+
   firestore_location = coalesce(var.firestore_location, var.region)
 
   crl_bucket_location          = var.crl_bucket_location

@@ -38,6 +38,11 @@ output "intermediate_key_uri" {
   value       = module.cirrus.intermediate_key_uri
 }
 
+output "ocsp_responder_key_uri" {
+  description = "cloudkms: URI of the delegated OCSP responder key; crl_publish certifies it on its first run."
+  value       = module.cirrus.ocsp_responder_key_uri
+}
+
 output "root_key_id" {
   description = "KMS key of the root CA, or null when the root is offline."
   value       = module.cirrus.root_key_id

@@ -38,6 +38,12 @@ variable "create_root_key" {
   default     = false
 }
 
+variable "ocsp_responder_key_protection_level" {
+  description = "HSM (default) or SOFTWARE for the OCSP responder key, which signs OCSP responses (one KMS call per response not served from cache). Fixed when the key is created."
+  type        = string
+  default     = "HSM"
+}
+
 variable "firestore_location" {
   description = "Firestore location; null uses var.region. Fixed once the database exists."
   type        = string
@@ -51,9 +57,9 @@ variable "crl_bucket_location" {
 }
 
 variable "crl_publish_interval_minutes" {
-  description = "Minutes between CRL publications (a divisor of 60)."
+  description = "Minutes between crl_publish runs (a divisor of 60). Each run also publishes the serial index the OCSP responder answers from, so at most 10 keeps OCSP authoritative within 15 minutes of issuance (BR, OCSP-08)."
   type        = number
-  default     = 15
+  default     = 10
 }
 
 variable "dashboard_invokers" {

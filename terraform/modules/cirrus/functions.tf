@@ -7,6 +7,8 @@
 #            accounts of the functions listed in local.issuer_callers),
 #            "authenticated" (var.dashboard_invokers), "event" (its own trigger)
 #   signs    gets CIRRUS_KEY and KMS signing permission on the intermediate key
+#            (the OCSP responder key, CIRRUS_OCSP_KEY, goes by local.ocsp_key_roles
+#            in iam.tf instead: ocsp signs with it, crl_publish certifies it)
 #   events   may publish lifecycle events to the events topic
 #   deployed false while its entry point has not landed in functions/main.py:
 #            declared here so the design is whole, but nothing is created for
@@ -37,7 +39,7 @@ locals {
       timeout      = 60
     }
     ocsp = {
-      description  = "OCSP responder answering from the published CRLs and pre-signed responses"
+      description  = "OCSP responder answering from the published CRLs and serial index, signing with the delegated responder key"
       trigger      = "http"
       access       = "public"
       signs        = false
@@ -70,7 +72,7 @@ locals {
       timeout      = 60
     }
     crl_publish = {
-      description  = "Builds, signs and publishes CRLs and pre-signed OCSP responses"
+      description  = "Signs and publishes CRLs and the issued-serial index; renews the OCSP responder certificate"
       trigger      = "schedule"
       access       = "event"
       signs        = true
@@ -102,7 +104,10 @@ locals {
   issuer_callers = [for name, f in local.deployed : name if f.calls_issuer && local.issuer_deployed]
   signers        = [for name, f in local.deployed : name if f.signs || (f.calls_issuer && !local.issuer_deployed)]
 
-  # Cloud Scheduler cadence of each scheduled function.
+  # Cloud Scheduler cadence of each scheduled function. crl_publish also
+  # publishes the serial index that tells the OCSP responder a certificate
+  # exists, so its interval bounds how long a new certificate reads "unknown"
+  # (default 10 minutes: OCSP-08 allows 15; see var.crl_publish_interval_minutes).
   schedules = {
     crl_publish = "*/${var.crl_publish_interval_minutes} * * * *"
     sweep       = var.sweep_schedule
@@ -119,6 +124,12 @@ locals {
   issuer_url = local.own_urls["issuer"]
 
   signing_key_uri = "cloudkms:${google_kms_crypto_key.intermediate.id}/cryptoKeyVersions/${var.intermediate_key_version}"
+
+  # The delegated OCSP responder key (CIRRUS_OCSP_KEY): ocsp signs with it,
+  # crl_publish reads its public key to certify it. Same functions as the
+  # grants on it (local.ocsp_key_roles), so the URI never reaches a function
+  # that could not use it.
+  ocsp_responder_key_uri = "cloudkms:${google_kms_crypto_key.ocsp_responder.id}/cryptoKeyVersions/${var.ocsp_responder_key_version}"
 
   # Each HTTP function's own URL, the default external URL it puts in links
   # (ACME directory, certificate URLs) when no load balancer fronts them all.
@@ -141,6 +152,7 @@ locals {
     for name, f in local.deployed : name => merge(
       local.common_env,
       contains(local.signers, name) ? { CIRRUS_KEY = local.signing_key_uri } : {},
+      contains(keys(local.ocsp_key_roles), name) ? { CIRRUS_OCSP_KEY = local.ocsp_responder_key_uri } : {},
       contains(local.issuer_callers, name) ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
       f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = coalesce(var.external_url, local.own_urls[name]) } : {},
     )

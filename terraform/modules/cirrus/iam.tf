@@ -4,17 +4,28 @@
 #   function     project (Firestore db only)  resource-scoped
 #   ca_api       datastore.user               invoke issuer; publish events
 #   acme         datastore.user               invoke issuer; publish events
-#   ocsp         -                            objectViewer on the CRL bucket
+#   ocsp         -                            signerVerifier on the OCSP responder key; objectViewer on the CRL bucket
 #   issuer       datastore.user               signerVerifier, viewer, publicKeyViewer on the intermediate key; publish events
 #   dashboard    -                            -   (reads arrive once the dashboard lands: add them here)
-#   crl_publish  datastore.user               signerVerifier on the CRL-signing (intermediate) key; objectAdmin on the CRL bucket; publish events
+#   crl_publish  datastore.user               signerVerifier on the CRL-signing (intermediate) key; publicKeyViewer on the
+#                                             OCSP responder key; objectAdmin on the CRL bucket; publish events
 #   sweep        datastore.user               publish events
 #
-# Only the issuer and crl_publish can sign, and neither takes requests from the
-# internet: the issuer is invocable only by ca_api's and acme's accounts, and
-# crl_publish only by its own Eventarc trigger. Exception, by design of the
-# rollout: while the issuer is not deployed (deployed = false in functions.tf),
-# ca_api and acme issue in-process and hold the issuer's key roles instead.
+# Only the issuer and crl_publish can sign with the CA key, and neither takes
+# requests from the internet: the issuer is invocable only by ca_api's and
+# acme's accounts, and crl_publish only by its own Eventarc trigger. Exception,
+# by design of the rollout: while the issuer is not deployed (deployed = false
+# in functions.tf), ca_api and acme issue in-process and hold the issuer's key
+# roles instead.
+#
+# The public ocsp function signs with its own delegated responder key, which
+# crl_publish certifies (a short-lived certificate with EKU OCSPSigning), and
+# holds no role on the CA key: a compromised responder could sign false OCSP
+# answers, never a certificate or a CRL. It needs no Firestore access either:
+# everything it reads is in the CRL bucket, which crl_publish writes: the CRLs
+# (crl/, public), the issued-serial index (ocsp-index/, private) and the
+# responder certificate (ocsp-responder/, private).
+#
 # Only functions that are deployed get an account or any grant.
 
 resource "google_service_account" "fn" {
@@ -60,6 +71,24 @@ locals {
       for fn in local.signers : [
         for role in lookup(local.key_roles, fn, local.key_roles.issuer) : { function = fn, role = role }
       ]
+    ]) : "${grant.function}/${grant.role}" => grant
+  }
+
+  # Roles on the delegated OCSP responder key (kms.tf). ocsp signs responses
+  # with it (signerVerifier covers reading its public key, which the signer
+  # fetches once). crl_publish issues the responder certificate for that public
+  # key with the CA key, so it needs GetPublicKey only: publicKeyViewer, not
+  # viewer (shared/keys/cloudkms.py reads no key metadata outside create_key).
+  # Every function listed here also gets CIRRUS_OCSP_KEY (functions.tf).
+  ocsp_key_roles = {
+    ocsp        = ["roles/cloudkms.signerVerifier"]
+    crl_publish = ["roles/cloudkms.publicKeyViewer"]
+  }
+
+  ocsp_key_grants = {
+    for grant in flatten([
+      for fn, roles in local.ocsp_key_roles : [for role in roles : { function = fn, role = role }]
+      if contains(keys(local.deployed), fn)
     ]) : "${grant.function}/${grant.role}" => grant
   }
 
@@ -113,6 +142,14 @@ resource "google_kms_crypto_key_iam_member" "intermediate" {
   for_each = local.intermediate_key_grants
 
   crypto_key_id = google_kms_crypto_key.intermediate.id
+  role          = each.value.role
+  member        = "serviceAccount:${google_service_account.fn[each.value.function].email}"
+}
+
+resource "google_kms_crypto_key_iam_member" "ocsp_responder" {
+  for_each = local.ocsp_key_grants
+
+  crypto_key_id = google_kms_crypto_key.ocsp_responder.id
   role          = each.value.role
   member        = "serviceAccount:${google_service_account.fn[each.value.function].email}"
 }

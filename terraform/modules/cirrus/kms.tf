@@ -1,6 +1,6 @@
-# CA keys live in Cloud KMS and never leave it. The key ring cannot be deleted
-# (a KMS rule), and the keys carry prevent_destroy: destroying an issuing key
-# strands every certificate and CRL it signed.
+# CA keys and the OCSP responder key live in Cloud KMS and never leave it. The
+# key ring cannot be deleted (a KMS rule), and the keys carry prevent_destroy:
+# destroying an issuing key strands every certificate and CRL it signed.
 
 resource "google_kms_key_ring" "ca" {
   project  = var.project_id
@@ -20,6 +20,34 @@ resource "google_kms_crypto_key" "intermediate" {
     protection_level = "HSM"
   }
 
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
+# The delegated OCSP responder's key (RFC 6960 section 4.2.2.2, standards OCSP-05).
+# The ocsp function signs responses with it, so the internet-facing responder
+# never holds a role on the CA key. crl_publish, which holds the CA key, reads
+# only its public key, to issue and renew the short-lived responder certificate
+# (shared/validation/responder_cert.py) that the ocsp function then reads from
+# the CRL bucket. Protection level is a variable because this key signs far
+# more often than the CA key (one KMS call per OCSP response an instance has not
+# cached): HSM by default, like the CA keys; SOFTWARE costs less per signature.
+# KMS fixes a key's protection level at creation.
+resource "google_kms_crypto_key" "ocsp_responder" {
+  #checkov:skip=CKV_GCP_43:Rotation periods apply only to symmetric ENCRYPT_DECRYPT keys; the responder key is rotated by adding a key version and setting ocsp_responder_key_version, after which crl_publish certifies the new version on its next run (docs/deploy.md).
+  name     = "${var.name_prefix}-ocsp-responder"
+  key_ring = google_kms_key_ring.ca.id
+  purpose  = "ASYMMETRIC_SIGN"
+  labels   = var.labels
+
+  version_template {
+    algorithm        = "EC_SIGN_P256_SHA256"
+    protection_level = var.ocsp_responder_key_protection_level
+  }
+
+  # Losing it is not fatal (crl_publish certifies a new key within one run) but
+  # leaves OCSP answering tryLater until then; a rename must not do that silently.
   lifecycle {
     prevent_destroy = true
   }

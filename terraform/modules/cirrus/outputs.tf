@@ -27,7 +27,7 @@ output "issuer_url" {
 }
 
 output "crl_bucket" {
-  description = "Bucket holding published CRLs and pre-signed OCSP responses."
+  description = "Bucket holding the published CRLs (public, under crl/), the issued-serial index and the OCSP responder certificate (both private)."
   value       = google_storage_bucket.crl.name
 }
 
@@ -44,6 +44,16 @@ output "intermediate_key_id" {
 output "intermediate_key_uri" {
   description = "The cloudkms: URI the issuer and crl_publish sign with (CIRRUS_KEY)."
   value       = local.signing_key_uri
+}
+
+output "ocsp_responder_key_id" {
+  description = "Cloud KMS key of the delegated OCSP responder; crl_publish certifies it, nobody needs to by hand."
+  value       = google_kms_crypto_key.ocsp_responder.id
+}
+
+output "ocsp_responder_key_uri" {
+  description = "The cloudkms: URI the ocsp function signs with and crl_publish certifies (CIRRUS_OCSP_KEY)."
+  value       = local.ocsp_responder_key_uri
 }
 
 output "root_key_id" {

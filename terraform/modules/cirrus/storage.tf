@@ -1,14 +1,19 @@
-# The CRL bucket: CIRRUS_BLOBS for every function. It holds what a CA publishes
-# for relying parties: CRLs under crl/ and pre-signed OCSP responses.
+# The CRL bucket: CIRRUS_BLOBS for every function. crl_publish writes what the
+# CA publishes: CRLs under crl/, the index of issued serials under ocsp-index/
+# (shared/validation/serial_index.py) and the delegated OCSP responder
+# certificate under ocsp-responder/ (shared/validation/responder_cert.py). The
+# ocsp function answers from all three and reads nothing else.
 #
 # Public read: allUsers may read objects under crl/ only, granted on a managed
-# folder. We chose this over the two alternatives:
+# folder. The serial index must stay private: it lists every certificate the CA
+# has issued, with issuance times, which relying parties have no need to
+# enumerate; OCSP answers about one serial at a time. We chose this over the two alternatives:
 #   - an IAM condition on a bucket binding (resource.name.startsWith(".../objects/crl/"))
 #     puts the public/private boundary in a CEL string that no reviewer or
 #     scanner checks, and conditional bindings for allUsers are not where IAM's
 #     guarantees are clearest;
 #   - a second, wholly public bucket would make crl_publish write to two places
-#     and the OCSP responder read from one of them.
+#     and the OCSP responder read from both.
 # A managed folder is Cloud Storage's own per-prefix IAM unit: the grant is a
 # plain binding, on a resource named "crl/", visible in `gcloud storage
 # managed-folders get-iam-policy`. Anything written outside crl/ stays private.

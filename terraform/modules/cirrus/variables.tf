@@ -70,6 +70,23 @@ variable "intermediate_key_version" {
   default     = 1
 }
 
+variable "ocsp_responder_key_protection_level" {
+  description = "Protection level of the delegated OCSP responder key (EC P-256), which signs OCSP responses (one KMS call per response an instance has not cached): HSM (default, like the CA keys) or SOFTWARE (cheaper per signature; the key still never leaves KMS). KMS fixes it when the key is created, so choose before the first apply."
+  type        = string
+  default     = "HSM"
+
+  validation {
+    condition     = contains(["HSM", "SOFTWARE"], var.ocsp_responder_key_protection_level)
+    error_message = "ocsp_responder_key_protection_level must be HSM or SOFTWARE."
+  }
+}
+
+variable "ocsp_responder_key_version" {
+  description = "Version of the OCSP responder key the ocsp function signs with and crl_publish certifies (CIRRUS_OCSP_KEY). KMS creates version 1 with the key; bump this after adding a version to rotate it."
+  type        = number
+  default     = 1
+}
+
 variable "create_root_key" {
   description = "Create an HSM root key in the same key ring. Leave false to keep the root entirely offline (recommended when you have a ceremony process); no function is ever granted use of the root key either way."
   type        = bool
@@ -94,7 +111,7 @@ variable "firestore_database" {
 }
 
 variable "crl_bucket_name" {
-  description = "Globally unique name of the bucket that holds published CRLs (and pre-signed OCSP responses). Null derives one from the project ID."
+  description = "Globally unique name of the bucket that holds published CRLs, the issued-serial index and the OCSP responder certificate. Null derives one from the project ID."
   type        = string
   default     = null
 }
@@ -112,9 +129,9 @@ variable "crl_version_retention_days" {
 }
 
 variable "crl_publish_interval_minutes" {
-  description = "How often Cloud Scheduler triggers CRL publication. Must divide 60."
+  description = "How often Cloud Scheduler triggers crl_publish, which publishes the CRLs, the issued-serial index the OCSP responder answers from, and the responder certificate. Must divide 60. At most 10 keeps OCSP authoritative within 15 minutes of issuance (CA/B Forum BRs, standards OCSP-08): a new certificate waits up to one interval for the index, plus up to a minute for responder instances to re-read it, plus the run itself. The CRL's own validity (crl.cacheDuration in config.json) does not depend on it."
   type        = number
-  default     = 15
+  default     = 10
 
   validation {
     condition     = contains([1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60], var.crl_publish_interval_minutes)
