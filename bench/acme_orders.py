@@ -10,10 +10,10 @@ Method (fixed, so runs compare):
   (the library's own helpers sleep a whole second, which would hide the servers).
 - Names resolve through pebble-challtestsrv (every A query -> 127.0.0.1);
   one in-process HTTP server answers http-01 for both CAs on the same port.
-- Cirrus: `ACMEServer` under `shared.httpserver.WSGIServer` (what `cirrus up`
-  serves with: threaded, TLS, keep-alive), state in the
-  embedded-default SQLite store (or `--store memory:`), certificates signed by
-  a P-256 test CA built with cryptography.
+- Cirrus: `cirrus up` in its own process on a fresh `cirrus init` authority
+  (the real issuing pipeline: ACME provisioner claims, endpoints, records),
+  one worker per core on the embedded-default SQLite store; the in-memory
+  variant runs one worker (its state cannot be shared between processes).
 - Pebble (Debian `pebble`): PEBBLE_VA_NOSLEEP=1 (no validation sleep),
   PEBBLE_WFE_NONCEREJECT=0 (no random badNonce), PEBBLE_AUTHZREUSE=0 (every
   order validates), in-memory state.
@@ -36,10 +36,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -55,9 +53,6 @@ from tests.unit.acme.acme_support import (  # noqa: E402
     ChallTestSrv,
     HTTP01Responder,
     TestCA,
-    build_server,
-    provisioner,
-    wsgi_app,
 )
 
 POLL = 0.002
@@ -166,28 +161,50 @@ def run(driver: Driver, prefix: str, n: int, warmup: int) -> float:
     return n / (time.perf_counter() - start)
 
 
-def start_cirrus(work: Path, dns: ChallTestSrv, http_port: int, store_kind: str) -> tuple[Any, str, Path, Any]:
-    from shared.clock import SystemClock
-    from shared.httpserver import WSGIServer
-    from shared.store.open import open_store
+class CirrusProcess:
+    """`cirrus up` on a fresh `cirrus init` authority, in its own process (as Pebble runs in its own)."""
 
-    url = f"sqlite:{work / 'cirrus.db'}" if store_kind == "sqlite" else "memory:"
-    store = open_store(url, clock=SystemClock())
-    ca = TestCA(store)  # type: ignore[arg-type]
-    prov = provisioner("acme", http01Port=http_port, dnsResolver=dns.resolver, ordersPerMinute=0)
-    server = build_server(store, ca, [prov])  # type: ignore[arg-type]
-    chain, keyf, bundle = tls_files(ca, work)
-    import ssl
+    def __init__(self, work: Path, dns: ChallTestSrv, http_port: int, store_kind: str) -> None:
+        from shared.cli.init import init_authority
 
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(chain, keyf)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    httpd = WSGIServer(sock, wsgi_app(server), ctx)  # the server `cirrus up` uses (keep-alive)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"https://127.0.0.1:{port}/acme/acme/directory", bundle, store
+        ca = work / "ca"
+        init_authority(ca, p2c=1000)
+        cfg = json.loads((ca / "config.json").read_text())
+        port = free_port()
+        cfg["address"] = f"127.0.0.1:{port}"
+        if store_kind == "memory":
+            cfg["store"] = "memory:"
+        for p in cfg["authority"]["provisioners"]:
+            if p["type"] == "ACME":
+                p["cirrus"] = {
+                    "allowLoopback": True, "http01Port": http_port, "dnsResolver": dns.resolver,
+                    "ordersPerMinute": 0, "validationTimeout": 5,
+                }
+        (ca / "config.json").write_text(json.dumps(cfg))
+        # The in-memory store lives in one process, so that variant runs one worker.
+        workers = "1" if store_kind == "memory" else str(os.cpu_count() or 1)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "shared.cli", "up", "--dir", str(ca), "--workers", workers,
+             "--log-level", "WARNING"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.bundle = ca / "certs" / "root_ca.crt"
+        self.directory = f"https://127.0.0.1:{port}/acme/acme/directory"
+        import ssl
+        import urllib.request
+
+        ctx = ssl.create_default_context(cafile=str(self.bundle))
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(self.directory, context=ctx, timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("cirrus up did not start")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(20)
 
 
 def start_pebble(work: Path, dns: ChallTestSrv, http_port: int) -> tuple[subprocess.Popen[bytes], str, Path]:
@@ -240,14 +257,12 @@ def main() -> int:
             for kind in ("sqlite", "memory"):
                 kdir = work / kind
                 kdir.mkdir()
-                httpd, cirrus_dir, cirrus_bundle, store = start_cirrus(kdir, dns, responder.port, kind)
+                cirrus = CirrusProcess(kdir, dns, responder.port, kind)
                 try:
-                    drv = Driver(cirrus_dir, cirrus_bundle, responder)
+                    drv = Driver(cirrus.directory, cirrus.bundle, responder)
                     rates[kind] = run(drv, f"cirrus-{kind}", args.orders, args.warmup)
                 finally:
-                    httpd.shutdown()
-                    httpd.server_close()
-                    store.close()
+                    cirrus.close()
             drv = Driver(pebble_dir, pebble_bundle, responder)
             rates["pebble"] = run(drv, "pebble", args.orders, args.warmup)
         finally:
