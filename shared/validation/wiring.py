@@ -22,9 +22,10 @@ only as a fallback, and only where this instance holds it anyway.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import TYPE_CHECKING
 
-from shared.errors import ConfigError
+from shared.errors import BackendError, ConfigError
 from shared.validation.ocsp import OCSPAuthority, OCSPResponder
 from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
 from shared.validation.published import PublishedCRLs
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from shared.runtime import Services
 
 _LOCAL_BASE = "http://127.0.0.1"
+_log = logging.getLogger(__name__)
 
 
 def blobs(services: Services) -> BlobStore:
@@ -80,6 +82,21 @@ def responder_rotator(services: Services) -> ResponderRotator | None:
         lifetime=settings.ocsp.responder_lifetime,
         mirror=blobs(services),  # the ocsp function reads the bucket copy, never the store
     )
+
+
+def _holds_ca_key(services: Services) -> bool:
+    """Whether this instance can open the CA key, for the OCSP fallback behind a responder key.
+
+    The deployed `ocsp` function holds a role on the responder key only, yet its
+    config names the CA key like every function's: opening it fails there (KMS
+    PermissionDenied), which means "no fallback" (tryLater until the delegated
+    certificate is published), not "no OCSP".
+    """
+    try:
+        return services.authority is not None
+    except (ConfigError, BackendError) as exc:
+        _log.info("OCSP: the CA key is not usable here (%s); answering with the delegated responder only", exc)
+        return False
 
 
 def crl_publisher(services: Services) -> CRLPublisher:
@@ -140,7 +157,7 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             ca_certificate=services.intermediates[0],
             responder_key=responder_signer.public_key(),
         )
-    has_ca_key = responder_signer is None or services.authority is not None
+    has_ca_key = responder_signer is None or _holds_ca_key(services)
     # A local folder answers a generation check with one stat(); object storage costs a
     # request, so a function instance looks for a new CRL or serial index once a minute.
     recheck = dt.timedelta(seconds=5 if settings.blobs.startswith("file:") else 60)
