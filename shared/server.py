@@ -182,6 +182,20 @@ def serve_worker(
         services.close()
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGTERM this worker if the master dies (even by SIGKILL), so no orphan keeps the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the master's SIGTERM handler still stops workers
+        pass
+    if os.getppid() == 1:  # the master died before prctl took effect
+        os._exit(0)
+
+
 def serve(
     make_services: Callable[[], Services],
     make_app: Callable[[Services], Any],
@@ -200,6 +214,7 @@ def serve(
     for _ in range(max(1, workers)):
         pid = os.fork()
         if pid == 0:  # worker
+            _die_with_parent()
             probe.close()
             code = 0
             try:

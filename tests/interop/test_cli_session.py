@@ -56,8 +56,12 @@ def server(authority_dir: Path, tmp_path: Path):
         time.sleep(0.2)
     yield proc, tmp_path / "server.log"
     if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def openssl_verify(authority_dir: Path, cert: Path) -> None:
@@ -203,3 +207,17 @@ def test_revocation_reaches_ocsp_and_crl(server, authority_dir: Path, tmp_path: 
         capture_output=True, text=True,
     )
     assert fine.returncode == 0, fine.stdout + fine.stderr
+
+
+def test_workers_die_with_a_killed_master(server) -> None:
+    """SIGKILL on `cirrus up` leaves no worker behind holding the port."""
+    proc, _ = server
+    children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert len(children) == 2
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2] for c in children):
+        time.sleep(0.1)
+    alive = [c for c in children if Path(f"/proc/{c}").exists() and Path(f"/proc/{c}/stat").read_text().split()[2] != "Z"]
+    assert alive == []
