@@ -182,7 +182,7 @@ class CirrusProcess:
                 }
         (ca / "config.json").write_text(json.dumps(cfg))
         # The in-memory store lives in one process, so that variant runs one worker.
-        workers = "1" if store_kind == "memory" else str(os.cpu_count() or 1)
+        workers = "1" if store_kind == "memory" else os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "shared.cli", "up", "--dir", str(ca), "--workers", workers,
              "--log-level", "WARNING"],
