@@ -593,11 +593,25 @@ class SQLiteStore:
             )
             if cur.rowcount != 1:
                 return False
-            conn.execute(
-                "DELETE FROM document_fields WHERE collection = ? AND doc_id = ?",
-                (collection, doc_id),
+            # Rewrite only the index rows whose field values changed (most updates change one
+            # field, e.g. an ACME status): each row written costs a B-tree insert and WAL pages.
+            old = set(
+                conn.execute(
+                    "SELECT field, value FROM document_fields WHERE collection = ? AND doc_id = ?",
+                    (collection, doc_id),
+                ).fetchall()
             )
-            conn.executemany("INSERT INTO document_fields VALUES (?, ?, ?, ?)", fields)
+            new = {(f, v) for _, f, v, _ in fields}
+            gone = old - new
+            if gone:
+                conn.executemany(
+                    "DELETE FROM document_fields WHERE collection = ? AND doc_id = ? AND field = ? AND value = ?",
+                    [(collection, doc_id, f, v) for f, v in gone],
+                )
+            conn.executemany(
+                "INSERT INTO document_fields VALUES (?, ?, ?, ?)",
+                [(collection, f, v, doc_id) for f, v in new - old],
+            )
             return True
 
     def find_documents(
