@@ -22,6 +22,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import socket
 import sys
 import tempfile
 import threading
@@ -33,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
-from werkzeug.serving import WSGIRequestHandler, make_server
 
+from shared.httpserver import WSGIServer
 from tests.unit.validation.va_pki import World
 
 N_LEAVES = 2000
@@ -78,13 +79,12 @@ def _http(world: World, requests: list[bytes], seconds: float, clients: int) -> 
         start_response(f"{status} OK", list(headers.items()))
         return [body]
 
-    class Handler(WSGIRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Handler)
+    # The server `cirrus up` runs (HTTP/1.1 keep-alive; Werkzeug's dev server closes every connection).
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = WSGIServer(sock, app, None)
+    server.server_port = sock.getsockname()[1]  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     counts = [0] * clients
     stop = time.perf_counter() + seconds
