@@ -9,6 +9,9 @@ Method (fixed, so runs compare):
 - Server CPU is read from /proc (utime+stime of the server's processes) before and after each
   level, so the figure per certificate is the server's own cost, not the load client's.
 - Each level runs for DURATION seconds after a short warm-up; only 201 answers count.
+- In the same run, when Go and Debian's step-ca 0.19.0 sources are present (golang-go,
+  golang-github-smallstep-certificates-dev), step-ca is built and measured the same way on the
+  same root, intermediate and provisioner, and the ratios are printed (BENCH_STEP_CA=0 skips it).
 Prints one JSON object. Needs `wrk` (apt-get install wrk).
 """
 
@@ -88,6 +91,7 @@ def run_level(ca: Path, conns: int, pid: int, workdir: Path) -> dict[str, float]
     threads = min(conns, 2)
     count = int(MAX_RATE * DURATION) + 1000
     csr, _ = make_csr("bench.example.com")
+    workdir.mkdir(parents=True, exist_ok=True)
     bodies = workdir / f"bodies-{conns}.txt"
     with bodies.open("w") as fh:
         for _ in range(count):
@@ -143,45 +147,140 @@ def run_level(ca: Path, conns: int, pid: int, workdir: Path) -> dict[str, float]
     }
 
 
+STEP_CA_MAIN = """package main
+
+import (
+\t"os"
+
+\t"github.com/smallstep/certificates/commands"
+\t"github.com/urfave/cli"
+)
+
+func main() {
+\tapp := cli.NewApp()
+\tapp.Name = "step-ca"
+\tapp.Action = commands.AppCommand.Action
+\tapp.Flags = commands.AppCommand.Flags
+\tif err := app.Run(os.Args); err != nil {
+\t\tos.Exit(1)
+\t}
+}
+"""
+
+
+def build_step_ca(workdir: Path) -> Path | None:
+    """step-ca 0.19.0 built from Debian's packaged sources (golang-github-smallstep-certificates-dev), if present."""
+    go = shutil.which("go")
+    if go is None or not Path("/usr/share/gocode/src/github.com/smallstep/certificates/commands").is_dir():
+        return None
+    src = workdir / "step-ca-main" / "main.go"
+    src.parent.mkdir()
+    src.write_text(STEP_CA_MAIN)
+    binary = workdir / "step-ca"
+    env = {
+        **os.environ,
+        "GO111MODULE": "off",
+        "GOPATH": f"{workdir / 'gopath'}:/usr/share/gocode",
+        "GOCACHE": os.environ.get("GOCACHE", str(workdir / "gocache")),
+    }
+    out = subprocess.run([go, "build", "-o", str(binary), str(src)], env=env, capture_output=True, text=True)
+    return binary if out.returncode == 0 else None
+
+
+def step_ca_config(ca: Path, workdir: Path, port: int) -> Path:
+    """A ca.json for the same root, intermediate and JWK provisioner (key as plain PEM, bench only)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from shared.keys.softkms import SoftKMS
+
+    cfg = json.loads((ca / "config.json").read_text())
+    password = (ca / "secrets" / "password").read_bytes().strip()
+    key = SoftKMS(password=password).signer(f"softkms:path={ca}/secrets/intermediate_ca_key").builder_key()
+    key_path = workdir / "step-int.key"
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    step = {
+        "root": str(ca / "certs/root_ca.crt"),
+        "crt": str(ca / "certs/intermediate_ca.crt"),
+        "key": str(key_path),
+        "address": f"127.0.0.1:{port}",
+        "dnsNames": cfg["dnsNames"],
+        "logger": {"format": "text"},
+        "db": {"type": "bbolt", "dataSource": str(workdir / "step-db")},
+        "authority": {"provisioners": [p for p in cfg["authority"]["provisioners"] if p["type"] == "JWK"]},
+        "tls": cfg["tls"],
+    }
+    path = workdir / "ca.json"
+    path.write_text(json.dumps(step))
+    return path
+
+
+def measure(name: str, argv: list[str], ca: Path, workdir: Path, port: int) -> list[dict[str, float]]:
+    global PORT
+    PORT = port
+    server = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(ca / "certs" / "root_ca.crt")
+        return [run_level(ca, c, server.pid, workdir / name) for c in LEVELS]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=20)
+
+
 def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: apt-get install wrk")
     workdir = Path(tempfile.mkdtemp(prefix="cirrus-bench-"))
     ca = workdir / "ca"
     init_authority(ca, p2c=1000)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shared.cli",
-            "up",
-            "--dir",
-            str(ca),
-            "--address",
-            f"127.0.0.1:{PORT}",
-            "--log-level",
-            "WARNING",
-            "--workers",
-            str(WORKERS),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    out: dict[str, object] = {
+        "benchmark": "sign_throughput",
+        "duration_s": DURATION,
+        "cores": os.cpu_count(),
+        "workers": WORKERS,
+    }
     try:
-        wait_ready(ca / "certs" / "root_ca.crt")
-        results = [run_level(ca, c, server.pid, workdir) for c in LEVELS]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(
-        json.dumps(
-            {"benchmark": "sign_throughput", "duration_s": DURATION, "cores": os.cpu_count(),
-            "workers": WORKERS, "results": results},
-            indent=2,
+        cirrus = measure(
+            "cirrus",
+            [
+                sys.executable,
+                "-m",
+                "shared.cli",
+                "up",
+                "--dir",
+                str(ca),
+                "--address",
+                f"127.0.0.1:{PORT}",
+                "--log-level",
+                "WARNING",
+                "--workers",
+                str(WORKERS),
+            ],
+            ca,
+            workdir,
+            PORT,
         )
-    )
+        out["results"] = cirrus
+        step_ca = build_step_ca(workdir) if os.environ.get("BENCH_STEP_CA", "1") != "0" else None
+        if step_ca is not None:
+            # step-ca refuses tokens issued before it started, so every body is minted after start.
+            port = PORT + 1
+            step = measure("stepca-run", [str(step_ca), str(step_ca_config(ca, workdir, port))], ca, workdir, port)
+            out["step_ca_0_19_results"] = step
+            out["ratio_cirrus_over_step_ca"] = [
+                {
+                    "concurrency": a["concurrency"],
+                    "throughput": round(a["certs_per_s"] / b["certs_per_s"], 3) if b["certs_per_s"] else None,
+                    "server_cpu": round(a["server_cpu_ms_per_cert"] / b["server_cpu_ms_per_cert"], 3)
+                    if b["server_cpu_ms_per_cert"]
+                    else None,
+                }
+                for a, b in zip(cirrus, step, strict=True)
+            ]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
