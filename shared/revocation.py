@@ -16,7 +16,7 @@ from cryptography import x509
 from shared.clock import Clock
 from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed, Unauthorized
 from shared.events.base import CERTIFICATE_REVOKED, EVENT_SOURCE, EventSink
-from shared.model import Event, Revocation, RevocationReason
+from shared.model import CertificateRecord, Event, Revocation, RevocationReason
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
 from shared.store.base import CertificateReader, RevocationStore, TokenLedger
@@ -104,13 +104,11 @@ class Revoker:
                 raise Unauthorized("invalid token: subject is not a serial number") from exc
             if token_serial != serial_dec:
                 raise Unauthorized("token subject does not match the serial number")
-            record = self._certificates.get_certificate(serial_dec)
-            if record is None or record.authority_id != self._authority_id:
-                raise NotFound("certificate not found")
+            record = self._own_record(serial_dec)
             if not self._tokens.claim(auth.replay.namespace, auth.replay.key, auth.replay.expires_at):
                 raise TokenAlreadyUsed()
-            return self.revoke(
-                serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id=auth.provisioner.id, mtls=False
+            return self._record_revocation(
+                record, reason_code=code, reason=str(reason or ""), provisioner_id=auth.provisioner.id, mtls=False
             )
         if ott not in (None, ""):
             raise BadRequest("ott must be a string")
@@ -127,9 +125,25 @@ class Revoker:
             NotFound: unknown serial.
             AlreadyRevoked: revoked before.
         """
+        return self._record_revocation(
+            self._own_record(serial), reason_code=reason_code, reason=reason, provisioner_id=provisioner_id, mtls=mtls
+        )
+
+    def _own_record(self, serial: str) -> CertificateRecord:
+        """The record of a certificate this authority issued (one read per revocation).
+
+        Raises:
+            NotFound: unknown serial, or another authority's.
+        """
         record = self._certificates.get_certificate(serial)
         if record is None or record.authority_id != self._authority_id:
             raise NotFound("certificate not found")
+        return record
+
+    def _record_revocation(
+        self, record: CertificateRecord, *, reason_code: int, reason: str, provisioner_id: str, mtls: bool
+    ) -> Revocation:
+        serial = record.serial
         now = self._clock.now()
         revocation = Revocation(
             serial=serial,
