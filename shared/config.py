@@ -102,6 +102,7 @@ class Settings:
     event_sinks: tuple[str, ...] = ()
     external_url: str = ""
     issuer_url: str = ""
+    alert_window: dt.timedelta = dt.timedelta(hours=8)
     max_body_bytes: int = MAX_BODY_BYTES
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -223,8 +224,21 @@ class Settings:
             event_sinks=tuple(sinks_raw),
             external_url=str(merged.get("externalURL") or ""),
             issuer_url=str(merged.get("issuerURL") or ""),
+            alert_window=_alert_window(merged.get("alerts") or {}),
             raw=merged,
         )
+
+
+def _alert_window(raw: Any) -> dt.timedelta:
+    if not isinstance(raw, dict):
+        raise ConfigError("config: 'alerts' must be an object")
+    try:
+        window = parse_duration(str(raw.get("expiringWithin") or "8h"))
+    except ValueError as exc:
+        raise ConfigError(f"config: alerts.expiringWithin: {exc}") from exc
+    if window <= dt.timedelta(0):
+        raise ConfigError("config: alerts.expiringWithin must be positive")
+    return window
 
 
 def _crl_settings(raw: Any) -> CRLSettings:

@@ -84,6 +84,7 @@ class Services:
     roots: list[x509.Certificate]
     intermediates: list[x509.Certificate]
     issuer_link: IssuerLink | None = None
+    sinks: list[EventSink] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -124,6 +125,27 @@ class Services:
         if authority is None:
             raise ConfigError("this instance has no signing key; requests go to the issuer function")
         return authority
+
+    def expiry_alerts(self) -> int:
+        """Raise the `endpoint.expiring` / `endpoint.expired` alerts due now; return how many."""
+        from shared.alerts import AlertStores, run_expiry_alerts
+
+        stores = AlertStores(
+            expiring=self.store,  # type: ignore[arg-type]
+            certificates=self.store,
+            revocations=self.store,
+            ledger=self.store,
+            events=self.store,
+        )
+        return len(
+            run_expiry_alerts(
+                stores,
+                authority_id=self.settings.authority_id,
+                now=self.clock.now(),
+                window=self.settings.alert_window,
+                sinks=self.sinks,
+            )
+        )
 
     def close(self) -> None:
         """Release backends."""
@@ -195,6 +217,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         roots=roots,
         intermediates=intermediates,
         issuer_link=issuer_link,
+        sinks=sinks,
     )
 
 

@@ -111,10 +111,11 @@ def crl_publish(event: Any) -> dict[str, Any]:
 
 
 def sweep(event: Any) -> dict[str, int]:
-    """Scheduled housekeeping: purge expired one-time tokens and nonces."""
+    """Scheduled housekeeping: expiry alerts, and purging expired one-time tokens and nonces."""
     s = services()
     now = s.clock.now()
     purged = s.store.purge_expired(now)  # one-time tokens and ACME nonce claims
     purge_documents = getattr(s.store, "purge_expired_documents", None)  # Firestore relies on TTL
     documents = int(purge_documents(now)) if purge_documents is not None else 0
-    return {"purgedTokens": purged, "purgedDocuments": documents}
+    alerts = s.expiry_alerts()
+    return {"purgedTokens": purged, "purgedDocuments": documents, "alerts": alerts}

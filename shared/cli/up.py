@@ -63,6 +63,7 @@ def configure_logging(level: str) -> None:
 
 
 REVOCATION_POLL_SECONDS = 5.0
+ALERT_EVERY_TICKS = 12  # expiry alerts once a minute
 
 
 def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
@@ -72,22 +73,24 @@ def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
     tick in between (incremental; writes only when something was issued), so OCSP says
     `good` for a new certificate within seconds, well inside OCSP-08's 15 minutes."""
     from shared.cli.crl import run_publish, run_publish_index
-    from shared.events.base import CERTIFICATE_REVOKED
 
     log = logging.getLogger("cirrus.crl")
     services = build_services(settings)
     last: dt.datetime | None = None
+    checked: dt.datetime | None = None
+    ticks = 0
     try:
         while not stop.is_set():
             now = services.clock.now()
             due = last is None or now - last >= settings.crl.publish_interval
-            if not due and last is not None:
-                recent = services.store.list_events(since=last, limit=1000)
-                due = any(e.type == CERTIFICATE_REVOKED for e in recent)
+            if not due and checked is not None:
+                due, checked = _revoked_since(services, checked)
+            else:
+                checked = now
             if due:
                 try:
                     results = run_publish(services)
-                    last = now
+                    last = checked = now
                     log.info(json.dumps({"event": "crl published", "objects": [r.blob_name for r in results]}))
                 except Exception as exc:  # keep serving; retry at the next tick
                     log.error(json.dumps({"event": "crl publication failed", "error": type(exc).__name__}))
@@ -98,9 +101,32 @@ def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
                         log.info(json.dumps({"event": "serial index published", "added": added}))
                 except Exception as exc:  # keep serving; retry at the next tick
                     log.error(json.dumps({"event": "serial index publication failed", "error": type(exc).__name__}))
+            ticks += 1
+            if ticks % ALERT_EVERY_TICKS == 1:
+                try:
+                    raised = services.expiry_alerts()
+                    if raised:
+                        log.info(json.dumps({"event": "expiry alerts raised", "count": raised}))
+                except Exception as exc:
+                    log.error(json.dumps({"event": "expiry alerts failed", "error": type(exc).__name__}))
             stop.wait(REVOCATION_POLL_SECONDS)
     finally:
         services.close()
+
+
+def _revoked_since(services: Services, since: dt.datetime) -> tuple[bool, dt.datetime]:
+    """Whether any revocation was logged after `since`, and the new cursor (pages through the log)."""
+    from shared.events.base import CERTIFICATE_REVOKED
+
+    cursor = since
+    for _ in range(100):  # bounded: at most 100,000 events per tick
+        page = services.store.list_events(since=cursor, limit=1000)
+        if any(e.type == CERTIFICATE_REVOKED and e.time >= since for e in page):
+            return True, since
+        if len(page) < 1000:
+            return False, page[-1].time if page else cursor
+        cursor = page[-1].time
+    return True, since  # too many to read: publish to be safe
 
 
 def run(args: argparse.Namespace) -> int:

@@ -253,6 +253,33 @@ class FirestoreStore:
 
         return self._run("list_serials_issued_since", op)
 
+    def list_certificates_expiring(
+        self, authority_id: str, start: dt.datetime, end: dt.datetime, *, limit: int = 1000
+    ) -> Sequence[tuple[dt.datetime, str, str]]:
+        """Return `(not_after, serial, endpoint_id)` with start <= not_after < end, by not_after.
+
+        A projection query (no DER); needs the composite index (authority_id ASC, not_after ASC).
+        """
+        if limit <= 0:
+            return []
+        query = (
+            self._col(docs.CERTIFICATES)
+            .where(filter=self._filter("authority_id", "==", authority_id))
+            .where(filter=self._filter("not_after", ">=", codec.to_iso(start, "start")))
+            .where(filter=self._filter("not_after", "<", codec.to_iso(end, "end")))
+            .order_by("not_after", direction=self._ascending)
+            .select(["serial", "not_after", "endpoint_id"])
+            .limit(limit)
+        )
+
+        def op(a: Attempt) -> list[tuple[dt.datetime, str, str]]:
+            return [
+                (codec.from_iso(f["not_after"]), str(f["serial"]), str(f["endpoint_id"]))
+                for f in (snap.to_dict() for snap in query.stream(**self._kw(a)))
+            ]
+
+        return self._run("list_certificates_expiring", op)
+
     def record_issuance(
         self,
         certificate: CertificateRecord,

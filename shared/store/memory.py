@@ -94,6 +94,19 @@ class MemoryStore:
         found = sorted((f for f in found if (f[0], f[1]) > cursor), key=lambda f: (f[0], f[1]))[:limit]
         return [(c.issued_at, c.serial, c.not_after, str(c.kind)) for _, _, c in found]
 
+    def list_certificates_expiring(
+        self, authority_id: str, start: dt.datetime, end: dt.datetime, *, limit: int = 1000
+    ) -> Sequence[tuple[dt.datetime, str, str]]:
+        """Return `(not_after, serial, endpoint_id)` with start <= not_after < end, by not_after then serial."""
+        lo, hi = codec.to_epoch_us(start, "start"), codec.to_epoch_us(end, "end")
+        with self._lock:
+            found = sorted(
+                (codec.to_epoch_us(c.not_after), c.serial, c)
+                for c in self._certificates.values()
+                if c.authority_id == authority_id and lo <= codec.to_epoch_us(c.not_after) < hi
+            )[: max(limit, 0)]
+        return [(c.not_after, c.serial, c.endpoint_id) for _, _, c in found]
+
     def record_issuance(
         self,
         certificate: CertificateRecord,

@@ -85,6 +85,9 @@ _SCHEMA: tuple[str, ...] = (
     # The published serial index reads new issuances by (issued_at, serial) cursor.
     """CREATE INDEX IF NOT EXISTS certificates_by_authority_issued
         ON certificates (authority_id, issued_at, serial)""",
+    # Expiry alerts read certificates by expiry window.
+    """CREATE INDEX IF NOT EXISTS certificates_by_authority_expiry
+        ON certificates (authority_id, not_after, serial)""",
     """CREATE TABLE IF NOT EXISTS endpoints (
         id TEXT PRIMARY KEY NOT NULL,
         authority_id TEXT NOT NULL,
@@ -413,6 +416,20 @@ class SQLiteStore:
                 (authority_id, since_us, after_serial, limit),
             ).fetchall()
         return [(codec.from_epoch_us(r[0]), r[1], codec.from_epoch_us(r[2]), r[3]) for r in rows]
+
+    def list_certificates_expiring(
+        self, authority_id: str, start: dt.datetime, end: dt.datetime, *, limit: int = 1000
+    ) -> Sequence[tuple[dt.datetime, str, str]]:
+        """Return `(not_after, serial, endpoint_id)` with start <= not_after < end, by not_after then serial."""
+        if limit <= 0:
+            return []
+        with self._read("list certificates expiring") as conn:
+            rows = conn.execute(
+                "SELECT not_after, serial, endpoint_id FROM certificates "
+                "WHERE authority_id = ? AND not_after >= ? AND not_after < ? ORDER BY not_after, serial LIMIT ?",
+                (authority_id, codec.to_epoch_us(start, "start"), codec.to_epoch_us(end, "end"), limit),
+            ).fetchall()
+        return [(codec.from_epoch_us(r[0]), r[1], r[2]) for r in rows]
 
     def record_issuance(
         self,

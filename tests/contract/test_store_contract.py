@@ -594,3 +594,14 @@ def test_record_issuance_claims_the_token_atomically(store: Store) -> None:
     with pytest.raises(Conflict):
         store.record_issuance(cert("100001", endpoint_id="ep-claim"), claim=other)
     assert store.claim("ott:p", "jti-unused", T0 + dt.timedelta(minutes=5)) is True
+
+
+def test_list_certificates_expiring_is_a_half_open_window(store: Store) -> None:
+    for i, hours in enumerate((1, 2, 3, 5)):
+        store.record_issuance(cert(f"30000{i}", endpoint_id=f"ep-x{i}", not_after=T0 + dt.timedelta(hours=hours)),
+                              new_endpoint=endpoint(f"ep-x{i}"))
+    store.record_issuance(cert("399999", authority_id="other", not_after=T0 + dt.timedelta(hours=2)))
+    got = store.list_certificates_expiring("auth-1", T0 + dt.timedelta(hours=2), T0 + dt.timedelta(hours=5))  # type: ignore[attr-defined]
+    assert [(s, e) for _, s, e in got] == [("300001", "ep-x1"), ("300002", "ep-x2")]
+    assert got[0][0] == T0 + dt.timedelta(hours=2)
+    assert store.list_certificates_expiring("auth-1", T0, T0 + dt.timedelta(hours=9), limit=1)[0][1] == "300000"  # type: ignore[attr-defined]
