@@ -58,8 +58,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import random
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -74,7 +76,7 @@ SERIAL_BYTES = 20
 MANIFEST_CONTENT_TYPE = "application/json"
 SEGMENT_CONTENT_TYPE = "application/octet-stream"
 _FORMAT = 1
-_WRITE_ATTEMPTS = 8
+_WRITE_ATTEMPTS = 20
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _log = logging.getLogger(__name__)
 
@@ -353,6 +355,7 @@ class SerialIndexPublisher:
 
     def _publish_authority(self, aid: str) -> IndexResult:
         name = manifest_name(aid)
+        attempt = 0
         for _ in range(_WRITE_ATTEMPTS):
             blob = self._blobs.read(name)
             generation = 0 if blob is None else blob.generation
@@ -376,7 +379,11 @@ class SerialIndexPublisher:
                     cache_control="no-cache",
                 )
             except PreconditionFailed:
-                continue  # another publisher got there first: start again from its manifest
+                # Another publisher got there first: back off a little (jittered, so racing
+                # publishers spread out) and start again from its manifest.
+                attempt += 1
+                time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not a secret
+                continue
             return IndexResult(aid, name, added, updated.count, len(updated.segments), written)
         raise BackendError(f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True)
 
