@@ -29,7 +29,6 @@ Needs: apt-get install pebble; pip install certbot (for the `acme` library).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import socket
@@ -47,52 +46,16 @@ from acme import challenges, client, messages  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
 
 from tests.unit.acme.acme_support import (  # noqa: E402
     ChallTestSrv,
     HTTP01Responder,
     TestCA,
+    free_port,
+    server_tls_files,
 )
 
 POLL = 0.002
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tls_files(ca: TestCA, d: Path) -> tuple[Path, Path, Path]:
-    """A server certificate for 127.0.0.1/localhost from the test CA; returns chain, key, bundle."""
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.intermediate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            False,
-        )
-        .sign(ca.int_key, hashes.SHA256())
-    )
-    chain, keyf, bundle = d / "chain.pem", d / "key.pem", d / "bundle.pem"
-    chain.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca.intermediate.public_bytes(serialization.Encoding.PEM)
-    )
-    keyf.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    bundle.write_bytes(ca.root.public_bytes(serialization.Encoding.PEM))
-    return chain, keyf, bundle
 
 
 def wait_port(port: int, timeout: float = 15) -> None:
@@ -212,7 +175,7 @@ def start_pebble(work: Path, dns: ChallTestSrv, http_port: int) -> tuple[subproc
     TestCA.__init__(ca, store=None)  # type: ignore[arg-type]
     pdir = work / "pebble"
     pdir.mkdir()
-    chain, keyf, bundle = tls_files(ca, pdir)
+    chain, keyf, bundle = server_tls_files(ca, pdir)
     port, mport = free_port(), free_port()
     config = {
         "pebble": {

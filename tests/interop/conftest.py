@@ -10,8 +10,6 @@ answers 127.0.0.1, and dns-01 TXT records are set through its management API.
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
 import shutil
 import ssl
@@ -22,10 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from werkzeug.serving import make_server
 
 from shared.acme.server import ACMEServer
@@ -36,6 +31,7 @@ from tests.unit.acme.acme_support import (
     build_server,
     free_port,
     provisioner,
+    server_tls_files,
     wsgi_app,
 )
 
@@ -58,36 +54,7 @@ class ACMEHTTPS:
 
 
 def _server_tls(ca: TestCA, d: Path) -> ssl.SSLContext:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca.intermediate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.int_key.public_key()), False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(ca.int_key, hashes.SHA256())
-    )
-    chain, keyfile = d / "server-chain.pem", d / "server-key.pem"
-    chain.write_bytes(
-        cert.public_bytes(serialization.Encoding.PEM) + ca.intermediate.public_bytes(serialization.Encoding.PEM)
-    )
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    chain, keyfile, _ = server_tls_files(ca, d)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(chain, keyfile)
     return ctx

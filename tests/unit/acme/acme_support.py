@@ -455,6 +455,38 @@ class TLSALPNResponder:
         self.sock.close()
 
 
+def server_tls_files(ca: TestCA, d: Path) -> tuple[Path, Path, Path]:
+    """A TLS server certificate for localhost/127.0.0.1 from the test CA: (chain, key, root bundle) files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca.intermediate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.int_key.public_key()), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        .sign(ca.int_key, hashes.SHA256())
+    )
+    chain, keyfile, bundle = d / "server-chain.pem", d / "server-key.pem", d / "bundle.pem"
+    chain.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM) + ca.intermediate.public_bytes(serialization.Encoding.PEM)
+    )
+    keyfile.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    bundle.write_bytes(ca.root.public_bytes(serialization.Encoding.PEM))
+    return chain, keyfile, bundle
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
