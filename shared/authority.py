@@ -16,7 +16,7 @@ import base64
 import datetime as dt
 import hashlib
 import logging
-import uuid
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,10 +60,14 @@ class Issued:
     certificate: x509.Certificate
     chain: Sequence[x509.Certificate]
     record: CertificateRecord
+    chain_pem: tuple[str, ...] | None = None  # `chain` as PEM, encoded once per authority
 
     def pem_chain(self) -> list[str]:
         """Leaf first, then intermediates, as PEM strings."""
-        return [c.public_bytes(serialization.Encoding.PEM).decode() for c in [self.certificate, *self.chain]]
+        leaf = self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+        if self.chain_pem is not None:
+            return [leaf, *self.chain_pem]
+        return [leaf, *(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class Authority:
         self.authority_id = authority_id
         self.issuer = issuer
         self.intermediates = list(intermediates)
+        self._chain_pem = tuple(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.intermediates)
         self.roots = list(roots)
         self.provisioners = provisioners
         self._stores = stores
@@ -135,11 +140,11 @@ class Authority:
         provisioner = self.provisioners.for_token(peeked)
         auth = provisioner.authorize_sign(peeked, now)
         public_key = csr_public_key(csr)
-        self._check_csr_against_token(csr, auth)
         try:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
+        self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
             not_before=not_before, not_after=not_after, now=now,
@@ -256,9 +261,12 @@ class Authority:
             new_endpoint=is_new,
             create_endpoint=previous is None,
             claim=auth.replay if claim else None,
+            names=(common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris)),
         )
 
-    def _check_csr_against_token(self, csr: x509.CertificateSigningRequest, auth: SignAuthorization) -> None:
+    def _check_csr_against_token(
+        self, csr: x509.CertificateSigningRequest, auth: SignAuthorization, token_sans: SANs
+    ) -> None:
         """step-ca's JWK validators: CN and SAN sets must be what the token allows."""
         allowed = {auth.subject.lower(), *(s.lower() for s in auth.sans)}
         cn = common_name_of(csr.subject)
@@ -267,7 +275,6 @@ class Authority:
                 f"certificate request does not contain the valid common name - got {cn}, want {auth.subject}"
             )
         try:
-            token_sans = split_sans(list(auth.sans))
             csr_sans = split_sans(sans_of(csr))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
@@ -398,9 +405,11 @@ class Authority:
         new_endpoint: bool,
         create_endpoint: bool = True,
         claim: ReplayClaim | None = None,
+        names: tuple[str, tuple[str, ...]] | None = None,
     ) -> Issued:
-        sans = tuple(sans_of(cert))
-        cn = common_name_of(cert.subject)
+        # `names`: the (common name, SANs in the extension's order) just put in the certificate,
+        # so they need not be read back out of it.
+        cn, sans = names if names is not None else (common_name_of(cert.subject), tuple(sans_of(cert)))
         record = CertificateRecord(
             serial=str(cert.serial_number),
             authority_id=self.authority_id,
@@ -446,11 +455,11 @@ class Authority:
             record, new_endpoint=endpoint if create else None, events=events, claim=token
         )
         self._publish(events)
-        return Issued(certificate=cert, chain=self.intermediates, record=record)
+        return Issued(certificate=cert, chain=self.intermediates, record=record, chain_pem=self._chain_pem)
 
     def _event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
         return Event(
-            id=uuid.uuid4().hex,
+            id=secrets.token_hex(16),
             type=etype,
             source=f"{EVENT_SOURCE}/{self.authority_id}",
             subject=subject,

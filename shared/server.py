@@ -2,8 +2,9 @@
 
 Python holds the GIL, so one process uses one core. The server forks N worker
 processes that each accept on the same port (SO_REUSEPORT lets the kernel
-spread connections), each running a threaded HTTP/1.1 keep-alive WSGI server
-(`shared.httpserver`). Workers share nothing but the store (SQLite in WAL mode
+spread connections), each running a single-threaded, event-driven HTTP/1.1
+keep-alive WSGI server (`shared.httpserver`; requests that wait on a remote
+host run on a small thread pool). Workers share nothing but the store (SQLite in WAL mode
 is multi-process safe), which is the same statelessness the Cloud Functions
 need.
 
@@ -150,7 +151,7 @@ def serve_worker(
     app = make_app(services)
     ctx, expires = tls_context(services, runtime_dir)
     sock = listening_socket(host, port)
-    server = WSGIServer(sock, app, ctx)
+    server = WSGIServer(sock, app, ctx, offload=getattr(app, "waits_on_network", None))
     stop = threading.Event()
 
     def renew_loop() -> None:

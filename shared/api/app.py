@@ -68,6 +68,18 @@ class CirrusApp:
             )
         return response
 
+    def waits_on_network(self, method: str, path: str) -> bool:
+        """Whether a request may wait on a remote host rather than the CPU.
+
+        `cirrus up` serves each worker from one event loop and runs these on a
+        thread pool instead, so one slow remote cannot stall other clients:
+        ACME challenge responses (the validator fetches from the applicant) and,
+        in forwarding mode, everything that may be sent on to the issuer.
+        """
+        if self.services.settings.issuer_url:
+            return True
+        return method == "POST" and "/challenge/" in path and (path.startswith(("/acme/", "/2.0/acme/")))
+
     def _route(self, request: Request) -> Response:
         path = request.path
         for prefix, mount in self._mounts.items():

@@ -85,6 +85,15 @@ def client_certificate(request: Request) -> x509.Certificate | None:
         return None
 
 
+# Paths without parameters, answered without the router (the hot ones: /sign, /renew).
+_STATIC: dict[str, tuple[str, frozenset[str]]] = {
+    prefix + path: (name, frozenset(methods))
+    for prefix in ("", "/1.0")
+    for path, name, methods in _ROUTES
+    if "<" not in path
+}
+
+
 class StepCAAPI:
     """Dispatches step-ca routes to the services."""
 
@@ -94,6 +103,10 @@ class StepCAAPI:
 
     def dispatch(self, request: Request, path: str) -> Response | None:
         """Serve `path` if it is a step-ca route; None if it is not one."""
+        static = _STATIC.get(path)
+        if static is not None and request.method in static[1]:
+            handler: Callable[..., Response] = getattr(self, f"_{static[0]}")
+            return handler(request)
         adapter = URL_MAP.bind("ca", path_info=path)
         try:
             endpoint, args = adapter.match(path, method=request.method)
@@ -101,8 +114,8 @@ class StepCAAPI:
             return json_response({"status": 405, "message": "method not allowed"}, 405)
         except HTTPException:
             return None
-        handler: Callable[..., Response] = getattr(self, f"_{endpoint}")
-        return handler(request, **args)
+        handler = getattr(self, f"_{endpoint}")
+        return handler(request, **args)  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------ reads
     def _health(self, request: Request) -> Response:

@@ -32,12 +32,15 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
+_JSON_LOGGERS = frozenset(("cirrus.access", "cirrus.events"))
+
+
 class _JSONLineFormatter(logging.Formatter):
-    """Access-log records are JSON already; wrap anything else as JSON too."""
+    """Access-log and event records are JSON lines already; wrap anything else as JSON too."""
 
     def format(self, record: logging.LogRecord) -> str:
         msg = record.getMessage()
-        if record.name == "cirrus.access":
+        if record.name in _JSON_LOGGERS:
             return msg
         out: dict[str, object] = {"level": record.levelname.lower(), "logger": record.name}
         if msg.startswith("{"):

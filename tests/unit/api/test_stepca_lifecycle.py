@@ -238,7 +238,8 @@ def test_acme_provisioner_rejects_token_flow(api, authority_dir: Path) -> None:
 def test_events_reach_the_log_sink_without_secrets(api, authority_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level("INFO", logger="cirrus.events")
     cert, _, _ = issue(api, authority_dir, "ev.example.com")
-    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "cirrus.events"]
+    # One record per publish, one JSON line per event.
+    lines = [json.loads(line) for r in caplog.records if r.name == "cirrus.events" for line in r.getMessage().splitlines()]
     types = [e["type"] for e in lines]
     assert types == ["dev.cirrus.certificate.issued", "dev.cirrus.endpoint.created"]
     assert lines[0]["data"]["serial"] == str(cert.serial_number) and lines[0]["specversion"] == "1.0"
