@@ -16,6 +16,14 @@ runs a threaded HTTP server, so this backend is built for concurrent writers:
   order of magnitude in write throughput. Pass `synchronous="FULL"` (URL:
   `sqlite:/path.db?synchronous=full`) to fsync every commit when a handed-out
   certificate must survive power loss.
+- Checkpoints: WAL frames are copied into the database file by `checkpoint()`,
+  which a background thread calls about once a second (`cirrus up` runs it in the
+  master process). Request connections do not checkpoint inside their commits
+  (that copy and its fsync used to be the largest single cost of an issuance);
+  only if nobody calls `checkpoint()` does a commit do it, once the WAL reaches
+  `WAL_AUTOCHECKPOINT_PAGES`, so the WAL is bounded either way. Checkpointing
+  changes nothing about durability: a committed transaction is in the WAL, which
+  every reader sees, whether or not it has been copied yet.
 - Connections: a SQLite connection must not be used by two threads at once.
   Each operation borrows a connection from a small pool and returns it, so a
   connection is only ever used by one thread at a time. This is the
@@ -25,13 +33,17 @@ runs a threaded HTTP server, so this backend is built for concurrent writers:
   parent's connections (SQLite forbids using them across fork) and opens its
   own.
 
-Schema (created on open, idempotent, versioned in `schema_version`):
+Schema (created on open, idempotent, versioned in `schema_version`; version 1
+files are upgraded in place on open, in one transaction, see `_MIGRATE_1_TO_2`):
 times are INTEGER microseconds since the epoch (UTC), DER is a BLOB, event and
-document data are JSON text. `find_documents` uses an index table
-`document_fields(collection, field, value, doc_id)` holding every top-level
-string field of every document (long values by digest, see
-`codec.index_value`), rather than `json_extract` expression indexes: an
-expression index needs a fixed JSON path, and callers may search any field.
+document data are JSON text. Every write is priced in B-tree pages (each page
+changed is a 1 KiB WAL frame per commit), so keys are chosen for it: events are
+unique by `(time, id)` (time-ordered, so inserts share hot pages) rather than by
+a random UUID key. `find_documents` uses a partial expression index per searched
+(collection, field), `json_extract(data, '$."field"')` over that collection's
+rows, created on the first search and from then on maintained by SQLite in
+every process; a write pays only for the indexes of its own collection that
+someone searches (ACME: one), not one row per string field.
 """
 
 from __future__ import annotations
