@@ -12,8 +12,24 @@ Method (fixed so runs compare):
   moment both are released, which shows cross-process lock contention.
 - Times are wall-clock (`time.perf_counter`) on one thread; ops/s = N / seconds.
 
-Run: `python bench/store_throughput.py [--n 20000] [--out result.json]`.
-Prints one JSON object.
+CPU per operation (`cpu_us_per_op`, the figure that matters inside `cirrus up`, where the
+store shares the core with TLS, JWS and signing):
+- Thread CPU time (`time.thread_time`) of the calling thread per operation, minimum and
+  median of `--rounds` rounds of `--cpu-n` operations, each round on a fresh file after warm-up.
+- `record_issuance`: shaped like one `/sign`: a token claim, a new endpoint, the certificate
+  (800-byte DER) and two events, in one call.
+- `claim`: one ACME nonce / token claim.
+- `doc_create`, `doc_get`, `doc_update`, `doc_find`: an ACME-order-shaped document (six
+  top-level strings, lists, nulls) created, read, changed (status) and found by `accountId`.
+- The current store runs as `cirrus up` runs it under load: a background thread calls
+  `checkpoint()` every 1/4 s (its CPU is reported separately, per operation, as
+  `checkpoint_thread_us_per_op`; in `cirrus up` it runs in the master process).
+- `--baseline REV` also loads shared/store/{sqlite,codec}.py as of git revision REV and
+  measures it in the same process, alternating baseline and current rounds, so the two
+  are compared on one noisy machine in one run.
+
+Run: `python bench/store_throughput.py [--n 20000] [--cpu-n 3000] [--rounds 3]
+[--baseline 4b7995f] [--skip-throughput] [--out result.json]`. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -25,14 +41,19 @@ import multiprocessing
 import os
 import platform
 import sqlite3
+import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from shared.clock import SystemClock
-from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef
+from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim
 from shared.store.base import Store
 from shared.store.memory import MemoryStore
 from shared.store.sqlite import SQLiteStore
@@ -41,6 +62,8 @@ T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 PROV = ProvisionerRef(id="prov-1", name="bench", type="JWK")
 DER = bytes(range(256)) * 3 + bytes(32)  # 800 bytes
 WARMUP = 200
+# As `cirrus up` checkpoints while the WAL is long (under load): see shared/cli/up.py.
+CHECKPOINT_SECONDS = 0.25
 
 
 def _issuance(i: int, prefix: str) -> tuple[CertificateRecord, Endpoint, Event]:
@@ -132,10 +155,135 @@ def _two_process_rate(path: str, n: int) -> float:
     return (n // 2 * 2) / (end - start)
 
 
+def _load_baseline(rev: str) -> Any:
+    """The SQLiteStore class of git revision `rev` (its sqlite.py and codec.py), importable
+    beside the current one: the files go into a private package whose codec import is
+    redirected to the old codec."""
+    root = Path(__file__).resolve().parent.parent
+    pkg = types.ModuleType("baseline_store")
+    pkg.__path__ = []
+    sys.modules["baseline_store"] = pkg
+    for name in ("codec", "sqlite"):
+        text = subprocess.run(
+            ["git", "show", f"{rev}:shared/store/{name}.py"], cwd=root, check=True, capture_output=True, text=True
+        ).stdout
+        text = text.replace("from shared.store import codec", "from baseline_store import codec")
+        module = types.ModuleType(f"baseline_store.{name}")
+        module.__file__ = f"<{rev}:shared/store/{name}.py>"
+        sys.modules[module.__name__] = module
+        exec(compile(text, module.__file__, "exec"), module.__dict__)  # our own file at a revision
+        setattr(pkg, name, module)
+    return pkg.sqlite.SQLiteStore
+
+
+def _order(i: int) -> dict[str, Any]:
+    return {
+        "provisioner": "acme",
+        "accountId": f"acc-{i}",
+        "status": "pending",
+        "expires": "2025-01-08T00:00:00Z",
+        "identifiers": [{"type": "dns", "value": f"host-{i}.example.com"}],
+        "authzIds": [f"authz-{i}-a"],
+        "notBefore": None,
+        "notAfter": None,
+        "replaces": None,
+        "replacesId": None,
+        "certificateId": None,
+        "error": None,
+        "createdAt": "2025-01-01T00:00:00Z",
+    }
+
+
+def _cpu_round(factory: Callable[[Path], Any], n: int, checkpointing: bool) -> dict[str, float]:
+    """Thread CPU microseconds per operation, for each operation kind, on a fresh file."""
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = factory(Path(tmp) / "cpu.db")
+        stop = threading.Event()
+        spent = [0.0]
+
+        def checkpointer() -> None:
+            while not stop.wait(CHECKPOINT_SECONDS):
+                t = time.thread_time()
+                store.checkpoint()
+                spent[0] += time.thread_time() - t
+
+        thread = threading.Thread(target=checkpointer, daemon=True) if checkpointing else None
+        if thread is not None:
+            thread.start()
+        expires = T0 + dt.timedelta(days=1)
+
+        def timed(name: str, op: Callable[[int], object], count: int, warm: int = WARMUP) -> None:
+            for i in range(warm):
+                op(-1 - i)
+            start = time.thread_time()
+            for i in range(count):
+                op(i)
+            out[name] = round(1e6 * (time.thread_time() - start) / count, 1)
+
+        def issue(i: int) -> None:
+            record, endpoint, event = _issuance(i, "w" if i < 0 else "")
+            second = Event(
+                id=event.id + "-2", type="dev.cirrus.endpoint.created", source=event.source,
+                subject=endpoint.id, time=event.time, data={"endpoint": endpoint.id},
+            )
+            claim = TokenClaim(namespace="jti", key=f"jti-{record.serial}", expires_at=expires)
+            store.record_issuance(record, new_endpoint=endpoint, events=[event, second], claim=claim)
+
+        timed("record_issuance", issue, n)
+        timed("claim", lambda i: store.claim("nonce", f"n-{i}", expires), n)
+        timed("doc_create", lambda i: store.create_document("acme_orders", f"o-{i}", _order(i), expires_at=expires), n)
+        timed("doc_get", lambda i: store.get_document("acme_orders", f"o-{i}"), n)
+        timed(
+            "doc_update",
+            lambda i: store.update_document(
+                "acme_orders", f"o-{i}", {**_order(i), "status": "ready"}, expected_version=1
+            ),
+            n,
+        )
+        timed("doc_find", lambda i: store.find_documents("acme_orders", "accountId", f"acc-{i}"), n)
+        stop.set()
+        if thread is not None:
+            thread.join()
+            out["checkpoint_thread_us_per_op"] = round(1e6 * spent[0] / (6 * n + 6 * WARMUP), 2)
+        store.close()
+    return out
+
+
+def _cpu_comparison(n: int, rounds: int, baseline_rev: str | None) -> dict[str, Any]:
+    """Median per-op CPU of the current store and, if given, the baseline, alternating rounds."""
+    kinds: dict[str, tuple[Callable[[Path], Any], bool]] = {"current": (SQLiteStore, True)}
+    if baseline_rev:
+        kinds = {"baseline": (_load_baseline(baseline_rev), False), **kinds}
+    samples: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+    for _ in range(rounds):
+        for name, (factory, checkpointing) in kinds.items():
+            samples[name].append(_cpu_round(factory, n, checkpointing))
+    # The machine is shared and noisy: the minimum over rounds is the steadiest estimate of
+    # the intrinsic cost; the median is shown beside it.
+    result: dict[str, Any] = {
+        f"{name}_{stat.__name__}": {op: stat(r[op] for r in rs) for op in rs[0]}
+        for name, rs in samples.items()
+        for stat in (min, statistics.median)
+    }
+    if baseline_rev:
+        result["baseline_rev"] = baseline_rev
+        for stat in ("min", "median"):
+            result[f"current_over_baseline_{stat}"] = {
+                op: round(result[f"current_{stat}"][op] / result[f"baseline_{stat}"][op], 3)
+                for op in result[f"baseline_{stat}"]
+            }
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20_000, help="timed operations per measurement")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
+    parser.add_argument("--cpu-n", type=int, default=3000, help="operations per CPU round")
+    parser.add_argument("--rounds", type=int, default=3, help="CPU rounds per store (median reported)")
+    parser.add_argument("--baseline", help="git revision whose SQLite store to compare against")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the CPU comparison")
     args = parser.parse_args()
     n: int = args.n
 
@@ -148,6 +296,14 @@ def main() -> None:
         "ops_per_second": {},
     }
     rates: dict[str, dict[str, float]] = results["ops_per_second"]
+    results["cpu_us_per_op"] = _cpu_comparison(args.cpu_n, args.rounds, args.baseline)
+    if args.skip_throughput:
+        del results["ops_per_second"]
+        text = json.dumps(results, indent=2)
+        print(text)
+        if args.out:
+            args.out.write_text(text + "\n")
+        return
 
     memory = MemoryStore()
     rates["memory"] = {

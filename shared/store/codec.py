@@ -37,6 +37,7 @@ from shared.model import (
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_ONE_US = dt.timedelta(microseconds=1)
 
 # Document field values longer than this are indexed by digest, so one huge
 # string field (a CSR, a JWK) cannot bloat the index; lookups hash the same way.
@@ -61,9 +62,15 @@ def require_aware(value: dt.datetime, what: str = "datetime") -> dt.datetime:
 
 
 def to_epoch_us(value: dt.datetime, what: str = "datetime") -> int:
-    """Encode an aware datetime as integer microseconds since the epoch (exact)."""
-    delta = require_aware(value, what) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    """Encode an aware datetime as integer microseconds since the epoch (exact).
+
+    Aware subtraction already accounts for the offset, so no UTC conversion is made
+    (this runs several times per stored certificate).
+    """
+    tz = value.tzinfo if type(value) is dt.datetime else None
+    if tz is not dt.UTC and (tz is None or tz.utcoffset(value) is None):
+        require_aware(value, what)  # raises with the precise reason
+    return (value - _EPOCH) // _ONE_US
 
 
 def from_epoch_us(value: int) -> dt.datetime:
@@ -87,6 +94,12 @@ def from_iso(value: str) -> dt.datetime:
 
 # --------------------------------------------------------------------------- JSON
 
+# One encoder for every write: `json.dumps` with options builds a new encoder per call.
+_ENCODE = json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False
+).encode
+_ENCODE_LIST = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 def dump_json(data: Mapping[str, Any], what: str = "data") -> str:
     """Serialise a JSON object compactly and deterministically.
@@ -94,12 +107,12 @@ def dump_json(data: Mapping[str, Any], what: str = "data") -> str:
     Raises:
         ValueError: `data` is not a mapping of plain JSON values.
     """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{what} must be a JSON object")
+    if type(data) is not dict:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{what} must be a JSON object")
+        data = dict(data)
     try:
-        return json.dumps(
-            dict(data), separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False
-        )
+        return _ENCODE(data)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{what} is not plain JSON: {exc}") from None
 
@@ -331,7 +344,7 @@ def certificate_to_row(record: CertificateRecord) -> tuple[Any, ...]:
         record.endpoint_id,
         record.subject_key,
         record.common_name,
-        json.dumps(list(record.sans), separators=(",", ":"), ensure_ascii=False),
+        _ENCODE_LIST(list(record.sans)),
         to_epoch_us(record.issued_at, "issued_at"),
         record.renewed_from,
         record.operation,

@@ -16,6 +16,14 @@ runs a threaded HTTP server, so this backend is built for concurrent writers:
   order of magnitude in write throughput. Pass `synchronous="FULL"` (URL:
   `sqlite:/path.db?synchronous=full`) to fsync every commit when a handed-out
   certificate must survive power loss.
+- Checkpoints: WAL frames are copied into the database file by `checkpoint()`,
+  which a background thread calls about once a second (`cirrus up` runs it in the
+  master process). Request connections do not checkpoint inside their commits
+  (that copy and its fsync used to be the largest single cost of an issuance);
+  only if nobody calls `checkpoint()` does a commit do it, once the WAL reaches
+  `WAL_AUTOCHECKPOINT_PAGES`, so the WAL is bounded either way. Checkpointing
+  changes nothing about durability: a committed transaction is in the WAL, which
+  every reader sees, whether or not it has been copied yet.
 - Connections: a SQLite connection must not be used by two threads at once.
   Each operation borrows a connection from a small pool and returns it, so a
   connection is only ever used by one thread at a time. This is the
@@ -25,13 +33,17 @@ runs a threaded HTTP server, so this backend is built for concurrent writers:
   parent's connections (SQLite forbids using them across fork) and opens its
   own.
 
-Schema (created on open, idempotent, versioned in `schema_version`):
+Schema (created on open, idempotent, versioned in `schema_version`; version 1
+files are upgraded in place on open, in one transaction, see `_MIGRATE_1_TO_2`):
 times are INTEGER microseconds since the epoch (UTC), DER is a BLOB, event and
-document data are JSON text. `find_documents` uses an index table
-`document_fields(collection, field, value, doc_id)` holding every top-level
-string field of every document (long values by digest, see
-`codec.index_value`), rather than `json_extract` expression indexes: an
-expression index needs a fixed JSON path, and callers may search any field.
+document data are JSON text. Every write is priced in B-tree pages (each page
+changed is a 1 KiB WAL frame per commit), so keys are chosen for it: events are
+unique by `(time, id)` (time-ordered, so inserts share hot pages) rather than by
+a random UUID key. `find_documents` uses a partial expression index per searched
+(collection, field), `json_extract(data, '$."field"')` over that collection's
+rows, created on the first search and from then on maintained by SQLite in
+every process; a write pays only for the indexes of its own collection that
+someone searches (ACME: one), not one row per string field.
 """
 
 from __future__ import annotations
@@ -39,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import os
 import sqlite3
 import threading
@@ -52,7 +65,45 @@ from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, T
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        source TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        time INTEGER NOT NULL,
+        data TEXT NOT NULL
+    )"""
+_EVENTS_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS events_by_time ON events (time, id)"
+
+# Version 1 -> 2, in place, inside the schema transaction (so all of it or none of it):
+# - events lose the `id` primary key (rebuilt: SQLite cannot drop a key) and `(time, id)`
+#   becomes unique;
+# - the `document_fields` table goes: `find_documents` uses expression indexes created on
+#   first use, which SQLite maintains itself (no per-field rows on every write).
+_MIGRATE_1_TO_2: tuple[str, ...] = (
+    _EVENTS_TABLE.replace("EXISTS events", "EXISTS events_v2"),
+    "INSERT OR IGNORE INTO events_v2 (id, type, source, subject, time, data) "
+    "SELECT id, type, source, subject, time, data FROM events ORDER BY time, id",
+    "DROP TABLE events",
+    "ALTER TABLE events_v2 RENAME TO events",
+    _EVENTS_INDEX,
+    "DROP TABLE IF EXISTS document_fields",
+    "UPDATE schema_version SET version = 2 WHERE id = 1",
+)
+
+# WAL checkpointing belongs to `checkpoint()`, called by a background thread (`cirrus up`
+# runs one in the master process). A request connection checkpoints only as a safety valve,
+# when the WAL reaches this many pages (32 MiB of 1 KiB pages; an issuance appends about 18),
+# so the WAL stays bounded even without that thread. It is set well above what accumulates
+# between background checkpoints at full load, or every commit past it would checkpoint.
+WAL_AUTOCHECKPOINT_PAGES = 32768
+# After a checkpoint lets the WAL restart, a WAL file larger than this is truncated to it.
+JOURNAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
+# A passive checkpoint cannot finish while writers keep appending; once the WAL is this many
+# frames long, `checkpoint()` finishes the last stretch holding the writers' lock.
+CHECKPOINT_FORCE_FRAMES = 2048
 
 _SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS used_tokens (
@@ -109,15 +160,11 @@ _SCHEMA: tuple[str, ...] = (
     )""",
     """CREATE INDEX IF NOT EXISTS revocations_by_authority_expiry
         ON revocations (authority_id, not_after)""",
-    """CREATE TABLE IF NOT EXISTS events (
-        id TEXT PRIMARY KEY NOT NULL,
-        type TEXT NOT NULL,
-        source TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        time INTEGER NOT NULL,
-        data TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS events_by_time ON events (time, id)",
+    # No primary key on `id`: a random-UUID key is a B-tree insert at a random leaf, the
+    # costliest write of an issuance. `(time, id)` is unique instead, and time-ordered inserts
+    # land on the same few hot pages; a retried event (same object, same time) is still ignored.
+    _EVENTS_TABLE,
+    _EVENTS_INDEX,
     """CREATE TABLE IF NOT EXISTS counters (
         name TEXT PRIMARY KEY NOT NULL,
         value INTEGER NOT NULL
@@ -132,15 +179,6 @@ _SCHEMA: tuple[str, ...] = (
     )""",
     """CREATE INDEX IF NOT EXISTS documents_by_expiry
         ON documents (expires_at) WHERE expires_at IS NOT NULL""",
-    """CREATE TABLE IF NOT EXISTS document_fields (
-        collection TEXT NOT NULL,
-        field TEXT NOT NULL,
-        value TEXT NOT NULL,
-        doc_id TEXT NOT NULL,
-        PRIMARY KEY (collection, field, value, doc_id)
-    ) WITHOUT ROWID""",
-    """CREATE INDEX IF NOT EXISTS document_fields_by_doc
-        ON document_fields (collection, doc_id)""",
 )
 
 # Statements built from the codec's constant column lists; values are always bound.
@@ -173,6 +211,26 @@ _ABANDONED: list[sqlite3.Connection] = []
 Synchronous = Literal["NORMAL", "FULL"]
 
 
+def _sql_text(value: str) -> str:
+    """A SQL string literal (for DDL and partial-index predicates, which cannot bind values)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _document_index(collection: str, field: str) -> tuple[str, str, str] | None:
+    """`(index name, indexed expression, partial-index predicate)` for one searched field.
+
+    The expression must be spelled identically in the index and in the query for SQLite to
+    use the index, so both come from here. None when the field cannot be written as a
+    quoted JSON path label (it contains a double quote) or either name holds a NUL.
+    """
+    if '"' in field or "\x00" in field or "\x00" in collection:
+        return None
+    digest = hashlib.sha256(f"{collection}\x00{field}".encode()).hexdigest()[:24]
+    path = '$."' + field + '"'
+    expr = f"json_extract(data, {_sql_text(path)})"
+    return f"documents_by_field_{digest}", expr, f"collection = {_sql_text(collection)}"
+
+
 def _backend_error(exc: sqlite3.Error, what: str) -> BackendError:
     """Translate a sqlite3 exception; lock timeouts are worth retrying."""
     code = getattr(exc, "sqlite_errorcode", None)
@@ -194,6 +252,7 @@ class SQLiteStore:
         busy_timeout_ms: int = 10_000,
         synchronous: Synchronous = "NORMAL",
         max_idle_connections: int = 8,
+        wal_autocheckpoint_pages: int = WAL_AUTOCHECKPOINT_PAGES,
     ) -> None:
         """Open (creating if needed) the database and its schema.
 
@@ -204,6 +263,8 @@ class SQLiteStore:
             synchronous: "NORMAL" (fast, survives process crash) or "FULL"
                 (fsync per commit, survives power loss).
             max_idle_connections: Connections kept open between operations.
+            wal_autocheckpoint_pages: WAL length at which a committing request checkpoints
+                itself (the safety valve when `checkpoint()` is not being called).
         """
         if synchronous not in ("NORMAL", "FULL"):
             raise ConfigError(f"sqlite synchronous must be NORMAL or FULL, not {synchronous!r}")
@@ -212,6 +273,9 @@ class SQLiteStore:
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._synchronous = synchronous
         self._max_idle = max_idle_connections
+        self._autocheckpoint_pages = int(wal_autocheckpoint_pages)
+        # find_documents SQL per (collection, field) whose expression index is known to exist.
+        self._find_sql: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         # Writers queue on these instead of SQLite's busy handler, which sleeps in growing steps
         # (1, 2, 5 ... 100 ms) and turns contention into latency: a thread lock inside the
@@ -248,6 +312,8 @@ class SQLiteStore:
             conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
             conn.execute("PRAGMA foreign_keys = OFF")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self._autocheckpoint_pages}")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
         except sqlite3.Error as exc:
             raise _backend_error(exc, "open") from exc
         return conn
@@ -296,35 +362,66 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def _write(self, what: str) -> Iterator[sqlite3.Connection]:
-        """Run the body in one `BEGIN IMMEDIATE` transaction; roll back on any error."""
+        """Run the body in one `BEGIN IMMEDIATE` transaction; roll back on any error.
+
+        One generator for the whole write (lock order, transaction, error translation):
+        this wraps every write of a request, so each extra layer is paid per certificate.
+        """
         with self._write_lock:
-            fd = self._process_lock_fd()
+            fd = self._flock_fd if self._flock_pid == os.getpid() else self._process_lock_fd()
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_EX)
             try:
-                with self._write_unordered(what) as conn:
-                    yield conn
+                conn = self._acquire()
+                try:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                        yield conn
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:
+                            with contextlib.suppress(sqlite3.Error):
+                                conn.execute("ROLLBACK")
+                        raise
+                except sqlite3.Error as exc:
+                    raise _backend_error(exc, what) from exc
+                finally:
+                    self._release(conn)
             finally:
                 if fd is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
 
-    @contextlib.contextmanager
-    def _write_unordered(self, what: str) -> Iterator[sqlite3.Connection]:
-        conn = self._acquire()
-        try:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise _backend_error(exc, what) from exc
-        finally:
-            self._release(conn)
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy committed WAL frames into the database file (PASSIVE); cheap when there are none.
+
+        Request connections leave checkpointing to this (see `WAL_AUTOCHECKPOINT_PAGES`), so a
+        background thread should call it about once a second. A passive checkpoint never waits
+        for writers, but the WAL only restarts from its beginning when a writer finds it fully
+        copied, which a steady stream of writers never does (each appends while the checkpoint
+        runs). So once the WAL is `CHECKPOINT_FORCE_FRAMES` long, the frames appended during
+        the first pass (few: it copied the rest) are copied holding the writers' lock; the
+        next writer then restarts the WAL, and its length stays bounded.
+
+        Returns:
+            `(wal_frames, checkpointed_frames)` after the call.
+        """
+        frames, done = self._checkpoint_once()
+        if frames >= CHECKPOINT_FORCE_FRAMES:
+            with self._write_lock:
+                fd = self._process_lock_fd()
+                if fd is not None:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    frames, done = self._checkpoint_once()
+                finally:
+                    if fd is not None:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+        return frames, done
+
+    def _checkpoint_once(self) -> tuple[int, int]:
+        with self._read("checkpoint") as conn:
+            _, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(done)
 
     def _initialise(self) -> None:
         conn = self._acquire()
@@ -350,6 +447,9 @@ class SQLiteStore:
                     f"sqlite store: database schema version {row[0]} is newer than this "
                     f"release supports ({SCHEMA_VERSION}); upgrade Cirrus"
                 )
+            if row is not None and row[0] == 1:
+                for statement in _MIGRATE_1_TO_2:
+                    conn.execute(statement)
             for statement in _SCHEMA:
                 conn.execute(statement)
             if row is None:
@@ -575,17 +675,13 @@ class SQLiteStore:
         """Create a document at version 1 if absent."""
         text = codec.dump_json(data, "document data")
         expires_us = codec.to_epoch_us(expires_at, "expires_at") if expires_at is not None else None
-        fields = [(collection, f, v, doc_id) for f, v in codec.indexable_fields(data)]
         with self._write("create document") as conn:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) "
                 "VALUES (?, ?, ?, 1, ?)",
                 (collection, doc_id, text, expires_us),
             )
-            if cur.rowcount != 1:
-                return False
-            conn.executemany("INSERT INTO document_fields VALUES (?, ?, ?, ?)", fields)
-            return True
+            return cur.rowcount == 1
 
     def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
         """Return `(data, version)` or None."""
@@ -601,35 +697,13 @@ class SQLiteStore:
     ) -> bool:
         """Replace the document if its version is still `expected_version`."""
         text = codec.dump_json(data, "document data")
-        fields = [(collection, f, v, doc_id) for f, v in codec.indexable_fields(data)]
         with self._write("update document") as conn:
             cur = conn.execute(
                 "UPDATE documents SET data = ?, version = version + 1 "
                 "WHERE collection = ? AND id = ? AND version = ?",
                 (text, collection, doc_id, expected_version),
             )
-            if cur.rowcount != 1:
-                return False
-            # Rewrite only the index rows whose field values changed (most updates change one
-            # field, e.g. an ACME status): each row written costs a B-tree insert and WAL pages.
-            old = set(
-                conn.execute(
-                    "SELECT field, value FROM document_fields WHERE collection = ? AND doc_id = ?",
-                    (collection, doc_id),
-                ).fetchall()
-            )
-            new = {(f, v) for _, f, v, _ in fields}
-            gone = old - new
-            if gone:
-                conn.executemany(
-                    "DELETE FROM document_fields WHERE collection = ? AND doc_id = ? AND field = ? AND value = ?",
-                    [(collection, doc_id, f, v) for f, v in gone],
-                )
-            conn.executemany(
-                "INSERT INTO document_fields VALUES (?, ?, ?, ?)",
-                [(collection, f, v, doc_id) for f, v in new - old],
-            )
-            return True
+            return cur.rowcount == 1
 
     def find_documents(
         self, collection: str, field: str, value: str, *, limit: int = 100
@@ -637,31 +711,58 @@ class SQLiteStore:
         """Return documents whose top-level string `field` equals `value`, by id."""
         if limit <= 0:
             return []
+        sql = self._find_sql.get((collection, field)) or self._find_query(collection, field)
         with self._read("find documents") as conn:
-            rows = conn.execute(
-                "SELECT d.id, d.data, d.version FROM document_fields AS f "
-                "JOIN documents AS d ON d.collection = f.collection AND d.id = f.doc_id "
-                "WHERE f.collection = ? AND f.field = ? AND f.value = ? "
-                "ORDER BY f.doc_id LIMIT ?",
-                (collection, field, codec.index_value(value), limit),
-            ).fetchall()
+            if sql:
+                rows = conn.execute(sql, (value, limit)).fetchall()
+            else:  # a field name no JSON path can spell: scan the collection
+                rows = conn.execute(
+                    "SELECT id, data, version FROM documents WHERE collection = ? ORDER BY id",
+                    (collection,),
+                ).fetchall()
         out: list[tuple[str, dict[str, Any], int]] = []
         for doc_id, text, version in rows:
             data = codec.load_json_object(text)
-            if codec.field_matches(data, field, value):  # guards digest-indexed values
+            if codec.field_matches(data, field, value):  # the exact predicate of every backend
                 out.append((doc_id, data, int(version)))
+                if len(out) == limit:
+                    break
         return out
+
+    def _find_query(self, collection: str, field: str) -> str:
+        """The indexed `find_documents` query for one (collection, field); creates its index.
+
+        The index is partial (only this collection's rows) over the field's JSON value, so a
+        write pays for it only in the collection it searches, and SQLite keeps it up to date
+        in every process. It is made on the first search (once per database, later searches
+        in any process find it in the schema); until then no write pays anything. Returns ""
+        for a field name a JSON path cannot quote (then the caller scans the collection).
+        """
+        index = _document_index(collection, field)
+        if index is None:
+            return ""
+        name, expr, where = index
+        with self._read("find document index") as conn:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
+            ).fetchone()
+        if exists is None:
+            with self._write("create document index") as conn:
+                conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON documents ({expr}, id) WHERE {where}")
+        # The type test keeps a JSON object or number whose text equals `value` out of the
+        # SQL result, so LIMIT counts only real matches.
+        sql = (
+            f"SELECT id, data, version FROM documents INDEXED BY {name} "  # noqa: S608
+            f"WHERE {where} AND {expr} = ? AND {expr.replace('json_extract', 'json_type')} = 'text' "
+            "ORDER BY id LIMIT ?"
+        )
+        self._find_sql[(collection, field)] = sql
+        return sql
 
     def purge_expired_documents(self, now: dt.datetime | None = None) -> int:
         """Delete documents whose `expires_at` is before `now` (default: the clock)."""
         now_us = codec.to_epoch_us(now if now is not None else self._clock.now(), "now")
         with self._write("purge expired documents") as conn:
-            conn.execute(
-                "DELETE FROM document_fields WHERE (collection, doc_id) IN ("
-                "SELECT collection, id FROM documents "
-                "WHERE expires_at IS NOT NULL AND expires_at < ?)",
-                (now_us,),
-            )
             return conn.execute(
                 "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at < ?",
                 (now_us,),

@@ -67,11 +67,11 @@ def test_wal_mode_and_pragmas(store: SQLiteStore, db: Path) -> None:
 def test_schema_is_versioned_and_reopen_is_idempotent(db: Path) -> None:
     first = SQLiteStore(db)
     first.record_issuance(_cert("1"))
-    assert first.schema_version() == SCHEMA_VERSION == 1
+    assert first.schema_version() == SCHEMA_VERSION == 2
     first.close()
     second = SQLiteStore(db)
     assert second.get_certificate("1") == _cert("1")
-    assert second.schema_version() == 1
+    assert second.schema_version() == 2
     assert _raw(db).execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
     second.close()
 
@@ -117,9 +117,22 @@ def test_storage_types(store: SQLiteStore, db: Path) -> None:
         ("DELETE FROM used_tokens WHERE expires_at < ?", (0,), "used_tokens_by_expiry"),
         ("SELECT * FROM events WHERE time >= ? ORDER BY time, id LIMIT 5", (0,), "events_by_time"),
         (
-            "SELECT doc_id FROM document_fields WHERE collection = ? AND field = ? AND value = ?",
-            ("c", "f", "v"),
-            "PRIMARY KEY",
+            "SELECT serial FROM certificates WHERE authority_id = ? AND (issued_at, serial) > (?, ?) "
+            "ORDER BY issued_at, serial LIMIT 5",
+            ("a", 0, ""),
+            "certificates_by_authority_issued",
+        ),
+        (
+            "SELECT serial FROM certificates WHERE authority_id = ? AND not_after >= ? AND not_after < ? "
+            "ORDER BY not_after, serial LIMIT 5",
+            ("a", 0, 1),
+            "certificates_by_authority_expiry",
+        ),
+        ("SELECT * FROM certificates WHERE serial = ?", ("1",), "sqlite_autoindex_certificates_1"),
+        (
+            "SELECT data FROM documents WHERE collection = ? AND id = ?",
+            ("c", "d"),
+            "sqlite_autoindex_documents_1",
         ),
         (
             "DELETE FROM documents WHERE expires_at IS NOT NULL AND expires_at < ?",
