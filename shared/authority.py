@@ -43,7 +43,7 @@ from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
 from shared.store.base import EndpointStore, IssuanceLedger, RevocationReader
 from shared.validity import Window, check_window, requested_window
-from shared.x509.csr import check_public_key, csr_public_key, parse_csr
+from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
 from shared.x509.names import SANs, common_name_of, sans_of, split_sans
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
@@ -134,12 +134,12 @@ class Authority:
             raise BadRequest("missing csr")
         if not isinstance(ott, str) or not ott:
             raise BadRequest("missing ott")
-        csr = parse_csr(csr_pem)
+        csr, csr_key = parse_csr_and_key(csr_pem)
         now = self._clock.now()
         peeked = peek(ott)
         provisioner = self.provisioners.for_token(peeked)
         auth = provisioner.authorize_sign(peeked, now)
-        public_key = csr_public_key(csr)
+        public_key = csr_public_key(csr, csr_key)
         try:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:

@@ -8,7 +8,10 @@ reach the client.
 from __future__ import annotations
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import SignatureAlgorithmOID
 
 from shared.errors import BadRequest, Forbidden
 from shared.keys.base import PublicKey
@@ -19,6 +22,27 @@ _ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 def parse_csr(text: str | bytes) -> x509.CertificateSigningRequest:
     """Parse a PEM (or DER) CSR and verify its self-signature.
+
+    Raises:
+        BadRequest: missing, oversized, unparsable or badly signed CSR.
+    """
+    return parse_csr_and_key(text)[0]
+
+
+_ECDSA_HASHES: dict[x509.ObjectIdentifier, type[hashes.HashAlgorithm]] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: hashes.SHA256,
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384,
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: hashes.SHA512,
+}
+
+
+def parse_csr_and_key(text: str | bytes) -> tuple[x509.CertificateSigningRequest, object]:
+    """`parse_csr`, also returning the CSR's public key (before the key policy; None if unparsable).
+
+    Why: `is_signature_valid` decodes the public key again on every call, and
+    the issuing path needs the key anyway; for ECDSA CSRs (the common case)
+    the signature is checked with the key decoded once. Other algorithms go
+    through `is_signature_valid`.
 
     Raises:
         BadRequest: missing, oversized, unparsable or badly signed CSR.
@@ -36,12 +60,24 @@ def parse_csr(text: str | bytes) -> x509.CertificateSigningRequest:
     except (ValueError, TypeError) as exc:
         raise BadRequest("invalid csr") from exc
     try:
-        valid = csr.is_signature_valid
-    except Exception as exc:  # unsupported algorithms raise from the Rust layer
-        raise BadRequest("invalid csr: unsupported signature algorithm") from exc
+        key: object = csr.public_key()
+    except Exception:  # unsupported key encodings: refused later by the key policy
+        key = None
+    hash_type = _ECDSA_HASHES.get(csr.signature_algorithm_oid)
+    if hash_type is not None and isinstance(key, ec.EllipticCurvePublicKey):
+        try:
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(hash_type()))
+            valid = True
+        except InvalidSignature:
+            valid = False
+    else:
+        try:
+            valid = csr.is_signature_valid
+        except Exception as exc:  # unsupported algorithms raise from the Rust layer
+            raise BadRequest("invalid csr: unsupported signature algorithm") from exc
     if not valid:
         raise BadRequest("invalid csr: signature does not verify")
-    return csr
+    return csr, key
 
 
 def check_public_key(key: object) -> PublicKey:
@@ -70,13 +106,15 @@ def check_public_key(key: object) -> PublicKey:
     raise Forbidden("unsupported public key type")
 
 
-def csr_public_key(csr: x509.CertificateSigningRequest) -> PublicKey:
-    """Return the CSR's public key after the key policy.
+def csr_public_key(csr: x509.CertificateSigningRequest, key: object = None) -> PublicKey:
+    """Return the CSR's public key (or `key`, already decoded from it) after the key policy.
 
     Raises:
         BadRequest: the key cannot be parsed.
         Forbidden: the key is not allowed.
     """
+    if key is not None:
+        return check_public_key(key)
     try:
         key = csr.public_key()
     except Exception as exc:  # unsupported key encodings
