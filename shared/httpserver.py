@@ -11,7 +11,7 @@ SQLite commit), so extra threads never add throughput inside one process;
 they only add GIL hand-offs, and with 4-16 busy connections those hand-offs
 cost about a third more CPU per certificate than serving the same
 connections from one thread. `cirrus up` gets parallelism from one process
-per core instead (SO_REUSEPORT), so each worker runs this loop: non-blocking
+per core instead (sharing one listening socket), so each worker runs this loop: non-blocking
 sockets under `selectors` (epoll), TLS handshakes and reads driven by
 readiness, and each complete request handed to the WSGI app inline.
 
@@ -162,8 +162,35 @@ _REASONS = {
 }
 
 
+class ConnectionBalance:
+    """Open-connection counts of sibling worker processes, in memory shared across fork.
+
+    Workers share one listening socket; left alone, whichever wakes first takes
+    a new connection, and a handful of long-lived keep-alive clients can all land
+    on one worker while another core idles. A worker stops listening while it
+    holds more connections than the least-loaded sibling, so new clients go to
+    the emptiest worker. Each worker writes only its own slot; a stale read only
+    delays the rebalancing by one loop turn.
+    """
+
+    def __init__(self, workers: int) -> None:
+        import mmap
+
+        self._mem = mmap.mmap(-1, 8 * max(1, workers))
+        self._counts = memoryview(self._mem).cast("q")
+        self.index = 0
+
+    def set(self, count: int) -> None:
+        """Publish this worker's connection count."""
+        self._counts[self.index] = count
+
+    def should_accept(self, count: int) -> bool:
+        """True when this worker is among the least loaded."""
+        return count <= min(self._counts)
+
+
 class WSGIServer:
-    """Serves a WSGI app on a listening socket it is handed (shared by workers via SO_REUSEPORT)."""
+    """Serves a WSGI app on a listening socket it is handed (inherited by every worker process)."""
 
     def __init__(
         self,
@@ -173,6 +200,7 @@ class WSGIServer:
         *,
         offload: Offload | None = None,
         offload_threads: int = 8,
+        balance: ConnectionBalance | None = None,
     ) -> None:
         self.socket = sock
         self.app = app
@@ -180,6 +208,8 @@ class WSGIServer:
         self._ssl = ssl_context
         self._offload = offload
         self._offload_threads = offload_threads
+        self._balance = balance
+        self._listening = False
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         host, port = sock.getsockname()[:2]
         self.server_address = (host, port)
@@ -200,11 +230,14 @@ class WSGIServer:
         """Run the loop until `shutdown()` (from another thread or a signal handler's thread)."""
         self._stopped.clear()
         self.socket.setblocking(False)
-        self._sel.register(self.socket, selectors.EVENT_READ, None)
+        self._listen(True)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         next_sweep = time.monotonic() + 1.0
         try:
             while not self._stop.is_set():
+                if self._balance is not None:
+                    self._balance.set(len(self._conns))
+                    self._listen(self._balance.should_accept(len(self._conns)))
                 for key, mask in self._sel.select(poll_interval):
                     conn = key.data
                     if conn is None:
@@ -223,15 +256,22 @@ class WSGIServer:
                     self._sweep(now)
                     next_sweep = now + 1.0
         finally:
-            for fileobj in (self.socket, self._wake_r):
-                try:
-                    self._sel.unregister(fileobj)
-                except (KeyError, ValueError):
-                    pass
+            self._listen(False)
+            try:
+                self._sel.unregister(self._wake_r)
+            except (KeyError, ValueError):
+                pass
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._finish_offloaded()
             self._stopped.set()
+
+    def _listen(self, on: bool) -> None:
+        if on and not self._listening:
+            self._sel.register(self.socket, selectors.EVENT_READ, None)
+        elif not on and self._listening:
+            self._sel.unregister(self.socket)
+        self._listening = on
 
     def shutdown(self) -> None:
         """Stop the loop and wait for it to return; call from another thread."""
@@ -254,30 +294,29 @@ class WSGIServer:
     # ----------------------------------------------------------------- events
 
     def _accept(self) -> None:
-        for _ in range(64):
+        # One connection per wake-up: worker processes share the listening socket, and a
+        # worker that is busy answering should leave the next client to a free one.
+        try:
+            raw, addr = self.socket.accept()
+        except OSError:  # EAGAIN (another worker took it), EMFILE and friends: wait for the next event
+            return
+        raw.setblocking(False)
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        sock: socket.socket = raw
+        if self._ssl is not None:
             try:
-                raw, addr = self.socket.accept()
-            except (BlockingIOError, InterruptedError):
+                sock = self._ssl.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+            except (OSError, ValueError):
+                raw.close()
                 return
-            except OSError:  # EMFILE and friends: try again on the next readiness event
-                return
-            raw.setblocking(False)
-            try:
-                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-            sock: socket.socket = raw
-            if self._ssl is not None:
-                try:
-                    sock = self._ssl.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
-                except (OSError, ValueError):
-                    raw.close()
-                    continue
-            conn = _Conn(sock, addr, self._ssl is not None)
-            self._conns[conn.fd] = conn
-            self._sel.register(sock, selectors.EVENT_READ, conn)
-            if conn.state == _HANDSHAKE:
-                self._handshake(conn)
+        conn = _Conn(sock, addr, self._ssl is not None)
+        self._conns[conn.fd] = conn
+        self._sel.register(sock, selectors.EVENT_READ, conn)
+        if conn.state == _HANDSHAKE:
+            self._handshake(conn)
 
     def _drain_wake(self) -> None:
         try:

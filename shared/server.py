@@ -1,8 +1,8 @@
 """The local HTTPS server behind `cirrus up`.
 
 Python holds the GIL, so one process uses one core. The server forks N worker
-processes that each accept on the same port (SO_REUSEPORT lets the kernel
-spread connections), each running a single-threaded, event-driven HTTP/1.1
+processes that accept on one inherited listening socket (a free worker takes
+the next connection), each running a single-threaded, event-driven HTTP/1.1
 keep-alive WSGI server (`shared.httpserver`; requests that wait on a remote
 host run on a small thread pool). Workers share nothing but the store (SQLite in WAL mode
 is multi-process safe), which is the same statelessness the Cloud Functions
@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from shared.httpserver import WSGIServer
+from shared.httpserver import ConnectionBalance, WSGIServer
 from shared.runtime import Services
 from shared.x509.profile import sign_certificate
 from shared.x509.serials import random_serial
@@ -129,11 +129,10 @@ def parse_address(address: str) -> tuple[str, int]:
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """A bound, listening socket with SO_REUSEPORT so workers share the port."""
+    """A bound, listening socket (workers inherit it across fork)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(1024)
     return sock
@@ -142,16 +141,15 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def serve_worker(
     make_services: Callable[[], Services],
     make_app: Callable[[Services], Any],
-    host: str,
-    port: int,
+    sock: socket.socket,
     runtime_dir: Path,
+    balance: ConnectionBalance | None = None,
 ) -> None:
-    """Run one worker until SIGTERM/SIGINT."""
+    """Run one worker on the shared listening socket until SIGTERM/SIGINT."""
     services = make_services()
     app = make_app(services)
     ctx, expires = tls_context(services, runtime_dir)
-    sock = listening_socket(host, port)
-    server = WSGIServer(sock, app, ctx, offload=getattr(app, "waits_on_network", None))
+    server = WSGIServer(sock, app, ctx, offload=getattr(app, "waits_on_network", None), balance=balance)
     stop = threading.Event()
 
     def renew_loop() -> None:
@@ -209,17 +207,21 @@ def serve(
 ) -> int:
     """Fork `workers` processes serving `address`; return when signalled."""
     host, port = parse_address(address)
-    # Bind once in the parent first so a busy port fails fast with a clear message.
-    probe = listening_socket(host, port)
+    # One listening socket, bound in the parent (a busy port fails fast with a clear message)
+    # and inherited by every worker. Workers accept one connection per wake-up, so whichever
+    # is free takes the next client; per-worker SO_REUSEPORT sockets would instead hash
+    # connections to workers blindly, and with a few busy clients one core could sit idle.
+    shared_sock = listening_socket(host, port)
+    balance = ConnectionBalance(max(1, workers))
     pids: list[int] = []
-    for _ in range(max(1, workers)):
+    for index in range(max(1, workers)):
         pid = os.fork()
         if pid == 0:  # worker
+            balance.index = index
             _die_with_parent()
-            probe.close()
             code = 0
             try:
-                serve_worker(make_services, make_app, host, port, runtime_dir)
+                serve_worker(make_services, make_app, shared_sock, runtime_dir, balance)
             except Exception:
                 log.exception("worker failed")
                 code = 1
@@ -227,7 +229,7 @@ def serve(
                 logging.shutdown()
                 os._exit(code)
         pids.append(pid)
-    probe.close()
+    shared_sock.close()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -56,3 +56,64 @@ def test_two_requests_on_one_connection(port: int) -> None:
 ])
 def test_bad_requests_get_4xx(port: int, raw: bytes, status: bytes) -> None:
     assert exchange(port, raw).startswith(b"HTTP/1.") and status in exchange(port, raw).split(b"\r\n", 1)[0]
+
+
+def test_a_network_bound_request_runs_beside_the_loop() -> None:
+    """An offloaded request (e.g. an ACME challenge validation) must not stall other clients."""
+    import time
+
+    release = threading.Event()
+
+    def slow_app(environ, start_response):  # type: ignore[no-untyped-def]
+        if environ["PATH_INFO"] == "/slow":
+            release.wait(10)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["PATH_INFO"].encode()]
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    server = WSGIServer(sock, slow_app, None, offload=lambda method, path: path == "/slow")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = sock.getsockname()[1]
+    try:
+        slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+        slow.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+        time.sleep(0.2)
+        started = time.monotonic()
+        fast = exchange(port, b"GET /fast HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        assert fast.endswith(b"/fast") and time.monotonic() - started < 2
+        release.set()
+        slow.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")  # same connection, in order
+        chunks = []
+        while data := slow.recv(65536):
+            chunks.append(data)
+        out = b"".join(chunks)
+        assert out.index(b"/slow") < out.index(b"/after")
+        slow.close()
+    finally:
+        release.set()
+        server.shutdown()
+
+
+def test_expect_continue_gets_an_interim_response(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        assert c.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        c.sendall(b"abc")
+        assert b"len=3" in c.recv(65536)
+
+
+def test_connection_balance_sends_new_clients_to_the_least_loaded_worker() -> None:
+    from shared.httpserver import ConnectionBalance
+
+    balance = ConnectionBalance(2)
+    balance.index = 0
+    balance.set(3)
+    other = ConnectionBalance.__new__(ConnectionBalance)
+    other.__dict__.update(balance.__dict__)
+    other.index = 1
+    other.set(1)
+    assert not balance.should_accept(3) and other.should_accept(1)
+    other.set(3)
+    assert balance.should_accept(3) and other.should_accept(3)
