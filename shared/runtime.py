@@ -104,7 +104,7 @@ class Services:
         """
         if self.authority_factory is None:
             return None
-        built: Authority = self.lazy("authority", lambda _s: self.authority_factory())  # type: ignore[misc]
+        built: Authority = self.lazy("authority", lambda _s: self.authority_factory())
         return built
 
     @authority.setter

@@ -31,7 +31,7 @@ def services() -> Services:
             if s is None:
                 s = build_services(Settings.from_env())
                 _instance["services"] = s
-    return s  # type: ignore[no-any-return]
+    return s
 
 
 def _cached_app(name: str, mounts: Callable[[Services], dict[str, Mount]]) -> CirrusApp:
@@ -43,7 +43,7 @@ def _cached_app(name: str, mounts: Callable[[Services], dict[str, Mount]]) -> Ci
             if app is None:
                 app = CirrusApp(s, mounts=mounts(s))
                 _instance[name] = app
-    return app  # type: ignore[no-any-return]
+    return app
 
 
 def _app() -> CirrusApp:

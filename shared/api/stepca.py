@@ -115,7 +115,7 @@ class StepCAAPI:
         except HTTPException:
             return None
         handler = getattr(self, f"_{endpoint}")
-        return handler(request, **args)  # type: ignore[no-any-return]
+        return handler(request, **args)
 
     # ------------------------------------------------------------ reads
     def _health(self, request: Request) -> Response:

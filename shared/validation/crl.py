@@ -211,7 +211,7 @@ class CRLBuilder:
         try:
             ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         except x509.ExtensionNotFound:
-            ski = x509.SubjectKeyIdentifier.from_public_key(public)  # type: ignore[arg-type]
+            ski = x509.SubjectKeyIdentifier.from_public_key(public)
         self.certificate = certificate
         self._signer = signer
         self._public = public

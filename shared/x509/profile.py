@@ -53,7 +53,7 @@ class Issuer:
         try:
             ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         except x509.ExtensionNotFound:
-            ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())  # type: ignore[arg-type]
+            ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())
         return cls(certificate=certificate, key=key, ski=ski)
 
 
@@ -141,7 +141,7 @@ def default_leaf_extensions(
         aia = x509.AuthorityInformationAccess(access)
         exts.append(x509.Extension(aia.oid, False, aia))
     if provisioner is not None:
-        exts.append(provisioner)  # type: ignore[arg-type]
+        exts.append(provisioner)
     return exts
 
 
