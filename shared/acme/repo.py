@@ -18,6 +18,7 @@ so two instances never lose each other's updates.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import secrets
 from collections.abc import Callable
@@ -72,6 +73,10 @@ class Repo:
         found = self.docs.get_document(collection, doc_id)
         return found[0] if found else None
 
+    def get_versioned(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """`(data, version)`, for a later `mutate(..., current=...)` that needs no second read."""
+        return self.docs.get_document(collection, doc_id)
+
     def create(
         self,
         collection: str,
@@ -88,21 +93,50 @@ class Repo:
         collection: str,
         doc_id: str,
         change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        current: tuple[dict[str, Any], int] | None = None,
+        attempts: int = _RETRIES,
     ) -> dict[str, Any] | None:
-        """Apply `change` with compare-and-set; return the stored data.
+        """Apply `change` with compare-and-set; return the stored data (see `mutate_versioned`)."""
+        found = self.mutate_versioned(collection, doc_id, change, current=current, attempts=attempts)
+        return found[0] if found else None
+
+    def mutate_versioned(
+        self,
+        collection: str,
+        doc_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        current: tuple[dict[str, Any], int] | None = None,
+        attempts: int = _RETRIES,
+    ) -> tuple[dict[str, Any], int] | None:
+        """Apply `change` with compare-and-set; return the stored `(data, version)`.
 
         `change` gets a copy and returns the new data, or None to leave the
         document as it is (then the current data is returned). Returns None
         if the document does not exist.
+
+        `current` is a `(data, version)` the caller has just read or written:
+        the first attempt starts from it instead of reading again. That is
+        safe because the write still compares the version, and a stale
+        `current` only costs the usual re-read and retry. The returned
+        version lets the next change skip its read too (a successful update
+        adds exactly one to the version).
         """
-        for _ in range(_RETRIES):
-            found = self.docs.get_document(collection, doc_id)
+        found = current
+        for _ in range(attempts):
+            # The caller keeps using its `current`, so `change` edits a deep copy of it;
+            # a fresh read is ours alone and a shallow copy will do.
+            fresh = found is None
             if found is None:
-                return None
+                found = self.docs.get_document(collection, doc_id)
+                if found is None:
+                    return None
             data, version = found
-            new = change(dict(data))
+            found = None
+            new = change(dict(data) if fresh else copy.deepcopy(data))
             if new is None:
-                return data
+                return data, version
             if self.docs.update_document(collection, doc_id, new, expected_version=version):
-                return new
+                return new, version + 1
         raise Conflict("the resource is being changed concurrently; retry")
