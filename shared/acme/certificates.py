@@ -132,9 +132,8 @@ def _account_may_revoke(svc: Services, v: Verified, serial: str, cert: x509.Cert
         return False
     now = svc.clock.now()
     account = str(v.account_id)
-    authzs = [a for _, o, _ in svc.repo.docs.find_documents(ORDERS, "accountId", account, limit=10000)
-              for a in o.get("authzs", ())]
-    authzs += [a for _, a, _ in svc.repo.docs.find_documents(AUTHZS, "accountId", account, limit=10000)]
+    authzs = [a for _, o in svc.repo.find(ORDERS, "accountId", account, limit=10000) for a in o.get("authzs", ())]
+    authzs += [a for _, a in svc.repo.find(AUTHZS, "accountId", account, limit=10000)]
     held: set[Identifier] = set()
     for a in authzs:
         if a.get("status") == "valid" and parse_ts(a["expires"]) > now:

@@ -111,10 +111,9 @@ def _claim_replacement(svc: Services, v: Verified, text: Any, idents: list[Ident
     return serial
 
 
-def issued_by_serial(svc: Services, serial: str) -> list[tuple[str, dict[str, Any], int]]:
+def issued_by_serial(svc: Services, serial: str) -> list[tuple[str, dict[str, Any]]]:
     """The document that holds an issued certificate: its order, or (older layout) an `acme_certs` one."""
-    found = list(svc.repo.docs.find_documents(ORDERS, "serial", serial, limit=1))
-    return found or list(svc.repo.docs.find_documents(CERTS, "serial", serial, limit=1))
+    return svc.repo.find(ORDERS, "serial", serial, limit=1) or svc.repo.find(CERTS, "serial", serial, limit=1)
 
 
 def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
