@@ -6,7 +6,7 @@ Collections (one JSON document each):
 |---|---|---|
 | acme_accounts | account id | key (JWK), thumbprint, status, contact, eab |
 | acme_account_keys | provisioner:thumbprint | accountId (unique-key index, create-if-absent) |
-| acme_orders | order id | accountId, serial; under `o`: identifiers, authorizations (with their challenges), status, dates, replaces, PEM chains |
+| acme_orders | order id | accountId, serial; under `o`: identifiers, authzs (with challenges), status, chains |
 | acme_authzs | authz id | older layout only: identifier, status, token, challenges |
 | acme_certs | cert id | older layout only: serial, PEM chains, accountId, identifiers |
 | acme_replacements | serial | orderId (RFC 9773: one live replacement per cert) |
@@ -25,7 +25,6 @@ see one flat order; flat orders of the older layout read as they are).
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import secrets
 from collections.abc import Callable
@@ -147,9 +146,11 @@ class Repo:
     ) -> tuple[dict[str, Any], int] | None:
         """Apply `change` with compare-and-set; return the stored `(data, version)`.
 
-        `change` gets a copy and returns the new data, or None to leave the
-        document as it is (then the current data is returned). Returns None
-        if the document does not exist.
+        `change` gets a shallow copy and returns the new data, or None to
+        leave the document as it is (then the current data is returned); it
+        replaces nested values rather than editing them in place, so the
+        caller's `current` stays as read. Returns None if the document does
+        not exist.
 
         `current` is a `(data, version)` the caller has just read or written:
         the first attempt starts from it instead of reading again. That is
@@ -160,16 +161,13 @@ class Repo:
         """
         found = current
         for _ in range(attempts):
-            # The caller keeps using its `current`, so `change` edits a deep copy of it;
-            # a fresh read is ours alone and a shallow copy will do.
-            fresh = found is None
             if found is None:
                 found = self.get_versioned(collection, doc_id)
                 if found is None:
                     return None
             data, version = found
             found = None
-            new = change(dict(data) if fresh else copy.deepcopy(data))
+            new = change(dict(data))
             if new is None:
                 return data, version
             if self.docs.update_document(collection, doc_id, pack(collection, new), expected_version=version):
