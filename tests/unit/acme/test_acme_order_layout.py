@@ -174,9 +174,13 @@ def test_older_layout_orders_authorizations_and_certificates_are_served(responde
         AUTHZS,
         "oldauthz",
         {
-            "provisioner": "acme", "accountId": account_id,
-            "identifier": {"type": "ip", "value": "127.0.0.1"}, "wildcard": False,
-            "status": "pending", "expires": expires, "token": "oldtoken" + "A" * 35,
+            "provisioner": "acme",
+            "accountId": account_id,
+            "identifier": {"type": "ip", "value": "127.0.0.1"},
+            "wildcard": False,
+            "status": "pending",
+            "expires": expires,
+            "token": "oldtoken" + "A" * 35,
             "challenges": [{"id": "oldch", "type": "http-01", "status": "pending"}],
         },
     )
@@ -184,10 +188,19 @@ def test_older_layout_orders_authorizations_and_certificates_are_served(responde
         ORDERS,
         "oldorder",
         {
-            "provisioner": "acme", "accountId": account_id, "status": "pending", "expires": expires,
-            "identifiers": [{"type": "ip", "value": "127.0.0.1"}], "authzIds": ["oldauthz"],
-            "notBefore": None, "notAfter": None, "replaces": None, "replacesId": None,
-            "certificateId": None, "error": None, "createdAt": ts(now),
+            "provisioner": "acme",
+            "accountId": account_id,
+            "status": "pending",
+            "expires": expires,
+            "identifiers": [{"type": "ip", "value": "127.0.0.1"}],
+            "authzIds": ["oldauthz"],
+            "notBefore": None,
+            "notAfter": None,
+            "replaces": None,
+            "replacesId": None,
+            "certificateId": None,
+            "error": None,
+            "createdAt": ts(now),
         },
     )
     order_url = client.base + "/order/oldorder"
@@ -207,18 +220,26 @@ def test_older_layout_orders_authorizations_and_certificates_are_served(responde
     name = "legacy.example.com"
     _, other_csr = make_csr([name])
     other = ca.issue(
-        x509.load_der_x509_csr(other_csr), [Identifier("dns", name)], provisioner="acme",
-        account_id=account_id, replaces=None, not_before=None, not_after=None,
+        x509.load_der_x509_csr(other_csr),
+        [Identifier("dns", name)],
+        provisioner="acme",
+        account_id=account_id,
+        replaces=None,
+        not_before=None,
+        not_after=None,
     )
-    pem = "".join(
-        c.public_bytes(serialization.Encoding.PEM).decode() for c in (other.leaf, *other.chain)
-    )
+    pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in (other.leaf, *other.chain))
     store.create_document(
         CERTS,
         "oldcert",
         {
-            "provisioner": "acme", "accountId": account_id, "orderId": "gone", "serial": other.serial,
-            "identifiers": [{"type": "dns", "value": name}], "chains": [pem], "createdAt": ts(now),
+            "provisioner": "acme",
+            "accountId": account_id,
+            "orderId": "gone",
+            "serial": other.serial,
+            "identifiers": [{"type": "dns", "value": name}],
+            "chains": [pem],
+            "createdAt": ts(now),
         },
     )
     r = client.post(client.base + "/certificate/oldcert", None)
