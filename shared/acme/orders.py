@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -317,9 +318,7 @@ class _AuthzRef:
         """The authorization inside `doc` (the document itself for the older layout)."""
         return doc if self.index is None else dict(doc["authzs"][self.index])
 
-    def change(
-        self, svc: Services, found: Found, edit: Any
-    ) -> dict[str, Any]:
+    def change(self, svc: Services, found: Found, edit: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
         """Apply `edit(authz) -> bool` (False: leave it) by compare-and-set; return the stored authorization.
 
         For an embedded authorization the order's status follows in the same write.
@@ -345,7 +344,7 @@ class _AuthzRef:
 
 def _authz_ref(authz_id: str) -> _AuthzRef:
     order_id, dot, n = authz_id.rpartition(".")
-    if dot and order_id and n.isdigit() and len(n) <= 3:
+    if dot and order_id and n.isdigit() and len(n) <= 3 and str(int(n)) == n:  # one URL per authorization
         return _AuthzRef(ORDERS, order_id, int(n))
     return _AuthzRef(AUTHZS, authz_id, None)
 
