@@ -79,8 +79,11 @@ def main() -> int:
             if p["type"] == "ACME":
                 prov = p["name"]
                 p["cirrus"] = {
-                    "allowLoopback": True, "http01Port": responder.port, "dnsResolver": dns.resolver,
-                    "ordersPerMinute": 0, "validationTimeout": 5,
+                    "allowLoopback": True,
+                    "http01Port": responder.port,
+                    "dnsResolver": dns.resolver,
+                    "ordersPerMinute": 0,
+                    "validationTimeout": 5,
                 }
         (ca / "config.json").write_text(json.dumps(cfg))
         services = build_services(Settings.load(ca / "config.json"))

@@ -336,9 +336,7 @@ class _AuthzRef:
             _settle(svc, cur)
             return cur
 
-        stored = svc.repo.mutate_versioned(
-            self.collection, self.doc_id, apply, current=found, attempts=_AUTHZ_ATTEMPTS
-        )
+        stored = svc.repo.mutate_versioned(self.collection, self.doc_id, apply, current=found, attempts=_AUTHZ_ATTEMPTS)
         return self.pick(stored[0] if stored else found[0])
 
 
