@@ -143,10 +143,10 @@ def account_orders(svc: Services, ctx: Ctx, v: Verified, acc_id: str) -> Reply:
     if acc_id != v.account_id:
         raise ACMEProblem("unauthorized", "the account URL does not match the signing account")
     now = svc.clock.now()
-    docs = svc.repo.docs.find_documents(ORDERS, "accountId", acc_id, limit=1000)
+    docs = svc.repo.find(ORDERS, "accountId", acc_id, limit=1000)
     urls = [
         ctx.url("order", oid)
-        for oid, d, _ in docs
+        for oid, d in docs
         if d.get("status") in ("pending", "ready", "processing", "valid") and d.get("expires", "") > ts(now)
     ]
     return Reply(200, {"orders": urls})

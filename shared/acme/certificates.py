@@ -3,7 +3,10 @@
 Finalize moves the order `ready -> processing` with compare-and-set before
 calling the authority, so two instances can never both issue for one order;
 the authority records the certificate before returning it, and only then is
-the order marked `valid` and the chain made downloadable.
+the order marked `valid` and the chain made downloadable. The chain is kept
+in the order document itself (certificate id = order id), written by the same
+compare-and-set that marks the order valid; certificates issued before that
+layout live in `acme_certs` documents and are still served.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ from shared.acme import csr as csr_mod
 from shared.acme import jws
 from shared.acme.context import Ctx, Reply, Services, Verified
 from shared.acme.identifiers import Identifier
-from shared.acme.orders import load_order, order_json
+from shared.acme.orders import issued_by_serial, load_order, order_json
 from shared.acme.problems import ACMEProblem, from_ca_error
-from shared.acme.repo import AUTHZS, CERTS, ORDERS, new_id, parse_ts, ts
+from shared.acme.repo import AUTHZS, CERTS, ORDERS, parse_ts, ts
 from shared.errors import AlreadyRevoked, CAError
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,8 @@ def _pem(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> str:
 def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
     """POST order/{id}/finalize with {"csr": ...}."""
     assert v.account_id is not None
-    order = load_order(svc, ctx, v, order_id)
+    found = load_order(svc, ctx, v, order_id)
+    order = found[0]
     if order["status"] != "ready":
         headers = {"Retry-After": "1"} if order["status"] == "processing" else {}
         raise ACMEProblem("orderNotReady", f"order is {order['status']}, not ready", headers=headers)
@@ -52,7 +56,7 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         d["status"] = "processing"
         return d
 
-    svc.repo.mutate(ORDERS, order_id, start)
+    processing = svc.repo.mutate_versioned(ORDERS, order_id, start, current=found)
     try:
         issued = svc.finalizer.issue(
             csr,
@@ -71,39 +75,31 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
             d["error"] = problem.to_json()
             return d
 
-        svc.repo.mutate(ORDERS, order_id, fail)
+        svc.repo.mutate(ORDERS, order_id, fail, current=processing)
         raise problem from err
     except Exception:
-        svc.repo.mutate(ORDERS, order_id, lambda d: {**d, "status": "ready"})
+        svc.repo.mutate(ORDERS, order_id, lambda d: {**d, "status": "ready"}, current=processing)
         raise
-    cert_id = new_id()
     chains = [_pem([issued.leaf, *issued.chain])] + [_pem([issued.leaf, *alt]) for alt in issued.alternates]
-    svc.repo.create(
-        CERTS,
-        cert_id,
-        {
-            "provisioner": ctx.prov.name,
-            "accountId": v.account_id,
-            "orderId": order_id,
-            "serial": issued.serial,
-            "identifiers": order["identifiers"],
-            "chains": chains,
-            "createdAt": ts(svc.clock.now()),
-        },
-    )
+    issued_at = ts(svc.clock.now())
 
     def done(d: dict[str, Any]) -> dict[str, Any]:
         d["status"] = "valid"
-        d["certificateId"] = cert_id
+        d["certificateId"] = order_id
+        d["serial"] = issued.serial
+        d["chains"] = chains
+        d["issuedAt"] = issued_at
         return d
 
-    order = svc.repo.mutate(ORDERS, order_id, done) or order
+    order = svc.repo.mutate(ORDERS, order_id, done, current=processing) or order
     return Reply(200, order_json(ctx, order_id, order), {"Location": ctx.url("order", order_id)})
 
 
 def download(svc: Services, ctx: Ctx, v: Verified, cert_id: str, alt: str | None) -> Reply:
     """POST-as-GET certificate/{id}[/{n}]."""
-    d = svc.repo.get(CERTS, cert_id)
+    d = svc.repo.get(ORDERS, cert_id)
+    if d is None or not d.get("chains"):
+        d = svc.repo.get(CERTS, cert_id)  # issued before chains moved into the order
     if d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
         raise ACMEProblem("malformed", "certificate not found", status=404)
     chains: list[str] = d["chains"]
@@ -128,15 +124,18 @@ def _names(cert: x509.Certificate) -> set[Identifier]:
 
 
 def _account_may_revoke(svc: Services, v: Verified, serial: str, cert: x509.Certificate) -> bool:
-    owned = svc.repo.docs.find_documents(CERTS, "serial", serial, limit=1)
+    owned = issued_by_serial(svc, serial)
     if owned and owned[0][1].get("accountId") == v.account_id:
         return True
     names = _names(cert)
     if not names:
         return False
     now = svc.clock.now()
+    account = str(v.account_id)
+    authzs = [a for _, o in svc.repo.find(ORDERS, "accountId", account, limit=10000) for a in o.get("authzs", ())]
+    authzs += [a for _, a in svc.repo.find(AUTHZS, "accountId", account, limit=10000)]
     held: set[Identifier] = set()
-    for _, a, _ in svc.repo.docs.find_documents(AUTHZS, "accountId", str(v.account_id), limit=10000):
+    for a in authzs:
         if a.get("status") == "valid" and parse_ts(a["expires"]) > now:
             ident = a["identifier"]
             held.add(Identifier(ident["type"], ("*." if a.get("wildcard") else "") + ident["value"]))

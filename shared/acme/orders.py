@@ -1,14 +1,22 @@
 """Orders, authorizations and challenges (ACME-07..10, RFC 8738, RFC 9773 `replaces`).
 
-Order and authorization status is derived on read from the stored facts
-(authorization results, expiry) and written back with compare-and-set, so no
-background job is needed to move an order to `ready` or `invalid`.
+An order is one document that embeds its authorizations (authorization id
+`{order id}.{n}`), so a newOrder is one store write, a challenge result moves
+the authorization and the order (`pending -> ready/invalid`) in one
+compare-and-set, and reading an order never reads its authorizations
+separately. Orders written before this layout (`authzIds` pointing at
+`acme_authzs` documents) are still served.
+
+Expiry is derived on read from the stored facts and written back with
+compare-and-set, so no background job is needed to move an order to `invalid`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from shared.acme import jws
@@ -33,6 +41,16 @@ from shared.acme.repo import (
 from shared.errors import CAError
 
 MAX_IDENTIFIERS = 100
+
+#: Compare-and-set attempts for a change to an order's embedded authorization:
+#: clients may answer several challenges of one order at once, and every
+#: answer rewrites the same document (validation runs before, so a retry is
+#: only a re-read).
+_AUTHZ_ATTEMPTS = 32
+
+_FAILED = ("invalid", "deactivated", "expired", "revoked")
+
+Found = tuple[dict[str, Any], int]
 
 
 def _identifiers(d: dict[str, Any]) -> list[Identifier]:
@@ -75,7 +93,7 @@ def _parse_time(payload: dict[str, Any], key: str) -> dt.datetime | None:
 def _claim_replacement(svc: Services, v: Verified, text: Any, idents: list[Identifier], order_id: str) -> str:
     """Check `replaces` and reserve the certificate for this order; return its serial."""
     _, serial = parse_cert_id(text)
-    found = svc.repo.docs.find_documents(CERTS, "serial", serial, limit=1)
+    found = issued_by_serial(svc, serial)
     if not found or found[0][1].get("accountId") != v.account_id:
         raise ACMEProblem("malformed", "the replaced certificate was not issued to this account")
     old = {Identifier(i["type"], i["value"]) for i in found[0][1].get("identifiers", [])}
@@ -85,13 +103,18 @@ def _claim_replacement(svc: Services, v: Verified, text: Any, idents: list[Ident
         return serial
 
     def take(d: dict[str, Any]) -> dict[str, Any]:
-        prev = svc.repo.get(ORDERS, str(d.get("orderId")))
-        if prev and _refresh_order(svc, str(d.get("orderId")), prev)["status"] != "invalid":
+        prev = svc.repo.get_versioned(ORDERS, str(d.get("orderId")))
+        if prev and _refresh_order(svc, str(d.get("orderId")), prev)[0]["status"] != "invalid":
             raise ACMEProblem("alreadyReplaced", "the certificate has already been replaced")
         return {"orderId": order_id}
 
     svc.repo.mutate(REPLACEMENTS, serial, take)
     return serial
+
+
+def issued_by_serial(svc: Services, serial: str) -> list[tuple[str, dict[str, Any]]]:
+    """The document that holds an issued certificate: its order, or (older layout) an `acme_certs` one."""
+    return svc.repo.find(ORDERS, "serial", serial, limit=1) or svc.repo.find(CERTS, "serial", serial, limit=1)
 
 
 def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
@@ -139,33 +162,24 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     if payload.get("replaces") is not None:
         replaces = _claim_replacement(svc, v, payload["replaces"], idents, order_id)
     expires = now + ctx.prov.order_lifetime
-    authz_ids = []
-    for ident in idents:
-        token = new_token()
-        authz_id = new_id()
-        svc.repo.create(
-            AUTHZS,
-            authz_id,
-            {
-                "provisioner": ctx.prov.name,
-                "accountId": v.account_id,
-                "identifier": {"type": ident.type, "value": ident.base},
-                "wildcard": ident.wildcard,
-                "status": "pending",
-                "expires": ts(expires),
-                "token": token,
-                "challenges": [{"id": new_id(), "type": t, "status": "pending"} for t in _challenge_types(ctx, ident)],
-            },
-            expires_at=expires + RETENTION,
-        )
-        authz_ids.append(authz_id)
+    authzs = [
+        {
+            "identifier": {"type": ident.type, "value": ident.base},
+            "wildcard": ident.wildcard,
+            "status": "pending",
+            "expires": ts(expires),
+            "token": new_token(),
+            "challenges": [{"id": new_id(), "type": t, "status": "pending"} for t in _challenge_types(ctx, ident)],
+        }
+        for ident in idents
+    ]
     order = {
         "provisioner": ctx.prov.name,
         "accountId": v.account_id,
         "status": "pending",
         "expires": ts(expires),
         "identifiers": [i.to_json() for i in idents],
-        "authzIds": authz_ids,
+        "authzs": authzs,
         "notBefore": ts(not_before) if not_before else None,
         "notAfter": ts(not_after) if not_after else None,
         "replaces": replaces,
@@ -178,13 +192,20 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     return Reply(201, order_json(ctx, order_id, order), {"Location": ctx.url("order", order_id)})
 
 
+def authz_ids(order_id: str, d: dict[str, Any]) -> list[str]:
+    """The ids of an order's authorizations (embedded ones are `{order id}.{n}`)."""
+    if "authzs" in d:
+        return [f"{order_id}.{n}" for n in range(len(d["authzs"]))]
+    return [str(a) for a in d["authzIds"]]
+
+
 def order_json(ctx: Ctx, order_id: str, d: dict[str, Any]) -> dict[str, Any]:
     """The order object (RFC 8555 s.7.1.3)."""
     out: dict[str, Any] = {
         "status": d["status"],
         "expires": d["expires"],
         "identifiers": d["identifiers"],
-        "authorizations": [ctx.url("authz", a) for a in d["authzIds"]],
+        "authorizations": [ctx.url("authz", a) for a in authz_ids(order_id, d)],
         "finalize": ctx.url("order", order_id, "finalize"),
     }
     for key in ("notBefore", "notAfter", "error"):
@@ -204,11 +225,48 @@ def _authz_status(svc: Services, d: dict[str, Any]) -> str:
     return status
 
 
-def _refresh_order(svc: Services, order_id: str, d: dict[str, Any]) -> dict[str, Any]:
+def _settled_status(svc: Services, d: dict[str, Any], states: list[str]) -> str:
+    """An unfinalized order's status from its expiry and its authorizations' states."""
+    status = str(d["status"])
+    if parse_ts(d["expires"]) <= svc.clock.now():
+        return "invalid"
+    if any(s in _FAILED for s in states):
+        return "invalid"
+    if status == "pending" and all(s == "valid" for s in states):
+        return "ready"
+    return status
+
+
+def _settle(svc: Services, d: dict[str, Any]) -> None:
+    """Move a pending/ready order with embedded authorizations to the status they imply (in place)."""
+    if d["status"] not in ("pending", "ready"):
+        return
+    new = _settled_status(svc, d, [_authz_status(svc, a) for a in d["authzs"]])
+    if new == "invalid" and not d.get("error"):
+        d["error"] = ACMEProblem("unauthorized", "an authorization failed or expired").to_json()
+    d["status"] = new
+
+
+def _refresh_order(svc: Services, order_id: str, found: Found) -> Found:
     """Derive `ready`/`invalid` from authorizations and expiry; persist the change."""
+    d = found[0]
     status = d["status"]
     if status not in ("pending", "ready"):
-        return d
+        return found
+    if "authzs" in d:
+        probe = dict(d)
+        _settle(svc, probe)
+        if probe["status"] == status:
+            return found
+
+        def settle(cur: dict[str, Any]) -> dict[str, Any] | None:
+            if cur["status"] != status:
+                return None
+            _settle(svc, cur)
+            return cur
+
+        return svc.repo.mutate_versioned(ORDERS, order_id, settle, current=found) or found
+    # Older layout: authorizations are their own documents, consulted while pending.
     new = status
     if parse_ts(d["expires"]) <= svc.clock.now():
         new = "invalid"
@@ -217,12 +275,9 @@ def _refresh_order(svc: Services, order_id: str, d: dict[str, Any]) -> dict[str,
         for aid in d["authzIds"]:
             a = svc.repo.get(AUTHZS, aid)
             states.append(_authz_status(svc, a) if a else "invalid")
-        if any(s in ("invalid", "deactivated", "expired", "revoked") for s in states):
-            new = "invalid"
-        elif all(s == "valid" for s in states):
-            new = "ready"
+        new = _settled_status(svc, d, states)
     if new == status:
-        return d
+        return found
 
     def change(cur: dict[str, Any]) -> dict[str, Any] | None:
         if cur["status"] != status:
@@ -232,29 +287,79 @@ def _refresh_order(svc: Services, order_id: str, d: dict[str, Any]) -> dict[str,
             cur["error"] = ACMEProblem("unauthorized", "an authorization failed or expired").to_json()
         return cur
 
-    return svc.repo.mutate(ORDERS, order_id, change) or d
+    return svc.repo.mutate_versioned(ORDERS, order_id, change, current=found) or found
 
 
-def load_order(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> dict[str, Any]:
-    """The caller's order, refreshed, or 404."""
-    d = svc.repo.get(ORDERS, order_id)
-    if d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
+def load_order(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Found:
+    """The caller's order, refreshed, with its version; or 404."""
+    found = svc.repo.get_versioned(ORDERS, order_id)
+    d = found[0] if found else None
+    if found is None or d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
         raise ACMEProblem("malformed", "order not found", status=404)
-    return _refresh_order(svc, order_id, d)
+    return _refresh_order(svc, order_id, found)
 
 
 def get_order(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
     """POST-as-GET an order."""
-    d = load_order(svc, ctx, v, order_id)
+    d = load_order(svc, ctx, v, order_id)[0]
     headers = {"Retry-After": "1"} if d["status"] == "processing" else {}
     return Reply(200, order_json(ctx, order_id, d), headers)
 
 
-def _load_authz(svc: Services, ctx: Ctx, v: Verified, authz_id: str) -> dict[str, Any]:
-    d = svc.repo.get(AUTHZS, authz_id)
-    if d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
+@dataclass(frozen=True, slots=True)
+class _AuthzRef:
+    """Where an authorization lives: inside its order (`index`) or in its own older-layout document."""
+
+    collection: str
+    doc_id: str
+    index: int | None
+
+    def pick(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The authorization inside `doc` (the document itself for the older layout)."""
+        return doc if self.index is None else dict(doc["authzs"][self.index])
+
+    def change(self, svc: Services, found: Found, edit: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """Apply `edit(authz) -> bool` (False: leave it) by compare-and-set; return the stored authorization.
+
+        For an embedded authorization the order's status follows in the same write.
+        """
+
+        def apply(cur: dict[str, Any]) -> dict[str, Any] | None:
+            if self.index is None:
+                return cur if edit(cur) else None
+            authzs = list(cur["authzs"])
+            authz = dict(authzs[self.index])
+            if not edit(authz):
+                return None
+            authzs[self.index] = authz
+            cur["authzs"] = authzs
+            _settle(svc, cur)
+            return cur
+
+        stored = svc.repo.mutate_versioned(self.collection, self.doc_id, apply, current=found, attempts=_AUTHZ_ATTEMPTS)
+        return self.pick(stored[0] if stored else found[0])
+
+
+def _authz_ref(authz_id: str) -> _AuthzRef:
+    order_id, dot, n = authz_id.rpartition(".")
+    if dot and order_id and n.isdigit() and len(n) <= 3 and str(int(n)) == n:  # one URL per authorization
+        return _AuthzRef(ORDERS, order_id, int(n))
+    return _AuthzRef(AUTHZS, authz_id, None)
+
+
+def _load_authz(svc: Services, ctx: Ctx, v: Verified, authz_id: str) -> tuple[_AuthzRef, Found, dict[str, Any]]:
+    ref = _authz_ref(authz_id)
+    found = svc.repo.get_versioned(ref.collection, ref.doc_id)
+    d = found[0] if found else None
+    if (
+        found is None
+        or d is None
+        or d.get("accountId") != v.account_id
+        or d.get("provisioner") != ctx.prov.name
+        or (ref.index is not None and ref.index >= len(d.get("authzs") or ()))
+    ):
         raise ACMEProblem("malformed", "authorization not found", status=404)
-    return d
+    return ref, found, ref.pick(d)
 
 
 def _challenge_json(ctx: Ctx, authz_id: str, token: str, ch: dict[str, Any]) -> dict[str, Any]:
@@ -290,19 +395,19 @@ def authz_json(svc: Services, ctx: Ctx, authz_id: str, d: dict[str, Any]) -> dic
 
 def get_authz(svc: Services, ctx: Ctx, v: Verified, authz_id: str) -> Reply:
     """POST-as-GET an authorization, or deactivate it (RFC 8555 s.7.5.2)."""
-    d = _load_authz(svc, ctx, v, authz_id)
+    ref, found, d = _load_authz(svc, ctx, v, authz_id)
     if not v.jws.is_post_as_get:
         payload = v.jws.json_payload()
         if payload.get("status") != "deactivated":
             raise ACMEProblem("malformed", "only status deactivated may be posted")
 
-        def change(cur: dict[str, Any]) -> dict[str, Any]:
+        def deactivate(cur: dict[str, Any]) -> bool:
             if cur["status"] not in ("pending", "valid"):
                 raise ACMEProblem("malformed", f"authorization is {cur['status']}")
             cur["status"] = "deactivated"
-            return cur
+            return True
 
-        d = svc.repo.mutate(AUTHZS, authz_id, change) or d
+        d = ref.change(svc, found, deactivate)
     return Reply(200, authz_json(svc, ctx, authz_id, d))
 
 
@@ -313,7 +418,7 @@ def key_authorization(token: str, jwk: dict[str, Any]) -> str:
 
 def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id: str) -> Reply:
     """Validate a challenge synchronously (step-ca's model) and return it."""
-    d = _load_authz(svc, ctx, v, authz_id)
+    ref, found, d = _load_authz(svc, ctx, v, authz_id)
     ch = next((c for c in d["challenges"] if c["id"] == ch_id), None)
     if ch is None:
         raise ACMEProblem("malformed", "challenge not found", status=404)
@@ -335,17 +440,23 @@ def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id
         ).to_json()
     now = ts(svc.clock.now())
 
-    def change(cur: dict[str, Any]) -> dict[str, Any] | None:
+    def record(cur: dict[str, Any]) -> bool:
         if cur["status"] != "pending":
-            return None
+            return False
+        chals = []
         for c in cur["challenges"]:
             if c["id"] == ch_id:
-                c["status"] = "invalid" if error else "valid"
-                c["error"] = error
-                c["validated"] = None if error else now
+                c = {
+                    **c,
+                    "status": "invalid" if error else "valid",
+                    "error": error,
+                    "validated": None if error else now,
+                }
+            chals.append(c)
+        cur["challenges"] = chals
         cur["status"] = "invalid" if error else "valid"
-        return cur
+        return True
 
-    d = svc.repo.mutate(AUTHZS, authz_id, change) or d
+    d = ref.change(svc, found, record)
     ch = next(c for c in d["challenges"] if c["id"] == ch_id)
     return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), links=[up])

@@ -6,14 +6,21 @@ Collections (one JSON document each):
 |---|---|---|
 | acme_accounts | account id | key (JWK), thumbprint, status, contact, eab |
 | acme_account_keys | provisioner:thumbprint | accountId (unique-key index, create-if-absent) |
-| acme_orders | order id | identifiers, authzIds, status, dates, certificateId, replaces |
-| acme_authzs | authz id | identifier, status, token, challenges (embedded) |
-| acme_certs | cert id | serial, PEM chains, accountId, identifiers |
+| acme_orders | order id | accountId, serial; under `o`: identifiers, authzs (with challenges), status, chains |
+| acme_authzs | authz id | older layout only: identifier, status, token, challenges |
+| acme_certs | cert id | older layout only: serial, PEM chains, accountId, identifiers |
 | acme_replacements | serial | orderId (RFC 9773: one live replacement per cert) |
 | acme_eab | key id | HMAC key, reference, binding |
 
 Every change is a compare-and-set on the version read, retried a few times,
 so two instances never lose each other's updates.
+
+The store indexes every top-level string of a document for `find_documents`,
+and each index entry is one more B-tree write on every create and on every
+update that changes it. An order is written three or four times in its life
+and looked up only by `accountId` and `serial`, so those two stay at the top
+and everything else sits under `o` (`Repo` packs and unpacks, so handlers
+see one flat order; flat orders of the older layout read as they are).
 """
 
 from __future__ import annotations
@@ -61,6 +68,28 @@ def parse_ts(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
 
 
+#: Order fields kept at the top level (looked up with `find_documents`).
+ORDER_LOOKUPS = ("accountId", "serial")
+_BODY = "o"
+
+
+def pack(collection: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The stored form: for orders, lookup fields on top and the rest under `o`."""
+    if collection != ORDERS:
+        return data
+    out = {k: data[k] for k in ORDER_LOOKUPS if k in data}
+    out[_BODY] = {k: v for k, v in data.items() if k not in ORDER_LOOKUPS}
+    return out
+
+
+def unpack(collection: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `pack` (a flat order of the older layout is returned as it is)."""
+    body = data.get(_BODY) if collection == ORDERS else None
+    if not isinstance(body, dict):
+        return data
+    return {**body, **{k: data[k] for k in ORDER_LOOKUPS if k in data}}
+
+
 class Repo:
     """Small helpers over the document store."""
 
@@ -70,7 +99,17 @@ class Repo:
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         """One document's data, or None."""
         found = self.docs.get_document(collection, doc_id)
-        return found[0] if found else None
+        return unpack(collection, found[0]) if found else None
+
+    def get_versioned(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """`(data, version)`, for a later `mutate(..., current=...)` that needs no second read."""
+        found = self.docs.get_document(collection, doc_id)
+        return (unpack(collection, found[0]), found[1]) if found else None
+
+    def find(self, collection: str, field: str, value: str, *, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+        """`(id, data)` of documents whose top-level string `field` equals `value`."""
+        found = self.docs.find_documents(collection, field, value, limit=limit)
+        return [(doc_id, unpack(collection, data)) for doc_id, data, _ in found]
 
     def create(
         self,
@@ -81,28 +120,56 @@ class Repo:
         expires_at: dt.datetime | None = None,
     ) -> bool:
         """Create-if-absent; `expires_at` lets the store's sweep delete it later."""
-        return self.docs.create_document(collection, doc_id, data, expires_at=expires_at)
+        return self.docs.create_document(collection, doc_id, pack(collection, data), expires_at=expires_at)
 
     def mutate(
         self,
         collection: str,
         doc_id: str,
         change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        current: tuple[dict[str, Any], int] | None = None,
+        attempts: int = _RETRIES,
     ) -> dict[str, Any] | None:
-        """Apply `change` with compare-and-set; return the stored data.
+        """Apply `change` with compare-and-set; return the stored data (see `mutate_versioned`)."""
+        found = self.mutate_versioned(collection, doc_id, change, current=current, attempts=attempts)
+        return found[0] if found else None
 
-        `change` gets a copy and returns the new data, or None to leave the
-        document as it is (then the current data is returned). Returns None
-        if the document does not exist.
+    def mutate_versioned(
+        self,
+        collection: str,
+        doc_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any] | None],
+        *,
+        current: tuple[dict[str, Any], int] | None = None,
+        attempts: int = _RETRIES,
+    ) -> tuple[dict[str, Any], int] | None:
+        """Apply `change` with compare-and-set; return the stored `(data, version)`.
+
+        `change` gets a shallow copy and returns the new data, or None to
+        leave the document as it is (then the current data is returned); it
+        replaces nested values rather than editing them in place, so the
+        caller's `current` stays as read. Returns None if the document does
+        not exist.
+
+        `current` is a `(data, version)` the caller has just read or written:
+        the first attempt starts from it instead of reading again. That is
+        safe because the write still compares the version, and a stale
+        `current` only costs the usual re-read and retry. The returned
+        version lets the next change skip its read too (a successful update
+        adds exactly one to the version).
         """
-        for _ in range(_RETRIES):
-            found = self.docs.get_document(collection, doc_id)
+        found = current
+        for _ in range(attempts):
             if found is None:
-                return None
+                found = self.get_versioned(collection, doc_id)
+                if found is None:
+                    return None
             data, version = found
+            found = None
             new = change(dict(data))
             if new is None:
-                return data
-            if self.docs.update_document(collection, doc_id, new, expected_version=version):
-                return new
+                return data, version
+            if self.docs.update_document(collection, doc_id, pack(collection, new), expected_version=version):
+                return new, version + 1
         raise Conflict("the resource is being changed concurrently; retry")
