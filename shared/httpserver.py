@@ -362,6 +362,9 @@ class WSGIServer:
     def _on_writable(self, conn: _Conn) -> None:
         if conn.state == _HANDSHAKE:
             self._handshake(conn)
+        elif conn.state == _READING and not conn.out:  # a TLS read that needed a write first
+            self._watch(conn, write=False)
+            self._read(conn)
         else:
             self._flush(conn)
             if conn.state == _READING:  # pipelined requests waited behind this response
@@ -377,8 +380,11 @@ class WSGIServer:
             while True:
                 try:
                     data = sock.recv(READ_CHUNK)
-                except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
                     break
+                except ssl.SSLWantWriteError:  # TLS must send first (e.g. session tickets): wait to write
+                    self._watch(conn, write=True)
+                    return
                 except (OSError, ValueError):
                     self._close(conn)
                     return
