@@ -103,7 +103,7 @@ class _Conn:
 
     __slots__ = (
         "addr", "close_after", "continued", "deadline", "eof", "fd", "inbuf", "out", "peer_pem", "sock", "state",
-        "tls", "want_write",
+        "want_write",
     )
 
     def __init__(self, sock: socket.socket, addr: Any, tls: bool) -> None:
@@ -111,7 +111,6 @@ class _Conn:
         self.fd = sock.fileno()
         self.eof = False  # the client half-closed: answer what is buffered, then close
         self.addr = addr
-        self.tls = tls
         self.state = _HANDSHAKE if tls else _READING
         self.inbuf = bytearray()
         self.out = b""
