@@ -18,6 +18,12 @@ Method (fixed, so runs compare):
   PEBBLE_WFE_NONCEREJECT=0 (no random badNonce), PEBBLE_AUTHZREUSE=0 (every
   order validates), in-memory state.
 - `--orders N` timed orders per server after `--warmup` untimed ones.
+- `--mode interleaved` (default): Pebble and both Cirrus variants run at once
+  and the client places one order with each in turn (rotating who goes
+  first), N rounds, so all three meet the same moments of a noisy machine;
+  the headline is the median over rounds of Pebble's order time divided by
+  Cirrus's (> 1: Cirrus faster). `--mode sequential` runs all orders of one
+  server before the next (the older method; its ratios swing with the machine).
 Output: one JSON object with orders/s for Cirrus on its embedded default
 (SQLite, durable), Cirrus on the in-process store (Pebble keeps its state in
 memory, so this is the like-for-like pair), Pebble, and the ratios.
@@ -71,9 +77,27 @@ def wait_port(port: int, timeout: float = 15) -> None:
 class Driver:
     """One ACME client bound to one directory, with a reused account."""
 
-    def __init__(self, directory: str, bundle: Path, responder: HTTP01Responder) -> None:
+    def __init__(self, directory: str, bundle: Path, responder: HTTP01Responder, timeout: float = 45.0) -> None:
         self.key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-        net = client.ClientNetwork(self.key, alg=josepy.ES256, user_agent="cirrus-bench", verify_ssl=str(bundle))
+        net = client.ClientNetwork(
+            self.key, alg=josepy.ES256, user_agent="cirrus-bench", verify_ssl=str(bundle), timeout=int(timeout)
+        )
+        # Which request is under way and the slowest one so far: a stall names its request.
+        self.step = ""
+        self.slowest: tuple[float, str] = (0.0, "")
+        send = net._send_request
+
+        def timed(method: str, url: str, *args: object, **kwargs: object) -> object:
+            self.step = f"{method} {url}"
+            t0 = time.perf_counter()
+            try:
+                return send(method, url, *args, **kwargs)
+            finally:
+                took = time.perf_counter() - t0
+                if took > self.slowest[0]:
+                    self.slowest = (took, self.step)
+
+        net._send_request = timed  # type: ignore[method-assign]
         self.acme = client.ClientV2(client.ClientV2.get_directory(directory, net), net)
         self.responder = responder
         regr = self.acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
@@ -140,16 +164,31 @@ class CirrusProcess:
         for p in cfg["authority"]["provisioners"]:
             if p["type"] == "ACME":
                 p["cirrus"] = {
-                    "allowLoopback": True, "http01Port": http_port, "dnsResolver": dns.resolver,
-                    "ordersPerMinute": 0, "validationTimeout": 5,
+                    "allowLoopback": True,
+                    "http01Port": http_port,
+                    "dnsResolver": dns.resolver,
+                    "ordersPerMinute": 0,
+                    "validationTimeout": 5,
                 }
         (ca / "config.json").write_text(json.dumps(cfg))
         # The in-memory store lives in one process, so that variant runs one worker.
         workers = "1" if store_kind == "memory" else os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "up", "--dir", str(ca), "--workers", workers,
-             "--log-level", "WARNING"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "shared.cli",
+                "up",
+                "--dir",
+                str(ca),
+                "--workers",
+                workers,
+                "--log-level",
+                "WARNING",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.bundle = ca / "certs" / "root_ca.crt"
         self.directory = f"https://127.0.0.1:{port}/acme/acme/directory"
@@ -204,47 +243,114 @@ def start_pebble(work: Path, dns: ChallTestSrv, http_port: int) -> tuple[subproc
     return proc, f"https://127.0.0.1:{port}/dir", bundle
 
 
+def interleaved(drivers: dict[str, Driver], rounds: int, warmup: int) -> dict[str, list[float]]:
+    """Per-order wall times, one order per server in turn, so every server sees the same machine moments.
+
+    The order of the servers rotates each round, so none is always first after
+    the client's own work (CSR key generation) or always last before it.
+    """
+    names = list(drivers)
+    for i in range(warmup):
+        for name in names:
+            drivers[name].order(f"w{i}.{name}.bench.test")
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(rounds):
+        k = i % len(names)
+        for name in names[k:] + names[:k]:
+            t0 = time.perf_counter()
+            drivers[name].order(f"o{i}.{name}.bench.test")
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    ap.add_argument("--orders", type=int, default=200)
+    ap.add_argument("--orders", type=int, default=200, help="timed orders per server (rounds when interleaved)")
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument(
+        "--mode",
+        choices=("interleaved", "sequential"),
+        default="interleaved",
+        help="interleaved: all servers up at once, one order each in turn (default); "
+        "sequential: all orders of one server, then the next",
+    )
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
     rates: dict[str, float] = {}
+    times: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         dns = ChallTestSrv()
         responder = HTTP01Responder()
         pebble, pebble_dir, pebble_bundle = start_pebble(work, dns, responder.port)
+        cirri: list[CirrusProcess] = []
         try:
-            for kind in ("sqlite", "memory"):
-                kdir = work / kind
-                kdir.mkdir()
-                cirrus = CirrusProcess(kdir, dns, responder.port, kind)
-                try:
-                    drv = Driver(cirrus.directory, cirrus.bundle, responder)
-                    rates[kind] = run(drv, f"cirrus-{kind}", args.orders, args.warmup)
-                finally:
-                    cirrus.close()
-            drv = Driver(pebble_dir, pebble_bundle, responder)
-            rates["pebble"] = run(drv, "pebble", args.orders, args.warmup)
+            if args.mode == "sequential":
+                for kind in ("sqlite", "memory"):
+                    kdir = work / kind
+                    kdir.mkdir()
+                    cirrus = CirrusProcess(kdir, dns, responder.port, kind)
+                    try:
+                        drv = Driver(cirrus.directory, cirrus.bundle, responder)
+                        rates[kind] = run(drv, f"cirrus-{kind}", args.orders, args.warmup)
+                    finally:
+                        cirrus.close()
+                drv = Driver(pebble_dir, pebble_bundle, responder)
+                rates["pebble"] = run(drv, "pebble", args.orders, args.warmup)
+            else:
+                drivers: dict[str, Driver] = {}
+                for kind in ("sqlite", "memory"):
+                    kdir = work / kind
+                    kdir.mkdir()
+                    cirri.append(CirrusProcess(kdir, dns, responder.port, kind))
+                    drivers[kind] = Driver(cirri[-1].directory, cirri[-1].bundle, responder)
+                drivers["pebble"] = Driver(pebble_dir, pebble_bundle, responder)
+                times = interleaved(drivers, args.orders, args.warmup)
+                rates = {name: len(t) / sum(t) for name, t in times.items()}
         finally:
+            for c in cirri:
+                c.close()
             pebble.terminate()
             pebble.wait(10)
             responder.close()
             dns.close()
-    result = {
+    result: dict[str, object] = {
         "benchmark": "acme_orders",
+        "mode": args.mode,
         "orders": args.orders,
         "cirrus_orders_per_s": round(rates["sqlite"], 2),
         "cirrus_memory_store_orders_per_s": round(rates["memory"], 2),
         "pebble_orders_per_s": round(rates["pebble"], 2),
         "ratio_cirrus_over_pebble": round(rates["sqlite"] / rates["pebble"], 3),
         "ratio_cirrus_memory_over_pebble": round(rates["memory"] / rates["pebble"], 3),
-        "method": "sequential, one acme-library client, account reused, http-01 per order, "
-        "2 ms polling; cirrus = embedded SQLite store (durable), memory = in-process store "
-        "(like Pebble's)",
     }
+    if times:
+        # Speed ratio per round (Pebble's order time over Cirrus's, > 1: Cirrus faster); the median
+        # and quartiles shrug off the odd order that met a busy moment of the machine.
+        for kind, key in (("sqlite", "cirrus"), ("memory", "cirrus_memory")):
+            per_round = [p / c for p, c in zip(times["pebble"], times[kind], strict=True)]
+            result[f"median_ratio_{key}_over_pebble"] = round(_quantile(per_round, 0.5), 3)
+            result[f"quartiles_ratio_{key}_over_pebble"] = [
+                round(_quantile(per_round, 0.25), 3),
+                round(_quantile(per_round, 0.75), 3),
+            ]
+        for name, t in times.items():
+            result[f"median_ms_{'cirrus' if name == 'sqlite' else 'cirrus_memory' if name == 'memory' else name}"] = (
+                round(_quantile(t, 0.5) * 1000, 2)
+            )
+    result["method"] = (
+        f"{args.mode}, one acme-library client, account reused, http-01 per order, "
+        "2 ms polling; cirrus = embedded SQLite store (durable), memory = in-process store "
+        "(like Pebble's); interleaved: median of per-round Pebble/Cirrus order-time ratios"
+    )
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
