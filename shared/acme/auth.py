@@ -26,11 +26,13 @@ def account_by_key(svc: Services, provisioner: str, thumb: str) -> tuple[str, di
     return str(index["accountId"]), acc
 
 
-def authenticate(svc: Services, ctx: Ctx, body: bytes, *, key_mode: str = "kid") -> Verified:
+def authenticate(svc: Services, ctx: Ctx, body: bytes, *, key_mode: str = "kid", defer_nonce: bool = False) -> Verified:
     """Verify a POST body.
 
     `key_mode` is "kid" (most resources), "jwk" (newAccount) or "either"
-    (revokeCert, which a certificate's own key may sign).
+    (revokeCert, which a certificate's own key may sign). With
+    `defer_nonce` (kid requests only) the nonce is checked but not yet
+    claimed: `Verified.nonce` is left for the handler's first write.
     """
     parsed = jws.parse(body)
     header = parsed.header
@@ -61,7 +63,9 @@ def authenticate(svc: Services, ctx: Ctx, body: bytes, *, key_mode: str = "kid")
         raise ACMEProblem("accountDoesNotExist", "account does not exist", status=400)
     key = jws.public_key(acc["key"])
     jws.verify(parsed, key)
-    svc.nonces.redeem(header.get("nonce"))
+    pending = svc.nonces.check(header.get("nonce"))
+    if not defer_nonce or acc.get("status") != "valid":
+        svc.nonces.spend(pending)
     if acc.get("status") != "valid":
         raise ACMEProblem("unauthorized", f"account is {acc.get('status')}", status=401)
-    return Verified(parsed, dict(acc["key"]), account_id, acc)
+    return Verified(parsed, dict(acc["key"]), account_id, acc, None if pending.spent else pending)

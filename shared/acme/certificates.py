@@ -56,7 +56,7 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         d["status"] = "processing"
         return d
 
-    processing = svc.repo.mutate_versioned(ORDERS, order_id, start, current=found)
+    processing = svc.repo.mutate_versioned(ORDERS, order_id, start, current=found, nonce=v.nonce)
     try:
         issued = svc.finalizer.issue(
             csr,

@@ -11,7 +11,7 @@ from werkzeug.wrappers import Request
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.finalize import Finalizer, Revoker
 from shared.acme.jws import JWS
-from shared.acme.nonces import NonceService
+from shared.acme.nonces import NonceService, PendingNonce
 from shared.acme.repo import Repo
 from shared.clock import Clock
 from shared.store.base import CertificateReader, RevocationReader
@@ -55,12 +55,18 @@ class Ctx:
 
 @dataclass(frozen=True, slots=True)
 class Verified:
-    """An authenticated POST: the JWS, its signer's key and account (if any)."""
+    """An authenticated POST: the JWS, its signer's key and account (if any).
+
+    `nonce` is set when the request's nonce is left for its first document
+    write to spend (see `nonces.PendingNonce`); the server spends it after
+    the handler if no write did.
+    """
 
     jws: JWS
     jwk: dict[str, Any]
     account_id: str | None
     account: dict[str, Any] | None
+    nonce: PendingNonce | None = None
 
 
 @dataclass(slots=True)

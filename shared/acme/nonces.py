@@ -10,6 +10,13 @@ instances, and the claim expires with the nonce so the ledger stays small.
 Every instance that shares the HMAC key (from config) accepts every other's
 nonces. Rotating the key invalidates outstanding nonces, which clients handle
 as an ordinary `badNonce` retry.
+
+A request whose effect is one document write (newOrder, finalize) may spend
+its nonce in that same write instead (`PendingNonce`): one transaction
+instead of two, and still all-or-nothing, because the store refuses the write
+when the claim exists. The server spends a pending nonce the request did not
+write with after the handler returns or fails, so every request, answered or
+refused, still uses up its nonce, and a replay is still answered `badNonce`.
 """
 
 from __future__ import annotations
@@ -19,11 +26,15 @@ import hashlib
 import hmac
 import secrets
 import struct
+from dataclasses import dataclass
+from typing import Any
 
 from shared.acme.jws import b64d, b64e
 from shared.acme.problems import ACMEProblem
 from shared.clock import Clock
-from shared.store.base import TokenLedger
+from shared.errors import TokenAlreadyUsed
+from shared.model import TokenClaim
+from shared.store.base import DocumentStore, TokenLedger
 
 NAMESPACE = "acme-nonce"
 _MAC_LEN = 16
@@ -58,6 +69,19 @@ class NonceService:
 
     def redeem(self, nonce: object) -> None:
         """Accept `nonce` once; raise badNonce otherwise."""
+        self.spend(self.check(nonce))
+
+    def spend(self, pending: PendingNonce) -> None:
+        """Claim a checked nonce in the ledger unless a document write already did; badNonce if it was used."""
+        if pending.spent:
+            return
+        claim = pending.claim
+        if not self._ledger.claim(claim.namespace, claim.key, claim.expires_at):
+            raise ACMEProblem("badNonce", "nonce has already been used")
+        pending.spent = True
+
+    def check(self, nonce: object) -> PendingNonce:
+        """The store-free checks (form, MAC, age): a nonce that passes still has to be spent."""
         if not isinstance(nonce, str) or not nonce:
             raise ACMEProblem("badNonce", "JWS has no nonce")
         try:
@@ -73,5 +97,40 @@ class NonceService:
         expires = issued + self._lifetime
         if self._clock.now() >= expires:
             raise ACMEProblem("badNonce", "nonce has expired")
-        if not self._ledger.claim(NAMESPACE, nonce, expires):
-            raise ACMEProblem("badNonce", "nonce has already been used")
+        return PendingNonce(TokenClaim(NAMESPACE, nonce, expires))
+
+
+@dataclass(slots=True)
+class PendingNonce:
+    """A nonce that passed its local checks, to be spent exactly once: by a document write or by `spend`."""
+
+    claim: TokenClaim
+    spent: bool = False
+
+    def create(
+        self, docs: DocumentStore, collection: str, doc_id: str, data: dict[str, Any], **kw: Any
+    ) -> bool:
+        """`create_document`, spending the nonce in the same write if it is still unspent."""
+        if self.spent:
+            return docs.create_document(collection, doc_id, data, **kw)
+        try:
+            created = docs.create_document_claiming(collection, doc_id, data, claim=self.claim, **kw)
+        except TokenAlreadyUsed as exc:
+            raise ACMEProblem("badNonce", "nonce has already been used") from exc
+        self.spent = created
+        return created
+
+    def update(
+        self, docs: DocumentStore, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
+    ) -> bool:
+        """`update_document`, spending the nonce in the same write if it is still unspent."""
+        if self.spent:
+            return docs.update_document(collection, doc_id, data, expected_version=expected_version)
+        try:
+            updated = docs.update_document_claiming(
+                collection, doc_id, data, expected_version=expected_version, claim=self.claim
+            )
+        except TokenAlreadyUsed as exc:
+            raise ACMEProblem("badNonce", "nonce has already been used") from exc
+        self.spent = updated
+        return updated

@@ -120,7 +120,9 @@ def issued_by_serial(svc: Services, serial: str) -> list[tuple[str, dict[str, An
 def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     """newOrder (RFC 8555 s.7.4)."""
     assert v.account_id is not None
-    check_new_order(svc.repo.docs, account_id=v.account_id, limit=ctx.prov.orders_per_minute, now=svc.clock.now())
+    check_new_order(
+        svc.repo.docs, account_id=v.account_id, limit=ctx.prov.orders_per_minute, now=svc.clock.now(), nonce=v.nonce
+    )
     payload = v.jws.json_payload()
     raw = payload.get("identifiers")
     if not isinstance(raw, list) or not raw:
@@ -160,6 +162,8 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     order_id = new_id()
     replaces = None
     if payload.get("replaces") is not None:
+        if v.nonce is not None:  # the replacement claim is a write of its own: no replay may reach it
+            svc.nonces.spend(v.nonce)
         replaces = _claim_replacement(svc, v, payload["replaces"], idents, order_id)
     expires = now + ctx.prov.order_lifetime
     authzs = [
@@ -188,7 +192,7 @@ def new_order(svc: Services, ctx: Ctx, v: Verified) -> Reply:
         "error": None,
         "createdAt": ts(now),
     }
-    svc.repo.create(ORDERS, order_id, order, expires_at=expires + RETENTION)
+    svc.repo.create(ORDERS, order_id, order, expires_at=expires + RETENTION, nonce=v.nonce)
     return Reply(201, order_json(ctx, order_id, order), {"Location": ctx.url("order", order_id)})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from shared.acme.nonces import PendingNonce
 from shared.acme.problems import ACMEProblem
 from shared.store.base import DocumentStore
 
@@ -18,8 +19,13 @@ WINDOW = dt.timedelta(minutes=1)
 _MAX_ATTEMPTS = 8
 
 
-def check_new_order(docs: DocumentStore, *, account_id: str, limit: int, now: dt.datetime) -> None:
+def check_new_order(
+    docs: DocumentStore, *, account_id: str, limit: int, now: dt.datetime, nonce: PendingNonce | None = None
+) -> None:
     """Count one newOrder for the account in the current window.
+
+    `nonce` (the request's, not yet spent) is spent by the counting write:
+    the request's first write, so a replayed newOrder is refused before it counts.
 
     Raises:
         ACMEProblem: `rateLimited` (429) with Retry-After once `limit` orders were made this minute.
@@ -30,7 +36,10 @@ def check_new_order(docs: DocumentStore, *, account_id: str, limit: int, now: dt
     doc_id = f"{account_id}:{int(window_start.timestamp())}"
     expires = window_start + 2 * WINDOW
     for _ in range(_MAX_ATTEMPTS):
-        if docs.create_document(COLLECTION, doc_id, {"n": 1}, expires_at=expires):
+        if nonce is not None:
+            if nonce.create(docs, COLLECTION, doc_id, {"n": 1}, expires_at=expires):
+                return
+        elif docs.create_document(COLLECTION, doc_id, {"n": 1}, expires_at=expires):
             return
         found = docs.get_document(COLLECTION, doc_id)
         if found is None:
@@ -44,6 +53,9 @@ def check_new_order(docs: DocumentStore, *, account_id: str, limit: int, now: dt
                 f"too many new orders for this account: at most {limit} per minute",
                 headers={"Retry-After": str(retry)},
             )
-        if docs.update_document(COLLECTION, doc_id, {"n": count + 1}, expected_version=version):
+        if nonce is not None:
+            if nonce.update(docs, COLLECTION, doc_id, {"n": count + 1}, expected_version=version):
+                return
+        elif docs.update_document(COLLECTION, doc_id, {"n": count + 1}, expected_version=version):
             return
     raise ACMEProblem("rateLimited", "too many concurrent new orders for this account", headers={"Retry-After": "1"})

@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from shared.acme.nonces import PendingNonce
 from shared.errors import Conflict
 from shared.store.base import DocumentStore
 
@@ -118,8 +119,11 @@ class Repo:
         data: dict[str, Any],
         *,
         expires_at: dt.datetime | None = None,
+        nonce: PendingNonce | None = None,
     ) -> bool:
-        """Create-if-absent; `expires_at` lets the store's sweep delete it later."""
+        """Create-if-absent; `expires_at` lets the store's sweep delete it later; `nonce` is spent by the write."""
+        if nonce is not None:
+            return nonce.create(self.docs, collection, doc_id, pack(collection, data), expires_at=expires_at)
         return self.docs.create_document(collection, doc_id, pack(collection, data), expires_at=expires_at)
 
     def mutate(
@@ -130,9 +134,10 @@ class Repo:
         *,
         current: tuple[dict[str, Any], int] | None = None,
         attempts: int = _RETRIES,
+        nonce: PendingNonce | None = None,
     ) -> dict[str, Any] | None:
         """Apply `change` with compare-and-set; return the stored data (see `mutate_versioned`)."""
-        found = self.mutate_versioned(collection, doc_id, change, current=current, attempts=attempts)
+        found = self.mutate_versioned(collection, doc_id, change, current=current, attempts=attempts, nonce=nonce)
         return found[0] if found else None
 
     def mutate_versioned(
@@ -143,6 +148,7 @@ class Repo:
         *,
         current: tuple[dict[str, Any], int] | None = None,
         attempts: int = _RETRIES,
+        nonce: PendingNonce | None = None,
     ) -> tuple[dict[str, Any], int] | None:
         """Apply `change` with compare-and-set; return the stored `(data, version)`.
 
@@ -158,6 +164,10 @@ class Repo:
         `current` only costs the usual re-read and retry. The returned
         version lets the next change skip its read too (a successful update
         adds exactly one to the version).
+
+        `nonce`, if given, is spent by the write that succeeds (badNonce if
+        it was used, and then nothing is written); a change that writes
+        nothing leaves it for the server to spend.
         """
         found = current
         for _ in range(attempts):
@@ -170,6 +180,10 @@ class Repo:
             new = change(dict(data))
             if new is None:
                 return data, version
-            if self.docs.update_document(collection, doc_id, pack(collection, new), expected_version=version):
+            packed = pack(collection, new)
+            if nonce is not None:
+                if nonce.update(self.docs, collection, doc_id, packed, expected_version=version):
+                    return new, version + 1
+            elif self.docs.update_document(collection, doc_id, packed, expected_version=version):
                 return new, version + 1
         raise Conflict("the resource is being changed concurrently; retry")

@@ -167,8 +167,20 @@ class ACMEServer:
         if len(body) > self._max_body:
             raise ACMEProblem("malformed", "request body too large", status=413)
         key_mode, handler = route
-        verified = authenticate(self._svc, ctx, body, key_mode=key_mode)
-        return handler(self._svc, ctx, verified, segments)
+        # newOrder and finalize spend their nonce in their first document write (one
+        # transaction instead of two); whatever the handler did not spend is spent here,
+        # answered or refused, and a replay is answered badNonce either way.
+        defer = head == "new-order" or (head == "order" and len(segments) == 3)
+        verified = authenticate(self._svc, ctx, body, key_mode=key_mode, defer_nonce=defer)
+        if verified.nonce is None:
+            return handler(self._svc, ctx, verified, segments)
+        try:
+            reply = handler(self._svc, ctx, verified, segments)
+        except Exception:
+            self._svc.nonces.spend(verified.nonce)  # a replay's badNonce replaces the handler's error
+            raise
+        self._svc.nonces.spend(verified.nonce)
+        return reply
 
     @staticmethod
     def _allow(method: str, allowed: tuple[str, ...]) -> None:

@@ -167,6 +167,42 @@ class DocumentStore(Protocol):
         """Return `(id, data, version)` of documents whose top-level `field` equals `value`."""
         ...
 
+    def create_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        claim: TokenClaim,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """`create_document` and `TokenLedger.claim` in one atomic write.
+
+        Why: an ACME request that writes one document also spends its nonce;
+        doing both in one transaction halves its writes, and the request
+        still cannot take effect twice. Raises `TokenAlreadyUsed` (and writes
+        nothing) if the claim exists; returns False (and claims nothing) if
+        the document exists.
+        """
+        ...
+
+    def update_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expected_version: int,
+        claim: TokenClaim,
+    ) -> bool:
+        """`update_document` and `TokenLedger.claim` in one atomic write.
+
+        Raises `TokenAlreadyUsed` (and writes nothing) if the claim exists;
+        returns False (and claims nothing, so a compare-and-set retry can
+        claim it again) if the document is missing or not at `expected_version`.
+        """
+        ...
+
 
 @runtime_checkable
 class Store(

@@ -614,6 +614,82 @@ class FirestoreStore:
 
         return self._run("find_documents", op)
 
+    def _claim_doc(self, claim: TokenClaim, write_id: str) -> tuple[Any, dict[str, Any]]:
+        """The claim document's reference and fields, as `claim` writes them."""
+        expire = codec.require_aware(claim.expires_at, "expires_at")
+        ref = self._col(docs.CLAIMS).document(docs.claim_id(claim.namespace, claim.key))
+        return ref, {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id}
+
+    def _claim_landed_or_raise(self, claim_ref: Any, write_id: str, a: Attempt) -> bool:
+        """After a failed batch: True if our earlier attempt landed, TokenAlreadyUsed if another claimed it."""
+        snap = claim_ref.get(**self._kw(a))
+        if not snap.exists:
+            return False
+        if (snap.to_dict() or {}).get("w") == write_id:
+            return True  # the batch is atomic: our claim there means our document write landed too
+        raise TokenAlreadyUsed()
+
+    def create_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        claim: TokenClaim,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """Create the claim and the document in one batch (both or neither)."""
+        write_id = secrets.token_hex(8)
+        fields = {**docs.document_fields(data, 1, expires_at=expires_at), "w": write_id}
+        ref = self._items(collection).document(docs.doc_id(doc_id))
+        claim_ref, claim_fields = self._claim_doc(claim, write_id)
+
+        def op(a: Attempt) -> bool:
+            batch = self._client.batch()
+            batch.create(claim_ref, claim_fields)
+            batch.create(ref, fields)
+            try:
+                batch.commit(**self._kw(a))
+                return True
+            except self._api.AlreadyExists:
+                # Claim absent: the document existed, and nothing of ours landed.
+                return self._claim_landed_or_raise(claim_ref, write_id, a)
+
+        return self._run("create_document_claiming", op)
+
+    def update_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expected_version: int,
+        claim: TokenClaim,
+    ) -> bool:
+        """Create the claim and replace the document (at `expected_version`) in one batch."""
+        write_id = secrets.token_hex(8)
+        fields = {**docs.document_fields(data, expected_version + 1), "w": write_id}
+        ref = self._items(collection).document(docs.doc_id(doc_id))
+        claim_ref, claim_fields = self._claim_doc(claim, write_id)
+
+        def op(a: Attempt) -> bool:
+            snap = ref.get(**self._kw(a))
+            if not snap.exists or int(snap.get("v")) != expected_version:
+                # Ours, if an earlier unanswered attempt landed; a claim spent by another refuses.
+                return self._claim_landed_or_raise(claim_ref, write_id, a)
+            batch = self._client.batch()
+            batch.create(claim_ref, claim_fields)
+            batch.update(ref, fields, option=self._client.write_option(last_update_time=snap.update_time))
+            try:
+                batch.commit(**self._kw(a))
+                return True
+            except self._api.AlreadyExists:
+                return self._claim_landed_or_raise(claim_ref, write_id, a)
+            except (self._api.FailedPrecondition, self._api.NotFound):
+                return self._claim_landed_or_raise(claim_ref, write_id, a)
+
+        return self._run("update_document_claiming", op)
+
     # ----------------------------------------------------------------- lifecycle
 
     def close(self) -> None:

@@ -297,6 +297,50 @@ class MemoryStore:
                 del self._documents[k]
             return len(stale)
 
+    def create_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        claim: TokenClaim,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """Create a document at version 1 and claim the token, both or neither."""
+        text = codec.dump_json(data, "document data")
+        expires_us = codec.to_epoch_us(expires_at, "expires_at") if expires_at is not None else None
+        claim_us = codec.to_epoch_us(claim.expires_at, "expires_at")
+        with self._lock:
+            if (claim.namespace, claim.key) in self._claims:
+                raise TokenAlreadyUsed()
+            if (collection, doc_id) in self._documents:
+                return False
+            self._claims[(claim.namespace, claim.key)] = claim_us
+            self._documents[(collection, doc_id)] = (text, 1, expires_us)
+            return True
+
+    def update_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expected_version: int,
+        claim: TokenClaim,
+    ) -> bool:
+        """Compare-and-set the document and claim the token, both or neither."""
+        text = codec.dump_json(data, "document data")
+        claim_us = codec.to_epoch_us(claim.expires_at, "expires_at")
+        with self._lock:
+            if (claim.namespace, claim.key) in self._claims:
+                raise TokenAlreadyUsed()
+            found = self._documents.get((collection, doc_id))
+            if found is None or found[1] != expected_version:
+                return False
+            self._claims[(claim.namespace, claim.key)] = claim_us
+            self._documents[(collection, doc_id)] = (text, found[1] + 1, found[2])
+            return True
+
     # ----------------------------------------------------------------- lifecycle
 
     def close(self) -> None:

@@ -768,6 +768,57 @@ class SQLiteStore:
                 (now_us,),
             ).rowcount
 
+    def create_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        claim: TokenClaim,
+        expires_at: dt.datetime | None = None,
+    ) -> bool:
+        """Claim the token and create the document in one transaction (both or neither)."""
+        text = codec.dump_json(data, "document data")
+        expires_us = codec.to_epoch_us(expires_at, "expires_at") if expires_at is not None else None
+        claim_row = (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
+        with self._write("create document claiming") as conn:
+            if conn.execute("SELECT 1 FROM used_tokens WHERE namespace = ? AND key = ?", claim_row[:2]).fetchone():
+                raise TokenAlreadyUsed()
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) "
+                "VALUES (?, ?, ?, 1, ?)",
+                (collection, doc_id, text, expires_us),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute("INSERT INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)", claim_row)
+            return True
+
+    def update_document_claiming(
+        self,
+        collection: str,
+        doc_id: str,
+        data: dict[str, Any],
+        *,
+        expected_version: int,
+        claim: TokenClaim,
+    ) -> bool:
+        """Claim the token and compare-and-set the document in one transaction (both or neither)."""
+        text = codec.dump_json(data, "document data")
+        claim_row = (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
+        with self._write("update document claiming") as conn:
+            if conn.execute("SELECT 1 FROM used_tokens WHERE namespace = ? AND key = ?", claim_row[:2]).fetchone():
+                raise TokenAlreadyUsed()
+            cur = conn.execute(
+                "UPDATE documents SET data = ?, version = version + 1 "
+                "WHERE collection = ? AND id = ? AND version = ?",
+                (text, collection, doc_id, expected_version),
+            )
+            if cur.rowcount != 1:
+                return False
+            conn.execute("INSERT INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)", claim_row)
+            return True
+
     # ----------------------------------------------------------------- lifecycle
 
     def close(self) -> None:

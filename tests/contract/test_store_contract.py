@@ -596,6 +596,79 @@ def test_record_issuance_claims_the_token_atomically(store: Store) -> None:
     assert store.claim("ott:p", "jti-unused", T0 + dt.timedelta(minutes=5)) is True
 
 
+# ========================================================================= documents written with a token claim
+
+
+def test_create_document_claiming_writes_both_or_neither(store: Store) -> None:
+    from shared.errors import TokenAlreadyUsed
+    from shared.model import TokenClaim
+
+    claim = TokenClaim("acme-nonce", "n1", T0 + HOUR)
+    assert store.create_document_claiming("orders", "o1", {"s": "pending"}, claim=claim, expires_at=T0 + DAY)
+    assert store.get_document("orders", "o1") == ({"s": "pending"}, 1)
+    assert store.claim("acme-nonce", "n1", T0 + HOUR) is False
+    # The same claim again: refused, and the second document is not created.
+    with pytest.raises(TokenAlreadyUsed):
+        store.create_document_claiming("orders", "o2", {"s": "pending"}, claim=claim)
+    assert store.get_document("orders", "o2") is None
+    # An existing document: False, and the new claim stays unused.
+    fresh = TokenClaim("acme-nonce", "n2", T0 + HOUR)
+    assert store.create_document_claiming("orders", "o1", {"s": "other"}, claim=fresh) is False
+    assert store.get_document("orders", "o1") == ({"s": "pending"}, 1)
+    assert store.claim("acme-nonce", "n2", T0 + HOUR) is True
+
+
+def test_update_document_claiming_is_compare_and_set_with_the_claim(store: Store) -> None:
+    from shared.errors import TokenAlreadyUsed
+    from shared.model import TokenClaim
+
+    store.create_document("orders", "o1", {"s": "ready"})
+    first = TokenClaim("acme-nonce", "u1", T0 + HOUR)
+    # A stale version: False, nothing written, the claim stays free for the retry.
+    assert store.update_document_claiming("orders", "o1", {"s": "x"}, expected_version=7, claim=first) is False
+    assert store.update_document_claiming("orders", "nope", {"s": "x"}, expected_version=1, claim=first) is False
+    assert store.get_document("orders", "o1") == ({"s": "ready"}, 1)
+    assert store.update_document_claiming("orders", "o1", {"s": "processing"}, expected_version=1, claim=first)
+    assert store.get_document("orders", "o1") == ({"s": "processing"}, 2)
+    assert store.claim("acme-nonce", "u1", T0 + HOUR) is False
+    # The claim again (a replayed request): refused even at the right version, document unchanged.
+    with pytest.raises(TokenAlreadyUsed):
+        store.update_document_claiming("orders", "o1", {"s": "valid"}, expected_version=2, claim=first)
+    assert store.get_document("orders", "o1") == ({"s": "processing"}, 2)
+    store.claim("acme-nonce", "u2", T0 + HOUR)
+    with pytest.raises(TokenAlreadyUsed):
+        store.update_document_claiming(
+            "orders", "o1", {"s": "valid"}, expected_version=2, claim=TokenClaim("acme-nonce", "u2", T0 + HOUR)
+        )
+    assert store.get_document("orders", "o1") == ({"s": "processing"}, 2)
+
+
+def test_threads_update_document_claiming_one_claim_one_winner(store: Store) -> None:
+    from shared.errors import TokenAlreadyUsed
+    from shared.model import TokenClaim
+
+    store.create_document("orders", "o1", {"n": 0})
+    claim = TokenClaim("acme-nonce", "race", T0 + HOUR)
+
+    def body(i: int) -> str:
+        # Each thread retries its compare-and-set until it wins or finds the claim spent.
+        for _ in range(50):
+            found = store.get_document("orders", "o1")
+            assert found is not None
+            try:
+                if store.update_document_claiming(
+                    "orders", "o1", {"n": found[0]["n"] + 1}, expected_version=found[1], claim=claim
+                ):
+                    return "won"
+            except TokenAlreadyUsed:
+                return "used"
+        return "gave up"
+
+    results = run_threads(6, body)
+    assert sorted(results) == ["used"] * 5 + ["won"]
+    assert store.get_document("orders", "o1") == ({"n": 1}, 2)
+
+
 def test_list_certificates_expiring_is_a_half_open_window(store: Store) -> None:
     for i, hours in enumerate((1, 2, 3, 5)):
         store.record_issuance(cert(f"30000{i}", endpoint_id=f"ep-x{i}", not_after=T0 + dt.timedelta(hours=hours)),

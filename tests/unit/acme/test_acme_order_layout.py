@@ -55,6 +55,14 @@ class CountingStore(MemoryStore):
         self.calls["update_document"] += 1
         return super().update_document(collection, doc_id, data, expected_version=expected_version)
 
+    def create_document_claiming(self, collection: str, doc_id: str, data: dict[str, Any], **kw: Any) -> bool:
+        self.calls["create_document_claiming"] += 1
+        return super().create_document_claiming(collection, doc_id, data, **kw)
+
+    def update_document_claiming(self, collection: str, doc_id: str, data: dict[str, Any], **kw: Any) -> bool:
+        self.calls["update_document_claiming"] += 1
+        return super().update_document_claiming(collection, doc_id, data, **kw)
+
     def find_documents(self, collection: str, field: str, value: str, *, limit: int = 100) -> Any:
         self.calls["find_documents"] += 1
         return super().find_documents(collection, field, value, limit=limit)
@@ -89,8 +97,8 @@ def test_complete_order_store_round_trips(responder: HTTP01Responder) -> None:
     store.calls.clear()
     r = client.post(client.directory["newOrder"], {"identifiers": ip}, nonce=nonce)
     assert r.status_code == 201
-    # newOrder: the account read, the nonce claim, and one create for the order with its authorization.
-    assert store.calls == {"get_document": 1, "claim": 1, "create_document": 1}
+    # newOrder: the account read and one write: the order with its authorization, spending the nonce.
+    assert store.calls == {"get_document": 1, "create_document_claiming": 1}
     order_url, order = r.headers["Location"], r.get_json()
     assert _answer(client, responder, order["authorizations"][0])["status"] == "valid"
     # The challenge's compare-and-set moved the order to ready: reading it writes nothing.
@@ -101,9 +109,12 @@ def test_complete_order_store_round_trips(responder: HTTP01Responder) -> None:
     store.calls.clear()
     r = client.post(order["finalize"], {"csr": b64(csr)})
     assert r.get_json()["status"] == "valid", r.get_json()
-    # finalize: account + order read once; ready -> processing -> valid (with the chain); no certificate document.
+    # finalize: account + order read once; ready -> processing (spending the nonce) -> valid (with the
+    # chain); no separate nonce claim and no certificate document.
     assert store.calls["get_document"] == 2
-    assert store.calls["update_document"] == 2
+    assert store.calls["update_document_claiming"] == 1
+    assert store.calls["update_document"] == 1
+    assert store.calls["claim"] == 0
     assert store.calls["create_document"] == 0
     store.calls.clear()
     pem = client.post(r.get_json()["certificate"], None)
