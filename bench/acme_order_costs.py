@@ -51,6 +51,19 @@ STORE_METHODS = (
     "record_issuance",
     "get_certificate",
     "get_endpoint",
+    "create_document_claiming",
+    "update_document_claiming",
+)
+#: Which of those are write transactions (the rest are reads).
+WRITES = frozenset(
+    {
+        "claim",
+        "create_document",
+        "update_document",
+        "record_issuance",
+        "create_document_claiming",
+        "update_document_claiming",
+    }
 )
 
 
@@ -105,7 +118,8 @@ def main() -> int:
             return call
 
         for name in STORE_METHODS:
-            setattr(store, name, counted(name))
+            if hasattr(store, name):  # a store without the claiming writes still measures
+                setattr(store, name, counted(name))
         http = Client(CirrusApp(services, mounts=default_mounts(services)))
         directory = http.get(f"https://localhost/acme/{prov}/directory").get_json()
         key = ec.generate_private_key(ec.SECP256R1())
@@ -158,6 +172,8 @@ def main() -> int:
         "server_ms_per_order": round(1000 * spent["wall"] / n, 3),
         "server_cpu_ms_per_order": round(1000 * spent["cpu"] / n, 3),
         "store_ms_per_order": round(1000 * sum(seconds.values()) / n, 3),
+        "store_writes_per_order": round(sum(v for k, v in calls.items() if k in WRITES) / n, 2),
+        "store_reads_per_order": round(sum(v for k, v in calls.items() if k not in WRITES) / n, 2),
         "store_calls_per_order": {k: round(v / n, 2) for k, v in sorted(calls.items())},
         "store_ms_per_order_by_call": {k: round(1000 * v / n, 3) for k, v in sorted(seconds.items())},
         "method": "in-process CirrusApp (no HTTP server/TLS), 7 JWS POSTs per order, http-01, real authority",
