@@ -424,14 +424,25 @@ class SQLiteStore:
         return int(frames), int(done)
 
     def _initialise(self) -> None:
-        conn = self._acquire()
+        # Under the writers' process lock: processes opening a new file at once race to
+        # switch it to WAL, and SQLite may refuse a lock upgrade with "database is locked"
+        # without waiting on the busy timeout. (Hardening: a multi-process test failed once
+        # under heavy load without its cause being kept; this race was not reproduced.)
+        fd = self._process_lock_fd()
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            conn.execute("PRAGMA page_size = 1024")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise _backend_error(exc, "enable WAL") from exc
+            conn = self._acquire()
+            try:
+                conn.execute("PRAGMA page_size = 1024")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except sqlite3.Error as exc:
+                raise _backend_error(exc, "enable WAL") from exc
+            finally:
+                self._release(conn)
         finally:
-            self._release(conn)
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
         if str(mode).lower() != "wal":
             raise ConfigError(f"sqlite store: cannot use WAL journal (got {mode!r})")
         with self._write("create schema") as conn:

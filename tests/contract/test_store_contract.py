@@ -553,6 +553,8 @@ def _race(target: Callable[..., None], args: tuple[Any, ...], processes: int = 2
     finally:
         for p in procs:
             p.join(timeout=30)
+    errors = [r["child_error"] for r in results if isinstance(r, dict) and "child_error" in r]
+    assert not errors, "\n".join(errors)
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
     return results
 
