@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
@@ -44,6 +45,37 @@ class CertificateReader(Protocol):
 
     def list_certificates_by_endpoint(self, endpoint_id: str) -> Sequence[CertificateRecord]:
         """Return an endpoint's certificates, oldest issue first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class IssuanceWrite:
+    """One `record_issuance` call's arguments, for recording several in one commit."""
+
+    certificate: CertificateRecord
+    new_endpoint: Endpoint | None = None
+    events: Sequence[Event] = ()
+    claim: TokenClaim | None = None
+
+
+@runtime_checkable
+class BatchIssuanceLedger(Protocol):
+    """Several issuances in one commit (group commit), each still all-or-nothing on its own.
+
+    Why: on an embedded database the commit (pages written to the log, later
+    copied by the checkpoint) costs more than the rows; under concurrent load
+    one commit for several certificates writes the shared pages once. Only
+    backends where that holds implement it (SQLite); the rest record one by one.
+    """
+
+    def record_issuances(self, writes: Sequence[IssuanceWrite]) -> list[Exception | None]:
+        """Record every write in one transaction, each as `record_issuance` would.
+
+        Returns one outcome per write, in order: None when it was recorded, or
+        the `TokenAlreadyUsed` / `Conflict` that `record_issuance` would have
+        raised (nothing of that write is kept; the others are unaffected).
+        Raises `BackendError` when the commit itself fails: then none is recorded.
+        """
         ...
 
 

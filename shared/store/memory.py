@@ -22,6 +22,7 @@ from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
+from shared.store.base import IssuanceWrite
 
 
 class MemoryStore:
@@ -106,6 +107,17 @@ class MemoryStore:
                 if c.authority_id == authority_id and lo <= codec.to_epoch_us(c.not_after) < hi
             )[: max(limit, 0)]
         return [(c.not_after, c.serial, c.endpoint_id) for _, _, c in found]
+
+    def record_issuances(self, writes: Sequence[IssuanceWrite]) -> list[Exception | None]:
+        """One by one (there is no commit to share here), with `BatchIssuanceLedger`'s outcomes."""
+        outcomes: list[Exception | None] = []
+        for w in writes:
+            try:
+                self.record_issuance(w.certificate, new_endpoint=w.new_endpoint, events=w.events, claim=w.claim)
+                outcomes.append(None)
+            except (TokenAlreadyUsed, Conflict, ValueError) as exc:
+                outcomes.append(exc)
+        return outcomes
 
     def record_issuance(
         self,

@@ -64,6 +64,7 @@ from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
+from shared.store.base import IssuanceWrite
 
 SCHEMA_VERSION = 2
 
@@ -182,6 +183,7 @@ _SCHEMA: tuple[str, ...] = (
 )
 
 # Statements built from the codec's constant column lists; values are always bound.
+_CLAIM_INSERT = "INSERT OR IGNORE INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)"
 _CERT_INSERT = (
     f"INSERT INTO certificates ({', '.join(codec.CERTIFICATE_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' * len(codec.CERTIFICATE_COLUMNS))})"
@@ -551,33 +553,74 @@ class SQLiteStore:
         claim: TokenClaim | None = None,
     ) -> None:
         """Store the token claim, the certificate, maybe an endpoint, and events in one transaction."""
-        codec.check_issuance(certificate, new_endpoint)
-        cert_row = codec.certificate_to_row(certificate)
-        endpoint_row = codec.endpoint_to_row(new_endpoint) if new_endpoint is not None else None
-        claim_row = (
+        rows = self._issuance_rows(IssuanceWrite(certificate, new_endpoint, events, claim))
+        with self._write("record issuance") as conn:
+            self._insert_issuance(conn, *rows)
+
+    def record_issuances(self, writes: Sequence[IssuanceWrite]) -> list[Exception | None]:
+        """Record several issuances in one commit, each in its own savepoint (see `BatchIssuanceLedger`)."""
+        outcomes: list[Exception | None] = []
+        prepared: list[tuple[Any, ...] | None] = []
+        for write in writes:
+            try:
+                prepared.append(self._issuance_rows(write))
+            except Exception as exc:  # a record the codec refuses fails alone, before the transaction
+                prepared.append(None)
+                outcomes.append(exc)
+                continue
+            outcomes.append(None)
+        if not any(p is not None for p in prepared):
+            return outcomes
+        with self._write("record issuances") as conn:
+            for i, rows in enumerate(prepared):
+                if rows is None:
+                    continue
+                conn.execute("SAVEPOINT issuance")
+                try:
+                    self._insert_issuance(conn, *rows)
+                except (TokenAlreadyUsed, Conflict) as exc:
+                    conn.execute("ROLLBACK TO issuance")
+                    outcomes[i] = exc
+                conn.execute("RELEASE issuance")
+        return outcomes
+
+    @staticmethod
+    def _issuance_rows(write: IssuanceWrite) -> tuple[Any, ...]:
+        """Encode one issuance, events included: a record or event the codec refuses raises before any write."""
+        codec.check_issuance(write.certificate, write.new_endpoint)
+        claim = write.claim
+        return (
+            codec.certificate_to_row(write.certificate),
+            codec.endpoint_to_row(write.new_endpoint) if write.new_endpoint is not None else None,
             (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
             if claim is not None
-            else None
+            else None,
+            [codec.event_to_row(e) for e in write.events],
+            write.certificate.serial,
         )
-        with self._write("record issuance") as conn:
-            if claim_row is not None:
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)", claim_row
-                )
-                if cur.rowcount != 1:
-                    raise TokenAlreadyUsed()
-            if endpoint_row is not None:
-                conn.execute(_ENDPOINT_INSERT, endpoint_row)
-            try:
-                conn.execute(_CERT_INSERT, cert_row)
-            except sqlite3.IntegrityError as exc:
-                if "UNIQUE" not in str(exc):
-                    raise
-                raise Conflict(
-                    f"certificate with serial number '{certificate.serial}' already exists"
-                ) from None
-            # Encoded inside the transaction: a bad event rolls back the certificate too.
-            conn.executemany(_EVENT_INSERT, (codec.event_to_row(e) for e in events))
+
+    @staticmethod
+    def _insert_issuance(
+        conn: sqlite3.Connection,
+        cert_row: Any,
+        endpoint_row: Any,
+        claim_row: Any,
+        event_rows: list[Any],
+        serial: str,
+    ) -> None:
+        if claim_row is not None:
+            cur = conn.execute(_CLAIM_INSERT, claim_row)
+            if cur.rowcount != 1:
+                raise TokenAlreadyUsed()
+        if endpoint_row is not None:
+            conn.execute(_ENDPOINT_INSERT, endpoint_row)
+        try:
+            conn.execute(_CERT_INSERT, cert_row)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise Conflict(f"certificate with serial number '{serial}' already exists") from None
+        conn.executemany(_EVENT_INSERT, event_rows)
 
     # ----------------------------------------------------------------- endpoints
 

@@ -598,6 +598,41 @@ def test_record_issuance_claims_the_token_atomically(store: Store) -> None:
     assert store.claim("ott:p", "jti-unused", T0 + dt.timedelta(minutes=5)) is True
 
 
+# ========================================================================= several issuances in one commit
+
+
+def test_record_issuances_keeps_each_write_all_or_nothing(store: Store) -> None:
+    from shared.errors import TokenAlreadyUsed
+    from shared.model import TokenClaim
+    from shared.store.base import BatchIssuanceLedger, IssuanceWrite
+
+    if not isinstance(store, BatchIssuanceLedger):
+        pytest.skip("this backend records issuances one by one")
+    store.record_issuance(cert("200000", endpoint_id="ep-b0"), new_endpoint=endpoint("ep-b0"))
+    exp = T0 + dt.timedelta(minutes=5)
+    writes = [
+        IssuanceWrite(cert("200001", endpoint_id="ep-b1"), endpoint("ep-b1"), [event("ev-b1")], TokenClaim("ott:p", "b1", exp)),
+        # the same token as the first: refused, nothing of it kept
+        IssuanceWrite(cert("200002", endpoint_id="ep-b2"), endpoint("ep-b2"), [event("ev-b2")], TokenClaim("ott:p", "b1", exp)),
+        # a serial already recorded: refused, and its token stays unused
+        IssuanceWrite(cert("200000", endpoint_id="ep-b3"), endpoint("ep-b3"), [event("ev-b3")], TokenClaim("ott:p", "b3", exp)),
+        IssuanceWrite(cert("200004", endpoint_id="ep-b4"), endpoint("ep-b4"), [event("ev-b4")], TokenClaim("ott:p", "b4", exp)),
+    ]
+    outcomes = store.record_issuances(writes)
+    assert outcomes[0] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], TokenAlreadyUsed)
+    assert isinstance(outcomes[2], Conflict)
+    assert store.get_certificate("200001") is not None and store.get_certificate("200004") is not None
+    assert store.get_certificate("200002") is None
+    assert store.get_endpoint("ep-b2") is None and store.get_endpoint("ep-b3") is None
+    assert store.get_endpoint("ep-b4") is not None
+    ids = {e.id for e in store.list_events(limit=100)}
+    assert {"ev-b1", "ev-b4"} <= ids and not ids & {"ev-b2", "ev-b3"}
+    assert store.claim("ott:p", "b3", exp) is True  # the refused write's token was not spent
+    assert store.claim("ott:p", "b4", exp) is False
+    assert store.record_issuances([]) == []
+
+
 # ========================================================================= documents written with a token claim
 
 
