@@ -36,12 +36,13 @@ from shared.events.base import (
     EVENT_SOURCE,
     EventSink,
 )
+from shared.groupcommit import CommitGroup
 from shared.keys.base import PublicKey
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
-from shared.store.base import EndpointStore, IssuanceLedger, RevocationReader
+from shared.store.base import EndpointStore, IssuanceLedger, IssuanceWrite, RevocationReader
 from shared.validity import Window, check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
 from shared.x509.names import SANs, common_name_of, sans_of, split_sans
@@ -122,8 +123,13 @@ class Authority:
         ott: object,
         not_before: object = None,
         not_after: object = None,
+        group: CommitGroup | None = None,
     ) -> Issued:
         """`POST /sign`: a one-time token and a CSR in, a certificate out.
+
+        With `group` (the HTTP loop's, see `shared.groupcommit`) the issuance
+        is recorded with the group's commit instead of at once; the caller's
+        answer must wait for that commit.
 
         Raises:
             BadRequest: missing/invalid CSR or malformed fields (400).
@@ -147,7 +153,7 @@ class Authority:
         self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
-            not_before=not_before, not_after=not_after, now=now,
+            not_before=not_before, not_after=not_after, now=now, group=group,
         )
 
     def issue_for_identifiers(
@@ -211,6 +217,7 @@ class Authority:
         now: dt.datetime,
         claim: bool = True,
         previous: CertificateRecord | None = None,
+        group: CommitGroup | None = None,
     ) -> Issued:
         """Validity, endpoint, claim, sign, record: the tail every fresh issuance shares."""
         window = requested_window(
@@ -262,6 +269,7 @@ class Authority:
             create_endpoint=previous is None,
             claim=auth.replay if claim else None,
             names=(common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris)),
+            group=group,
         )
 
     def _check_csr_against_token(
@@ -406,6 +414,7 @@ class Authority:
         create_endpoint: bool = True,
         claim: ReplayClaim | None = None,
         names: tuple[str, tuple[str, ...]] | None = None,
+        group: CommitGroup | None = None,
     ) -> Issued:
         # `names`: the (common name, SANs in the extension's order) just put in the certificate,
         # so they need not be read back out of it.
@@ -451,10 +460,15 @@ class Authority:
         # The token claim rides in the same atomic write: a replay can never be recorded,
         # and a failed write leaves the token usable for the client's retry.
         token = TokenClaim(claim.namespace, claim.key, claim.expires_at) if claim is not None else None
-        self._stores.issuance.record_issuance(
-            record, new_endpoint=endpoint if create else None, events=events, claim=token
-        )
-        self._publish(events)
+        if group is not None:
+            group.add(
+                IssuanceWrite(record, endpoint if create else None, events, token), lambda: self._publish(events)
+            )
+        else:
+            self._stores.issuance.record_issuance(
+                record, new_endpoint=endpoint if create else None, events=events, claim=token
+            )
+            self._publish(events)
         return Issued(certificate=cert, chain=self.intermediates, record=record, chain_pem=self._chain_pem)
 
     def _event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:

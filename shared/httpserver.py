@@ -21,6 +21,11 @@ not stall the other connections, so the caller can name them with the
 `offload(method, path)` predicate: those run on a small thread pool and their
 responses are written by the loop when they finish.
 
+With a `commit_group`, requests answered inline in one turn of the loop may
+leave their store writes for one shared commit at the end of the turn (group
+commit, see `shared.groupcommit`): their answers are held until it is done,
+and replaced by an error answer if their write failed.
+
 The HTTP handling is deliberately small: request line and headers (strict,
 bounded), `Content-Length` bodies only (chunked uploads get 411), keep-alive
 per HTTP/1.1, `Expect: 100-continue`, pipelined requests answered in order,
@@ -40,10 +45,24 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Offload = Callable[[str, str], bool]
+COMMIT_GROUP_KEY = "cirrus.commit_group"  # = shared.groupcommit.ENVIRON_KEY (this module imports nothing of the app)
+
+
+class CommitGroup(Protocol):
+    """Writes that requests answered in one loop turn leave for a shared commit (`shared.groupcommit`)."""
+
+    def begin(self, tag: int, environ: dict[str, Any]) -> None:
+        """The request `tag` is about to run with `environ`."""
+
+    def holds(self, tag: int) -> bool:
+        """Whether request `tag`'s answer must wait for `settle()`."""
+
+    def settle(self) -> dict[int, tuple[str, list[tuple[str, str]], bytes]]:
+        """Commit; return (status, headers, body) for held requests whose write failed. Never raises."""
 
 MAX_BODY = 1024 * 1024  # hard transport cap; the app enforces its own, smaller limit
 MAX_HEADER_BYTES = 64 * 1024
@@ -200,6 +219,7 @@ class WSGIServer:
         offload: Offload | None = None,
         offload_threads: int = 8,
         balance: ConnectionBalance | None = None,
+        commit_group: CommitGroup | None = None,
     ) -> None:
         self.socket = sock
         self.app = app
@@ -216,6 +236,9 @@ class WSGIServer:
         self._sel = selectors.DefaultSelector()
         self._conns: dict[int, _Conn] = {}
         self._done: collections.deque[tuple[_Conn, bytes, bool]] = collections.deque()
+        self._group = commit_group
+        self._tag = 0
+        self._held: list[tuple[_Conn, _Request, bytes, bool, int]] = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -248,6 +271,8 @@ class WSGIServer:
                         self._on_writable(conn)
                     else:
                         self._on_readable(conn)
+                if self._held:
+                    self._settle()
                 if self._done:
                     self._finish_offloaded()
                 now = time.monotonic()
@@ -255,6 +280,8 @@ class WSGIServer:
                     self._sweep(now)
                     next_sweep = now + 1.0
         finally:
+            if self._held:  # answers waiting on the shared commit: record them, then answer
+                self._settle()
             self._listen(False)
             try:
                 self._sel.unregister(self._wake_r)
@@ -428,7 +455,29 @@ class WSGIServer:
                     )
                 self._pool.submit(self._run_offloaded, conn, request, close)
                 return
-            self._send(conn, self._respond(conn, request, close), close=close)
+            tag = 0
+            if self._group is not None:
+                self._tag += 1
+                tag = self._tag
+            response = self._respond(conn, request, close, tag)
+            if tag and self._group is not None and self._group.holds(tag):
+                conn.state = _BUSY  # pipelined requests wait behind this answer
+                self._unwatch(conn)
+                self._held.append((conn, request, response, close, tag))
+                return
+            self._send(conn, response, close=close)
+
+    def _settle(self) -> None:
+        """Run the turn's shared commit, then send the held answers (or their replacements)."""
+        assert self._group is not None
+        while self._held:  # answering resumes pipelined requests, which may hold again
+            held, self._held = self._held, []
+            replaced = self._group.settle()
+            for conn, request, response, close, tag in held:
+                if tag in replaced:
+                    status, headers, payload = replaced[tag]
+                    response = self._frame(request, status, headers, payload, close)
+                self._resume(conn, response, close)
 
     def _take_request(self, conn: _Conn) -> _Request | None:
         buf = conn.inbuf
@@ -494,7 +543,7 @@ class WSGIServer:
             environ["SSL_CLIENT_CERT"] = conn.peer_pem
         return environ
 
-    def _respond(self, conn: _Conn, request: _Request, close: bool) -> bytes:
+    def _respond(self, conn: _Conn, request: _Request, close: bool, tag: int = 0) -> bytes:
         """Run the app and frame its answer; an app that raises gets a bare 500."""
         started: list[Any] = []
 
@@ -503,7 +552,11 @@ class WSGIServer:
             return lambda data: None
 
         try:
-            chunks = self.app(self._environ(conn, request), start_response)
+            environ = self._environ(conn, request)
+            if tag and self._group is not None:
+                environ[COMMIT_GROUP_KEY] = self._group
+                self._group.begin(tag, environ)
+            chunks = self.app(environ, start_response)
             try:
                 payload = b"".join(chunks)
             finally:
@@ -513,6 +566,10 @@ class WSGIServer:
             status, headers = started
         except Exception:
             return _error_bytes(500, "internal server error")
+        return self._frame(request, status, headers, payload, close)
+
+    @staticmethod
+    def _frame(request: _Request, status: str, headers: list[tuple[str, str]], payload: bytes, close: bool) -> bytes:
         code = int(status.split(" ", 1)[0])
         out = [f"HTTP/1.1 {status}\r\n"]
         for k, v in headers:
@@ -539,14 +596,18 @@ class WSGIServer:
     def _finish_offloaded(self) -> None:
         while self._done:
             conn, response, close = self._done.popleft()
-            if conn.state != _BUSY:
-                continue
-            conn.state = _READING
-            conn.deadline = time.monotonic() + IDLE_TIMEOUT
-            self._watch(conn, write=False)
-            self._send(conn, response, close=close)
-            if conn.state == _READING:
-                self._process(conn)
+            self._resume(conn, response, close)
+
+    def _resume(self, conn: _Conn, response: bytes, close: bool) -> None:
+        """Send an answer that waited (thread pool or shared commit), then serve what is buffered."""
+        if conn.state != _BUSY:
+            return
+        conn.state = _READING
+        conn.deadline = time.monotonic() + IDLE_TIMEOUT
+        self._watch(conn, write=False)
+        self._send(conn, response, close=close)
+        if conn.state == _READING:
+            self._process(conn)
 
     # ----------------------------------------------------------------- writing
 

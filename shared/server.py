@@ -149,7 +149,15 @@ def serve_worker(
     services = make_services()
     app = make_app(services)
     ctx, expires = tls_context(services, runtime_dir)
-    server = WSGIServer(sock, app, ctx, offload=getattr(app, "waits_on_network", None), balance=balance)
+    group_factory = getattr(app, "commit_group", None)
+    server = WSGIServer(
+        sock,
+        app,
+        ctx,
+        offload=getattr(app, "waits_on_network", None),
+        balance=balance,
+        commit_group=group_factory() if callable(group_factory) else None,
+    )
     stop = threading.Event()
 
     def renew_loop() -> None:

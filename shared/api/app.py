@@ -18,9 +18,12 @@ from werkzeug.wrappers import Request, Response
 
 from shared.api.render import error_response, json_response
 from shared.api.stepca import StepCAAPI
+from shared.groupcommit import CommitGroup
 from shared.runtime import Services
+from shared.store.base import BatchIssuanceLedger
 
 access_log = logging.getLogger("cirrus.access")
+REQUEST_ID_KEY = "cirrus.request_id"
 
 # Extra mounts (ACME, OCSP, CRL) register here: prefix -> handler(request, services, tail).
 Mount = Callable[[Request, Services, str], Response]
@@ -46,6 +49,7 @@ class CirrusApp:
         """Serve one request; never raises."""
         started = time.perf_counter()
         rid = _request_id(request)
+        request.environ[REQUEST_ID_KEY] = rid
         try:
             response = self._route(request)
         except Exception as exc:  # one mapping for every error
@@ -67,6 +71,34 @@ class CirrusApp:
                 )
             )
         return response
+
+    def commit_group(self) -> CommitGroup | None:
+        """A group commit for `cirrus up`'s loop (see `shared.groupcommit`), when the store can batch."""
+        store = self.services.store
+        if not isinstance(store, BatchIssuanceLedger):
+            return None
+        return CommitGroup(store, self._held_answer_failed)
+
+    @staticmethod
+    def _held_answer_failed(exc: BaseException, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The answer that replaces a held one whose issuance was not recorded (logged like any answer)."""
+        response = error_response(exc)
+        rid = str(environ.get(REQUEST_ID_KEY) or uuid.uuid4().hex)
+        response.headers["X-Request-Id"] = rid
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                json.dumps(
+                    {
+                        "requestId": rid,
+                        "method": environ.get("REQUEST_METHOD", ""),
+                        "path": environ.get("PATH_INFO", ""),
+                        "status": response.status_code,
+                        "note": "answer replaced: the issuance was not recorded",
+                    },
+                    separators=(",", ":"),
+                )
+            )
+        return response.status, response.headers.to_wsgi_list(), response.get_data()
 
     def waits_on_network(self, method: str, path: str) -> bool:
         """Whether a request may wait on a remote host rather than the CPU.

@@ -20,6 +20,7 @@ from shared import __version__
 from shared.api.render import json_response, read_json_object
 from shared.authority import Issued
 from shared.errors import BadRequest, NotFound, NotImplementedYet, PayloadTooLarge, Unauthorized
+from shared.groupcommit import ENVIRON_KEY
 from shared.provisioners.renew_token import verify_renew_token
 from shared.runtime import Services
 
@@ -193,6 +194,7 @@ class StepCAAPI:
             ott=body.get("ott"),
             not_before=body.get("notBefore"),
             not_after=body.get("notAfter"),
+            group=request.environ.get(ENVIRON_KEY),
         )
         return sign_response(issued)
 

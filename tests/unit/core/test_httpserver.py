@@ -117,3 +117,68 @@ def test_connection_balance_sends_new_clients_to_the_least_loaded_worker() -> No
     assert not balance.should_accept(3) and other.should_accept(1)
     other.set(3)
     assert balance.should_accept(3) and other.should_accept(3)
+
+
+class _RecordingGroup:
+    """A commit group in the shape the loop expects: `/w/...` requests leave a write; "fail" ones fail."""
+
+    def __init__(self) -> None:
+        self.pending: dict[int, str] = {}
+        self.settled: list[list[str]] = []
+        self._tag = 0
+
+    def begin(self, tag: int, environ: dict[str, object]) -> None:
+        self._tag = tag
+        environ["test.group"] = self
+
+    def add(self, name: str) -> None:
+        self.pending[self._tag] = name
+
+    def holds(self, tag: int) -> bool:
+        return tag in self.pending
+
+    def settle(self) -> dict[int, tuple[str, list[tuple[str, str]], bytes]]:
+        pending, self.pending = self.pending, {}
+        self.settled.append(sorted(pending.values()))
+        return {t: ("409 Conflict", [("Content-Type", "text/plain")], b"refused " + n.encode())
+                for t, n in pending.items() if "fail" in n}
+
+
+def _group_app(environ, start_response):  # type: ignore[no-untyped-def]
+    path = environ["PATH_INFO"]
+    if path.startswith("/w/"):
+        environ["test.group"].add(path[3:])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"done {path}".encode()]
+
+
+def test_answers_wait_for_the_turns_shared_commit_and_failed_writes_are_replaced() -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    group = _RecordingGroup()
+    server = WSGIServer(sock, _group_app, None, commit_group=group)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = sock.getsockname()[1]
+        # Pipelined on one connection: each held answer goes out after its commit, in order.
+        out = exchange(port, b"GET /w/one HTTP/1.1\r\n\r\nGET /plain HTTP/1.1\r\n\r\nGET /w/fail-two HTTP/1.1\r\n\r\n")
+        answers = out.split(b"HTTP/1.1 ")[1:]
+        assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"200 OK", b"200 OK", b"409 Conflict"]
+        assert answers[0].endswith(b"done /w/one") and answers[1].endswith(b"done /plain")
+        assert answers[2].endswith(b"refused fail-two")
+        assert ["one"] in group.settled and ["fail-two"] in group.settled
+        # Several connections at once: every write is settled exactly once, every client answered.
+        conns = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(6)]
+        for i, c in enumerate(conns):
+            c.sendall(f"GET /w/c{i} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        for i, c in enumerate(conns):
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+            c.close()
+            assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(f"done /w/c{i}".encode())
+        written = [n for batch in group.settled for n in batch if n.startswith("c")]
+        assert sorted(written) == [f"c{i}" for i in range(6)]
+    finally:
+        server.shutdown()
