@@ -461,8 +461,9 @@ class WSGIServer:
                 tag = self._tag
             response = self._respond(conn, request, close, tag)
             if tag and self._group is not None and self._group.holds(tag):
-                conn.state = _BUSY  # pipelined requests wait behind this answer
-                self._unwatch(conn)
+                # Pipelined requests wait behind this answer. The socket stays registered:
+                # the turn ends with the commit, before the next select() could report it.
+                conn.state = _BUSY
                 self._held.append((conn, request, response, close, tag))
                 return
             self._send(conn, response, close=close)
@@ -477,7 +478,7 @@ class WSGIServer:
                 if tag in replaced:
                     status, headers, payload = replaced[tag]
                     response = self._frame(request, status, headers, payload, close)
-                self._resume(conn, response, close)
+                self._resume(conn, response, close, rewatch=False)
 
     def _take_request(self, conn: _Conn) -> _Request | None:
         buf = conn.inbuf
@@ -598,13 +599,14 @@ class WSGIServer:
             conn, response, close = self._done.popleft()
             self._resume(conn, response, close)
 
-    def _resume(self, conn: _Conn, response: bytes, close: bool) -> None:
+    def _resume(self, conn: _Conn, response: bytes, close: bool, *, rewatch: bool = True) -> None:
         """Send an answer that waited (thread pool or shared commit), then serve what is buffered."""
         if conn.state != _BUSY:
             return
         conn.state = _READING
         conn.deadline = time.monotonic() + IDLE_TIMEOUT
-        self._watch(conn, write=False)
+        if rewatch:  # offloaded connections were unregistered while their request ran
+            self._watch(conn, write=False)
         self._send(conn, response, close=close)
         if conn.state == _READING:
             self._process(conn)
