@@ -112,3 +112,9 @@ def test_a_failed_commit_turns_every_held_answer_into_a_503(app: CirrusApp, auth
     assert set(replaced) == {7}
     assert replaced[7][0].startswith("503") and ("Retry-After", "5") in replaced[7][1]
     assert counts(authority_dir) == before  # nothing recorded, the token is still unused
+
+
+def test_the_loop_and_the_app_name_the_group_alike() -> None:
+    from shared import httpserver
+
+    assert httpserver.COMMIT_GROUP_KEY == ENVIRON_KEY
