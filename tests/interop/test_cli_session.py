@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.helpers import pkilint_errors
+from tests.helpers import make_csr, mint_sign_token, pkilint_errors
 
 pytestmark = pytest.mark.interop
 
@@ -221,3 +221,54 @@ def test_workers_die_with_a_killed_master(server) -> None:
         time.sleep(0.1)
     alive = [c for c in children if Path(f"/proc/{c}").exists() and Path(f"/proc/{c}/stat").read_text().split()[2] != "Z"]
     assert alive == []
+
+
+def test_concurrent_signs_use_each_token_once(server, authority_dir: Path) -> None:
+    """Concurrent keep-alive clients, a third of the requests replaying a token: whether a replay
+    meets its original in the same shared commit (group commit) or later, exactly one use wins."""
+    import http.client
+    import random
+    import sqlite3
+    import ssl
+    import threading
+
+    port = int(json.loads((authority_dir / "config.json").read_text())["address"].rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=str(authority_dir / "certs" / "root_ca.crt"))
+    csr, _ = make_csr("load.example.com", ["load.example.com"])
+    tokens = [mint_sign_token(authority_dir, "load.example.com", ["load.example.com"]) for _ in range(24)]
+    bodies = [json.dumps({"csr": csr, "ott": t}) for t in tokens + tokens[:12]]
+    random.Random(7).shuffle(bodies)
+    results: list[tuple[int, dict[str, object]]] = []
+    lock = threading.Lock()
+
+    def client(chunk: list[str]) -> None:
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
+        try:
+            for body in chunk:
+                conn.request("POST", "/1.0/sign", body, {"Content-Type": "application/json"})
+                resp = conn.getresponse()
+                answer = (resp.status, json.loads(resp.read()))
+                with lock:
+                    results.append(answer)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(bodies[i::6],)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201] * 24 + [401] * 12, statuses
+    serials = {
+        str(x509.load_pem_x509_certificate(str(body["crt"]).encode()).serial_number)
+        for status, body in results
+        if status == 201
+    }
+    assert len(serials) == 24
+    db = sqlite3.connect(f"file:{authority_dir / 'db' / 'cirrus.db'}?mode=ro", uri=True)
+    try:
+        recorded = {r[0] for r in db.execute("SELECT serial FROM certificates WHERE common_name = 'load.example.com'")}
+    finally:
+        db.close()
+    assert recorded == serials  # every certificate handed out is recorded, and only those
