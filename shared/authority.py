@@ -320,7 +320,9 @@ class Authority:
         )
 
     # ------------------------------------------------------- renew / rekey
-    def renew(self, *, certificate: x509.Certificate, replay: ReplayClaim | None = None) -> Issued:
+    def renew(
+        self, *, certificate: x509.Certificate, replay: ReplayClaim | None = None, group: CommitGroup | None = None
+    ) -> Issued:
         """Renew an authenticated certificate (mTLS or x5c bearer token).
 
         The caller has already verified that `certificate` chains to this CA
@@ -329,9 +331,9 @@ class Authority:
         Raises:
             Unauthorized: revoked, unknown, expired, not yet valid, or renewal disabled.
         """
-        return self._renew_or_rekey(certificate, None, replay)
+        return self._renew_or_rekey(certificate, None, replay, group)
 
-    def rekey(self, *, certificate: x509.Certificate, csr_pem: object) -> Issued:
+    def rekey(self, *, certificate: x509.Certificate, csr_pem: object, group: CommitGroup | None = None) -> Issued:
         """Renew with the public key of a new CSR.
 
         Raises:
@@ -341,9 +343,15 @@ class Authority:
         if not isinstance(csr_pem, str) or not csr_pem:
             raise BadRequest("missing csr")
         csr = parse_csr(csr_pem)
-        return self._renew_or_rekey(certificate, csr_public_key(csr), None)
+        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group)
 
-    def _renew_or_rekey(self, old: x509.Certificate, new_key: PublicKey | None, replay: ReplayClaim | None) -> Issued:
+    def _renew_or_rekey(
+        self,
+        old: x509.Certificate,
+        new_key: PublicKey | None,
+        replay: ReplayClaim | None,
+        group: CommitGroup | None = None,
+    ) -> Issued:
         now = self._clock.now()
         serial = str(old.serial_number)
         record = self._stores.issuance.get_certificate(serial)
@@ -398,6 +406,7 @@ class Authority:
         return self._record(
             cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False,
             claim=replay,
+            group=group,
         )
 
     # ---------------------------------------------------------- recording

@@ -11,7 +11,7 @@ How it stays correct:
 - The HTTP loop (`shared.httpserver`) gives each request it answers inline
   this group in the WSGI environ (`ENVIRON_KEY`) and a tag; requests it runs
   on its thread pool get none and commit as usual.
-- The `/sign` route hands the group to the authority, which adds its issuance
+- `/sign`, `/renew` and `/rekey` hand the group to the authority, which adds its issuance
   write (token claim, certificate, endpoint, events) instead of committing it,
   and answers as if it were recorded. The loop holds that answer.
 - At the end of the turn the loop calls `settle()`: one transaction records

@@ -201,7 +201,7 @@ class StepCAAPI:
     def _renew(self, request: Request) -> Response:
         cert = client_certificate(request)
         if cert is not None and self._s.issuer_link is None:
-            return sign_response(self._s.issuing().renew(certificate=cert))
+            return sign_response(self._s.issuing().renew(certificate=cert, group=request.environ.get(ENVIRON_KEY)))
         forwarded = self._forward(request)
         if forwarded is not None:
             return forwarded
@@ -211,14 +211,18 @@ class StepCAAPI:
         leaf, replay = verify_renew_token(
             token, roots=self._s.roots, audiences=self._s.audiences, now=self._s.clock.now()
         )
-        return sign_response(self._s.issuing().renew(certificate=leaf, replay=replay))
+        return sign_response(
+            self._s.issuing().renew(certificate=leaf, replay=replay, group=request.environ.get(ENVIRON_KEY))
+        )
 
     def _rekey(self, request: Request) -> Response:
         cert = client_certificate(request)
         if cert is None:
             raise Unauthorized("missing client certificate")
         body = read_json_object(request, max_bytes=self._max)
-        return sign_response(self._s.issuing().rekey(certificate=cert, csr_pem=body.get("csr")))
+        return sign_response(
+            self._s.issuing().rekey(certificate=cert, csr_pem=body.get("csr"), group=request.environ.get(ENVIRON_KEY))
+        )
 
     def _revoke(self, request: Request) -> Response:
         body: dict[str, Any] = read_json_object(request, max_bytes=self._max)

@@ -33,15 +33,18 @@ def counts(authority_dir: Path) -> dict[str, int]:
         db.close()
 
 
-def run(app: CirrusApp, group: CommitGroup, tag: int, body: dict[str, Any]) -> tuple[str, bytes]:
+def run(
+    app: CirrusApp, group: CommitGroup, tag: int, body: dict[str, Any], path: str = "/1.0/sign", **extra: Any
+) -> tuple[str, bytes]:
     """One request as the loop runs it inline: with the group in its environ and its tag begun."""
     raw = json.dumps(body).encode()
     environ = {
-        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": "/1.0/sign", "QUERY_STRING": "",
+        "REQUEST_METHOD": "POST", "SCRIPT_NAME": "", "PATH_INFO": path, "QUERY_STRING": "",
         "CONTENT_LENGTH": str(len(raw)), "CONTENT_TYPE": "application/json", "SERVER_NAME": "localhost",
         "SERVER_PORT": "9443", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "wsgi.version": (1, 0),
         "wsgi.url_scheme": "https", "wsgi.input": io.BytesIO(raw), "wsgi.errors": io.StringIO(),
         "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False, ENVIRON_KEY: group,
+        **extra,
     }
     group.begin(tag, environ)
     status: list[str] = []
@@ -118,3 +121,20 @@ def test_the_loop_and_the_app_name_the_group_alike() -> None:
     from shared import httpserver
 
     assert httpserver.COMMIT_GROUP_KEY == ENVIRON_KEY
+
+
+def test_an_mtls_renewal_is_held_for_the_group_too(app: CirrusApp, authority_dir: Path) -> None:
+    group = app.commit_group()
+    assert group is not None
+    csr, _ = make_csr("r.example.com", ["r.example.com"])
+    status, out = run(app, group, 1, {"csr": csr, "ott": mint_sign_token(authority_dir, "r.example.com", ["r.example.com"])})
+    assert group.settle() == {} and status.startswith("201")
+    leaf_pem = json.loads(out)["crt"]
+    before = counts(authority_dir)
+    # The loop's TLS layer verified the client certificate and passes it as SSL_CLIENT_CERT.
+    status, out = run(app, group, 2, {}, path="/1.0/renew", SSL_CLIENT_CERT=leaf_pem)
+    assert status.startswith("201") and group.holds(2)
+    assert counts(authority_dir) == before
+    assert group.settle() == {}
+    renewed = x509.load_pem_x509_certificate(json.loads(out)["crt"].encode())
+    assert app.services.store.get_certificate(str(renewed.serial_number)) is not None
