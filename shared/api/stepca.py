@@ -6,7 +6,9 @@ Mounted at `/` and `/1.0`. Success codes mimic step-ca exactly, including its
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -63,12 +65,27 @@ def _pem(cert: x509.Certificate) -> str:
 
 
 def sign_response(issued: Issued) -> Response:
-    """step-ca's SignResponse (201)."""
+    """step-ca's SignResponse (201).
+
+    The same compact JSON `json_response` writes, assembled from the leaf and
+    the authority's chain encoded once (`_chain_json`): every answer repeats
+    the intermediates, and escaping their PEM again cost more than the rest.
+    """
     chain = issued.pem_chain()
-    return json_response(
-        {"crt": chain[0], "ca": chain[1] if len(chain) > 1 else None, "certChain": chain, "tlsOptions": TLS_OPTIONS},
-        201,
-    )
+    leaf = json.dumps(chain[0])
+    ca, tail = _chain_json(tuple(chain[1:]))
+    body = f'{{"crt":{leaf},"ca":{ca},"certChain":[{leaf}{tail}],"tlsOptions":{_TLS_OPTIONS_JSON}}}'
+    return Response(body, status=201, mimetype="application/json")
+
+
+_TLS_OPTIONS_JSON = json.dumps(TLS_OPTIONS, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=64)
+def _chain_json(intermediates: tuple[str, ...]) -> tuple[str, str]:
+    """(`ca` value, `,`-prefixed rest of `certChain`) as JSON, for one authority's chain."""
+    ca = json.dumps(intermediates[0]) if intermediates else "null"
+    return ca, "".join("," + json.dumps(p) for p in intermediates)
 
 
 def client_certificate(request: Request) -> x509.Certificate | None:

@@ -72,11 +72,9 @@ def _b64url_json(segment: str) -> dict[str, Any]:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError("duplicate member")
-        out[k] = v
+    out = dict(pairs)  # a repeated member collapses, so the sizes differ
+    if len(out) != len(pairs):
+        raise ValueError("duplicate member")
     return out
 
 

@@ -337,3 +337,26 @@ def test_concurrent_replay_across_instances_only_one_wins(authority_dir: Path) -
     assert rows(authority_dir)["certificates"] == 1
     for s in instances:
         s.close()
+
+
+def test_token_with_a_repeated_claim_is_refused(api, authority_dir: Path) -> None:
+    """JSON with a member twice (which a lax parser resolves either way) is not a token (JOSE)."""
+    from tests.helpers import provisioner_jwk
+
+    jwk = provisioner_jwk(authority_dir)
+    key = jwt.PyJWK(jwk).key
+    claims = json.dumps(sign_claims("dup.example.com", ["dup.example.com"]), separators=(",", ":"))
+    payload = claims[:-1] + ',"sub":"other.example.com"}'  # `sub` twice
+    header = json.dumps({"alg": "ES256", "kid": jwk["kid"], "typ": "JWT"}, separators=(",", ":"))
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()  # noqa: E731
+    signing_input = f"{b64(header.encode())}.{b64(payload.encode())}"
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    r_s = decode_dss_signature(key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+    token = f"{signing_input}.{b64(b''.join(v.to_bytes(32, 'big') for v in r_s))}"
+    before = rows(authority_dir)
+    csr, _ = make_csr("dup.example.com", ["dup.example.com"])
+    r = sign(api, csr, token)
+    assert r.status_code == 401, r.text
+    assert rows(authority_dir) == before
