@@ -184,6 +184,11 @@ _SCHEMA: tuple[str, ...] = (
 
 # Statements built from the codec's constant column lists; values are always bound.
 _CLAIM_INSERT = "INSERT OR IGNORE INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)"
+
+
+def _claim_row(claim: TokenClaim) -> tuple[str, str, int]:
+    """A token claim as its `used_tokens` row."""
+    return (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
 _CERT_INSERT = (
     f"INSERT INTO certificates ({', '.join(codec.CERTIFICATE_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' * len(codec.CERTIFICATE_COLUMNS))})"
@@ -480,13 +485,8 @@ class SQLiteStore:
 
     def claim(self, namespace: str, key: str, expires_at: dt.datetime) -> bool:
         """Create `(namespace, key)` if absent; True only for the creator."""
-        expires_us = codec.to_epoch_us(expires_at, "expires_at")
         with self._write("claim") as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)",
-                (namespace, key, expires_us),
-            )
-            return cur.rowcount == 1
+            return conn.execute(_CLAIM_INSERT, _claim_row(TokenClaim(namespace, key, expires_at))).rowcount == 1
 
     def purge_expired(self, now: dt.datetime) -> int:
         """Delete claims that expired before `now`."""
@@ -592,9 +592,7 @@ class SQLiteStore:
         return (
             codec.certificate_to_row(write.certificate),
             codec.endpoint_to_row(write.new_endpoint) if write.new_endpoint is not None else None,
-            (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
-            if claim is not None
-            else None,
+            _claim_row(claim) if claim is not None else None,
             [codec.event_to_row(e) for e in write.events],
             write.certificate.serial,
         )
@@ -834,19 +832,12 @@ class SQLiteStore:
         """Claim the token and create the document in one transaction (both or neither)."""
         text = codec.dump_json(data, "document data")
         expires_us = codec.to_epoch_us(expires_at, "expires_at") if expires_at is not None else None
-        claim_row = (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
-        with self._write("create document claiming") as conn:
-            if conn.execute("SELECT 1 FROM used_tokens WHERE namespace = ? AND key = ?", claim_row[:2]).fetchone():
-                raise TokenAlreadyUsed()
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) "
-                "VALUES (?, ?, ?, 1, ?)",
-                (collection, doc_id, text, expires_us),
-            )
-            if cur.rowcount != 1:
-                return False
-            conn.execute("INSERT INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)", claim_row)
-            return True
+        return self._write_claiming(
+            "create document claiming",
+            claim,
+            "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) VALUES (?, ?, ?, 1, ?)",
+            (collection, doc_id, text, expires_us),
+        )
 
     def update_document_claiming(
         self,
@@ -859,18 +850,23 @@ class SQLiteStore:
     ) -> bool:
         """Claim the token and compare-and-set the document in one transaction (both or neither)."""
         text = codec.dump_json(data, "document data")
-        claim_row = (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
-        with self._write("update document claiming") as conn:
+        return self._write_claiming(
+            "update document claiming",
+            claim,
+            "UPDATE documents SET data = ?, version = version + 1 WHERE collection = ? AND id = ? AND version = ?",
+            (text, collection, doc_id, expected_version),
+        )
+
+    def _write_claiming(self, what: str, claim: TokenClaim, statement: str, params: tuple[Any, ...]) -> bool:
+        """Run a one-row document write and claim the token with it: TokenAlreadyUsed if the token
+        is spent (nothing written), False if the write matched no row (token left unspent)."""
+        claim_row = _claim_row(claim)
+        with self._write(what) as conn:
             if conn.execute("SELECT 1 FROM used_tokens WHERE namespace = ? AND key = ?", claim_row[:2]).fetchone():
                 raise TokenAlreadyUsed()
-            cur = conn.execute(
-                "UPDATE documents SET data = ?, version = version + 1 "
-                "WHERE collection = ? AND id = ? AND version = ?",
-                (text, collection, doc_id, expected_version),
-            )
-            if cur.rowcount != 1:
+            if conn.execute(statement, params).rowcount != 1:
                 return False
-            conn.execute("INSERT INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)", claim_row)
+            conn.execute(_CLAIM_INSERT, claim_row)
             return True
 
     # ----------------------------------------------------------------- lifecycle
