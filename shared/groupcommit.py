@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import BackendError, Unavailable
+from shared.httpserver import COMMIT_GROUP_KEY as ENVIRON_KEY
 from shared.store.base import BatchIssuanceLedger, IssuanceWrite
 
-ENVIRON_KEY = "cirrus.commit_group"
+__all__ = ["ENVIRON_KEY", "CommitGroup"]
 
 log = logging.getLogger("cirrus.groupcommit")
 

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Offload = Callable[[str, str], bool]
-COMMIT_GROUP_KEY = "cirrus.commit_group"  # = shared.groupcommit.ENVIRON_KEY (this module imports nothing of the app)
+COMMIT_GROUP_KEY = "cirrus.commit_group"  # where a request finds the loop's group (shared.groupcommit.ENVIRON_KEY)
 
 
 class CommitGroup(Protocol):

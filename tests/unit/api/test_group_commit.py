@@ -117,12 +117,6 @@ def test_a_failed_commit_turns_every_held_answer_into_a_503(app: CirrusApp, auth
     assert counts(authority_dir) == before  # nothing recorded, the token is still unused
 
 
-def test_the_loop_and_the_app_name_the_group_alike() -> None:
-    from shared import httpserver
-
-    assert httpserver.COMMIT_GROUP_KEY == ENVIRON_KEY
-
-
 def test_an_mtls_renewal_is_held_for_the_group_too(app: CirrusApp, authority_dir: Path) -> None:
     group = app.commit_group()
     assert group is not None
