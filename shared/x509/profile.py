@@ -48,6 +48,7 @@ class Issuer:
     key: IssuerKey
     ski: x509.SubjectKeyIdentifier
     aki: x509.Extension[x509.ExtensionType]  # the leaves' AKI, encoded once (see `encoded`)
+    hash: hashes.SHA256 | hashes.SHA384 | None  # what its key signs with (`signature_hash`), found once
 
     @classmethod
     def of(cls, certificate: x509.Certificate, key: IssuerKey) -> Issuer:
@@ -57,7 +58,13 @@ class Issuer:
         except x509.ExtensionNotFound:
             ski = x509.SubjectKeyIdentifier.from_public_key(certificate.public_key())
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-        return cls(certificate=certificate, key=key, ski=ski, aki=encoded(x509.Extension(aki.oid, False, aki)))
+        return cls(
+            certificate=certificate,
+            key=key,
+            ski=ski,
+            aki=encoded(x509.Extension(aki.oid, False, aki)),
+            hash=signature_hash(key.public_key()),
+        )
 
 
 def whole_seconds(t: dt.datetime) -> dt.datetime:
@@ -105,12 +112,8 @@ def provisioner_extension(ptype: str, name: str, credential_id: str) -> x509.Ext
     return x509.Extension(STEP_PROVISIONER_OID, False, value)
 
 
-def leaf_key_usage(public_key: PublicKey) -> x509.KeyUsage:
-    """KU consistent with the key type (X509-10)."""
-    return _key_usage(isinstance(public_key, rsa.RSAPublicKey))
-
-
 def _key_usage(key_encipherment: bool) -> x509.KeyUsage:
+    """A leaf's KU: consistent with the key type (X509-10), keyEncipherment for RSA keys only."""
     return x509.KeyUsage(
         digital_signature=True,
         content_commitment=False,
@@ -228,7 +231,7 @@ def sign_certificate(
         not_valid_after=end,
         extensions=exts,
     )
-    return builder.sign(issuer.key, signature_hash(issuer.key.public_key()))
+    return builder.sign(issuer.key, issuer.hash)
 
 
 def ca_name(common_name: str, organization: str | None = None) -> x509.Name:
