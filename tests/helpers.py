@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,31 @@ def pkilint_errors(cert_der: bytes) -> list[str]:
                 out.append(f"{result.node.path}: {finding.finding.code}")
     del report
     return out
+
+
+def pkilint_cli_errors(cmd: list[str], path: Path) -> list[dict[str, object]]:
+    """Findings of severity ERROR or worse from one of pkilint's command-line linters on a file.
+
+    `cmd` is the linter and its arguments before the common ones, e.g.
+    `["lint_crl", "lint", "-t", "CRL", "-p", "BR"]` or `["lint_ocsp_response", "lint"]`.
+    """
+    exe = shutil.which(cmd[0])
+    assert exe, f"{cmd[0]} missing: pip install pkilint"
+    res = subprocess.run(
+        [exe, *cmd[1:], "-s", "ERROR", "-f", "JSON", str(path)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert res.stdout.strip(), res.stderr
+    found: list[dict[str, object]] = []
+
+    def walk(doc: object) -> None:
+        if isinstance(doc, dict):
+            if "severity" in doc:
+                found.append(doc)
+            for v in doc.values():
+                walk(v)
+        elif isinstance(doc, list):
+            for v in doc:
+                walk(v)
+
+    walk(json.loads(res.stdout))
+    return found

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from shared.config import Settings
 from shared.runtime import Services, build_services
 from shared.validation.responder_cert import COLLECTION, blob_name
 from shared.validation.wiring import blobs
-from tests.helpers import make_csr, mint_sign_token, mint_token, sign_claims
+from tests.helpers import make_csr, mint_sign_token, mint_token, pkilint_cli_errors, sign_claims
 
 pytestmark = pytest.mark.interop
 
@@ -61,24 +60,7 @@ def _ask(api: Client, tmp_path: Path, inter: Path, leaf: Path, tag: str) -> Path
 
 
 def _lint_ocsp(path: Path) -> list[dict[str, object]]:
-    exe = shutil.which("lint_ocsp_response")
-    assert exe, "lint_ocsp_response missing: pip install pkilint"
-    res = _run(exe, "lint", "-s", "ERROR", "-f", "JSON", str(path))
-    assert res.stdout.strip(), res.stderr
-    found: list[dict[str, object]] = []
-
-    def walk(doc: object) -> None:
-        if isinstance(doc, dict):
-            if "severity" in doc:
-                found.append(doc)
-            for v in doc.values():
-                walk(v)
-        elif isinstance(doc, list):
-            for v in doc:
-                walk(v)
-
-    walk(json.loads(res.stdout))
-    return found
+    return pkilint_cli_errors(["lint_ocsp_response", "lint"], path)
 
 
 @pytest.fixture

@@ -9,9 +9,7 @@ because openssl checks CRL and OCSP validity against it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
-import shutil
 import subprocess
 import threading
 import urllib.request
@@ -25,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from shared.validation.ocsp_http import CRLEndpoint
+from tests.helpers import pkilint_cli_errors
 from tests.unit.validation.va_pki import World, pem
 
 pytestmark = pytest.mark.interop
@@ -154,7 +153,7 @@ def test_openssl_verify_crl_check_and_ocsp(served: tuple[World, str], tmp_path: 
     # pkilint finds no ERROR in the responses openssl received, nor in the CRL
     for name in ("good", "revoked", "unknown"):
         assert _lint_ocsp(tmp_path / f"{name}.ocsp") == [], name
-    assert _lint(["lint_crl", "lint", "-t", "CRL", "-p", "BR"], tmp_path / "crl.der") == []
+    assert pkilint_cli_errors(["lint_crl", "lint", "-t", "CRL", "-p", "BR"], tmp_path / "crl.der") == []
 
 
 def test_openssl_with_partitioned_crl(tmp_path: Path) -> None:
@@ -192,29 +191,8 @@ def test_openssl_with_partitioned_crl(tmp_path: Path) -> None:
         else:
             assert res.returncode == 0, res.stdout + res.stderr
         (tmp_path / "shard.der").write_bytes(blob.data)
-        assert _lint(["lint_crl", "lint", "-t", "CRL", "-p", "BR"], tmp_path / "shard.der") == []
+        assert pkilint_cli_errors(["lint_crl", "lint", "-t", "CRL", "-p", "BR"], tmp_path / "shard.der") == []
 
 
 def _lint_ocsp(path: Path) -> list[dict[str, object]]:
-    return _lint(["lint_ocsp_response", "lint"], path)
-
-
-def _lint(cmd: list[str], path: Path) -> list[dict[str, object]]:
-    exe = shutil.which(cmd[0])
-    assert exe, f"{cmd[0]} missing: pip install pkilint"
-    res = _run(exe, *cmd[1:], "-s", "ERROR", "-f", "JSON", str(path))
-    assert res.stdout.strip(), res.stderr
-    found: list[dict[str, object]] = []
-
-    def walk(doc: object) -> None:
-        if isinstance(doc, dict):
-            if "severity" in doc:
-                found.append(doc)
-            for v in doc.values():
-                walk(v)
-        elif isinstance(doc, list):
-            for v in doc:
-                walk(v)
-
-    walk(json.loads(res.stdout))
-    return found
+    return pkilint_cli_errors(["lint_ocsp_response", "lint"], path)
