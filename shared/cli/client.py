@@ -106,7 +106,12 @@ def ca_url(args: argparse.Namespace) -> str:
     cfg = _config(args)
     if not cfg:
         raise ClientError("give --ca-url or --dir")
-    host, _, port = str(cfg.get("address", "127.0.0.1:9443")).rpartition(":")
+    return url_for_address(str(cfg.get("address", "127.0.0.1:9443")))
+
+
+def url_for_address(address: str) -> str:
+    """`https://host:port` to reach a server listening on `address` (a wildcard host means this machine)."""
+    host, _, port = address.rpartition(":")
     host = host.strip("[]")
     if host in ("", "0.0.0.0", "::"):  # noqa: S104
         host = "127.0.0.1"

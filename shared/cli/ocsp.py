@@ -30,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from shared.cli.client import url_for_address
+
 GOOD, REVOKED, UNKNOWN, FAILED = 0, 1, 2, 3
 _SKEW = dt.timedelta(minutes=5)
 _HASHES = {"sha1": hashes.SHA1, "sha256": hashes.SHA256}
@@ -72,13 +74,7 @@ def _ca_url(directory: Path) -> str:
         cfg = json.loads((directory / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise CheckError(f"cannot read {directory / 'config.json'}") from exc
-    host, _, port = str(cfg.get("address", "127.0.0.1:9443")).rpartition(":")
-    host = host.strip("[]")
-    if host in ("", "0.0.0.0", "::"):  # noqa: S104
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"https://{host}:{port}/ocsp"
+    return url_for_address(str(cfg.get("address", "127.0.0.1:9443"))) + "/ocsp"
 
 
 def _post(url: str, body: bytes, root: Path) -> bytes:
