@@ -21,6 +21,13 @@ not stall the other connections, so the caller can name them with the
 `offload(method, path)` predicate: those run on a small thread pool and their
 responses are written by the loop when they finish.
 
+A request may leave work for after its answer is written (an ACME challenge
+validation, RFC 8555 s.7.5.1: answer "processing", then validate): the app
+appends callables to `environ[AFTER_RESPONSE_KEY]`. They run on the thread
+pool once the answer is handed to the socket, and the connection reads its
+next request only when they are done, so a client polling on the same
+connection sees their outcome; other connections are not held up.
+
 With a `commit_group`, requests answered inline in one turn of the loop may
 leave their store writes for one shared commit at the end of the turn (group
 commit, see `shared.groupcommit`): their answers are held until it is done,
@@ -38,6 +45,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import io
+import logging
 import selectors
 import socket
 import ssl
@@ -47,9 +55,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+log = logging.getLogger(__name__)
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 Offload = Callable[[str, str], bool]
 COMMIT_GROUP_KEY = "cirrus.commit_group"  # where a request finds the loop's group (shared.groupcommit.ENVIRON_KEY)
+AFTER_RESPONSE_KEY = "cirrus.after_response"  # a list the app may append after-answer work to (see above)
 
 
 class CommitGroup(Protocol):
@@ -121,8 +132,8 @@ class _Conn:
     """One client connection's state; only the loop thread touches it."""
 
     __slots__ = (
-        "addr", "close_after", "continued", "deadline", "eof", "fd", "inbuf", "out", "peer_pem", "sock", "state",
-        "want_write",
+        "addr", "after", "close_after", "continued", "deadline", "eof", "fd", "inbuf", "out", "peer_pem", "sock",
+        "state", "want_write",
     )
 
     def __init__(self, sock: socket.socket, addr: Any, tls: bool) -> None:
@@ -137,6 +148,7 @@ class _Conn:
         self.peer_pem: str | None = None
         self.continued = False  # a 100 Continue was sent for the request being read
         self.want_write = False
+        self.after: list[Callable[[], None]] | None = None  # work to run once the answer being written is sent
         self.deadline = time.monotonic() + (HANDSHAKE_TIMEOUT if tls else IDLE_TIMEOUT)
 
 
@@ -513,7 +525,7 @@ class WSGIServer:
         conn.continued = False
         return _Request(method, target, version, headers, body, close)
 
-    def _environ(self, conn: _Conn, request: _Request) -> dict[str, Any]:
+    def _environ(self, conn: _Conn, request: _Request, after: list[Callable[[], None]]) -> dict[str, Any]:
         path, _, query = request.path.partition("?")
         environ: dict[str, Any] = {
             "REQUEST_METHOD": request.method,
@@ -534,6 +546,7 @@ class WSGIServer:
             "wsgi.multithread": self._offload is not None,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
+            AFTER_RESPONSE_KEY: after,
         }
         for key, value in request.headers.items():
             name = "HTTP_" + key.upper().replace("-", "_")
@@ -552,8 +565,9 @@ class WSGIServer:
             started[:] = [status, headers]
             return lambda data: None
 
+        after: list[Callable[[], None]] = []
         try:
-            environ = self._environ(conn, request)
+            environ = self._environ(conn, request, after)
             if tag and self._group is not None:
                 environ[COMMIT_GROUP_KEY] = self._group
                 self._group.begin(tag, environ)
@@ -567,6 +581,9 @@ class WSGIServer:
             status, headers = started
         except Exception:
             return _error_bytes(500, "internal server error")
+        finally:
+            if after:  # even a failed request: work it queued (e.g. a validation it started) still runs
+                conn.after = after  # the loop owns `conn`; an offloaded request hands it over via `_done`
         return self._frame(request, status, headers, payload, close)
 
     @staticmethod
@@ -593,6 +610,28 @@ class WSGIServer:
             self._wake_w.send(b"x")
         except OSError:
             pass
+
+    def _run_after(self, conn: _Conn | None, work: list[Callable[[], None]]) -> None:
+        """Run after-answer work on the pool; then resume `conn` (None: it is closed)."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._offload_threads, thread_name_prefix="offload"
+            )
+
+        def run() -> None:
+            for fn in work:
+                try:
+                    fn()
+                except Exception:  # the app reports its own failures; the loop must go on
+                    log.exception("after-response work failed")
+            if conn is not None:
+                self._done.append((conn, b"", False))
+                try:
+                    self._wake_w.send(b"x")
+                except OSError:
+                    pass
+
+        self._pool.submit(run)
 
     def _finish_offloaded(self) -> None:
         while self._done:
@@ -639,6 +678,13 @@ class WSGIServer:
             return
         conn.state = _READING
         conn.deadline = time.monotonic() + IDLE_TIMEOUT
+        if conn.after:
+            # The answer is out; its after-work runs before this connection's next request.
+            work, conn.after = conn.after, None
+            conn.state = _BUSY
+            self._unwatch(conn)
+            self._run_after(conn, work)
+            return
         if conn.want_write:
             self._watch(conn, write=False)
 
@@ -671,6 +717,9 @@ class WSGIServer:
         if conn.state == _CLOSED:
             return
         conn.state = _CLOSED
+        if conn.after:  # the request was answered (or its client left): its after-work still runs
+            work, conn.after = conn.after, None
+            self._run_after(None, work)
         self._unwatch(conn)
         self._conns.pop(conn.fd, None)
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +17,14 @@ from shared.acme.nonces import NonceService, PendingNonce
 from shared.acme.repo import Repo
 from shared.clock import Clock
 from shared.store.base import CertificateReader, RevocationReader
+
+# Characters `quote` leaves alone: ids and tokens (base64url) are made of them, so they need no quoting.
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+_UNRESERVED_PATH = re.compile(r"[A-Za-z0-9_.~/-]*")
+
+
+def _segment(part: str) -> str:
+    return part if _UNRESERVED.fullmatch(part) else quote(part, safe="")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,21 +46,25 @@ class Ctx:
 
     `origin` is scheme://host[:port] as the client sees us; `prefix` is the
     URL-quoted mount (`/acme/{provisioner}` or `/2.0/acme/{provisioner}`).
+    `after_response` is where work may be left for after the answer is
+    written (None when the server cannot: then handlers finish before answering).
     """
 
     request: Request
     prov: ACMEProvisionerConfig
     origin: str
     prefix: str
+    after_response: list[Callable[[], None]] | None = None
 
     def url(self, *parts: str) -> str:
         """Absolute URL of a resource under this provisioner."""
-        return self.origin + self.prefix + "".join("/" + quote(p, safe="") for p in parts)
+        return self.origin + self.prefix + "".join(["/" + _segment(p) for p in parts])
 
     @property
     def request_url(self) -> str:
         """The URL this request was sent to (what a JWS `url` must equal)."""
-        return self.origin + quote(self.request.path, safe="/%")
+        path = self.request.path
+        return self.origin + (path if _UNRESERVED_PATH.fullmatch(path) else quote(path, safe="/%"))
 
 
 @dataclass(frozen=True, slots=True)

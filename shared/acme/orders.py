@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from shared.acme.challenges import validator_for
 from shared.acme.challenges.addresses import address_allowed
 from shared.acme.context import Ctx, Reply, Services, Verified
 from shared.acme.identifiers import Identifier, parse_identifier
+from shared.acme.nonces import PendingNonce
 from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.ratelimit import check_new_order
 from shared.acme.renewal import parse_cert_id
@@ -39,6 +41,8 @@ from shared.acme.repo import (
     ts,
 )
 from shared.errors import CAError
+
+log = logging.getLogger(__name__)
 
 MAX_IDENTIFIERS = 100
 
@@ -322,10 +326,18 @@ class _AuthzRef:
         """The authorization inside `doc` (the document itself for the older layout)."""
         return doc if self.index is None else dict(doc["authzs"][self.index])
 
-    def change(self, svc: Services, found: Found, edit: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    def change(
+        self,
+        svc: Services,
+        found: Found,
+        edit: Callable[[dict[str, Any]], bool],
+        *,
+        nonce: PendingNonce | None = None,
+    ) -> dict[str, Any]:
         """Apply `edit(authz) -> bool` (False: leave it) by compare-and-set; return the stored authorization.
 
-        For an embedded authorization the order's status follows in the same write.
+        For an embedded authorization the order's status follows in the same write,
+        and `nonce` (if given) is spent by it.
         """
 
         def apply(cur: dict[str, Any]) -> dict[str, Any] | None:
@@ -340,7 +352,9 @@ class _AuthzRef:
             _settle(svc, cur)
             return cur
 
-        stored = svc.repo.mutate_versioned(self.collection, self.doc_id, apply, current=found, attempts=_AUTHZ_ATTEMPTS)
+        stored = svc.repo.mutate_versioned(
+            self.collection, self.doc_id, apply, current=found, attempts=_AUTHZ_ATTEMPTS, nonce=nonce
+        )
         return self.pick(stored[0] if stored else found[0])
 
 
@@ -412,7 +426,9 @@ def get_authz(svc: Services, ctx: Ctx, v: Verified, authz_id: str) -> Reply:
             return True
 
         d = ref.change(svc, found, deactivate)
-    return Reply(200, authz_json(svc, ctx, authz_id, d))
+    body = authz_json(svc, ctx, authz_id, d)
+    busy = body["status"] == "pending" and any(c["status"] == "processing" for c in body["challenges"])
+    return Reply(200, body, {"Retry-After": "1"} if busy else {})
 
 
 def key_authorization(token: str, jwk: dict[str, Any]) -> str:
@@ -420,28 +436,32 @@ def key_authorization(token: str, jwk: dict[str, Any]) -> str:
     return f"{token}.{jws.thumbprint(jwk)}"
 
 
-def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id: str) -> Reply:
-    """Validate a challenge synchronously (step-ca's model) and return it."""
-    ref, found, d = _load_authz(svc, ctx, v, authz_id)
-    ch = next((c for c in d["challenges"] if c["id"] == ch_id), None)
-    if ch is None:
-        raise ACMEProblem("malformed", "challenge not found", status=404)
-    up = f'<{ctx.url("authz", authz_id)}>;rel="up"'
-    if not v.jws.is_post_as_get:
-        v.jws.json_payload()  # must be a JSON object ({} per RFC 8555 s.7.5.1)
-    if v.jws.is_post_as_get or ch["status"] != "pending" or _authz_status(svc, d) != "pending":
-        return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), links=[up])
+def _stale_after(ctx: Ctx) -> dt.timedelta:
+    """How long a challenge may stay `processing` before a new answer may start it again.
+
+    A validation that runs after the answer is bounded by the validator's own
+    timeouts (each redirect hop resolves and connects anew); a challenge still
+    `processing` well past that lost its validation (the worker stopped).
+    """
+    return dt.timedelta(seconds=ctx.prov.validation_timeout * 2 * (ctx.prov.max_redirects + 1) + 30)
+
+
+def _validate(ctx: Ctx, d: dict[str, Any], ch: dict[str, Any], jwk: dict[str, Any]) -> dict[str, Any] | None:
+    """Run the challenge's validator; the problem document if it failed, None if it passed."""
     ident = Identifier(d["identifier"]["type"], d["identifier"]["value"])
-    error: dict[str, Any] | None = None
     try:
-        validator_for(ch["type"])(ident, d["token"], key_authorization(d["token"], v.jwk), ctx.prov)
+        validator_for(ch["type"])(ident, d["token"], key_authorization(d["token"], jwk), ctx.prov)
     except ACMEProblem as p:
         p.identifier = ident.to_json()
-        error = p.to_json()
+        return p.to_json()
     except (OSError, ValueError) as exc:  # anything the network can throw at a validator
-        error = ACMEProblem(
-            "connection", f"validation failed: {type(exc).__name__}", identifier=ident.to_json()
-        ).to_json()
+        problem = ACMEProblem("connection", f"validation failed: {type(exc).__name__}", identifier=ident.to_json())
+        return problem.to_json()
+    return None
+
+
+def _recorder(svc: Services, ch_id: str, error: dict[str, Any] | None, *, was: str) -> Callable[[dict[str, Any]], bool]:
+    """An edit that moves challenge `ch_id` (still in state `was`) and its authorization to the result."""
     now = ts(svc.clock.now())
 
     def record(cur: dict[str, Any]) -> bool:
@@ -450,8 +470,10 @@ def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id
         chals = []
         for c in cur["challenges"]:
             if c["id"] == ch_id:
+                if c["status"] != was:
+                    return False
                 c = {
-                    **c,
+                    **{k: v for k, v in c.items() if k != "processingSince"},
                     "status": "invalid" if error else "valid",
                     "error": error,
                     "validated": None if error else now,
@@ -461,6 +483,70 @@ def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id
         cur["status"] = "invalid" if error else "valid"
         return True
 
-    d = ref.change(svc, found, record)
+    return record
+
+
+def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id: str) -> Reply:
+    """Answer a challenge: validate it now (step-ca's model), or after the answer where the server can.
+
+    Behind `cirrus up` (`ctx.after_response`), the challenge moves to
+    `processing` in one write (which also spends the request's nonce), the
+    answer goes out, and the validation runs next (RFC 8555 s.7.5.1); the
+    server reads the connection's next request only when it is recorded, so
+    a client polling on the same connection sees the outcome at once.
+    Elsewhere (Cloud Functions, tests) the answer waits for the validation.
+    """
+    ref, found, d = _load_authz(svc, ctx, v, authz_id)
+    ch = next((c for c in d["challenges"] if c["id"] == ch_id), None)
+    if ch is None:
+        raise ACMEProblem("malformed", "challenge not found", status=404)
+    up = f'<{ctx.url("authz", authz_id)}>;rel="up"'
+    if not v.jws.is_post_as_get:
+        v.jws.json_payload()  # must be a JSON object ({} per RFC 8555 s.7.5.1)
+    was = ch["status"]
+    stale = was == "processing" and svc.clock.now() - parse_ts(str(ch.get("processingSince"))) >= _stale_after(ctx)
+    if v.jws.is_post_as_get or not (was == "pending" or stale) or _authz_status(svc, d) != "pending":
+        return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), _retry_after(ch), links=[up])
+    if ctx.after_response is None:
+        record = _recorder(svc, ch_id, _validate(ctx, d, ch, v.jwk), was=was)
+        d = ref.change(svc, found, record)
+        ch = next(c for c in d["challenges"] if c["id"] == ch_id)
+        return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), links=[up])
+
+    started = False
+
+    def start(cur: dict[str, Any]) -> bool:
+        nonlocal started
+        chals = [dict(c) for c in cur["challenges"]]
+        mine = next((c for c in chals if c["id"] == ch_id), None)
+        if cur["status"] != "pending" or mine is None or mine["status"] != was:
+            return False
+        mine["status"] = "processing"
+        mine["processingSince"] = ts(svc.clock.now())
+        cur["challenges"] = chals
+        started = True
+        return True
+
+    d = ref.change(svc, found, start, nonce=v.nonce)
     ch = next(c for c in d["challenges"] if c["id"] == ch_id)
-    return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), links=[up])
+    if started:
+        jwk = v.jwk
+
+        def finish() -> None:
+            try:
+                current = svc.repo.get_versioned(ref.collection, ref.doc_id)
+                if current is None:
+                    return
+                authz = ref.pick(current[0])
+                mine = next(c for c in authz["challenges"] if c["id"] == ch_id)
+                ref.change(svc, current, _recorder(svc, ch_id, _validate(ctx, authz, mine, jwk), was="processing"))
+            except Exception:
+                log.exception("recording a challenge validation failed (it stays processing until it goes stale)")
+
+        ctx.after_response.append(finish)
+    return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), _retry_after(ch), links=[up])
+
+
+def _retry_after(ch: dict[str, Any]) -> dict[str, str]:
+    """Retry-After for a challenge still being validated (RFC 8555 s.7.5.1), else nothing."""
+    return {"Retry-After": "1"} if ch["status"] == "processing" else {}

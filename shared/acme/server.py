@@ -11,11 +11,13 @@ generic `serverInternal`, never a traceback.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
+from werkzeug.sansio.utils import get_current_url
 from werkzeug.wrappers import Request, Response
 
 from shared.acme import accounts, certificates, orders, renewal
@@ -28,6 +30,7 @@ from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.repo import Repo
 from shared.clock import Clock
 from shared.errors import CAError
+from shared.httpserver import AFTER_RESPONSE_KEY
 from shared.store.base import CertificateReader, DocumentStore, RevocationReader, TokenLedger
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,22 @@ JOSE = "application/jose+json"
 DEFAULT_MAX_BODY = 64 * 1024
 
 Handler = Callable[[Services, Ctx, Verified, list[str]], Reply]
+
+
+@functools.lru_cache(maxsize=256)
+def _origin(scheme: str, host: str) -> str:
+    """`scheme://host` as Werkzeug's `host_url` builds it (IDNA, IPv6 brackets), once per host.
+
+    Every response links back to the server, and Werkzeug's URL building is a
+    visible share of a small ACME request; the host (already validated by
+    Werkzeug's `get_host`) varies across a handful of values at most.
+    """
+    return get_current_url(scheme, host).rstrip("/")
+
+
+@functools.lru_cache(maxsize=64)
+def _quoted_mount(mount: str) -> str:
+    return quote(mount, safe="/%")
 
 
 def _route(segments: list[str]) -> tuple[str, Handler] | None:
@@ -99,13 +118,21 @@ class ACMEServer:
         path = "/" + path.lstrip("/")
         full = request.path
         mount = full[: len(full) - len(path)] if full.endswith(path) else f"/acme/{provisioner}"
-        origin = self._external_url or request.host_url.rstrip("/")
-        index = origin + quote(mount, safe="/%") + "/directory"
+        origin = self._external_url or _origin(request.scheme, request.host)
+        prefix = _quoted_mount(mount)
+        index = origin + prefix + "/directory"
         try:
             prov = self._provisioners.get(provisioner)
             if prov is None:
                 raise ACMEProblem("malformed", "no such ACME provisioner", status=404)
-            ctx = Ctx(request=request, prov=prov, origin=origin, prefix=quote(mount, safe="/%"))
+            after = request.environ.get(AFTER_RESPONSE_KEY)
+            ctx = Ctx(
+                request=request,
+                prov=prov,
+                origin=origin,
+                prefix=prefix,
+                after_response=after if isinstance(after, list) else None,
+            )
             reply = self._dispatch(ctx, [s for s in path.split("/") if s])
         except ACMEProblem as p:
             reply = self._problem(p)
@@ -129,18 +156,18 @@ class ACMEServer:
             data = b""
         else:
             data = json.dumps(reply.body, separators=(",", ":"))
-        resp = Response(
+        # One header list handed to the Response (not set one by one: each `set` scans the list).
+        headers = [(k, v) for k, v in reply.headers.items() if k != "Cache-Control"]
+        headers.append(("Replay-Nonce", self._svc.nonces.issue()))
+        headers.append(("Cache-Control", reply.headers.get("Cache-Control", "no-store")))
+        headers.append(("Link", f'<{index}>;rel="index"'))
+        headers.extend(("Link", link) for link in reply.links)
+        return Response(
             b"" if request.method == "HEAD" else data,
             status=reply.status,
+            headers=headers,
             content_type=reply.content_type if data else None,
         )
-        for k, val in reply.headers.items():
-            resp.headers[k] = val
-        resp.headers["Replay-Nonce"] = self._svc.nonces.issue()
-        resp.headers["Cache-Control"] = reply.headers.get("Cache-Control", "no-store")
-        for link in [f'<{index}>;rel="index"', *reply.links]:
-            resp.headers.add("Link", link)
-        return resp
 
     def _dispatch(self, ctx: Ctx, segments: list[str]) -> Reply:
         method = ctx.request.method
@@ -167,10 +194,16 @@ class ACMEServer:
         if len(body) > self._max_body:
             raise ACMEProblem("malformed", "request body too large", status=413)
         key_mode, handler = route
-        # newOrder and finalize spend their nonce in their first document write (one
-        # transaction instead of two); whatever the handler did not spend is spent here,
-        # answered or refused, and a replay is answered badNonce either way.
-        defer = head == "new-order" or (head == "order" and len(segments) == 3)
+        # newOrder, finalize and a challenge validated after the answer spend their nonce in
+        # their first document write (one transaction instead of two); whatever the handler
+        # did not spend is spent here, answered or refused, and a replay is answered badNonce
+        # either way. (A challenge validated before the answer spends it first, so a replay
+        # cannot start a second validation.)
+        defer = (
+            head == "new-order"
+            or (head == "order" and len(segments) == 3)
+            or (head == "challenge" and ctx.after_response is not None)
+        )
         verified = authenticate(self._svc, ctx, body, key_mode=key_mode, defer_nonce=defer)
         if verified.nonce is None:
             return handler(self._svc, ctx, verified, segments)

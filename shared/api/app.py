@@ -104,13 +104,12 @@ class CirrusApp:
         """Whether a request may wait on a remote host rather than the CPU.
 
         `cirrus up` serves each worker from one event loop and runs these on a
-        thread pool instead, so one slow remote cannot stall other clients:
-        ACME challenge responses (the validator fetches from the applicant) and,
-        in forwarding mode, everything that may be sent on to the issuer.
+        thread pool instead, so one slow remote cannot stall other clients: in
+        forwarding mode, everything that may be sent on to the issuer. (ACME
+        challenge validations wait on the applicant's host too, but they run
+        after their answer, as after-response work on that pool.)
         """
-        if self.services.settings.issuer_url:
-            return True
-        return method == "POST" and "/challenge/" in path and (path.startswith(("/acme/", "/2.0/acme/")))
+        return bool(self.services.settings.issuer_url)
 
     def _route(self, request: Request) -> Response:
         path = request.path

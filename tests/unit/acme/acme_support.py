@@ -346,10 +346,13 @@ class HTTP01Responder:
     def __init__(self) -> None:
         self.tokens: dict[str, str] = {}
         self.redirects: dict[str, str] = {}
-        tokens, redirects = self.tokens, self.redirects
+        self.hold: threading.Event | None = None  # when set to an Event, each GET waits for it (a slow applicant)
+        tokens, redirects, responder = self.tokens, self.redirects, self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if responder.hold is not None:
+                    responder.hold.wait(10)
                 if self.path in redirects:
                     self.send_response(302)
                     self.send_header("Location", redirects[self.path])

@@ -182,3 +182,81 @@ def test_answers_wait_for_the_turns_shared_commit_and_failed_writes_are_replaced
         assert sorted(written) == [f"c{i}" for i in range(6)]
     finally:
         server.shutdown()
+
+
+def _read_response(c: socket.socket) -> bytes:
+    """One whole response (Content-Length framed) from a keep-alive socket."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = c.recv(65536)
+        if not data:
+            return buf
+        buf += data
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    while len(body) < length:
+        body += c.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_after_response_work_runs_once_the_answer_is_out_and_before_the_next_request() -> None:
+    """The ACME challenge model: answer first, then work, and the same connection's next request sees its outcome."""
+    from shared.httpserver import AFTER_RESPONSE_KEY
+
+    release = threading.Event()
+    state = {"done": 0}
+
+    def after_app(environ, start_response):  # type: ignore[no-untyped-def]
+        path = environ["PATH_INFO"]
+        if path == "/start":
+            def work() -> None:
+                release.wait(10)
+                state["done"] += 1
+
+            environ[AFTER_RESPONSE_KEY].append(work)
+        if path == "/boom":
+            def fail() -> None:
+                raise RuntimeError("after-work failure")
+
+            environ[AFTER_RESPONSE_KEY].append(fail)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{path} done={state['done']}".encode()]
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    server = WSGIServer(sock, after_app, None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = sock.getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c, socket.create_connection(
+            ("127.0.0.1", port), timeout=5
+        ) as other:
+            c.sendall(b"GET /start HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert _read_response(c).endswith(b"/start done=0")  # answered while the work waits
+            c.sendall(b"GET /poll HTTP/1.1\r\nHost: h\r\n\r\n")
+            other.sendall(b"GET /other HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert _read_response(other).endswith(b"/other done=0")  # other connections are not held up
+            c.settimeout(0.3)
+            with pytest.raises(TimeoutError):
+                c.recv(1)  # this connection's next request waits for the work
+            release.set()
+            c.settimeout(5)
+            assert _read_response(c).endswith(b"/poll done=1")
+            # Work that raises is reported and the connection goes on.
+            c.sendall(b"GET /boom HTTP/1.1\r\nHost: h\r\n\r\nGET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert _read_response(c).endswith(b"/boom done=1")
+            assert _read_response(c).endswith(b"/after done=1")
+        # A client that asks to close still gets its work done.
+        release.clear()
+        release.set()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+            c.sendall(b"GET /start HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            assert _read_response(c).endswith(b"/start done=1")
+        for _ in range(100):
+            if state["done"] == 2:
+                break
+            threading.Event().wait(0.02)
+        assert state["done"] == 2
+    finally:
+        server.shutdown()
