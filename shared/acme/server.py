@@ -25,6 +25,7 @@ from shared.acme.auth import authenticate
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.context import Ctx, Reply, Services, Verified
 from shared.acme.finalize import Finalizer, Revoker
+from shared.acme.nonce_ledger import SharedNonceLedger
 from shared.acme.nonces import NonceService
 from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.repo import Repo
@@ -97,11 +98,14 @@ class ACMEServer:
         external_url: str | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         nonce_lifetime: dt.timedelta = dt.timedelta(minutes=30),
+        nonce_ledger: SharedNonceLedger | None = None,
     ) -> None:
         self._svc = Services(
             clock=clock,
             repo=Repo(documents),
-            nonces=NonceService(key=nonce_key, ledger=ledger, clock=clock, lifetime=nonce_lifetime),
+            nonces=NonceService(
+                key=nonce_key, ledger=ledger, clock=clock, lifetime=nonce_lifetime, shared=nonce_ledger
+            ),
             finalizer=finalizer,
             revoker=revoker,
             certificates=certificates,

@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared.acme.finalize import IssuedChain
 from shared.acme.identifiers import Identifier
+from shared.acme.nonce_ledger import NONCE_LEDGER_EXTRA
 from shared.api.render import read_json_object
 from shared.api.stepca import sign_response
 from shared.authority import Authority
@@ -205,6 +206,7 @@ def build_acme(services: Services) -> ACMEServer:
         nonce_key=nonce_key(services),
         external_url=services.settings.external_url or None,
         max_body=services.settings.max_body_bytes,
+        nonce_ledger=services.extras.get(NONCE_LEDGER_EXTRA),
     )
 
 

@@ -199,8 +199,14 @@ def run(args: argparse.Namespace) -> int:
     probe.close()
     configure_logging(args.log_level)
 
+    from shared.acme.nonce_ledger import NONCE_LEDGER_EXTRA, SharedNonceLedger
+
+    nonce_ledger = SharedNonceLedger(max(1, args.workers))  # before the workers fork: they share its memory
+
     def make_services() -> Services:
-        return build_services(settings)
+        services = build_services(settings)
+        services.extras[NONCE_LEDGER_EXTRA] = nonce_ledger
+        return services
 
     def make_app(services: Services) -> CirrusApp:
         return CirrusApp(services, mounts=default_mounts(services))

@@ -126,3 +126,9 @@ def test_certbot_on_the_real_authority(acme_ca, authority_dir: Path, tmp_path: P
         assert a.provisioner.type == "ACME" and a.endpoint_id == b.endpoint_id  # grouped by subject
     finally:
         store.close()
+    # `cirrus up`'s workers spend ACME nonces in the memory they share, not in the store.
+    import sqlite3
+
+    with sqlite3.connect(authority_dir / "db" / "cirrus.db") as db:
+        spent = db.execute("SELECT COUNT(*) FROM used_tokens WHERE namespace = 'acme-nonce'").fetchone()[0]
+    assert spent == 0

@@ -33,6 +33,7 @@ from werkzeug.wrappers import Request, Response
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.finalize import IssuedChain
 from shared.acme.identifiers import Identifier
+from shared.acme.nonce_ledger import SharedNonceLedger
 from shared.acme.server import ACMEServer
 from shared.clock import Clock, SystemClock
 from shared.errors import Forbidden
@@ -181,6 +182,7 @@ def build_server(
     *,
     clock: Clock | None = None,
     external_url: str | None = None,
+    nonce_ledger: SharedNonceLedger | None = None,
 ) -> ACMEServer:
     return ACMEServer(
         clock=clock or SystemClock(),
@@ -193,6 +195,7 @@ def build_server(
         revocations=store,
         nonce_key=b"k" * 32,
         external_url=external_url,
+        nonce_ledger=nonce_ledger,
     )
 
 
