@@ -3,7 +3,11 @@
 Finalize moves the order `ready -> processing` with compare-and-set before
 calling the authority, so two instances can never both issue for one order;
 the authority records the certificate before returning it, and only then is
-the order marked `valid` and the chain made downloadable. The chain is kept
+the order marked `valid` and the chain made downloadable. Behind `cirrus up`
+(`ctx.after_response`) the answer goes out with the order `processing` and
+the issuance runs right after it (RFC 8555 s.7.4); the server reads the
+connection's next request (the client's order poll) only once the order is
+`valid` or `invalid`. Elsewhere the answer waits for the issuance. The chain is kept
 in the order document itself (certificate id = order id), written by the same
 compare-and-set that marks the order valid; certificates issued before that
 layout live in `acme_certs` documents and are still served.
@@ -57,12 +61,43 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         return d
 
     processing = svc.repo.mutate_versioned(ORDERS, order_id, start, current=found, nonce=v.nonce)
+    if processing is None:
+        raise ACMEProblem("malformed", "order not found", status=404)
+    account_id = v.account_id
+    location = {"Location": ctx.url("order", order_id)}
+    if ctx.after_response is None:
+        order = _issue(svc, ctx, account_id, order_id, order, processing, csr, idents)
+        return Reply(200, order_json(ctx, order_id, order), location)
+
+    def complete() -> None:
+        try:
+            _issue(svc, ctx, account_id, order_id, order, processing, csr, idents)
+        except ACMEProblem as p:  # recorded on the order (invalid, with the problem), which the client polls
+            log.info("ACME order %s not issued: %s", order_id, p.kind)
+        except Exception:
+            log.exception("ACME order %s: issuance failed (the order is ready again)", order_id)
+
+    ctx.after_response.append(complete)
+    return Reply(200, order_json(ctx, order_id, processing[0]), {**location, "Retry-After": "1"})
+
+
+def _issue(
+    svc: Services,
+    ctx: Ctx,
+    account_id: str,
+    order_id: str,
+    order: dict[str, Any],
+    processing: tuple[dict[str, Any], int],
+    csr: x509.CertificateSigningRequest,
+    idents: list[Identifier],
+) -> dict[str, Any]:
+    """Issue for an order marked `processing`; record `valid` with the chains, or `invalid` on a refusal."""
     try:
         issued = svc.finalizer.issue(
             csr,
             idents,
             provisioner=ctx.prov.name,
-            account_id=v.account_id,
+            account_id=account_id,
             replaces=order.get("replaces"),
             not_before=parse_ts(order["notBefore"]) if order.get("notBefore") else None,
             not_after=parse_ts(order["notAfter"]) if order.get("notAfter") else None,
@@ -91,8 +126,7 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         d["issuedAt"] = issued_at
         return d
 
-    order = svc.repo.mutate(ORDERS, order_id, done, current=processing) or order
-    return Reply(200, order_json(ctx, order_id, order), {"Location": ctx.url("order", order_id)})
+    return svc.repo.mutate(ORDERS, order_id, done, current=processing) or order
 
 
 def download(svc: Services, ctx: Ctx, v: Verified, cert_id: str, alt: str | None) -> Reply:

@@ -1,4 +1,4 @@
-"""Challenge validation after the answer (RFC 8555 s.7.5.1) behind the real HTTP loop of `cirrus up`.
+"""Challenge validation and issuance after the answer (RFC 8555 s.7.5.1, 7.4) behind `cirrus up`'s HTTP loop.
 
 The answer says `processing`; the validation runs once the answer is written;
 the same connection's next request (the client's poll) is read only after the
@@ -78,7 +78,8 @@ class LiveClient:
 @pytest.fixture
 def live(responder: HTTP01Responder) -> Iterator[tuple[LiveClient, MemoryStore]]:
     store = MemoryStore()
-    server = build_server(store, TestCA(store), [provisioner("acme", http01Port=responder.port)])
+    ca = TestCA(store)
+    server = build_server(store, ca, [provisioner("acme", http01Port=responder.port)])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
@@ -88,6 +89,7 @@ def live(responder: HTTP01Responder) -> Iterator[tuple[LiveClient, MemoryStore]]
     status, headers, _ = client.post(client.base + "/new-account", {"termsOfServiceAgreed": True})
     assert status == 201
     client.kid = headers["Location"]
+    client.ca = ca  # type: ignore[attr-defined]
     yield client, store
     client.conn.close()
     httpd.shutdown()
@@ -174,3 +176,52 @@ def test_without_after_response_work_the_answer_waits_and_a_lost_validation_goes
     body = client.post(ch["url"], {}).get_json()
     assert body["status"] == "valid"  # stale: validated again, before the answer
     assert client.post(authz_url, None).get_json()["status"] == "valid"
+
+
+def _ready_order(client: LiveClient, responder: HTTP01Responder) -> tuple[str, dict[str, Any]]:
+    status, headers, order = client.post(client.base + "/new-order", {"identifiers": IP})
+    authz = client.post(order["authorizations"][0], None)[2]
+    ch = next(c for c in authz["challenges"] if c["type"] == "http-01")
+    responder.tokens[ch["token"]] = _key_authorization(client, ch["token"])
+    client.post(ch["url"], {})
+    order = client.post(headers["Location"], None)[2]
+    assert order["status"] == "ready"
+    return headers["Location"], order
+
+
+def test_finalize_answers_processing_and_the_order_poll_sees_the_certificate(
+    live: tuple[LiveClient, MemoryStore], responder: HTTP01Responder
+) -> None:
+    from tests.unit.acme.acme_support import b64, make_csr
+
+    client, _ = live
+    order_url, order = _ready_order(client, responder)
+    _, csr = make_csr(["127.0.0.1"])
+    status, headers, body = client.post(order["finalize"], {"csr": b64(csr)})
+    assert status == 200 and body["status"] == "processing"
+    assert headers["Retry-After"] == "1" and headers["Location"] == order_url
+    polled = client.post(order_url, None)[2]  # same connection: read once the issuance is recorded
+    assert polled["status"] == "valid"
+    status, headers, pem = client.post(polled["certificate"], None)
+    assert status == 200 and pem.startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_a_refused_issuance_after_the_answer_leaves_the_order_invalid(
+    live: tuple[LiveClient, MemoryStore], responder: HTTP01Responder
+) -> None:
+    from shared.errors import Forbidden
+    from tests.unit.acme.acme_support import b64, make_csr
+
+    client, _ = live
+    order_url, order = _ready_order(client, responder)
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise Forbidden("policy forbids this certificate")
+
+    client.ca.issue = refuse  # type: ignore[attr-defined]
+    _, csr = make_csr(["127.0.0.1"])
+    status, _, body = client.post(order["finalize"], {"csr": b64(csr)})
+    assert status == 200 and body["status"] == "processing"
+    polled = client.post(order_url, None)[2]
+    assert polled["status"] == "invalid"
+    assert polled["error"]["type"].startswith("urn:ietf:params:acme:error:")
