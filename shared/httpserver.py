@@ -80,7 +80,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADER_LINES = 100
 IDLE_TIMEOUT = 75.0
 HANDSHAKE_TIMEOUT = 10.0
-READ_CHUNK = 256 * 1024
+READ_CHUNK = 64 * 1024
 
 _HANDSHAKE, _READING, _BUSY, _WRITING, _CLOSED = range(5)
 _HOP_BY_HOP = frozenset(("content-length", "connection", "transfer-encoding"))
@@ -251,6 +251,8 @@ class WSGIServer:
         self._group = commit_group
         self._tag = 0
         self._held: list[tuple[_Conn, _Request, bytes, bool, int]] = []
+        self._rbuf = bytearray(READ_CHUNK)
+        self._rview = memoryview(self._rbuf)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -417,7 +419,9 @@ class WSGIServer:
             full = False
             while True:
                 try:
-                    data = sock.recv(READ_CHUNK)
+                    # Into the loop's one buffer: `recv(n)` allocates n bytes per call, and at this
+                    # size the allocator maps and unmaps fresh pages for every read.
+                    n = sock.recv_into(self._rbuf)
                 except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
                     break
                 except ssl.SSLWantWriteError:  # TLS must send first (e.g. session tickets): wait to write
@@ -426,10 +430,10 @@ class WSGIServer:
                 except (OSError, ValueError):
                     self._close(conn)
                     return
-                if not data:
+                if not n:
                     conn.eof = True
                     break
-                conn.inbuf += data
+                conn.inbuf += self._rview[:n]
                 got = True
                 if len(conn.inbuf) >= cap:
                     full = True
