@@ -65,7 +65,7 @@ class NonceService:
         self._key = key
         self._ledger = ledger
         self._clock = clock
-        self._lifetime = lifetime
+        self._lifetime_s = int(lifetime.total_seconds())
         self._shared = shared
 
     def _mac(self, body: bytes) -> bytes:
@@ -118,10 +118,11 @@ class NonceService:
         if not hmac.compare_digest(mac, self._mac(body)):
             raise ACMEProblem("badNonce", "nonce is not valid")
         at = 16 if self._shared is None else 8
-        issued = dt.datetime.fromtimestamp(struct.unpack(">Q", body[at : at + 8])[0], dt.UTC)
-        expires = issued + self._lifetime
-        if self._clock.now() >= expires:
+        now = self._clock.now()
+        expires_ts = struct.unpack(">Q", body[at : at + 8])[0] + self._lifetime_s
+        if now.timestamp() >= expires_ts:
             raise ACMEProblem("badNonce", "nonce has expired")
+        expires = dt.datetime.fromtimestamp(expires_ts, dt.UTC)
         pending = PendingNonce(TokenClaim(NAMESPACE, nonce, expires))
         if self._shared is not None:
             if body[16:24] != self._shared.instance:  # spent bits of another instance live elsewhere

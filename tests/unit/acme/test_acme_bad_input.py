@@ -169,7 +169,8 @@ def test_padded_base64_and_duplicates_and_crit(registered: ACMETestClient) -> No
     )
     prot = b64(header.encode())
     sig = b64(b"\0" * 64)
-    problem(registered.raw(url, {"protected": prot, "payload": "", "signature": sig}), "malformed", 400)
+    dup = problem(registered.raw(url, {"protected": prot, "payload": "", "signature": sig}), "malformed", 400)
+    assert dup["detail"] == "duplicate member 'alg'"  # refused for the duplicate, before any signature check
     body = make_jws(
         registered.key, url, None, nonce=registered.nonce(), kid=registered.kid, extra={"crit": ["exp"], "exp": 1}
     )
