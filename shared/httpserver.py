@@ -63,6 +63,11 @@ COMMIT_GROUP_KEY = "cirrus.commit_group"  # where a request finds the loop's gro
 AFTER_RESPONSE_KEY = "cirrus.after_response"  # a list the app may append after-answer work to (see above)
 
 
+def wsgi_text(value: str) -> str:
+    """A WSGI (latin-1) string as the UTF-8 text it carries, decoded as Werkzeug decodes paths."""
+    return value.encode("latin-1").decode("utf-8", "replace")
+
+
 class CommitGroup(Protocol):
     """Writes that requests answered in one loop turn leave for a shared commit (`shared.groupcommit`)."""
 

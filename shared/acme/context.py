@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from werkzeug.wrappers import Request
-
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.finalize import Finalizer, Revoker
 from shared.acme.jws import JWS
@@ -41,6 +39,26 @@ class Services:
 
 
 @dataclass(frozen=True, slots=True)
+class ACMERequest:
+    """What the ACME server reads of a request.
+
+    Built from Werkzeug's `Request` (the Functions, tests) or straight from
+    the WSGI environ (`cirrus up`, which skips Werkzeug's request and
+    response objects on this hot path). `path` is decoded as Werkzeug
+    decodes it; `read(n)` returns at most `n` bytes of the body; `origin` is
+    `scheme://host` as the client addressed us.
+    """
+
+    method: str
+    path: str
+    origin: str
+    mimetype: str
+    content_length: int | None
+    read: Callable[[int], bytes]
+    after_response: list[Callable[[], None]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ctx:
     """One request: who it is for and how to build URLs back to us.
 
@@ -50,7 +68,7 @@ class Ctx:
     written (None when the server cannot: then handlers finish before answering).
     """
 
-    request: Request
+    request: ACMERequest
     prov: ACMEProvisionerConfig
     origin: str
     prefix: str

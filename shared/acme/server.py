@@ -15,15 +15,16 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import quote
 
-from werkzeug.sansio.utils import get_current_url
+from werkzeug.sansio.utils import get_current_url, get_host
 from werkzeug.wrappers import Request, Response
 
 from shared.acme import accounts, certificates, orders, renewal
 from shared.acme.auth import authenticate
 from shared.acme.config import ACMEProvisionerConfig
-from shared.acme.context import Ctx, Reply, Services, Verified
+from shared.acme.context import ACMERequest, Ctx, Reply, Services, Verified
 from shared.acme.finalize import Finalizer, Revoker
 from shared.acme.nonce_ledger import SharedNonceLedger
 from shared.acme.nonces import NonceService
@@ -31,7 +32,7 @@ from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.repo import Repo
 from shared.clock import Clock
 from shared.errors import CAError
-from shared.httpserver import AFTER_RESPONSE_KEY
+from shared.httpserver import AFTER_RESPONSE_KEY, wsgi_text
 from shared.store.base import CertificateReader, DocumentStore, RevocationReader, TokenLedger
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,21 @@ def _origin(scheme: str, host: str) -> str:
 @functools.lru_cache(maxsize=64)
 def _quoted_mount(mount: str) -> str:
     return quote(mount, safe="/%")
+
+
+@functools.lru_cache(maxsize=256)
+def _host_origin(scheme: str, host_header: str | None, server_name: str, server_port: str) -> str:
+    """`scheme://host` from a WSGI environ's parts, validated and built as Werkzeug's Request does."""
+    return _origin(scheme, get_host(scheme, host_header, (server_name, int(server_port) if server_port else None)))
+
+
+def _environ_origin(environ: dict[str, Any]) -> str:
+    return _host_origin(
+        str(environ.get("wsgi.url_scheme", "http")),
+        environ.get("HTTP_HOST"),
+        str(environ.get("SERVER_NAME", "")),
+        str(environ.get("SERVER_PORT", "")),
+    )
 
 
 def _route(segments: list[str]) -> tuple[str, Handler] | None:
@@ -118,24 +134,56 @@ class ACMEServer:
     # ------------------------------------------------------------------ entry
 
     def handle(self, request: Request, provisioner: str, path: str) -> Response:
-        """Serve one request under the provisioner's ACME mount."""
+        """Serve one request under the provisioner's ACME mount (Werkzeug in, Werkzeug out)."""
+        after = request.environ.get(AFTER_RESPONSE_KEY)
+        view = ACMERequest(
+            method=request.method,
+            path=request.path,
+            origin=_origin(request.scheme, request.host),
+            mimetype=request.mimetype,
+            content_length=request.content_length,
+            read=request.stream.read,  # the Functions Framework drains the body through this stream
+            after_response=after if isinstance(after, list) else None,
+        )
+        status, headers, data = self.serve(view, provisioner, path)
+        response = Response(data, status=status, headers=headers)
+        if not any(k == "Content-Type" for k, _ in headers):
+            del response.headers["Content-Type"]  # Werkzeug's text/plain default, on an empty body
+        return response
+
+    def handle_environ(
+        self, environ: dict[str, Any], provisioner: str, path: str
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """The same straight from a WSGI environ, for `cirrus up`'s loop (no Werkzeug objects)."""
+        length_text = environ.get("CONTENT_LENGTH") or ""
+        length = int(length_text) if length_text.isdigit() else None
+        stream = environ["wsgi.input"]
+        after = environ.get(AFTER_RESPONSE_KEY)
+        view = ACMERequest(
+            method=environ.get("REQUEST_METHOD", "GET").upper(),
+            path="/" + wsgi_text(environ.get("PATH_INFO", "")).lstrip("/"),
+            origin=_environ_origin(environ),
+            mimetype=str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower(),
+            content_length=length,
+            read=lambda n: stream.read(min(n, length or 0)),
+            after_response=after if isinstance(after, list) else None,
+        )
+        return self.serve(view, provisioner, path)
+
+    def serve(self, request: ACMERequest, provisioner: str, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """`(status, headers, body)` for one request under the provisioner's ACME mount."""
         path = "/" + path.lstrip("/")
         full = request.path
         mount = full[: len(full) - len(path)] if full.endswith(path) else f"/acme/{provisioner}"
-        origin = self._external_url or _origin(request.scheme, request.host)
+        origin = self._external_url or request.origin
         prefix = _quoted_mount(mount)
         index = origin + prefix + "/directory"
         try:
             prov = self._provisioners.get(provisioner)
             if prov is None:
                 raise ACMEProblem("malformed", "no such ACME provisioner", status=404)
-            after = request.environ.get(AFTER_RESPONSE_KEY)
             ctx = Ctx(
-                request=request,
-                prov=prov,
-                origin=origin,
-                prefix=prefix,
-                after_response=after if isinstance(after, list) else None,
+                request=request, prov=prov, origin=origin, prefix=prefix, after_response=request.after_response
             )
             reply = self._dispatch(ctx, [s for s in path.split("/") if s])
         except ACMEProblem as p:
@@ -145,7 +193,7 @@ class ACMEServer:
         except Exception:
             log.exception("ACME request failed: %s %s", request.method, path)
             reply = self._problem(ACMEProblem("serverInternal", "the server experienced an internal error"))
-        return self._render(request, reply, index)
+        return self._render(request.method, reply, index)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -153,25 +201,25 @@ class ACMEServer:
     def _problem(p: ACMEProblem) -> Reply:
         return Reply(p.status, p.to_json(), dict(p.headers), content_type="application/problem+json")
 
-    def _render(self, request: Request, reply: Reply, index: str) -> Response:
-        if isinstance(reply.body, bytes | str):
-            data: bytes | str = reply.body
+    def _render(self, method: str, reply: Reply, index: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        if isinstance(reply.body, bytes):
+            data = reply.body
+        elif isinstance(reply.body, str):
+            data = reply.body.encode("utf-8")
         elif reply.body is None:
             data = b""
         else:
-            data = json.dumps(reply.body, separators=(",", ":"))
-        # One header list handed to the Response (not set one by one: each `set` scans the list).
-        headers = [(k, v) for k, v in reply.headers.items() if k != "Cache-Control"]
+            data = json.dumps(reply.body, separators=(",", ":")).encode("utf-8")
+        headers = [("Content-Type", reply.content_type)] if data else []
+        headers.extend((k, v) for k, v in reply.headers.items() if k != "Cache-Control")
         headers.append(("Replay-Nonce", self._svc.nonces.issue()))
         headers.append(("Cache-Control", reply.headers.get("Cache-Control", "no-store")))
         headers.append(("Link", f'<{index}>;rel="index"'))
         headers.extend(("Link", link) for link in reply.links)
-        return Response(
-            b"" if request.method == "HEAD" else data,
-            status=reply.status,
-            headers=headers,
-            content_type=reply.content_type if data else None,
-        )
+        if method == "HEAD":
+            data = b""
+        headers.append(("Content-Length", str(len(data))))
+        return reply.status, headers, data
 
     def _dispatch(self, ctx: Ctx, segments: list[str]) -> Reply:
         method = ctx.request.method
@@ -194,7 +242,7 @@ class ACMEServer:
         length = ctx.request.content_length
         if length is not None and length > self._max_body:
             raise ACMEProblem("malformed", "request body too large", status=413)
-        body = ctx.request.stream.read(self._max_body + 1)
+        body = ctx.request.read(self._max_body + 1)
         if len(body) > self._max_body:
             raise ACMEProblem("malformed", "request body too large", status=413)
         key_mode, handler = route

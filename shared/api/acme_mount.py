@@ -215,3 +215,10 @@ def acme(request: Request, services: Services, tail: str) -> Response:
     server: ACMEServer = services.lazy("acme", build_acme)
     provisioner, _, rest = tail.lstrip("/").partition("/")
     return server.handle(request, provisioner, "/" + rest)
+
+
+def acme_environ(environ: dict[str, Any], services: Services, tail: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """`acme` straight from the WSGI environ (see `ACMEServer.handle_environ`)."""
+    server: ACMEServer = services.lazy("acme", build_acme)
+    provisioner, _, rest = tail.lstrip("/").partition("/")
+    return server.handle_environ(environ, provisioner, "/" + rest)

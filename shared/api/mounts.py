@@ -6,9 +6,11 @@ serves only the step-ca API never imports the OCSP responder or the ACME server.
 
 from __future__ import annotations
 
+from typing import Any
+
 from werkzeug.wrappers import Request, Response
 
-from shared.api.app import Mount
+from shared.api.app import DirectMount, Mount
 from shared.runtime import Services
 
 
@@ -42,3 +44,15 @@ def default_mounts(services: Services) -> dict[str, Mount]:
     """Every mount the single-process server serves."""
     mounts: dict[str, Mount] = {"/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl, "/acme": acme, "/2.0/acme": acme}
     return mounts
+
+
+def acme_direct(environ: dict[str, Any], services: Services, tail: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """ACME straight from the WSGI environ (`cirrus up`'s loop): no Werkzeug request or response."""
+    from shared.api.acme_mount import acme_environ
+
+    return acme_environ(environ, services, tail)
+
+
+def default_direct_mounts(services: Services) -> dict[str, DirectMount]:
+    """The mounts `cirrus up` answers straight from the environ (the same paths as in `default_mounts`)."""
+    return {"/acme": acme_direct, "/2.0/acme": acme_direct}

@@ -19,7 +19,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from shared import __version__
-from shared.api.render import json_response, read_json_object
+from shared.api.render import json_response, read_json_object, read_json_object_environ
 from shared.authority import Issued
 from shared.errors import BadRequest, NotFound, NotImplementedYet, PayloadTooLarge, Unauthorized
 from shared.groupcommit import ENVIRON_KEY
@@ -65,7 +65,12 @@ def _pem(cert: x509.Certificate) -> str:
 
 
 def sign_response(issued: Issued) -> Response:
-    """step-ca's SignResponse (201).
+    """step-ca's SignResponse (201)."""
+    return Response(sign_response_body(issued), status=201, mimetype="application/json")
+
+
+def sign_response_body(issued: Issued) -> bytes:
+    """SignResponse's JSON.
 
     The same compact JSON `json_response` writes, assembled from the leaf and
     the authority's chain encoded once (`_chain_json`): every answer repeats
@@ -74,8 +79,7 @@ def sign_response(issued: Issued) -> Response:
     chain = issued.pem_chain()
     leaf = json.dumps(chain[0])
     ca, tail = _chain_json(tuple(chain[1:]))
-    body = f'{{"crt":{leaf},"ca":{ca},"certChain":[{leaf}{tail}],"tlsOptions":{_TLS_OPTIONS_JSON}}}'
-    return Response(body, status=201, mimetype="application/json")
+    return f'{{"crt":{leaf},"ca":{ca},"certChain":[{leaf}{tail}],"tlsOptions":{_TLS_OPTIONS_JSON}}}'.encode()
 
 
 _TLS_OPTIONS_JSON = json.dumps(TLS_OPTIONS, separators=(",", ":"))
@@ -206,14 +210,22 @@ class StepCAAPI:
         if forwarded is not None:
             return forwarded
         body = read_json_object(request, max_bytes=self._max)
-        issued = self._s.issuing().sign(
+        return sign_response(self._issue(body, request.environ.get(ENVIRON_KEY)))
+
+    def sign_environ(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+        """`POST /sign` straight from a WSGI environ (`cirrus up`; not in forwarding mode)."""
+        body = read_json_object_environ(environ, max_bytes=self._max)
+        payload = sign_response_body(self._issue(body, environ.get(ENVIRON_KEY)))
+        return 201, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))], payload
+
+    def _issue(self, body: dict[str, Any], group: Any) -> Issued:
+        return self._s.issuing().sign(
             csr_pem=body.get("csr"),
             ott=body.get("ott"),
             not_before=body.get("notBefore"),
             not_after=body.get("notAfter"),
-            group=request.environ.get(ENVIRON_KEY),
+            group=group,
         )
-        return sign_response(issued)
 
     def _renew(self, request: Request) -> Response:
         cert = client_certificate(request)

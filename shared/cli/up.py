@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.api.app import CirrusApp
-from shared.api.mounts import default_mounts
+from shared.api.mounts import default_direct_mounts, default_mounts
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.runtime import Services, build_services
@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
         return services
 
     def make_app(services: Services) -> CirrusApp:
-        return CirrusApp(services, mounts=default_mounts(services))
+        return CirrusApp(services, mounts=default_mounts(services), direct=default_direct_mounts(services))
 
     def ready() -> None:
         print(f"Cirrus CA is serving https://{address} (root fingerprint {fingerprint})", flush=True)
