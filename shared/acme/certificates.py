@@ -131,7 +131,8 @@ def _issue(
 
 def download(svc: Services, ctx: Ctx, v: Verified, cert_id: str, alt: str | None) -> Reply:
     """POST-as-GET certificate/{id}[/{n}]."""
-    d = svc.repo.get(ORDERS, cert_id)
+    found = v.read(svc.repo, ORDERS, cert_id)
+    d = found[0] if found else None
     if d is None or not d.get("chains"):
         d = svc.repo.get(CERTS, cert_id)  # issued before chains moved into the order
     if d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:

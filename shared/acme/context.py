@@ -99,6 +99,19 @@ class Verified:
     account_id: str | None
     account: dict[str, Any] | None
     nonce: PendingNonce | None = None
+    prefetched: dict[tuple[str, str], tuple[dict[str, Any], int] | None] = field(default_factory=dict)
+
+    def read(self, repo: Repo, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
+        """`(data, version)` of a document, from the read that came with authentication if it was that one.
+
+        The request's account and the document its URL names are read in one
+        round trip (`Repo.get_many`); each prefetched document is handed out
+        once, so a second read in the same request goes to the store again.
+        """
+        key = (collection, doc_id)
+        if key in self.prefetched:
+            return self.prefetched.pop(key)
+        return repo.get_versioned(collection, doc_id)
 
 
 @dataclass(slots=True)

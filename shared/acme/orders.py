@@ -300,7 +300,7 @@ def _refresh_order(svc: Services, order_id: str, found: Found) -> Found:
 
 def load_order(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Found:
     """The caller's order, refreshed, with its version; or 404."""
-    found = svc.repo.get_versioned(ORDERS, order_id)
+    found = v.read(svc.repo, ORDERS, order_id)
     d = found[0] if found else None
     if found is None or d is None or d.get("accountId") != v.account_id or d.get("provisioner") != ctx.prov.name:
         raise ACMEProblem("malformed", "order not found", status=404)
@@ -358,7 +358,8 @@ class _AuthzRef:
         return self.pick(stored[0] if stored else found[0])
 
 
-def _authz_ref(authz_id: str) -> _AuthzRef:
+def authz_ref(authz_id: str) -> _AuthzRef:
+    """Where the authorization `authz_id` is stored."""
     order_id, dot, n = authz_id.rpartition(".")
     if dot and order_id and n.isdigit() and len(n) <= 3 and str(int(n)) == n:  # one URL per authorization
         return _AuthzRef(ORDERS, order_id, int(n))
@@ -366,8 +367,8 @@ def _authz_ref(authz_id: str) -> _AuthzRef:
 
 
 def _load_authz(svc: Services, ctx: Ctx, v: Verified, authz_id: str) -> tuple[_AuthzRef, Found, dict[str, Any]]:
-    ref = _authz_ref(authz_id)
-    found = svc.repo.get_versioned(ref.collection, ref.doc_id)
+    ref = authz_ref(authz_id)
+    found = v.read(svc.repo, ref.collection, ref.doc_id)
     d = found[0] if found else None
     if (
         found is None

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from shared.acme.nonces import PendingNonce
@@ -106,6 +106,13 @@ class Repo:
         """`(data, version)`, for a later `mutate(..., current=...)` that needs no second read."""
         found = self.docs.get_document(collection, doc_id)
         return (unpack(collection, found[0]), found[1]) if found else None
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> list[tuple[dict[str, Any], int] | None]:
+        """`get_versioned` for several documents in one store round trip."""
+        return [
+            (unpack(collection, found[0]), found[1]) if found else None
+            for (collection, _), found in zip(keys, self.docs.get_documents(keys), strict=True)
+        ]
 
     def find(self, collection: str, field: str, value: str, *, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
         """`(id, data)` of documents whose top-level string `field` equals `value`."""

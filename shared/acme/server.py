@@ -29,7 +29,7 @@ from shared.acme.finalize import Finalizer, Revoker
 from shared.acme.nonce_ledger import SharedNonceLedger
 from shared.acme.nonces import NonceService
 from shared.acme.problems import ACMEProblem, from_ca_error
-from shared.acme.repo import Repo
+from shared.acme.repo import ORDERS, Repo
 from shared.clock import Clock
 from shared.errors import CAError
 from shared.httpserver import AFTER_RESPONSE_KEY, wsgi_text
@@ -94,6 +94,17 @@ def _route(segments: list[str]) -> tuple[str, Handler] | None:
     if n == 3 and head == "order" and segments[2] == "finalize":
         return "kid", lambda s, c, v, a: certificates.finalize(s, c, v, a[1])
     return table.get((head, n))
+
+
+def _target(segments: list[str]) -> tuple[str, str] | None:
+    """The document a POST's URL names (read together with its account), if any."""
+    n, head = len(segments), segments[0] if segments else ""
+    if head in ("authz", "challenge") and n >= 2:
+        ref = orders.authz_ref(segments[1])
+        return ref.collection, ref.doc_id
+    if head in ("order", "certificate") and n >= 2:
+        return ORDERS, segments[1]
+    return None
 
 
 class ACMEServer:
@@ -256,7 +267,9 @@ class ACMEServer:
             or (head == "order" and len(segments) == 3)
             or (head == "challenge" and ctx.after_response is not None)
         )
-        verified = authenticate(self._svc, ctx, body, key_mode=key_mode, defer_nonce=defer)
+        verified = authenticate(
+            self._svc, ctx, body, key_mode=key_mode, defer_nonce=defer, prefetch=_target(segments)
+        )
         if verified.nonce is None:
             return handler(self._svc, ctx, verified, segments)
         try:

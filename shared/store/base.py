@@ -187,6 +187,14 @@ class DocumentStore(Protocol):
         """Return `(data, version)` or None."""
         ...
 
+    def get_documents(self, keys: Sequence[tuple[str, str]]) -> list[tuple[dict[str, Any], int] | None]:
+        """`get_document` for each `(collection, id)`, in order, in one round trip.
+
+        Why: an authenticated ACME request reads its account and the order it
+        names; one statement (one RPC on Firestore) instead of two.
+        """
+        ...
+
     def update_document(
         self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
     ) -> bool:

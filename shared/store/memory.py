@@ -265,6 +265,10 @@ class MemoryStore:
             return None
         return codec.load_json_object(found[0]), found[1]
 
+    def get_documents(self, keys: Sequence[tuple[str, str]]) -> list[tuple[dict[str, Any], int] | None]:
+        """`get_document` for each key, in order."""
+        return [self.get_document(collection, doc_id) for collection, doc_id in keys]
+
     def update_document(
         self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
     ) -> bool:

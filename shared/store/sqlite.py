@@ -744,6 +744,23 @@ class SQLiteStore:
             ).fetchone()
         return (codec.load_json_object(row[0]), int(row[1])) if row is not None else None
 
+    def get_documents(self, keys: Sequence[tuple[str, str]]) -> list[tuple[dict[str, Any], int] | None]:
+        """`get_document` for each key, in order, in one statement (one snapshot)."""
+        if not keys:
+            return []
+        where = " OR ".join(["(collection = ? AND id = ?)"] * len(keys))
+        with self._read("get documents") as conn:
+            rows = conn.execute(
+                f"SELECT collection, id, data, version FROM documents WHERE {where}",  # noqa: S608 (placeholders only)
+                [part for key in keys for part in key],
+            ).fetchall()
+        found = {(collection, doc_id): (data, version) for collection, doc_id, data, version in rows}
+        out: list[tuple[dict[str, Any], int] | None] = []
+        for key in keys:
+            row = found.get((key[0], key[1]))
+            out.append((codec.load_json_object(row[0]), int(row[1])) if row is not None else None)
+        return out
+
     def update_document(
         self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int
     ) -> bool:

@@ -403,6 +403,19 @@ def test_document_create_get_and_create_if_absent(store: Store) -> None:
     assert store.create_document("orders", "a1", {}) is True
 
 
+def test_get_documents_reads_several_in_order(store: Store) -> None:
+    store.create_document("accounts", "a1", {"status": "valid"})
+    store.create_document("orders", "o1", {"status": "pending"})
+    store.update_document("orders", "o1", {"status": "ready"}, expected_version=1)
+    keys = [("orders", "o1"), ("accounts", "missing"), ("accounts", "a1"), ("orders", "a1"), ("orders", "o1")]
+    got = store.get_documents(keys)
+    assert got == [({"status": "ready"}, 2), None, ({"status": "valid"}, 1), None, ({"status": "ready"}, 2)]
+    assert got[0] is not None and got[4] is not None
+    got[0][0]["status"] = "changed"  # each answer is the caller's own copy
+    assert got[4][0] == {"status": "ready"}
+    assert store.get_documents([]) == []
+
+
 def test_document_update_is_compare_and_set(store: Store) -> None:
     store.create_document("orders", "o1", {"status": "pending"})
     assert store.update_document("orders", "o1", {"status": "ready"}, expected_version=1)
