@@ -107,10 +107,9 @@ def test_certbot_eab(acme_https: ACMEHTTPS, tmp_path: Path) -> None:
         acme_https,
         tmp_path,
         *_issue_args(acme_https, domain),
-        "--eab-kid",
-        kid,
-        "--eab-hmac-key",
-        key,
+        # `--opt=value`: a base64url key may begin with "-", which argparse would take for an option.
+        f"--eab-kid={kid}",
+        f"--eab-hmac-key={key}",
         provisioner="eab",
     )
     assert acme_https.store.get_certificate(str(_leaf(tmp_path, domain).serial_number)) is not None
