@@ -132,6 +132,14 @@ class RevocationReader(Protocol):
         """Return revocations of certificates that expire at or after `not_after_since`."""
         ...
 
+    def revoked_since(self, since: dt.datetime) -> bool:
+        """Whether any revocation (of any authority) has `revoked_at` at or after `since`.
+
+        Why: the CRL schedule publishes soon after a revocation; asking this is one
+        indexed lookup, where reading the event log decodes every issuance too.
+        """
+        ...
+
 
 class RevocationStore(RevocationReader, Protocol):
     """Revocation writes."""

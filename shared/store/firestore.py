@@ -399,6 +399,19 @@ class FirestoreStore:
 
         return self._run("get_revocation", op)
 
+    def revoked_since(self, since: dt.datetime) -> bool:
+        """Whether any revocation has `revoked_at` at or after `since` (a single-field index)."""
+        query = (
+            self._col(docs.REVOCATIONS)
+            .where(filter=self._filter("revoked_at", ">=", codec.to_iso(since, "since")))
+            .limit(1)
+        )
+
+        def op(a: Attempt) -> bool:
+            return any(True for _ in query.stream(**self._kw(a)))
+
+        return self._run("revoked_since", op)
+
     def list_revocations(self, authority_id: str, *, not_after_since: dt.datetime) -> Sequence[Revocation]:
         """Return an authority's revocations expiring at or after `not_after_since`.
 

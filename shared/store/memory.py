@@ -181,6 +181,11 @@ class MemoryStore:
         with self._lock:
             return self._revocations.get(serial)
 
+    def revoked_since(self, since: dt.datetime) -> bool:
+        """Whether any revocation has `revoked_at` at or after `since`."""
+        with self._lock:
+            return any(r.revoked_at >= since for r in self._revocations.values())
+
     def list_revocations(
         self, authority_id: str, *, not_after_since: dt.datetime
     ) -> Sequence[Revocation]:

@@ -161,6 +161,7 @@ _SCHEMA: tuple[str, ...] = (
     )""",
     """CREATE INDEX IF NOT EXISTS revocations_by_authority_expiry
         ON revocations (authority_id, not_after)""",
+    """CREATE INDEX IF NOT EXISTS revocations_by_time ON revocations (revoked_at)""",
     # No primary key on `id`: a random-UUID key is a B-tree insert at a random leaf, the
     # costliest write of an issuance. `(time, id)` is unique instead, and time-ordered inserts
     # land on the same few hot pages; a retried event (same object, same time) is still ignored.
@@ -653,6 +654,13 @@ class SQLiteStore:
         with self._read("get revocation") as conn:
             row = conn.execute(f"{_REVOCATION_SELECT} WHERE serial = ?", (serial,)).fetchone()
         return codec.revocation_from_row(row) if row is not None else None
+
+    def revoked_since(self, since: dt.datetime) -> bool:
+        """Whether any revocation has `revoked_at` at or after `since` (one index lookup)."""
+        since_us = codec.to_epoch_us(since, "since")
+        with self._read("revoked since") as conn:
+            row = conn.execute("SELECT 1 FROM revocations WHERE revoked_at >= ? LIMIT 1", (since_us,)).fetchone()
+        return row is not None
 
     def list_revocations(
         self, authority_id: str, *, not_after_since: dt.datetime

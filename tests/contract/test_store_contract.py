@@ -351,6 +351,15 @@ def test_list_revocations_filters_by_authority_and_expiry(store: Store) -> None:
     assert len(store.list_revocations("auth-1", not_after_since=T0 - 2 * DAY)) == 4
 
 
+def test_revoked_since_answers_whether_any_revocation_is_that_recent(store: Store) -> None:
+    assert not store.revoked_since(T0 - DAY)
+    store.revoke(dataclasses.replace(revocation("1"), revoked_at=T0))
+    store.revoke(dataclasses.replace(revocation("2", authority_id="auth-2"), revoked_at=T0 + HOUR))
+    assert store.revoked_since(T0 - DAY)
+    assert store.revoked_since(T0 + HOUR)  # at the boundary: included, whichever authority
+    assert not store.revoked_since(T0 + HOUR + dt.timedelta(seconds=1))
+
+
 # ============================================================================ events
 
 
