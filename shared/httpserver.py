@@ -54,6 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,12 @@ class _Headers:
 
     def get(self, name: str, default: Any = None) -> Any:
         return self._by_name.get(name.lower(), default)
+
+    def replace(self, name: str, value: str) -> None:
+        key = name.lower()
+        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        self._by_name.pop(key, None)
+        self.add(name, value)
 
     def items(self) -> list[tuple[str, str]]:
         return self._items
@@ -167,6 +174,13 @@ def _parse_head(head: bytes) -> tuple[str, str, str, _Headers, bool]:
     method, target, version = words
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise _ProtocolError(505, "HTTP version not supported")
+    absolute = None
+    if not target.startswith("/") and target != "*":
+        # absolute-form, which a server must accept (RFC 9112 s.3.2.2): its authority replaces Host.
+        absolute = urlsplit(target)
+        if absolute.scheme not in ("http", "https") or not absolute.netloc:
+            raise _ProtocolError(400, "Bad request target")
+        target = (absolute.path or "/") + (f"?{absolute.query}" if absolute.query else "")
     if len(lines) - 1 > MAX_HEADER_LINES:
         raise _ProtocolError(431, "Too many headers")
     headers = _Headers()
@@ -176,6 +190,8 @@ def _parse_head(head: bytes) -> tuple[str, str, str, _Headers, bool]:
         if not sep or not name or name != name.strip():
             raise _ProtocolError(400, "Bad header line")
         headers.add(name, value.strip())
+    if absolute is not None:
+        headers.replace("Host", absolute.netloc.rpartition("@")[2])
     connection = (headers.get("Connection") or "").lower()
     close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
     return method, target, version, headers, close

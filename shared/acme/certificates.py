@@ -58,6 +58,7 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         if d["status"] != "ready":
             raise ACMEProblem("orderNotReady", f"order is {d['status']}, not ready")
         d["status"] = "processing"
+        d["processingSince"] = ts(svc.clock.now())
         return d
 
     processing = svc.repo.mutate_versioned(ORDERS, order_id, start, current=found, nonce=v.nonce)
@@ -119,6 +120,7 @@ def _issue(
     issued_at = ts(svc.clock.now())
 
     def done(d: dict[str, Any]) -> dict[str, Any]:
+        d.pop("processingSince", None)
         d["status"] = "valid"
         d["certificateId"] = order_id
         d["serial"] = issued.serial

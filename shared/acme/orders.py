@@ -255,10 +255,27 @@ def _settle(svc: Services, d: dict[str, Any]) -> None:
     d["status"] = new
 
 
+#: An order `processing` this long lost its issuance (its worker stopped): far past any signing
+#: latency, even a remote KMS's with retries.
+ORDER_PROCESSING_STALE = dt.timedelta(minutes=10)
+
+
 def _refresh_order(svc: Services, order_id: str, found: Found) -> Found:
     """Derive `ready`/`invalid` from authorizations and expiry; persist the change."""
     d = found[0]
     status = d["status"]
+    if status == "processing" and d.get("processingSince"):
+        if svc.clock.now() - parse_ts(str(d["processingSince"])) < ORDER_PROCESSING_STALE:
+            return found
+
+        def abandon(cur: dict[str, Any]) -> dict[str, Any] | None:
+            if cur["status"] != "processing" or cur.get("processingSince") != d["processingSince"]:
+                return None
+            cur["status"] = "invalid"
+            cur["error"] = ACMEProblem("serverInternal", "the issuance did not complete; place a new order").to_json()
+            return cur
+
+        return svc.repo.mutate_versioned(ORDERS, order_id, abandon, current=found) or found
     if status not in ("pending", "ready"):
         return found
     if "authzs" in d:

@@ -225,3 +225,24 @@ def test_a_refused_issuance_after_the_answer_leaves_the_order_invalid(
     polled = client.post(order_url, None)[2]
     assert polled["status"] == "invalid"
     assert polled["error"]["type"].startswith("urn:ietf:params:acme:error:")
+
+
+def test_an_order_whose_issuance_was_lost_goes_invalid_after_a_while(responder: HTTP01Responder) -> None:
+    store = MemoryStore()
+    clock = FixedClock(dt.datetime.now(dt.UTC))
+    server = build_server(store, TestCA(store), [provisioner("acme", http01Port=responder.port)], clock=clock)
+    client = ACMETestClient(wsgi_app(server))
+    client.register()
+    r = client.post(client.directory["newOrder"], {"identifiers": IP})
+    order_url = r.headers["Location"]
+    order_id = order_url.rsplit("/", 1)[-1]
+    doc, version = store.get_document(ORDERS, order_id)  # type: ignore[misc]
+    # As a worker that stopped between "processing" and the certificate leaves it:
+    body = {**doc["o"], "status": "processing", "processingSince": ts(clock.now())}
+    assert store.update_document(ORDERS, order_id, {**doc, "o": body}, expected_version=version)
+    polled = client.post(order_url, None)
+    assert polled.get_json()["status"] == "processing" and polled.headers["Retry-After"] == "1"
+    clock.advance(dt.timedelta(minutes=11))
+    polled = client.post(order_url, None).get_json()
+    assert polled["status"] == "invalid"
+    assert polled["error"]["type"] == "urn:ietf:params:acme:error:serverInternal"

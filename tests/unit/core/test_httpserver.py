@@ -260,3 +260,26 @@ def test_after_response_work_runs_once_the_answer_is_out_and_before_the_next_req
         assert state["done"] == 2
     finally:
         server.shutdown()
+
+
+def test_absolute_form_targets_are_accepted_and_name_the_host() -> None:
+    """RFC 9112 s.3.2.2: a server must accept `GET http://host/path`; the authority replaces Host."""
+
+    def host_app(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{environ['PATH_INFO']} q={environ['QUERY_STRING']} host={environ.get('HTTP_HOST')}".encode()]
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    server = WSGIServer(sock, host_app, None)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = sock.getsockname()[1]
+    try:
+        out = exchange(port, b"GET http://u@ca.example:8443/1.0/roots?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"/1.0/roots q=x=1 host=ca.example:8443")
+        assert exchange(port, b"GET https://ca.example HTTP/1.1\r\n\r\n").endswith(b"/ q= host=ca.example")
+        assert b" 400 " in exchange(port, b"GET ftp://ca.example/x HTTP/1.1\r\n\r\n").split(b"\r\n", 1)[0]
+        assert b" 400 " in exchange(port, b"GET nonsense HTTP/1.1\r\n\r\n").split(b"\r\n", 1)[0]
+    finally:
+        server.shutdown()
