@@ -573,6 +573,20 @@ class SQLiteStore:
         if not any(p is not None for p in prepared):
             return outcomes
         with self._write("record issuances") as conn:
+            # Optimistically without savepoints (two statements less per issuance): a replayed
+            # token or a serial clash is rare, and then the whole batch is undone and redone
+            # below, one savepoint per issuance, so only the refused ones fail.
+            conn.execute("SAVEPOINT batch")
+            try:
+                for rows in prepared:
+                    if rows is not None:
+                        self._insert_issuance(conn, *rows)
+            except (TokenAlreadyUsed, Conflict):
+                conn.execute("ROLLBACK TO batch")
+            else:
+                conn.execute("RELEASE batch")
+                return outcomes
+            conn.execute("RELEASE batch")
             for i, rows in enumerate(prepared):
                 if rows is None:
                     continue

@@ -655,6 +655,24 @@ def test_record_issuances_keeps_each_write_all_or_nothing(store: Store) -> None:
     assert store.record_issuances([]) == []
 
 
+def test_record_issuances_records_a_clean_batch_whole(store: Store) -> None:
+    from shared.model import TokenClaim
+    from shared.store.base import BatchIssuanceLedger, IssuanceWrite
+
+    if not isinstance(store, BatchIssuanceLedger):
+        pytest.skip("this backend records issuances one by one")
+    exp = T0 + dt.timedelta(minutes=5)
+    writes = [
+        IssuanceWrite(cert(f"3000{i}", endpoint_id=f"ep-c{i}"), endpoint(f"ep-c{i}"), [event(f"ev-c{i}")], TokenClaim("ott:p", f"c{i}", exp))
+        for i in range(4)
+    ]
+    assert store.record_issuances(writes) == [None] * 4
+    assert all(store.get_certificate(f"3000{i}") is not None for i in range(4))
+    assert all(store.get_endpoint(f"ep-c{i}") is not None for i in range(4))
+    assert {f"ev-c{i}" for i in range(4)} <= {e.id for e in store.list_events(limit=100)}
+    assert not any(store.claim("ott:p", f"c{i}", exp) for i in range(4))  # every token spent
+
+
 # ========================================================================= documents written with a token claim
 
 
