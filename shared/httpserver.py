@@ -337,10 +337,7 @@ class WSGIServer:
     def shutdown(self) -> None:
         """Stop the loop and wait for it to return; call from another thread."""
         self._stop.set()
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
+        self._wake()
         self._stopped.wait()
 
     def server_close(self) -> None:
@@ -486,11 +483,7 @@ class WSGIServer:
             if self._offload is not None and self._offload(request.method, request.path):
                 conn.state = _BUSY
                 self._unwatch(conn)
-                if self._pool is None:
-                    self._pool = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self._offload_threads, thread_name_prefix="offload"
-                    )
-                self._pool.submit(self._run_offloaded, conn, request, close)
+                self._submit(self._run_offloaded, conn, request, close)
                 return
             tag = 0
             if self._group is not None:
@@ -628,20 +621,30 @@ class WSGIServer:
             return head
         return head + payload
 
-    def _run_offloaded(self, conn: _Conn, request: _Request, close: bool) -> None:
-        response = self._respond(conn, request, close)
+    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run `fn(*args)` on the thread pool (started on first use)."""
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self._offload_threads, thread_name_prefix="offload"
+            )
+        self._pool.submit(fn, *args)
+
+    def _hand_back(self, conn: _Conn, response: bytes, close: bool) -> None:
+        """From a pool thread: give `conn` back to the loop with `response` to send (`_finish_offloaded`)."""
         self._done.append((conn, response, close))
+        self._wake()
+
+    def _wake(self) -> None:
         try:
             self._wake_w.send(b"x")
         except OSError:
             pass
 
+    def _run_offloaded(self, conn: _Conn, request: _Request, close: bool) -> None:
+        self._hand_back(conn, self._respond(conn, request, close), close)
+
     def _run_after(self, conn: _Conn | None, work: list[Callable[[], None]]) -> None:
         """Run after-answer work on the pool; then resume `conn` (None: it is closed)."""
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._offload_threads, thread_name_prefix="offload"
-            )
 
         def run() -> None:
             for fn in work:
@@ -650,13 +653,9 @@ class WSGIServer:
                 except Exception:  # the app reports its own failures; the loop must go on
                     log.exception("after-response work failed")
             if conn is not None:
-                self._done.append((conn, b"", False))
-                try:
-                    self._wake_w.send(b"x")
-                except OSError:
-                    pass
+                self._hand_back(conn, b"", False)
 
-        self._pool.submit(run)
+        self._submit(run)
 
     def _finish_offloaded(self) -> None:
         while self._done:
