@@ -69,6 +69,25 @@ def wsgi_text(value: str) -> str:
     return value.encode("latin-1").decode("utf-8", "replace")
 
 
+def wsgi_path(environ: dict[str, Any]) -> str:
+    """The request path as Werkzeug's `Request.path` gives it (decoded, one leading slash)."""
+    return "/" + wsgi_text(environ.get("PATH_INFO", "")).lstrip("/")
+
+
+def wsgi_body(environ: dict[str, Any]) -> tuple[int | None, Callable[[int], bytes]]:
+    """`(Content-Length or None, read(n))`: a reader that never reads past the declared length."""
+    text = environ.get("CONTENT_LENGTH") or ""
+    length = int(text) if text.isdigit() else None
+    stream = environ["wsgi.input"]
+    return length, lambda n: stream.read(min(n, length or 0))
+
+
+def after_response(environ: dict[str, Any]) -> list[Callable[[], None]] | None:
+    """The list a request may leave after-answer work in (`AFTER_RESPONSE_KEY`), if its server runs any."""
+    after = environ.get(AFTER_RESPONSE_KEY)
+    return after if isinstance(after, list) else None
+
+
 class CommitGroup(Protocol):
     """Writes that requests answered in one loop turn leave for a shared commit (`shared.groupcommit`)."""
 

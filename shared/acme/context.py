@@ -64,15 +64,18 @@ class Ctx:
 
     `origin` is scheme://host[:port] as the client sees us; `prefix` is the
     URL-quoted mount (`/acme/{provisioner}` or `/2.0/acme/{provisioner}`).
-    `after_response` is where work may be left for after the answer is
-    written (None when the server cannot: then handlers finish before answering).
     """
 
     request: ACMERequest
     prov: ACMEProvisionerConfig
     origin: str
     prefix: str
-    after_response: list[Callable[[], None]] | None = None
+
+    @property
+    def after_response(self) -> list[Callable[[], None]] | None:
+        """Where work may be left for after the answer is written (None when the server
+        cannot: then handlers finish before answering)."""
+        return self.request.after_response
 
     def url(self, *parts: str) -> str:
         """Absolute URL of a resource under this provisioner."""

@@ -32,7 +32,7 @@ from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.repo import ORDERS, Repo
 from shared.clock import Clock
 from shared.errors import CAError
-from shared.httpserver import AFTER_RESPONSE_KEY, wsgi_text
+from shared.httpserver import after_response, wsgi_body, wsgi_path
 from shared.store.base import CertificateReader, DocumentStore, RevocationReader, TokenLedger
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,6 @@ class ACMEServer:
 
     def handle(self, request: Request, provisioner: str, path: str) -> Response:
         """Serve one request under the provisioner's ACME mount (Werkzeug in, Werkzeug out)."""
-        after = request.environ.get(AFTER_RESPONSE_KEY)
         view = ACMERequest(
             method=request.method,
             path=request.path,
@@ -154,7 +153,7 @@ class ACMEServer:
             mimetype=request.mimetype,
             content_length=request.content_length,
             read=request.stream.read,  # the Functions Framework drains the body through this stream
-            after_response=after if isinstance(after, list) else None,
+            after_response=after_response(request.environ),
         )
         status, headers, data = self.serve(view, provisioner, path)
         response = Response(data, status=status, headers=headers)
@@ -166,18 +165,15 @@ class ACMEServer:
         self, environ: dict[str, Any], provisioner: str, path: str
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """The same straight from a WSGI environ, for `cirrus up`'s loop (no Werkzeug objects)."""
-        length_text = environ.get("CONTENT_LENGTH") or ""
-        length = int(length_text) if length_text.isdigit() else None
-        stream = environ["wsgi.input"]
-        after = environ.get(AFTER_RESPONSE_KEY)
+        length, read = wsgi_body(environ)
         view = ACMERequest(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
-            path="/" + wsgi_text(environ.get("PATH_INFO", "")).lstrip("/"),
+            path=wsgi_path(environ),
             origin=_environ_origin(environ),
             mimetype=str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower(),
             content_length=length,
-            read=lambda n: stream.read(min(n, length or 0)),
-            after_response=after if isinstance(after, list) else None,
+            read=read,
+            after_response=after_response(environ),
         )
         return self.serve(view, provisioner, path)
 
@@ -193,9 +189,7 @@ class ACMEServer:
             prov = self._provisioners.get(provisioner)
             if prov is None:
                 raise ACMEProblem("malformed", "no such ACME provisioner", status=404)
-            ctx = Ctx(
-                request=request, prov=prov, origin=origin, prefix=prefix, after_response=request.after_response
-            )
+            ctx = Ctx(request=request, prov=prov, origin=origin, prefix=prefix)
             reply = self._dispatch(ctx, [s for s in path.split("/") if s])
         except ACMEProblem as p:
             reply = self._problem(p)

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Request, Response
 from shared.api.render import error_response, json_response
 from shared.api.stepca import StepCAAPI
 from shared.groupcommit import CommitGroup
-from shared.httpserver import wsgi_text
+from shared.httpserver import wsgi_path, wsgi_text
 from shared.runtime import Services
 from shared.store.base import BatchIssuanceLedger
 
@@ -173,7 +173,7 @@ class CirrusApp:
                     {
                         "requestId": rid,
                         "method": environ.get("REQUEST_METHOD", ""),
-                        "path": "/" + wsgi_text(environ.get("PATH_INFO", "")).lstrip("/"),
+                        "path": wsgi_path(environ),
                         "status": status,
                         "durationMs": round((time.perf_counter() - started) * 1000, 3),
                         "remote": environ.get("REMOTE_ADDR"),

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
 from shared.errors import CAError, Unavailable
+from shared.httpserver import wsgi_body
 
 log = logging.getLogger("cirrus.api")
 
@@ -57,13 +59,11 @@ def read_json_object(request: Request, *, max_bytes: int) -> dict[str, Any]:
 
 def read_json_object_environ(environ: dict[str, Any], *, max_bytes: int) -> dict[str, Any]:
     """`read_json_object` straight from a WSGI environ (for `cirrus up`'s loop, not the Functions)."""
-    text = environ.get("CONTENT_LENGTH") or ""
-    length = int(text) if text.isdigit() else None
-    stream = environ["wsgi.input"]
-    return _json_object(length, lambda n: stream.read(min(n, length or 0)), max_bytes)
+    length, read = wsgi_body(environ)
+    return _json_object(length, read, max_bytes)
 
 
-def _json_object(length: int | None, read: Any, max_bytes: int) -> dict[str, Any]:
+def _json_object(length: int | None, read: Callable[[int], bytes], max_bytes: int) -> dict[str, Any]:
     from shared.errors import BadRequest, PayloadTooLarge
 
     if length is not None and length > max_bytes:
