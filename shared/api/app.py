@@ -31,16 +31,38 @@ REQUEST_ID_KEY = "cirrus.request_id"
 # Extra mounts (ACME, OCSP, CRL) register here: prefix -> handler(request, services, tail).
 Mount = Callable[[Request, Services, str], Response]
 # The same for `cirrus up`'s WSGI entry, straight from the environ: -> (status, headers, body).
-DirectMount = Callable[[dict[str, Any], Services, str], tuple[int, list[tuple[str, str]], bytes]]
 Answer = tuple[int, list[tuple[str, str]], bytes]
+DirectMount = Callable[[dict[str, Any], Services, str], Answer]
 
 
-def _request_id(request: Request) -> str:
-    for header in ("X-Request-Id", "X-Smallstep-Id"):
-        value = request.headers.get(header, "")
+def _request_id(environ: dict[str, Any]) -> str:
+    """The client's X-Request-Id (or step's X-Smallstep-Id) when it is short and printable, else a new one."""
+    for key in ("HTTP_X_REQUEST_ID", "HTTP_X_SMALLSTEP_ID"):
+        value = str(environ.get(key, ""))
         if value and len(value) <= 128 and value.isprintable():
             return value
     return uuid.uuid4().hex
+
+
+def _log_access(
+    environ: dict[str, Any], rid: str, status: int, *, started: float | None = None, note: str | None = None
+) -> None:
+    """The one JSON access-log line per answer (Werkzeug and direct entries, replaced held answers)."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    line: dict[str, Any] = {
+        "requestId": rid,
+        "method": environ.get("REQUEST_METHOD", ""),
+        "path": wsgi_path(environ),
+        "status": status,
+    }
+    if started is not None:
+        line["durationMs"] = round((time.perf_counter() - started) * 1000, 3)
+    line["remote"] = environ.get("REMOTE_ADDR")
+    line["userAgent"] = str(environ.get("HTTP_USER_AGENT", ""))[:200]
+    if note:
+        line["note"] = note
+    access_log.info(json.dumps(line, separators=(",", ":")))
 
 
 class CirrusApp:
@@ -61,28 +83,14 @@ class CirrusApp:
     def handle(self, request: Request) -> Response:
         """Serve one request; never raises."""
         started = time.perf_counter()
-        rid = _request_id(request)
+        rid = _request_id(request.environ)
         request.environ[REQUEST_ID_KEY] = rid
         try:
             response = self._route(request)
         except Exception as exc:  # one mapping for every error
             response = error_response(exc)
         response.headers["X-Request-Id"] = rid
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                json.dumps(
-                    {
-                        "requestId": rid,
-                        "method": request.method,
-                        "path": request.path,
-                        "status": response.status_code,
-                        "durationMs": round((time.perf_counter() - started) * 1000, 3),
-                        "remote": request.remote_addr,
-                        "userAgent": request.headers.get("User-Agent", "")[:200],
-                    },
-                    separators=(",", ":"),
-                )
-            )
+        _log_access(request.environ, rid, response.status_code, started=started)
         return response
 
     def commit_group(self) -> CommitGroup | None:
@@ -98,19 +106,7 @@ class CirrusApp:
         response = error_response(exc)
         rid = str(environ.get(REQUEST_ID_KEY) or uuid.uuid4().hex)
         response.headers["X-Request-Id"] = rid
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                json.dumps(
-                    {
-                        "requestId": rid,
-                        "method": environ.get("REQUEST_METHOD", ""),
-                        "path": environ.get("PATH_INFO", ""),
-                        "status": response.status_code,
-                        "note": "answer replaced: the issuance was not recorded",
-                    },
-                    separators=(",", ":"),
-                )
-            )
+        _log_access(environ, rid, response.status_code, note="answer replaced: the issuance was not recorded")
         return response.status, response.headers.to_wsgi_list(), response.get_data()
 
     def waits_on_network(self, method: str, path: str) -> bool:
@@ -159,7 +155,7 @@ class CirrusApp:
 
     def _answer_direct(self, environ: dict[str, Any], start_response: Any, answer: Callable[[], Answer]) -> list[bytes]:
         started = time.perf_counter()
-        rid = _environ_request_id(environ)
+        rid = _request_id(environ)
         environ[REQUEST_ID_KEY] = rid
         try:
             status, headers, body = answer()
@@ -167,21 +163,7 @@ class CirrusApp:
             response = error_response(exc)
             status, headers, body = response.status_code, response.headers.to_wsgi_list(), response.get_data()
         headers.append(("X-Request-Id", rid))
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                json.dumps(
-                    {
-                        "requestId": rid,
-                        "method": environ.get("REQUEST_METHOD", ""),
-                        "path": wsgi_path(environ),
-                        "status": status,
-                        "durationMs": round((time.perf_counter() - started) * 1000, 3),
-                        "remote": environ.get("REMOTE_ADDR"),
-                        "userAgent": str(environ.get("HTTP_USER_AGENT", ""))[:200],
-                    },
-                    separators=(",", ":"),
-                )
-            )
+        _log_access(environ, rid, status, started=started)
         start_response(_status_line(status), headers)
         return [body]
 
@@ -195,12 +177,3 @@ def _status_line(status: int) -> str:
         return f"{status} {HTTPStatus(status).phrase}"
     except ValueError:
         return f"{status} Unknown"
-
-
-def _environ_request_id(environ: dict[str, Any]) -> str:
-    """`_request_id` for a raw environ (the same headers, the same limits)."""
-    for key in ("HTTP_X_REQUEST_ID", "HTTP_X_SMALLSTEP_ID"):
-        value = str(environ.get(key, ""))
-        if value and len(value) <= 128 and value.isprintable():
-            return value
-    return uuid.uuid4().hex
