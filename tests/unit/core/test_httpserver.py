@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,15 +20,24 @@ def app(environ, start_response):  # type: ignore[no-untyped-def]
     return [out]
 
 
-@pytest.fixture
-def port():
+@contextlib.contextmanager
+def serving(wsgi_app: Any, **options: Any) -> Iterator[int]:
+    """A WSGIServer on a loopback port, in a thread; yields the port and shuts it down after."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
-    server = WSGIServer(sock, app, None)
+    server = WSGIServer(sock, wsgi_app, None, **options)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield sock.getsockname()[1]
-    server.shutdown()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def port() -> Iterator[int]:
+    with serving(app) as p:
+        yield p
 
 
 def exchange(port: int, raw: bytes) -> bytes:
@@ -70,30 +82,24 @@ def test_a_network_bound_request_runs_beside_the_loop() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ["PATH_INFO"].encode()]
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    server = WSGIServer(sock, slow_app, None, offload=lambda method, path: path == "/slow")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = sock.getsockname()[1]
-    try:
-        slow = socket.create_connection(("127.0.0.1", port), timeout=5)
-        slow.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
-        time.sleep(0.2)
-        started = time.monotonic()
-        fast = exchange(port, b"GET /fast HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-        assert fast.endswith(b"/fast") and time.monotonic() - started < 2
-        release.set()
-        slow.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")  # same connection, in order
-        chunks = []
-        while data := slow.recv(65536):
-            chunks.append(data)
-        out = b"".join(chunks)
-        assert out.index(b"/slow") < out.index(b"/after")
-        slow.close()
-    finally:
-        release.set()
-        server.shutdown()
+    with serving(slow_app, offload=lambda method, path: path == "/slow") as port:
+        try:
+            slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+            slow.sendall(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+            time.sleep(0.2)
+            started = time.monotonic()
+            fast = exchange(port, b"GET /fast HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+            assert fast.endswith(b"/fast") and time.monotonic() - started < 2
+            release.set()
+            slow.sendall(b"GET /after HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")  # same connection, in order
+            chunks = []
+            while data := slow.recv(65536):
+                chunks.append(data)
+            out = b"".join(chunks)
+            assert out.index(b"/slow") < out.index(b"/after")
+            slow.close()
+        finally:
+            release.set()
 
 
 def test_expect_continue_gets_an_interim_response(port: int) -> None:
@@ -153,14 +159,8 @@ def _group_app(environ, start_response):  # type: ignore[no-untyped-def]
 
 
 def test_answers_wait_for_the_turns_shared_commit_and_failed_writes_are_replaced() -> None:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
     group = _RecordingGroup()
-    server = WSGIServer(sock, _group_app, None, commit_group=group)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        port = sock.getsockname()[1]
+    with serving(_group_app, commit_group=group) as port:
         # Pipelined on one connection: each held answer goes out after its commit, in order.
         out = exchange(port, b"GET /w/one HTTP/1.1\r\n\r\nGET /plain HTTP/1.1\r\n\r\nGET /w/fail-two HTTP/1.1\r\n\r\n")
         answers = out.split(b"HTTP/1.1 ")[1:]
@@ -180,8 +180,6 @@ def test_answers_wait_for_the_turns_shared_commit_and_failed_writes_are_replaced
             assert data.startswith(b"HTTP/1.1 200 OK") and data.endswith(f"done /w/c{i}".encode())
         written = [n for batch in group.settled for n in batch if n.startswith("c")]
         assert sorted(written) == [f"c{i}" for i in range(6)]
-    finally:
-        server.shutdown()
 
 
 def _read_response(c: socket.socket) -> bytes:
@@ -222,13 +220,7 @@ def test_after_response_work_runs_once_the_answer_is_out_and_before_the_next_req
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [f"{path} done={state['done']}".encode()]
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    server = WSGIServer(sock, after_app, None)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = sock.getsockname()[1]
-    try:
+    with serving(after_app) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as c, socket.create_connection(
             ("127.0.0.1", port), timeout=5
         ) as other:
@@ -258,8 +250,6 @@ def test_after_response_work_runs_once_the_answer_is_out_and_before_the_next_req
                 break
             threading.Event().wait(0.02)
         assert state["done"] == 2
-    finally:
-        server.shutdown()
 
 
 def test_absolute_form_targets_are_accepted_and_name_the_host() -> None:
@@ -269,17 +259,9 @@ def test_absolute_form_targets_are_accepted_and_name_the_host() -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [f"{environ['PATH_INFO']} q={environ['QUERY_STRING']} host={environ.get('HTTP_HOST')}".encode()]
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    server = WSGIServer(sock, host_app, None)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = sock.getsockname()[1]
-    try:
+    with serving(host_app) as port:
         out = exchange(port, b"GET http://u@ca.example:8443/1.0/roots?x=1 HTTP/1.1\r\nHost: other\r\n\r\n")
         assert out.startswith(b"HTTP/1.1 200") and out.endswith(b"/1.0/roots q=x=1 host=ca.example:8443")
         assert exchange(port, b"GET https://ca.example HTTP/1.1\r\n\r\n").endswith(b"/ q= host=ca.example")
         assert b" 400 " in exchange(port, b"GET ftp://ca.example/x HTTP/1.1\r\n\r\n").split(b"\r\n", 1)[0]
         assert b" 400 " in exchange(port, b"GET nonsense HTTP/1.1\r\n\r\n").split(b"\r\n", 1)[0]
-    finally:
-        server.shutdown()
