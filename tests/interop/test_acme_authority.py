@@ -24,6 +24,7 @@ from shared.config import Settings
 from shared.store.open import open_store
 from tests.helpers import pkilint_errors
 from tests.interop.conftest import client_env
+from tests.interop.test_acme_lego import lego
 from tests.interop.test_cli_session import cirrus, free_port, openssl_verify
 from tests.unit.acme.acme_support import ChallTestSrv
 
@@ -137,35 +138,17 @@ def test_certbot_on_the_real_authority(acme_ca, authority_dir: Path, tmp_path: P
 def test_lego_on_the_real_authority(acme_ca, authority_dir: Path, tmp_path: Path) -> None:
     """lego (Go) against `cirrus up`: its polls meet the after-answer validation and issuance."""
     port, http01 = acme_ca
-    if shutil.which("lego") is None:
-        pytest.fail("lego is missing: apt-get install lego")
     domain = "lego.acme.test"
     started = time.monotonic()
-    proc = subprocess.run(
-        [
-            "lego",
-            "--server",
-            f"https://127.0.0.1:{port}/acme/acme/directory",
-            "--accept-tos",
-            "--email",
-            "ops@example.com",
-            "--path",
-            str(tmp_path / "lego"),
-            "--domains",
-            domain,
-            "--http",
-            "--http.port",
-            f"127.0.0.1:{http01}",
-            "run",
-        ],
-        env=client_env(LEGO_CA_CERTIFICATES=str(authority_dir / "certs" / "root_ca.crt")),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    crt = lego(
+        f"https://127.0.0.1:{port}/acme/acme/directory",
+        authority_dir / "certs" / "root_ca.crt",
+        tmp_path,
+        domain,
+        "--http",
+        "--http.port",
+        f"127.0.0.1:{http01}",
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    crt = tmp_path / "lego" / "certificates" / f"{domain}.crt"
     openssl_verify(authority_dir, crt)
     leaf = x509.load_pem_x509_certificates(crt.read_bytes())[0]
     assert pkilint_errors(leaf.public_bytes(serialization.Encoding.DER)) == []

@@ -16,13 +16,18 @@ pytestmark = [pytest.mark.interop, pytest.mark.slow]
 
 
 def _lego(acme: ACMEHTTPS, tmp_path: Path, domain: str, *challenge: str, extra_env=None) -> Path:  # type: ignore[no-untyped-def]
+    return lego(acme.directory(), acme.ca_bundle, tmp_path, domain, *challenge, extra_env=extra_env)
+
+
+def lego(directory: str, ca_bundle: Path, tmp_path: Path, domain: str, *challenge: str, extra_env=None) -> Path:  # type: ignore[no-untyped-def]
+    """Run `lego ... run` against an ACME directory; return the certificate file it wrote."""
     if shutil.which("lego") is None:
         pytest.fail("lego is missing: apt-get install lego")
-    env = client_env(LEGO_CA_CERTIFICATES=str(acme.ca_bundle), **(extra_env or {}))
+    env = client_env(LEGO_CA_CERTIFICATES=str(ca_bundle), **(extra_env or {}))
     cmd = [
         "lego",
         "--server",
-        acme.directory(),
+        directory,
         "--accept-tos",
         "--email",
         "ops@example.com",
