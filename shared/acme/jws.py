@@ -23,6 +23,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm, RSAPSSAlgorithm
 
+from shared import strict_json
 from shared.acme.problems import ACMEProblem
 
 #: Accepted `alg` values, in the order advertised by badSignatureAlgorithm.
@@ -61,24 +62,13 @@ def b64e(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)  # at C speed; a repeated member collapses, so the sizes differ
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        for k, _ in pairs:
-            if k in seen:
-                raise ACMEProblem("malformed", f"duplicate member {k!r}")
-            seen.add(k)
-    return out
-
-
 def loads_strict(data: bytes | str, what: str) -> Any:
-    """JSON decode refusing duplicate members (JOSE-02)."""
+    """JSON decode refusing duplicate members and unpaired surrogates (`shared.strict_json`, JOSE-02)."""
     try:
-        return json.loads(data, object_pairs_hook=_no_duplicates)
-    except ACMEProblem:
-        raise
-    except (ValueError, UnicodeDecodeError) as exc:
+        return strict_json.loads_strict(data.encode() if isinstance(data, str) else data)
+    except strict_json.StrictJSONError as exc:
+        raise ACMEProblem("malformed", str(exc)) from exc
+    except (ValueError, UnicodeError) as exc:
         raise ACMEProblem("malformed", f"{what} is not valid JSON") from exc
 
 

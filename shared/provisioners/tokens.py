@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import urlsplit
 from jwt.algorithms import get_default_algorithms
 
 from shared.errors import Unauthorized
+from shared.strict_json import loads_strict
 
 LEEWAY = dt.timedelta(minutes=1)
 # PyJWT's asymmetric algorithm objects; HMAC and `none` are left out on purpose (JOSE-01).
@@ -63,19 +63,12 @@ def _b64url_json(segment: str) -> dict[str, Any]:
         raise Unauthorized("invalid token")
     try:
         raw = b64url_strict(segment)
-        value = json.loads(raw, object_pairs_hook=_no_duplicates)
+        value = loads_strict(raw)
     except (ValueError, TypeError) as exc:
         raise Unauthorized("invalid token") from exc
     if not isinstance(value, dict):
         raise Unauthorized("invalid token")
     return value
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)  # a repeated member collapses, so the sizes differ
-    if len(out) != len(pairs):
-        raise ValueError("duplicate member")
-    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,17 @@ def test_padded_base64_and_duplicates_and_crit(registered: ACMETestClient) -> No
     problem(registered.raw(url, body), "malformed", 400)
 
 
+
+def test_unpaired_surrogate_in_a_payload_is_malformed(registered: ACMETestClient) -> None:
+    """A string no UTF-8 encoder can write (I-JSON RFC 7493 s.2.1) is refused before it reaches a record."""
+    url = registered.kid
+    body = make_jws(registered.key, url, {"contact": ["mailto:\ud800@example.com"]}, nonce=registered.nonce(), kid=url)
+    refused = problem(registered.raw(url, body), "malformed", 400)
+    assert refused["detail"] == "unpaired surrogate in a string"
+    paired = make_jws(registered.key, url, {"contact": ["mailto:\U0001f600@example.com"]}, nonce=registered.nonce(), kid=url)
+    assert "\\ud83d" in base64.urlsafe_b64decode(paired["payload"] + "==").decode()  # a pair is fine JSON
+    assert registered.raw(url, paired).status_code != 500
+
 def test_der_ecdsa_signature_rejected(registered: ACMETestClient) -> None:
     url = registered.kid
     body = make_jws(registered.key, url, None, nonce=registered.nonce(), kid=registered.kid)

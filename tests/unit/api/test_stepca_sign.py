@@ -360,3 +360,20 @@ def test_token_with_a_repeated_claim_is_refused(api, authority_dir: Path) -> Non
     r = sign(api, csr, token)
     assert r.status_code == 401, r.text
     assert rows(authority_dir) == before
+
+
+@pytest.mark.parametrize("claim", ["jti", "sub"])
+def test_token_with_an_unpaired_surrogate_is_refused(api, authority_dir: Path, claim: str) -> None:
+    """`"\\ud800"` decodes to a string no UTF-8 encoder writes: a 401, not a 500 from the ledger (I-JSON)."""
+    extra = {"jti": "\ud800x"} if claim == "jti" else {}
+    claims = sign_claims("s.example.com", ["s.example.com"], **extra)
+    if claim == "sub":
+        claims["sub"] = "\udfffs.example.com"
+    token = mint_token(authority_dir, claims)
+    assert "\\ud" in base64.urlsafe_b64decode(token.split(".")[1] + "==").decode()  # the escape is on the wire
+    before = rows(authority_dir)
+    csr, _ = make_csr("s.example.com")
+    r = sign(api, csr, token)
+    assert r.status_code == 401, r.text
+    assert r.get_json() == {"status": 401, "message": "invalid token"}
+    assert rows(authority_dir) == before

@@ -1,0 +1,61 @@
+"""Strict JSON for the signed objects clients send (JWS headers and payloads, one-time tokens).
+
+Two things `json.loads` accepts that a signed object must not carry (JOSE-02, I-JSON RFC 7493 s.2.1):
+- a repeated member: which value wins differs between parsers, so a signer and a verifier
+  could read different claims from the same bytes;
+- an unpaired surrogate escape (`"\\ud800"`): it decodes to a string no UTF-8 encoder can
+  write back, so a claim carrying one fails wherever it is stored or logged. It used to reach
+  the token ledger as a `jti` and answer 500; refusing it here makes it the client's 4xx.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+# A `\uD800`-`\uDFFF` escape somewhere in the text; only then are the strings walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class StrictJSONError(ValueError):
+    """Valid JSON that a signed object may not carry; the message names what was refused."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)  # at C speed; a repeated member collapses, so the sizes differ
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise StrictJSONError(f"duplicate member {k!r}")
+            seen.add(k)
+    return out
+
+
+def _check_strings(value: Any) -> None:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise StrictJSONError("unpaired surrogate in a string") from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_strings(k)
+            _check_strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_strings(v)
+
+
+def loads_strict(data: bytes) -> Any:
+    """Decode UTF-8 JSON, refusing repeated members and unpaired surrogates.
+
+    Raises:
+        StrictJSONError: one of those (its message says which).
+        ValueError: not JSON (`json.JSONDecodeError`, `UnicodeDecodeError`).
+    """
+    value = json.loads(data, object_pairs_hook=_no_duplicates)
+    if _SURROGATE_ESCAPE.search(data):
+        _check_strings(value)
+    return value
