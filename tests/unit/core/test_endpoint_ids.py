@@ -1,0 +1,34 @@
+"""Endpoint ids: UUIDv7 for renewal-enabled signs (time-ordered), a digest for subject groups."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from shared.endpoints import endpoint_for_sign, new_endpoint_id, subject_endpoint_id
+
+T0 = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+def test_new_endpoint_id_is_a_uuid7_carrying_the_millisecond() -> None:
+    eid = new_endpoint_id(T0)
+    assert eid.startswith("ep-") and len(eid) == 35
+    u = uuid.UUID(eid[3:])
+    assert u.version == 7
+    assert u.variant == uuid.RFC_4122
+    assert u.int >> 80 == int(T0.timestamp() * 1000)
+
+
+def test_new_endpoint_ids_rise_with_time_and_differ_within_a_millisecond() -> None:
+    later = [new_endpoint_id(T0 + dt.timedelta(milliseconds=i)) for i in range(50)]
+    assert later == sorted(later)
+    same = {new_endpoint_id(T0) for _ in range(1000)}
+    assert len(same) == 1000
+
+
+def test_endpoint_for_sign_groups_by_subject_only_when_renewal_is_disabled() -> None:
+    args = {"authority_id": "a", "provisioner_id": "p", "subject_key": "k", "name": "n", "now": T0}
+    assert endpoint_for_sign(renewal_enabled=False, **args).id == subject_endpoint_id("a", "k")  # type: ignore[arg-type]
+    fresh = endpoint_for_sign(renewal_enabled=True, **args)  # type: ignore[arg-type]
+    assert uuid.UUID(fresh.id[3:]).version == 7
+    assert fresh.id != endpoint_for_sign(renewal_enabled=True, **args).id  # type: ignore[arg-type]
