@@ -33,17 +33,20 @@ runs a threaded HTTP server, so this backend is built for concurrent writers:
   parent's connections (SQLite forbids using them across fork) and opens its
   own.
 
-Schema (created on open, idempotent, versioned in `schema_version`; version 1
-files are upgraded in place on open, in one transaction, see `_MIGRATE_1_TO_2`):
+Schema (created on open, idempotent, versioned in `schema_version`; older files
+are upgraded in place on open, in one transaction, see `_MIGRATE_1_TO_2` and
+`_MIGRATE_2_TO_3`):
 times are INTEGER microseconds since the epoch (UTC), DER is a BLOB, event and
 document data are JSON text. Every write is priced in B-tree pages (each page
 changed is a 1 KiB WAL frame per commit), so keys are chosen for it: events are
 unique by `(time, id)` (time-ordered, so inserts share hot pages) rather than by
-a random UUID key. `find_documents` uses a partial expression index per searched
-(collection, field), `json_extract(data, '$."field"')` over that collection's
-rows, created on the first search and from then on maintained by SQLite in
-every process; a write pays only for the indexes of its own collection that
-someone searches (ACME: one), not one row per string field.
+a random UUID key; used tokens are a rowid table unique by a 32-byte digest, and
+endpoint ids are time-ordered UUIDv7s (`shared.endpoints.new_endpoint_id`).
+`find_documents` uses a partial expression index per searched (collection, field),
+`json_extract(data, '$."field"')` over that collection's rows, created on the
+first search and from then on maintained by SQLite in every process; a write pays
+only for the indexes of its own collection that someone searches (ACME: one), not
+one row per string field.
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenCl
 from shared.store import codec
 from shared.store.base import IssuanceWrite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
         id TEXT NOT NULL,
@@ -94,6 +97,25 @@ _MIGRATE_1_TO_2: tuple[str, ...] = (
     "UPDATE schema_version SET version = 2 WHERE id = 1",
 )
 
+_USED_TOKENS_TABLE = """CREATE TABLE IF NOT EXISTS used_tokens (
+        digest BLOB NOT NULL,
+        namespace TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    )"""
+
+# Version 2 -> 3, the same way: `used_tokens` becomes a rowid table (rows appended in claim
+# order) unique by `digest` instead of a WITHOUT ROWID table keyed by (namespace, key).
+# `cirrus_claim_digest` is `_claim_digest`, registered on the connection for the copy.
+_MIGRATE_2_TO_3: tuple[str, ...] = (
+    _USED_TOKENS_TABLE.replace("EXISTS used_tokens", "EXISTS used_tokens_v3"),
+    "INSERT INTO used_tokens_v3 (digest, namespace, key, expires_at) "
+    "SELECT cirrus_claim_digest(namespace, key), namespace, key, expires_at FROM used_tokens",
+    "DROP TABLE used_tokens",
+    "ALTER TABLE used_tokens_v3 RENAME TO used_tokens",
+    "UPDATE schema_version SET version = 3 WHERE id = 1",
+)
+
 # WAL checkpointing belongs to `checkpoint()`, called by a background thread (`cirrus up`
 # runs one in the master process). A request connection checkpoints only as a safety valve,
 # when the WAL reaches this many pages (32 MiB of 1 KiB pages; an issuance appends about 18),
@@ -107,12 +129,10 @@ JOURNAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 CHECKPOINT_FORCE_FRAMES = 2048
 
 _SCHEMA: tuple[str, ...] = (
-    """CREATE TABLE IF NOT EXISTS used_tokens (
-        namespace TEXT NOT NULL,
-        key TEXT NOT NULL,
-        expires_at INTEGER NOT NULL,
-        PRIMARY KEY (namespace, key)
-    ) WITHOUT ROWID""",
+    _USED_TOKENS_TABLE,
+    # Unique by digest, not by (namespace, key): see `_claim_digest`.
+    "CREATE UNIQUE INDEX IF NOT EXISTS used_tokens_by_digest ON used_tokens (digest)",
+    # (expires_at, rowid): claims of one second are appended in claim order, not by random key.
     "CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at)",
     """CREATE TABLE IF NOT EXISTS certificates (
         serial TEXT PRIMARY KEY NOT NULL,
@@ -184,12 +204,30 @@ _SCHEMA: tuple[str, ...] = (
 )
 
 # Statements built from the codec's constant column lists; values are always bound.
-_CLAIM_INSERT = "INSERT OR IGNORE INTO used_tokens (namespace, key, expires_at) VALUES (?, ?, ?)"
+_CLAIM_INSERT = "INSERT OR IGNORE INTO used_tokens (digest, namespace, key, expires_at) VALUES (?, ?, ?, ?)"
 
 
-def _claim_row(claim: TokenClaim) -> tuple[str, str, int]:
+def _claim_digest(namespace: str, key: str) -> bytes:
+    """What makes a claim unique: SHA-256 over the length-prefixed namespace, then the key.
+
+    Why a digest: claim keys are random (a token's `jti`), so every claim lands at a random
+    leaf of the unique index. 32-byte entries instead of ~110 characters of (namespace, key)
+    fit about three times as many to a page, so page splits (three pages written each) are
+    rarer; with the rowid table and the expiry index this took about 25 us off an issuance
+    (measured, 5 issuances per commit). The length prefix keeps ("a", "bc") and ("ab", "c")
+    apart; SHA-256 collisions are not a practical concern.
+    """
+    return hashlib.sha256(f"{len(namespace)}:{namespace}{key}".encode()).digest()
+
+
+def _claim_row(claim: TokenClaim) -> tuple[bytes, str, str, int]:
     """A token claim as its `used_tokens` row."""
-    return (claim.namespace, claim.key, codec.to_epoch_us(claim.expires_at, "expires_at"))
+    return (
+        _claim_digest(claim.namespace, claim.key),
+        claim.namespace,
+        claim.key,
+        codec.to_epoch_us(claim.expires_at, "expires_at"),
+    )
 _CERT_INSERT = (
     f"INSERT INTO certificates ({', '.join(codec.CERTIFICATE_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' * len(codec.CERTIFICATE_COLUMNS))})"
@@ -468,6 +506,10 @@ class SQLiteStore:
                 )
             if row is not None and row[0] == 1:
                 for statement in _MIGRATE_1_TO_2:
+                    conn.execute(statement)
+            if row is not None and row[0] in (1, 2):
+                conn.create_function("cirrus_claim_digest", 2, _claim_digest, deterministic=True)
+                for statement in _MIGRATE_2_TO_3:
                     conn.execute(statement)
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -901,7 +943,7 @@ class SQLiteStore:
         is spent (nothing written), False if the write matched no row (token left unspent)."""
         claim_row = _claim_row(claim)
         with self._write(what) as conn:
-            if conn.execute("SELECT 1 FROM used_tokens WHERE namespace = ? AND key = ?", claim_row[:2]).fetchone():
+            if conn.execute("SELECT 1 FROM used_tokens WHERE digest = ?", claim_row[:1]).fetchone():
                 raise TokenAlreadyUsed()
             if conn.execute(statement, params).rowcount != 1:
                 return False

@@ -1,5 +1,5 @@
-"""SQLite schema version 2 and WAL checkpointing: the in-place upgrade of version 1 files,
-the expression indexes behind `find_documents`, and checkpoints kept off the request path."""
+"""SQLite schema versions 2 and 3 and WAL checkpointing: the in-place upgrades of version 1 and 2
+files, the expression indexes behind `find_documents`, and checkpoints kept off the request path."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from shared.model import (
     ProvisionerRef,
     TokenClaim,
 )
-from shared.store.sqlite import SQLiteStore
+from shared.store.sqlite import _MIGRATE_1_TO_2, SQLiteStore
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 US = 1_735_689_600_000_000  # T0 in microseconds
@@ -161,7 +161,7 @@ def test_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path) 
     db = tmp_path / "v1.db"
     _v1_file(db)
     store = SQLiteStore(db, clock=FixedClock(T0))
-    assert store.schema_version() == 2
+    assert store.schema_version() == 3
     cert = store.get_certificate("7")
     assert cert is not None and cert.der == b"\x30\x00" and cert.sans == ("host",)
     assert [c.serial for c in store.list_certificates_by_endpoint("ep")] == ["7"]
@@ -186,9 +186,43 @@ def test_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path) 
     indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'events'")}
     assert indexes == {"events", "events_by_time"}  # no autoindex on id any more
     raw.close()
-    again = SQLiteStore(db)  # reopening a version 2 file changes nothing
-    assert again.schema_version() == 2 and len(again.list_events()) == 3
+    again = SQLiteStore(db)  # reopening an upgraded file changes nothing
+    assert again.schema_version() == 3 and len(again.list_events()) == 3
     again.close()
+
+
+def test_version_2_file_gets_digest_keyed_used_tokens_and_keeps_its_claims(tmp_path: Path) -> None:
+    db = tmp_path / "v2.db"
+    _v1_file(db)
+    raw = _raw(db)
+    raw.execute("BEGIN")
+    for statement in _MIGRATE_1_TO_2:  # what a version 2 release did to the file, nothing newer
+        raw.execute(statement)
+    raw.execute("COMMIT")
+    raw.execute("INSERT INTO used_tokens VALUES ('ott:p', 'jti-2', ?)", (US - 1,))  # already expired at T0
+    assert raw.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+    raw.close()
+
+    store = SQLiteStore(db, clock=FixedClock(T0))
+    assert store.schema_version() == 3
+    assert store.claim("jti", "used", T0 + HOUR) is False  # claims made before the upgrade still hold
+    assert store.claim("ott:p", "jti-2", T0 + HOUR) is False
+    assert store.claim("ott:p", "jti-3", T0 + HOUR) is True
+    assert store.claim("ott:p", "jti-3", T0 + HOUR) is False
+    # The digest is length-prefixed: a namespace/key split elsewhere is another claim.
+    assert store.claim("ott:pj", "ti-3", T0 + HOUR) is True
+    assert store.purge_expired(T0) == 1
+    assert store.claim("ott:p", "jti-2", T0 + HOUR) is True  # purged, so free again
+    store.close()
+
+    raw = _raw(db)
+    tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "used_tokens_v3" not in tables
+    indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'used_tokens'")}
+    assert indexes == {"used_tokens", "used_tokens_by_digest", "used_tokens_by_expiry"}
+    columns = [r[1] for r in raw.execute("PRAGMA table_info(used_tokens)")]
+    assert columns == ["digest", "namespace", "key", "expires_at"]
+    raw.close()
 
 
 def test_failed_upgrade_leaves_the_version_1_file_untouched(tmp_path: Path) -> None:

@@ -67,11 +67,11 @@ def test_wal_mode_and_pragmas(store: SQLiteStore, db: Path) -> None:
 def test_schema_is_versioned_and_reopen_is_idempotent(db: Path) -> None:
     first = SQLiteStore(db)
     first.record_issuance(_cert("1"))
-    assert first.schema_version() == SCHEMA_VERSION == 2
+    assert first.schema_version() == SCHEMA_VERSION == 3
     first.close()
     second = SQLiteStore(db)
     assert second.get_certificate("1") == _cert("1")
-    assert second.schema_version() == 2
+    assert second.schema_version() == 3
     assert _raw(db).execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
     second.close()
 
@@ -115,6 +115,7 @@ def test_storage_types(store: SQLiteStore, db: Path) -> None:
             "endpoints_by_authority",
         ),
         ("DELETE FROM used_tokens WHERE expires_at < ?", (0,), "used_tokens_by_expiry"),
+        ("SELECT 1 FROM used_tokens WHERE digest = ?", (b"x",), "used_tokens_by_digest"),
         ("SELECT * FROM events WHERE time >= ? ORDER BY time, id LIMIT 5", (0,), "events_by_time"),
         (
             "SELECT serial FROM certificates WHERE authority_id = ? AND (issued_at, serial) > (?, ?) "
