@@ -272,7 +272,10 @@ class WSGIServer:
         offload_threads: int = 8,
         balance: ConnectionBalance | None = None,
         commit_group: CommitGroup | None = None,
+        after_turn: Callable[[], None] | None = None,
     ) -> None:
+        """`after_turn` runs at the end of every turn of the loop (at least every poll interval)
+        and when it stops: a worker writes its batched log lines there (`shared.linelog`)."""
         self.socket = sock
         self.app = app
         self.tls = ssl_context is not None
@@ -289,6 +292,7 @@ class WSGIServer:
         self._conns: dict[int, _Conn] = {}
         self._done: collections.deque[tuple[_Conn, bytes, bool]] = collections.deque()
         self._group = commit_group
+        self._after_turn = after_turn
         self._tag = 0
         self._held: list[tuple[_Conn, _Request, bytes, bool, int]] = []
         self._rbuf = bytearray(READ_CHUNK)
@@ -333,9 +337,13 @@ class WSGIServer:
                 if now >= next_sweep:
                     self._sweep(now)
                     next_sweep = now + 1.0
+                if self._after_turn is not None:
+                    self._after_turn()
         finally:
             if self._held:  # answers waiting on the shared commit: record them, then answer
                 self._settle()
+            if self._after_turn is not None:
+                self._after_turn()
             self._listen(False)
             try:
                 self._sel.unregister(self._wake_r)

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from shared import linelog
 from shared.httpserver import ConnectionBalance, WSGIServer
 from shared.runtime import Services
 from shared.x509.profile import sign_certificate
@@ -157,7 +158,9 @@ def serve_worker(
         offload=getattr(app, "waits_on_network", None),
         balance=balance,
         commit_group=group_factory() if callable(group_factory) else None,
+        after_turn=linelog.flush,
     )
+    linelog.batch()  # this process's loop writes the access and event lines once per turn
     stop = threading.Event()
 
     def renew_loop() -> None:
@@ -187,6 +190,7 @@ def serve_worker(
         stop.set()
         server.server_close()
         services.close()
+        linelog.flush()
 
 
 def _die_with_parent() -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from shared import linelog
 from shared.api.render import error_response, json_response
 from shared.api.stepca import StepCAAPI
 from shared.groupcommit import CommitGroup
@@ -26,6 +27,8 @@ from shared.runtime import Services
 from shared.store.base import BatchIssuanceLedger
 
 access_log = logging.getLogger("cirrus.access")
+# One encoder for every line: `json.dumps` with options builds a new one per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 REQUEST_ID_KEY = "cirrus.request_id"
 
 # Extra mounts (ACME, OCSP, CRL) register here: prefix -> handler(request, services, tail).
@@ -62,7 +65,7 @@ def _log_access(
     line["userAgent"] = str(environ.get("HTTP_USER_AGENT", ""))[:200]
     if note:
         line["note"] = note
-    access_log.info(json.dumps(line, separators=(",", ":")))
+    linelog.write(access_log, _ENCODE(line))
 
 
 class CirrusApp:

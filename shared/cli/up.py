@@ -13,6 +13,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from shared import linelog
 from shared.api.app import CirrusApp
 from shared.api.mounts import default_direct_mounts, default_mounts
 from shared.config import Settings
@@ -73,6 +74,8 @@ def configure_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    # The access and event lines skip the records for the same output (`shared.linelog`).
+    linelog.attach(sys.stdout, _JSON_LOGGERS)
 
 
 REVOCATION_POLL_SECONDS = 5.0

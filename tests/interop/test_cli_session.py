@@ -19,6 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from shared.events.base import CERTIFICATE_ISSUED, CERTIFICATE_RENEWED
 from tests.helpers import make_csr, mint_sign_token, pkilint_errors
 
 pytestmark = pytest.mark.interop
@@ -121,6 +122,8 @@ def test_readme_session(server, authority_dir: Path, tmp_path: Path) -> None:
     access = [json.loads(line) for line in lines if line.startswith("{") and '"requestId"' in line]
     assert {"/1.0/sign", "/1.0/renew", "/1.0/revoke", "/health"} <= {a["path"] for a in access}
     assert all(len(a["requestId"]) >= 16 for a in access)
+    events = [json.loads(line) for line in lines if line.startswith("{") and '"specversion"' in line]
+    assert {CERTIFICATE_ISSUED, CERTIFICATE_RENEWED} <= {e["type"] for e in events}  # written by the workers
 
 
 def test_client_errors_are_clear(authority_dir: Path) -> None:
