@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from shared.runtime import Services
 
 _LOCAL_BASE = "http://127.0.0.1"
+# The serial index's look-back between full ones: well past a commit's latency on one machine.
+INDEX_QUICK_OVERLAP = dt.timedelta(seconds=15)
 _log = logging.getLogger(__name__)
 
 
@@ -138,6 +140,9 @@ def serial_index_publisher(services: Services) -> SerialIndexPublisher:
         blobs=blobs(services),
         clock=services.clock,
         authority_ids=[services.settings.authority_id],
+        # A long-lived publisher (`cirrus up` runs it every few seconds) looks back fully once
+        # a minute; a scheduled function's runs are minutes apart, so each of them looks back fully.
+        quick_overlap=INDEX_QUICK_OVERLAP,
     )
 
 

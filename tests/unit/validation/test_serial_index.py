@@ -159,6 +159,46 @@ def test_late_commit_inside_the_overlap_is_indexed(tmp_path: Path) -> None:
     assert r.added == 0 and r.total == 3
 
 
+
+def test_a_frequent_publisher_looks_back_fully_once_a_minute(tmp_path: Path) -> None:
+    """With `quick_overlap`, runs re-read only that far, and the whole overlap every `full_overlap_every`."""
+    clock = FixedClock(T0)
+    store = CountingStore(clock=clock)
+    publisher, blobs = make(
+        tmp_path, store, clock, overlap=dt.timedelta(minutes=2),
+        quick_overlap=dt.timedelta(seconds=15), full_overlap_every=dt.timedelta(minutes=1),
+    )
+    recent = [new_serial() for _ in range(30)]
+    for i, s in enumerate(recent):  # one a second for the last 30 s
+        store.record_issuance(record(s, T0 - dt.timedelta(seconds=30 - i)))
+    [r] = publisher.publish()  # the first run looks back fully
+    assert r.added == 30
+    clock.advance(dt.timedelta(seconds=5))
+    store.rows_read = 0
+    [r] = publisher.publish()
+    assert r.added == 0 and store.rows_read == 16  # the cursor was T0 - 1 s: from T0 - 16 s on, 16 rows
+    late_quick, late_full = new_serial(), new_serial()
+    store.record_issuance(record(late_quick, T0 - dt.timedelta(seconds=10)))  # inside the quick look-back
+    store.record_issuance(record(late_full, T0 - dt.timedelta(seconds=60)))  # only a full one sees it
+    clock.advance(dt.timedelta(seconds=5))
+    [r] = publisher.publish()
+    assert r.added == 1 and late_full not in published(blobs)
+    clock.advance(dt.timedelta(seconds=50))  # a minute since the last full run
+    store.rows_read = 0
+    [r] = publisher.publish()
+    assert r.added == 1 and store.rows_read == 32  # the whole 2 minutes: 30 + the two late ones
+    assert published(blobs) == {*recent, late_quick, late_full}
+    [r] = publisher.publish()  # the full run was just now: quick again
+    assert r.added == 0
+
+
+def test_quick_overlap_must_fit_inside_the_overlap(tmp_path: Path) -> None:
+    from shared.errors import ConfigError
+
+    clock = FixedClock(T0)
+    with pytest.raises(ConfigError, match="quick overlap"):
+        make(tmp_path, MemoryStore(clock=clock), clock, overlap=dt.timedelta(seconds=10), quick_overlap=dt.timedelta(seconds=20))
+
 def test_same_timestamp_paging_skips_nothing(tmp_path: Path) -> None:
     clock = FixedClock(T0)
     store = MemoryStore(clock=clock)
