@@ -10,8 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -38,13 +38,18 @@ Answer = tuple[int, list[tuple[str, str]], bytes]
 DirectMount = Callable[[dict[str, Any], Services, str], Answer]
 
 
+def _new_request_id() -> str:
+    """32 random hex digits, the length of a UUID's (a UUID object costs four times as much to make)."""
+    return os.urandom(16).hex()
+
+
 def _request_id(environ: dict[str, Any]) -> str:
     """The client's X-Request-Id (or step's X-Smallstep-Id) when it is short and printable, else a new one."""
     for key in ("HTTP_X_REQUEST_ID", "HTTP_X_SMALLSTEP_ID"):
         value = str(environ.get(key, ""))
         if value and len(value) <= 128 and value.isprintable():
             return value
-    return uuid.uuid4().hex
+    return _new_request_id()
 
 
 def _log_access(
@@ -107,7 +112,7 @@ class CirrusApp:
     def _held_answer_failed(exc: BaseException, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         """The answer that replaces a held one whose issuance was not recorded (logged like any answer)."""
         response = error_response(exc)
-        rid = str(environ.get(REQUEST_ID_KEY) or uuid.uuid4().hex)
+        rid = str(environ.get(REQUEST_ID_KEY) or _new_request_id())
         response.headers["X-Request-Id"] = rid
         _log_access(environ, rid, response.status_code, note="answer replaced: the issuance was not recorded")
         return response.status, response.headers.to_wsgi_list(), response.get_data()
