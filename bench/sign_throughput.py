@@ -8,10 +8,15 @@ Method (fixed, so runs compare):
   pre-built bodies from a file through a small Lua script; each body is sent once.
 - Server CPU is read from /proc (utime+stime of the server's processes) before and after each
   level, so the figure per certificate is the server's own cost, not the load client's.
-- Each level runs for DURATION seconds after a short warm-up; only 201 answers count.
+- Each level runs for DURATION seconds; only 201 answers count.
+- Both servers log as they would in use: Cirrus at INFO (one access line per request and one
+  event line per certificate), step-ca its text request log; both to /dev/null.
 - In the same run, when Go and Debian's step-ca 0.19.0 sources are present (golang-go,
-  golang-github-smallstep-certificates-dev), step-ca is built and measured the same way on the
-  same root, intermediate and provisioner, and the ratios are printed (BENCH_STEP_CA=0 skips it).
+  golang-github-smallstep-certificates-dev), step-ca is built and served at the same time on the
+  same root, intermediate and provisioner (BENCH_STEP_CA=0 skips it). The two are measured in
+  turn, level by level, for ROUNDS rounds: a slow spell of the machine then hits both, and each
+  ratio is taken within a round. Printed: per level, the median over rounds of each server's
+  figures and of the per-round ratios, and every round's figures.
 Prints one JSON object. Needs `wrk` (apt-get install wrk).
 """
 
@@ -34,6 +39,7 @@ from shared.cli.init import init_authority  # noqa: E402
 from tests.helpers import make_csr, mint_token, sign_claims  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 LEVELS = [int(x) for x in os.environ.get("BENCH_LEVELS", "1,4,16").split(",")]
 PORT = int(os.environ.get("BENCH_PORT", "19443"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1)))
@@ -73,21 +79,21 @@ def server_cpu(pid: int) -> float:
     return total
 
 
-def wait_ready(root: Path) -> None:
+def wait_ready(root: Path, port: int) -> None:
     import ssl
     import urllib.request
 
     ctx = ssl.create_default_context(cafile=str(root))
     for _ in range(100):
         try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{PORT}/health", context=ctx, timeout=1):
+            with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", context=ctx, timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
     raise SystemExit("server did not start")
 
 
-def run_level(ca: Path, conns: int, pid: int, workdir: Path) -> dict[str, float]:
+def run_level(ca: Path, conns: int, pid: int, port: int, workdir: Path) -> dict[str, float]:
     threads = min(conns, 2)
     count = int(MAX_RATE * DURATION) + 1000
     csr, _ = make_csr("bench.example.com")
@@ -116,7 +122,7 @@ def run_level(ca: Path, conns: int, pid: int, workdir: Path) -> dict[str, float]
                 "--latency",
                 "-s",
                 str(script),
-                f"https://127.0.0.1:{PORT}",
+                f"https://127.0.0.1:{port}",
                 "--",
                 str(path),
             ],
@@ -216,16 +222,41 @@ def step_ca_config(ca: Path, workdir: Path, port: int) -> Path:
     return path
 
 
-def measure(name: str, argv: list[str], ca: Path, workdir: Path, port: int) -> list[dict[str, float]]:
-    global PORT
-    PORT = port
+def start_server(argv: list[str], ca: Path, port: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_ready(ca / "certs" / "root_ca.crt")
-        return [run_level(ca, c, server.pid, workdir / name) for c in LEVELS]
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=20)
+        wait_ready(ca / "certs" / "root_ca.crt", port)
+    except BaseException:
+        stop_server(server)
+        raise
+    return server
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=20)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def summary(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """One level's medians over rounds."""
+    return {
+        "concurrency": rounds[0]["concurrency"],
+        "certs_per_s": round(median([r["certs_per_s"] for r in rounds]), 1),
+        "non_2xx": sum(int(r["non_2xx"]) for r in rounds),
+        "server_cpu_ms_per_cert": round(median([r["server_cpu_ms_per_cert"] for r in rounds]), 3),
+    }
+
+
+def paired_ratio(ours: list[dict[str, float]], theirs: list[dict[str, float]], key: str) -> float | None:
+    """The median over rounds of ours / theirs, each ratio taken within one round."""
+    ratios = [a[key] / b[key] for a, b in zip(ours, theirs, strict=True) if b[key]]
+    return round(median(ratios), 3) if ratios else None
 
 
 def main() -> None:
@@ -237,48 +268,45 @@ def main() -> None:
     out: dict[str, object] = {
         "benchmark": "sign_throughput",
         "duration_s": DURATION,
+        "rounds": ROUNDS,
         "cores": os.cpu_count(),
         "workers": WORKERS,
     }
+    servers: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
-        cirrus = measure(
-            "cirrus",
-            [
-                sys.executable,
-                "-m",
-                "shared.cli",
-                "up",
-                "--dir",
-                str(ca),
-                "--address",
-                f"127.0.0.1:{PORT}",
-                "--log-level",
-                "WARNING",
-                "--workers",
-                str(WORKERS),
-            ],
-            ca,
-            workdir,
-            PORT,
-        )
-        out["results"] = cirrus
+        cirrus_argv = [
+            sys.executable, "-m", "shared.cli", "up", "--dir", str(ca),
+            "--address", f"127.0.0.1:{PORT}", "--workers", str(WORKERS),
+        ]
+        servers["cirrus"] = (start_server(cirrus_argv, ca, PORT), PORT)
         step_ca = build_step_ca(workdir) if os.environ.get("BENCH_STEP_CA", "1") != "0" else None
         if step_ca is not None:
-            # step-ca refuses tokens issued before it started, so every body is minted after start.
+            # step-ca refuses tokens issued before it started: every body is minted after both start.
             port = PORT + 1
-            step = measure("stepca-run", [str(step_ca), str(step_ca_config(ca, workdir, port))], ca, workdir, port)
-            out["step_ca_0_19_results"] = step
+            servers["step_ca"] = (start_server([str(step_ca), str(step_ca_config(ca, workdir, port))], ca, port), port)
+        runs: dict[str, dict[int, list[dict[str, float]]]] = {name: {c: [] for c in LEVELS} for name in servers}
+        for _ in range(ROUNDS):
+            for c in LEVELS:
+                for name, (server, port) in servers.items():
+                    runs[name][c].append(run_level(ca, c, server.pid, port, workdir / name))
+        out["results"] = [summary(runs["cirrus"][c]) for c in LEVELS]
+        if "step_ca" in runs:
+            out["step_ca_0_19_results"] = [summary(runs["step_ca"][c]) for c in LEVELS]
             out["ratio_cirrus_over_step_ca"] = [
                 {
-                    "concurrency": a["concurrency"],
-                    "throughput": round(a["certs_per_s"] / b["certs_per_s"], 3) if b["certs_per_s"] else None,
-                    "server_cpu": round(a["server_cpu_ms_per_cert"] / b["server_cpu_ms_per_cert"], 3)
-                    if b["server_cpu_ms_per_cert"]
-                    else None,
+                    "concurrency": c,
+                    "throughput": paired_ratio(runs["cirrus"][c], runs["step_ca"][c], "certs_per_s"),
+                    "server_cpu": paired_ratio(runs["cirrus"][c], runs["step_ca"][c], "server_cpu_ms_per_cert"),
                 }
-                for a, b in zip(cirrus, step, strict=True)
+                for c in LEVELS
             ]
+        out["per_round"] = {
+            name: {str(c): [[r["certs_per_s"], r["server_cpu_ms_per_cert"]] for r in per] for c, per in levels.items()}
+            for name, levels in runs.items()
+        }
     finally:
+        for server, _port in servers.values():
+            stop_server(server)
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(out, indent=2))
 
