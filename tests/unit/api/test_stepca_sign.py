@@ -190,6 +190,25 @@ def test_sans_not_authorised_by_token(api, authority_dir: Path) -> None:
     assert rows(authority_dir) == before
 
 
+
+@pytest.mark.parametrize(
+    ("csr_names", "status"),
+    [
+        (["a.example.com", "b.example.com"], 201),  # as the token lists them
+        (["B.example.com", "a.example.com"], 201),  # another order and case: the same set
+        (["a.example.com"], 403),  # a subset is not the token's set
+        (["a.example.com", "b.example.com", "c.example.com"], 403),
+    ],
+)
+def test_csr_names_must_be_the_tokens_set(api, authority_dir: Path, csr_names: list[str], status: int) -> None:
+    csr, _ = make_csr("a.example.com", csr_names)
+    r = sign(api, csr, mint_sign_token(authority_dir, "a.example.com", ["a.example.com", "b.example.com"]))
+    assert r.status_code == status, r.text
+    if status == 201:
+        leaf = x509.load_pem_x509_certificate(r.get_json()["crt"].encode())
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == ["a.example.com", "b.example.com"]
+
 def _tokens(authority_dir: Path) -> dict[str, str]:
     now = int(time.time())
     other = ec.generate_private_key(ec.SECP256R1())
