@@ -92,7 +92,18 @@ def _issue(
     csr: x509.CertificateSigningRequest,
     idents: list[Identifier],
 ) -> dict[str, Any]:
-    """Issue for an order marked `processing`; record `valid` with the chains, or `invalid` on a refusal."""
+    """Issue for an order marked `processing`; record `valid` with the chains, or `invalid` on a refusal.
+
+    Each outcome is recorded only while the order is still this finalize's `processing`: an
+    issuance that outlived `orders.ORDER_PROCESSING_STALE` finds the order already `invalid` (a poll
+    gave it up) and leaves it so, since an invalid order stays invalid (RFC 8555 s.7.1.6). Its
+    certificate is recorded in the store all the same, and is never handed out by this order.
+    """
+    since = processing[0].get("processingSince")
+
+    def ours(d: dict[str, Any]) -> bool:
+        return d.get("status") == "processing" and d.get("processingSince") == since
+
     try:
         issued = svc.finalizer.issue(
             csr,
@@ -106,7 +117,9 @@ def _issue(
     except CAError as err:
         problem = from_ca_error(err)
 
-        def fail(d: dict[str, Any]) -> dict[str, Any]:
+        def fail(d: dict[str, Any]) -> dict[str, Any] | None:
+            if not ours(d):
+                return None
             d["status"] = "invalid"
             d["error"] = problem.to_json()
             return d
@@ -114,12 +127,14 @@ def _issue(
         svc.repo.mutate(ORDERS, order_id, fail, current=processing)
         raise problem from err
     except Exception:
-        svc.repo.mutate(ORDERS, order_id, lambda d: {**d, "status": "ready"}, current=processing)
+        svc.repo.mutate(ORDERS, order_id, lambda d: {**d, "status": "ready"} if ours(d) else None, current=processing)
         raise
     chains = [_pem([issued.leaf, *issued.chain])] + [_pem([issued.leaf, *alt]) for alt in issued.alternates]
     issued_at = ts(svc.clock.now())
 
-    def done(d: dict[str, Any]) -> dict[str, Any]:
+    def done(d: dict[str, Any]) -> dict[str, Any] | None:
+        if not ours(d):
+            return None
         d.pop("processingSince", None)
         d["status"] = "valid"
         d["certificateId"] = order_id

@@ -246,3 +246,30 @@ def test_an_order_whose_issuance_was_lost_goes_invalid_after_a_while(responder: 
     polled = client.post(order_url, None).get_json()
     assert polled["status"] == "invalid"
     assert polled["error"]["type"] == "urn:ietf:params:acme:error:serverInternal"
+
+
+def test_an_issuance_that_outlives_its_order_leaves_it_invalid(
+    live: tuple[LiveClient, MemoryStore], responder: HTTP01Responder
+) -> None:
+    """A poll gave the order up (stale `processing` -> invalid) while the issuance ran: it stays invalid."""
+    from tests.unit.acme.acme_support import b64, make_csr
+
+    client, store = live
+    order_url, order = _ready_order(client, responder)
+    order_id = order_url.rsplit("/", 1)[-1]
+    real_issue = client.ca.issue  # type: ignore[attr-defined]
+
+    def slow_issue(*args: Any, **kwargs: Any) -> Any:
+        doc, version = store.get_document(ORDERS, order_id)  # type: ignore[misc]
+        assert doc["o"]["status"] == "processing"
+        given_up = {**doc["o"], "status": "invalid", "error": {"type": "urn:ietf:params:acme:error:serverInternal"}}
+        assert store.update_document(ORDERS, order_id, {**doc, "o": given_up}, expected_version=version)
+        return real_issue(*args, **kwargs)
+
+    client.ca.issue = slow_issue  # type: ignore[attr-defined]
+    _, csr = make_csr(["127.0.0.1"])
+    status, _, body = client.post(order["finalize"], {"csr": b64(csr)})
+    assert status == 200 and body["status"] == "processing"
+    polled = client.post(order_url, None)[2]
+    assert polled["status"] == "invalid" and "certificate" not in polled
+    assert polled["error"]["type"] == "urn:ietf:params:acme:error:serverInternal"
