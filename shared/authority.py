@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,8 +65,13 @@ class Issued:
     chain_pem: tuple[str, ...] | None = None  # `chain` as PEM, encoded once per authority
 
     def pem_chain(self) -> list[str]:
-        """Leaf first, then intermediates, as PEM strings."""
-        leaf = self.certificate.public_bytes(serialization.Encoding.PEM).decode()
+        """Leaf first, then intermediates, as PEM strings.
+
+        The leaf's PEM is made from the record's DER (the standard library's
+        `DER_cert_to_PEM_cert`, the same text): `public_bytes` re-encodes the whole
+        certificate from its parsed form on every call, and the record needed the DER.
+        """
+        leaf = ssl.DER_cert_to_PEM_cert(self.record.der)
         if self.chain_pem is not None:
             return [leaf, *self.chain_pem]
         return [leaf, *(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain)]

@@ -47,6 +47,7 @@ def test_sign_returns_step_sign_response(api, authority_dir: Path, tmp_path: Pat
     assert set(body) == {"crt", "ca", "certChain", "tlsOptions"}
     assert body["certChain"][0] == body["crt"] and body["certChain"][1] == body["ca"]
     cert = x509.load_pem_x509_certificate(body["crt"].encode())
+    assert body["crt"] == cert.public_bytes(serialization.Encoding.PEM).decode()  # the PEM cryptography writes
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.DNSName) == ["app.example.com"]
     assert [str(i) for i in san.get_values_for_type(x509.IPAddress)] == ["10.0.0.1"]

@@ -164,3 +164,32 @@ def test_sign_certificate_refuses_what_the_builder_setters_refused() -> None:
         extensions=[*exts, x509.Extension(old_ski.oid, False, old_ski)],
     )
     assert cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value != old_ski
+
+
+@pytest.mark.parametrize("kind", ["p256", "p384", "p521", "rsa", "ed25519"])
+def test_subject_key_identifier_is_cryptographys_for_every_key_type(kind: str) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from shared.x509.profile import subject_key_identifier
+
+    key = {
+        "p256": lambda: ec.generate_private_key(ec.SECP256R1()),
+        "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+        "p521": lambda: ec.generate_private_key(ec.SECP521R1()),
+        "rsa": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        "ed25519": ed25519.Ed25519PrivateKey.generate,
+    }[kind]().public_key()
+    ext = subject_key_identifier(key)
+    assert ext.oid == x509.SubjectKeyIdentifier.oid and not ext.critical
+    expected = x509.SubjectKeyIdentifier.from_public_key(key)
+    assert ext.value.public_bytes() == expected.public_bytes()
+    cert = sign_certificate(
+        _issuer(),
+        subject=x509.Name([]),
+        public_key=key,
+        serial=99,
+        not_before=NOW,
+        not_after=NOW + dt.timedelta(hours=1),
+        extensions=[],
+    )
+    assert cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value == expected
