@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -121,9 +122,18 @@ class Endpoint:
     created_at: dt.datetime
 
 
+# `data` as the store keeps it and the sinks send it: compact, sorted, plain JSON only.
+_DATA_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False).encode
+_STR_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A lifecycle fact, shaped after CloudEvents 1.0 (id, source, type, time)."""
+    """A lifecycle fact, shaped after CloudEvents 1.0 (id, source, type, time).
+
+    A fact does not change: `data` must not be modified once the event is made, because
+    its JSON is encoded once (`data_json`) and shared by the store and the sinks.
+    """
 
     id: str
     type: str
@@ -131,6 +141,23 @@ class Event:
     subject: str
     time: dt.datetime
     data: Mapping[str, Any] = field(default_factory=dict)
+    _data_json: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def data_json(self) -> str:
+        """`data` as compact JSON with sorted keys, encoded on first use and kept.
+
+        Why kept: a certificate's events are encoded for the store's row and again for
+        the log or Pub/Sub line, about 5 us each time.
+
+        Raises:
+            ValueError, TypeError: `data` is not plain JSON (NaN, datetimes, bytes...).
+        """
+        text = self._data_json
+        if text is None:
+            data = self.data if type(self.data) is dict else dict(self.data)
+            text = _DATA_ENCODE(data)
+            object.__setattr__(self, "_data_json", text)  # a cache of a frozen value, not a change
+        return text
 
     def to_cloudevent(self) -> dict[str, Any]:
         """Return the structured-mode CloudEvents JSON object."""
@@ -144,6 +171,19 @@ class Event:
             "datacontenttype": "application/json",
             "data": dict(self.data),
         }
+
+    def to_cloudevent_json(self) -> str:
+        """`to_cloudevent()` as compact JSON text, with `data` from `data_json()`.
+
+        Raises:
+            ValueError, TypeError: `data` is not plain JSON.
+        """
+        return (
+            f'{{"specversion":"1.0","id":{_STR_ENCODE(self.id)},"source":{_STR_ENCODE(self.source)},'
+            f'"type":{_STR_ENCODE(self.type)},"subject":{_STR_ENCODE(self.subject)},'
+            f'"time":"{self.time.isoformat().replace("+00:00", "Z")}",'
+            f'"datacontenttype":"application/json","data":{self.data_json()}}}'
+        )
 
 
 def subject_key(common_name: str, sans: tuple[str, ...] | list[str]) -> str:

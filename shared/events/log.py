@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
@@ -10,8 +9,6 @@ from shared import linelog
 from shared.model import Event
 
 _log = logging.getLogger("cirrus.events")
-# One encoder for every line: `json.dumps` with options builds a new one per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 class LogSink:
@@ -26,7 +23,7 @@ class LogSink:
         """Log the events (never raises for a well-formed event)."""
         if not events or not _log.isEnabledFor(logging.INFO):
             return
-        linelog.write(_log, "\n".join(_ENCODE(e.to_cloudevent()) for e in events))
+        linelog.write(_log, "\n".join(e.to_cloudevent_json() for e in events))
 
 
 def open_sinks(specs: Sequence[str]) -> list[object]:

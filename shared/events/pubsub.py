@@ -24,7 +24,6 @@ re-publishing a batch after a lost answer would only add duplicates.
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
@@ -54,7 +53,7 @@ def encode(event: Event) -> bytes:
         ValueError: the event's data is not plain JSON.
     """
     try:
-        text = json.dumps(event.to_cloudevent(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = event.to_cloudevent_json()
     except (TypeError, ValueError) as exc:
         raise ValueError(f"data of event {event.id!r} is not plain JSON: {exc}") from None
     return text.encode("utf-8")

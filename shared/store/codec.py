@@ -441,6 +441,21 @@ def revocation_from_row(row: tuple[Any, ...]) -> Revocation:
 EVENT_COLUMNS = ("id", "type", "source", "subject", "time", "data")
 
 
+def event_data_json(event: Event) -> str:
+    """An event's data as `dump_json` writes it (`Event.data_json`: encoded once per event).
+
+    Raises:
+        ValueError: the data is not a mapping of plain JSON values.
+    """
+    what = f"data of event {event.id!r}"
+    if not isinstance(event.data, Mapping):
+        raise ValueError(f"{what} must be a JSON object")
+    try:
+        return event.data_json()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what} is not plain JSON: {exc}") from None
+
+
 def event_to_row(event: Event) -> tuple[Any, ...]:
     """Encode an event in `EVENT_COLUMNS` order (data as JSON text)."""
     return (
@@ -449,7 +464,7 @@ def event_to_row(event: Event) -> tuple[Any, ...]:
         event.source,
         event.subject,
         to_epoch_us(event.time, "event time"),
-        dump_json(event.data, f"data of event {event.id!r}"),
+        event_data_json(event),
     )
 
 
