@@ -29,10 +29,12 @@ def parse_csr(text: str | bytes) -> x509.CertificateSigningRequest:
     return parse_csr_and_key(text)[0]
 
 
-_ECDSA_HASHES: dict[x509.ObjectIdentifier, type[hashes.HashAlgorithm]] = {
-    SignatureAlgorithmOID.ECDSA_WITH_SHA256: hashes.SHA256,
-    SignatureAlgorithmOID.ECDSA_WITH_SHA384: hashes.SHA384,
-    SignatureAlgorithmOID.ECDSA_WITH_SHA512: hashes.SHA512,
+# The signature algorithms, made once (they are immutable): an `ECDSA` object is
+# Python-level work on every verify otherwise.
+_ECDSA: dict[x509.ObjectIdentifier, ec.ECDSA] = {
+    SignatureAlgorithmOID.ECDSA_WITH_SHA256: ec.ECDSA(hashes.SHA256()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA384: ec.ECDSA(hashes.SHA384()),
+    SignatureAlgorithmOID.ECDSA_WITH_SHA512: ec.ECDSA(hashes.SHA512()),
 }
 
 
@@ -63,10 +65,10 @@ def parse_csr_and_key(text: str | bytes) -> tuple[x509.CertificateSigningRequest
         key: object = csr.public_key()
     except Exception:  # unsupported key encodings: refused later by the key policy
         key = None
-    hash_type = _ECDSA_HASHES.get(csr.signature_algorithm_oid)
-    if hash_type is not None and isinstance(key, ec.EllipticCurvePublicKey):
+    algorithm = _ECDSA.get(csr.signature_algorithm_oid)
+    if algorithm is not None and isinstance(key, ec.EllipticCurvePublicKey):
         try:
-            key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(hash_type()))
+            key.verify(csr.signature, csr.tbs_certrequest_bytes, algorithm)
             valid = True
         except InvalidSignature:
             valid = False
