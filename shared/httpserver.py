@@ -54,7 +54,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
@@ -575,7 +575,11 @@ class WSGIServer:
         environ: dict[str, Any] = {
             "REQUEST_METHOD": request.method,
             "SCRIPT_NAME": "",
-            "PATH_INFO": path,
+            # PEP 3333: the path percent-decoded, its bytes as latin-1 (as Werkzeug's server and
+            # the Functions Framework give it); the target as sent stays in REQUEST_URI/RAW_URI.
+            "PATH_INFO": unquote(path, encoding="latin-1") if "%" in path else path,
+            "REQUEST_URI": request.path,
+            "RAW_URI": request.path,
             "QUERY_STRING": query,
             "CONTENT_LENGTH": str(len(request.body)),
             "CONTENT_TYPE": request.headers.get("Content-Type", ""),

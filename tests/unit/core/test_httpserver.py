@@ -265,3 +265,27 @@ def test_absolute_form_targets_are_accepted_and_name_the_host() -> None:
         assert exchange(port, b"GET https://ca.example HTTP/1.1\r\n\r\n").endswith(b"/ q= host=ca.example")
         assert b" 400 " in exchange(port, b"GET ftp://ca.example/x HTTP/1.1\r\n\r\n").split(b"\r\n", 1)[0]
         assert b" 400 " in exchange(port, b"GET nonsense HTTP/1.1\r\n\r\n").split(b"\r\n", 1)[0]
+
+
+def test_path_info_is_percent_decoded_as_pep_3333_says() -> None:
+    """PATH_INFO: decoded, bytes as latin-1 (what Werkzeug and the Functions give); the raw target in REQUEST_URI."""
+    from shared.httpserver import wsgi_path
+
+    seen: dict[str, str] = {}
+
+    def path_app(environ, start_response):  # type: ignore[no-untyped-def]
+        seen.update(
+            path_info=environ["PATH_INFO"], path=wsgi_path(environ),
+            query=environ["QUERY_STRING"], raw=environ["REQUEST_URI"],
+        )
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
+
+    with serving(path_app) as port:
+        exchange(port, b"GET /acme/my%20acme/%C3%A9t%C3%A9%2Fx?q=%20 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert seen == {
+        "path_info": "/acme/my acme/\u00c3\u00a9t\u00c3\u00a9/x",  # UTF-8 bytes, each as a latin-1 character
+        "path": "/acme/my acme/\u00e9t\u00e9/x",
+        "query": "q=%20",  # the query string stays as sent
+        "raw": "/acme/my%20acme/%C3%A9t%C3%A9%2Fx?q=%20",
+    }
