@@ -122,8 +122,12 @@ class Endpoint:
     created_at: dt.datetime
 
 
-# `data` as the store keeps it and the sinks send it: compact, sorted, plain JSON only.
-_DATA_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False).encode
+# Plain JSON as the stores keep it and the sinks send it: compact, sorted keys, no NaN, UTF-8
+# as is (`shared.store.codec.dump_json` and `Event.data_json`). One encoder for every call:
+# `json.dumps` with options builds a new one each time.
+encode_plain_json = json.JSONEncoder(
+    separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False
+).encode
 _STR_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 
 
@@ -155,7 +159,7 @@ class Event:
         text = self._data_json
         if text is None:
             data = self.data if type(self.data) is dict else dict(self.data)
-            text = _DATA_ENCODE(data)
+            text = encode_plain_json(data)
             object.__setattr__(self, "_data_json", text)  # a cache of a frozen value, not a change
         return text
 

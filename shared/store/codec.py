@@ -33,6 +33,7 @@ from shared.model import (
     Event,
     ProvisionerRef,
     Revocation,
+    encode_plain_json,
 )
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -94,10 +95,8 @@ def from_iso(value: str) -> dt.datetime:
 
 # --------------------------------------------------------------------------- JSON
 
-# One encoder for every write: `json.dumps` with options builds a new encoder per call.
-_ENCODE = json.JSONEncoder(
-    separators=(",", ":"), sort_keys=True, allow_nan=False, ensure_ascii=False
-).encode
+# The one encoder for plain JSON objects (the model's, which event data also uses).
+_ENCODE = encode_plain_json
 _ENCODE_LIST = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 

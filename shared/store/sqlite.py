@@ -228,6 +228,8 @@ def _claim_row(claim: TokenClaim) -> tuple[bytes, str, str, int]:
         claim.key,
         codec.to_epoch_us(claim.expires_at, "expires_at"),
     )
+
+
 _CERT_INSERT = (
     f"INSERT INTO certificates ({', '.join(codec.CERTIFICATE_COLUMNS)}) "  # noqa: S608
     f"VALUES ({', '.join('?' * len(codec.CERTIFICATE_COLUMNS))})"
