@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import logging
 import math
 
 import pytest
@@ -51,8 +52,6 @@ def test_the_log_sink_writes_one_cloudevent_line_per_event() -> None:
     out = io.StringIO()
     linelog.attach(out, frozenset({"cirrus.events"}))
     try:
-        import logging
-
         logging.getLogger("cirrus.events").setLevel(logging.INFO)
         events = [_event(n=1), Event(id="e-2", type="t", source="s", subject="x", time=T0)]
         LogSink().publish(events)
