@@ -64,10 +64,9 @@ def moto_endpoint() -> Iterator[str]:
         yield endpoint
 
 
-@pytest.fixture(scope="session")
-def hsm(tmp_path_factory: pytest.TempPathFactory) -> softhsm.SoftHSM:
-    assert softhsm.available(), "SoftHSM2 is not installed (infra/test.sh installs softhsm2)"
-    return softhsm.init_token(tmp_path_factory.mktemp("softhsm"))
+@pytest.fixture
+def hsm(softhsm_token: softhsm.SoftHSM) -> softhsm.SoftHSM:
+    return softhsm_token
 
 
 def _fast_retry() -> RetryPolicy:
