@@ -11,6 +11,13 @@ Method (fixed so runs compare):
   CRC32C checks (real KMS adds its network and HSM latency, tens of ms).
 - 100 warm-up iterations untimed, then N timed with `time.perf_counter`.
 - Also reports KMS calls per certificate counted by the fake.
+- `awskms_moto`: boto3 over loopback HTTP to moto's KMS server in this process
+  (tests/fakes/moto_kms.py): the client-side cost of one `Sign` with
+  MessageType=DIGEST plus moto's own handling (real AWS adds network and HSM
+  latency, typically 5-20 ms per call).
+- `pkcs11_softhsm`: python-pkcs11 to a SoftHSM2 token (CKM_ECDSA over a local
+  digest): a software HSM behind the real PKCS#11 interface.
+- `latency_ms_p50`/`p95`: per-certificate latency over the timed iterations.
 
 Run: `python bench/kms_sign.py [--n 2000] [--out result.json]`. Prints one JSON object.
 """
@@ -35,10 +42,14 @@ from cryptography.x509.oid import NameOID
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.keys.adapter import as_private_key
+from shared.keys.awskms import AWSKMS
 from shared.keys.base import KeyType, PublicKey, Signer
 from shared.keys.cloudkms import CloudKMS
+from shared.keys.pkcs11 import PKCS11
 from shared.keys.softkms import SoftKMS
+from tests.fakes import softhsm
 from tests.fakes.kms_server import insecure_client, serve_fake_kms
+from tests.fakes.moto_kms import kms_client, serve_moto_kms
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 LEAF = ec.generate_private_key(ec.SECP256R1()).public_key()
@@ -72,15 +83,21 @@ def issue(signer: Signer) -> None:
 def measure(signer: Signer, n: int) -> dict[str, float]:
     for _ in range(100):
         issue(signer)
+    laps: list[float] = []
     start = time.perf_counter()
     for _ in range(n):
+        lap = time.perf_counter()
         issue(signer)
+        laps.append(time.perf_counter() - lap)
     seconds = time.perf_counter() - start
+    laps.sort()
     return {
         "n": n,
         "seconds": seconds,
         "certs_per_s": n / seconds,
         "ms_per_cert": 1000 * seconds / n,
+        "latency_ms_p50": 1000 * laps[len(laps) // 2],
+        "latency_ms_p95": 1000 * laps[int(len(laps) * 0.95)],
     }
 
 
@@ -107,6 +124,14 @@ def main() -> None:
             fake.calls["AsymmetricSign"] - before
         ) / (n + 100)
         result["cloudkms_fake"]["get_public_key_calls"] = fake.calls["GetPublicKey"]
+    with serve_moto_kms() as endpoint:
+        aws = AWSKMS(client=kms_client(endpoint)).create_key("awskms:key-id=alias/bench", KeyType.EC_P256)
+        result["awskms_moto"] = measure(aws, max(1, args.n // 4))
+    if softhsm.available():
+        with tempfile.TemporaryDirectory() as tmp:
+            token = softhsm.init_token(Path(tmp))
+            hsm = PKCS11(module_path=token.module).create_key(token.uri("bench"), KeyType.EC_P256)
+            result["pkcs11_softhsm"] = measure(hsm, max(1, args.n // 4))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

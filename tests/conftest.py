@@ -14,6 +14,7 @@ from shared.api.mounts import default_mounts
 from shared.cli.init import init_authority
 from shared.config import Settings
 from shared.runtime import Services, build_services
+from tests.fakes import softhsm
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +23,13 @@ def _authority_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # A low PBES2 count keeps the fixture fast; `cirrus init` uses 600,000.
     init_authority(d, name="Test", p2c=1000)
     return d
+
+
+@pytest.fixture(scope="session")
+def softhsm_token(tmp_path_factory: pytest.TempPathFactory) -> softhsm.SoftHSM:
+    """One SoftHSM2 token directory per test process (the module reads its config once)."""
+    assert softhsm.available(), "SoftHSM2 is not installed (infra/test.sh installs softhsm2)"
+    return softhsm.init_token(tmp_path_factory.mktemp("softhsm"))
 
 
 @pytest.fixture

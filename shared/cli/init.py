@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -81,20 +82,11 @@ def _write_secret(path: Path, data: bytes) -> None:
         fh.write(data)
 
 
-def init_authority(
-    directory: Path,
-    *,
-    name: str = "Cirrus",
-    dns_names: list[str] | None = None,
-    key_type: KeyType = KeyType.EC_P256,
-    provisioner_name: str = "admin",
-    address: str = "127.0.0.1:9443",
-    p2c: int = 600_000,
-) -> dict[str, Any]:
-    """Create an authority in `directory` and return its config.
+def prepare_folder(directory: Path, dns_names: list[str] | None) -> tuple[Path, list[str], bytes]:
+    """Check the CA names, make the authority's folders and its password file.
 
     Raises:
-        InitError: the folder already holds an authority, or bad options.
+        InitError: the folder already holds an authority, or a name is invalid.
     """
     directory = directory.resolve()
     if (directory / "config.json").exists() or (directory / "secrets").exists() or (directory / "certs").exists():
@@ -112,6 +104,25 @@ def init_authority(
         )
     password = secrets.token_urlsafe(32).encode()
     _write_secret(directory / "secrets" / "password", password + b"\n")
+    return directory, dns, password
+
+
+def init_authority(
+    directory: Path,
+    *,
+    name: str = "Cirrus",
+    dns_names: list[str] | None = None,
+    key_type: KeyType = KeyType.EC_P256,
+    provisioner_name: str = "admin",
+    address: str = "127.0.0.1:9443",
+    p2c: int = 600_000,
+) -> dict[str, Any]:
+    """Create an authority in `directory` and return its config.
+
+    Raises:
+        InitError: the folder already holds an authority, or bad options.
+    """
+    directory, dns, password = prepare_folder(directory, dns_names)
     kms = SoftKMS(password=password)
     now = SystemClock().now()
     root_signer = kms.create_key(f"softkms:path={directory}/secrets/root_ca_key", key_type)
@@ -135,15 +146,54 @@ def init_authority(
     # The OCSP responder signs with its own key, so the ocsp function never needs the CA key;
     # its certificate is issued (and rotated) by whoever publishes CRLs.
     kms.create_key(f"softkms:path={directory}/secrets/ocsp_responder_key", key_type)
+    return write_authority(
+        directory,
+        root=root,
+        intermediates=[inter],
+        key_uri="softkms:path=secrets/intermediate_ca_key",
+        ocsp_key_uri="softkms:path=secrets/ocsp_responder_key",
+        password=password,
+        name=name,
+        dns_names=dns,
+        provisioner_name=provisioner_name,
+        address=address,
+        p2c=p2c,
+    )
+
+
+def write_authority(
+    directory: Path,
+    *,
+    root: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    key_uri: str,
+    ocsp_key_uri: str,
+    password: bytes,
+    name: str,
+    dns_names: list[str],
+    provisioner_name: str,
+    address: str,
+    p2c: int = 600_000,
+) -> dict[str, Any]:
+    """Write the certificates, the default provisioners and config.json of a new authority.
+
+    `cirrus init` (softkms keys it just made) and `cirrus ca bootstrap` (keys in a
+    KMS or HSM) share this, so both give the same config shape. `password`
+    encrypts the JWK provisioner's key (and softkms keys); it is already in
+    `secrets/password`.
+    """
+    dns = dns_names
     (directory / "certs" / "root_ca.crt").write_bytes(root.public_bytes(serialization.Encoding.PEM))
-    (directory / "certs" / "intermediate_ca.crt").write_bytes(inter.public_bytes(serialization.Encoding.PEM))
+    (directory / "certs" / "intermediate_ca.crt").write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in intermediates)
+    )
     private_jwk, public_jwk = _provisioner_jwk()
     _write_secret(directory / "secrets" / "provisioner.jwk", json.dumps(private_jwk, indent=2).encode() + b"\n")
     config: dict[str, Any] = {
         "root": "certs/root_ca.crt",
         "federatedRoots": None,
         "crt": "certs/intermediate_ca.crt",
-        "key": "softkms:path=secrets/intermediate_ca_key",
+        "key": key_uri,
         "passwordFile": "secrets/password",
         "address": address,
         "dnsNames": dns,
@@ -173,7 +223,7 @@ def init_authority(
             "backdate": "1m",
         },
         "crl": {"enabled": True, "cacheDuration": "24h", "publishInterval": "1h"},
-        "ocsp": {"responderKey": "softkms:path=secrets/ocsp_responder_key", "responderLifetime": "72h"},
+        "ocsp": {"responderKey": ocsp_key_uri, "responderLifetime": "72h"},
         "tls": {
             "cipherSuites": [
                 "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",

@@ -85,7 +85,20 @@ class _RSASigner(rsa.RSAPrivateKey):
         padding_: padding.AsymmetricPadding,
         algorithm: Any,
     ) -> bytes:
-        if not isinstance(padding_, padding.PKCS1v15) or not isinstance(algorithm, hashes.SHA256):
+        if not isinstance(algorithm, hashes.SHA256):
+            raise TypeError("signer produces RSA signatures with SHA-256")
+        if getattr(self._signer, "rsa_pss", False):
+            # A PSS signer (e.g. awskms with signing-algorithm=pss) uses MGF1-SHA-256 and a
+            # salt as long as the digest; the builder must ask for exactly that.
+            mgf = getattr(padding_, "mgf", None)
+            salt = getattr(padding_, "_salt_length", None)
+            if (
+                not isinstance(padding_, padding.PSS)
+                or not isinstance(getattr(mgf, "_algorithm", None), hashes.SHA256)
+                or salt not in (32, padding.PSS.DIGEST_LENGTH)
+            ):
+                raise TypeError("signer produces RSASSA-PSS SHA-256 signatures with a 32-byte salt")
+        elif not isinstance(padding_, padding.PKCS1v15):
             raise TypeError("signer produces RSA PKCS#1 v1.5 SHA-256 signatures")
         return self._signer.sign(bytes(data))
 

@@ -6,8 +6,10 @@ to the backend for its scheme, building each backend once, on first use, so a
 deployment that only uses Cloud KMS never reads a password file and one that
 only uses softkms never imports the Cloud KMS SDK.
 
-Adding a backend (`awskms:`, `pkcs11:` are next) means one factory in
-`_default_factories`; callers and config do not change.
+Adding a backend means one factory in `_default_factories`; callers and
+config do not change. `awskms:` needs the `[aws]` extra (boto3) and `pkcs11:`
+the `[pkcs11]` extra (python-pkcs11); each is imported only when a URI of its
+scheme is first used.
 """
 
 from __future__ import annotations
@@ -24,8 +26,8 @@ Factory = Callable[[], KeyManager]
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):")
 
-#: Schemes step-ca knows that Cirrus will support; named so the error says "not yet".
-PLANNED_SCHEMES = ("awskms", "pkcs11")
+#: Schemes step-ca knows that Cirrus does not offer; named so the error says so.
+UNSUPPORTED_SCHEMES = ("azurekms", "yubikey", "sshagentkms", "tpmkms", "capi", "mackms", "kms")
 
 
 def scheme_of(uri: str) -> str:
@@ -57,9 +59,21 @@ def _default_factories(
 
         return CloudKMS(endpoint=cloudkms_endpoint)
 
-    # Hooks for the next backends: awskms -> shared.keys.awskms.AWSKMS,
-    # pkcs11 -> shared.keys.pkcs11.PKCS11; until then PLANNED_SCHEMES explains.
-    return {"softkms": softkms, "cloudkms": cloudkms}
+    def awskms() -> KeyManager:
+        try:
+            from shared.keys.awskms import AWSKMS
+        except ImportError as exc:
+            raise ConfigError("awskms: keys need the aws extra: pip install 'cirrus-ca[aws]'") from exc
+        return AWSKMS()
+
+    def pkcs11() -> KeyManager:
+        try:
+            from shared.keys.pkcs11 import PKCS11
+        except ImportError as exc:
+            raise ConfigError("pkcs11: keys need the pkcs11 extra: pip install 'cirrus-ca[pkcs11]'") from exc
+        return PKCS11()
+
+    return {"softkms": softkms, "cloudkms": cloudkms, "awskms": awskms, "pkcs11": pkcs11}
 
 
 class KeyManagers:
@@ -95,8 +109,8 @@ class KeyManagers:
             return manager
         factory = self._factories.get(scheme)
         if factory is None:
-            if scheme in PLANNED_SCHEMES:
-                raise ConfigError(f"{scheme}: keys are not supported yet")
+            if scheme in UNSUPPORTED_SCHEMES:
+                raise ConfigError(f"{scheme}: keys are not supported (use softkms, cloudkms, awskms or pkcs11)")
             raise ConfigError(f"unknown key URI scheme {scheme!r}")
         with self._lock:
             manager = self._managers.get(scheme)

@@ -302,8 +302,15 @@ def intermediate(
     not_before: dt.datetime,
     not_after: dt.datetime,
     path_length: int | None = 0,
+    name_constraints: x509.NameConstraints | None = None,
 ) -> x509.Certificate:
-    """An intermediate (issuing) CA certificate signed by `issuer`."""
+    """An intermediate (issuing) CA certificate signed by `issuer`.
+
+    Name constraints, when given, are critical (RFC 5280 s.4.2.1.10 requires it of CAs).
+    """
+    extensions = _ca_extensions(path_length)
+    if name_constraints is not None:
+        extensions.append(x509.Extension(name_constraints.oid, True, name_constraints))
     return sign_certificate(
         issuer,
         subject=subject,
@@ -311,7 +318,7 @@ def intermediate(
         serial=serial,
         not_before=not_before,
         not_after=not_after,
-        extensions=_ca_extensions(path_length),
+        extensions=extensions,
     )
 
 

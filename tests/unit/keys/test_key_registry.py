@@ -75,15 +75,24 @@ def test_backends_are_built_lazily(tmp_path: Path) -> None:
     assert built == []
 
 
-@pytest.mark.parametrize("uri", ["awskms:key-id=x", "pkcs11:token=t;object=o"])
-def test_planned_schemes_say_not_yet(uri: str) -> None:
-    with pytest.raises(ConfigError, match="not supported yet"):
+def test_awskms_and_pkcs11_route_to_their_backends() -> None:
+    from shared.keys.awskms import AWSKMS
+    from shared.keys.pkcs11 import PKCS11
+
+    managers = KeyManagers()
+    assert isinstance(managers.manager_for("awskms:key-id=alias/x;region=us-east-1"), AWSKMS)
+    assert isinstance(managers.manager_for("pkcs11:token=t;object=o"), PKCS11)
+
+
+@pytest.mark.parametrize("uri", ["yubikey:slot-id=9c", "azurekms:name=k;vault=v"])
+def test_step_schemes_cirrus_does_not_offer_say_so(uri: str) -> None:
+    with pytest.raises(ConfigError, match="not supported"):
         KeyManagers().signer(uri)
 
 
 def test_unknown_scheme() -> None:
     with pytest.raises(ConfigError, match="unknown"):
-        KeyManagers().signer("yubikey:slot-id=9c")
+        KeyManagers().signer("nosuchkms:slot-id=9c")
 
 
 def test_open_key_manager(tmp_path: Path) -> None:
