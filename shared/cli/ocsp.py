@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from shared.cli.client import url_for_address
+from shared.cli.ca_client import url_for_address
 
 GOOD, REVOKED, UNKNOWN, FAILED = 0, 1, 2, 3
 _SKEW = dt.timedelta(minutes=5)
