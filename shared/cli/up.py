@@ -12,17 +12,17 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import linelog
-from shared.api.app import CirrusApp
-from shared.api.mounts import default_direct_mounts, default_mounts
 from shared.cli import at_rest
 from shared.cli.errors import CLIError
 from shared.cli.folder import load_settings
 from shared.config import Settings
-from shared.runtime import Services, build_services
-from shared.server import serve
+
+if TYPE_CHECKING:  # the server and the app load in `run` only: `cirrus health` need not pay for them
+    from shared.api.app import CirrusApp
+    from shared.runtime import Services
 
 
 def register(sub: Any) -> None:
@@ -121,6 +121,7 @@ def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
     tick in between (incremental; writes only when something was issued), so OCSP says
     `good` for a new certificate within seconds, well inside OCSP-08's 15 minutes."""
     from shared.cli.crl import run_publish, run_publish_index
+    from shared.runtime import build_services
 
     log = logging.getLogger("cirrus.crl")
     services = build_services(settings)
@@ -224,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
 
         init_authority(directory)
         print(f"Created a new authority in {directory}", flush=True)
+    from shared.runtime import build_services
+
     settings = load_settings(directory)
     address = check_address(args.address or settings.address)
     probe = build_services(settings)  # fail fast, in the parent, on a bad config
@@ -232,7 +235,10 @@ def run(args: argparse.Namespace) -> int:
         at_rest.check(settings)  # after the store opened (it narrows its own files' modes)
     finally:
         probe.close()
+    from shared.api.app import CirrusApp
+    from shared.api.mounts import default_direct_mounts, default_mounts
     from shared.cli.init import root_fingerprint
+    from shared.server import serve
 
     fingerprint = root_fingerprint(directory)
     configure_logging(args.log_level)
