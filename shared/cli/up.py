@@ -34,7 +34,9 @@ def register(sub: Any) -> None:
         "--workers", type=_workers, default=os.cpu_count() or 1, help="worker processes (default: one per core)"
     )
     p.add_argument("--init", action="store_true", help="create the authority first if DIR has none")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level logged (INFO)"
+    )
     p.set_defaults(func=run)
 
 

@@ -86,3 +86,21 @@ def test_at_rest_check_refuses_loose_modes(authority_dir: Path, relative: str, m
     path.chmod(mode)
     with pytest.raises(CLIError, match=f"{path.resolve()} holds secrets but other users can open it"):
         at_rest.check(load_settings(authority_dir))
+
+
+def test_every_option_has_help() -> None:
+    """Issue 12 item 10: `--san`, `--key`, `--provisioner` had none; no option may lack it."""
+    from shared.cli import build_parser
+
+    missing: list[str] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif action.help is None:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "cirrus")
+    assert missing == []
