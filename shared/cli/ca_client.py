@@ -40,7 +40,8 @@ def ca_url(args: argparse.Namespace) -> str:
             parts.port  # noqa: B018 - raises on a malformed port
         except ValueError:
             raise ClientError(f"--ca-url has an invalid port: {args.ca_url!r}") from None
-        if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment:
+        # http:// only for a CA without TLS of its own: the Functions Framework locally (docs/cloud-local.md).
+        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
             raise ClientError(f"--ca-url must look like https://HOST[:PORT], not {args.ca_url!r}")
         return url
     if args.dir is None:
