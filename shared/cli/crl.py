@@ -33,9 +33,16 @@ def register(sub: Any) -> None:
     pub.set_defaults(func=cmd_publish)
     show = csub.add_parser("show", help="print a published CRL")
     show.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
-    show.add_argument("--shard", type=int, default=None, help="shard number (partitioned CRLs)")
+    show.add_argument("--shard", type=_shard, default=None, help="shard number (partitioned CRLs, 0..1023)")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_show)
+
+
+def _shard(text: str) -> int:
+    """`--shard`: ASCII digits within the most shards a config may set."""
+    if not text.isascii() or not text.isdigit() or int(text) >= 1024:
+        raise argparse.ArgumentTypeError(f"must be a shard number from 0 to 1023, not {text!r}")
+    return int(text)
 
 
 def run_publish(services: Services, *, authority_id: str | None = None) -> list[PublishResult]:

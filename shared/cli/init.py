@@ -99,6 +99,8 @@ def init_authority(
         InitError: the folder already holds an authority, or bad options.
     """
     directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise InitError(f"{directory} is not a folder")
     if (directory / "config.json").exists() or (directory / "secrets").exists() or (directory / "certs").exists():
         raise InitError(f"{directory} already contains an authority; refusing to overwrite it")
     dns = dns_names or ["localhost", "127.0.0.1", "::1"]
