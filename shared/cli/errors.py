@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from shared.errors import BackendError, CAError, ConfigError
 
@@ -63,15 +63,12 @@ class Parser(argparse.ArgumentParser):
     `cirrus a b c` behaves the same.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The innermost command's name (`cirrus crl publish`) for messages: a subparser's
+        # defaults are copied over its parent's, so the deepest level reached wins.
+        self.set_defaults(cli_prog=self.prog)
+
     def error(self, message: str) -> NoReturn:
         """One line, then exit 2 (argparse's status for a usage error)."""
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
-
-    def parse_known_args(  # type: ignore[override]
-        self, args: list[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
-        """Record the innermost command's name (`cirrus crl publish`) as `cli_prog`."""
-        parsed, rest = super().parse_known_args(args, namespace)
-        if getattr(parsed, "cli_prog", None) is None:
-            parsed.cli_prog = self.prog
-        return parsed, rest
