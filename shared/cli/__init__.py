@@ -1,11 +1,16 @@
-"""The `cirrus` command: one thin dispatcher over per-concern subcommand modules."""
+"""The `cirrus` command: one thin dispatcher over per-concern subcommand modules.
+
+Commands raise; `main` is the one place that turns a mistake into one line on stderr
+and a non-zero exit (`shared.cli.errors`).
+"""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from shared.cli.errors import INTERRUPTED, MISTAKES, Parser, report
 
 # Each module exposes `register(subparsers)`; optional ones may be absent.
 _MODULES = (
@@ -20,9 +25,9 @@ _MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
     """The full argument parser."""
-    parser = argparse.ArgumentParser(prog="cirrus", description="Cirrus CA: a certificate authority.")
+    parser = Parser(prog="cirrus", description="Cirrus CA: a certificate authority.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _MODULES:
         try:
@@ -36,13 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `cirrus` console script."""
+    """Entry point of the `cirrus` console script: the CLI's error boundary."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = str(getattr(args, "cli_prog", None) or "cirrus")
     if not getattr(args, "func", None):
-        parser.print_help()
+        # `cirrus` or `cirrus crl` alone: the help of the level that was reached.
+        words = list(sys.argv[1:] if argv is None else argv)
+        try:
+            parser.parse_args([*words, "--help"])
+        except SystemExit:
+            pass
         return 2
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except MISTAKES as exc:
+        return report(prog, exc)
+    except KeyboardInterrupt:
+        return INTERRUPTED
     return code
 
 

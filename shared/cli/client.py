@@ -1,20 +1,21 @@
 """Client commands: `cirrus token`, `certificate`, `renew`, `revoke`, `health`.
 
-They speak the same HTTP API as the step CLI, with the standard library's
-HTTPS client (no extra dependency), trusting the authority's root.
+They speak the same HTTP API as the step CLI (`shared.cli.ca_client`). Mistakes are
+raised as `CLIError`s and printed by the CLI's one error boundary (`shared.cli.errors`);
+every local file is checked before the CA is asked (`shared.cli.files`), so a refused
+write never strands a certificate the CA has already issued. Serials are printed in
+decimal everywhere, as step prints them; `revoke` takes decimal or 0x-prefixed hex.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
+import re
 import secrets
-import ssl
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,12 +23,13 @@ from urllib.parse import urlsplit
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
+from shared.cli import files
+from shared.cli.ca_client import ClientError, ca_url, config, request, root_path, ssl_context, url_for_address
 
-class ClientError(Exception):
-    """A client-side failure with a message for the user."""
+__all__ = ["ClientError", "mint_token", "register", "renew_bearer_token", "url_for_address"]
 
 
 def register(sub: Any) -> None:
@@ -37,48 +39,57 @@ def register(sub: Any) -> None:
         p.add_argument(
             "--dir", type=Path, default=None, help="authority folder (for the CA URL, root and provisioner key)"
         )
-        p.add_argument("--ca-url", default=None, help="CA URL (default https://<address from config>)")
-        p.add_argument("--root", type=Path, default=None, help="root certificate to trust")
+        p.add_argument("--ca-url", default=None, help="CA URL, https://HOST[:PORT] (default: the address in DIR)")
+        p.add_argument(
+            "--root", type=Path, default=None, help="root certificate to trust (default DIR/certs/root_ca.crt)"
+        )
+
+    def provisioner(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--key", type=Path, default=None, help="provisioner private JWK (default DIR/secrets/provisioner.jwk)"
+        )
+        p.add_argument(
+            "--provisioner", default=None, help="JWK provisioner name (default: the one in DIR whose key is --key)"
+        )
 
     p = sub.add_parser("token", help="mint a one-time token with the provisioner key")
-    p.add_argument("subject")
-    p.add_argument("--san", action="append", default=None)
+    p.add_argument("subject", help="the certificate's subject (a name), or a serial with --revoke")
     p.add_argument(
-        "--key", type=Path, default=None, help="provisioner private JWK (default DIR/secrets/provisioner.jwk)"
+        "--san", action="append", default=None, help="a name for the certificate (repeatable; default SUBJECT)"
     )
-    p.add_argument("--provisioner", default=None)
+    provisioner(p)
     p.add_argument("--revoke", action="store_true", help="mint a revoke token (subject = serial)")
     common(p)
     p.set_defaults(func=cmd_token)
 
     p = sub.add_parser("certificate", help="generate a key and CSR, and get a certificate")
-    p.add_argument("subject")
-    p.add_argument("crt_file", type=Path)
-    p.add_argument("key_file", type=Path)
-    p.add_argument("--san", action="append", default=None)
+    p.add_argument("subject", help="the certificate's common name")
+    p.add_argument("crt_file", type=Path, help="where to write the certificate chain (PEM)")
+    p.add_argument("key_file", type=Path, help="where to write the new private key (PEM, mode 0600)")
+    p.add_argument(
+        "--san", action="append", default=None, help="DNS name, IP, email or URI (repeatable; default SUBJECT)"
+    )
     p.add_argument("--token", default=None, help="use this token instead of minting one")
-    p.add_argument("--key", type=Path, default=None)
-    p.add_argument("--provisioner", default=None)
+    provisioner(p)
     p.add_argument("--not-after", default=None, help="e.g. 1h or an RFC 3339 time")
     common(p)
     p.set_defaults(func=cmd_certificate)
 
     p = sub.add_parser("renew", help="renew a certificate (mTLS, or --bearer token)")
-    p.add_argument("crt_file", type=Path)
-    p.add_argument("key_file", type=Path)
+    p.add_argument("crt_file", type=Path, help="the certificate to renew (PEM)")
+    p.add_argument("key_file", type=Path, help="its private key (PEM)")
     p.add_argument("--bearer", action="store_true", help="authenticate with an x5c Bearer token instead of mTLS")
     p.add_argument("--out", type=Path, default=None, help="write here (default: overwrite crt_file)")
     common(p)
     p.set_defaults(func=cmd_renew)
 
     p = sub.add_parser("revoke", help="revoke a certificate by serial (token) or with --cert/--cert-key (mTLS)")
-    p.add_argument("serial")
-    p.add_argument("--reason-code", type=int, default=0)
-    p.add_argument("--reason", default="")
-    p.add_argument("--cert", type=Path, default=None)
-    p.add_argument("--cert-key", type=Path, default=None)
-    p.add_argument("--key", type=Path, default=None)
-    p.add_argument("--provisioner", default=None)
+    p.add_argument("serial", help="the serial number, decimal or 0x-prefixed hex")
+    p.add_argument("--reason-code", type=int, default=0, help="RFC 5280 CRLReason code (default 0, unspecified)")
+    p.add_argument("--reason", default="", help="a free-text reason kept with the revocation")
+    p.add_argument("--cert", type=Path, default=None, help="the certificate itself, to revoke over mTLS")
+    p.add_argument("--cert-key", type=Path, default=None, help="its private key (with --cert)")
+    provisioner(p)
     common(p)
     p.set_defaults(func=cmd_revoke)
 
@@ -87,95 +98,22 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_health)
 
 
-# ------------------------------------------------------------------ context
-def _config(args: argparse.Namespace) -> dict[str, Any]:
-    if args.dir is None:
-        return {}
-    path = args.dir / "config.json"
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ClientError(f"cannot read {path}") from exc
-    return value if isinstance(value, dict) else {}
-
-
-def ca_url(args: argparse.Namespace) -> str:
-    """The CA's base URL."""
-    if args.ca_url:
-        return str(args.ca_url).rstrip("/")
-    cfg = _config(args)
-    if not cfg:
-        raise ClientError("give --ca-url or --dir")
-    return url_for_address(str(cfg.get("address", "127.0.0.1:9443")))
-
-
-def url_for_address(address: str) -> str:
-    """`https://host:port` to reach a server listening on `address` (a wildcard host means this machine)."""
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]")
-    if host in ("", "0.0.0.0", "::"):  # noqa: S104
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"https://{host}:{port}"
-
-
-def root_path(args: argparse.Namespace) -> Path:
-    """The root certificate to trust."""
-    if args.root:
-        return Path(args.root)
-    if args.dir:
-        return Path(args.dir) / "certs" / "root_ca.crt"
-    raise ClientError("give --root or --dir")
-
-
-def ssl_context(args: argparse.Namespace, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
-    """Trust only the CA's root; present a client certificate for mTLS."""
-    ctx = ssl.create_default_context(cafile=str(root_path(args)))
-    if client is not None:
-        ctx.load_cert_chain(str(client[0]), str(client[1]))
-    return ctx
-
-
-def request(
-    url: str, *, ctx: ssl.SSLContext, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
-) -> dict[str, Any]:
-    """POST (with body) or GET a JSON endpoint; turn failures into `ClientError`."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")  # noqa: S310
-    req.add_header("Content-Type", "application/json")
-    req.add_header("User-Agent", "cirrus-cli/1.0")
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:  # noqa: S310
-            payload = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("message", "")
-        except ValueError:
-            detail = ""
-        raise ClientError(f"the CA refused the request ({exc.code}): {detail}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise ClientError(f"cannot reach the CA at {url}: {reason}") from exc
-    if not isinstance(payload, dict):
-        raise ClientError("unexpected answer from the CA")
-    return payload
-
-
+# ------------------------------------------------------------------ tokens
 def _provisioner_key(args: argparse.Namespace) -> tuple[dict[str, Any], str]:
-    key_path = args.key or (args.dir / "secrets" / "provisioner.jwk" if args.dir else None)
+    key_path = args.key or (Path(args.dir) / "secrets" / "provisioner.jwk" if args.dir else None)
     if key_path is None:
         raise ClientError("give --key or --dir")
     try:
-        jwk = json.loads(Path(key_path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ClientError(f"cannot read provisioner key {key_path}") from exc
+        jwk = json.loads(files.read(Path(key_path), "provisioner key"))
+    except ValueError as exc:
+        raise ClientError(f"provisioner key {key_path} is not a JSON Web Key") from exc
+    if not isinstance(jwk, dict) or not isinstance(jwk.get("kid"), str) or "d" not in jwk:
+        raise ClientError(f"provisioner key {key_path} is not a private JWK with a kid")
     name = args.provisioner
-    if name is None:
-        for p in _config(args).get("authority", {}).get("provisioners", []):
-            if p.get("type") == "JWK" and p.get("key", {}).get("kid") == jwk.get("kid"):
+    if name is None and args.dir is not None:
+        provisioners = config(args).get("authority", {}).get("provisioners", [])
+        for p in provisioners if isinstance(provisioners, list) else []:
+            if isinstance(p, dict) and p.get("type") == "JWK" and (p.get("key") or {}).get("kid") == jwk["kid"]:
                 name = p.get("name")
                 break
     if not name:
@@ -208,7 +146,10 @@ def mint_token(
         claims["sans"] = sans
     if root_sha:
         claims["sha"] = root_sha
-    key = jwt.PyJWK(jwk).key
+    try:
+        key = jwt.PyJWK(jwk).key
+    except jwt.exceptions.PyJWTError as exc:
+        raise ClientError(f"the provisioner key is not a usable JWK: {exc}") from exc
     return jwt.encode(claims, key, algorithm=jwk.get("alg", "ES256"), headers={"kid": jwk["kid"], "typ": "JWT"})
 
 
@@ -221,95 +162,35 @@ def _root_sha(args: argparse.Namespace) -> str | None:
 
 
 def _token(args: argparse.Namespace, subject: str, sans: list[str] | None, op: str) -> str:
+    base = ca_url(args)  # first: a wrong --dir is named as such, not as a missing key file
     jwk, name = _provisioner_key(args)
-    parts = urlsplit(ca_url(args))
     return mint_token(
         jwk=jwk,
         provisioner=name,
         subject=subject,
-        audience=f"https://{parts.netloc}/1.0/{op}",
+        audience=f"https://{urlsplit(base).netloc}/1.0/{op}",
         sans=sans,
         root_sha=_root_sha(args),
     )
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-
-
-def _save_chain(path: Path, resp: dict[str, Any]) -> x509.Certificate:
-    chain = resp.get("certChain") or [resp.get("crt")]
-    if not chain or not all(isinstance(c, str) for c in chain):
-        raise ClientError("unexpected answer from the CA")
-    path.write_text("".join(chain))
-    return x509.load_pem_x509_certificate(chain[0].encode())
-
-
-# ----------------------------------------------------------------- commands
-def _run(fn: Any, args: argparse.Namespace) -> int:
-    try:
-        fn(args)
-    except ClientError as exc:
-        print(f"cirrus {args.command}: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    """Print a token."""
-
-    def go(a: argparse.Namespace) -> None:
-        op = "revoke" if a.revoke else "sign"
-        print(_token(a, a.subject, None if a.revoke else (a.san or [a.subject]), op))
-
-    return _run(go, args)
-
-
-def cmd_certificate(args: argparse.Namespace) -> int:
-    """Get a certificate for a fresh P-256 key."""
-
-    def go(a: argparse.Namespace) -> None:
-        sans = a.san or [a.subject]
-        token = a.token or _token(a, a.subject, sans, "sign")
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, a.subject)]))
-            .sign(key, hashes.SHA256())
-        )
-        body: dict[str, Any] = {"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": token}
-        if a.not_after:
-            body["notAfter"] = a.not_after
-        resp = request(f"{ca_url(a)}/1.0/sign", ctx=ssl_context(a), body=body)
-        _write_private(
-            a.key_file,
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            ),
-        )
-        cert = _save_chain(a.crt_file, resp)
-        print(
-            f"Certificate: {a.crt_file} (serial {cert.serial_number}, expires {cert.not_valid_after_utc.isoformat()})"
-        )
-        print(f"Private key: {a.key_file}")
-
-    return _run(go, args)
-
-
 def renew_bearer_token(cert_path: Path, key_path: Path, audience: str) -> str:
-    """An x5cInsecure renew token signed by the certificate's own key (step's --mtls=false)."""
-    import base64
+    """An x5cInsecure renew token signed by `key_path` (step's --mtls=false).
 
-    chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
-    key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    The key is not checked against the certificate here (tests sign with a wrong one on
+    purpose); `cirrus renew` checks the pair before calling this.
+    """
+    chain = files.load_chain(cert_path)
+    key = files.load_key(key_path)
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        alg = {256: "ES256", 384: "ES384", 521: "ES512"}.get(key.curve.key_size, "ES256")
+    elif isinstance(key, ed25519.Ed25519PrivateKey):
+        alg = "EdDSA"
+    elif isinstance(key, rsa.RSAPrivateKey):
+        alg = "RS256"
+    else:
+        raise ClientError(f"{key_path}: unsupported key type for a renew token")
     now = int(time.time())
-    alg = "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
-    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.key_size == 384:
-        alg = "ES384"
     cn = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     claims = {
         "iss": "step-ca-client/1.0",
@@ -323,46 +204,112 @@ def renew_bearer_token(cert_path: Path, key_path: Path, audience: str) -> str:
     return jwt.encode(claims, key, algorithm=alg, headers={"x5cInsecure": x5c})  # type: ignore[arg-type]
 
 
-def cmd_renew(args: argparse.Namespace) -> int:
-    """Renew with mTLS (default) or a Bearer token."""
+# ----------------------------------------------------------------- answers
+def _chain_pem(resp: dict[str, Any]) -> tuple[bytes, x509.Certificate]:
+    """The PEM chain the CA answered, and its leaf."""
+    chain = resp.get("certChain") or [resp.get("crt")]
+    if not isinstance(chain, list) or not chain or not all(isinstance(c, str) for c in chain):
+        raise ClientError("unexpected answer from the CA")
+    try:
+        leaf = x509.load_pem_x509_certificate(chain[0].encode())
+    except ValueError as exc:
+        raise ClientError("unexpected answer from the CA (no certificate)") from exc
+    return "".join(chain).encode(), leaf
 
-    def go(a: argparse.Namespace) -> None:
-        base = ca_url(a)
-        if a.bearer:
-            token = renew_bearer_token(a.crt_file, a.key_file, f"https://{urlsplit(base).netloc}/1.0/renew")
-            resp = request(
-                f"{base}/1.0/renew", ctx=ssl_context(a), body={}, headers={"Authorization": f"Bearer {token}"}
+
+_SERIAL = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+
+
+def parse_serial(text: str) -> int:
+    """A serial as `revoke` takes it (and step-ca parses it): decimal, or hex with 0x.
+
+    ASCII only: `int()` would also take other scripts' digits.
+    """
+    if not _SERIAL.fullmatch(text):
+        raise ClientError(f"serial must be a decimal number or 0x-prefixed hex, not {text!r}")
+    value = int(text[2:], 16) if text[:2].lower() == "0x" else int(text, 10)
+    if not 0 < value < 1 << 160:
+        raise ClientError(f"serial {text} is out of range for a certificate serial")
+    return value
+
+
+def _describe(cert: x509.Certificate) -> str:
+    return f"serial {cert.serial_number}, expires {cert.not_valid_after_utc.isoformat()}"
+
+
+# ----------------------------------------------------------------- commands
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a token."""
+    op = "revoke" if args.revoke else "sign"
+    print(_token(args, args.subject, None if args.revoke else (args.san or [args.subject]), op))
+    return 0
+
+
+def cmd_certificate(args: argparse.Namespace) -> int:
+    """Get a certificate for a fresh P-256 key; both files are written only if it is issued."""
+    sans = args.san or [args.subject]
+    with files.outputs((args.crt_file, False), (args.key_file, True)) as (crt_out, key_out):
+        base = ca_url(args)
+        token = args.token or _token(args, args.subject, sans, "sign")
+        ctx = ssl_context(args)
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, args.subject)]))
+            .sign(key, hashes.SHA256())
+        )
+        body: dict[str, Any] = {"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": token}
+        if args.not_after:
+            body["notAfter"] = args.not_after
+        pem, cert = _chain_pem(request(f"{base}/1.0/sign", ctx=ctx, body=body))
+        key_out.commit(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-        else:
-            resp = request(f"{base}/1.0/renew", ctx=ssl_context(a, (a.crt_file, a.key_file)), body={})
-        out = a.out or a.crt_file
-        cert = _save_chain(out, resp)
-        print(f"Renewed: {out} (serial {cert.serial_number}, expires {cert.not_valid_after_utc.isoformat()})")
+        )
+        crt_out.commit(pem)
+    print(f"Certificate: {args.crt_file} ({_describe(cert)})")
+    print(f"Private key: {args.key_file}")
+    return 0
 
-    return _run(go, args)
+
+def cmd_renew(args: argparse.Namespace) -> int:
+    """Renew with mTLS (default) or a Bearer token; the new chain replaces the file atomically."""
+    files.load_pair(args.crt_file, args.key_file)
+    out_path = args.out or args.crt_file
+    with files.outputs((out_path, False)) as (out,):
+        base = ca_url(args)
+        if args.bearer:
+            token = renew_bearer_token(args.crt_file, args.key_file, f"https://{urlsplit(base).netloc}/1.0/renew")
+            headers = {"Authorization": f"Bearer {token}"}
+            resp = request(f"{base}/1.0/renew", ctx=ssl_context(args), body={}, headers=headers)
+        else:
+            resp = request(f"{base}/1.0/renew", ctx=ssl_context(args, (args.crt_file, args.key_file)), body={})
+        pem, cert = _chain_pem(resp)
+        out.commit(pem)
+    print(f"Renewed: {out_path} ({_describe(cert)})")
+    return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     """Revoke by token (default) or mTLS."""
-
-    def go(a: argparse.Namespace) -> None:
-        body: dict[str, Any] = {"serial": a.serial, "reasonCode": a.reason_code, "reason": a.reason, "passive": True}
-        if a.cert and a.cert_key:
-            ctx = ssl_context(a, (a.cert, a.cert_key))
-        else:
-            body["ott"] = _token(a, a.serial, None, "revoke")
-            ctx = ssl_context(a)
-        request(f"{ca_url(a)}/1.0/revoke", ctx=ctx, body=body)
-        print(f"Revoked certificate {a.serial}")
-
-    return _run(go, args)
+    serial = str(parse_serial(args.serial))
+    body: dict[str, Any] = {"serial": serial, "reasonCode": args.reason_code, "reason": args.reason, "passive": True}
+    if (args.cert is None) != (args.cert_key is None):
+        raise ClientError("give both --cert and --cert-key (or neither, to revoke with a token)")
+    if args.cert is not None:
+        files.load_pair(args.cert, args.cert_key)
+        ctx = ssl_context(args, (args.cert, args.cert_key))
+    else:
+        body["ott"] = _token(args, serial, None, "revoke")
+        ctx = ssl_context(args)
+    request(f"{ca_url(args)}/1.0/revoke", ctx=ctx, body=body)
+    print(f"Revoked certificate {serial}")
+    return 0
 
 
 def cmd_health(args: argparse.Namespace) -> int:
     """Print the CA's health."""
-
-    def go(a: argparse.Namespace) -> None:
-        resp = request(f"{ca_url(a)}/health", ctx=ssl_context(a))
-        print(resp.get("status", "unknown"))
-
-    return _run(go, args)
+    resp = request(f"{ca_url(args)}/health", ctx=ssl_context(args))
+    print(resp.get("status", "unknown"))
+    return 0

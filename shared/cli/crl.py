@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from shared.errors import BackendError, ConfigError
+from shared.cli.errors import CLIError
 
 if TYPE_CHECKING:
     from shared.runtime import Services
@@ -33,10 +32,17 @@ def register(sub: Any) -> None:
     pub.add_argument("--json", action="store_true", help="print the results as JSON")
     pub.set_defaults(func=cmd_publish)
     show = csub.add_parser("show", help="print a published CRL")
-    show.add_argument("--dir", required=True, type=Path)
-    show.add_argument("--shard", type=int, default=None, help="shard number (partitioned CRLs)")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
+    show.add_argument("--shard", type=_shard, default=None, help="shard number (partitioned CRLs, 0..1023)")
+    show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(func=cmd_show)
+
+
+def _shard(text: str) -> int:
+    """`--shard`: ASCII digits within the most shards a config may set."""
+    if not text.isascii() or not text.isdigit() or int(text) >= 1024:
+        raise argparse.ArgumentTypeError(f"must be a shard number from 0 to 1023, not {text!r}")
+    return int(text)
 
 
 def run_publish(services: Services, *, authority_id: str | None = None) -> list[PublishResult]:
@@ -68,25 +74,18 @@ def run_publish_index(services: Services, *, authority_id: str | None = None) ->
 
 
 def _services(directory: Path) -> Services:
-    from shared.config import Settings
+    from shared.cli.folder import load_settings
     from shared.runtime import build_services
 
-    return build_services(Settings.load(directory.resolve() / "config.json"))
+    return build_services(load_settings(directory))
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """CLI entry for `cirrus crl publish`."""
-    try:
-        services = _services(args.dir)
-    except ConfigError as exc:
-        print(f"cirrus crl publish: {exc}", file=sys.stderr)
-        return 1
+    services = _services(args.dir)
     try:
         results = run_publish(services)
         index = run_publish_index(services)  # already current: reports what is published
-    except (ConfigError, BackendError) as exc:
-        print(f"cirrus crl publish: {exc}", file=sys.stderr)
-        return 1
     finally:
         services.close()
     rows = [
@@ -123,20 +122,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     from shared.validation.partition import blob_name
     from shared.validation.wiring import blobs
 
-    try:
-        services = _services(args.dir)
-    except ConfigError as exc:
-        print(f"cirrus crl show: {exc}", file=sys.stderr)
-        return 1
+    services = _services(args.dir)
     try:
         store = blobs(services)
         blob = store.read(blob_name(services.settings.authority_id, args.shard))
     finally:
         services.close()
     if blob is None:
-        print("cirrus crl show: no CRL published yet", file=sys.stderr)
-        return 1
-    crl = x509.load_der_x509_crl(blob.data)
+        raise CLIError("no CRL published yet (cirrus crl publish makes one)")
+    try:
+        crl = x509.load_der_x509_crl(blob.data)
+    except ValueError as exc:
+        raise CLIError(f"the published CRL {blob_name(services.settings.authority_id, args.shard)} is not DER") from exc
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     info = {
         "issuer": crl.issuer.rfc4514_string(),

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
+from shared.cli.errors import CLIError
+from shared.cli.folder import load_settings
 from shared.clock import SystemClock
-from shared.config import Settings
 from shared.endpoints import EndpointView, describe
-from shared.errors import ConfigError
 from shared.store.open import open_store
 
 
@@ -20,15 +19,21 @@ def register(sub: Any) -> None:
     p = sub.add_parser("endpoints", help="list endpoints and show certificate lineage")
     esub = p.add_subparsers(dest="endpoints_command", metavar="ACTION")
     lp = esub.add_parser("list", help="list endpoints")
-    lp.add_argument("--dir", required=True, type=Path)
-    lp.add_argument("--json", action="store_true")
-    lp.add_argument("--limit", type=int, default=100)
+    lp.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
+    lp.add_argument("--json", action="store_true", help="print JSON")
+    lp.add_argument("--limit", type=_limit, default=100, help="list at most this many (1..10000, default 100)")
     lp.set_defaults(func=cmd_list)
     sp = esub.add_parser("show", help="show one endpoint's lineage")
-    sp.add_argument("id")
-    sp.add_argument("--dir", required=True, type=Path)
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("id", help="endpoint id (from `cirrus endpoints list`)")
+    sp.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
+    sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=cmd_show)
+
+
+def _limit(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to 10000, not {text!r}")
+    return int(text)
 
 
 def view_json(view: EndpointView) -> dict[str, Any]:
@@ -57,7 +62,7 @@ def view_json(view: EndpointView) -> dict[str, Any]:
 
 def _views(args: argparse.Namespace, only: str | None = None) -> list[EndpointView]:
     clock = SystemClock()
-    settings = Settings.load(args.dir.resolve() / "config.json")
+    settings = load_settings(args.dir)
     store = open_store(settings.store, clock=clock)
     try:
         if only is not None:
@@ -72,11 +77,7 @@ def _views(args: argparse.Namespace, only: str | None = None) -> list[EndpointVi
 
 def cmd_list(args: argparse.Namespace) -> int:
     """List endpoints."""
-    try:
-        views = _views(args)
-    except ConfigError as exc:
-        print(f"cirrus endpoints: {exc}", file=sys.stderr)
-        return 1
+    views = _views(args)
     if args.json:
         print(json.dumps([view_json(v) for v in views], indent=2))
         return 0
@@ -88,14 +89,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Show one endpoint's lineage."""
-    try:
-        views = _views(args, only=args.id)
-    except ConfigError as exc:
-        print(f"cirrus endpoints: {exc}", file=sys.stderr)
-        return 1
+    views = _views(args, only=args.id)
     if not views:
-        print(f"cirrus endpoints: no endpoint {args.id}", file=sys.stderr)
-        return 1
+        raise CLIError(f"no endpoint {args.id}")
     v = views[0]
     if args.json:
         print(json.dumps(view_json(v), indent=2))

@@ -1,10 +1,11 @@
 """`cirrus init`: create a ready authority on embedded defaults.
 
-Layout (DESIGN.md s.4): `certs/root_ca.crt`, `certs/intermediate_ca.crt`,
+Layout: `certs/root_ca.crt`, `certs/intermediate_ca.crt`,
 `secrets/root_ca_key`, `secrets/intermediate_ca_key` and
 `secrets/ocsp_responder_key` (the delegated OCSP responder's key; encrypted
 PKCS#8, softkms), `secrets/password` (0600), `secrets/provisioner.jwk` (the default
-JWK provisioner's private key, 0600), `config.json`, and `db/` for SQLite.
+JWK provisioner's private key, 0600), `config.json`, and `db/` for SQLite (0700, like
+`secrets/`: the store holds EAB and ACME nonce keys).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from shared.cli.errors import CLIError
 from shared.clock import SystemClock
 from shared.jose import encrypt_jwk, thumbprint
 from shared.keys.adapter import as_private_key
@@ -46,7 +48,7 @@ KEY_TYPES = {
 }
 
 
-class InitError(Exception):
+class InitError(CLIError):
     """`cirrus init` cannot proceed (message shown as is)."""
 
 
@@ -89,6 +91,8 @@ def prepare_folder(directory: Path, dns_names: list[str] | None) -> tuple[Path, 
         InitError: the folder already holds an authority, or a name is invalid.
     """
     directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise InitError(f"{directory} is not a folder")
     if (directory / "config.json").exists() or (directory / "secrets").exists() or (directory / "certs").exists():
         raise InitError(f"{directory} already contains an authority; refusing to overwrite it")
     dns = dns_names or ["localhost", "127.0.0.1", "::1"]
@@ -98,10 +102,12 @@ def prepare_folder(directory: Path, dns_names: list[str] | None) -> tuple[Path, 
         except ValueError:
             if not is_dns_name(d.lower(), allow_wildcard=False):
                 raise InitError(f"invalid DNS name or IP address: {d!r}") from None
+    private = ("secrets", "db")  # keys; the store with EAB and ACME nonce keys (shared.cli.at_rest)
     for sub in ("certs", "secrets", "db", "published"):
-        (directory / sub).mkdir(
-            parents=True, exist_ok=sub in ("db", "published"), mode=0o700 if sub == "secrets" else 0o755
-        )
+        folder = directory / sub
+        folder.mkdir(parents=True, exist_ok=sub in ("db", "published"), mode=0o700 if sub in private else 0o755)
+        if sub in private:
+            folder.chmod(0o700)  # also when `db/` was there already
     password = secrets.token_urlsafe(32).encode()
     _write_secret(directory / "secrets" / "password", password + b"\n")
     return directory, dns, password
@@ -248,18 +254,14 @@ def root_fingerprint(directory: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """CLI entry for `cirrus init`."""
-    try:
-        init_authority(
-            args.dir,
-            name=args.name,
-            dns_names=args.dns,
-            key_type=KEY_TYPES[args.key_type],
-            provisioner_name=args.provisioner,
-            address=args.address,
-        )
-    except InitError as exc:
-        print(f"cirrus init: {exc}")
-        return 1
+    init_authority(
+        args.dir,
+        name=args.name,
+        dns_names=args.dns,
+        key_type=KEY_TYPES[args.key_type],
+        provisioner_name=args.provisioner,
+        address=args.address,
+    )
     d = args.dir.resolve()
     print(f"Created a new authority in {d}")
     print(f"  root certificate:          {d}/certs/root_ca.crt")

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from shared.cli.client import url_for_address
+from shared.cli.ca_client import url_for_address
 
 GOOD, REVOKED, UNKNOWN, FAILED = 0, 1, 2, 3
 _SKEW = dt.timedelta(minutes=5)
@@ -80,10 +80,16 @@ def _ca_url(directory: Path) -> str:
 def _post(url: str, body: bytes, root: Path) -> bytes:
     if not url.startswith(("http://", "https://")):
         raise CheckError("the responder URL must be http(s)")
-    ctx = ssl.create_default_context(cafile=str(root)) if url.startswith("https://") else None
-    req = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url, data=body, method="POST", headers={"Content-Type": "application/ocsp-request"}
-    )
+    try:
+        ctx = ssl.create_default_context(cafile=str(root)) if url.startswith("https://") else None
+    except OSError as exc:  # missing or unreadable root (ssl.SSLError is an OSError)
+        raise CheckError(f"cannot use {root} as the root to trust: {getattr(exc, 'strerror', None) or exc}") from exc
+    try:
+        req = urllib.request.Request(  # noqa: S310 - scheme checked above
+            url, data=body, method="POST", headers={"Content-Type": "application/ocsp-request"}
+        )
+    except ValueError as exc:
+        raise CheckError(f"invalid responder URL {url!r}") from exc
     try:
         with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:  # noqa: S310
             return bytes(resp.read(1 << 20))

@@ -7,19 +7,22 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared import linelog
-from shared.api.app import CirrusApp
-from shared.api.mounts import default_direct_mounts, default_mounts
+from shared.cli import at_rest
+from shared.cli.errors import CLIError
+from shared.cli.folder import load_settings
 from shared.config import Settings
-from shared.errors import ConfigError
-from shared.runtime import Services, build_services
-from shared.server import serve
+
+if TYPE_CHECKING:  # the server and the app load in `run` only: `cirrus health` need not pay for them
+    from shared.api.app import CirrusApp
+    from shared.runtime import Services
 
 
 def register(sub: Any) -> None:
@@ -27,10 +30,41 @@ def register(sub: Any) -> None:
     p = sub.add_parser("up", help="serve the CA over HTTPS")
     p.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
     p.add_argument("--address", default=None, help="HOST:PORT to listen on (default from config, 127.0.0.1:9443)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: one per core)")
+    p.add_argument(
+        "--workers", type=_workers, default=os.cpu_count() or 1, help="worker processes (default: one per core)"
+    )
     p.add_argument("--init", action="store_true", help="create the authority first if DIR has none")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="lowest level logged (INFO)"
+    )
     p.set_defaults(func=run)
+
+
+MAX_WORKERS = 256
+
+
+def _workers(text: str) -> int:
+    """`--workers`: a whole number of processes, 1..MAX_WORKERS."""
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be a number from 1 to {MAX_WORKERS}, not {text!r}")
+    return int(text)
+
+
+def check_address(address: str) -> str:
+    """`HOST:PORT` as `cirrus up` can listen on it: ASCII port 0..65535, IPv6 in brackets.
+
+    Checked here, before anything starts, so a typo is one line (`socket.bind` would
+    raise OverflowError for port 99999, which is not an OSError).
+
+    Raises:
+        CLIError: malformed address.
+    """
+    host, sep, port = address.rpartition(":")
+    if not sep or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
+        raise CLIError(f"address must be HOST:PORT with a port from 0 to 65535, not {address!r}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise CLIError(f"an IPv6 address must be in brackets, as in [::1]:9443, not {address!r}")
+    return address
 
 
 _JSON_LOGGERS = frozenset(("cirrus.access", "cirrus.events"))
@@ -89,6 +123,7 @@ def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
     tick in between (incremental; writes only when something was issued), so OCSP says
     `good` for a new certificate within seconds, well inside OCSP-08's 15 minutes."""
     from shared.cli.crl import run_publish, run_publish_index
+    from shared.runtime import build_services
 
     log = logging.getLogger("cirrus.crl")
     services = build_services(settings)
@@ -185,23 +220,29 @@ def _revoked_since(services: Services, since: dt.datetime) -> tuple[bool, dt.dat
 def run(args: argparse.Namespace) -> int:
     """CLI entry for `cirrus up`."""
     directory = args.dir.resolve()
+    if args.address is not None:
+        check_address(args.address)
     if args.init and not (directory / "config.json").exists():
         from shared.cli.init import init_authority
 
         init_authority(directory)
         print(f"Created a new authority in {directory}", flush=True)
-    try:
-        settings = Settings.load(directory / "config.json")
-        probe = build_services(settings)  # fail fast, in the parent, on a bad config
-        probe.issuing()  # and on a key that cannot be opened or does not match the intermediate
-    except ConfigError as exc:
-        print(f"cirrus up: {exc}", file=sys.stderr)
-        return 1
-    from shared.cli.init import root_fingerprint
+    from shared.runtime import build_services
 
-    address = args.address or settings.address
+    settings = load_settings(directory)
+    address = check_address(args.address or settings.address)
+    probe = build_services(settings)  # fail fast, in the parent, on a bad config
+    try:
+        probe.issuing()  # and on a key that cannot be opened or does not match the intermediate
+        at_rest.check(settings)  # after the store opened (it narrows its own files' modes)
+    finally:
+        probe.close()
+    from shared.api.app import CirrusApp
+    from shared.api.mounts import default_direct_mounts, default_mounts
+    from shared.cli.init import root_fingerprint
+    from shared.server import serve
+
     fingerprint = root_fingerprint(directory)
-    probe.close()
     configure_logging(args.log_level)
 
     from shared.acme.nonce_ledger import NONCE_LEDGER_EXTRA, SharedNonceLedger
@@ -230,8 +271,7 @@ def run(args: argparse.Namespace) -> int:
             on_ready=ready, background=background,
         )
     except OSError as exc:
-        print(f"cirrus up: cannot listen on {address}: {exc.strerror}", file=sys.stderr)
-        return 1
+        raise CLIError(f"cannot listen on {address}: {exc.strerror or exc}") from exc
     finally:
         try:
             runtime_dir.rmdir()

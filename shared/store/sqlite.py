@@ -34,8 +34,8 @@ runs a threaded HTTP server, so this backend is built for concurrent writers:
   own.
 
 Schema (created on open, idempotent, versioned in `schema_version`; older files
-are upgraded in place on open, in one transaction, see `_MIGRATE_1_TO_2` and
-`_MIGRATE_2_TO_3`):
+are upgraded in place on open, in one transaction: `shared.store.sqlite_schema`; the
+files are 0600: `shared.store.sqlite_files`):
 times are INTEGER microseconds since the epoch (UTC), DER is a BLOB, event and
 document data are JSON text. Every write is priced in B-tree pages (each page
 changed is a 1 KiB WAL frame per commit), so keys are chosen for it: events are
@@ -66,55 +66,14 @@ from typing import Any, Literal
 from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
-from shared.store import codec
+from shared.store import codec, sqlite_files
 from shared.store.base import IssuanceWrite
-
-SCHEMA_VERSION = 3
-
-_EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
-        id TEXT NOT NULL,
-        type TEXT NOT NULL,
-        source TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        time INTEGER NOT NULL,
-        data TEXT NOT NULL
-    )"""
-_EVENTS_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS events_by_time ON events (time, id)"
-
-# Version 1 -> 2, in place, inside the schema transaction (so all of it or none of it):
-# - events lose the `id` primary key (rebuilt: SQLite cannot drop a key) and `(time, id)`
-#   becomes unique;
-# - the `document_fields` table goes: `find_documents` uses expression indexes created on
-#   first use, which SQLite maintains itself (no per-field rows on every write).
-_MIGRATE_1_TO_2: tuple[str, ...] = (
-    _EVENTS_TABLE.replace("EXISTS events", "EXISTS events_v2"),
-    "INSERT OR IGNORE INTO events_v2 (id, type, source, subject, time, data) "
-    "SELECT id, type, source, subject, time, data FROM events ORDER BY time, id",
-    "DROP TABLE events",
-    "ALTER TABLE events_v2 RENAME TO events",
-    _EVENTS_INDEX,
-    "DROP TABLE IF EXISTS document_fields",
-    "UPDATE schema_version SET version = 2 WHERE id = 1",
+from shared.store.sqlite_schema import MIGRATE_1_TO_2 as _MIGRATE_1_TO_2  # noqa: F401 - tests import it here
+from shared.store.sqlite_schema import (
+    SCHEMA_VERSION,  # noqa: F401 - the store's public constant
+    create_or_upgrade,
 )
-
-_USED_TOKENS_TABLE = """CREATE TABLE IF NOT EXISTS used_tokens (
-        digest BLOB NOT NULL,
-        namespace TEXT NOT NULL,
-        key TEXT NOT NULL,
-        expires_at INTEGER NOT NULL
-    )"""
-
-# Version 2 -> 3, the same way: `used_tokens` becomes a rowid table (rows appended in claim
-# order) unique by `digest` instead of a WITHOUT ROWID table keyed by (namespace, key).
-# `cirrus_claim_digest` is `_claim_digest`, registered on the connection for the copy.
-_MIGRATE_2_TO_3: tuple[str, ...] = (
-    _USED_TOKENS_TABLE.replace("EXISTS used_tokens", "EXISTS used_tokens_v3"),
-    "INSERT INTO used_tokens_v3 (digest, namespace, key, expires_at) "
-    "SELECT cirrus_claim_digest(namespace, key), namespace, key, expires_at FROM used_tokens",
-    "DROP TABLE used_tokens",
-    "ALTER TABLE used_tokens_v3 RENAME TO used_tokens",
-    "UPDATE schema_version SET version = 3 WHERE id = 1",
-)
+from shared.store.sqlite_schema import claim_digest as _claim_digest
 
 # WAL checkpointing belongs to `checkpoint()`, called by a background thread (`cirrus up`
 # runs one in the master process). A request connection checkpoints only as a safety valve,
@@ -128,96 +87,8 @@ JOURNAL_SIZE_LIMIT_BYTES = 32 * 1024 * 1024
 # frames long, `checkpoint()` finishes the last stretch holding the writers' lock.
 CHECKPOINT_FORCE_FRAMES = 2048
 
-_SCHEMA: tuple[str, ...] = (
-    _USED_TOKENS_TABLE,
-    # Unique by digest, not by (namespace, key): see `_claim_digest`.
-    "CREATE UNIQUE INDEX IF NOT EXISTS used_tokens_by_digest ON used_tokens (digest)",
-    # (expires_at, rowid): claims of one second are appended in claim order, not by random key.
-    "CREATE INDEX IF NOT EXISTS used_tokens_by_expiry ON used_tokens (expires_at)",
-    """CREATE TABLE IF NOT EXISTS certificates (
-        serial TEXT PRIMARY KEY NOT NULL,
-        authority_id TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        der BLOB NOT NULL,
-        not_before INTEGER NOT NULL,
-        not_after INTEGER NOT NULL,
-        provisioner_id TEXT NOT NULL,
-        provisioner_name TEXT NOT NULL,
-        provisioner_type TEXT NOT NULL,
-        endpoint_id TEXT NOT NULL,
-        subject_key TEXT NOT NULL,
-        common_name TEXT NOT NULL,
-        sans TEXT NOT NULL,
-        issued_at INTEGER NOT NULL,
-        renewed_from TEXT,
-        operation TEXT NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS certificates_by_endpoint
-        ON certificates (endpoint_id, issued_at, serial)""",
-    # The published serial index reads new issuances by (issued_at, serial) cursor.
-    """CREATE INDEX IF NOT EXISTS certificates_by_authority_issued
-        ON certificates (authority_id, issued_at, serial)""",
-    # Expiry alerts read certificates by expiry window.
-    """CREATE INDEX IF NOT EXISTS certificates_by_authority_expiry
-        ON certificates (authority_id, not_after, serial)""",
-    """CREATE TABLE IF NOT EXISTS endpoints (
-        id TEXT PRIMARY KEY NOT NULL,
-        authority_id TEXT NOT NULL,
-        provisioner_id TEXT NOT NULL,
-        subject_key TEXT NOT NULL,
-        name TEXT NOT NULL,
-        created_at INTEGER NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS endpoints_by_authority ON endpoints (authority_id, id)",
-    """CREATE TABLE IF NOT EXISTS revocations (
-        serial TEXT PRIMARY KEY NOT NULL,
-        authority_id TEXT NOT NULL,
-        revoked_at INTEGER NOT NULL,
-        not_after INTEGER NOT NULL,
-        reason_code INTEGER NOT NULL,
-        reason TEXT NOT NULL,
-        provisioner_id TEXT NOT NULL,
-        mtls INTEGER NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS revocations_by_authority_expiry
-        ON revocations (authority_id, not_after)""",
-    """CREATE INDEX IF NOT EXISTS revocations_by_time ON revocations (revoked_at)""",
-    # No primary key on `id`: a random-UUID key is a B-tree insert at a random leaf, the
-    # costliest write of an issuance. `(time, id)` is unique instead, and time-ordered inserts
-    # land on the same few hot pages; a retried event (same object, same time) is still ignored.
-    _EVENTS_TABLE,
-    _EVENTS_INDEX,
-    """CREATE TABLE IF NOT EXISTS counters (
-        name TEXT PRIMARY KEY NOT NULL,
-        value INTEGER NOT NULL
-    ) WITHOUT ROWID""",
-    """CREATE TABLE IF NOT EXISTS documents (
-        collection TEXT NOT NULL,
-        id TEXT NOT NULL,
-        data TEXT NOT NULL,
-        version INTEGER NOT NULL,
-        expires_at INTEGER,
-        PRIMARY KEY (collection, id)
-    )""",
-    """CREATE INDEX IF NOT EXISTS documents_by_expiry
-        ON documents (expires_at) WHERE expires_at IS NOT NULL""",
-)
-
 # Statements built from the codec's constant column lists; values are always bound.
 _CLAIM_INSERT = "INSERT OR IGNORE INTO used_tokens (digest, namespace, key, expires_at) VALUES (?, ?, ?, ?)"
-
-
-def _claim_digest(namespace: str, key: str) -> bytes:
-    """What makes a claim unique: SHA-256 over the length-prefixed namespace, then the key.
-
-    Why a digest: claim keys are random (a token's `jti`), so every claim lands at a random
-    leaf of the unique index. 32-byte entries instead of ~110 characters of (namespace, key)
-    fit about three times as many to a page, so page splits (three pages written each) are
-    rarer; with the rowid table and the expiry index this took about 25 us off an issuance
-    (measured, 5 issuances per commit). The length prefix keeps ("a", "bc") and ("ab", "c")
-    apart; SHA-256 collisions are not a practical concern.
-    """
-    return hashlib.sha256(f"{len(namespace)}:{namespace}{key}".encode()).digest()
 
 
 def _claim_row(claim: TokenClaim) -> tuple[bytes, str, str, int]:
@@ -336,7 +207,9 @@ class SQLiteStore:
         self._pid = os.getpid()
         self._closed = False
         try:
+            sqlite_files.create_private(self._path)
             self._initialise()
+            sqlite_files.narrow(self._path)
         except BaseException:
             self.close()
             raise
@@ -401,7 +274,7 @@ class SQLiteStore:
 
     def _process_lock_fd(self) -> int | None:
         """A per-process descriptor of the sidecar lock file (None for in-memory databases)."""
-        if self._path == ":memory:" or self._path.startswith("file::memory:"):
+        if sqlite_files.in_memory(self._path):
             return None
         if self._flock_fd is None or self._flock_pid != os.getpid():
             self._flock_fd = os.open(self._path + ".writelock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -494,31 +367,7 @@ class SQLiteStore:
         if str(mode).lower() != "wal":
             raise ConfigError(f"sqlite store: cannot use WAL journal (got {mode!r})")
         with self._write("create schema") as conn:
-            conn.execute(
-                """CREATE TABLE IF NOT EXISTS schema_version (
-                    id INTEGER PRIMARY KEY CHECK (id = 1),
-                    version INTEGER NOT NULL
-                )"""
-            )
-            row = conn.execute("SELECT version FROM schema_version WHERE id = 1").fetchone()
-            if row is not None and row[0] > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"sqlite store: database schema version {row[0]} is newer than this "
-                    f"release supports ({SCHEMA_VERSION}); upgrade Cirrus"
-                )
-            if row is not None and row[0] == 1:
-                for statement in _MIGRATE_1_TO_2:
-                    conn.execute(statement)
-            if row is not None and row[0] in (1, 2):
-                conn.create_function("cirrus_claim_digest", 2, _claim_digest, deterministic=True)
-                for statement in _MIGRATE_2_TO_3:
-                    conn.execute(statement)
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            if row is None:
-                conn.execute(
-                    "INSERT INTO schema_version (id, version) VALUES (1, ?)", (SCHEMA_VERSION,)
-                )
+            create_or_upgrade(conn)
 
     def schema_version(self) -> int:
         """Return the schema version recorded in the file."""

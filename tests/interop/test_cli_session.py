@@ -98,8 +98,11 @@ def test_readme_session(server, authority_dir: Path, tmp_path: Path) -> None:
     assert third.serial_number not in (first.serial_number, second.serial_number)
 
     # Revoke the first by token, the third with its own certificate over mTLS.
-    cirrus("revoke", str(first.serial_number), "--dir", d, "--reason-code", "4")
-    cirrus("revoke", hex(third.serial_number), "--dir", d, "--cert", str(crt), "--cert-key", str(key))
+    # Serials print in decimal everywhere (as step prints them), whichever form revoke was given.
+    done = cirrus("revoke", str(first.serial_number), "--dir", d, "--reason-code", "4")
+    assert done.stdout == f"Revoked certificate {first.serial_number}\n"
+    done = cirrus("revoke", hex(third.serial_number), "--dir", d, "--cert", str(crt), "--cert-key", str(key))
+    assert done.stdout == f"Revoked certificate {third.serial_number}\n"
     again = cirrus("revoke", str(first.serial_number), "--dir", d, check=False)
     assert again.returncode == 1 and "already revoked" in again.stderr
     refused = cirrus("renew", str(crt), str(key), "--dir", d, "--bearer", check=False)
@@ -134,7 +137,7 @@ def test_client_errors_are_clear(authority_dir: Path) -> None:
 
 def test_init_refuses_to_overwrite(authority_dir: Path) -> None:
     out = cirrus("init", "--dir", str(authority_dir), check=False)
-    assert out.returncode == 1 and "refusing to overwrite" in out.stdout
+    assert out.returncode == 1 and "refusing to overwrite" in out.stderr and out.stdout == ""
 
 
 def test_server_answers_with_its_own_certificate_and_asks_for_client_certs(server, authority_dir: Path) -> None:
