@@ -18,6 +18,18 @@ Emulators: the ones named by FIRESTORE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST / ST
 environment are used as they are; otherwise `infra/emulators.sh env` is asked for running ones, and missing
 ones are started with `infra/emulators.sh start` (and stopped again on exit; pass --no-start to refuse).
 
+Each function gets the settings Terraform gives its deployed twin (local.function_env in
+terraform/modules/cirrus/functions.tf; tests/infra/test_cloud_local_shape.py holds the two equal):
+- the issuer split: `ca_api` and `acme` forward signing to the `issuer` function (`CIRRUS_ISSUER_URL`);
+- keys: the config every function reads names a signing key no function can open (the stand-in for
+  "no KMS permission"); only the signers (`issuer`, `crl_publish`) get the real one as `CIRRUS_KEY`,
+  and only `ocsp` and `crl_publish` get the responder key as `CIRRUS_OCSP_KEY`;
+- one external URL per HTTP function, its own (the issuer gets `ca_api`'s, whose token audiences it
+  re-checks), each a bare origin with no path, as the deployed run.app addresses are;
+- the CRL distribution point is the bucket's public URL (as `crl_base_url` is in production) and the
+  OCSP URL the `ocsp` function's, so a leaf's CDP and AIA lead where a relying party would go.
+The derived config.json is written to the log folder; the authority folder is only read.
+
 When every function answers, the URLs are printed, followed by one machine-readable line
 `CLOUD_LOCAL_READY {json}` (tests and scripts parse it). SIGINT or SIGTERM stops every process this script
 started, and nothing else. Functions Framework serves plain HTTP: point clients at the printed URL with
@@ -56,6 +68,14 @@ EMULATOR_VARS = {
 }
 # Functions Framework signature type per decorator used in functions/main.py.
 _SIGNATURES = {"http": "http", "cloud_event": "cloudevent"}
+
+# Who gets what beyond the common settings, as terraform/modules/cirrus/functions.tf hands it out
+# (the `signs`, `calls_issuer` flags and local.ocsp_key_roles).
+SIGNERS = frozenset({"issuer", "crl_publish"})
+ISSUER_CALLERS = frozenset({"ca_api", "acme"})
+OCSP_KEY_HOLDERS = frozenset({"ocsp", "crl_publish"})
+# A key URI that opens nothing: what a function without KMS permission effectively holds.
+NO_KEY = "softkms:path=/nonexistent/cirrus-cloud-local/no-kms-permission"
 
 
 class CloudLocalError(Exception):
@@ -280,6 +300,9 @@ class CloudLocal:
     functions: dict[str, FunctionProcess] = field(default_factory=dict)
     emulator_env: dict[str, str] = field(default_factory=dict)
     started_emulators: list[str] = field(default_factory=list)
+    config_path: Path = Path()
+    signing_key: str = ""
+    responder_key: str = ""
 
     @property
     def store_url(self) -> str:
@@ -306,20 +329,85 @@ class CloudLocal:
         stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.prefix).strip("-_.")
         return f"cirrus-{stem}-{base}" if stem else f"cirrus-{base}"
 
-    def function_env(self, base: dict[str, str]) -> dict[str, str]:
-        """The environment of every function process: settings plus emulator hosts."""
+    def deployed_config(self) -> Path:
+        """The authority's config.json as a deployment ships it: keys by grant, CDP in the bucket.
+
+        Paths are made absolute (the copy lives in the log folder); the signing key becomes
+        `NO_KEY` and the responder key is dropped, so only the functions Terraform grants them
+        to (through CIRRUS_KEY / CIRRUS_OCSP_KEY) can sign; `crl.baseURL` is the bucket's public
+        URL on fake-gcs-server and `crl.ocspURL` the `ocsp` function.
+        """
+        source = self.authority_dir / "config.json"
+        raw = json.loads(source.read_text(encoding="utf-8"))
+        base = self.authority_dir
+
+        def absolute(value: str) -> str:
+            return value if value.startswith("/") else str((base / value).resolve())
+
+        self.signing_key = _absolute_key(base, str(raw.get("key", "")))
+        ocsp = dict(raw.get("ocsp") or {})
+        self.responder_key = _absolute_key(base, str(ocsp.pop("responderKey", "") or ""))
+        raw["ocsp"] = ocsp
+        raw["key"] = NO_KEY
+        roots = raw.get("root")
+        raw["root"] = [absolute(r) for r in roots] if isinstance(roots, list) else absolute(str(roots))
+        raw["crt"] = absolute(str(raw["crt"]))
+        if raw.get("passwordFile"):
+            raw["passwordFile"] = absolute(str(raw["passwordFile"]))
+        if isinstance(raw.get("federatedRoots"), list):
+            raw["federatedRoots"] = [absolute(r) for r in raw["federatedRoots"]]
+        crl = dict(raw.get("crl") or {})
+        crl["baseURL"] = self.bucket_url
+        if "ocsp" in self.functions:
+            crl["ocspURL"] = self.functions["ocsp"].url
+        raw["crl"] = crl
+        out = self.log_dir / "config.json"
+        out.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+        return out
+
+    @property
+    def bucket_url(self) -> str:
+        """The bucket's public base URL: fake-gcs-server serves /BUCKET/NAME as storage.googleapis.com does."""
+        host = self.emulator_env.get("STORAGE_EMULATOR_HOST", "")
+        base = host if "://" in host else f"http://{host}"
+        return f"{base.rstrip('/')}/{self.bucket}"
+
+    def external_url(self, name: str) -> str:
+        """CIRRUS_EXTERNAL_URL of an HTTP function: its own origin; the issuer's is ca_api's."""
+        target = "ca_api" if name == "issuer" and "ca_api" in self.functions else name
+        return self.functions[target].url
+
+    def function_env(self, base: dict[str, str], name: str) -> dict[str, str]:
+        """One function's environment: the deployed settings for `name`, plus emulator hosts."""
         env = dict(base)
+        for var in ("CIRRUS_KEY", "CIRRUS_OCSP_KEY", "CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL"):
+            env.pop(var, None)  # only what Terraform would give this function
         env.update(self.emulator_env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH", "")) if p)
         env["GOOGLE_CLOUD_PROJECT"] = self.project
-        env["CIRRUS_CONFIG"] = str((self.authority_dir / "config.json").resolve())
-        env["CIRRUS_STORE"] = self.store_url
-        env["CIRRUS_BLOBS"] = self.blobs_url
-        env["CIRRUS_EVENTS"] = f"pubsub:{self.events_topic}"
-        if "ca_api" in self.functions:
-            # Links (CRL distribution, ACME URLs) point at the step-ca API function, which also serves /crl.
-            env["CIRRUS_EXTERNAL_URL"] = self.functions["ca_api"].url
+        env.update(self.deployed_settings(name))
         return env
+
+    def deployed_settings(self, name: str) -> dict[str, str]:
+        """The CIRRUS_* variables Terraform's local.function_env gives `name`."""
+        fn = self.functions[name]
+        issuer_deployed = "issuer" in self.functions
+        signers = SIGNERS | (set() if issuer_deployed else ISSUER_CALLERS)
+        out = {
+            "CIRRUS_CONFIG": str(self.config_path),
+            "CIRRUS_STORE": self.store_url,
+            "CIRRUS_BLOBS": self.blobs_url,
+            "CIRRUS_EVENTS": f"pubsub:{self.events_topic}",
+        }
+        if name in signers:
+            out["CIRRUS_KEY"] = self.signing_key
+        if name in OCSP_KEY_HOLDERS and self.responder_key:
+            out["CIRRUS_OCSP_KEY"] = self.responder_key
+        if name in ISSUER_CALLERS and issuer_deployed:
+            out["CIRRUS_ISSUER_URL"] = self.functions["issuer"].url
+        if fn.signature == "http":
+            out["CIRRUS_EXTERNAL_URL"] = self.external_url(name)
+        return out
 
     def up(self, environ: dict[str, str], *, ready_timeout: float = 60.0) -> None:
         """Start everything and wait until every function answers.
@@ -340,9 +428,9 @@ class CloudLocal:
             self.functions[name] = FunctionProcess(
                 name=name, signature=signature, port=port, host=self.host, log=self.log_dir / f"{name}.log"
             )
-        env = self.function_env(environ)
-        for fn in self.functions.values():
-            fn.start(env)
+        self.config_path = self.deployed_config()
+        for name, fn in self.functions.items():
+            fn.start(self.function_env(environ, name))
         for name, fn in self.functions.items():
             if fn.signature != "cloudevent":
                 continue
@@ -371,6 +459,8 @@ class CloudLocal:
             "project": self.project,
             "store": self.store_url,
             "blobs": self.blobs_url,
+            "bucketURL": self.bucket_url,
+            "config": str(self.config_path),
             "eventsTopic": self.events_topic,
             "tickTopics": {n: self.tick_topic(n) for n, f in self.functions.items() if f.signature == "cloudevent"},
             "emulators": self.emulator_env,
@@ -386,6 +476,13 @@ class CloudLocal:
                 _emulators_sh("stop", *self.started_emulators)
             except CloudLocalError as exc:
                 print(f"cloud-local: {exc}", file=sys.stderr)
+
+
+def _absolute_key(base: Path, uri: str) -> str:
+    """A softkms key URI with its path made absolute (other schemes unchanged)."""
+    if uri.startswith("softkms:path=") and not uri[len("softkms:path="):].startswith("/"):
+        return "softkms:path=" + str((base / uri[len("softkms:path="):]).resolve())
+    return uri
 
 
 def _parse_schedule(values: list[str], known: dict[str, str]) -> dict[str, float]:
