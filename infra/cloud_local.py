@@ -40,32 +40,36 @@ from __future__ import annotations
 
 import argparse
 import ast
-import base64
 import json
 import os
-import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The sibling modules, also when this file is loaded by path (tests) rather than run as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cloud_emulators import (
+    CloudLocalError,
+    create_bucket,
+    create_push_subscription,
+    create_topic,
+    emulators_sh,
+    ensure_emulators,
+    publish,
+)
+from function_process import FunctionProcess, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "functions" / "main.py"
-EMULATORS_SH = REPO / "infra" / "emulators.sh"
 
-EMULATOR_VARS = {
-    "firestore": "FIRESTORE_EMULATOR_HOST",
-    "pubsub": "PUBSUB_EMULATOR_HOST",
-    "gcs": "STORAGE_EMULATOR_HOST",
-}
+__all__ = ["CloudLocal", "CloudLocalError", "FunctionProcess", "entry_points", "free_port", "main"]
+
 # Functions Framework signature type per decorator used in functions/main.py.
 _SIGNATURES = {"http": "http", "cloud_event": "cloudevent"}
 
@@ -76,10 +80,6 @@ ISSUER_CALLERS = frozenset({"ca_api", "acme"})
 OCSP_KEY_HOLDERS = frozenset({"ocsp", "crl_publish"})
 # A key URI that opens nothing: what a function without KMS permission effectively holds.
 NO_KEY = "softkms:path=/nonexistent/cirrus-cloud-local/no-kms-permission"
-
-
-class CloudLocalError(Exception):
-    """A setup step failed; the message says which and what to do."""
 
 
 def entry_points(main: Path = MAIN) -> dict[str, str]:
@@ -99,190 +99,6 @@ def entry_points(main: Path = MAIN) -> dict[str, str]:
             if name in _SIGNATURES:
                 out[node.name] = _SIGNATURES[name]
     return out
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel considers free now (a race with other binders is possible, and harmless here)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-# ------------------------------------------------------------------ emulators
-def _emulators_sh(*args: str) -> str:
-    proc = subprocess.run(["bash", str(EMULATORS_SH), *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise CloudLocalError(f"infra/emulators.sh {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout
-
-
-def _parse_exports(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = shlex.split(line)
-        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
-            key, _, value = parts[1].partition("=")
-            out[key] = value
-    return out
-
-
-def ensure_emulators(environ: dict[str, str], *, start: bool) -> tuple[dict[str, str], list[str]]:
-    """Find (or start) the three emulators; return their env variables and the names this call started."""
-    hosts = {var: environ[var] for var in EMULATOR_VARS.values() if environ.get(var)}
-    missing = [name for name, var in EMULATOR_VARS.items() if var not in hosts]
-    if missing:
-        running = _parse_exports(_emulators_sh("env"))
-        for name in list(missing):
-            var = EMULATOR_VARS[name]
-            if running.get(var):
-                hosts[var] = running[var]
-                missing.remove(name)
-    started: list[str] = []
-    if missing:
-        if not start:
-            raise CloudLocalError(
-                f"emulator(s) not running: {', '.join(missing)} (run infra/emulators.sh start, or drop --no-start)"
-            )
-        print(f"starting emulator(s): {', '.join(missing)}", flush=True)
-        _emulators_sh("start", *missing)
-        started = missing
-        running = _parse_exports(_emulators_sh("env"))
-        for name in missing:
-            var = EMULATOR_VARS[name]
-            if not running.get(var):
-                raise CloudLocalError(f"{name} emulator started but infra/emulators.sh env does not list it")
-            hosts[var] = running[var]
-    return hosts, started
-
-
-def _http(method: str, url: str, body: dict[str, Any] | None = None, *, ok: tuple[int, ...] = ()) -> int:
-    """One JSON request to an emulator's REST API; returns the status (those in `ok` are not errors)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback emulator URLs
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-            resp.read()
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        if exc.code in ok:
-            return int(exc.code)
-        detail = exc.read()[:300].decode("utf-8", "replace")
-        raise CloudLocalError(f"{method} {url} -> {exc.code}: {detail}") from exc
-    except OSError as exc:
-        raise CloudLocalError(f"{method} {url}: {exc}") from exc
-
-
-def create_bucket(storage_host: str, project: str, bucket: str) -> None:
-    """Create the CRL bucket in fake-gcs-server (an existing one is kept)."""
-    base = storage_host if "://" in storage_host else f"http://{storage_host}"
-    _http("POST", f"{base.rstrip('/')}/storage/v1/b?project={project}", {"name": bucket}, ok=(409,))
-
-
-def pubsub_url(pubsub_host: str, resource: str) -> str:
-    """REST URL of a Pub/Sub emulator resource (`projects/P/topics/T`, ...)."""
-    return f"http://{pubsub_host}/v1/{resource}"
-
-
-def create_topic(pubsub_host: str, topic: str) -> None:
-    """Create `projects/P/topics/T` in the Pub/Sub emulator (an existing one is kept)."""
-    _http("PUT", pubsub_url(pubsub_host, topic), {}, ok=(409,))
-
-
-def create_push_subscription(pubsub_host: str, subscription: str, topic: str, endpoint: str) -> None:
-    """Push every message of `topic` to `endpoint`, as Eventarc does for a Pub/Sub-triggered function.
-
-    The emulator pushes the raw Pub/Sub push body; Functions Framework converts it to the CloudEvent a
-    deployed function receives (`google.cloud.pubsub.topic.v1.messagePublished`).
-    """
-    body = {"topic": topic, "pushConfig": {"pushEndpoint": endpoint}, "ackDeadlineSeconds": 600}
-    if _http("PUT", pubsub_url(pubsub_host, subscription), body, ok=(409,)) == 409:
-        # Left by an earlier run on another port: point it at this run's function.
-        _http("POST", pubsub_url(pubsub_host, subscription) + ":modifyPushConfig", {"pushConfig": body["pushConfig"]})
-
-
-def publish(pubsub_host: str, topic: str, payload: dict[str, Any]) -> None:
-    """Publish one JSON message (what a Cloud Scheduler job with a Pub/Sub target sends)."""
-    data = base64.b64encode(json.dumps(payload).encode()).decode()
-    _http("POST", pubsub_url(pubsub_host, topic) + ":publish", {"messages": [{"data": data}]})
-
-
-# ------------------------------------------------------------------ functions
-@dataclass
-class FunctionProcess:
-    """One Functions Framework process serving one entry point."""
-
-    name: str
-    signature: str
-    port: int
-    host: str
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL of the function."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, env: dict[str, str]) -> None:
-        """Start `python -m functions_framework` for this entry point in its own session."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target",
-            self.name,
-            "--source",
-            str(MAIN),
-            "--signature-type",
-            self.signature,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
-        with self.log.open("ab") as fh:
-            # Own session: a Ctrl-C in the terminal reaches this script only, which then stops the
-            # function (gunicorn master and worker) through its process group in order.
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True
-            )
-
-    def answers(self) -> bool:
-        """True once the server answers HTTP at all (an event function answers a GET with an error)."""
-        path = "/health" if self.signature == "http" else "/"
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=2):  # noqa: S310 - our own loopback server
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
-
-    def exited(self) -> int | None:
-        """The exit status if the process has ended."""
-        return None if self.proc is None else self.proc.poll()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group this script started, then SIGKILL it if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        pgid = self.proc.pid  # leader of its own session (start_new_session)
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.proc.wait(5)
-        except ProcessLookupError:
-            pass
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The end of the function's log (for error messages)."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 @dataclass
@@ -473,7 +289,7 @@ class CloudLocal:
             fn.stop()
         if self.started_emulators:
             try:
-                _emulators_sh("stop", *self.started_emulators)
+                emulators_sh("stop", *self.started_emulators)
             except CloudLocalError as exc:
                 print(f"cloud-local: {exc}", file=sys.stderr)
 

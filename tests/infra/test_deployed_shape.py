@@ -129,6 +129,8 @@ def test_ca_url_has_no_path_and_every_step_route_resolves(module: dict[str, Any]
     parts = urlsplit(ca_url)
     assert parts.scheme == "https" and parts.path in ("", "/"), f"ca_url {ca_url} carries a path step would drop"
     assert parts.hostname == f"cirrus-ca-api-{NUMBER}.{REGION}.run.app"
+    (check,) = module["variable"]["external_url"]["validation"]
+    assert "^https://[^/]+$" in check["condition"], "a custom domain must be a path-less origin too"
     urls = URL_MAP.bind(parts.hostname or "")  # what ca_api serves at its root
     for method, path in [("GET", "/root/" + "ab" * 32), ("GET", "/roots"), ("GET", "/provisioners"),
                          ("POST", "/1.0/sign"), ("POST", "/1.0/renew"), ("POST", "/1.0/revoke"), ("GET", "/health")]:

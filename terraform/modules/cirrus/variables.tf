@@ -31,9 +31,14 @@ variable "config_path" {
 }
 
 variable "external_url" {
-  description = "Public base URL when a load balancer or custom domain fronts the HTTP functions; null makes each function use its own cloudfunctions.net URL in the links it returns."
+  description = "Public base URL, with no path, when a load balancer or custom domain fronts the HTTP functions; null makes each function use its own run.app URL in the links it returns and in the token audiences it accepts."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.external_url == null || can(regex("^https://[^/]+$", var.external_url))
+    error_message = "external_url must be an https origin with no path (step resolves its routes against the host root)."
+  }
 }
 
 variable "kms_location" {
