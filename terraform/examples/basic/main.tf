@@ -33,6 +33,7 @@ module "cirrus" {
   firestore_database = var.firestore_database
 
   crl_bucket_location          = var.crl_bucket_location
+  crl_version_retention_days   = var.crl_version_retention_days
   crl_publish_interval_minutes = var.crl_publish_interval_minutes
 
   dashboard_invokers = var.dashboard_invokers

@@ -86,6 +86,12 @@ variable "crl_bucket_location" {
   default     = null
 }
 
+variable "crl_version_retention_days" {
+  description = "Days a superseded CRL bucket object version is kept (recovery from a bad publish)."
+  type        = number
+  default     = 30
+}
+
 variable "crl_publish_interval_minutes" {
   description = "Minutes between crl_publish runs (a divisor of 60). Each run also publishes the serial index the OCSP responder answers from, so at most 10 keeps OCSP authoritative within 15 minutes of issuance (BR, OCSP-08)."
   type        = number
