@@ -6,10 +6,19 @@ Cloud Functions (2nd gen, Python) builds a function from a zip whose root holds
 - `main.py`          copied from `functions/main.py` (the entry points);
 - `shared/...`       the core library, as source, so the deployed code is
                      exactly this checkout's;
-- `requirements.txt` the distribution's base dependencies plus its `[gcp]`
-                     extra, read from `pyproject.toml` so the two never drift;
+- `requirements.txt` `infra/requirements.lock`: every distribution the base
+                     dependencies and the `[gcp]` extra need, transitively,
+                     pinned to the version the tests ran with. The lock is
+                     written by `--write-lock` from this environment (CI
+                     installs with it as constraints, so the suite runs the
+                     pinned set), and a lock that no longer satisfies
+                     `pyproject.toml` is refused: two builds of one commit run
+                     the same code. pip-tools could resolve a lock from the
+                     index instead, but the point is the versions that were
+                     tested, which only the installed environment knows.
 - `config/...`       with `--config-dir DIR`: the deployment's config.json and
                      CA certificates (what `CIRRUS_CONFIG` names). Private keys
+                     (PEM, DER, PKCS#12, private JWKs, anything under secrets/)
                      are refused: in this shape they live in Cloud KMS.
 
 The zip is deterministic: entries sorted, fixed timestamps and permissions, no
@@ -20,6 +29,7 @@ functions only when their source really changed.
 Usage::
 
     python infra/bundle.py [--root REPO] [--out dist/cirrus-functions.zip] [--config-dir DIR]
+    python infra/bundle.py --write-lock      (after changing dependencies: re-pin from this environment)
 
 It prints the bundle's path and SHA-256.
 """
@@ -51,6 +61,14 @@ DEFAULT_OUT = Path("dist") / "cirrus-functions.zip"
 CONFIG_PREFIX = "config/"
 #: Markers of private key material that must never be uploaded in a bundle.
 SECRET_MARKERS = (b"PRIVATE KEY", b'"d"')
+#: Containers that hold a private key whatever their bytes look like.
+SECRET_SUFFIXES = (".p12", ".pfx", ".p8", ".key")
+#: The pinned requirements, relative to the checkout.
+LOCK = Path("infra") / "requirements.lock"
+LOCK_HEADER = (
+    "# The deployed functions' requirements, pinned to what the tests ran with.\n"
+    "# Written by `python infra/bundle.py --write-lock`; infra/test.sh installs with it as constraints.\n"
+)
 
 
 class BundleError(Exception):
@@ -84,6 +102,99 @@ def requirements(pyproject: Path, extra: str = EXTRA) -> list[str]:
     return lines
 
 
+def _closure(top: list[str]) -> dict[str, str]:
+    """Every distribution `top` needs in this environment, transitively: canonical name -> version.
+
+    Markers are evaluated here (Linux, this Python), which is the deployed runtime's platform.
+
+    Raises:
+        BundleError: a requirement is not installed or its version does not satisfy the specifier.
+    """
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    seen: set[tuple[str, str]] = set()
+    queue: list[tuple[Requirement, str]] = [(Requirement(line), "") for line in top]
+    while queue:
+        req, parent_extra = queue.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": parent_extra}):
+            continue
+        name = canonicalize_name(req.name)
+        try:
+            dist = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            raise BundleError(f"{req.name} is not installed: install the [{EXTRA}] extra first") from None
+        if not req.specifier.contains(dist.version, prereleases=True):
+            raise BundleError(f"installed {req.name} {dist.version} does not satisfy {req}")
+        pins[name] = dist.version
+        for extra in ["", *sorted(req.extras)]:
+            if (name, extra) in seen:
+                continue
+            seen.add((name, extra))
+            queue.extend((Requirement(line), extra) for line in dist.requires or [])
+    return pins
+
+
+def lock_text(pyproject: Path) -> str:
+    """The lock file for this environment: `name==version` per needed distribution, sorted."""
+    pins = _closure(requirements(pyproject))
+    return LOCK_HEADER + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
+def locked_requirements(root: Path) -> str:
+    """The checkout's lock file, checked against `pyproject.toml`.
+
+    Raises:
+        BundleError: no lock, or a lock that misses a requirement or pins a version it excludes.
+    """
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    path = root / LOCK
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        raise BundleError(f"{path} is missing: run `python infra/bundle.py --write-lock`") from None
+    pins: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            if not sep:
+                raise BundleError(f"{path}: {line!r} is not pinned with ==")
+            pins[canonicalize_name(name)] = version
+    for line in requirements(root / "pyproject.toml"):
+        req = Requirement(line)
+        version = pins.get(canonicalize_name(req.name))
+        if version is None or not req.specifier.contains(version, prereleases=True):
+            raise BundleError(f"{path} is stale for {req}: run `python infra/bundle.py --write-lock`")
+    return text
+
+
+def _is_private_key(path: Path, data: bytes) -> bool:
+    """PEM or DER private keys (encrypted ones too), PKCS#12 containers and private JWKs."""
+    if "secrets" in path.parts or path.name.endswith(SECRET_SUFFIXES):
+        return True
+    if any(marker in data for marker in SECRET_MARKERS):
+        return True
+    from cryptography.hazmat.primitives.serialization import load_der_private_key, pkcs12
+
+    try:
+        load_der_private_key(data, password=None)
+        return True
+    except TypeError:  # an encrypted PKCS#8 key: asks for a password
+        return True
+    except Exception:
+        der_key = False
+    try:
+        key, _, _ = pkcs12.load_key_and_certificates(data, None)
+        return der_key or key is not None
+    except Exception:
+        return der_key
+
+
 def _package_files(package_dir: Path) -> Iterator[Path]:
     """Yield the files of a package directory that belong in the bundle."""
     for path in package_dir.rglob("*"):
@@ -110,7 +221,7 @@ def config_entries(config_dir: Path) -> dict[str, bytes]:
     for path in _package_files(config_dir):
         data = path.read_bytes()
         relative = path.relative_to(config_dir)
-        if "secrets" in relative.parts or any(marker in data for marker in SECRET_MARKERS):
+        if _is_private_key(relative, data):
             raise BundleError(f"{path} looks like private key material; keys belong in Cloud KMS")
         entries[CONFIG_PREFIX + relative.as_posix()] = data
     return entries
@@ -132,8 +243,7 @@ def bundle_entries(root: Path, *, config_dir: Path | None = None) -> dict[str, b
     entries: dict[str, bytes] = {"main.py": main.read_bytes()}
     for path in _package_files(shared):
         entries[path.relative_to(root).as_posix()] = path.read_bytes()
-    text = "\n".join(requirements(root / "pyproject.toml")) + "\n"
-    entries["requirements.txt"] = text.encode("utf-8")
+    entries["requirements.txt"] = locked_requirements(root).encode("utf-8")
     if config_dir is not None:
         entries.update(config_entries(config_dir))
     return entries
@@ -181,8 +291,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="deployment config folder (config.json + CA certificates) to ship under config/",
     )
+    parser.add_argument(
+        "--write-lock",
+        action="store_true",
+        help=f"write ROOT/{LOCK} from the installed environment (after the tests pass) instead of building",
+    )
     args = parser.parse_args(argv)
     root: Path = args.root
+    if args.write_lock:
+        try:
+            text = lock_text(root / "pyproject.toml")
+        except BundleError as exc:
+            print(f"bundle: {exc}", file=sys.stderr)
+            return 1
+        (root / LOCK).write_text(text, encoding="utf-8")
+        print(f"{root / LOCK}: {text.count(chr(10)) - LOCK_HEADER.count(chr(10))} pins")
+        return 0
     out: Path = args.out if args.out is not None else root / DEFAULT_OUT
     try:
         digest = build(root, out, config_dir=args.config_dir)

@@ -18,6 +18,18 @@ Emulators: the ones named by FIRESTORE_EMULATOR_HOST / PUBSUB_EMULATOR_HOST / ST
 environment are used as they are; otherwise `infra/emulators.sh env` is asked for running ones, and missing
 ones are started with `infra/emulators.sh start` (and stopped again on exit; pass --no-start to refuse).
 
+Each function gets the settings Terraform gives its deployed twin (local.function_env in
+terraform/modules/cirrus/functions.tf; tests/infra/test_cloud_local_shape.py holds the two equal):
+- the issuer split: `ca_api` and `acme` forward signing to the `issuer` function (`CIRRUS_ISSUER_URL`);
+- keys: the config every function reads names a signing key no function can open (the stand-in for
+  "no KMS permission"); only the signers (`issuer`, `crl_publish`) get the real one as `CIRRUS_KEY`,
+  and only `ocsp` and `crl_publish` get the responder key as `CIRRUS_OCSP_KEY`;
+- one external URL per HTTP function, its own (the issuer gets `ca_api`'s, whose token audiences it
+  re-checks), each a bare origin with no path, as the deployed run.app addresses are;
+- the CRL distribution point is the bucket's public URL (as `crl_base_url` is in production) and the
+  OCSP URL the `ocsp` function's, so a leaf's CDP and AIA lead where a relying party would go.
+The derived config.json is written to the log folder; the authority folder is only read.
+
 When every function answers, the URLs are printed, followed by one machine-readable line
 `CLOUD_LOCAL_READY {json}` (tests and scripts parse it). SIGINT or SIGTERM stops every process this script
 started, and nothing else. Functions Framework serves plain HTTP: point clients at the printed URL with
@@ -28,38 +40,46 @@ from __future__ import annotations
 
 import argparse
 import ast
-import base64
 import json
 import os
-import shlex
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The sibling modules, also when this file is loaded by path (tests) rather than run as a script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cloud_emulators import (
+    CloudLocalError,
+    create_bucket,
+    create_push_subscription,
+    create_topic,
+    emulators_sh,
+    ensure_emulators,
+    publish,
+)
+from function_process import FunctionProcess, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "functions" / "main.py"
-EMULATORS_SH = REPO / "infra" / "emulators.sh"
 
-EMULATOR_VARS = {
-    "firestore": "FIRESTORE_EMULATOR_HOST",
-    "pubsub": "PUBSUB_EMULATOR_HOST",
-    "gcs": "STORAGE_EMULATOR_HOST",
-}
+__all__ = ["CloudLocal", "CloudLocalError", "FunctionProcess", "entry_points", "free_port", "main"]
+
 # Functions Framework signature type per decorator used in functions/main.py.
 _SIGNATURES = {"http": "http", "cloud_event": "cloudevent"}
 
-
-class CloudLocalError(Exception):
-    """A setup step failed; the message says which and what to do."""
+# Who gets what beyond the common settings, as terraform/modules/cirrus/functions.tf hands it out
+# (the `signs`, `calls_issuer` flags and local.ocsp_key_roles).
+SIGNERS = frozenset({"issuer", "crl_publish"})
+ISSUER_CALLERS = frozenset({"ca_api", "acme"})
+OCSP_KEY_HOLDERS = frozenset({"ocsp", "crl_publish"})
+# A key URI that opens nothing: what a function without KMS permission effectively holds.
+NO_KEY = "softkms:path=/nonexistent/cirrus-cloud-local/no-kms-permission"
 
 
 def entry_points(main: Path = MAIN) -> dict[str, str]:
@@ -81,190 +101,6 @@ def entry_points(main: Path = MAIN) -> dict[str, str]:
     return out
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel considers free now (a race with other binders is possible, and harmless here)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-# ------------------------------------------------------------------ emulators
-def _emulators_sh(*args: str) -> str:
-    proc = subprocess.run(["bash", str(EMULATORS_SH), *args], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise CloudLocalError(f"infra/emulators.sh {' '.join(args)} failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout
-
-
-def _parse_exports(text: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = shlex.split(line)
-        if len(parts) == 2 and parts[0] == "export" and "=" in parts[1]:
-            key, _, value = parts[1].partition("=")
-            out[key] = value
-    return out
-
-
-def ensure_emulators(environ: dict[str, str], *, start: bool) -> tuple[dict[str, str], list[str]]:
-    """Find (or start) the three emulators; return their env variables and the names this call started."""
-    hosts = {var: environ[var] for var in EMULATOR_VARS.values() if environ.get(var)}
-    missing = [name for name, var in EMULATOR_VARS.items() if var not in hosts]
-    if missing:
-        running = _parse_exports(_emulators_sh("env"))
-        for name in list(missing):
-            var = EMULATOR_VARS[name]
-            if running.get(var):
-                hosts[var] = running[var]
-                missing.remove(name)
-    started: list[str] = []
-    if missing:
-        if not start:
-            raise CloudLocalError(
-                f"emulator(s) not running: {', '.join(missing)} (run infra/emulators.sh start, or drop --no-start)"
-            )
-        print(f"starting emulator(s): {', '.join(missing)}", flush=True)
-        _emulators_sh("start", *missing)
-        started = missing
-        running = _parse_exports(_emulators_sh("env"))
-        for name in missing:
-            var = EMULATOR_VARS[name]
-            if not running.get(var):
-                raise CloudLocalError(f"{name} emulator started but infra/emulators.sh env does not list it")
-            hosts[var] = running[var]
-    return hosts, started
-
-
-def _http(method: str, url: str, body: dict[str, Any] | None = None, *, ok: tuple[int, ...] = ()) -> int:
-    """One JSON request to an emulator's REST API; returns the status (those in `ok` are not errors)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - loopback emulator URLs
-    req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310
-            resp.read()
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        if exc.code in ok:
-            return int(exc.code)
-        detail = exc.read()[:300].decode("utf-8", "replace")
-        raise CloudLocalError(f"{method} {url} -> {exc.code}: {detail}") from exc
-    except OSError as exc:
-        raise CloudLocalError(f"{method} {url}: {exc}") from exc
-
-
-def create_bucket(storage_host: str, project: str, bucket: str) -> None:
-    """Create the CRL bucket in fake-gcs-server (an existing one is kept)."""
-    base = storage_host if "://" in storage_host else f"http://{storage_host}"
-    _http("POST", f"{base.rstrip('/')}/storage/v1/b?project={project}", {"name": bucket}, ok=(409,))
-
-
-def pubsub_url(pubsub_host: str, resource: str) -> str:
-    """REST URL of a Pub/Sub emulator resource (`projects/P/topics/T`, ...)."""
-    return f"http://{pubsub_host}/v1/{resource}"
-
-
-def create_topic(pubsub_host: str, topic: str) -> None:
-    """Create `projects/P/topics/T` in the Pub/Sub emulator (an existing one is kept)."""
-    _http("PUT", pubsub_url(pubsub_host, topic), {}, ok=(409,))
-
-
-def create_push_subscription(pubsub_host: str, subscription: str, topic: str, endpoint: str) -> None:
-    """Push every message of `topic` to `endpoint`, as Eventarc does for a Pub/Sub-triggered function.
-
-    The emulator pushes the raw Pub/Sub push body; Functions Framework converts it to the CloudEvent a
-    deployed function receives (`google.cloud.pubsub.topic.v1.messagePublished`).
-    """
-    body = {"topic": topic, "pushConfig": {"pushEndpoint": endpoint}, "ackDeadlineSeconds": 600}
-    if _http("PUT", pubsub_url(pubsub_host, subscription), body, ok=(409,)) == 409:
-        # Left by an earlier run on another port: point it at this run's function.
-        _http("POST", pubsub_url(pubsub_host, subscription) + ":modifyPushConfig", {"pushConfig": body["pushConfig"]})
-
-
-def publish(pubsub_host: str, topic: str, payload: dict[str, Any]) -> None:
-    """Publish one JSON message (what a Cloud Scheduler job with a Pub/Sub target sends)."""
-    data = base64.b64encode(json.dumps(payload).encode()).decode()
-    _http("POST", pubsub_url(pubsub_host, topic) + ":publish", {"messages": [{"data": data}]})
-
-
-# ------------------------------------------------------------------ functions
-@dataclass
-class FunctionProcess:
-    """One Functions Framework process serving one entry point."""
-
-    name: str
-    signature: str
-    port: int
-    host: str
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """Base URL of the function."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, env: dict[str, str]) -> None:
-        """Start `python -m functions_framework` for this entry point in its own session."""
-        cmd = [
-            sys.executable,
-            "-m",
-            "functions_framework",
-            "--target",
-            self.name,
-            "--source",
-            str(MAIN),
-            "--signature-type",
-            self.signature,
-            "--host",
-            self.host,
-            "--port",
-            str(self.port),
-        ]
-        with self.log.open("ab") as fh:
-            # Own session: a Ctrl-C in the terminal reaches this script only, which then stops the
-            # function (gunicorn master and worker) through its process group in order.
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=fh, stderr=fh, start_new_session=True
-            )
-
-    def answers(self) -> bool:
-        """True once the server answers HTTP at all (an event function answers a GET with an error)."""
-        path = "/health" if self.signature == "http" else "/"
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=2):  # noqa: S310 - our own loopback server
-                return True
-        except urllib.error.HTTPError:
-            return True
-        except OSError:
-            return False
-
-    def exited(self) -> int | None:
-        """The exit status if the process has ended."""
-        return None if self.proc is None else self.proc.poll()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group this script started, then SIGKILL it if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        pgid = self.proc.pid  # leader of its own session (start_new_session)
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(pgid, signal.SIGKILL)
-            self.proc.wait(5)
-        except ProcessLookupError:
-            pass
-
-    def log_tail(self, lines: int = 30) -> str:
-        """The end of the function's log (for error messages)."""
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
 @dataclass
 class CloudLocal:
     """Everything one local cloud run set up, and how to tear it down."""
@@ -280,6 +116,9 @@ class CloudLocal:
     functions: dict[str, FunctionProcess] = field(default_factory=dict)
     emulator_env: dict[str, str] = field(default_factory=dict)
     started_emulators: list[str] = field(default_factory=list)
+    config_path: Path = Path()
+    signing_key: str = ""
+    responder_key: str = ""
 
     @property
     def store_url(self) -> str:
@@ -306,20 +145,85 @@ class CloudLocal:
         stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in self.prefix).strip("-_.")
         return f"cirrus-{stem}-{base}" if stem else f"cirrus-{base}"
 
-    def function_env(self, base: dict[str, str]) -> dict[str, str]:
-        """The environment of every function process: settings plus emulator hosts."""
+    def deployed_config(self) -> Path:
+        """The authority's config.json as a deployment ships it: keys by grant, CDP in the bucket.
+
+        Paths are made absolute (the copy lives in the log folder); the signing key becomes
+        `NO_KEY` and the responder key is dropped, so only the functions Terraform grants them
+        to (through CIRRUS_KEY / CIRRUS_OCSP_KEY) can sign; `crl.baseURL` is the bucket's public
+        URL on fake-gcs-server and `crl.ocspURL` the `ocsp` function.
+        """
+        source = self.authority_dir / "config.json"
+        raw = json.loads(source.read_text(encoding="utf-8"))
+        base = self.authority_dir
+
+        def absolute(value: str) -> str:
+            return value if value.startswith("/") else str((base / value).resolve())
+
+        self.signing_key = _absolute_key(base, str(raw.get("key", "")))
+        ocsp = dict(raw.get("ocsp") or {})
+        self.responder_key = _absolute_key(base, str(ocsp.pop("responderKey", "") or ""))
+        raw["ocsp"] = ocsp
+        raw["key"] = NO_KEY
+        roots = raw.get("root")
+        raw["root"] = [absolute(r) for r in roots] if isinstance(roots, list) else absolute(str(roots))
+        raw["crt"] = absolute(str(raw["crt"]))
+        if raw.get("passwordFile"):
+            raw["passwordFile"] = absolute(str(raw["passwordFile"]))
+        if isinstance(raw.get("federatedRoots"), list):
+            raw["federatedRoots"] = [absolute(r) for r in raw["federatedRoots"]]
+        crl = dict(raw.get("crl") or {})
+        crl["baseURL"] = self.bucket_url
+        if "ocsp" in self.functions:
+            crl["ocspURL"] = self.functions["ocsp"].url
+        raw["crl"] = crl
+        out = self.log_dir / "config.json"
+        out.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+        return out
+
+    @property
+    def bucket_url(self) -> str:
+        """The bucket's public base URL: fake-gcs-server serves /BUCKET/NAME as storage.googleapis.com does."""
+        host = self.emulator_env.get("STORAGE_EMULATOR_HOST", "")
+        base = host if "://" in host else f"http://{host}"
+        return f"{base.rstrip('/')}/{self.bucket}"
+
+    def external_url(self, name: str) -> str:
+        """CIRRUS_EXTERNAL_URL of an HTTP function: its own origin; the issuer's is ca_api's."""
+        target = "ca_api" if name == "issuer" and "ca_api" in self.functions else name
+        return self.functions[target].url
+
+    def function_env(self, base: dict[str, str], name: str) -> dict[str, str]:
+        """One function's environment: the deployed settings for `name`, plus emulator hosts."""
         env = dict(base)
+        for var in ("CIRRUS_KEY", "CIRRUS_OCSP_KEY", "CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL"):
+            env.pop(var, None)  # only what Terraform would give this function
         env.update(self.emulator_env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH", "")) if p)
         env["GOOGLE_CLOUD_PROJECT"] = self.project
-        env["CIRRUS_CONFIG"] = str((self.authority_dir / "config.json").resolve())
-        env["CIRRUS_STORE"] = self.store_url
-        env["CIRRUS_BLOBS"] = self.blobs_url
-        env["CIRRUS_EVENTS"] = f"pubsub:{self.events_topic}"
-        if "ca_api" in self.functions:
-            # Links (CRL distribution, ACME URLs) point at the step-ca API function, which also serves /crl.
-            env["CIRRUS_EXTERNAL_URL"] = self.functions["ca_api"].url
+        env.update(self.deployed_settings(name))
         return env
+
+    def deployed_settings(self, name: str) -> dict[str, str]:
+        """The CIRRUS_* variables Terraform's local.function_env gives `name`."""
+        fn = self.functions[name]
+        issuer_deployed = "issuer" in self.functions
+        signers = SIGNERS | (set() if issuer_deployed else ISSUER_CALLERS)
+        out = {
+            "CIRRUS_CONFIG": str(self.config_path),
+            "CIRRUS_STORE": self.store_url,
+            "CIRRUS_BLOBS": self.blobs_url,
+            "CIRRUS_EVENTS": f"pubsub:{self.events_topic}",
+        }
+        if name in signers:
+            out["CIRRUS_KEY"] = self.signing_key
+        if name in OCSP_KEY_HOLDERS and self.responder_key:
+            out["CIRRUS_OCSP_KEY"] = self.responder_key
+        if name in ISSUER_CALLERS and issuer_deployed:
+            out["CIRRUS_ISSUER_URL"] = self.functions["issuer"].url
+        if fn.signature == "http":
+            out["CIRRUS_EXTERNAL_URL"] = self.external_url(name)
+        return out
 
     def up(self, environ: dict[str, str], *, ready_timeout: float = 60.0) -> None:
         """Start everything and wait until every function answers.
@@ -340,9 +244,9 @@ class CloudLocal:
             self.functions[name] = FunctionProcess(
                 name=name, signature=signature, port=port, host=self.host, log=self.log_dir / f"{name}.log"
             )
-        env = self.function_env(environ)
-        for fn in self.functions.values():
-            fn.start(env)
+        self.config_path = self.deployed_config()
+        for name, fn in self.functions.items():
+            fn.start(self.function_env(environ, name))
         for name, fn in self.functions.items():
             if fn.signature != "cloudevent":
                 continue
@@ -371,6 +275,8 @@ class CloudLocal:
             "project": self.project,
             "store": self.store_url,
             "blobs": self.blobs_url,
+            "bucketURL": self.bucket_url,
+            "config": str(self.config_path),
             "eventsTopic": self.events_topic,
             "tickTopics": {n: self.tick_topic(n) for n, f in self.functions.items() if f.signature == "cloudevent"},
             "emulators": self.emulator_env,
@@ -383,9 +289,16 @@ class CloudLocal:
             fn.stop()
         if self.started_emulators:
             try:
-                _emulators_sh("stop", *self.started_emulators)
+                emulators_sh("stop", *self.started_emulators)
             except CloudLocalError as exc:
                 print(f"cloud-local: {exc}", file=sys.stderr)
+
+
+def _absolute_key(base: Path, uri: str) -> str:
+    """A softkms key URI with its path made absolute (other schemes unchanged)."""
+    if uri.startswith("softkms:path=") and not uri[len("softkms:path="):].startswith("/"):
+        return "softkms:path=" + str((base / uri[len("softkms:path="):]).resolve())
+    return uri
 
 
 def _parse_schedule(values: list[str], known: dict[str, str]) -> dict[str, float]:

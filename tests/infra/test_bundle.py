@@ -46,6 +46,15 @@ aws = ["boto3>=1.34"]
 """
 
 
+LOCK = """\
+# pinned
+cryptography==46.0.1
+functions-framework==3.8.0
+google-cloud-kms==2.21.0
+werkzeug==3.0.6
+"""
+
+
 def make_checkout(root: Path, *, reverse: bool = False) -> Path:
     """A minimal checkout; `reverse` creates files in the opposite order."""
     files = {
@@ -61,6 +70,7 @@ def make_checkout(root: Path, *, reverse: bool = False) -> Path:
         "shared/.hidden/secret.txt": "no",
         "shared/x509/.#lock": "no",
         "tests/test_x.py": "not shipped",
+        "infra/requirements.lock": LOCK,
     }
     items = sorted(files.items(), reverse=reverse)
     for name, text in items:
@@ -87,12 +97,7 @@ def test_contents_are_main_shared_and_requirements(tmp_path: Path) -> None:
             "shared/x509/build.py",
         ]
         assert archive.read("main.py") == b"import functions_framework\n"
-        assert archive.read("requirements.txt").decode().splitlines() == [
-            "cryptography>=46",
-            "werkzeug>=3.0",
-            "functions-framework>=3.8",
-            "google-cloud-kms>=2.21",
-        ]
+        assert archive.read("requirements.txt").decode() == LOCK
         for info in archive.infolist():
             assert info.date_time == (1980, 1, 1, 0, 0, 0)
             assert info.external_attr >> 16 == 0o100644
@@ -152,6 +157,8 @@ def test_cli_builds_real_shared_package_that_imports_from_the_bundle(tmp_path: P
     root = tmp_path / "checkout"
     shutil.copytree(REPO / "shared", root / "shared", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    (root / "infra").mkdir()
+    shutil.copy(REPO / "infra" / "requirements.lock", root / "infra" / "requirements.lock")
     (root / "functions").mkdir()
     real_main = REPO / "functions" / "main.py"
     if real_main.is_file():
@@ -243,3 +250,99 @@ def test_config_dir_with_key_material_is_refused(tmp_path: Path, relative: str, 
     with pytest.raises(bundle.BundleError, match="private key material"):
         bundle.build(root, tmp_path / "b.zip", config_dir=config)
     assert not (tmp_path / "b.zip").exists()
+
+
+# ------------------------------------------------------------------ pinned requirements
+
+
+def test_a_stale_or_missing_lock_is_refused(tmp_path: Path) -> None:
+    root = make_checkout(tmp_path / "repo")
+    lock = root / "infra" / "requirements.lock"
+    lock.write_text(LOCK.replace("werkzeug==3.0.6\n", ""), encoding="utf-8")
+    with pytest.raises(bundle.BundleError, match=r"stale for werkzeug>=3\.0"):
+        bundle.build(root, tmp_path / "b.zip")
+    lock.write_text(LOCK.replace("cryptography==46.0.1", "cryptography==45.0.0"), encoding="utf-8")
+    with pytest.raises(bundle.BundleError, match="stale for cryptography>=46"):
+        bundle.build(root, tmp_path / "b.zip")
+    lock.write_text(LOCK.replace("werkzeug==3.0.6", "werkzeug>=3.0"), encoding="utf-8")
+    with pytest.raises(bundle.BundleError, match="not pinned"):
+        bundle.build(root, tmp_path / "b.zip")
+    lock.unlink()
+    with pytest.raises(bundle.BundleError, match="--write-lock"):
+        bundle.build(root, tmp_path / "b.zip")
+
+
+def test_the_repository_lock_is_what_the_tests_run_with() -> None:
+    """infra/requirements.lock equals the closure of base + [gcp] as installed here (CI installs with it)."""
+    committed = (REPO / "infra" / "requirements.lock").read_text(encoding="utf-8")
+    assert committed == bundle.lock_text(REPO / "pyproject.toml"), (
+        "the installed dependencies differ from infra/requirements.lock: "
+        "run `python infra/bundle.py --write-lock` after the tests pass"
+    )
+    assert bundle.locked_requirements(REPO) == committed
+    pins = [line for line in committed.splitlines() if line and not line.startswith("#")]
+    assert all("==" in line for line in pins)
+    names = {line.split("==")[0] for line in pins}
+    # transitive dependencies are pinned too, not only what pyproject names
+    assert {"cryptography", "google-cloud-firestore", "functions-framework", "google-api-core", "grpcio"} <= names
+
+
+# ------------------------------------------------------------------ private keys in any encoding
+
+
+def _keys() -> dict[str, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    der = serialization.Encoding.DER
+    return {
+        "ec_pkcs8.der": ec_key.private_bytes(der, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        "ec_sec1.der": ec_key.private_bytes(der, serialization.PrivateFormat.TraditionalOpenSSL,
+                                            serialization.NoEncryption()),
+        "rsa_pkcs1.der": rsa_key.private_bytes(der, serialization.PrivateFormat.TraditionalOpenSSL,
+                                               serialization.NoEncryption()),
+        "rsa_encrypted.der": rsa_key.private_bytes(der, serialization.PrivateFormat.PKCS8,
+                                                   serialization.BestAvailableEncryption(b"pw")),
+        "bundle.bin": pkcs12.serialize_key_and_certificates(None, ec_key, None, None, serialization.NoEncryption()),
+        "ec.pem": ec_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()),
+    }
+
+
+@pytest.mark.parametrize("name", ["ec_pkcs8.der", "ec_sec1.der", "rsa_pkcs1.der", "rsa_encrypted.der", "bundle.bin", "ec.pem"])
+def test_private_keys_are_refused_in_every_encoding(tmp_path: Path, name: str) -> None:
+    root = make_checkout(tmp_path / "repo")
+    config = tmp_path / "deploy"
+    (config / "certs").mkdir(parents=True)
+    (config / "config.json").write_text("{}\n", encoding="utf-8")
+    # named like a certificate: the refusal must come from the bytes, not the name
+    (config / "certs" / f"intermediate_ca.crt.{name.split('.')[0]}").write_bytes(_keys()[name])
+    with pytest.raises(bundle.BundleError, match="private key material"):
+        bundle.build(root, tmp_path / "b.zip", config_dir=config)
+
+
+def test_der_certificates_are_shipped(tmp_path: Path) -> None:
+    """The check refuses keys, not DER as such: a DER certificate is fine."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "root")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now).not_valid_after(now + dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    root = make_checkout(tmp_path / "repo")
+    config = tmp_path / "deploy"
+    (config / "certs").mkdir(parents=True)
+    (config / "config.json").write_text("{}\n", encoding="utf-8")
+    (config / "certs" / "root_ca.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    bundle.build(root, tmp_path / "b.zip", config_dir=config)
+    with zipfile.ZipFile(tmp_path / "b.zip") as archive:
+        assert "config/certs/root_ca.der" in archive.namelist()

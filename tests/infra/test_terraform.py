@@ -42,10 +42,21 @@ EXPECTED_PROJECT_ROLES = {
     "crl_publish": ["roles/datastore.user"],
     "sweep": ["roles/datastore.user"],
 }
+# Each resource-scoped grant with the code that needs it ("file: name", both
+# checked to exist below). signerVerifier also covers GetPublicKey, the only
+# other KMS call shared/keys/cloudkms.py makes, so no viewer roles.
+ROLE_NEEDS = {
+    ("issuer", "roles/cloudkms.signerVerifier"): "shared/keys/cloudkms.py: asymmetric_sign",
+    ("crl_publish", "roles/cloudkms.signerVerifier"): "shared/keys/cloudkms.py: asymmetric_sign",
+    ("ocsp", "roles/cloudkms.signerVerifier"): "shared/keys/cloudkms.py: asymmetric_sign",
+    ("crl_publish", "roles/cloudkms.publicKeyViewer"): "shared/keys/cloudkms.py: get_public_key",
+    ("ca_api", "roles/storage.objectViewer"): "shared/api/mounts.py: def crl",
+    ("acme", "roles/storage.objectViewer"): "shared/api/mounts.py: def crl",
+    ("ocsp", "roles/storage.objectViewer"): "shared/blobs/gcs.py: def read",
+    ("crl_publish", "roles/storage.objectUser"): "shared/blobs/gcs.py: if_generation_match",
+}
 EXPECTED_KEY_GRANTS = {
     ("issuer", "roles/cloudkms.signerVerifier"),
-    ("issuer", "roles/cloudkms.viewer"),
-    ("issuer", "roles/cloudkms.publicKeyViewer"),
     ("crl_publish", "roles/cloudkms.signerVerifier"),
 }
 # Roles on the delegated OCSP responder key: ocsp signs responses with it,
@@ -56,8 +67,10 @@ EXPECTED_OCSP_KEY_GRANTS = {
 }
 OCSP_KEY_HOLDERS = {"ocsp", "crl_publish"}
 EXPECTED_BUCKET_GRANTS = {
+    ("ca_api", "roles/storage.objectViewer"),
+    ("acme", "roles/storage.objectViewer"),
     ("ocsp", "roles/storage.objectViewer"),
-    ("crl_publish", "roles/storage.objectAdmin"),
+    ("crl_publish", "roles/storage.objectUser"),
 }
 PUBLIC_FUNCTIONS = {"ca_api", "acme", "ocsp"}
 SIGNING_FUNCTIONS = {"issuer", "crl_publish"}
@@ -498,12 +511,33 @@ def test_least_privilege_table(module: dict[str, Any]) -> None:
     assert ocsp_key_grants == EXPECTED_OCSP_KEY_GRANTS
     assert "contains(keys(local.deployed),fn)" in re.sub(r"\s", "", locals_["ocsp_key_grants"])
     assert set(locals_["crl_bucket_roles"].items()) == EXPECTED_BUCKET_GRANTS
+    # every grant has a reason in the code, and every reason a grant
+    granted = key_grants | ocsp_key_grants | EXPECTED_BUCKET_GRANTS
+    assert granted == set(ROLE_NEEDS), f"grants without a ROLE_NEEDS row or the reverse: {granted ^ set(ROLE_NEEDS)}"
+    for (fn, role), need in ROLE_NEEDS.items():
+        path, _, name = need.partition(": ")
+        assert name in (REPO / path).read_text(encoding="utf-8"), f"{fn} {role}: {need} no longer exists"
     assert re.sub(r"\s", "", locals_["signers"]) == (
         "${[forname,finlocal.deployed:nameiff.signs||(f.calls_issuer&&!local.issuer_deployed)]}"
     )
     grants = re.sub(r"\s", "", locals_["intermediate_key_grants"])
     assert "forfninlocal.signers" in grants
     assert "lookup(local.key_roles,fn,local.key_roles.issuer)" in grants
+
+
+def test_functions_serving_the_crl_mount_can_read_the_bucket(module: dict[str, Any]) -> None:
+    """ca_api and acme mount /crl (shared/api/mounts.py), which reads CIRRUS_BLOBS: they need read access."""
+    import inspect
+
+    from shared.api import functions
+    from shared.api.mounts import crl, default_mounts
+
+    assert default_mounts(None)["/crl"] is crl  # type: ignore[arg-type]  # the public app, which ca_api and acme run
+
+    for name in ("ca_api", "acme"):
+        assert "_app()" in inspect.getsource(getattr(functions, name)), f"{name} no longer serves the public app"
+    readers = set(module["locals"]["crl_bucket_roles"])
+    assert {"ca_api", "acme"} <= readers
 
 
 def test_only_the_issuer_and_crl_publisher_sign_once_the_issuer_is_deployed(
@@ -649,13 +683,15 @@ def test_firestore_native_with_indexes_and_ttl(module: dict[str, Any]) -> None:
     ttl = [o for o in spec.get("fieldOverrides", []) if o.get("ttl")]
     assert ttl, f"{path} declares no TTL field"
     assert all(o["fieldPath"] == "expireAt" for o in ttl)
-    if path.name == "firestore_indexes.default.json":
-        pairs = {(i["collectionGroup"], tuple(f["fieldPath"] for f in i["fields"])) for i in spec["indexes"]}
-        assert ("certificates", ("endpoint_id", "issued_at")) in pairs
-        assert ("revocations", ("authority_id", "not_after")) in pairs
-    ttl_resource = module["resource"]["google_firestore_field.ttl"]
-    assert ttl_resource["ttl_config"] == [{}]
-    assert ttl_resource["for_each"] == "${local.ttl_fields}"
+    overrides = module["resource"]["google_firestore_field.override"]
+    assert overrides["for_each"] == "${local.field_overrides}"
+    assert "ttl_config" in repr(overrides) and "each.value.indexes" in repr(overrides)
+
+
+def test_fallback_index_file_is_the_store_file() -> None:
+    """The module falls back to firestore_indexes.default.json outside this repository: it must not go stale."""
+    default = json.loads((MODULE / "firestore_indexes.default.json").read_text(encoding="utf-8"))
+    assert default == json.loads((REPO / "shared/store/firestore_indexes.json").read_text(encoding="utf-8"))
 
 
 def test_scheduler_jobs_target_existing_topics(module: dict[str, Any]) -> None:

@@ -27,9 +27,39 @@ variable "kms_location" {
 }
 
 variable "key_ring_name" {
-  description = "KMS key ring name. Key rings are permanent: a name once used cannot be reused in that location."
+  description = "KMS key ring name; null uses \"<name_prefix>-ca\". Key rings are permanent: a name once used cannot be reused in that location."
   type        = string
-  default     = "cirrus-ca"
+  default     = null
+}
+
+variable "intermediate_key_version" {
+  description = "Version of the intermediate key the functions sign with; bump it after a rotation ceremony (docs/deploy.md, Operations)."
+  type        = number
+  default     = 1
+}
+
+variable "ocsp_responder_key_version" {
+  description = "Version of the OCSP responder key; bump it after adding a version to rotate the key (docs/deploy.md, Operations)."
+  type        = number
+  default     = 1
+}
+
+variable "external_url" {
+  description = "Public base URL (no path) when a custom domain fronts the HTTP functions; null gives each function its run.app URL."
+  type        = string
+  default     = null
+}
+
+variable "max_instances" {
+  description = "Upper bound on instances per HTTP function (cost cap under a request flood)."
+  type        = number
+  default     = 20
+}
+
+variable "firestore_database" {
+  description = "Firestore database ID; null uses \"(default)\" for the \"cirrus\" prefix and \"<name_prefix>-db\" otherwise."
+  type        = string
+  default     = null
 }
 
 variable "create_root_key" {
@@ -51,9 +81,15 @@ variable "firestore_location" {
 }
 
 variable "crl_bucket_location" {
-  description = "Location of the CRL bucket (a region, dual-region or multi-region such as EU or US)."
+  description = "Location of the CRL bucket (a region, dual-region or multi-region such as EU or US); null uses var.region."
   type        = string
-  default     = "EU"
+  default     = null
+}
+
+variable "crl_version_retention_days" {
+  description = "Days a superseded CRL bucket object version is kept (recovery from a bad publish)."
+  type        = number
+  default     = 30
 }
 
 variable "crl_publish_interval_minutes" {

@@ -1,3 +1,10 @@
+# Every resource that calls a Google API depends on this enablement, directly
+# (depends_on) or through a resource it refers to: on a fresh project Terraform
+# would otherwise create key rings, accounts, topics and buckets in parallel with
+# turning their APIs on, and the first apply fails. tests/infra/test_terraform.py
+# walks those references for every resource. Cloud Resource Manager serves the
+# project IAM bindings and the project-number lookup; Compute backs the default
+# network Cloud Run and Cloud Build use.
 locals {
   required_apis = [
     "cloudbuild.googleapis.com",
@@ -11,6 +18,8 @@ locals {
     "cloudkms.googleapis.com",
     "storage.googleapis.com",
     "iam.googleapis.com",
+    "cloudresourcemanager.googleapis.com",
+    "compute.googleapis.com",
   ]
 }
 

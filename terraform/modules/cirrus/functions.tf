@@ -131,11 +131,26 @@ locals {
   # that could not use it.
   ocsp_responder_key_uri = "cloudkms:${google_kms_crypto_key.ocsp_responder.id}/cryptoKeyVersions/${var.ocsp_responder_key_version}"
 
-  # Each HTTP function's own URL, the default external URL it puts in links
-  # (ACME directory, certificate URLs) when no load balancer fronts them all.
+  # Each HTTP function's own address: its Cloud Run URL, https://SERVICE-PROJECT_NUMBER.REGION.run.app,
+  # with no path. The step CLI resolves /root, /1.0/sign ... against the host
+  # root, so a path-bearing address (REGION-PROJECT.cloudfunctions.net/NAME)
+  # loses its path and reaches nothing; the run.app host keeps every route
+  # where step-ca has it. It is computed (deterministic per service) rather than
+  # read from the function so that every function can be one for_each resource
+  # without referring to itself.
   own_urls = {
     for name, f in local.functions :
-    name => "https://${var.region}-${var.project_id}.cloudfunctions.net/${local.function_names[name]}"
+    name => "https://${local.function_names[name]}-${data.google_project.this.number}.${var.region}.run.app"
+  }
+
+  # The external URL each HTTP function puts in links (ACME directory,
+  # certificate URLs) and whose host its token audience check accepts.
+  # var.external_url (a custom domain fronting them all) wins. The issuer gets
+  # ca_api's: it re-checks the tokens clients minted for ca_api's address
+  # (`aud` = <ca_url>/1.0/sign), so that host must be one it accepts.
+  external_urls = {
+    for name, f in local.functions :
+    name => coalesce(var.external_url, local.own_urls[name == "issuer" ? "ca_api" : name])
   }
 
   # Settings every function reads (shared/config.py is their only reader).
@@ -154,16 +169,22 @@ locals {
       contains(local.signers, name) ? { CIRRUS_KEY = local.signing_key_uri } : {},
       contains(keys(local.ocsp_key_roles), name) ? { CIRRUS_OCSP_KEY = local.ocsp_responder_key_uri } : {},
       contains(local.issuer_callers, name) ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
-      f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = coalesce(var.external_url, local.own_urls[name]) } : {},
+      f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = local.external_urls[name] } : {},
     )
   }
+}
+
+data "google_project" "this" {
+  project_id = var.project_id
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_storage_bucket" "source" {
   #checkov:skip=CKV_GCP_62:Holds only the function source zip, which is also in version control; access logs add nothing.
   project                     = var.project_id
   name                        = "${var.project_id}-${var.name_prefix}-fn-source"
-  location                    = var.crl_bucket_location
+  location                    = local.bucket_location
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = true
@@ -181,6 +202,8 @@ resource "google_storage_bucket" "source" {
       type = "Delete"
     }
   }
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_storage_bucket_object" "bundle" {
@@ -203,6 +226,10 @@ resource "google_cloudfunctions2_function" "fn" {
   build_config {
     runtime     = "python311"
     entry_point = each.key
+    # Our own build identity: new projects, and organisations that stop the
+    # automatic grants to the default compute/Cloud Build accounts, fail builds
+    # that run as those.
+    service_account = google_service_account.build.id
     source {
       storage_source {
         bucket = google_storage_bucket.source.name
@@ -212,11 +239,14 @@ resource "google_cloudfunctions2_function" "fn" {
   }
 
   service_config {
-    service_account_email          = google_service_account.fn[each.key].email
-    available_memory               = each.value.memory
-    timeout_seconds                = each.value.timeout
-    min_instance_count             = 0
-    max_instance_count             = var.max_instances
+    service_account_email = google_service_account.fn[each.key].email
+    available_memory      = each.value.memory
+    timeout_seconds       = each.value.timeout
+    min_instance_count    = 0
+    # Scheduled functions run one at a time: two crl_publish instances would
+    # race on the CRL number and the serial index (each write has a generation
+    # precondition, so one run fails), and a tick every few minutes needs no more.
+    max_instance_count             = each.value.trigger == "schedule" ? 1 : var.max_instances
     all_traffic_on_latest_revision = true
     # Scheduled functions are reached only through Eventarc; HTTP functions sit
     # behind IAM (see iam.tf), which is what keeps the issuer private: functions
@@ -237,5 +267,9 @@ resource "google_cloudfunctions2_function" "fn" {
     }
   }
 
-  depends_on = [google_project_service.apis]
+  depends_on = [
+    google_project_service.apis,
+    google_project_iam_member.build,
+    google_storage_bucket_iam_member.build_source,
+  ]
 }

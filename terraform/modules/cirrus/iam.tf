@@ -2,14 +2,21 @@
 # Who holds what (tests/infra/test_terraform.py asserts exactly this table):
 #
 #   function     project (Firestore db only)  resource-scoped
-#   ca_api       datastore.user               invoke issuer; publish events
-#   acme         datastore.user               invoke issuer; publish events
+#   ca_api       datastore.user               invoke issuer; publish events; objectViewer on the CRL bucket (serves /crl)
+#   acme         datastore.user               invoke issuer; publish events; objectViewer on the CRL bucket (serves /crl)
 #   ocsp         -                            signerVerifier on the OCSP responder key; objectViewer on the CRL bucket
-#   issuer       datastore.user               signerVerifier, viewer, publicKeyViewer on the intermediate key; publish events
+#   issuer       datastore.user               signerVerifier on the intermediate key; publish events
 #   dashboard    -                            -   (reads arrive once the dashboard lands: add them here)
 #   crl_publish  datastore.user               signerVerifier on the CRL-signing (intermediate) key; publicKeyViewer on the
-#                                             OCSP responder key; objectAdmin on the CRL bucket; publish events
+#                                             OCSP responder key; objectUser on the CRL bucket; publish events
 #   sweep        datastore.user               publish events
+#
+# Why each resource-scoped role, by the code that needs it: ROLE_NEEDS in
+# tests/infra/test_terraform.py, which fails when a grant here has no row
+# there, or a row no grant.
+#
+# Cloud Build runs as its own account (google_service_account.build): it
+# writes build logs, pushes the function image, and reads the source bundle.
 #
 # Only the issuer and crl_publish can sign with the CA key, and neither takes
 # requests from the internet: the issuer is invocable only by ca_api's and
@@ -35,6 +42,31 @@ resource "google_service_account" "fn" {
   account_id   = "${local.function_names[each.key]}-fn"
   display_name = "Cirrus ${each.key} function"
   description  = "Runtime identity of the ${each.key} function: ${each.value.description}"
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = "${var.name_prefix}-build"
+  display_name = "Cirrus function builds"
+  description  = "Cloud Build identity for the Cirrus functions: writes build logs, pushes their images, reads the source bundle."
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(local.build_roles)
+
+  project = var.project_id
+  role    = each.value
+  member  = "serviceAccount:${google_service_account.build.email}"
+}
+
+resource "google_storage_bucket_iam_member" "build_source" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = "serviceAccount:${google_service_account.build.email}"
 }
 
 locals {
@@ -61,8 +93,10 @@ locals {
   # issuing CA's key, as RFC 5280 expects of a direct CRL. A function that
   # issues in-process because the issuer is not deployed (local.signers) gets
   # the issuer's roles.
+  # signerVerifier covers GetPublicKey (cryptoKeyVersions.viewPublicKey), the
+  # only other call shared/keys/cloudkms.py makes outside create_key.
   key_roles = {
-    issuer      = ["roles/cloudkms.signerVerifier", "roles/cloudkms.viewer", "roles/cloudkms.publicKeyViewer"]
+    issuer      = ["roles/cloudkms.signerVerifier"]
     crl_publish = ["roles/cloudkms.signerVerifier"]
   }
 
@@ -92,10 +126,20 @@ locals {
     ]) : "${grant.function}/${grant.role}" => grant
   }
 
+  # ca_api and acme serve /crl (shared/api/mounts.py) from the bucket; ocsp
+  # reads the CRLs, the serial index and its certificate; crl_publish reads and
+  # overwrites (an overwrite needs objects.delete) what it publishes:
+  # objectUser, which unlike objectAdmin cannot change object ACLs or IAM.
   crl_bucket_roles = {
+    ca_api      = "roles/storage.objectViewer"
+    acme        = "roles/storage.objectViewer"
     ocsp        = "roles/storage.objectViewer"
-    crl_publish = "roles/storage.objectAdmin"
+    crl_publish = "roles/storage.objectUser"
   }
+
+  # The Cloud Build account's project roles (build logs, the function image in
+  # Artifact Registry's gcf-artifacts repository, which Cloud Functions creates).
+  build_roles = ["roles/logging.logWriter", "roles/artifactregistry.writer"]
 
   crl_bucket_grants = {
     for fn, role in local.crl_bucket_roles : fn => { function = fn, role = role }

@@ -4,8 +4,10 @@
 
 resource "google_kms_key_ring" "ca" {
   project  = var.project_id
-  name     = var.key_ring_name
+  name     = coalesce(var.key_ring_name, "${var.name_prefix}-ca")
   location = var.kms_location
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_kms_crypto_key" "intermediate" {

@@ -1,24 +1,31 @@
+locals {
+  # Each HTTP function's client-facing URL, null for one not deployed.
+  deployed_external_url = {
+    for name, f in local.functions : name => f.deployed ? local.external_urls[name] : null
+  }
+}
+
 output "function_urls" {
-  description = "HTTPS URL of each HTTP function (scheduled functions have none)."
+  description = "HTTPS URL (run.app, no path) of each HTTP function; scheduled functions have none."
   value = {
-    for name, f in local.deployed : name => google_cloudfunctions2_function.fn[name].url
+    for name, f in local.deployed : name => google_cloudfunctions2_function.fn[name].service_config[0].uri
     if f.trigger == "http"
   }
 }
 
 output "ca_url" {
-  description = "Where step CLI clients point (`step ca bootstrap --ca-url`)."
-  value       = try(google_cloudfunctions2_function.fn["ca_api"].url, null)
+  description = "Where step CLI clients point (`step ca bootstrap --ca-url`): an address with no path (ca_api's run.app URL, or external_url when a custom domain fronts the functions), which is also the host ca_api and the issuer accept in token audiences."
+  value       = local.deployed_external_url["ca_api"]
 }
 
 output "acme_directory_base" {
   description = "Base of the ACME directories; append `/acme/<provisioner>/directory`."
-  value       = try(google_cloudfunctions2_function.fn["acme"].url, null)
+  value       = local.deployed_external_url["acme"]
 }
 
 output "ocsp_url" {
-  description = "OCSP responder URL to put in the authority information access extension."
-  value       = try(google_cloudfunctions2_function.fn["ocsp"].url, null)
+  description = "OCSP responder URL to put in the authority information access extension (config.json crl.ocspURL); the function answers at any path."
+  value       = local.deployed_external_url["ocsp"]
 }
 
 output "issuer_url" {
@@ -32,8 +39,8 @@ output "crl_bucket" {
 }
 
 output "crl_base_url" {
-  description = "Public HTTP base of the CRLs, for the CRL distribution points extension."
-  value       = "https://storage.googleapis.com/${google_storage_bucket.crl.name}/${local.crl_prefix}"
+  description = "Public HTTP base of the CRLs (config.json crl.baseURL): the bucket's root. Cirrus appends the object name, crl/<authority>.crl, itself."
+  value       = "https://storage.googleapis.com/${google_storage_bucket.crl.name}"
 }
 
 output "intermediate_key_id" {

@@ -7,6 +7,8 @@ resource "google_pubsub_topic" "events" {
   name                       = "${var.name_prefix}-events"
   labels                     = var.labels
   message_retention_duration = "604800s"
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_pubsub_topic" "tick" {
@@ -16,6 +18,8 @@ resource "google_pubsub_topic" "tick" {
   project = var.project_id
   name    = "${local.function_names[each.key]}-tick"
   labels  = var.labels
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_cloud_scheduler_job" "tick" {

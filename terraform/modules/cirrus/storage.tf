@@ -21,6 +21,9 @@
 locals {
   crl_bucket_name = coalesce(var.crl_bucket_name, "${var.project_id}-${var.name_prefix}-crl")
   crl_prefix      = "crl/"
+  # Buckets default to the functions' region: no cross-region reads, and no
+  # data outside the jurisdiction the operator chose for everything else.
+  bucket_location = upper(coalesce(var.crl_bucket_location, var.region))
 }
 
 resource "google_storage_bucket" "crl" {
@@ -28,7 +31,7 @@ resource "google_storage_bucket" "crl" {
   #checkov:skip=CKV_GCP_62:CRL downloads are anonymous and high-volume; usage logs would record nothing attributable. Writes are covered by Cloud Audit Logs.
   project                     = var.project_id
   name                        = local.crl_bucket_name
-  location                    = var.crl_bucket_location
+  location                    = local.bucket_location
   uniform_bucket_level_access = true
   public_access_prevention    = "inherited"
   force_destroy               = false
@@ -48,6 +51,8 @@ resource "google_storage_bucket" "crl" {
       type = "Delete"
     }
   }
+
+  depends_on = [google_project_service.apis]
 }
 
 resource "google_storage_managed_folder" "crl_public" {

@@ -31,9 +31,14 @@ variable "config_path" {
 }
 
 variable "external_url" {
-  description = "Public base URL when a load balancer or custom domain fronts the HTTP functions; null makes each function use its own cloudfunctions.net URL in the links it returns."
+  description = "Public base URL, with no path, when a load balancer or custom domain fronts the HTTP functions; null makes each function use its own run.app URL in the links it returns and in the token audiences it accepts."
   type        = string
   default     = null
+
+  validation {
+    condition     = var.external_url == null || can(regex("^https://[^/]+$", var.external_url))
+    error_message = "external_url must be an https origin with no path (step resolves its routes against the host root)."
+  }
 }
 
 variable "kms_location" {
@@ -42,9 +47,9 @@ variable "kms_location" {
 }
 
 variable "key_ring_name" {
-  description = "Name of the KMS key ring. Key rings can never be deleted, so pick a name you will not want back."
+  description = "Name of the KMS key ring; null uses \"<name_prefix>-ca\", so two deployments in one project get two rings. Key rings can never be deleted, so pick a name you will not want back."
   type        = string
-  default     = "cirrus-ca"
+  default     = null
 }
 
 variable "intermediate_key_algorithm" {
@@ -105,9 +110,9 @@ variable "firestore_location" {
 }
 
 variable "firestore_database" {
-  description = "Firestore database ID. \"(default)\" is free-tier eligible; a named database isolates Cirrus from other apps in the project."
+  description = "Firestore database ID. Null uses \"(default)\" (free-tier eligible) when name_prefix is \"cirrus\" and \"<name_prefix>-db\" otherwise, so a second deployment in the project gets its own database; a named database also isolates Cirrus from other apps in the project."
   type        = string
-  default     = "(default)"
+  default     = null
 }
 
 variable "crl_bucket_name" {
@@ -117,9 +122,9 @@ variable "crl_bucket_name" {
 }
 
 variable "crl_bucket_location" {
-  description = "Location of the CRL bucket and of the function source bucket."
+  description = "Location of the CRL bucket and of the function source bucket; null uses var.region."
   type        = string
-  default     = "EU"
+  default     = null
 }
 
 variable "crl_version_retention_days" {
@@ -157,7 +162,7 @@ variable "dashboard_invokers" {
 }
 
 variable "max_instances" {
-  description = "Upper bound on instances per public function; it caps cost under a request flood."
+  description = "Upper bound on instances per HTTP function; it caps cost under a request flood. Scheduled functions always run at most one instance."
   type        = number
   default     = 20
 }

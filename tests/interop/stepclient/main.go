@@ -3,12 +3,19 @@
 // token/certificate/renew/revoke` do: fetch and decrypt the provisioner key with its password,
 // mint a token, bootstrap trust from the token's root fingerprint, sign, renew over mTLS and with
 // a token, rekey, and revoke over mTLS. It prints one JSON object with what it got.
+//
+// `stepclient deployed CA_URL FINGERPRINT PROVISIONER KID PASSWORD_FILE SUBJECT ROOT_OUT [EXTRA_ROOTS]`
+// instead walks docs/deploy.md's client steps against a deployed address: `step ca bootstrap
+// --ca-url CA_URL --fingerprint FINGERPRINT` (fetch /root/FINGERPRINT, check it, save it to ROOT_OUT,
+// followed by EXTRA_ROOTS when given, as the documented bundle for a front end whose TLS certificate
+// is not the CA's), then `step ca certificate` with that root file (provisioner key, token, sign).
 package main
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"net/http"
 	"os"
@@ -23,7 +30,76 @@ func fail(step string, err error) {
 	os.Exit(1)
 }
 
+func deployed(args []string) {
+	if len(args) != 7 && len(args) != 8 {
+		fail("usage", fmt.Errorf("stepclient deployed CA_URL FINGERPRINT PROVISIONER KID PASSWORD_FILE SUBJECT ROOT_OUT [EXTRA_ROOTS]"))
+	}
+	caURL, fp, name, kid, pwFile, subject, rootOut := args[0], args[1], args[2], args[3], args[4], args[5], args[6]
+	// step ca bootstrap: fetch /root/FINGERPRINT without verifying TLS; Root checks the fingerprint.
+	boot, err := ca.NewClient(caURL, ca.WithInsecure())
+	if err != nil {
+		fail("bootstrap", err)
+	}
+	root, err := boot.Root(fp)
+	if err != nil {
+		fail("bootstrap root", err)
+	}
+	bundle := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.RootPEM.Certificate.Raw})
+	if len(args) == 8 {
+		extra, err := os.ReadFile(args[7])
+		if err != nil {
+			fail("extra roots", err)
+		}
+		bundle = append(bundle, extra...)
+	}
+	if err := os.WriteFile(rootOut, bundle, 0o600); err != nil {
+		fail("write root", err)
+	}
+	// step ca certificate: provisioner key from /provisioners, token, CSR, sign.
+	pw, err := os.ReadFile(pwFile)
+	if err != nil {
+		fail("password", err)
+	}
+	password := []byte(strings.TrimRight(string(pw), "\r\n"))
+	p, err := ca.NewProvisioner(name, kid, caURL, password, ca.WithRootFile(rootOut))
+	if err != nil {
+		fail("provisioner (encrypted key)", err)
+	}
+	token, err := p.Token(subject, subject)
+	if err != nil {
+		fail("token", err)
+	}
+	client, err := ca.NewClient(caURL, ca.WithRootFile(rootOut))
+	if err != nil {
+		fail("client", err)
+	}
+	req, _, err := ca.CreateSignRequest(token)
+	if err != nil {
+		fail("csr", err)
+	}
+	signed, err := client.Sign(req)
+	if err != nil {
+		fail("sign", err)
+	}
+	leaf := signed.ServerPEM.Certificate
+	out := map[string]interface{}{
+		"serial":   leaf.SerialNumber.String(),
+		"chain":    len(signed.CertChainPEM),
+		"dnsNames": leaf.DNSNames,
+		"crl":      leaf.CRLDistributionPoints,
+		"ocsp":     leaf.OCSPServer,
+		"leafPEM":  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw})),
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fail("output", err)
+	}
+}
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "deployed" {
+		deployed(os.Args[2:])
+		return
+	}
 	if len(os.Args) != 7 {
 		fail("usage", fmt.Errorf("stepclient CA_URL ROOT PROVISIONER KID PASSWORD_FILE SUBJECT"))
 	}
