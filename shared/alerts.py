@@ -1,27 +1,34 @@
-"""Expiry alerts: `endpoint.expiring` and `endpoint.expired` (DESIGN.md s.1).
+"""Expiry alerts: `endpoint.expiring` and `endpoint.expired`.
 
 An endpoint whose NEWEST certificate is within the alert window of its expiry,
 and has not been renewed (no newer certificate) nor revoked, raises
 `endpoint.expiring`; when it lapses, `endpoint.expired`. The sweep runs this on
 a schedule from any number of instances: each alert is claimed once in the
 store's token ledger (create-if-absent), so it is raised exactly once.
-Only certificates expiring in the window are read (an indexed range query),
-never every endpoint.
+Only certificates expiring within the horizon are read (an indexed range
+query), never every endpoint.
+
+The alert window is per provisioner (`alerts.expiringWithin` in its config),
+else the authority's, else one third of the certificate's own lifetime: a 24 h
+certificate alerts 8 h before it expires, a 90-day one 30 days before, so the
+warning always leaves time for the renewal the lifetime implies.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from shared.events.base import ENDPOINT_EXPIRED, ENDPOINT_EXPIRING, EVENT_SOURCE, EventSink
-from shared.model import Event
+from shared.model import CertificateRecord, Event
 from shared.store.base import CertificateReader, EventLog, RevocationReader, TokenLedger
 
-DEFAULT_WINDOW = dt.timedelta(hours=8)
+#: How far ahead the expiring scan looks unless configured (covers third-of-lifetime windows
+#: of certificates up to 90 days).
+DEFAULT_HORIZON = dt.timedelta(days=30)
 # How far back the expired check looks: a sweep that was down this long still reports.
 EXPIRED_LOOKBACK = dt.timedelta(days=1)
 
@@ -47,12 +54,33 @@ class AlertStores:
     events: EventLog
 
 
-def _newest_unrenewed(stores: AlertStores, serial: str, endpoint_id: str) -> bool:
-    """True if `serial` is the endpoint's newest certificate and is not revoked."""
+@dataclass(frozen=True, slots=True)
+class AlertWindows:
+    """When a certificate is "expiring": per provisioner, else the authority's, else a third of its life."""
+
+    default: dt.timedelta | None = None
+    by_provisioner: Mapping[str, dt.timedelta] = field(default_factory=dict)
+    horizon: dt.timedelta = DEFAULT_HORIZON
+
+    def window_for(self, record: CertificateRecord) -> dt.timedelta:
+        """The alert window of one certificate."""
+        window = self.by_provisioner.get(record.provisioner.name) or self.default
+        if window is not None:
+            return window
+        return (record.not_after - record.not_before) / 3
+
+    def scan_horizon(self) -> dt.timedelta:
+        """How far ahead to look: the horizon, and at least every explicit window."""
+        explicit = [w for w in (self.default, *self.by_provisioner.values()) if w is not None]
+        return max([self.horizon, *explicit])
+
+
+def _newest_unrenewed(stores: AlertStores, serial: str, endpoint_id: str) -> CertificateRecord | None:
+    """The record if `serial` is the endpoint's newest certificate and is not revoked."""
     lineage = stores.certificates.list_certificates_by_endpoint(endpoint_id)
     if not lineage or lineage[-1].serial != serial:
-        return False
-    return stores.revocations.get_revocation(serial) is None
+        return None
+    return lineage[-1] if stores.revocations.get_revocation(serial) is None else None
 
 
 def run_expiry_alerts(
@@ -60,24 +88,35 @@ def run_expiry_alerts(
     *,
     authority_id: str,
     now: dt.datetime,
-    window: dt.timedelta = DEFAULT_WINDOW,
+    windows: AlertWindows | dt.timedelta | None = None,
     sinks: Sequence[EventSink] = (),
     limit: int = 10_000,
 ) -> list[Event]:
-    """Raise the alerts due at `now`; return the events raised by this call."""
+    """Raise the alerts due at `now`; return the events raised by this call.
+
+    `windows` may be a single fixed window (every certificate alike).
+    """
+    if windows is None:
+        windows = AlertWindows()
+    elif isinstance(windows, dt.timedelta):
+        windows = AlertWindows(default=windows)
     raised: list[Event] = []
+    horizon = windows.scan_horizon()
     scans = (
-        (ENDPOINT_EXPIRING, now, now + window),
+        (ENDPOINT_EXPIRING, now, now + horizon),
         (ENDPOINT_EXPIRED, now - EXPIRED_LOOKBACK, now),
     )
     for kind, start, end in scans:
         for not_after, serial, endpoint_id in stores.expiring.list_certificates_expiring(
             authority_id, start, end, limit=limit
         ):
-            if not _newest_unrenewed(stores, serial, endpoint_id):
+            newest = _newest_unrenewed(stores, serial, endpoint_id)
+            if newest is None:
+                continue
+            if kind == ENDPOINT_EXPIRING and not_after - now > windows.window_for(newest):
                 continue
             # One alert per (kind, certificate), whichever instance gets here first.
-            if not stores.ledger.claim(f"alert:{kind}", serial, not_after + EXPIRED_LOOKBACK + window):
+            if not stores.ledger.claim(f"alert:{kind}", serial, not_after + EXPIRED_LOOKBACK):
                 continue
             raised.append(
                 Event(

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.alerts import DEFAULT_HORIZON, AlertWindows
 from shared.durations import parse_duration
 from shared.errors import ConfigError
 
@@ -47,6 +48,15 @@ def _resolve(base: Path, value: str) -> str:
         return value
     return str((base / value).resolve())
 
+
+
+def environment_value(name: str) -> str | None:
+    """One environment variable, for a backend whose secret comes from the environment.
+
+    The PKCS#11 PIN and the webhook secret are read this way, so this module
+    stays the only reader of `os.environ` and secrets never pass through config files.
+    """
+    return os.environ.get(name)
 
 @dataclass(frozen=True, slots=True)
 class CRLSettings:
@@ -102,7 +112,7 @@ class Settings:
     event_sinks: tuple[str, ...] = ()
     external_url: str = ""
     issuer_url: str = ""
-    alert_window: dt.timedelta = dt.timedelta(hours=8)
+    alert_windows: AlertWindows = field(default_factory=AlertWindows)
     max_body_bytes: int = MAX_BODY_BYTES
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -224,21 +234,40 @@ class Settings:
             event_sinks=tuple(sinks_raw),
             external_url=str(merged.get("externalURL") or ""),
             issuer_url=str(merged.get("issuerURL") or ""),
-            alert_window=_alert_window(merged.get("alerts") or {}),
+            alert_windows=_alert_windows(merged.get("alerts") or {}, provisioners),
             raw=merged,
         )
 
 
-def _alert_window(raw: Any) -> dt.timedelta:
+def _window(raw: Any, where: str, key: str) -> dt.timedelta | None:
     if not isinstance(raw, dict):
-        raise ConfigError("config: 'alerts' must be an object")
+        raise ConfigError(f"config: {where} must be an object")
+    value = raw.get(key)
+    if value is None:
+        return None
     try:
-        window = parse_duration(str(raw.get("expiringWithin") or "8h"))
+        window = parse_duration(str(value))
     except ValueError as exc:
-        raise ConfigError(f"config: alerts.expiringWithin: {exc}") from exc
+        raise ConfigError(f"config: {where}.{key}: {exc}") from exc
     if window <= dt.timedelta(0):
-        raise ConfigError("config: alerts.expiringWithin must be positive")
+        raise ConfigError(f"config: {where}.{key} must be positive")
     return window
+
+
+def _alert_windows(raw: Any, provisioners: list[dict[str, Any]]) -> AlertWindows:
+    """`alerts.expiringWithin` (all certificates), per provisioner `alerts.expiringWithin`,
+    `alerts.horizon` (how far ahead the sweep looks); unset windows mean a third of the lifetime."""
+    by_provisioner: dict[str, dt.timedelta] = {}
+    for prov in provisioners:
+        window = _window(prov.get("alerts") or {}, f"provisioner {prov.get('name')!r} alerts", "expiringWithin")
+        if window is not None:
+            by_provisioner[str(prov.get("name"))] = window
+    horizon = _window(raw, "alerts", "horizon")
+    return AlertWindows(
+        default=_window(raw, "alerts", "expiringWithin"),
+        by_provisioner=by_provisioner,
+        horizon=horizon or DEFAULT_HORIZON,
+    )
 
 
 def _crl_settings(raw: Any) -> CRLSettings:

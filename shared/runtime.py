@@ -142,10 +142,17 @@ class Services:
                 stores,
                 authority_id=self.settings.authority_id,
                 now=self.clock.now(),
-                window=self.settings.alert_window,
+                windows=self.settings.alert_windows,
                 sinks=self.sinks,
             )
         )
+
+    def redeliver_events(self) -> int:
+        """Retry events a sink failed to take (due ones); return how many were delivered now."""
+        from shared.events.delivery import TrackedSink, redeliver
+
+        tracked = [s for s in self.sinks if isinstance(s, TrackedSink)]
+        return redeliver(tracked, now=self.clock.now()).delivered
 
     def close(self) -> None:
         """Release backends."""
@@ -167,9 +174,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     store = store or open_store(settings.store, clock=clock)
     audiences = Audiences(audience_hosts(settings))
     provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
+    from shared.events.delivery import track
     from shared.events.log import open_sinks
 
-    sinks: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
+    opened: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
+    sinks = track(list(zip(settings.event_sinks, opened, strict=True)), store, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
     if settings.issuer_url:

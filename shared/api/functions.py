@@ -111,11 +111,12 @@ def crl_publish(event: Any) -> dict[str, Any]:
 
 
 def sweep(event: Any) -> dict[str, int]:
-    """Scheduled housekeeping: expiry alerts, and purging expired one-time tokens and nonces."""
+    """Scheduled housekeeping: expiry alerts, event re-delivery, purging expired tokens and nonces."""
     s = services()
     now = s.clock.now()
     purged = s.store.purge_expired(now)  # one-time tokens and ACME nonce claims
     purge_documents = getattr(s.store, "purge_expired_documents", None)  # Firestore relies on TTL
     documents = int(purge_documents(now)) if purge_documents is not None else 0
     alerts = s.expiry_alerts()
-    return {"purgedTokens": purged, "purgedDocuments": documents, "alerts": alerts}
+    redelivered = s.redeliver_events()  # after the alerts, so a failed alert is retried next sweep
+    return {"purgedTokens": purged, "purgedDocuments": documents, "alerts": alerts, "redelivered": redelivered}

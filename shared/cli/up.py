@@ -160,6 +160,12 @@ def publish_crls_until(stop: threading.Event, settings: Settings) -> None:
                         log.info(json.dumps({"event": "expiry alerts raised", "count": raised}))
                 except Exception as exc:
                     log.error(json.dumps({"event": "expiry alerts failed", "error": type(exc).__name__}))
+                try:
+                    redelivered = services.redeliver_events()
+                    if redelivered:
+                        log.info(json.dumps({"event": "events re-delivered", "count": redelivered}))
+                except Exception as exc:
+                    log.error(json.dumps({"event": "event re-delivery failed", "error": type(exc).__name__}))
             stop.wait(REVOCATION_POLL_SECONDS)
     finally:
         services.close()

@@ -27,7 +27,7 @@ class LogSink:
 
 
 def open_sinks(specs: Sequence[str]) -> list[object]:
-    """Build sinks from URLs: `log`, `pubsub:projects/P/topics/T`.
+    """Build sinks from URLs: `log`, `pubsub:projects/P/topics/T`, `webhook:https://host/path`.
 
     Raises:
         shared.errors.ConfigError: an unknown sink.
@@ -42,6 +42,12 @@ def open_sinks(specs: Sequence[str]) -> list[object]:
             from shared.events.pubsub import from_url
 
             sinks.append(from_url(spec))
+        elif spec.startswith("webhook:"):
+            from shared.events.webhook import from_spec
+
+            sinks.append(from_spec(spec))
         else:
-            raise ConfigError(f"unknown event sink {spec!r}; expected 'log' or 'pubsub:projects/P/topics/T'")
+            raise ConfigError(
+                f"unknown event sink {spec!r}; expected 'log', 'pubsub:projects/P/topics/T' or 'webhook:URL'"
+            )
     return sinks

@@ -182,14 +182,14 @@ class AWSKMS:
 
     @staticmethod
     def _new_client(key: AWSKeyName) -> Any:
-        import os
-
         import boto3
+        import botocore.session
         from botocore.config import Config
 
+        core = botocore.session.Session(profile=key.profile)
         if key.credentials_file:
-            os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", key.credentials_file)
-        session = boto3.Session(profile_name=key.profile, region_name=key.region)
+            core.set_config_variable("credentials_file", key.credentials_file)
+        session = boto3.Session(botocore_session=core, region_name=key.region)
         config = Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=10)
         return session.client("kms", config=config)
 

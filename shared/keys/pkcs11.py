@@ -21,7 +21,6 @@ is imported in the constructor only (`[pkcs11]` extra).
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +124,9 @@ def _read_pin(name: PKCS11KeyName) -> str:
         if len(raw) > _MAX_PIN_FILE:
             raise ConfigError(f"pkcs11: the PIN file {path} is too large")
         return raw.decode("utf-8", errors="strict").strip("\r\n")
-    pin = os.environ.get(PIN_ENV)
+    from shared.config import environment_value
+
+    pin = environment_value(PIN_ENV)
     if not pin:
         raise ConfigError(f"pkcs11: no PIN: set pin-source=FILE in the URI or {PIN_ENV}")
     return pin
@@ -166,7 +167,7 @@ class PKCS11:
         self._p11 = pkcs11
         self._exc = pkcs11.exceptions
         self._default_module = (
-            module_path or os.environ.get("CIRRUS_PKCS11_MODULE") or "/usr/lib/softhsm/libsofthsm2.so"
+            module_path or _environment("CIRRUS_PKCS11_MODULE") or "/usr/lib/softhsm/libsofthsm2.so"
         )
         self._retry = retry or RetryPolicy(deadline=5.0)
         self._sessions: dict[tuple[str, str | None, int | None, str | None], Any] = {}
@@ -334,6 +335,12 @@ class PKCS11:
 
         self._with_session(name, "generate key", generate)
         return self.signer(uri)
+
+
+def _environment(name: str) -> str | None:
+    from shared.config import environment_value
+
+    return environment_value(name)
 
 
 _LIBS: dict[str, Any] = {}

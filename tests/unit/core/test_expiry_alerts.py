@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from shared.alerts import AlertStores, run_expiry_alerts
 from shared.model import CertificateKind, CertificateRecord, Endpoint, ProvisionerRef, Revocation
 from shared.store.memory import MemoryStore
@@ -46,3 +48,51 @@ def test_expiring_then_expired_once_each() -> None:
     assert run_expiry_alerts(stores(store), authority_id="a", now=after) == []
     logged = [e.type for e in store.list_events(limit=100)]
     assert logged.count("dev.cirrus.endpoint.expiring") == 1 and logged.count("dev.cirrus.endpoint.expired") == 1
+
+
+def test_default_window_is_a_third_of_the_lifetime() -> None:
+    """Issue 17: a 90-day certificate alerts 30 days ahead, a 24 h one 8 h ahead (not a fixed 8 h)."""
+    store = MemoryStore()
+    record(store, "1", "ep-long", issued=T0, not_after=T0 + dt.timedelta(days=90), new=True)
+    record(store, "2", "ep-short", issued=T0, not_after=T0 + dt.timedelta(hours=24), new=True)
+    at = T0 + dt.timedelta(days=59)  # 31 days left on the long one
+    raised = run_expiry_alerts(stores(store), authority_id="a", now=T0 + dt.timedelta(hours=15))
+    assert raised == []  # 9 h left of 24 h: outside a third
+    raised = run_expiry_alerts(stores(store), authority_id="a", now=T0 + dt.timedelta(hours=17))
+    assert [e.subject for e in raised] == ["ep-short"]
+    assert run_expiry_alerts(stores(store), authority_id="a", now=at) == []
+    raised = run_expiry_alerts(stores(store), authority_id="a", now=at + dt.timedelta(days=2))
+    assert [e.subject for e in raised] == ["ep-long"]
+
+
+def test_provisioner_window_overrides_the_default() -> None:
+    from shared.alerts import AlertWindows
+
+    store = MemoryStore()
+    record(store, "1", "ep-1", issued=T0, not_after=T0 + dt.timedelta(hours=24), new=True)
+    windows = AlertWindows(by_provisioner={"p": dt.timedelta(hours=1)})
+    assert run_expiry_alerts(stores(store), authority_id="a", now=T0 + dt.timedelta(hours=20), windows=windows) == []
+    raised = run_expiry_alerts(stores(store), authority_id="a", now=T0 + dt.timedelta(hours=23, minutes=30), windows=windows)
+    assert [e.subject for e in raised] == ["ep-1"]
+
+
+def test_alert_windows_from_config(tmp_path) -> None:
+    import json
+
+    from shared.cli.init import init_authority
+    from shared.config import Settings
+    from shared.errors import ConfigError
+
+    init_authority(tmp_path / "ca", p2c=1000)
+    path = tmp_path / "ca" / "config.json"
+    config = json.loads(path.read_text())
+    config["authority"]["provisioners"][0]["alerts"] = {"expiringWithin": "2h"}
+    config["alerts"] = {"horizon": "2160h"}
+    path.write_text(json.dumps(config))
+    windows = Settings.load(path).alert_windows
+    assert windows.default is None and windows.by_provisioner == {"admin": dt.timedelta(hours=2)}
+    assert windows.scan_horizon() == dt.timedelta(days=90)
+    config["authority"]["provisioners"][0]["alerts"] = {"expiringWithin": "\uff12h"}
+    path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="expiringWithin"):
+        Settings.load(path)
