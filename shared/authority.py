@@ -40,6 +40,7 @@ from shared.events.base import (
 from shared.groupcommit import CommitGroup
 from shared.keys.base import PublicKey
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
+from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
@@ -105,8 +106,11 @@ class Authority:
         ocsp_url: str | None = None,
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
+        policy: IssuancePolicies | None = None,
     ) -> None:
         self.authority_id = authority_id
+        # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
+        self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
         self.issuer = issuer
         self.intermediates = list(intermediates)
         self._chain_pem = tuple(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.intermediates)
@@ -234,6 +238,7 @@ class Authority:
             backdate=self._backdate,
         )
         check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
+        self._policy.check(auth.provisioner.id, common_name, sans)
         skey = subject_key(common_name, sans.all)
         if previous is not None:
             endpoint = Endpoint(
