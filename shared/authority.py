@@ -19,7 +19,7 @@ import logging
 import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography import x509
@@ -156,11 +156,16 @@ class Authority:
         provisioner = self.provisioners.for_token(peeked)
         auth = provisioner.authorize_sign(peeked, now)
         public_key = csr_public_key(csr, csr_key)
+        from_csr = auth.names_from_csr
+        if from_csr is not None:  # instance identity: the CSR's names, within what the identity allows
+            subject, names = from_csr(csr)
+            auth = replace(auth, subject=subject, sans=names)
         try:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
-        self._check_csr_against_token(csr, auth, sans)
+        if from_csr is None:
+            self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
             not_before=not_before, not_after=not_after, now=now, group=group,

@@ -8,9 +8,11 @@ contain. The authority owns the pipeline (DESIGN.md s.2; smallstep's
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from cryptography import x509
 
 from shared.claims import Claims
 from shared.model import ProvisionerRef
@@ -38,6 +40,9 @@ class SignAuthorization:
     csr_fingerprint: str | None = None
     credential_id: str = ""
     renewal_enabled: bool = True
+    # Instance-identity provisioners (GCP, AWS, Azure) take the names from the CSR, within what the
+    # identity allows: this returns (common name, SANs) or raises Forbidden; None = the token's names.
+    names_from_csr: Callable[[x509.CertificateSigningRequest], tuple[str, tuple[str, ...]]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 from shared.claims import Claims, resolve_claims
 from shared.errors import BadRequest, ConfigError, Unauthorized
 from shared.model import ProvisionerRef
+from shared.provisioners.cloud import CloudProvisioner, build_cloud_provisioner
 from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
 
@@ -62,7 +63,8 @@ class ListedProvisioner:
         return dict(self._config)
 
 
-AnyProvisioner = JWKProvisioner | ListedProvisioner
+AnyProvisioner = JWKProvisioner | CloudProvisioner | ListedProvisioner
+TokenProvisioner = JWKProvisioner | CloudProvisioner
 
 
 class Provisioners:
@@ -79,10 +81,15 @@ class Provisioners:
         self._jwk_by_id: dict[str, JWKProvisioner] = {}
         self._by_name: dict[str, AnyProvisioner] = {}
         self._by_ref_id: dict[str, AnyProvisioner] = {}
+        self._by_token_id: dict[str, CloudProvisioner] = {}
         for config in configs:
             ptype = str(config.get("type", "")).upper()
             p: AnyProvisioner
-            if ptype == "JWK":
+            cloud = build_cloud_provisioner(config, global_claims=global_claims, audiences=audiences)
+            if cloud is not None:
+                self._by_token_id[cloud.token_id] = cloud
+                p = cloud
+            elif ptype == "JWK":
                 jp = JWKProvisioner(config=config, global_claims=global_claims, audiences=audiences)
                 self._jwk_by_id[jp.ref.id] = jp
                 p = jp
@@ -103,13 +110,23 @@ class Provisioners:
         """Find a provisioner by its id (as stored in certificate records)."""
         return self._by_ref_id.get(ref_id)
 
-    def for_token(self, peeked: PeekedToken) -> JWKProvisioner:
+    def for_token(self, peeked: PeekedToken) -> TokenProvisioner:
         """Route a one-time token to the provisioner that must verify it.
+
+        As step-ca's `LoadByToken`: an `aud` with a fragment (`...#gcp/name`) names the
+        provisioner by its token id; otherwise `"<iss>:<header kid>"` names a JWK one.
 
         Raises:
             Unauthorized: no provisioner matches.
             BadRequest: the provisioner does not use one-time tokens (ACME).
         """
+        for aud in peeked.audiences:
+            _, sep, fragment = aud.partition("#")
+            if sep:
+                by_fragment = self._by_token_id.get(fragment)
+                if by_fragment is not None:
+                    return by_fragment
+                break
         iss = peeked.claims.get("iss")
         kid = peeked.header.get("kid")
         if isinstance(iss, str) and isinstance(kid, str):

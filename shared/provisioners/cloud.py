@@ -1,0 +1,25 @@
+"""Build the instance-identity provisioners from their config blocks (one place per type)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.provisioners.gcp import GCPProvisioner
+from shared.provisioners.tokens import Audiences
+
+CloudProvisioner = GCPProvisioner
+
+
+def build_cloud_provisioner(
+    config: Mapping[str, Any], *, global_claims: Mapping[str, Any], audiences: Audiences
+) -> CloudProvisioner | None:
+    """The provisioner for a GCP/AWS/Azure block; None for other types.
+
+    Raises:
+        ConfigError: an invalid block.
+    """
+    ptype = str(config.get("type", "")).upper()
+    if ptype == "GCP":
+        return GCPProvisioner(config=config, global_claims=global_claims, audiences=audiences)
+    return None
