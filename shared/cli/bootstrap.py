@@ -1,0 +1,368 @@
+"""`cirrus bootstrap`: a VM gets its first certificate from its cloud instance identity.
+
+Runs on the VM. Trust in the CA comes from the root's fingerprint, as `step ca
+bootstrap` does: the root is fetched from `GET /root/<fingerprint>` over an
+unverified connection and kept only if its SHA-256 matches; every later call
+verifies the CA's TLS certificate against that root. The cloud is detected from
+its metadata server (or given with `--cloud`); the identity is fetched as the
+step CLI fetches it (GCP: the identity token for the audience
+`https://<ca>/1.0/sign#gcp/<name>`, `format=full`), a P-256 key and a CSR are
+made, and key, certificate, full chain and root are written atomically (the key
+0600). Renewal afterwards is mTLS with that key (`--renew`), typically from the
+systemd timer `--timer print` shows or `--timer-dir` writes.
+
+Metadata endpoints follow the clouds' own override variables, so the same code
+runs against the loopback fakes in tests: `GCE_METADATA_HOST` (Google's client
+libraries), `AWS_EC2_METADATA_SERVICE_ENDPOINT` (AWS SDKs), and
+`CIRRUS_AZURE_IMDS_ENDPOINT`. The standard library's urllib is the HTTP client:
+these are a handful of small requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shlex
+import ssl
+import sys
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+DETECT_TIMEOUT = 1.0
+TIMEOUT = 30.0
+CLOUDS = ("gcp", "aws", "azure")
+GCP_IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity"
+
+
+class BootstrapError(Exception):
+    """A failure with a one-line message for the user."""
+
+
+def register(sub: Any) -> None:
+    """Add `cirrus bootstrap`."""
+    p = sub.add_parser("bootstrap", help="get a VM's first certificate from its cloud instance identity")
+    p.add_argument("--ca-url", required=True, help="the CA's URL, e.g. https://ca.example.com")
+    p.add_argument("--fingerprint", required=True, help="hex SHA-256 of the CA's root certificate")
+    p.add_argument("--provisioner", required=True, help="the cloud provisioner's name")
+    p.add_argument("--cloud", choices=CLOUDS, help="skip detection")
+    p.add_argument("--out-dir", type=Path, default=Path("/etc/cirrus"), help="where key and certificates go")
+    p.add_argument("--san", action="append", default=[], help="a SAN to ask for (default: the instance's names)")
+    p.add_argument("--renew", action="store_true", help="renew the certificate in --out-dir with mTLS")
+    p.add_argument("--timer", choices=("print",), help="only print a systemd service and timer that renew")
+    p.add_argument("--timer-dir", type=Path, help="write the systemd units into this folder")
+    p.set_defaults(func=cmd_bootstrap)
+
+
+# ------------------------------------------------------------------- HTTP
+def _http(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: Mapping[str, str] | None = None,
+    data: bytes | None = None,
+    ctx: ssl.SSLContext | None = None,
+    timeout: float = TIMEOUT,
+) -> tuple[bytes, Mapping[str, str]]:
+    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:  # noqa: S310
+            return resp.read(1024 * 1024), {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read()).get("message", "")
+        except (ValueError, AttributeError):
+            detail = ""
+        suffix = f": {detail}" if detail else ""
+        raise BootstrapError(f"{urlsplit(url).netloc} refused the request ({exc.code}){suffix}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise BootstrapError(f"cannot reach {urlsplit(url).netloc}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def _ca_json(url: str, ctx: ssl.SSLContext, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    raw, _ = _http(
+        url, method="POST" if data is not None else "GET", data=data, ctx=ctx,
+        headers={"Content-Type": "application/json", "User-Agent": "cirrus-bootstrap/1.0"},
+    )
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise BootstrapError("unexpected answer from the CA") from exc
+    if not isinstance(doc, dict):
+        raise BootstrapError("unexpected answer from the CA")
+    return doc
+
+
+# ------------------------------------------------------------------- trust
+def fetch_root(ca_url: str, fingerprint: str) -> x509.Certificate:
+    """The root whose SHA-256 is `fingerprint`, fetched as `step ca bootstrap` does.
+
+    Raises:
+        BootstrapError: unreachable CA, or the root does not match the fingerprint.
+    """
+    fp = fingerprint.replace(":", "").replace("-", "").lower()
+    if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
+        raise BootstrapError("--fingerprint must be the root's hex SHA-256 (64 hex digits)")
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE  # only to read the root, which is then checked by its fingerprint
+    doc = _ca_json(f"{ca_url}/root/{fp}", insecure)
+    pem = doc.get("ca")
+    try:
+        root = x509.load_pem_x509_certificate(str(pem).encode())
+    except ValueError as exc:
+        raise BootstrapError("the CA answered with no root certificate") from exc
+    got = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
+    if got != fp:
+        raise BootstrapError("the CA's root does not match --fingerprint")
+    return root
+
+
+def _trusting(root_file: Path, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(root_file))
+    if client is not None:
+        ctx.load_cert_chain(str(client[0]), str(client[1]))
+    return ctx
+
+
+# ------------------------------------------------------------------ clouds
+def _gcp_base() -> str:
+    return "http://" + os.environ.get("GCE_METADATA_HOST", "metadata.google.internal")
+
+
+def _aws_base() -> str:
+    return os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254").rstrip("/")
+
+
+def _azure_base() -> str:
+    return os.environ.get("CIRRUS_AZURE_IMDS_ENDPOINT", "http://169.254.169.254").rstrip("/")
+
+
+def detect_cloud() -> str:
+    """Which cloud's metadata server answers here.
+
+    Raises:
+        BootstrapError: none does.
+    """
+    try:
+        _, headers = _http(_gcp_base() + "/", headers={"Metadata-Flavor": "Google"}, timeout=DETECT_TIMEOUT)
+        if headers.get("metadata-flavor") == "Google":
+            return "gcp"
+    except BootstrapError:
+        pass
+    try:
+        _http(
+            _aws_base() + "/latest/api/token", method="PUT", data=b"",
+            headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}, timeout=DETECT_TIMEOUT,
+        )
+        return "aws"
+    except BootstrapError:
+        pass
+    try:
+        _http(
+            _azure_base() + "/metadata/instance?api-version=2021-02-01", headers={"Metadata": "true"},
+            timeout=DETECT_TIMEOUT,
+        )
+        return "azure"
+    except BootstrapError:
+        pass
+    raise BootstrapError("no cloud metadata server answers here; give --cloud")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A cloud identity token and the names the VM asks for by default."""
+
+    token: str
+    common_name: str
+    sans: tuple[str, ...]
+
+
+def _unverified_claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise BootstrapError("the metadata server returned no token") from exc
+    if not isinstance(claims, dict):
+        raise BootstrapError("the metadata server returned no token")
+    return claims
+
+
+def gcp_identity(audience: str) -> Identity:
+    """The instance identity token (`format=full`) and the instance's internal DNS names.
+
+    Raises:
+        BootstrapError: the metadata server fails.
+    """
+    query = urllib.parse.urlencode({"audience": audience, "format": "full", "licenses": "FALSE"})
+    raw, _ = _http(f"{_gcp_base()}{GCP_IDENTITY}?{query}", headers={"Metadata-Flavor": "Google"})
+    token = raw.decode().strip()
+    engine = (_unverified_claims(token).get("google") or {}).get("compute_engine") or {}
+    name, project, zone = engine.get("instance_name"), engine.get("project_id"), engine.get("zone")
+    if not all(isinstance(v, str) and v for v in (name, project, zone)):
+        raise BootstrapError("the identity token has no compute_engine block")
+    return Identity(token, str(name), (f"{name}.c.{project}.internal", f"{name}.{zone}.c.{project}.internal"))
+
+
+def identity_for(cloud: str, ca_url: str, provisioner: str) -> Identity:
+    """Fetch this VM's identity for `provisioner`.
+
+    Raises:
+        BootstrapError: unsupported cloud or a metadata failure.
+    """
+    audience = f"{ca_url}/1.0/sign#{cloud}/{provisioner}"
+    if cloud == "gcp":
+        return gcp_identity(audience)
+    raise BootstrapError(f"bootstrap on {cloud} is not supported yet")
+
+
+# ------------------------------------------------------------------- files
+def write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` to `path` through a temporary file in the same folder, created with `mode`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The files bootstrap writes."""
+
+    out: Path
+
+    @property
+    def key(self) -> Path:
+        return self.out / "key.pem"
+
+    @property
+    def cert(self) -> Path:
+        return self.out / "cert.pem"
+
+    @property
+    def chain(self) -> Path:
+        return self.out / "chain.pem"
+
+    @property
+    def root(self) -> Path:
+        return self.out / "root_ca.crt"
+
+
+def _save(paths: Paths, resp: Mapping[str, Any]) -> x509.Certificate:
+    chain = resp.get("certChain") or [resp.get("crt")]
+    if not isinstance(chain, list) or not chain or not all(isinstance(c, str) for c in chain):
+        raise BootstrapError("unexpected answer from the CA")
+    leaf = x509.load_pem_x509_certificate(chain[0].encode())
+    write_atomic(paths.chain, "".join(chain).encode(), 0o644)
+    write_atomic(paths.cert, chain[0].encode(), 0o644)
+    return leaf
+
+
+def timer_units(args: argparse.Namespace) -> dict[str, str]:
+    """A oneshot service that renews and a timer that runs it three times a day."""
+    exe = shlex.quote(sys.argv[0] if sys.argv and sys.argv[0].endswith("cirrus") else "cirrus")
+    cmd = " ".join(
+        [exe, "bootstrap", "--renew", "--ca-url", shlex.quote(args.ca_url), "--fingerprint",
+         shlex.quote(args.fingerprint), "--provisioner", shlex.quote(args.provisioner),
+         "--out-dir", shlex.quote(str(args.out_dir))]
+    )
+    service = (
+        "[Unit]\nDescription=Renew the Cirrus CA certificate of this VM\n"
+        "After=network-online.target\nWants=network-online.target\n\n"
+        f"[Service]\nType=oneshot\nExecStart={cmd}\n"
+    )
+    timer = (
+        "[Unit]\nDescription=Renew the Cirrus CA certificate of this VM\n\n"
+        "[Timer]\nOnBootSec=5min\nOnUnitActiveSec=8h\nRandomizedDelaySec=15min\nPersistent=true\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+    )
+    return {"cirrus-renew.service": service, "cirrus-renew.timer": timer}
+
+
+# --------------------------------------------------------------- commands
+def _bootstrap(args: argparse.Namespace) -> None:
+    ca_url = str(args.ca_url).rstrip("/")
+    paths = Paths(args.out_dir)
+    if args.renew:
+        if not paths.root.exists() or not paths.key.exists() or not paths.chain.exists():
+            raise BootstrapError(f"no bootstrapped certificate in {paths.out}; run bootstrap first")
+        ctx = _trusting(paths.root, (paths.chain, paths.key))
+        leaf = _save(paths, _ca_json(f"{ca_url}/1.0/renew", ctx, {}))
+        print(f"Renewed: {paths.cert} (serial {leaf.serial_number}, expires {leaf.not_valid_after_utc.isoformat()})")
+        return
+    root = fetch_root(ca_url, args.fingerprint)
+    write_atomic(paths.root, root.public_bytes(serialization.Encoding.PEM), 0o644)
+    cloud = args.cloud or detect_cloud()
+    identity = identity_for(cloud, ca_url, args.provisioner)
+    sans = tuple(args.san) or identity.sans
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, identity.common_name)]))
+        .add_extension(x509.SubjectAlternativeName([_general_name(s) for s in sans]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    body = {"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": identity.token}
+    resp = _ca_json(f"{ca_url}/1.0/sign", _trusting(paths.root), body)
+    pem_key = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_atomic(paths.key, pem_key, 0o600)
+    leaf = _save(paths, resp)
+    print(f"Certificate: {paths.cert} (serial {leaf.serial_number}, expires {leaf.not_valid_after_utc.isoformat()})")
+    print(f"Chain: {paths.chain}\nPrivate key: {paths.key}\nRoot: {paths.root}")
+
+
+def _general_name(name: str) -> x509.GeneralName:
+    import ipaddress
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Bootstrap (or renew); `--timer print` only prints the units, `--timer-dir` also writes them."""
+    try:
+        if args.timer == "print":
+            for name, text in timer_units(args).items():
+                print(f"# {name}\n{text}")
+            return 0
+        _bootstrap(args)
+        if args.timer_dir:
+            for name, text in timer_units(args).items():
+                write_atomic(args.timer_dir / name, text.encode(), 0o644)
+            print(f"Timer: {args.timer_dir / 'cirrus-renew.timer'} (systemctl enable --now cirrus-renew.timer)")
+    except BootstrapError as exc:
+        print(f"cirrus bootstrap: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cirrus bootstrap: {exc.strerror or exc} {exc.filename or ''}".rstrip(), file=sys.stderr)
+        return 1
+    return 0
