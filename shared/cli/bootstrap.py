@@ -220,15 +220,98 @@ def gcp_identity(audience: str) -> Identity:
     return Identity(token, str(name), (f"{name}.c.{project}.internal", f"{name}.{zone}.c.{project}.internal"))
 
 
-def identity_for(cloud: str, ca_url: str, provisioner: str) -> Identity:
+def _imds_get(path: str, versions: tuple[str, ...]) -> bytes:
+    """Read an IMDS path the way the step CLI does: each version in turn (v2: session token first)."""
+    base = _aws_base()
+    last: BootstrapError | None = None
+    for version in versions:
+        headers: dict[str, str] = {}
+        try:
+            if version == "v2":
+                token, _ = _http(
+                    base + "/latest/api/token", method="PUT", data=b"",
+                    headers={"X-aws-ec2-metadata-token-ttl-seconds": "30"},
+                )
+                headers["X-aws-ec2-metadata-token"] = token.decode().strip()
+            body, _ = _http(base + path, headers=headers)
+            return body
+        except BootstrapError as exc:
+            last = exc
+    raise last or BootstrapError("no instance metadata service version to try")
+
+
+def aws_token(document: bytes, signature: bytes, *, subject: str, audience: str, provisioner: str) -> str:
+    """The HS256 token `step ca token` builds on EC2: the HMAC key is the document's signature."""
+    import time
+
+    import jwt
+
+    now = int(time.time())
+    claims = {
+        "iss": "ec2.amazonaws.com",
+        "sub": subject,
+        "aud": audience,
+        "exp": now + 300,
+        "nbf": now,
+        "iat": now,
+        "jti": hashlib.sha256(f"aws/{provisioner}.{json.loads(document)['instanceId']}".encode()).hexdigest(),
+        "amazon": {
+            "document": base64.b64encode(document).decode(),
+            "signature": base64.b64encode(signature).decode(),
+        },
+    }
+    return jwt.encode(claims, signature, algorithm="HS256", headers={"typ": "JWT"})
+
+
+def aws_identity(audience: str, provisioner: str, versions: tuple[str, ...]) -> Identity:
+    """The identity document and signature from IMDS, wrapped as the step CLI wraps them.
+
+    Raises:
+        BootstrapError: the metadata service fails or answers nonsense.
+    """
+    document = _imds_get("/latest/dynamic/instance-identity/document", versions)
+    raw_sig = _imds_get("/latest/dynamic/instance-identity/signature", versions)
+    try:
+        signature = base64.b64decode(b"".join(raw_sig.split()), validate=True)
+        doc = json.loads(document)
+        private, region = str(doc["privateIp"]), str(doc["region"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BootstrapError("the metadata service returned no identity document") from exc
+    dns = f"ip-{private.replace('.', '-')}.{region}.compute.internal"
+    token = aws_token(document, signature, subject=dns, audience=audience, provisioner=provisioner)
+    return Identity(token, dns, (dns, private))
+
+
+def _provisioner_json(ca_url: str, ctx: ssl.SSLContext, name: str) -> dict[str, Any]:
+    """The provisioner's block from `GET /provisioners` (the step CLI reads `imdsVersions` there)."""
+    cursor = ""
+    for _ in range(100):
+        query = urllib.parse.urlencode({"limit": 100, **({"cursor": cursor} if cursor else {})})
+        page = _ca_json(f"{ca_url}/1.0/provisioners?{query}", ctx)
+        for p in page.get("provisioners") or []:
+            if isinstance(p, dict) and p.get("name") == name:
+                return p
+        cursor = str(page.get("nextCursor") or "")
+        if not cursor:
+            break
+    raise BootstrapError(f"the CA has no provisioner named {name!r}")
+
+
+def identity_for(cloud: str, ca_url: str, provisioner: str, ctx: ssl.SSLContext) -> Identity:
     """Fetch this VM's identity for `provisioner`.
 
     Raises:
-        BootstrapError: unsupported cloud or a metadata failure.
+        BootstrapError: unsupported cloud, unknown provisioner, or a metadata failure.
     """
     audience = f"{ca_url}/1.0/sign#{cloud}/{provisioner}"
     if cloud == "gcp":
         return gcp_identity(audience)
+    if cloud == "aws":
+        block = _provisioner_json(ca_url, ctx, provisioner)
+        versions = block.get("imdsVersions") or ["v2", "v1"]
+        if not isinstance(versions, list) or not all(v in ("v1", "v2") for v in versions):
+            raise BootstrapError("the provisioner lists unknown imdsVersions")
+        return aws_identity(audience, provisioner, tuple(versions))
     raise BootstrapError(f"bootstrap on {cloud} is not supported yet")
 
 
@@ -318,7 +401,7 @@ def _bootstrap(args: argparse.Namespace) -> None:
     root = fetch_root(ca_url, args.fingerprint)
     write_atomic(paths.root, root.public_bytes(serialization.Encoding.PEM), 0o644)
     cloud = args.cloud or detect_cloud()
-    identity = identity_for(cloud, ca_url, args.provisioner)
+    identity = identity_for(cloud, ca_url, args.provisioner, _trusting(paths.root))
     sans = tuple(args.san) or identity.sans
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from shared.provisioners.aws import AWSProvisioner
 from shared.provisioners.gcp import GCPProvisioner
 from shared.provisioners.tokens import Audiences
 
-CloudProvisioner = GCPProvisioner
+CloudProvisioner = GCPProvisioner | AWSProvisioner
 
 
 def build_cloud_provisioner(
@@ -22,4 +23,6 @@ def build_cloud_provisioner(
     ptype = str(config.get("type", "")).upper()
     if ptype == "GCP":
         return GCPProvisioner(config=config, global_claims=global_claims, audiences=audiences)
+    if ptype == "AWS":
+        return AWSProvisioner(config=config, global_claims=global_claims, audiences=audiences)
     return None

@@ -107,10 +107,12 @@ class CSRNames:
     `forced` None: the CSR's CN and SANs as they are (custom SANs allowed). Otherwise the CSR's CN
     must be one of `common_names` (empty: the first of them is used), each kind of SAN the CSR
     lists must be exactly the forced set of that kind, and the certificate gets the forced SANs.
+    `check_cn` checks the CN against `common_names` with custom SANs too (AWS: the CN is `sub`).
     """
 
     common_names: tuple[str, ...]
     forced: tuple[str, ...] | None
+    check_cn: bool = False
 
     def __call__(self, csr: x509.CertificateSigningRequest) -> tuple[str, tuple[str, ...]]:
         """(common name, SANs) for the certificate.
@@ -120,10 +122,13 @@ class CSRNames:
         """
         cn = common_name_of(csr.subject) or ""
         csr_sans = sans_of(csr)
+        if cn and (self.forced is not None or self.check_cn) and cn not in self.common_names:
+            raise Forbidden(
+                f"certificate request does not contain the valid common name - got {cn},"
+                f" want {list(self.common_names)}"
+            )
         if self.forced is None:
-            return cn, tuple(csr_sans)
-        if cn and cn.lower() not in {c.lower() for c in self.common_names}:
-            raise Forbidden(f"certificate request does not contain the valid common name - got {cn}")
+            return cn or (self.common_names[0] if self.check_cn else ""), tuple(csr_sans)
         try:
             got = split_sans(csr_sans)
             want = split_sans(list(self.forced))
