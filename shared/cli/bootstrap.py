@@ -312,7 +312,27 @@ def identity_for(cloud: str, ca_url: str, provisioner: str, ctx: ssl.SSLContext)
         if not isinstance(versions, list) or not all(v in ("v1", "v2") for v in versions):
             raise BootstrapError("the provisioner lists unknown imdsVersions")
         return aws_identity(audience, provisioner, tuple(versions))
-    raise BootstrapError(f"bootstrap on {cloud} is not supported yet")
+    block = _provisioner_json(ca_url, ctx, provisioner)
+    return azure_identity(str(block.get("audience") or "https://management.azure.com/"))
+
+
+def azure_identity(resource: str) -> Identity:
+    """The managed identity's access token from IMDS; the VM name from its `xms_mirid`.
+
+    Raises:
+        BootstrapError: IMDS fails or the token names no VM.
+    """
+    query = urllib.parse.urlencode({"api-version": "2018-02-01", "resource": resource})
+    raw, _ = _http(f"{_azure_base()}/metadata/identity/oauth2/token?{query}", headers={"Metadata": "true"})
+    try:
+        token = str(json.loads(raw)["access_token"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BootstrapError("the metadata service returned no access token") from exc
+    mirid = str(_unverified_claims(token).get("xms_mirid") or "")
+    name = mirid.rsplit("/", 1)[-1]
+    if not name:
+        raise BootstrapError("the access token names no virtual machine (xms_mirid)")
+    return Identity(token, name, (name,))
 
 
 # ------------------------------------------------------------------- files

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.provisioners.aws import AWSProvisioner
+from shared.provisioners.azure import AzureProvisioner
 from shared.provisioners.gcp import GCPProvisioner
 from shared.provisioners.tokens import Audiences
 
-CloudProvisioner = GCPProvisioner | AWSProvisioner
+CloudProvisioner = GCPProvisioner | AWSProvisioner | AzureProvisioner
 
 
 def build_cloud_provisioner(
@@ -25,4 +26,6 @@ def build_cloud_provisioner(
         return GCPProvisioner(config=config, global_claims=global_claims, audiences=audiences)
     if ptype == "AWS":
         return AWSProvisioner(config=config, global_claims=global_claims, audiences=audiences)
+    if ptype == "AZURE":
+        return AzureProvisioner(config=config, global_claims=global_claims)
     return None

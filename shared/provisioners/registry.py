@@ -14,6 +14,7 @@ from typing import Any
 from shared.claims import Claims, resolve_claims
 from shared.errors import BadRequest, ConfigError, Unauthorized
 from shared.model import ProvisionerRef
+from shared.provisioners.azure import AzureProvisioner
 from shared.provisioners.cloud import CloudProvisioner, build_cloud_provisioner
 from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
@@ -82,11 +83,15 @@ class Provisioners:
         self._by_name: dict[str, AnyProvisioner] = {}
         self._by_ref_id: dict[str, AnyProvisioner] = {}
         self._by_token_id: dict[str, CloudProvisioner] = {}
+        self._by_tenant: dict[str, AzureProvisioner] = {}
         for config in configs:
             ptype = str(config.get("type", "")).upper()
             p: AnyProvisioner
             cloud = build_cloud_provisioner(config, global_claims=global_claims, audiences=audiences)
-            if cloud is not None:
+            if isinstance(cloud, AzureProvisioner):
+                self._by_tenant[cloud.tenant_id] = cloud
+                p = cloud
+            elif cloud is not None:
                 self._by_token_id[cloud.token_id] = cloud
                 p = cloud
             elif ptype == "JWK":
@@ -127,6 +132,9 @@ class Provisioners:
                 if by_fragment is not None:
                     return by_fragment
                 break
+        tid = peeked.claims.get("tid")
+        if isinstance(tid, str) and "email" not in peeked.claims and tid in self._by_tenant:
+            return self._by_tenant[tid]  # Azure: `aud` is Azure's own, the tenant routes
         iss = peeked.claims.get("iss")
         kid = peeked.header.get("kid")
         if isinstance(iss, str) and isinstance(kid, str):
