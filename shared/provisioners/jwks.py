@@ -148,8 +148,8 @@ class RemoteKeySet:
         for entry in raw:
             if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str) or "d" in entry:
                 continue
-            if entry.get("use") not in (None, "sig"):
-                continue
+            if entry.get("use") not in (None, "sig") or entry.get("kty") not in ("RSA", "EC", "OKP"):
+                continue  # public signature keys only: never a symmetric (`oct`) key
             try:
                 key = jwt.PyJWK(entry).key
             except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError):
