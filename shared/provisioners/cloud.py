@@ -1,4 +1,4 @@
-"""Build the instance-identity provisioners from their config blocks (one place per type)."""
+"""Build the provisioners verified against outside identity (cloud instance identity, OIDC), one place per type."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Any
 from shared.provisioners.aws import AWSProvisioner
 from shared.provisioners.azure import AzureProvisioner
 from shared.provisioners.gcp import GCPProvisioner
+from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences
 
-CloudProvisioner = GCPProvisioner | AWSProvisioner | AzureProvisioner
+CloudProvisioner = GCPProvisioner | AWSProvisioner | AzureProvisioner | OIDCProvisioner
 
 
 def build_cloud_provisioner(
@@ -28,4 +29,6 @@ def build_cloud_provisioner(
         return AWSProvisioner(config=config, global_claims=global_claims, audiences=audiences)
     if ptype == "AZURE":
         return AzureProvisioner(config=config, global_claims=global_claims)
+    if ptype == "OIDC":
+        return OIDCProvisioner(config=config, global_claims=global_claims)
     return None

@@ -17,6 +17,7 @@ from shared.model import ProvisionerRef
 from shared.provisioners.azure import AzureProvisioner
 from shared.provisioners.cloud import CloudProvisioner, build_cloud_provisioner
 from shared.provisioners.jwk import JWKProvisioner
+from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
 
 # Types whose renewal is off unless switched on (endpoint grouping by subject).
@@ -84,12 +85,16 @@ class Provisioners:
         self._by_ref_id: dict[str, AnyProvisioner] = {}
         self._by_token_id: dict[str, CloudProvisioner] = {}
         self._by_tenant: dict[str, AzureProvisioner] = {}
+        self._by_client_id: dict[str, OIDCProvisioner] = {}
         for config in configs:
             ptype = str(config.get("type", "")).upper()
             p: AnyProvisioner
             cloud = build_cloud_provisioner(config, global_claims=global_claims, audiences=audiences)
             if isinstance(cloud, AzureProvisioner):
                 self._by_tenant[cloud.tenant_id] = cloud
+                p = cloud
+            elif isinstance(cloud, OIDCProvisioner):
+                self._by_client_id[cloud.client_id] = cloud
                 p = cloud
             elif cloud is not None:
                 self._by_token_id[cloud.token_id] = cloud
@@ -132,9 +137,6 @@ class Provisioners:
                 if by_fragment is not None:
                     return by_fragment
                 break
-        tid = peeked.claims.get("tid")
-        if isinstance(tid, str) and "email" not in peeked.claims and tid in self._by_tenant:
-            return self._by_tenant[tid]  # Azure: `aud` is Azure's own, the tenant routes
         iss = peeked.claims.get("iss")
         kid = peeked.header.get("kid")
         if isinstance(iss, str) and isinstance(kid, str):
@@ -144,6 +146,19 @@ class Provisioners:
             other = self._by_name.get(iss)
             if isinstance(other, ListedProvisioner) and other.ref.type in ("ACME", "SCEP"):
                 raise BadRequest("token flow is not supported")
+        # Tokens whose `aud` is not the CA's (step-ca's order): OIDC by `azp`, Azure AD OIDC by
+        # `aud[0]`, Azure by `tid`, then OIDC by `aud[0]`.
+        auds = peeked.audiences
+        azp, tid = peeked.claims.get("azp"), peeked.claims.get("tid")
+        if isinstance(azp, str) and azp in self._by_client_id:
+            return self._by_client_id[azp]
+        if isinstance(tid, str):
+            if "email" in peeked.claims and auds and auds[0] in self._by_client_id:
+                return self._by_client_id[auds[0]]
+            if tid in self._by_tenant:
+                return self._by_tenant[tid]
+        if auds and auds[0] in self._by_client_id:
+            return self._by_client_id[auds[0]]
         raise Unauthorized("provisioner not found or invalid audience")
 
     def jwk_by_kid(self, kid: str) -> JWKProvisioner | None:
