@@ -274,7 +274,7 @@ def cmd_certificate(args: argparse.Namespace) -> int:
 
     def go(a: argparse.Namespace) -> None:
         sans = a.san or [a.subject]
-        token = a.token or _token(a, a.subject, sans, "sign")
+        token = a.token or _oidc_token(a) or _token(a, a.subject, sans, "sign")
         key = ec.generate_private_key(ec.SECP256R1())
         csr = (
             x509.CertificateSigningRequestBuilder()
@@ -298,6 +298,16 @@ def cmd_certificate(args: argparse.Namespace) -> int:
         print(f"Private key: {a.key_file}")
 
     return _run(go, args)
+
+
+def _oidc_token(a: argparse.Namespace) -> str | None:
+    """For an OIDC provisioner: sign the person in (see `shared.cli.oidc_login`)."""
+    from shared.cli.oidc_login import LoginError, oidc_token
+
+    try:
+        return oidc_token(ca_url(a), ssl_context(a), a.provisioner)
+    except LoginError as exc:
+        raise ClientError(str(exc)) from exc
 
 
 def renew_bearer_token(cert_path: Path, key_path: Path, audience: str) -> str:
