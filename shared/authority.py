@@ -242,6 +242,8 @@ class Authority:
             default=auth.claims.default_tls,
             backdate=self._backdate,
         )
+        if auth.validity_limit is not None:
+            window = auth.validity_limit.clip(window, explicit=not_after not in (None, ""))
         check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
         self._policy.check(auth.provisioner.id, common_name, sans)
         skey = subject_key(common_name, sans.all)

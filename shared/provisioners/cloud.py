@@ -1,4 +1,4 @@
-"""Build the provisioners verified against outside identity (cloud instance identity, OIDC), one place per type."""
+"""Build the provisioners beyond JWK (cloud instance identity, OIDC, X5C) from their blocks, one place per type."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from shared.provisioners.azure import AzureProvisioner
 from shared.provisioners.gcp import GCPProvisioner
 from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences
+from shared.provisioners.x5c import X5CProvisioner
 
-CloudProvisioner = GCPProvisioner | AWSProvisioner | AzureProvisioner | OIDCProvisioner
+CloudProvisioner = GCPProvisioner | AWSProvisioner | AzureProvisioner | OIDCProvisioner | X5CProvisioner
 
 
 def build_cloud_provisioner(
@@ -31,4 +32,6 @@ def build_cloud_provisioner(
         return AzureProvisioner(config=config, global_claims=global_claims)
     if ptype == "OIDC":
         return OIDCProvisioner(config=config, global_claims=global_claims)
+    if ptype == "X5C":
+        return X5CProvisioner(config=config, global_claims=global_claims, audiences=audiences)
     return None

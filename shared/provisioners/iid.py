@@ -32,11 +32,13 @@ from shared.x509.names import common_name_of, sans_of, split_sans
 TOFU_LIFETIME = dt.timedelta(days=36525)
 
 
-def audience_matches(audiences: Audiences, token_audiences: Sequence[str], token_id: str) -> bool:
-    """True if some `aud` is a sign audience of this CA with `#<token id>` as its fragment."""
+def audience_matches(
+    audiences: Audiences, token_audiences: Sequence[str], token_id: str, operation: str = "sign"
+) -> bool:
+    """True if some `aud` is an audience of this CA for `operation` with `#<token id>` as its fragment."""
     for aud in token_audiences:
         base, sep, fragment = aud.partition("#")
-        if sep and fragment == token_id and audiences.matches([base], "sign"):
+        if sep and fragment == token_id and audiences.matches([base], operation):
             return True
     return False
 

@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from shared.claims import Claims, resolve_claims
 from shared.errors import ConfigError, Unauthorized, Unavailable
@@ -29,23 +28,12 @@ from shared.model import ProvisionerRef
 from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAuthorization
 from shared.provisioners.iid import string_list
 from shared.provisioners.jwks import Fetch, RemoteKeySet, fetch_json
+from shared.provisioners.keyalgs import algorithms_for_key
 from shared.provisioners.tokens import PeekedToken, check_times, token_hash
 from shared.x509.names import common_name_of, sans_of
 
 MAX_ID_TOKEN_LIFETIME = dt.timedelta(hours=24)
 WELL_KNOWN = "/.well-known/openid-configuration"
-_EC = {256: "ES256", 384: "ES384", 521: "ES512"}
-
-
-def algorithms_for_key(key: Any) -> list[str]:
-    """The asymmetric algorithms a key of this type can verify (never HMAC or `none`)."""
-    if isinstance(key, rsa.RSAPublicKey):
-        return ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return [_EC[key.curve.key_size]] if key.curve.key_size in _EC else []
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return ["EdDSA"]
-    return []
 
 
 def sanitize_email(email: str) -> str:
