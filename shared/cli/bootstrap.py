@@ -63,6 +63,9 @@ def register(sub: Any) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("/etc/cirrus"), help="where key and certificates go")
     p.add_argument("--san", action="append", default=[], help="a SAN to ask for (default: the instance's names)")
     p.add_argument("--renew", action="store_true", help="renew the certificate in --out-dir with mTLS")
+    p.add_argument(
+        "--bearer", action="store_true", help="with --renew: an x5c Bearer token instead of mTLS (behind proxies)"
+    )
     p.add_argument("--timer", choices=("print",), help="only print a systemd service and timer that renew")
     p.add_argument("--timer-dir", type=Path, help="write the systemd units into this folder")
     p.set_defaults(func=cmd_bootstrap)
@@ -93,12 +96,14 @@ def _http(
         raise BootstrapError(f"cannot reach {urlsplit(url).netloc}: {getattr(exc, 'reason', exc)}") from exc
 
 
-def _ca_json(url: str, ctx: ssl.SSLContext, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _ca_json(
+    url: str, ctx: ssl.SSLContext, body: dict[str, Any] | None = None, bearer: str | None = None
+) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    raw, _ = _http(
-        url, method="POST" if data is not None else "GET", data=data, ctx=ctx,
-        headers={"Content-Type": "application/json", "User-Agent": "cirrus-bootstrap/1.0"},
-    )
+    headers = {"Content-Type": "application/json", "User-Agent": "cirrus-bootstrap/1.0"}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    raw, _ = _http(url, method="POST" if data is not None else "GET", data=data, ctx=ctx, headers=headers)
     try:
         doc = json.loads(raw)
     except ValueError as exc:
@@ -303,7 +308,8 @@ def identity_for(cloud: str, ca_url: str, provisioner: str, ctx: ssl.SSLContext)
     Raises:
         BootstrapError: unsupported cloud, unknown provisioner, or a metadata failure.
     """
-    audience = f"{ca_url}/1.0/sign#{cloud}/{provisioner}"
+    # Audiences are https URLs (as the step CLI makes them), also behind a plain-http front end.
+    audience = f"https://{urlsplit(ca_url).netloc}/1.0/sign#{cloud}/{provisioner}"
     if cloud == "gcp":
         return gcp_identity(audience)
     if cloud == "aws":
@@ -386,13 +392,31 @@ def _save(paths: Paths, resp: Mapping[str, Any]) -> x509.Certificate:
     return leaf
 
 
+def _renew_token(paths: Paths, audience: str) -> str:
+    """step's `--mtls=false` renew token: x5cInsecure chain, signed by the certificate's own key."""
+    import time
+
+    import jwt
+
+    chain = x509.load_pem_x509_certificates(paths.chain.read_bytes())
+    key = serialization.load_pem_private_key(paths.key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise BootstrapError("the bootstrap key is not an EC key")
+    now = int(time.time())
+    cn = chain[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    claims = {"iss": "step-ca-client/1.0", "sub": str(cn[0].value) if cn else "", "aud": audience,
+              "nbf": now, "iat": now, "exp": now + 300}
+    x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
+    return jwt.encode(claims, key, algorithm="ES256", headers={"x5cInsecure": x5c})
+
+
 def timer_units(args: argparse.Namespace) -> dict[str, str]:
     """A oneshot service that renews and a timer that runs it three times a day."""
     exe = shlex.quote(sys.argv[0] if sys.argv and sys.argv[0].endswith("cirrus") else "cirrus")
     cmd = " ".join(
         [exe, "bootstrap", "--renew", "--ca-url", shlex.quote(args.ca_url), "--fingerprint",
          shlex.quote(args.fingerprint), "--provisioner", shlex.quote(args.provisioner),
-         "--out-dir", shlex.quote(str(args.out_dir))]
+         "--out-dir", shlex.quote(str(args.out_dir)), *(["--bearer"] if args.bearer else [])]
     )
     service = (
         "[Unit]\nDescription=Renew the Cirrus CA certificate of this VM\n"
@@ -414,8 +438,12 @@ def _bootstrap(args: argparse.Namespace) -> None:
     if args.renew:
         if not paths.root.exists() or not paths.key.exists() or not paths.chain.exists():
             raise BootstrapError(f"no bootstrapped certificate in {paths.out}; run bootstrap first")
-        ctx = _trusting(paths.root, (paths.chain, paths.key))
-        leaf = _save(paths, _ca_json(f"{ca_url}/1.0/renew", ctx, {}))
+        if args.bearer:
+            token = _renew_token(paths, f"https://{urlsplit(ca_url).netloc}/1.0/renew")
+            leaf = _save(paths, _ca_json(f"{ca_url}/1.0/renew", _trusting(paths.root), {}, token))
+        else:
+            ctx = _trusting(paths.root, (paths.chain, paths.key))
+            leaf = _save(paths, _ca_json(f"{ca_url}/1.0/renew", ctx, {}))
         print(f"Renewed: {paths.cert} (serial {leaf.serial_number}, expires {leaf.not_valid_after_utc.isoformat()})")
         return
     root = fetch_root(ca_url, args.fingerprint)
