@@ -9,13 +9,9 @@ step CLI fetches it (GCP: the identity token for the audience
 `https://<ca>/1.0/sign#gcp/<name>`, `format=full`), a P-256 key and a CSR are
 made, and key, certificate, full chain and root are written atomically (the key
 0600). Renewal afterwards is mTLS with that key (`--renew`), typically from the
-systemd timer `--timer print` shows or `--timer-dir` writes.
-
-Metadata endpoints follow the clouds' own override variables, so the same code
-runs against the loopback fakes in tests: `GCE_METADATA_HOST` (Google's client
-libraries), `AWS_EC2_METADATA_SERVICE_ENDPOINT` (AWS SDKs), and
-`CIRRUS_AZURE_IMDS_ENDPOINT`. The standard library's urllib is the HTTP client:
-these are a handful of small requests.
+systemd timer `--timer print` shows or `--timer-dir` writes (`--bearer`: an x5c
+token instead, where no TLS reaches the CA). The identity fetching is in
+`cloud_identity.py`.
 """
 
 from __future__ import annotations
@@ -43,14 +39,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-DETECT_TIMEOUT = 1.0
-TIMEOUT = 30.0
+from shared.cli.cloud_identity import (
+    BootstrapError,
+    Identity,
+    aws_identity,
+    azure_identity,
+    detect_cloud,
+    gcp_identity,
+    http_request,
+)
+
 CLOUDS = ("gcp", "aws", "azure")
-GCP_IDENTITY = "/computeMetadata/v1/instance/service-accounts/default/identity"
-
-
-class BootstrapError(Exception):
-    """A failure with a one-line message for the user."""
 
 
 def register(sub: Any) -> None:
@@ -71,31 +70,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_bootstrap)
 
 
-# ------------------------------------------------------------------- HTTP
-def _http(
-    url: str,
-    *,
-    method: str = "GET",
-    headers: Mapping[str, str] | None = None,
-    data: bytes | None = None,
-    ctx: ssl.SSLContext | None = None,
-    timeout: float = TIMEOUT,
-) -> tuple[bytes, Mapping[str, str]]:
-    req = urllib.request.Request(url, data=data, method=method, headers=dict(headers or {}))  # noqa: S310
-    try:
-        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:  # noqa: S310
-            return resp.read(1024 * 1024), {k.lower(): v for k, v in resp.headers.items()}
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read()).get("message", "")
-        except (ValueError, AttributeError):
-            detail = ""
-        suffix = f": {detail}" if detail else ""
-        raise BootstrapError(f"{urlsplit(url).netloc} refused the request ({exc.code}){suffix}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise BootstrapError(f"cannot reach {urlsplit(url).netloc}: {getattr(exc, 'reason', exc)}") from exc
-
-
+# ------------------------------------------------------------------ the CA
 def _ca_json(
     url: str, ctx: ssl.SSLContext, body: dict[str, Any] | None = None, bearer: str | None = None
 ) -> dict[str, Any]:
@@ -103,7 +78,7 @@ def _ca_json(
     headers = {"Content-Type": "application/json", "User-Agent": "cirrus-bootstrap/1.0"}
     if bearer:
         headers["Authorization"] = f"Bearer {bearer}"
-    raw, _ = _http(url, method="POST" if data is not None else "GET", data=data, ctx=ctx, headers=headers)
+    raw, _ = http_request(url, method="POST" if data is not None else "GET", data=data, ctx=ctx, headers=headers)
     try:
         doc = json.loads(raw)
     except ValueError as exc:
@@ -145,148 +120,6 @@ def _trusting(root_file: Path, client: tuple[Path, Path] | None = None) -> ssl.S
     return ctx
 
 
-# ------------------------------------------------------------------ clouds
-def _gcp_base() -> str:
-    return "http://" + os.environ.get("GCE_METADATA_HOST", "metadata.google.internal")
-
-
-def _aws_base() -> str:
-    return os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254").rstrip("/")
-
-
-def _azure_base() -> str:
-    return os.environ.get("CIRRUS_AZURE_IMDS_ENDPOINT", "http://169.254.169.254").rstrip("/")
-
-
-def detect_cloud() -> str:
-    """Which cloud's metadata server answers here.
-
-    Raises:
-        BootstrapError: none does.
-    """
-    try:
-        _, headers = _http(_gcp_base() + "/", headers={"Metadata-Flavor": "Google"}, timeout=DETECT_TIMEOUT)
-        if headers.get("metadata-flavor") == "Google":
-            return "gcp"
-    except BootstrapError:
-        pass
-    try:
-        _http(
-            _aws_base() + "/latest/api/token", method="PUT", data=b"",
-            headers={"X-aws-ec2-metadata-token-ttl-seconds": "60"}, timeout=DETECT_TIMEOUT,
-        )
-        return "aws"
-    except BootstrapError:
-        pass
-    try:
-        _http(
-            _azure_base() + "/metadata/instance?api-version=2021-02-01", headers={"Metadata": "true"},
-            timeout=DETECT_TIMEOUT,
-        )
-        return "azure"
-    except BootstrapError:
-        pass
-    raise BootstrapError("no cloud metadata server answers here; give --cloud")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """A cloud identity token and the names the VM asks for by default."""
-
-    token: str
-    common_name: str
-    sans: tuple[str, ...]
-
-
-def _unverified_claims(token: str) -> dict[str, Any]:
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError) as exc:
-        raise BootstrapError("the metadata server returned no token") from exc
-    if not isinstance(claims, dict):
-        raise BootstrapError("the metadata server returned no token")
-    return claims
-
-
-def gcp_identity(audience: str) -> Identity:
-    """The instance identity token (`format=full`) and the instance's internal DNS names.
-
-    Raises:
-        BootstrapError: the metadata server fails.
-    """
-    query = urllib.parse.urlencode({"audience": audience, "format": "full", "licenses": "FALSE"})
-    raw, _ = _http(f"{_gcp_base()}{GCP_IDENTITY}?{query}", headers={"Metadata-Flavor": "Google"})
-    token = raw.decode().strip()
-    engine = (_unverified_claims(token).get("google") or {}).get("compute_engine") or {}
-    name, project, zone = engine.get("instance_name"), engine.get("project_id"), engine.get("zone")
-    if not all(isinstance(v, str) and v for v in (name, project, zone)):
-        raise BootstrapError("the identity token has no compute_engine block")
-    return Identity(token, str(name), (f"{name}.c.{project}.internal", f"{name}.{zone}.c.{project}.internal"))
-
-
-def _imds_get(path: str, versions: tuple[str, ...]) -> bytes:
-    """Read an IMDS path the way the step CLI does: each version in turn (v2: session token first)."""
-    base = _aws_base()
-    last: BootstrapError | None = None
-    for version in versions:
-        headers: dict[str, str] = {}
-        try:
-            if version == "v2":
-                token, _ = _http(
-                    base + "/latest/api/token", method="PUT", data=b"",
-                    headers={"X-aws-ec2-metadata-token-ttl-seconds": "30"},
-                )
-                headers["X-aws-ec2-metadata-token"] = token.decode().strip()
-            body, _ = _http(base + path, headers=headers)
-            return body
-        except BootstrapError as exc:
-            last = exc
-    raise last or BootstrapError("no instance metadata service version to try")
-
-
-def aws_token(document: bytes, signature: bytes, *, subject: str, audience: str, provisioner: str) -> str:
-    """The HS256 token `step ca token` builds on EC2: the HMAC key is the document's signature."""
-    import time
-
-    import jwt
-
-    now = int(time.time())
-    claims = {
-        "iss": "ec2.amazonaws.com",
-        "sub": subject,
-        "aud": audience,
-        "exp": now + 300,
-        "nbf": now,
-        "iat": now,
-        "jti": hashlib.sha256(f"aws/{provisioner}.{json.loads(document)['instanceId']}".encode()).hexdigest(),
-        "amazon": {
-            "document": base64.b64encode(document).decode(),
-            "signature": base64.b64encode(signature).decode(),
-        },
-    }
-    return jwt.encode(claims, signature, algorithm="HS256", headers={"typ": "JWT"})
-
-
-def aws_identity(audience: str, provisioner: str, versions: tuple[str, ...]) -> Identity:
-    """The identity document and signature from IMDS, wrapped as the step CLI wraps them.
-
-    Raises:
-        BootstrapError: the metadata service fails or answers nonsense.
-    """
-    document = _imds_get("/latest/dynamic/instance-identity/document", versions)
-    raw_sig = _imds_get("/latest/dynamic/instance-identity/signature", versions)
-    try:
-        signature = base64.b64decode(b"".join(raw_sig.split()), validate=True)
-        doc = json.loads(document)
-        private, region = str(doc["privateIp"]), str(doc["region"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BootstrapError("the metadata service returned no identity document") from exc
-    dns = f"ip-{private.replace('.', '-')}.{region}.compute.internal"
-    token = aws_token(document, signature, subject=dns, audience=audience, provisioner=provisioner)
-    return Identity(token, dns, (dns, private))
-
-
 def _provisioner_json(ca_url: str, ctx: ssl.SSLContext, name: str) -> dict[str, Any]:
     """The provisioner's block from `GET /provisioners` (the step CLI reads `imdsVersions` there)."""
     cursor = ""
@@ -320,25 +153,6 @@ def identity_for(cloud: str, ca_url: str, provisioner: str, ctx: ssl.SSLContext)
         return aws_identity(audience, provisioner, tuple(versions))
     block = _provisioner_json(ca_url, ctx, provisioner)
     return azure_identity(str(block.get("audience") or "https://management.azure.com/"))
-
-
-def azure_identity(resource: str) -> Identity:
-    """The managed identity's access token from IMDS; the VM name from its `xms_mirid`.
-
-    Raises:
-        BootstrapError: IMDS fails or the token names no VM.
-    """
-    query = urllib.parse.urlencode({"api-version": "2018-02-01", "resource": resource})
-    raw, _ = _http(f"{_azure_base()}/metadata/identity/oauth2/token?{query}", headers={"Metadata": "true"})
-    try:
-        token = str(json.loads(raw)["access_token"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BootstrapError("the metadata service returned no access token") from exc
-    mirid = str(_unverified_claims(token).get("xms_mirid") or "")
-    name = mirid.rsplit("/", 1)[-1]
-    if not name:
-        raise BootstrapError("the access token names no virtual machine (xms_mirid)")
-    return Identity(token, name, (name,))
 
 
 # ------------------------------------------------------------------- files

@@ -26,7 +26,7 @@ from werkzeug.test import Client
 
 from shared.api.app import CirrusApp
 from shared.api.mounts import default_mounts
-from shared.cli.bootstrap import aws_token
+from shared.cli.cloud_identity import aws_token
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.provisioners.aws import load_iid_certificates
