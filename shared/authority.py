@@ -19,7 +19,7 @@ import logging
 import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography import x509
@@ -40,6 +40,7 @@ from shared.events.base import (
 from shared.groupcommit import CommitGroup
 from shared.keys.base import PublicKey
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
+from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
@@ -105,8 +106,11 @@ class Authority:
         ocsp_url: str | None = None,
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
+        policy: IssuancePolicies | None = None,
     ) -> None:
         self.authority_id = authority_id
+        # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
+        self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
         self.issuer = issuer
         self.intermediates = list(intermediates)
         self._chain_pem = tuple(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.intermediates)
@@ -152,11 +156,16 @@ class Authority:
         provisioner = self.provisioners.for_token(peeked)
         auth = provisioner.authorize_sign(peeked, now)
         public_key = csr_public_key(csr, csr_key)
+        from_csr = auth.names_from_csr
+        if from_csr is not None:  # instance identity: the CSR's names, within what the identity allows
+            subject, names = from_csr(csr)
+            auth = replace(auth, subject=subject, sans=names)
         try:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
-        self._check_csr_against_token(csr, auth, sans)
+        if from_csr is None:
+            self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
             not_before=not_before, not_after=not_after, now=now, group=group,
@@ -233,7 +242,10 @@ class Authority:
             default=auth.claims.default_tls,
             backdate=self._backdate,
         )
+        if auth.validity_limit is not None:
+            window = auth.validity_limit.clip(window, explicit=not_after not in (None, ""))
         check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
+        self._policy.check(auth.provisioner.id, common_name, sans)
         skey = subject_key(common_name, sans.all)
         if previous is not None:
             endpoint = Endpoint(
