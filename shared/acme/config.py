@@ -16,6 +16,9 @@ which step-ca's Go decoder ignores, so the same block works in both:
       "maxRedirects": 10,          # http-01 redirects followed
       "orderLifetime": "24h",
       "ordersPerMinute": 300,  # newOrder requests per account per minute; 0 turns the limit off
+      "accountsPerMinute": 10,  # newAccount creations per client address (IPv6: per /64) per minute; 0: off
+      "validationDeadline": 30,  # seconds one validation may take in all (every hop, read and lookup)
+      "validationsPerAccount": 4,  # validations of one account running at once; more wait their turn
     }
 
 Ports are configurable so tests (and odd networks) validate unprivileged;
@@ -71,6 +74,9 @@ class ACMEProvisionerConfig:
     max_redirects: int = 10
     order_lifetime: dt.timedelta = dt.timedelta(hours=24)
     orders_per_minute: int = 300
+    accounts_per_minute: int = 10
+    validation_deadline: float = 30.0
+    validations_per_account: int = 4
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -106,5 +112,8 @@ class ACMEProvisionerConfig:
             max_redirects=int(extra.get("maxRedirects", 10)),
             order_lifetime=_duration(extra.get("orderLifetime"), dt.timedelta(hours=24)),
             orders_per_minute=int(extra.get("ordersPerMinute", 300)),
+            accounts_per_minute=int(extra.get("accountsPerMinute", 10)),
+            validation_deadline=float(extra.get("validationDeadline", 30.0)),
+            validations_per_account=max(1, int(extra.get("validationsPerAccount", 4))),
             raw=dict(obj),
         )

@@ -56,6 +56,8 @@ class ACMERequest:
     content_length: int | None
     read: Callable[[int], bytes]
     after_response: list[Callable[[], None]] | None = None
+    remote_addr: str = ""  # the peer's address, for per-client limits
+    refusal: str | None = None  # why the request's headers were refused at the boundary (answered 400)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,10 +18,42 @@ from shared.acme.problems import ACMEProblem
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use translation prefix
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and leads to, if any.
+
+    IPv4-mapped (::ffff:0:0/96), 6to4 (2002::/16, RFC 3056), Teredo
+    (2001::/32, RFC 4380: the client's address, obfuscated) and NAT64
+    (64:ff9b::/96, RFC 6052; 64:ff9b:1::/48, RFC 8215, with the /96 layout)
+    reach the IPv4 host they embed, so that host is what the fence checks.
+    """
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64 or ip in _NAT64_LOCAL:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_allowed(ip: IPAddress, config: ACMEProvisionerConfig) -> bool:
-    """Whether the validator may connect to `ip`."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Whether the validator may connect to `ip` (an IPv6 address embedding IPv4: both must pass)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            if not _allowed(inner, config):
+                return False
+            if ip.ipv4_mapped is not None:
+                return True  # the mapped form is the IPv4 address itself
+    return _allowed(ip, config)
+
+
+def _allowed(ip: IPAddress, config: ACMEProvisionerConfig) -> bool:
     if ip.is_loopback:
         return config.allow_loopback
     if ip.is_unspecified or ip.is_multicast:
