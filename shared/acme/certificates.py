@@ -81,7 +81,15 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         except Exception:
             log.exception("ACME order %s: issuance failed (the order is ready again)", order_id)
 
-    ctx.after_response.append(complete)
+    issuance = svc.issuance
+    if issuance is None:
+        ctx.after_response.append(complete)
+    else:  # on its own pool, never behind validations; the hook waits so a poll on this connection sees it
+
+        def hand_off() -> None:
+            issuance.submit(complete).result()
+
+        ctx.after_response.append(hand_off)
     return Reply(200, order_json(ctx, order_id, processing[0]), {**location, "Retry-After": "1"})
 
 

@@ -12,7 +12,7 @@ which step-ca's Go decoder ignores, so the same block works in both:
       "allowPrivateAddresses": false,   # RFC 1918/4193, link-local, CGNAT targets
       "allowLoopback": false,      # 127/8 and ::1 targets (tests turn this on)
       "allowWildcard": true,       # wildcard dns identifiers (always dns-01 only)
-      "validationTimeout": 10,     # seconds per connection/lookup
+      "validationTimeout": 10,     # seconds per step (connect, handshake, read, lookup)
       "maxRedirects": 10,          # http-01 redirects followed
       "orderLifetime": "24h",
       "ordersPerMinute": 300,  # newOrder requests per account per minute; 0 turns the limit off

@@ -457,11 +457,13 @@ def key_authorization(token: str, jwk: dict[str, Any]) -> str:
 def _stale_after(ctx: Ctx) -> dt.timedelta:
     """How long a challenge may stay `processing` before a new answer may start it again.
 
-    A validation that runs after the answer is bounded by the validator's own
-    timeouts (each redirect hop resolves and connects anew); a challenge still
-    `processing` well past that lost its validation (the worker stopped).
+    A validation ends by its total deadline once it runs, and may first wait its
+    account's turn; a challenge still `processing` well past that lost its
+    validation (the worker stopped). Starting a merely slow one again is
+    harmless: whichever run finishes first is recorded, the other finds the
+    challenge no longer `processing` and records nothing.
     """
-    return dt.timedelta(seconds=ctx.prov.validation_timeout * 2 * (ctx.prov.max_redirects + 1) + 30)
+    return dt.timedelta(seconds=ctx.prov.validation_deadline * 4 + 30)
 
 
 def _validate(ctx: Ctx, d: dict[str, Any], ch: dict[str, Any], jwk: dict[str, Any]) -> dict[str, Any] | None:
@@ -525,8 +527,16 @@ def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id
     stale = was == "processing" and svc.clock.now() - parse_ts(str(ch.get("processingSince"))) >= _stale_after(ctx)
     if v.jws.is_post_as_get or not (was == "pending" or stale) or _authz_status(svc, d) != "pending":
         return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), _retry_after(ch), links=[up])
+    assert v.account_id is not None
+    account_id, limit = v.account_id, ctx.prov.validations_per_account
+    svc.validations.admit(account_id)
     if ctx.after_response is None:
-        record = _recorder(svc, ch_id, _validate(ctx, d, ch, v.jwk), was=was)
+        outcome: list[dict[str, Any] | None] = []
+        authz, challenge, jwk = d, ch, v.jwk
+        svc.validations.run(account_id, limit, lambda: outcome.append(_validate(ctx, authz, challenge, jwk)))
+        if not outcome:
+            raise ACMEProblem("serverInternal", "the validation did not complete")
+        record = _recorder(svc, ch_id, outcome[0], was=was)
         d = ref.change(svc, found, record)
         ch = next(c for c in d["challenges"] if c["id"] == ch_id)
         return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), links=[up])
@@ -561,7 +571,12 @@ def respond_challenge(svc: Services, ctx: Ctx, v: Verified, authz_id: str, ch_id
             except Exception:
                 log.exception("recording a challenge validation failed (it stays processing until it goes stale)")
 
-        ctx.after_response.append(finish)
+        def hand_off() -> None:
+            job = svc.validations.submit(account_id, limit, finish)
+            if job.started:  # it has a thread now: wait, so a poll on this connection sees the outcome
+                job.done.wait()
+
+        ctx.after_response.append(hand_off)
     return Reply(200, _challenge_json(ctx, authz_id, d["token"], ch), _retry_after(ch), links=[up])
 
 

@@ -31,6 +31,7 @@ from shared.acme.nonce_ledger import SharedNonceLedger
 from shared.acme.nonces import NonceService
 from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.repo import ORDERS, Repo
+from shared.acme.validations import ValidationRunner, issuance_executor
 from shared.clock import Clock
 from shared.errors import CAError
 from shared.httpserver import after_response, wsgi_body, wsgi_path
@@ -167,6 +168,7 @@ class ACMEServer:
         max_body: int = DEFAULT_MAX_BODY,
         nonce_lifetime: dt.timedelta = dt.timedelta(minutes=30),
         nonce_ledger: SharedNonceLedger | None = None,
+        validation_threads: int = 4,
     ) -> None:
         self._svc = Services(
             clock=clock,
@@ -178,6 +180,8 @@ class ACMEServer:
             revoker=revoker,
             certificates=certificates,
             revocations=revocations,
+            validations=ValidationRunner(validation_threads),
+            issuance=issuance_executor(),
         )
         self._provisioners = dict(provisioners)
         self._external_url = external_url.rstrip("/") if external_url else None

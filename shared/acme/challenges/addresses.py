@@ -12,6 +12,7 @@ import ipaddress
 import socket
 from typing import Any
 
+from shared.acme.challenges.deadline import Deadline
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.problems import ACMEProblem
 
@@ -63,8 +64,8 @@ def _allowed(ip: IPAddress, config: ACMEProvisionerConfig) -> bool:
     return True
 
 
-def make_resolver(config: ACMEProvisionerConfig) -> Any:
-    """A dnspython resolver using the provisioner's `dnsResolver`, or the system's."""
+def make_resolver(config: ACMEProvisionerConfig, deadline: Deadline | None = None) -> Any:
+    """A dnspython resolver using the provisioner's `dnsResolver`, or the system's; each lookup ends by `deadline`."""
     import dns.resolver
 
     if config.dns_resolver:
@@ -76,12 +77,13 @@ def make_resolver(config: ACMEProvisionerConfig) -> Any:
         resolver.port = int(port)
     else:
         resolver = dns.resolver.Resolver()
-    resolver.lifetime = config.validation_timeout
-    resolver.timeout = config.validation_timeout
+    step = deadline.timeout() if deadline is not None else config.validation_timeout
+    resolver.lifetime = step  # one resolve() in all, retries and CNAME chasing included
+    resolver.timeout = step
     return resolver
 
 
-def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
+def resolve(host: str, config: ACMEProvisionerConfig, deadline: Deadline | None = None) -> list[IPAddress]:
     """Addresses of `host` (an IP literal resolves to itself), IPv4 first.
 
     With a configured resolver, AAAA is asked only when no usable A record
@@ -97,10 +99,10 @@ def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
         import dns.exception
         import dns.resolver
 
-        resolver = make_resolver(config)
         for rtype in ("A", "AAAA"):
             if any(address_allowed(a, config) for a in addrs):
                 break  # an IPv4 address we may use: skip the AAAA round trip
+            resolver = make_resolver(config, deadline)
             try:
                 answer = resolver.resolve(host, rtype)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
@@ -122,9 +124,9 @@ def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
     return sorted(addrs, key=lambda a: a.version)
 
 
-def pick_address(host: str, config: ACMEProvisionerConfig) -> IPAddress:
+def pick_address(host: str, config: ACMEProvisionerConfig, deadline: Deadline | None = None) -> IPAddress:
     """The first resolved address the validator may use, else a connection problem."""
-    for ip in resolve(host, config):
+    for ip in resolve(host, config, deadline):
         if address_allowed(ip, config):
             return ip
     raise ACMEProblem("connection", f"{host} resolves only to addresses that may not be validated")
