@@ -22,7 +22,7 @@ from urllib.parse import quote
 from werkzeug.sansio.utils import get_current_url, get_host
 from werkzeug.wrappers import Request, Response
 
-from shared.acme import accounts, certificates, orders, renewal
+from shared.acme import accounts, authorizations, certificates, orders, renewal
 from shared.acme.auth import authenticate
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.context import ACMERequest, Ctx, Reply, Services, Verified
@@ -115,8 +115,8 @@ def _route(segments: list[str]) -> tuple[str, Handler] | None:
         ("key-change", 1): ("kid", lambda s, c, v, a: accounts.key_change(s, c, v)),
         ("new-order", 1): ("kid", lambda s, c, v, a: orders.new_order(s, c, v)),
         ("order", 2): ("kid", lambda s, c, v, a: orders.get_order(s, c, v, a[1])),
-        ("authz", 2): ("kid", lambda s, c, v, a: orders.get_authz(s, c, v, a[1])),
-        ("challenge", 3): ("kid", lambda s, c, v, a: orders.respond_challenge(s, c, v, a[1], a[2])),
+        ("authz", 2): ("kid", lambda s, c, v, a: authorizations.get_authz(s, c, v, a[1])),
+        ("challenge", 3): ("kid", lambda s, c, v, a: authorizations.respond_challenge(s, c, v, a[1], a[2])),
         ("certificate", 2): ("kid", lambda s, c, v, a: certificates.download(s, c, v, a[1], None)),
         ("certificate", 3): ("kid", lambda s, c, v, a: certificates.download(s, c, v, a[1], a[2])),
         ("revoke-cert", 1): ("either", lambda s, c, v, a: certificates.revoke(s, c, v)),
@@ -142,7 +142,7 @@ def _target(segments: list[str]) -> tuple[str, str] | None:
     """The document a POST's URL names (read together with its account), if any."""
     n, head = len(segments), segments[0] if segments else ""
     if head in ("authz", "challenge") and n >= 2:
-        ref = orders.authz_ref(segments[1])
+        ref = authorizations.authz_ref(segments[1])
         return ref.collection, ref.doc_id
     if head in ("order", "certificate") and n >= 2:
         return ORDERS, segments[1]
