@@ -9,7 +9,7 @@ from shared.acme import eab, jws
 from shared.acme.auth import account_by_key
 from shared.acme.context import Ctx, Reply, Services, Verified
 from shared.acme.problems import ACMEProblem
-from shared.acme.ratelimit import check_new_account
+from shared.acme.ratelimit import check_new_account, client_address
 from shared.acme.repo import ACCOUNT_KEYS, ACCOUNTS, ORDERS, new_id, ts
 
 _MAX_CONTACTS = 10
@@ -82,7 +82,7 @@ def new_account(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     check_new_account(
         svc.repo.docs,
         provisioner=ctx.prov.name,
-        address=ctx.request.remote_addr,
+        address=client_address(ctx.request.remote_addr, ctx.request.forwarded_for, ctx.prov.trusted_proxy_hops),
         limit=ctx.prov.accounts_per_minute,
         now=svc.clock.now(),
     )

@@ -17,6 +17,7 @@ which step-ca's Go decoder ignores, so the same block works in both:
       "orderLifetime": "24h",
       "ordersPerMinute": 300,  # newOrder requests per account per minute; 0 turns the limit off
       "accountsPerMinute": 10,  # newAccount creations per client address (IPv6: per /64) per minute; 0: off
+      "trustedProxyHops": 0,   # proxies in front that append X-Forwarded-For (Cloud Functions: 1)
       "validationDeadline": 30,  # seconds one validation may take in all (every hop, read and lookup)
       "validationsPerAccount": 4,  # validations of one account running at once; more wait their turn
     }
@@ -75,6 +76,7 @@ class ACMEProvisionerConfig:
     order_lifetime: dt.timedelta = dt.timedelta(hours=24)
     orders_per_minute: int = 300
     accounts_per_minute: int = 10
+    trusted_proxy_hops: int = 0
     validation_deadline: float = 30.0
     validations_per_account: int = 4
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -113,6 +115,7 @@ class ACMEProvisionerConfig:
             order_lifetime=_duration(extra.get("orderLifetime"), dt.timedelta(hours=24)),
             orders_per_minute=int(extra.get("ordersPerMinute", 300)),
             accounts_per_minute=int(extra.get("accountsPerMinute", 10)),
+            trusted_proxy_hops=max(0, int(extra.get("trustedProxyHops", 0))),
             validation_deadline=float(extra.get("validationDeadline", 30.0)),
             validations_per_account=max(1, int(extra.get("validationsPerAccount", 4))),
             raw=dict(obj),

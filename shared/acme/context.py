@@ -61,6 +61,7 @@ class ACMERequest:
     read: Callable[[int], bytes]
     after_response: list[Callable[[], None]] | None = None
     remote_addr: str = ""  # the peer's address, for per-client limits
+    forwarded_for: str = ""  # X-Forwarded-For as received (used only with trusted proxies configured)
     refusal: str | None = None  # why the request's headers were refused at the boundary (answered 400)
 
 

@@ -35,6 +35,16 @@ def check_new_order(
     _count(docs, COLLECTION, account_id, limit=limit, now=now, nonce=nonce, what="new orders for this account")
 
 
+def client_address(peer: str, forwarded_for: str, hops: int) -> str:
+    """The client's address: the peer's, or with `hops` trusted proxies in front (Cloud Functions: 1), the
+    X-Forwarded-For entry the farthest of them appended. Entries before that are the client's to choose,
+    so they are never used; with no proxy configured the header is ignored (anyone may send it)."""
+    if hops <= 0:
+        return peer
+    entries = [e.strip() for e in forwarded_for.split(",")]
+    return entries[-hops] if len(entries) >= hops and entries[-hops] else peer
+
+
 def client_key(address: str) -> str:
     """What one client is, for a per-address limit: an IPv4 address, or an IPv6 /64 (one site's prefix)."""
     try:

@@ -201,6 +201,7 @@ class ACMEServer:
             read=request.stream.read,  # the Functions Framework drains the body through this stream
             after_response=after_response(request.environ),
             remote_addr=request.remote_addr or "",
+            forwarded_for=str(request.environ.get("HTTP_X_FORWARDED_FOR", "")),
             refusal=problem,
         )
         status, headers, data = self.serve(view, provisioner, path)
@@ -220,6 +221,7 @@ class ACMEServer:
             path=wsgi_path(environ),
             origin="" if problem else _environ_origin(environ),
             remote_addr=str(environ.get("REMOTE_ADDR") or ""),
+            forwarded_for=str(environ.get("HTTP_X_FORWARDED_FOR", "")),
             refusal=problem,
             mimetype=str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower(),
             content_length=length,

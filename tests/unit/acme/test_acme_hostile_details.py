@@ -371,3 +371,27 @@ def test_finalize_refuses_a_csr_that_does_not_match(
     assert not ca.issued
     _, good = make_csr(["www.example.com", "127.0.0.1"], cn="www.example.com")  # the order is still ready
     assert registered.post(order["finalize"], {"csr": b64(good)}).get_json()["status"] == "valid"
+
+
+def test_client_address_behind_trusted_proxies_only() -> None:
+    from shared.acme.ratelimit import client_address
+
+    assert client_address("10.0.0.9", "203.0.113.5", 0) == "10.0.0.9"  # no proxy: the header is anyone's to send
+    assert client_address("10.0.0.9", "1.2.3.4, 203.0.113.5", 1) == "203.0.113.5"  # the proxy's entry, not the client's
+    assert client_address("10.0.0.9", "1.2.3.4, 203.0.113.5, 10.0.0.7", 2) == "203.0.113.5"
+    assert client_address("10.0.0.9", "", 1) == "10.0.0.9"
+
+
+def test_new_account_limit_behind_a_proxy_counts_the_forwarded_client(store: MemoryStore, ca: TestCA) -> None:
+    app = wsgi_app(build_server(store, ca, [provisioner("acme", accountsPerMinute=1, trustedProxyHops=1)]))
+
+    def via(client: str, spoof: str) -> Any:
+        def wrapped(environ: dict[str, Any], start_response: Any) -> Any:
+            environ["HTTP_X_FORWARDED_FOR"] = f"{spoof}, {client}"
+            return app(environ, start_response)
+
+        return wrapped
+
+    assert ACMETestClient(via("203.0.113.5", "1.1.1.1")).register().status_code == 201
+    problem(ACMETestClient(via("203.0.113.5", "2.2.2.2")).register(), "rateLimited", 429)  # spoofed part ignored
+    assert ACMETestClient(via("203.0.113.6", "2.2.2.2")).register().status_code == 201
