@@ -395,3 +395,54 @@ def test_new_account_limit_behind_a_proxy_counts_the_forwarded_client(store: Mem
     assert ACMETestClient(via("203.0.113.5", "1.1.1.1")).register().status_code == 201
     problem(ACMETestClient(via("203.0.113.5", "2.2.2.2")).register(), "rateLimited", 429)  # spoofed part ignored
     assert ACMETestClient(via("203.0.113.6", "2.2.2.2")).register().status_code == 201
+
+
+# ---------------------------------------------------------------- revokeCert: one test per other refusal
+
+
+def _issued_der(c: ACMETestClient, responder: HTTP01Responder) -> bytes:
+    _, order = issue(c, responder, IP)
+    leaf = x509.load_pem_x509_certificates(c.post(order["certificate"], None).data)[0]
+    return leaf.public_bytes(serialization.Encoding.DER)
+
+
+def test_revoke_refuses_a_reason_outside_the_allowed_set(registered: ACMETestClient, responder: HTTP01Responder) -> None:
+    der = _issued_der(registered, responder)
+    for reason in (2, 6, 7, 8, 9, 10, -1, "1", True, 1.0):
+        r = registered.post(registered.directory["revokeCert"], {"certificate": b64(der), "reason": reason})
+        problem(r, "badRevocationReason", 400)
+
+
+def test_revoke_refuses_a_certificate_not_issued_here(registered: ACMETestClient, responder: HTTP01Responder, ca: TestCA) -> None:
+    der = bytearray(_issued_der(registered, responder))
+    der[-3] ^= 0x01  # same serial, other bytes (its signature): not the certificate on record
+    problem(registered.post(registered.directory["revokeCert"], {"certificate": b64(bytes(der))}), "malformed", 404)
+
+
+def test_revoke_refuses_bytes_that_are_not_a_certificate(registered: ACMETestClient) -> None:
+    for junk in (b"", b"\x30\x00", b"not der"):
+        problem(registered.post(registered.directory["revokeCert"], {"certificate": b64(junk)}), "malformed", 400)
+
+
+def test_revoke_refuses_a_jws_key_that_is_not_the_certificates(
+    registered: ACMETestClient, responder: HTTP01Responder
+) -> None:
+    der = _issued_der(registered, responder)
+    stranger = ec.generate_private_key(ec.SECP256R1())
+    r = registered.post(registered.directory["revokeCert"], {"certificate": b64(der)}, key=stranger, kid=None)
+    problem(r, "unauthorized", 403)
+
+
+def test_revoke_refuses_another_account_without_authorizations(
+    app: Any, registered: ACMETestClient, responder: HTTP01Responder
+) -> None:
+    der = _issued_der(registered, responder)
+    other = ACMETestClient(app)
+    assert other.register().status_code == 201
+    problem(other.post(other.directory["revokeCert"], {"certificate": b64(der)}), "unauthorized", 403)
+
+
+def test_revoke_twice_is_already_revoked(registered: ACMETestClient, responder: HTTP01Responder) -> None:
+    der = _issued_der(registered, responder)
+    assert registered.post(registered.directory["revokeCert"], {"certificate": b64(der)}).status_code == 200
+    problem(registered.post(registered.directory["revokeCert"], {"certificate": b64(der)}), "alreadyRevoked", 400)
