@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from shared.clock import Clock
 from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed, Unauthorized
@@ -116,7 +117,11 @@ class Revoker:
             raise Unauthorized("missing ott or client certificate")
         if str(client_certificate.serial_number) != serial_dec:
             raise Forbidden("serial number in client certificate different than body")
-        return self.revoke(serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
+        record = self._own_record(serial_dec)
+        # As /renew does: the presented certificate must be the one recorded, not another with its serial.
+        if record.der != client_certificate.public_bytes(serialization.Encoding.DER):
+            raise Unauthorized("client certificate is not the certificate recorded for this serial")
+        return self._record_revocation(record, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
 
     def revoke(self, serial: str, *, reason_code: int, reason: str, provisioner_id: str, mtls: bool) -> Revocation:
         """Record the revocation of a certificate this authority issued.

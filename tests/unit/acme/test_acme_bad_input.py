@@ -416,7 +416,8 @@ def _ready_order(c: ACMETestClient, responder: HTTP01Responder, names: list[str]
         authz = c.post(au, None).get_json()
         ch = next(x for x in authz["challenges"] if x["type"] == "http-01")
         responder.tokens[ch["token"]] = c.key_authorization(ch["token"])
-        assert c.post(ch["url"], {}).get_json()["status"] == "valid"
+        got = c.post(ch["url"], {}).get_json()
+        assert got["status"] == "valid", got
     return order
 
 
