@@ -1,0 +1,32 @@
+"""Builds the SSH authority for a `Services` (lazily, the first time an SSH route is used)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.keys.registry import KeyManagers
+from shared.ssh.authority import SSHAuthority
+from shared.ssh.keys import open_ssh_signers, ssh_key_uris
+
+
+def ssh_authority(services: Any) -> SSHAuthority | None:
+    """The SSH authority of these services, or None when the config names no SSH keys.
+
+    Raises:
+        ConfigError: the `ssh` block is malformed or a key cannot be opened.
+    """
+    settings = services.settings
+    uris = ssh_key_uris(settings.raw, settings.base_dir)
+    if uris is None:
+        return None
+    signers = open_ssh_signers(uris, KeyManagers(password_file=settings.password_file))
+    return SSHAuthority(
+        authority_id=settings.authority_id,
+        signers=signers,
+        provisioners=services.provisioners,
+        audiences=services.audiences,
+        store=services.store,
+        clock=services.clock,
+        backdate=settings.backdate,
+        sinks=services.sinks,
+    )
