@@ -16,6 +16,7 @@ _MODULES = (
     "shared.cli.crl",
     "shared.cli.ocsp",
     "shared.cli.acme",
+    "shared.cli.ssh",
 )
 
 
