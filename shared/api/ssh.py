@@ -23,7 +23,7 @@ from shared.ssh.authority import SSHAuthority, SSHIssued
 from shared.ssh.config_templates import host_templates, user_templates
 
 _WRITES = {"/sign": "sign", "/renew": "renew", "/rekey": "rekey", "/revoke": "revoke"}
-_GET = {"/roots", "/federation", "/hosts", "/get-hosts"}
+_GET = {"/roots", "/federation", "/hosts", "/get-hosts", "/krl"}
 _POST = {*_WRITES, "/config", "/config/user", "/config/host", "/check-host", "/bastion"}
 
 
@@ -78,6 +78,8 @@ def ssh(request: Request, services: Services, tail: str) -> Response:
         op = _WRITES[tail]
         if op == "revoke":
             authority.revoke(body)
+            if services.settings.crl.publish_on_revoke:
+                _publish_krl(services)
             return json_response({"status": "ok"})
         return _issued(getattr(authority, op)(body))
     if tail.startswith("/config"):
@@ -103,7 +105,32 @@ def _read(tail: str, services: Services) -> Response:
         return json_response({"userKey": [_b64(authority.user_key)], "hostKey": [_b64(authority.host_key)]})
     if authority is None:
         raise NotFound("ssh certificate flows are not enabled")
+    if tail == "/krl":
+        return _krl(services)
     return json_response({"hosts": authority.hosts()})
+
+
+def _krl(services: Services) -> Response:
+    """The published KRL (Cirrus's own route: relying parties may fetch it here or from the bucket)."""
+    from shared.ssh.publish import KRL_CONTENT_TYPE, krl_blob_name
+    from shared.validation.wiring import blobs
+
+    blob = blobs(services).read(krl_blob_name(services.settings.authority_id))
+    if blob is None:
+        raise NotFound("no KRL has been published yet")
+    return Response(blob.data, mimetype=KRL_CONTENT_TYPE)
+
+
+def _publish_krl(services: Services) -> None:
+    """`crl.publishOnRevoke` for SSH: republish the KRL now; a failure waits for the schedule."""
+    import logging
+
+    from shared.ssh.publish import publish_krl
+
+    try:
+        publish_krl(services)
+    except Exception:
+        logging.getLogger("cirrus.ssh").warning("KRL publish-on-revoke failed; the schedule will retry", exc_info=True)
 
 
 def _config(tail: str, body: dict[str, Any], services: Services) -> Response:

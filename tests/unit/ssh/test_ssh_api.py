@@ -331,3 +331,25 @@ def test_without_ssh_keys_the_flows_are_not_enabled(tmp_path: Path, user_key) ->
         assert client.get("/ssh/roots").status_code == 200
     finally:
         s.close()
+
+
+def test_krl_is_published_beside_the_crls(api, services, authority_dir: Path, tmp_path: Path) -> None:
+    from shared.cli.crl import run_publish
+
+    refused(api.get("/ssh/krl"), 404)
+    key, crt = issue_host(api, authority_dir, tmp_path)
+    serial = str(parse_certificate(base64.b64decode(crt)).serial)
+    token = sshpop_token(crt, key, serial, op="ssh/revoke")
+    assert api.post("/ssh/revoke", json={"serial": serial, "ott": token, "passive": True}).status_code == 200
+    run_publish(services)
+    assert (authority_dir / "published" / "krl" / f"{services.settings.authority_id}.krl").exists()
+    r = api.get("/1.0/ssh/krl")
+    assert r.status_code == 200
+    (tmp_path / "krl").write_bytes(r.data)
+    (tmp_path / "h-cert.pub").write_text(cert_line(crt))
+    q = subprocess.run(["ssh-keygen", "-Q", "-f", str(tmp_path / "krl"), str(tmp_path / "h-cert.pub")],
+                       capture_output=True, text=True)
+    assert "REVOKED" in q.stdout
+    first = r.data
+    run_publish(services)
+    assert api.get("/ssh/krl").data[12:20] > first[12:20]  # the KRL version only increases
