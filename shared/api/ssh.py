@@ -68,8 +68,8 @@ def ssh(request: Request, services: Services, tail: str) -> Response:
     allowed = "GET" if tail in _GET else "POST"
     if request.method != allowed and not (allowed == "GET" and request.method == "HEAD"):
         return json_response({"status": 405, "message": "method not allowed"}, 405)
-    if tail in _WRITES and services.issuer_link is not None:
-        return _forward(request, services)
+    if allowed == "POST" and services.issuer_link is not None:
+        return _forward(request, services)  # the issuer function holds the SSH keys
     if allowed == "GET":
         return _read(tail, services)
     body: dict[str, Any] = read_json_object(request, max_bytes=services.settings.max_body_bytes)

@@ -20,7 +20,7 @@ import logging
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from shared.clock import Clock
 from shared.endpoints import endpoint_for_sign
@@ -51,6 +51,8 @@ from shared.ssh.certificate import (
 from shared.ssh.keys import SSHSigners
 from shared.ssh.krl import build_krl
 from shared.ssh.options import (
+    SSHOptions,
+    SSHSignAuthorization,
     jwk_ssh_authorization,
     parse_options,
     parse_public_key_field,
@@ -69,6 +71,19 @@ FOREVER = 2**64 - 1
 def ssh_revocation_authority(authority_id: str) -> str:
     """The authority id SSH revocations are kept under (never in an X.509 CRL)."""
     return f"{authority_id}/ssh"
+
+
+@runtime_checkable
+class SSHSignProvisioner(Protocol):
+    """A provisioner type that issues SSH certificates itself (OIDC identities, cloud hosts).
+
+    The hook for provisioner types beyond JWK: verify the token for `ssh/sign` and
+    say what the certificate may hold, given the request's own options.
+    """
+
+    def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:
+        """Verify the token and return what it allows (raises the step-ca errors)."""
+        ...
 
 
 class SSHStore(IssuanceLedger, RevocationStore, EndpointStore, TokenLedger, DocumentStore, Protocol):
@@ -126,21 +141,24 @@ class SSHAuthority:
             raise BadRequest("missing or empty ott")
         request = parse_options(body, now=now, where="request")
         peeked = peek(ott)
-        provisioner = self._provisioners.for_token(peeked)
-        if not isinstance(provisioner, JWKProvisioner):  # other types issue SSH once they land
+        provisioner: object = self._provisioners.for_token(peeked)
+        if isinstance(provisioner, SSHSignProvisioner):
+            auth = provisioner.authorize_ssh_sign(peeked, now, request)
+        elif isinstance(provisioner, JWKProvisioner):
+            # The JWK provisioner's own checks (signature, iss, aud for ssh/sign, sub, times).
+            claims, expires = provisioner._verify(peeked, "ssh/sign", now)
+            auth = jwk_ssh_authorization(
+                provisioner_id=provisioner.ref.id,
+                provisioner_name=provisioner.ref.name,
+                claims=provisioner.claims,
+                token_claims=claims,
+                replay=provisioner._replay(peeked, claims, expires),
+                request=request,
+                now=now,
+            )
+        else:
             raise Unauthorized("provisioner does not issue SSH certificates")
-        # The JWK provisioner's own checks (signature, iss, aud for ssh/sign, sub, times).
-        claims, expires = provisioner._verify(peeked, "ssh/sign", now)
-        replay = provisioner._replay(peeked, claims, expires)
-        auth = jwk_ssh_authorization(
-            provisioner_id=provisioner.ref.id,
-            provisioner_name=provisioner.ref.name,
-            claims=provisioner.claims,
-            token_claims=claims,
-            replay=replay,
-            request=request,
-            now=now,
-        )
+        replay = auth.replay
         after, before = resolve_validity(auth, request, now=now, backdate=self._backdate)
         extensions = dict(DEFAULT_USER_EXTENSIONS) if auth.cert_type == USER_CERT else {}
         cert = self._sign(key, auth.cert_type, auth.key_id, auth.principals, after, before, {}, extensions)
