@@ -353,3 +353,18 @@ def test_krl_is_published_beside_the_crls(api, services, authority_dir: Path, tm
     first = r.data
     run_publish(services)
     assert api.get("/ssh/krl").data[12:20] > first[12:20]  # the KRL version only increases
+
+
+def test_x509_routes_do_not_take_ssh_serials(api, services, authority_dir: Path, user_key) -> None:
+    """/revoke and ACME renewalInfo answer 404 for an SSH serial (they answered 500 / wrote a CRL entry)."""
+    from tests.helpers import mint_token, sign_claims
+
+    crt = sign_user(api, authority_dir, user_key[1]).get_json()["crt"]
+    serial = parse_certificate(base64.b64decode(crt)).serial
+    token = mint_token(authority_dir, sign_claims(str(serial), None, op="revoke"))
+    refused(api.post("/revoke", json={"serial": str(serial), "ott": token, "passive": True}), 404)
+    assert services.store.get_revocation(str(serial)) is None
+    aki = base64.urlsafe_b64encode(b"\x01" * 20).rstrip(b"=").decode()
+    sid = base64.urlsafe_b64encode(serial.to_bytes(8, "big")).rstrip(b"=").decode()
+    r = api.get(f"/acme/acme/renewal-info/{aki}.{sid}")
+    assert r.status_code == 404, r.text
