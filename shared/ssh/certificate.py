@@ -49,6 +49,7 @@ DEFAULT_USER_EXTENSIONS: Mapping[str, str] = {
 CRITICAL_OPTIONS = frozenset({"force-command", "source-address", "verify-required"})
 MAX_PRINCIPALS = 256
 MAX_TEXT = 1024
+MAX_DATETIME = 253402300799  # 9999-12-31T23:59:59Z; SSH's "forever" (2**64 - 1) maps here
 
 
 def cert_key_type(key_type: str) -> str:
@@ -83,12 +84,12 @@ class SSHCertificate:
     @property
     def not_before(self) -> dt.datetime:
         """`valid_after` as a datetime."""
-        return dt.datetime.fromtimestamp(min(self.valid_after, 2**62 // 10**6), dt.UTC)
+        return dt.datetime.fromtimestamp(min(self.valid_after, MAX_DATETIME), dt.UTC)
 
     @property
     def not_after(self) -> dt.datetime:
         """`valid_before` as a datetime (the far future for "forever")."""
-        return dt.datetime.fromtimestamp(min(self.valid_before, 253402300799), dt.UTC)
+        return dt.datetime.fromtimestamp(min(self.valid_before, MAX_DATETIME), dt.UTC)
 
     def authorized_line(self, comment: str = "") -> str:
         """The `-cert.pub` line."""

@@ -90,6 +90,7 @@ def test_a_tampered_certificate_does_not_verify(subject_keys) -> None:
     key = parse_authorized_key(subject_keys["ed25519"].read_text())
     cert = build_and_sign(key=key, serial=1, cert_type=USER_CERT, key_id="k", principals=("root",), valid_after=0,
                           valid_before=2**64 - 1, critical_options={}, extensions={}, ca=ca)
+    assert cert.not_after.year == 9999 and cert.not_before.year == 1970  # "forever" maps to a datetime
     blob = cert.blob.replace(string("root"), string("toor"))
     assert not parse_certificate(blob).signed_by(ca.public_key())
 
