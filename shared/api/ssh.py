@@ -46,7 +46,10 @@ def _b64(data: bytes) -> str:
 
 
 def _issued(issued: SSHIssued) -> Response:
-    return json_response({"crt": _b64(issued.certificate.blob)}, 201)
+    body = {"crt": _b64(issued.certificate.blob)}
+    if issued.add_user is not None:
+        body["addUserCrt"] = _b64(issued.add_user.blob)
+    return json_response(body, 201)
 
 
 def _forward(request: Request, services: Services) -> Response:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,6 +67,10 @@ log = logging.getLogger("cirrus.ssh")
 
 HOSTS_COLLECTION = "ssh_hosts"
 FOREVER = 2**64 - 1
+DEFAULT_ADD_USER_PRINCIPAL = "provisioner"
+DEFAULT_ADD_USER_COMMAND = "sudo useradd -m <principal>; nc -q0 localhost 22"
+# The principal is put into a shell command on the hosts: only a POSIX user name may go there.
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def ssh_revocation_authority(authority_id: str) -> str:
@@ -96,6 +101,7 @@ class SSHIssued:
 
     certificate: SSHCertificate
     record: CertificateRecord
+    add_user: SSHCertificate | None = None
 
 
 class SSHAuthority:
@@ -112,8 +118,12 @@ class SSHAuthority:
         clock: Clock,
         backdate: dt.timedelta = dt.timedelta(minutes=1),
         sinks: Sequence[EventSink] = (),
+        add_user_principal: str = DEFAULT_ADD_USER_PRINCIPAL,
+        add_user_command: str = DEFAULT_ADD_USER_COMMAND,
     ) -> None:
         self.authority_id = authority_id
+        self._add_user_principal = add_user_principal
+        self._add_user_command = add_user_command
         self._signers = signers
         self._user_ca = signers.user.public_key()
         self._host_ca = signers.host.public_key()
@@ -136,6 +146,9 @@ class SSHAuthority:
         """
         now = self._clock.now()
         key = parse_public_key_field(body.get("publicKey"))
+        add_user_key = None
+        if body.get("addUserPublicKey"):
+            add_user_key = parse_public_key_field(body.get("addUserPublicKey"), "addUserPublicKey")
         ott = body.get("ott")
         if not isinstance(ott, str) or not ott:
             raise BadRequest("missing or empty ott")
@@ -173,7 +186,42 @@ class SSHAuthority:
         )
         is_new = auth.renewal_enabled or self._store.get_endpoint(endpoint.id) is None
         ref = ProvisionerRef(id=auth.provisioner_id, name=auth.provisioner_name, type=auth.provisioner_type)
-        return self._record(cert, ref, endpoint, now, operation="sign", new_endpoint=is_new, claim=replay)
+        add_user = self._add_user_certificate(cert, add_user_key) if add_user_key is not None else None
+        issued = self._record(cert, ref, endpoint, now, operation="sign", new_endpoint=is_new, claim=replay)
+        if add_user is None:
+            return issued
+        self._record(add_user, ref, endpoint, now, operation="sign", new_endpoint=False, claim=None)
+        return SSHIssued(certificate=issued.certificate, record=issued.record, add_user=add_user)
+
+    def _add_user_certificate(self, subject: SSHCertificate, key: SSHPublicKey) -> SSHCertificate:
+        """step-ca's `addUserPublicKey`: a certificate that creates the user on first login.
+
+        Principal `ssh.addUserPrincipal`, key id `<principal>-<addUserPrincipal>`, the critical
+        option `force-command` = `ssh.addUserCommand` with `<principal>` replaced, and the
+        subject certificate's validity.
+
+        Raises:
+            BadRequest: not a user certificate with one principal (or a second that is an email),
+            or a principal that is not a plain user name.
+        """
+        principals = subject.principals
+        if subject.cert_type != USER_CERT:
+            raise BadRequest("certificate is not a user certificate")
+        if not principals or len(principals) > 2 or (len(principals) == 2 and "@" not in principals[1]):
+            raise BadRequest("certificate does not have only one principal")
+        principal = principals[0]
+        if not _USER_NAME.match(principal):
+            raise BadRequest("the principal is not a user name that can be added")
+        return self._sign(
+            key,
+            USER_CERT,
+            f"{principal}-{self._add_user_principal}",
+            (self._add_user_principal,),
+            subject.valid_after,
+            subject.valid_before,
+            {"force-command": self._add_user_command.replace("<principal>", principal)},
+            {},
+        )
 
     def _sign(
         self,
@@ -392,7 +440,7 @@ class SSHAuthority:
         *,
         operation: str,
         new_endpoint: bool,
-        claim: ReplayClaim,
+        claim: ReplayClaim | None,
         renewed_from: str | None = None,
     ) -> SSHIssued:
         record = CertificateRecord(
@@ -432,7 +480,7 @@ class SSHAuthority:
                 self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name})
             )
         create = operation == "sign" and new_endpoint
-        token = TokenClaim(claim.namespace, claim.key, claim.expires_at)
+        token = TokenClaim(claim.namespace, claim.key, claim.expires_at) if claim is not None else None
         self._store.record_issuance(record, new_endpoint=endpoint if create else None, events=events, claim=token)
         self._publish(events)
         if cert.cert_type == HOST_CERT:

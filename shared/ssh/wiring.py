@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.errors import ConfigError
 from shared.keys.registry import KeyManagers
-from shared.ssh.authority import SSHAuthority
+from shared.ssh.authority import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL, SSHAuthority
 from shared.ssh.keys import open_ssh_signers, ssh_key_uris
 
 
@@ -20,6 +21,11 @@ def ssh_authority(services: Any) -> SSHAuthority | None:
     if uris is None:
         return None
     signers = open_ssh_signers(uris, KeyManagers(password_file=settings.password_file))
+    block = settings.raw.get("ssh") or {}
+    principal = block.get("addUserPrincipal") or DEFAULT_ADD_USER_PRINCIPAL
+    command = block.get("addUserCommand") or DEFAULT_ADD_USER_COMMAND
+    if not isinstance(principal, str) or not isinstance(command, str):
+        raise ConfigError("config: ssh.addUserPrincipal and ssh.addUserCommand must be strings")
     return SSHAuthority(
         authority_id=settings.authority_id,
         signers=signers,
@@ -29,4 +35,6 @@ def ssh_authority(services: Any) -> SSHAuthority | None:
         clock=services.clock,
         backdate=settings.backdate,
         sinks=services.sinks,
+        add_user_principal=principal,
+        add_user_command=command,
     )

@@ -368,3 +368,25 @@ def test_x509_routes_do_not_take_ssh_serials(api, services, authority_dir: Path,
     sid = base64.urlsafe_b64encode(serial.to_bytes(8, "big")).rstrip(b"=").decode()
     r = api.get(f"/acme/acme/renewal-info/{aki}.{sid}")
     assert r.status_code == 404, r.text
+
+
+def test_add_user_certificate(api, authority_dir: Path, user_key, tmp_path: Path) -> None:
+    _, extra = keygen(tmp_path, "extra", "-t", "ecdsa")
+    token = ssh_token(authority_dir, "alice@example.com", {"certType": "user", "principals": ["alice", "alice@example.com"]})
+    r = api.post("/ssh/sign", json={"publicKey": user_key[1], "ott": token, "addUserPublicKey": extra})
+    assert r.status_code == 201, r.text
+    body = r.get_json()
+    main, add = (parse_certificate(base64.b64decode(body[k])) for k in ("crt", "addUserCrt"))
+    assert add.principals == ("provisioner",) and add.key_id == "alice-provisioner"
+    assert add.critical_options == {"force-command": "sudo useradd -m alice; nc -q0 localhost 22"}
+    assert (add.valid_after, add.valid_before) == (main.valid_after, main.valid_before) and not add.extensions
+    assert add.key.blob == base64.b64decode(extra)
+    assert ssh_rows(authority_dir) == 2
+
+
+@pytest.mark.parametrize("principals", [["alice", "bob"], ["a;reboot"], ["Alice Smith"]])
+def test_add_user_refuses_what_cannot_be_a_user_name(api, authority_dir: Path, user_key, tmp_path: Path, principals) -> None:
+    _, extra = keygen(tmp_path, "extra", "-t", "ecdsa")
+    token = ssh_token(authority_dir, "alice", {"certType": "user", "principals": principals})
+    refused(api.post("/ssh/sign", json={"publicKey": user_key[1], "ott": token, "addUserPublicKey": extra}), 400)
+    assert ssh_rows(authority_dir) == 0
