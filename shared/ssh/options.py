@@ -100,6 +100,8 @@ def match_token(want: SSHOptions, got: SSHOptions, subject: str) -> None:
         raise Forbidden("ssh certificate validAfter does not match")
     if want.valid_before is not None and got.valid_before is not None and want.valid_before != got.valid_before:
         raise Forbidden("ssh certificate validBefore does not match")
+    if want.key_id and got.key_id and got.key_id != want.key_id:
+        raise Forbidden(f"ssh certificate key id does not match - got {got.key_id[:64]}, want {want.key_id[:64]}")
     if got.key_id and got.key_id != subject:
         raise Forbidden(f"ssh certificate key id does not match - got {got.key_id[:64]}, want {subject[:64]}")
 

@@ -390,3 +390,11 @@ def test_add_user_refuses_what_cannot_be_a_user_name(api, authority_dir: Path, u
     token = ssh_token(authority_dir, "alice", {"certType": "user", "principals": principals})
     refused(api.post("/ssh/sign", json={"publicKey": user_key[1], "ott": token, "addUserPublicKey": extra}), 400)
     assert ssh_rows(authority_dir) == 0
+
+
+def test_key_id_other_than_the_token_key_id_is_refused(api, authority_dir: Path, user_key) -> None:
+    token = ssh_token(authority_dir, "alice", {"certType": "user", "keyID": "alice-laptop", "principals": ["alice"]})
+    refused(api.post("/ssh/sign", json={"publicKey": user_key[1], "ott": token, "keyID": "alice"}), 403)
+    ok = ssh_token(authority_dir, "alice", {"certType": "user", "keyID": "alice-laptop", "principals": ["alice"]})
+    r = api.post("/ssh/sign", json={"publicKey": user_key[1], "ott": ok})
+    assert parse_certificate(base64.b64decode(r.get_json()["crt"])).key_id == "alice-laptop"
