@@ -15,9 +15,6 @@ X.509 CRLs never list them; the KRL is built from them instead.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import logging
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,22 +23,15 @@ from typing import Any, Protocol, runtime_checkable
 from shared.clock import Clock
 from shared.endpoints import endpoint_for_sign
 from shared.errors import AlreadyRevoked, BadRequest, NotFound, NotImplementedYet, TokenAlreadyUsed, Unauthorized
-from shared.events.base import (
-    CERTIFICATE_ISSUED,
-    CERTIFICATE_REKEYED,
-    CERTIFICATE_RENEWED,
-    CERTIFICATE_REVOKED,
-    ENDPOINT_CREATED,
-    EVENT_SOURCE,
-    EventSink,
-)
-from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, Revocation, TokenClaim
+from shared.events.base import CERTIFICATE_REVOKED, EventSink
+from shared.model import CertificateKind, CertificateRecord, Endpoint, ProvisionerRef, Revocation
 from shared.model import subject_key as make_subject_key
 from shared.provisioners.base import ReplayClaim
 from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import Audiences, PeekedToken, peek
 from shared.revocation import parse_reason_code
+from shared.ssh.add_user import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL, add_user_fields
 from shared.ssh.certificate import (
     DEFAULT_USER_EXTENSIONS,
     HOST_CERT,
@@ -49,6 +39,7 @@ from shared.ssh.certificate import (
     SSHCertificate,
     build_and_sign,
 )
+from shared.ssh.hosts import SSHHostIndex
 from shared.ssh.keys import SSHSigners
 from shared.ssh.krl import build_krl
 from shared.ssh.options import (
@@ -59,18 +50,12 @@ from shared.ssh.options import (
     parse_public_key_field,
     resolve_validity,
 )
+from shared.ssh.records import SSHRecorder
 from shared.ssh.sshpop import SSHPOPAuthorization, verify_sshpop
 from shared.ssh.wire import SSHPublicKey, public_key_blob
 from shared.store.base import DocumentStore, EndpointStore, IssuanceLedger, RevocationStore, TokenLedger
 
-log = logging.getLogger("cirrus.ssh")
-
-HOSTS_COLLECTION = "ssh_hosts"
 FOREVER = 2**64 - 1
-DEFAULT_ADD_USER_PRINCIPAL = "provisioner"
-DEFAULT_ADD_USER_COMMAND = "sudo useradd -m <principal>; nc -q0 localhost 22"
-# The principal is put into a shell command on the hosts: only a POSIX user name may go there.
-_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def ssh_revocation_authority(authority_id: str) -> str:
@@ -134,7 +119,8 @@ class SSHAuthority:
         self._store = store
         self._clock = clock
         self._backdate = backdate
-        self._sinks = list(sinks)
+        self._recorder = SSHRecorder(authority_id=authority_id, ledger=store, sinks=sinks)
+        self._hosts = SSHHostIndex(authority_id=authority_id, documents=store, clock=clock)
 
     # ------------------------------------------------------------------ sign
     def sign(self, body: Mapping[str, Any]) -> SSHIssued:
@@ -194,33 +180,11 @@ class SSHAuthority:
         return SSHIssued(certificate=issued.certificate, record=issued.record, add_user=add_user)
 
     def _add_user_certificate(self, subject: SSHCertificate, key: SSHPublicKey) -> SSHCertificate:
-        """step-ca's `addUserPublicKey`: a certificate that creates the user on first login.
-
-        Principal `ssh.addUserPrincipal`, key id `<principal>-<addUserPrincipal>`, the critical
-        option `force-command` = `ssh.addUserCommand` with `<principal>` replaced, and the
-        subject certificate's validity.
-
-        Raises:
-            BadRequest: not a user certificate with one principal (or a second that is an email),
-            or a principal that is not a plain user name.
-        """
-        principals = subject.principals
-        if subject.cert_type != USER_CERT:
-            raise BadRequest("certificate is not a user certificate")
-        if not principals or len(principals) > 2 or (len(principals) == 2 and "@" not in principals[1]):
-            raise BadRequest("certificate does not have only one principal")
-        principal = principals[0]
-        if not _USER_NAME.match(principal):
-            raise BadRequest("the principal is not a user name that can be added")
+        """step-ca's `addUserPublicKey` certificate (see `shared.ssh.add_user`), with the subject's validity."""
+        fields = add_user_fields(subject, principal_name=self._add_user_principal, command=self._add_user_command)
         return self._sign(
-            key,
-            USER_CERT,
-            f"{principal}-{self._add_user_principal}",
-            (self._add_user_principal,),
-            subject.valid_after,
-            subject.valid_before,
-            {"force-command": self._add_user_command.replace("<principal>", principal)},
-            {},
+            key, USER_CERT, fields.key_id, fields.principals, subject.valid_after, subject.valid_before,
+            fields.critical_options, {},
         )
 
     def _sign(
@@ -365,7 +329,7 @@ class SSHAuthority:
             reason=str(reason or ""),
             provisioner_id=provisioner_id,
         )
-        event = self._event(
+        event = self._recorder.event(
             CERTIFICATE_REVOKED,
             serial,
             now,
@@ -373,7 +337,7 @@ class SSHAuthority:
              "authorityId": self.authority_id},
         )
         self._store.revoke(revocation, events=[event])
-        self._publish([event])
+        self._recorder.publish([event])
         return revocation
 
     def _revoke_token(self, peeked: PeekedToken, ott: str) -> tuple[str, ReplayClaim, str]:
@@ -396,24 +360,11 @@ class SSHAuthority:
     # ------------------------------------------------------------------ reads
     def check_host(self, principal: str) -> bool:
         """Whether an unexpired host certificate names `principal` (case-insensitive)."""
-        found = self._store.get_document(HOSTS_COLLECTION, self._host_doc_id(principal))
-        if found is None:
-            return False
-        not_after = found[0].get("notAfter")
-        return isinstance(not_after, int) and not_after > int(self._clock.now().timestamp())
+        return self._hosts.exists(principal)
 
     def hosts(self) -> list[dict[str, Any]]:
         """`GET /ssh/hosts`: the principals of unexpired host certificates."""
-        ts = int(self._clock.now().timestamp())
-        docs = self._store.find_documents(HOSTS_COLLECTION, "authorityId", self.authority_id, limit=1000)
-        names = sorted(
-            {
-                str(d.get("hostname"))
-                for _, d, _ in docs
-                if isinstance(d.get("notAfter"), int) and d["notAfter"] > ts
-            }
-        )
-        return [{"hid": "", "host_tags": [], "hostname": n} for n in names]
+        return self._hosts.hosts()
 
     def krl(self, *, version: int) -> bytes:
         """A KRL of every revoked, unexpired SSH certificate of this authority."""
@@ -428,9 +379,6 @@ class SSHAuthority:
         )
 
     # -------------------------------------------------------------- recording
-    def _host_doc_id(self, principal: str) -> str:
-        return hashlib.sha256(f"{self.authority_id}\n{principal.lower()}".encode()).hexdigest()
-
     def _record(
         self,
         cert: SSHCertificate,
@@ -443,89 +391,10 @@ class SSHAuthority:
         claim: ReplayClaim | None,
         renewed_from: str | None = None,
     ) -> SSHIssued:
-        record = CertificateRecord(
-            serial=str(cert.serial),
-            authority_id=self.authority_id,
-            kind=CertificateKind.SSH,
-            der=cert.blob,
-            not_before=cert.not_before,
-            not_after=cert.not_after,
-            provisioner=provisioner,
-            endpoint_id=endpoint.id,
-            subject_key=endpoint.subject_key,
-            common_name=cert.key_id,
-            sans=cert.principals,
-            issued_at=now,
+        record = self._recorder.record(
+            cert, provisioner, endpoint, now, operation=operation, new_endpoint=new_endpoint, claim=claim,
             renewed_from=renewed_from,
-            operation=operation,
         )
-        event_type = {"sign": CERTIFICATE_ISSUED, "renew": CERTIFICATE_RENEWED, "rekey": CERTIFICATE_REKEYED}[operation]
-        data: dict[str, Any] = {
-            "serial": record.serial,
-            "kind": "ssh",
-            "certType": cert.type_name,
-            "authorityId": self.authority_id,
-            "endpointId": endpoint.id,
-            "provisioner": provisioner.name,
-            "keyId": cert.key_id,
-            "principals": list(cert.principals),
-            "notBefore": record.not_before.isoformat(),
-            "notAfter": record.not_after.isoformat(),
-        }
-        if renewed_from:
-            data["renewedFrom"] = renewed_from
-        events = [self._event(event_type, record.serial, now, data)]
-        if new_endpoint:
-            events.append(
-                self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name})
-            )
-        create = operation == "sign" and new_endpoint
-        token = TokenClaim(claim.namespace, claim.key, claim.expires_at) if claim is not None else None
-        self._store.record_issuance(record, new_endpoint=endpoint if create else None, events=events, claim=token)
-        self._publish(events)
         if cert.cert_type == HOST_CERT:
-            self._index_host(cert)
+            self._hosts.add(cert)
         return SSHIssued(certificate=cert, record=record)
-
-    def _index_host(self, cert: SSHCertificate) -> None:
-        """Remember host principals for `/ssh/check-host` and `/ssh/hosts` (a lookup aid, best effort)."""
-        for principal in cert.principals:
-            doc_id = self._host_doc_id(principal)
-            data = {
-                "authorityId": self.authority_id,
-                "hostname": principal.lower(),
-                "notAfter": cert.valid_before,
-                "serial": str(cert.serial),
-            }
-            try:
-                for _ in range(3):
-                    if self._store.create_document(HOSTS_COLLECTION, doc_id, data):
-                        break
-                    found = self._store.get_document(HOSTS_COLLECTION, doc_id)
-                    if found is None:
-                        continue
-                    current, version = found
-                    if int(current.get("notAfter", 0)) >= cert.valid_before:
-                        break
-                    if self._store.update_document(HOSTS_COLLECTION, doc_id, data, expected_version=version):
-                        break
-            except Exception:
-                log.warning("could not index SSH host principal; check-host may miss it", exc_info=True)
-
-    def _event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
-        return Event(
-            id=secrets.token_hex(16),
-            type=etype,
-            source=f"{EVENT_SOURCE}/{self.authority_id}",
-            subject=subject,
-            time=now,
-            data=data,
-        )
-
-    def _publish(self, events: Sequence[Event]) -> None:
-        for sink in self._sinks:
-            try:
-                sink.publish(events)
-            except Exception:
-                log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)
-

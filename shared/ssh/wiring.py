@@ -6,7 +6,8 @@ from typing import Any
 
 from shared.errors import ConfigError
 from shared.keys.registry import KeyManagers
-from shared.ssh.authority import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL, SSHAuthority
+from shared.ssh.add_user import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL
+from shared.ssh.authority import SSHAuthority
 from shared.ssh.keys import open_ssh_signers, ssh_key_uris
 
 
