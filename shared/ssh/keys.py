@@ -1,7 +1,8 @@
 """The SSH CA keys: named by KeyManager URI in config, as the X.509 keys are.
 
 `config.json` carries step-ca's block `"ssh": {"userKey": URI, "hostKey": URI}`
-(a `cloudkms:` URI in the cloud, `softkms:path=...` on one machine). The keys
+(a `cloudkms:` URI in the cloud, `softkms:path=...` on one machine; the Functions get them as
+`CIRRUS_SSH_USER_KEY` / `CIRRUS_SSH_HOST_KEY`). The keys
 are only ever used through `Signer.sign`. An authority created before SSH
 support has no such block: `cirrus ssh init --dir DIR` adds the keys, and
 until then the SSH routes answer step-ca's 501 "ssh certificate flows are not
@@ -39,11 +40,14 @@ def ssh_key_uris(raw: Mapping[str, Any], base_dir: Path) -> SSHKeyURIs | None:
         ConfigError: the block is present but malformed.
     """
     block = raw.get("ssh")
-    if block is None:
+    if block is None and not (raw.get("sshUserKey") or raw.get("sshHostKey")):
         return None
-    if not isinstance(block, dict):
+    if not isinstance(block, dict | None):
         raise ConfigError("config: 'ssh' must be an object")
-    user, host = block.get("userKey"), block.get("hostKey")
+    block = block or {}
+    # CIRRUS_SSH_USER_KEY / CIRRUS_SSH_HOST_KEY (the Functions' `cloudkms:` URIs) win over the file.
+    user = raw.get("sshUserKey") or block.get("userKey")
+    host = raw.get("sshHostKey") or block.get("hostKey")
     if not isinstance(user, str) or not user or not isinstance(host, str) or not host:
         raise ConfigError("config: 'ssh' needs 'userKey' and 'hostKey' key URIs")
     from shared.config import _resolve  # the same path rules as the X.509 key
