@@ -131,6 +131,10 @@ locals {
   # that could not use it.
   ocsp_responder_key_uri = "cloudkms:${google_kms_crypto_key.ocsp_responder.id}/cryptoKeyVersions/${var.ocsp_responder_key_version}"
 
+  # The SSH CA keys (CIRRUS_SSH_USER_KEY, CIRRUS_SSH_HOST_KEY), handed to the
+  # functions with a role on them (local.ssh_key_roles).
+  ssh_key_uris = { for kind, key in google_kms_crypto_key.ssh : kind => "cloudkms:${key.id}/cryptoKeyVersions/1" }
+
   # Each HTTP function's own URL, the default external URL it puts in links
   # (ACME directory, certificate URLs) when no load balancer fronts them all.
   own_urls = {
@@ -153,6 +157,8 @@ locals {
       local.common_env,
       contains(local.signers, name) ? { CIRRUS_KEY = local.signing_key_uri } : {},
       contains(keys(local.ocsp_key_roles), name) ? { CIRRUS_OCSP_KEY = local.ocsp_responder_key_uri } : {},
+      contains(keys(local.ssh_key_roles), name) ? { CIRRUS_SSH_USER_KEY = local.ssh_key_uris["user"] } : {},
+      contains(keys(local.ssh_key_roles), name) ? { CIRRUS_SSH_HOST_KEY = local.ssh_key_uris["host"] } : {},
       contains(local.issuer_callers, name) ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
       f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = coalesce(var.external_url, local.own_urls[name]) } : {},
     )
