@@ -141,7 +141,8 @@ class Revoker:
             NotFound: unknown serial, or another authority's.
         """
         record = self._certificates.get_certificate(serial)
-        if record is None or record.authority_id != self._authority_id:
+        # SSH certificates are revoked through /ssh/revoke, never into an X.509 CRL.
+        if record is None or record.authority_id != self._authority_id or str(record.kind) != "x509":
             raise NotFound("certificate not found")
         return record
 

@@ -53,8 +53,9 @@ def _app() -> CirrusApp:
 
 def _issuer_mounts(s: Services) -> dict[str, Mount]:
     from shared.api.acme_mount import internal_acme
+    from shared.api.mounts import ssh
 
-    return {"/internal/acme": internal_acme}
+    return {"/internal/acme": internal_acme, "/ssh": ssh, "/1.0/ssh": ssh}
 
 
 def _issuer_app() -> CirrusApp:

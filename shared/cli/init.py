@@ -240,6 +240,9 @@ def write_authority(
             "renegotiation": False,
         },
     }
+    from shared.ssh.keys import create_ssh_keys
+
+    create_ssh_keys(config, directory, kms, key_type)  # SSH user and host CA keys, as `step ca init --ssh`
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return config
 

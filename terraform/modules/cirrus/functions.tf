@@ -131,6 +131,10 @@ locals {
   # that could not use it.
   ocsp_responder_key_uri = "cloudkms:${google_kms_crypto_key.ocsp_responder.id}/cryptoKeyVersions/${var.ocsp_responder_key_version}"
 
+  # The SSH CA keys (CIRRUS_SSH_USER_KEY, CIRRUS_SSH_HOST_KEY), handed to the
+  # functions with a role on them (local.ssh_key_roles).
+  ssh_key_uris = { for kind, key in google_kms_crypto_key.ssh : kind => "cloudkms:${key.id}/cryptoKeyVersions/1" }
+
   # Each HTTP function's own address: its Cloud Run URL, https://SERVICE-PROJECT_NUMBER.REGION.run.app,
   # with no path. The step CLI resolves /root, /1.0/sign ... against the host
   # root, so a path-bearing address (REGION-PROJECT.cloudfunctions.net/NAME)
@@ -168,6 +172,8 @@ locals {
       local.common_env,
       contains(local.signers, name) ? { CIRRUS_KEY = local.signing_key_uri } : {},
       contains(keys(local.ocsp_key_roles), name) ? { CIRRUS_OCSP_KEY = local.ocsp_responder_key_uri } : {},
+      contains(keys(local.ssh_key_roles), name) ? { CIRRUS_SSH_USER_KEY = local.ssh_key_uris["user"] } : {},
+      contains(keys(local.ssh_key_roles), name) ? { CIRRUS_SSH_HOST_KEY = local.ssh_key_uris["host"] } : {},
       contains(local.issuer_callers, name) ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
       f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = local.external_urls[name] } : {},
     )

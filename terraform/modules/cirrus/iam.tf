@@ -126,6 +126,25 @@ locals {
     ]) : "${grant.function}/${grant.role}" => grant
   }
 
+  # Roles on the SSH user and host CA keys (kms.tf). Whoever signs X.509
+  # certificates signs SSH ones: the issuer, or ca_api while the issuer is not
+  # deployed. ca_api otherwise only reads the public keys (/ssh/roots,
+  # /ssh/config), and crl_publish reads them for the KRL. Every function listed
+  # here also gets CIRRUS_SSH_USER_KEY and CIRRUS_SSH_HOST_KEY (functions.tf).
+  ssh_key_roles = {
+    issuer      = ["roles/cloudkms.signerVerifier", "roles/cloudkms.publicKeyViewer"]
+    ca_api      = local.issuer_deployed ? ["roles/cloudkms.publicKeyViewer"] : ["roles/cloudkms.signerVerifier", "roles/cloudkms.publicKeyViewer"]
+    crl_publish = ["roles/cloudkms.publicKeyViewer"]
+  }
+
+  ssh_key_grants = {
+    for grant in flatten([
+      for fn, roles in local.ssh_key_roles : [
+        for kind in ["user", "host"] : [for role in roles : { function = fn, role = role, kind = kind }]
+      ] if contains(keys(local.deployed), fn)
+    ]) : "${grant.kind}/${grant.function}/${grant.role}" => grant
+  }
+
   # ca_api and acme serve /crl (shared/api/mounts.py) from the bucket; ocsp
   # reads the CRLs, the serial index and its certificate; crl_publish reads and
   # overwrites (an overwrite needs objects.delete) what it publishes:
@@ -194,6 +213,14 @@ resource "google_kms_crypto_key_iam_member" "ocsp_responder" {
   for_each = local.ocsp_key_grants
 
   crypto_key_id = google_kms_crypto_key.ocsp_responder.id
+  role          = each.value.role
+  member        = "serviceAccount:${google_service_account.fn[each.value.function].email}"
+}
+
+resource "google_kms_crypto_key_iam_member" "ssh" {
+  for_each = local.ssh_key_grants
+
+  crypto_key_id = google_kms_crypto_key.ssh[each.value.kind].id
   role          = each.value.role
   member        = "serviceAccount:${google_service_account.fn[each.value.function].email}"
 }
