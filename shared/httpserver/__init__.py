@@ -43,8 +43,8 @@ certificate (the TLS layer checks it against the roots) passed as
 (one request through the WSGI app) and `loop` (the event loop).
 """
 
-from shared.httpserver.exchange import WSGIApp
+from shared.httpserver.exchange import CommitGroup, WSGIApp
 from shared.httpserver.limits import ConnectionBalance, Limits
-from shared.httpserver.loop import CommitGroup, Offload, WSGIServer
+from shared.httpserver.loop import Offload, WSGIServer
 
 __all__ = ["CommitGroup", "ConnectionBalance", "Limits", "Offload", "WSGIApp", "WSGIServer"]

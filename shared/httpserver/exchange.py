@@ -11,7 +11,7 @@ import io
 import logging
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote
 
 from shared.api.wsgi import AFTER_RESPONSE_KEY
@@ -22,6 +22,19 @@ log = logging.getLogger("shared.httpserver")
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _HOP_BY_HOP = frozenset(("content-length", "connection", "transfer-encoding"))
 _SKIPPED = frozenset(("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"))
+
+
+class CommitGroup(Protocol):
+    """Writes that requests answered in one loop turn leave for a shared commit (`shared.groupcommit`)."""
+
+    def begin(self, tag: int, environ: dict[str, Any]) -> None:
+        """The request `tag` is about to run with `environ`."""
+
+    def holds(self, tag: int) -> bool:
+        """Whether request `tag`'s answer must wait for `settle()`."""
+
+    def settle(self) -> dict[int, tuple[str, list[tuple[str, str]], bytes]]:
+        """Commit; return (status, headers, body) for held requests whose write failed. Never raises."""
 
 
 class Request:

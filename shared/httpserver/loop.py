@@ -1,7 +1,7 @@
 """The worker's event loop: accept, TLS handshakes, reads, writes and deadlines on one thread.
 
-Each connection is a small state machine (`_Conn`); the loop reads what a
-socket has, takes every complete request from its buffer (`_take_request`),
+Each connection is a small state machine (`Connection`); the loop reads what a
+socket has, takes every complete request from its buffer (`connection.take_request`),
 answers it inline or on the thread pool, and writes the answer. Whatever goes
 wrong with one connection (a parse error, an app that cannot be framed, a bug)
 closes that connection only: the loop itself never stops for a client.
@@ -9,8 +9,6 @@ closes that connection only: the loop itself never stops for a client.
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import logging
 import selectors
 import socket
@@ -18,65 +16,20 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from shared.api.wsgi import COMMIT_GROUP_KEY
-from shared.httpserver.exchange import Request, Site, WSGIApp, call_app, environ_for, frame, internal_error
-from shared.httpserver.head import Head, ProtocolError, check_request_line, error_bytes, head_end, parse_head
+from shared.httpserver.connection import BUSY, CLOSED, HANDSHAKE, READING, WRITING, Connection, take_request, write_now
+from shared.httpserver.exchange import CommitGroup, Request, Site, WSGIApp, call_app, environ_for, frame, internal_error
+from shared.httpserver.head import ProtocolError, error_bytes
 from shared.httpserver.limits import EXHAUSTED, AcceptBackoff, ConnectionBalance, Limits
+from shared.httpserver.offload import Offloader
 
 log = logging.getLogger("shared.httpserver")
 
 Offload = Callable[[str, str], bool]
 READ_CHUNK = 64 * 1024
 
-_HANDSHAKE, _READING, _BUSY, _WRITING, _CLOSED = range(5)
-_CRLF = b"\r\n"
 _TIMED_OUT = error_bytes(408, "request not received in time")
-
-
-class CommitGroup(Protocol):
-    """Writes that requests answered in one loop turn leave for a shared commit (`shared.groupcommit`)."""
-
-    def begin(self, tag: int, environ: dict[str, Any]) -> None:
-        """The request `tag` is about to run with `environ`."""
-
-    def holds(self, tag: int) -> bool:
-        """Whether request `tag`'s answer must wait for `settle()`."""
-
-    def settle(self) -> dict[int, tuple[str, list[tuple[str, str]], bytes]]:
-        """Commit; return (status, headers, body) for held requests whose write failed. Never raises."""
-
-
-class _Conn:
-    """One client connection's state; only the loop thread touches it."""
-
-    __slots__ = (
-        "addr", "after", "close_after", "continued", "deadline", "eof", "fd", "head", "inbuf", "line_ok", "out",
-        "peer_pem", "sock", "started", "state", "want_write",
-    )
-
-    def __init__(self, sock: socket.socket, addr: Any, tls: bool, deadline: float) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.eof = False  # the client half-closed: answer what is buffered, then close
-        self.addr = addr
-        self.state = _HANDSHAKE if tls else _READING
-        self.inbuf = bytearray()
-        self.head: Head | None = None  # the parsed head of a request whose body is still arriving
-        self.line_ok = False  # the request line of the head being read was checked
-        self.started = 0.0  # when the request being read began to arrive
-        self.out = b""
-        self.close_after = False
-        self.peer_pem: str | None = None
-        self.continued = False  # a 100 Continue was sent for the request being read
-        self.want_write = False
-        self.after: list[Callable[[], None]] | None = None  # work to run once the answer being written is sent
-        self.deadline = deadline
-
-    def idle(self) -> bool:
-        """Holding no request: waiting for one (keep-alive, or just accepted) or still in its handshake."""
-        return self.state in (_READING, _HANDSHAKE) and not self.inbuf and self.head is None
 
 
 class WSGIServer:
@@ -109,22 +62,18 @@ class WSGIServer:
         self._read_cap = limits.max_body + limits.max_header_bytes + 4  # one maximal request
         self._backoff = AcceptBackoff(limits.backoff_min, limits.backoff_max)
         self._listening = False
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         host, port = sock.getsockname()[:2]
         self.server_address = (host, port)
         self._site = Site(str(host), str(port), tls=self.tls, multithread=offload is not None)
         self._sel = selectors.DefaultSelector()
-        self._conns: dict[int, _Conn] = {}
-        self._done: collections.deque[tuple[_Conn, bytes, bool]] = collections.deque()
+        self._conns: dict[int, Connection] = {}
+        self._work = Offloader(offload_threads)
         self._group = commit_group
         self._after_turn = after_turn
         self._tag = 0
-        self._held: list[tuple[_Conn, Request, bytes, bool, int]] = []
+        self._held: list[tuple[Connection, Request, bytes, bool, int]] = []
         self._rbuf = bytearray(READ_CHUNK)
         self._rview = memoryview(self._rbuf)
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._stopped.set()
@@ -135,7 +84,7 @@ class WSGIServer:
         """Run the loop until `shutdown()` (from another thread or a signal handler's thread)."""
         self._stopped.clear()
         self.socket.setblocking(False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._sel.register(self._work.waker, selectors.EVENT_READ, None)
         sweep_every = self.limits.sweep_interval()
         timeout = min(poll_interval, sweep_every)
         now = time.monotonic()
@@ -155,7 +104,7 @@ class WSGIServer:
                             if key.fileobj is self.socket:
                                 self._accept()
                             else:
-                                self._drain_wake()
+                                self._work.drain_wake()
                         elif mask & selectors.EVENT_WRITE and conn.want_write:
                             self._on_writable(conn)
                         else:
@@ -166,7 +115,7 @@ class WSGIServer:
                             self._close(conn)
                 if self._held:
                     self._settle()
-                if self._done:
+                if self._work.pending():
                     self._finish_offloaded()
                 now = time.monotonic()
                 if now >= next_sweep:
@@ -181,12 +130,11 @@ class WSGIServer:
                 self._after_turn()
             self._listen(False)
             try:
-                self._sel.unregister(self._wake_r)
+                self._sel.unregister(self._work.waker)
             except (KeyError, ValueError):
                 pass
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-                self._finish_offloaded()
+            self._work.shutdown()
+            self._finish_offloaded()
             self._stopped.set()
 
     def _listen(self, on: bool) -> None:
@@ -199,7 +147,7 @@ class WSGIServer:
     def shutdown(self) -> None:
         """Stop the loop and wait for it to return; call from another thread."""
         self._stop.set()
-        self._wake()
+        self._work.wake()
         self._stopped.wait()
 
     def server_close(self) -> None:
@@ -208,8 +156,7 @@ class WSGIServer:
             self._close(conn)
         self._sel.close()
         self.socket.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._work.close()
 
     # ----------------------------------------------------------------- accepting and deadlines
 
@@ -243,10 +190,10 @@ class WSGIServer:
                 return
         limits = self.limits
         now = time.monotonic()
-        conn = _Conn(sock, addr, self.tls, now + (limits.handshake_timeout if self.tls else limits.idle_timeout))
+        conn = Connection(sock, addr, self.tls, now + (limits.handshake_timeout if self.tls else limits.idle_timeout))
         self._conns[conn.fd] = conn
         self._sel.register(sock, selectors.EVENT_READ, conn)
-        if conn.state == _HANDSHAKE:
+        if conn.state == HANDSHAKE:
             self._handshake(conn)
 
     def _evict_idle(self) -> bool:
@@ -257,21 +204,14 @@ class WSGIServer:
         self._close(min(idle, key=lambda c: c.deadline))
         return True
 
-    def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, InterruptedError):
-            pass
-
     def _sweep(self, now: float) -> None:
         for conn in list(self._conns.values()):
-            if conn.state != _BUSY and now > conn.deadline:
-                if conn.state == _READING and (conn.inbuf or conn.head is not None):
-                    self._write_now(conn, _TIMED_OUT)  # a request that did not arrive in time
+            if conn.state != BUSY and now > conn.deadline:
+                if conn.state == READING and (conn.inbuf or conn.head is not None):
+                    write_now(conn, _TIMED_OUT)  # a request that did not arrive in time
                 self._close(conn)
 
-    def _await_request(self, conn: _Conn, now: float) -> None:
+    def _await_request(self, conn: Connection, now: float) -> None:
         """Between requests: idle until the next one, or its head's deadline if it began to arrive."""
         if conn.inbuf:
             conn.started = now
@@ -281,7 +221,7 @@ class WSGIServer:
 
     # ----------------------------------------------------------------- events
 
-    def _handshake(self, conn: _Conn) -> None:
+    def _handshake(self, conn: Connection) -> None:
         sock = conn.sock
         assert isinstance(sock, ssl.SSLSocket)
         try:
@@ -297,35 +237,35 @@ class WSGIServer:
             return
         der = sock.getpeercert(binary_form=True)
         conn.peer_pem = ssl.DER_cert_to_PEM_cert(der) if der else None
-        conn.state = _READING
+        conn.state = READING
         conn.deadline = time.monotonic() + self.limits.idle_timeout
         self._watch(conn, write=False)
         self._read(conn)  # data may have arrived with the last handshake flight
 
-    def _on_readable(self, conn: _Conn) -> None:
-        if conn.state == _HANDSHAKE:
+    def _on_readable(self, conn: Connection) -> None:
+        if conn.state == HANDSHAKE:
             self._handshake(conn)
-        elif conn.state == _READING:
+        elif conn.state == READING:
             self._read(conn)
-        elif conn.state == _WRITING:  # a TLS write that needed a read first
+        elif conn.state == WRITING:  # a TLS write that needed a read first
             self._on_writable(conn)
 
-    def _on_writable(self, conn: _Conn) -> None:
-        if conn.state == _HANDSHAKE:
+    def _on_writable(self, conn: Connection) -> None:
+        if conn.state == HANDSHAKE:
             self._handshake(conn)
-        elif conn.state == _READING and not conn.out:  # a TLS read that needed a write first
+        elif conn.state == READING and not conn.out:  # a TLS read that needed a write first
             self._watch(conn, write=False)
             self._read(conn)
         else:
             self._flush(conn)
-            if conn.state == _READING:  # pipelined requests waited behind this response
+            if conn.state == READING:  # pipelined requests waited behind this response
                 self._process(conn)
 
-    def _read(self, conn: _Conn) -> None:
+    def _read(self, conn: Connection) -> None:
         """Read everything the socket has (so no TLS plaintext is left unseen by epoll), then answer."""
         sock = conn.sock
         cap = self._read_cap  # more waits until the buffered request is answered
-        while conn.state == _READING and not conn.eof:
+        while conn.state == READING and not conn.eof:
             fresh = not conn.inbuf and conn.head is None  # a new request starts with these bytes
             got = False
             full = False
@@ -356,16 +296,16 @@ class WSGIServer:
             self._process(conn)
             if not full:
                 return
-        if conn.state == _READING and conn.eof:
+        if conn.state == READING and conn.eof:
             self._process(conn)
 
     # ----------------------------------------------------------------- requests
 
-    def _process(self, conn: _Conn) -> None:
+    def _process(self, conn: Connection) -> None:
         """Answer every complete request in the buffer, in order, until one must wait."""
-        while conn.state == _READING:
+        while conn.state == READING:
             try:
-                request = self._take_request(conn)
+                request = take_request(conn, self.limits)
             except ProtocolError as exc:
                 conn.inbuf.clear()
                 self._send(conn, error_bytes(exc.status, exc.message), close=True)
@@ -376,9 +316,9 @@ class WSGIServer:
                 return
             close = request.head.close
             if self._offload is not None and self._offload(request.head.method, request.head.target):
-                conn.state = _BUSY
+                conn.state = BUSY
                 self._unwatch(conn)
-                self._submit(self._run_offloaded, conn, request, close)
+                self._work.submit(self._run_offloaded, conn, request, close)
                 return
             tag = 0
             if self._group is not None:
@@ -388,7 +328,7 @@ class WSGIServer:
             if tag and self._group is not None and self._group.holds(tag):
                 # Pipelined requests wait behind this answer. The socket stays registered:
                 # the turn ends with the commit, before the next select() could report it.
-                conn.state = _BUSY
+                conn.state = BUSY
                 self._held.append((conn, request, response, close, tag))
                 return
             self._send(conn, response, close=close)
@@ -408,43 +348,7 @@ class WSGIServer:
                         response, close = internal_error()
                 self._resume(conn, response, close, rewatch=False)
 
-    def _take_request(self, conn: _Conn) -> Request | None:
-        """The next complete request in the buffer, or None until more arrives. Raises ProtocolError."""
-        buf = conn.inbuf
-        head = conn.head
-        limits = self.limits
-        if head is None:
-            if buf and buf[0] in _CRLF:  # RFC 9112 s.2.2: empty lines before a request are ignored
-                del buf[: len(buf) - len(buf.lstrip(b"\r\n"))]
-            end, sep = head_end(buf)
-            if end < 0:
-                if len(buf) > limits.max_header_bytes:
-                    raise ProtocolError(431, "Request header fields too large")
-                if not conn.line_ok and buf:
-                    check_request_line(buf)  # refuse a bad request line before the head is complete
-                    conn.line_ok = b"\n" in buf
-                return None
-            if end > limits.max_header_bytes:
-                raise ProtocolError(431, "Request header fields too large")
-            head = parse_head(bytes(buf[:end]), max_lines=limits.max_header_lines, max_body=limits.max_body)
-            del buf[: end + sep]
-            conn.line_ok = False
-            if len(buf) < head.length:  # the body is still arriving: the whole request has a deadline
-                conn.head = head
-                conn.deadline = conn.started + limits.request_timeout
-        length = head.length
-        if len(buf) < length:
-            if not conn.continued and (head.headers.get("Expect") or "").lower() == "100-continue":
-                conn.continued = True
-                self._write_now(conn, b"HTTP/1.1 100 Continue\r\n\r\n")
-            return None
-        body = bytes(buf[:length])
-        del buf[:length]
-        conn.head = None
-        conn.continued = False
-        return Request(head, body)
-
-    def _respond(self, conn: _Conn, request: Request, close: bool, tag: int = 0) -> tuple[bytes, bool]:
+    def _respond(self, conn: Connection, request: Request, close: bool, tag: int = 0) -> tuple[bytes, bool]:
         """Run the app and frame its answer; whatever fails gets a bare 500 and closes the connection."""
         after: list[Callable[[], None]] = []
         try:
@@ -458,31 +362,12 @@ class WSGIServer:
             return internal_error()
         finally:
             if after:  # even a failed request: work it queued (e.g. a validation it started) still runs
-                conn.after = after  # the loop owns `conn`; an offloaded request hands it over via `_done`
+                conn.after = after  # the loop owns `conn`; an offloaded request hands it over via `Offloader.hand_back`
 
-    def _submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run `fn(*args)` on the thread pool (started on first use)."""
-        if self._pool is None:
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._offload_threads, thread_name_prefix="offload"
-            )
-        self._pool.submit(fn, *args)
+    def _run_offloaded(self, conn: Connection, request: Request, close: bool) -> None:
+        self._work.hand_back(conn, *self._respond(conn, request, close))
 
-    def _hand_back(self, conn: _Conn, response: bytes, close: bool) -> None:
-        """From a pool thread: give `conn` back to the loop with `response` to send (`_finish_offloaded`)."""
-        self._done.append((conn, response, close))
-        self._wake()
-
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-
-    def _run_offloaded(self, conn: _Conn, request: Request, close: bool) -> None:
-        self._hand_back(conn, *self._respond(conn, request, close))
-
-    def _run_after(self, conn: _Conn | None, work: list[Callable[[], None]]) -> None:
+    def _run_after(self, conn: Connection | None, work: list[Callable[[], None]]) -> None:
         """Run after-answer work on the pool; then resume `conn` (None: it is closed)."""
 
         def run() -> None:
@@ -492,39 +377,38 @@ class WSGIServer:
                 except Exception:  # the app reports its own failures; the loop must go on
                     log.exception("after-response work failed")
             if conn is not None:
-                self._hand_back(conn, b"", False)
+                self._work.hand_back(conn, b"", False)
 
-        self._submit(run)
+        self._work.submit(run)
 
     def _finish_offloaded(self) -> None:
-        while self._done:
-            conn, response, close = self._done.popleft()
+        for conn, response, close in self._work.handed_back():
             try:
                 self._resume(conn, response, close)
             except Exception:
                 log.exception("closing a connection after an unexpected error")
                 self._close(conn)
 
-    def _resume(self, conn: _Conn, response: bytes, close: bool, *, rewatch: bool = True) -> None:
+    def _resume(self, conn: Connection, response: bytes, close: bool, *, rewatch: bool = True) -> None:
         """Send an answer that waited (thread pool or shared commit), then serve what is buffered."""
-        if conn.state != _BUSY:
+        if conn.state != BUSY:
             return
-        conn.state = _READING
+        conn.state = READING
         if rewatch:  # offloaded connections were unregistered while their request ran
             self._watch(conn, write=False)
         self._send(conn, response, close=close)
-        if conn.state == _READING:
+        if conn.state == READING:
             self._process(conn)
 
     # ----------------------------------------------------------------- writing
 
-    def _send(self, conn: _Conn, data: bytes, *, close: bool) -> None:
+    def _send(self, conn: Connection, data: bytes, *, close: bool) -> None:
         conn.out = data
         conn.close_after = conn.close_after or close
-        conn.state = _WRITING
+        conn.state = WRITING
         self._flush(conn)
 
-    def _flush(self, conn: _Conn) -> None:
+    def _flush(self, conn: Connection) -> None:
         sock = conn.sock
         while conn.out:
             try:
@@ -544,28 +428,21 @@ class WSGIServer:
         if conn.close_after:
             self._close(conn)
             return
-        conn.state = _READING
+        conn.state = READING
         self._await_request(conn, time.monotonic())
         if conn.after:
             # The answer is out; its after-work runs before this connection's next request.
             work, conn.after = conn.after, None
-            conn.state = _BUSY
+            conn.state = BUSY
             self._unwatch(conn)
             self._run_after(conn, work)
             return
         if conn.want_write:
             self._watch(conn, write=False)
 
-    def _write_now(self, conn: _Conn, data: bytes) -> None:
-        """A small interim or final write (100 Continue, 408); a socket that cannot take it is closed."""
-        try:
-            conn.sock.send(data)
-        except (OSError, ValueError):
-            conn.close_after = True
-
     # ----------------------------------------------------------------- bookkeeping
 
-    def _watch(self, conn: _Conn, *, write: bool) -> None:
+    def _watch(self, conn: Connection, *, write: bool) -> None:
         events = selectors.EVENT_WRITE if write else selectors.EVENT_READ
         conn.want_write = write
         try:
@@ -575,16 +452,16 @@ class WSGIServer:
         except (OSError, ValueError):
             self._close(conn)
 
-    def _unwatch(self, conn: _Conn) -> None:
+    def _unwatch(self, conn: Connection) -> None:
         try:
             self._sel.unregister(conn.sock)
         except (KeyError, ValueError):
             pass
 
-    def _close(self, conn: _Conn) -> None:
-        if conn.state == _CLOSED:
+    def _close(self, conn: Connection) -> None:
+        if conn.state == CLOSED:
             return
-        conn.state = _CLOSED
+        conn.state = CLOSED
         if conn.after:  # the request was answered (or its client left): its after-work still runs
             work, conn.after = conn.after, None
             self._run_after(None, work)
