@@ -183,11 +183,11 @@ def parse_head(head: bytes, *, max_lines: int, max_body: int) -> Head:
         headers.add(match[1].decode("ascii"), match[2].decode("latin-1"))
     if headers.repeated is not None and "host" in headers.repeated:
         raise ProtocolError(400, "more than one Host")
+    if authority is not None:
+        headers.replace("Host", authority)
     host = headers.get("Host")
     if host is not None and _HOST.fullmatch(host) is None:
         raise ProtocolError(400, "invalid Host")
-    if authority is not None:
-        headers.replace("Host", authority)
     length = body_length(headers, max_body)
     connection = (headers.get("Connection") or "").lower()
     close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")

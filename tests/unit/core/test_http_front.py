@@ -83,6 +83,7 @@ def test_only_a_well_formed_other_version_gets_505(port: int) -> None:
     (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1001\r\n\r\n", b"413"),
     (b"GET http://[::1 HTTP/1.1\r\n\r\n", b"400"),
     (b"GET http:///x HTTP/1.1\r\n\r\n", b"400"),
+    (b"GET http://a\"b/x HTTP/1.1\r\n\r\n", b"400"),  # the authority becomes Host: checked as one
     (b"GET //x:y@[/ HTTP/1.1\r\n\r\n", b"200"),  # origin-form: a path, never parsed as a URL
     pytest.param(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n", b"414", id="9000-byte-target"),
 ])
