@@ -332,6 +332,7 @@ def test_a_killed_worker_is_replaced_and_the_service_goes_on(server, authority_d
     try:
         original = _workers(proc.pid, port)
         assert len(original) == 2
+        assert os.listdir(f"/proc/{proc.pid}/task") == [str(proc.pid)]  # no threads: forking a worker is safe
         for victim in sorted(original):
             os.kill(victim, signal.SIGKILL)
             killed = time.monotonic()
