@@ -26,7 +26,7 @@ class Connection:
 
     __slots__ = (
         "addr", "after", "close_after", "continued", "deadline", "eof", "fd", "head", "inbuf", "line_ok", "out",
-        "peer_pem", "sock", "started", "state", "want_write",
+        "peer_pem", "scanned", "sock", "started", "state", "want_write",
     )
 
     def __init__(self, sock: socket.socket, addr: Any, tls: bool, deadline: float) -> None:
@@ -38,6 +38,7 @@ class Connection:
         self.inbuf = bytearray()
         self.head: Head | None = None  # the parsed head of a request whose body is still arriving
         self.line_ok = False  # the request line of the head being read was checked
+        self.scanned = 0  # how far the buffer was searched for the head's end (a head sent a byte at a time)
         self.started = 0.0  # when the request being read began to arrive
         self.out = b""
         self.close_after = False
@@ -59,8 +60,10 @@ def take_request(conn: Connection, limits: Limits) -> Request | None:
     if head is None:
         if buf and buf[0] in _CRLF:  # RFC 9112 s.2.2: empty lines before a request are ignored
             del buf[: len(buf) - len(buf.lstrip(b"\r\n"))]
-        end, sep = head_end(buf)
+            conn.scanned = 0
+        end, sep = head_end(buf, conn.scanned)
         if end < 0:
+            conn.scanned = max(0, len(buf) - 2)  # the next search starts where this one left off
             if len(buf) > limits.max_header_bytes:
                 raise ProtocolError(431, "Request header fields too large")
             if not conn.line_ok and buf:
@@ -72,6 +75,7 @@ def take_request(conn: Connection, limits: Limits) -> Request | None:
         head = parse_head(bytes(buf[:end]), max_lines=limits.max_header_lines, max_body=limits.max_body)
         del buf[: end + sep]
         conn.line_ok = False
+        conn.scanned = 0
         if len(buf) < head.length:  # the body is still arriving: the whole request has a deadline
             conn.head = head
             conn.deadline = conn.started + limits.request_timeout

@@ -93,10 +93,11 @@ class Head:
         self.length = length
 
 
-def head_end(buf: bytes | bytearray) -> tuple[int, int]:
-    """Where the head ends (the first empty line) and the terminator's length; (-1, 0) when not yet."""
-    lf = buf.find(b"\n\n")
-    crlf = buf.find(b"\n\r\n")
+def head_end(buf: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """Where the head ends (the first empty line at or after `start`) and the terminator's length;
+    (-1, 0) when not yet."""
+    lf = buf.find(b"\n\n", start)
+    crlf = buf.find(b"\n\r\n", start)
     if crlf >= 0 and (lf < 0 or crlf < lf):
         return crlf, 3
     if lf >= 0:
