@@ -11,9 +11,10 @@ need.
 The master only supervises: a worker that dies is replaced (its clients lose
 their connections, no one else notices), and only a crash loop (more than
 `RESTART_LIMIT` deaths within `RESTART_WINDOW` seconds) stops the service.
-The master's own background work (WAL checkpoints, CRL publication) runs in a
-child process of its own, so the master has no threads and forking a
-replacement cannot inherit a lock some thread held.
+The background work (WAL checkpoints, CRL publication) runs in a child process
+of its own, so the master has no threads and forking a replacement cannot
+inherit a lock some thread held; when it dies it is restarted after a
+growing pause, and never stops the service.
 
 TLS: the server certificate is issued by the CA's own intermediate for its
 `dnsNames` (24 h, renewed at two thirds of its life by reloading the context
@@ -57,6 +58,8 @@ SERVER_CERT_LIFETIME = dt.timedelta(hours=24)
 RESTART_LIMIT = 5  # worker deaths tolerated within RESTART_WINDOW before the service stops
 RESTART_WINDOW = 60.0
 _BACKGROUND = -1  # the child index that names the background process
+BACKGROUND_PAUSE = 1.0  # a dead background process is restarted after this, doubling up to
+BACKGROUND_PAUSE_MAX = 300.0  # this (and back to the start once one has run this long)
 
 
 def issue_server_certificate(services: Services, directory: Path) -> tuple[Path, Path, dt.datetime]:
@@ -298,6 +301,7 @@ def serve(
         return pid
 
     children: dict[int, int] = {spawn_worker(index): index for index in range(count)}  # pid -> index
+    background_started = time.monotonic()
     if background is not None:
         children[spawn_background()] = _BACKGROUND
     stop = threading.Event()
@@ -310,8 +314,15 @@ def serve(
     if on_ready is not None:
         on_ready()
     exit_code = 0
-    deaths: collections.deque[float] = collections.deque()
+    deaths: collections.deque[float] = collections.deque()  # workers' only
+    background_due = 0.0  # when to start the background process again (0: it runs)
+    background_pause = BACKGROUND_PAUSE
     while not stop.is_set():
+        now = time.monotonic()
+        if background_due and now >= background_due:
+            background_due = 0.0
+            children[spawn_background()] = _BACKGROUND
+            background_started = now
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
@@ -322,24 +333,30 @@ def serve(
         index = children.pop(pid, None)
         if index is None:
             continue
-        now = time.monotonic()
+        if index == _BACKGROUND:
+            # Checkpoints and CRLs can wait: never a reason to stop serving, only to retry later.
+            if now - background_started > BACKGROUND_PAUSE_MAX:
+                background_pause = BACKGROUND_PAUSE
+            log.error(
+                "background process (pid %d) exited (%s); starting a new one in %.0f s",
+                pid, _describe(status), background_pause,
+            )
+            background_due = now + background_pause
+            background_pause = min(BACKGROUND_PAUSE_MAX, background_pause * 2)
+            continue
         deaths.append(now)
         while deaths and deaths[0] < now - restart_window:
             deaths.popleft()
-        what = "background process" if index == _BACKGROUND else f"worker {index}"
         if len(deaths) > restart_limit:
             log.error(
-                "%s (pid %d) exited (%s); %d children exited within %.0f s; shutting down",
-                what, pid, _describe(status), len(deaths), restart_window,
+                "worker %d (pid %d) exited (%s); %d workers exited within %.0f s; shutting down",
+                index, pid, _describe(status), len(deaths), restart_window,
             )
             exit_code = 1
             break
-        log.error("%s (pid %d) exited (%s); starting a new one", what, pid, _describe(status))
-        if index == _BACKGROUND:
-            children[spawn_background()] = _BACKGROUND
-        else:
-            balance.vacate(index)  # siblings must not wait for its stale count
-            children[spawn_worker(index)] = index
+        log.error("worker %d (pid %d) exited (%s); starting a new one", index, pid, _describe(status))
+        balance.vacate(index)  # siblings must not wait for its stale count
+        children[spawn_worker(index)] = index
     shared_sock.close()
     pids = list(children)
     for pid in pids:
