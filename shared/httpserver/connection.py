@@ -63,7 +63,7 @@ def take_request(conn: Connection, limits: Limits) -> Request | None:
             conn.scanned = 0
         end, sep = head_end(buf, conn.scanned)
         if end < 0:
-            conn.scanned = max(0, len(buf) - 2)  # the next search starts where this one left off
+            conn.scanned = max(0, len(buf) - 3)  # the next search starts where this one left off
             if len(buf) > limits.max_header_bytes:
                 raise ProtocolError(431, "Request header fields too large")
             if not conn.line_ok and buf:
