@@ -29,7 +29,7 @@ def test_a_crash_loop_is_bounded() -> None:
     assert out.returncode == 1, out.stderr
     assert out.stderr.count("starting a new one") == 3, out.stderr
     assert "4 workers exited within 30 s; shutting down" in out.stderr
-    assert out.stderr.count("worker failed") == 4
+    assert out.stderr.count("worker failed") >= 4  # (a sibling may fail too before the final SIGTERM)
 
 
 BACKGROUND = """
