@@ -32,9 +32,9 @@ from shared.acme.nonces import NonceService
 from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.repo import ORDERS, Repo
 from shared.acme.validations import ValidationRunner, issuance_executor
+from shared.api.wsgi import after_response, wsgi_body, wsgi_path
 from shared.clock import Clock
 from shared.errors import CAError
-from shared.httpserver import after_response, wsgi_body, wsgi_path
 from shared.store.base import CertificateReader, DocumentStore, RevocationReader, TokenLedger
 
 log = logging.getLogger(__name__)

@@ -21,8 +21,8 @@ from werkzeug.wrappers import Request, Response
 from shared import linelog
 from shared.api.render import error_response, json_response
 from shared.api.stepca import StepCAAPI
+from shared.api.wsgi import wsgi_path, wsgi_text
 from shared.groupcommit import CommitGroup
-from shared.httpserver import wsgi_path, wsgi_text
 from shared.runtime import Services
 from shared.store.base import BatchIssuanceLedger
 

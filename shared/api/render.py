@@ -14,8 +14,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from shared.api.wsgi import wsgi_body
 from shared.errors import CAError, Unavailable
-from shared.httpserver import wsgi_body
 
 log = logging.getLogger("cirrus.api")
 

@@ -27,7 +27,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from shared.cli.client import ClientError, ca_url, request, ssl_context
+from shared.cli.ca_client import ClientError, ca_url, request, ssl_context
 from shared.errors import ConfigError
 from shared.ssh.wire import WireError, parse_authorized_key
 

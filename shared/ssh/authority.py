@@ -348,6 +348,8 @@ class SSHAuthority:
                 raise BadRequest("sshpop token subject must be equivalent to sshpop certificate serial number")
             return auth.subject, auth.replay, auth.provisioner.ref.id
         provisioner = self._provisioners.for_token(peeked)
+        if not isinstance(provisioner, JWKProvisioner):
+            raise Unauthorized("ssh revoke tokens come from a JWK or SSHPOP provisioner")
         claims, expires = provisioner._verify(peeked, "ssh/revoke", now)
         return str(claims["sub"]), provisioner._replay(peeked, claims, expires), provisioner.ref.id
 
