@@ -141,6 +141,40 @@ def csr(
     return signed_csr(request_info(subject, attributes, version=version))
 
 
+def hostile_csrs(name: bytes, cn: str | None) -> dict[str, tuple[bytes, str]]:
+    """Issue 12's hostile CSRs around one legitimate SAN `name` (a GeneralName TLV) and `cn`.
+
+    Each maps to (DER, words the CA's 400 message must contain). Every one is
+    validly signed, so only the named rule is broken.
+    """
+
+    def san_csr(*names: bytes, subject_cn: str | None = cn) -> bytes:
+        return csr(cn=subject_cn, attributes=[extension_request(seq(extension(OID_SAN, san_value(*names))))])
+
+    good = extension(OID_SAN, san_value(name))
+    one = [extension_request(seq(good))]
+    return {
+        "version_2": (csr(cn=cn, attributes=one, version=2), "version"),
+        "ip_san_5_bytes": (san_csr(name, ip(b"\x0a\x00\x00\x01\x01")), "subjectAltName"),
+        "ip_san_network": (san_csr(name, ip(b"\x0a\x00\x00\x00\xff\xff\xff\x00")), "iPAddress"),
+        "cn_65_chars": (san_csr(name, subject_cn="a" * 65), "common name"),
+        "san_twice": (csr(cn=cn, attributes=[extension_request(seq(good, good))]), "more than once"),
+        "san_cut_short": (
+            csr(cn=cn, attributes=[extension_request(seq(extension(OID_SAN, san_value(name)[:-3])))]),
+            "subjectAltName",
+        ),
+        "extension_request_two_values": (
+            csr(cn=cn, attributes=[extension_request(seq(good), seq(good))]),
+            "several values",
+        ),
+        # item 4: names of the wrong shape for their type
+        "uri_with_nul": (san_csr(name, uri("spiffe://example.org/a\x00b")), "URI"),
+        "uri_with_newline": (san_csr(name, uri("https://a.example/\nb")), "URI"),
+        "ip_literal_as_dns": (san_csr(name, dns("10.0.0.1")), "IP address"),
+        "email_without_at": (san_csr(name, email("app.example.com")), "email"),
+    }
+
+
 def pem(der: bytes) -> str:
     import base64
     import textwrap

@@ -28,31 +28,8 @@ def _san_csr(*names: bytes, cn: str | None = "app.example.com") -> bytes:
     return D.csr(cn=cn, attributes=[D.extension_request(D.seq(D.extension(SAN, D.san_value(*names))))])
 
 
-def _good_san() -> bytes:
-    return D.extension(SAN, D.san_value(D.dns("app.example.com")))
-
-
 # name -> (DER of the CSR, words the 400's message must contain)
-HOSTILE: dict[str, tuple[bytes, str]] = {
-    "version_2": (D.csr(version=2), "version"),
-    "ip_san_5_bytes": (_san_csr(D.dns("app.example.com"), D.ip(b"\x0a\x00\x00\x01\x01")), "subjectAltName"),
-    "ip_san_network": (_san_csr(D.dns("app.example.com"), D.ip(b"\x0a\x00\x00\x00\xff\xff\xff\x00")), "iPAddress"),
-    "cn_65_chars": (_san_csr(D.dns("app.example.com"), cn="a" * 65), "common name"),
-    "san_twice": (D.csr(attributes=[D.extension_request(D.seq(_good_san(), _good_san()))]), "more than once"),
-    "san_cut_short": (
-        D.csr(attributes=[D.extension_request(D.seq(D.extension(SAN, D.san_value(D.dns("app.example.com"))[:-3])))]),
-        "subjectAltName",
-    ),
-    "extension_request_two_values": (
-        D.csr(attributes=[D.extension_request(D.seq(_good_san()), D.seq(_good_san()))]),
-        "several values",
-    ),
-    # item 4: names
-    "uri_with_nul": (_san_csr(D.dns("app.example.com"), D.uri("spiffe://example.org/a\x00b")), "URI"),
-    "uri_with_newline": (_san_csr(D.dns("app.example.com"), D.uri("https://a.example/\nb")), "URI"),
-    "ip_literal_as_dns": (_san_csr(D.dns("app.example.com"), D.dns("10.0.0.1")), "IP address"),
-    "email_without_at": (_san_csr(D.dns("app.example.com"), D.email("app.example.com")), "email"),
-}
+HOSTILE = D.hostile_csrs(D.dns("app.example.com"), "app.example.com")
 
 
 @pytest.fixture
