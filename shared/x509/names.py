@@ -40,13 +40,17 @@ class SANs:
 
 
 def is_dns_name(name: str, *, allow_wildcard: bool = True) -> bool:
-    """True if `name` is a DNS name in preferred syntax (optionally `*.` wildcard)."""
+    """True if `name` is a DNS name in preferred syntax (optionally `*.` wildcard).
+
+    The last label may not be all digits (RFC 3696 s.2): `10.1` or `0.0` reads
+    as an IPv4 address to `inet_aton` and to browsers, so it is not a host name.
+    """
     if not name or len(name) > 253 or name.endswith("."):
         return False
     labels = name.split(".")
     if allow_wildcard and labels[0] == "*" and len(labels) > 1:
         labels = labels[1:]
-    return all(_LABEL.match(label) for label in labels)
+    return all(_LABEL.match(label) for label in labels) and not labels[-1].isdigit()
 
 
 def _is_email(name: str) -> bool:
