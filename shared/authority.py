@@ -46,7 +46,7 @@ from shared.provisioners.tokens import peek
 from shared.store.base import EndpointStore, IssuanceLedger, IssuanceWrite, RevocationReader
 from shared.validity import Window, check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
-from shared.x509.names import SANs, common_name_of, sans_of, split_sans, typed_sans_of
+from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans, typed_sans_of
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
 
@@ -156,6 +156,10 @@ class Authority:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
+        try:
+            check_common_name(auth.subject)
+        except ValueError as exc:
+            raise Forbidden(f"invalid subject: {exc}") from exc
         self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,

@@ -158,6 +158,7 @@ def hostile_csrs(name: bytes, cn: str | None) -> dict[str, tuple[bytes, str]]:
         "ip_san_5_bytes": (san_csr(name, ip(b"\x0a\x00\x00\x01\x01")), "subjectAltName"),
         "ip_san_network": (san_csr(name, ip(b"\x0a\x00\x00\x00\xff\xff\xff\x00")), "iPAddress"),
         "cn_65_chars": (san_csr(name, subject_cn="a" * 65), "common name"),
+        "cn_with_nul": (san_csr(name, subject_cn="app\x00.example.com"), "control character"),
         "san_twice": (csr(cn=cn, attributes=[extension_request(seq(good, good))]), "more than once"),
         "san_cut_short": (
             csr(cn=cn, attributes=[extension_request(seq(extension(OID_SAN, san_value(name)[:-3])))]),

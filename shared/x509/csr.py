@@ -16,10 +16,9 @@ from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 from shared.errors import BadRequest, Forbidden
 from shared.keys.base import PublicKey
 from shared.x509 import goodkey
-from shared.x509.names import check_general_names
+from shared.x509.names import check_common_name, check_general_names
 
 MAX_CSR_BYTES = 32 * 1024
-_CN_MAX = 64  # RFC 5280 ub-common-name
 
 
 def parse_csr(text: str | bytes) -> x509.CertificateSigningRequest:
@@ -133,8 +132,11 @@ def check_structure(csr: x509.CertificateSigningRequest) -> None:
     except ValueError as exc:
         raise BadRequest("invalid csr: malformed subject") from exc
     for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-        if len(attr.value) > _CN_MAX:
-            raise BadRequest(f"invalid csr: subject common name is longer than {_CN_MAX} characters")
+        if isinstance(attr.value, str):
+            try:
+                check_common_name(attr.value)
+            except ValueError as exc:
+                raise BadRequest(f"invalid csr: subject {exc}") from exc
     try:
         for _ in csr.attributes:
             pass

@@ -80,6 +80,23 @@ def check_uri(name: str) -> None:
         raise ValueError(f"URI {_shown(name)} has no scheme")
 
 
+COMMON_NAME_MAX = 64  # RFC 5280 ub-common-name
+
+
+def check_common_name(value: str) -> None:
+    """Raise ValueError unless `value` can be a certificate's commonName.
+
+    1 to 64 characters (RFC 5280's upper bound; `cryptography` refuses more
+    when it builds the name), and no control characters or lone surrogates:
+    a NUL or newline in a subject misleads relying parties that print or
+    compare it as a C string.
+    """
+    if not value or len(value) > COMMON_NAME_MAX:
+        raise ValueError(f"common name must be 1 to {COMMON_NAME_MAX} characters, got {len(value)}")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or 0xD800 <= ord(c) < 0xE000 for c in value):
+        raise ValueError(f"common name {_shown(value)} contains a control character")
+
+
 def _ip_literal(name: str) -> bool:
     literal = name.strip("[]")
     if ":" in literal or literal.replace(".", "").isdigit():

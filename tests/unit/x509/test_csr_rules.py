@@ -83,6 +83,17 @@ def test_token_uri_with_control_character_is_refused(api, authority_dir: Path) -
 
 
 @pytest.mark.usefixtures("no_unhandled")
+def test_token_subject_that_cannot_be_a_common_name_is_refused(api, authority_dir: Path) -> None:
+    """The token's subject becomes the CN: over 64 characters was a 500, a NUL got a certificate."""
+    csr, _ = make_csr(None, ["app.example.com"])
+    for subject in ("a" * 65, "app\x00.example.com", "app\n.example.com"):
+        tok = mint_sign_token(authority_dir, subject, ["app.example.com"])
+        r = api.post("/1.0/sign", json={"csr": csr, "ott": tok})
+        assert r.status_code == 403, (subject, r.text)
+        assert "common name" in r.get_json()["message"]
+
+
+@pytest.mark.usefixtures("no_unhandled")
 def test_ip_literal_in_token_is_issued_as_ip_address(api, authority_dir: Path) -> None:
     """step-ca's SplitSANs: a token name that parses as an IP becomes an iPAddress SAN, never a dNSName."""
     csr, _ = make_csr("app.example.com")
