@@ -2,7 +2,9 @@
 
 Everything here runs at the trust boundary, so every failure is a
 `BadRequest`/`Forbidden` with a short safe message; parser exceptions never
-reach the client.
+reach the client. `check_structure` decodes every lazily parsed part of a CSR
+up front (ACME finalize uses it too), and the key policy is Boulder's goodkey
+(`shared.x509.goodkey`).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def check_structure(csr: x509.CertificateSigningRequest) -> None:
     except ValueError as exc:
         raise BadRequest("invalid csr: malformed subject") from exc
     for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-        if isinstance(attr.value, str):
+        if isinstance(attr.value, str) and attr.value:  # an empty CN is as good as none: the CA ignores it
             try:
                 check_common_name(attr.value)
             except ValueError as exc:
