@@ -156,10 +156,6 @@ class Authority:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
-        try:
-            check_common_name(auth.subject)
-        except ValueError as exc:
-            raise Forbidden(f"invalid subject: {exc}") from exc
         self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
@@ -256,6 +252,11 @@ class Authority:
             )
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
+        if common_name:
+            try:
+                check_common_name(common_name)
+            except ValueError as exc:  # the token's subject, which becomes the CN
+                raise Forbidden(f"invalid subject: {exc}") from exc
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
