@@ -47,7 +47,7 @@ from shared.provisioners.tokens import peek
 from shared.store.base import EndpointStore, IssuanceLedger, IssuanceWrite, RevocationReader
 from shared.validity import Window, check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
-from shared.x509.names import SANs, common_name_of, sans_of, split_sans
+from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans, typed_sans_of
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
 
@@ -264,6 +264,11 @@ class Authority:
             )
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
+        if common_name:
+            try:
+                check_common_name(common_name)
+            except ValueError as exc:  # the token's subject, which becomes the CN
+                raise Forbidden(f"invalid subject: {exc}") from exc
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
@@ -300,9 +305,7 @@ class Authority:
             raise Forbidden(
                 f"certificate request does not contain the valid common name - got {cn}, want {auth.subject}"
             )
-        csr_names = sans_of(csr)
-        if csr_names and csr_names != list(auth.sans):  # the usual request lists the token's names as it does
-            self._check_csr_sans(csr_names, token_sans)
+        self._check_csr_sans(csr, token_sans)
         if auth.csr_fingerprint is not None:
             der = csr.public_bytes(serialization.Encoding.DER)
             fp = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
@@ -310,10 +313,10 @@ class Authority:
                 raise Forbidden("certificate request fingerprint does not match the token")
 
     @staticmethod
-    def _check_csr_sans(csr_names: list[str], token_sans: SANs) -> None:
-        """Each kind of name the CSR lists must be the token's set of that kind."""
+    def _check_csr_sans(csr: x509.CertificateSigningRequest, token_sans: SANs) -> None:
+        """Each kind of name the CSR lists (by its own type) must be the token's set of that kind."""
         try:
-            csr_sans = split_sans(csr_names)
+            csr_sans = typed_sans_of(csr)
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
         for kind in ("dns", "ips", "emails", "uris"):
