@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from cryptography import x509
 
 from shared.clock import Clock
-from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed, Unauthorized
+from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed
 from shared.events.base import CERTIFICATE_REVOKED, EVENT_SOURCE, EventSink
 from shared.model import CertificateRecord, Event, Revocation, RevocationReason
 from shared.provisioners.registry import Provisioners
@@ -82,6 +82,8 @@ class Revoker:
         Raises:
             BadRequest, Unauthorized, Forbidden, NotFound, NotImplementedYet, AlreadyRevoked.
         """
+        if passive is not None and not isinstance(passive, bool):
+            raise BadRequest("passive must be a boolean")
         if passive is not True:
             raise NotImplementedYet("non-passive revocation not implemented")
         if not isinstance(serial, str) or not serial:
@@ -98,12 +100,13 @@ class Revoker:
             peeked = peek(ott)
             provisioner = self._provisioners.for_token(peeked)
             auth = provisioner.authorize_revoke(peeked, now)
+            # step-ca: a valid token for another serial is forbidden (403), not unauthenticated.
             try:
                 token_serial = str(parse_serial(auth.serial))
             except ValueError as exc:
-                raise Unauthorized("invalid token: subject is not a serial number") from exc
+                raise Forbidden("token subject does not match the serial number") from exc
             if token_serial != serial_dec:
-                raise Unauthorized("token subject does not match the serial number")
+                raise Forbidden("token subject does not match the serial number")
             record = self._own_record(serial_dec)
             if not self._tokens.claim(auth.replay.namespace, auth.replay.key, auth.replay.expires_at):
                 raise TokenAlreadyUsed()
@@ -113,7 +116,7 @@ class Revoker:
         if ott not in (None, ""):
             raise BadRequest("ott must be a string")
         if client_certificate is None:
-            raise Unauthorized("missing ott or client certificate")
+            raise BadRequest("missing ott or client certificate")  # step-ca's 400
         if str(client_certificate.serial_number) != serial_dec:
             raise Forbidden("serial number in client certificate different than body")
         return self.revoke(serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
