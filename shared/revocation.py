@@ -83,9 +83,7 @@ class Revoker:
             BadRequest, Unauthorized, Forbidden, NotFound, NotImplementedYet, AlreadyRevoked.
         """
         if passive is not None and not isinstance(passive, bool):
-            raise BadRequest("passive must be a boolean")
-        if passive is not True:
-            raise NotImplementedYet("non-passive revocation not implemented")
+            raise BadRequest("passive must be a boolean")  # Go's JSON decoder refuses it: a 400
         if not isinstance(serial, str) or not serial:
             raise BadRequest("missing serial")
         try:
@@ -95,6 +93,8 @@ class Revoker:
         code = parse_reason_code(reason_code)
         if reason is not None and (not isinstance(reason, str) or len(reason) > 256):
             raise BadRequest("reason must be a string of at most 256 characters")
+        if passive is not True:  # step-ca's RevokeRequest.Validate: checked after serial and reason
+            raise NotImplementedYet("non-passive revocation not implemented")
         now = self._clock.now()
         if isinstance(ott, str) and ott:
             peeked = peek(ott)
