@@ -18,9 +18,8 @@ New provisioner types call `Audiences.matches` with their own fragment.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-
-from shared.decimal_text import parse_decimal
 
 LEGACY_AUDIENCE = "step-certificate-authority"
 
@@ -34,48 +33,34 @@ OPERATION_PATHS: dict[str, tuple[str, ...]] = {
     "ssh/rekey": ("ssh/rekey",),
 }
 _LEGACY_OPERATIONS = frozenset(("sign", "revoke", "ssh/sign"))
-# Characters no host or port in an audience may contain (Go's url.Parse refuses most of them too).
-_BAD_AUTHORITY = frozenset("@%\\ \t\r\n/?#")
+# https://HOST[:PORT]PATH[#FRAGMENT]: a bracketed IPv6 literal or a registered name / IPv4
+# (RFC 3986 unreserved and sub-delims, no percent-escapes), a port of 1-5 ASCII digits,
+# a path up to the first `?` or `#` (a query then fails the full match), any fragment.
+_AUDIENCE = re.compile(
+    r"[hH][tT][tT][pP][sS]://"
+    r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9._~!$&'()*+,;=-]+))"
+    r"(?::([0-9]{1,5}))?"
+    r"(/[^?#]*)"
+    r"(?:(#)(.*))?",
+    re.ASCII | re.DOTALL,
+)
 
 
 def split_audience(aud: str) -> tuple[str, str, str | None] | None:
     """(lowercased host without brackets, path, fragment or None) of an `https://` audience.
 
     None for anything that is not exactly `https://HOST[:PORT]PATH[#FRAGMENT]` with
-    PATH starting with `/` and no query.
+    PATH starting with `/`, no userinfo, no query, and a port in 1..65535.
     """
-    if len(aud) > 2048 or aud[:8].lower() != "https://":
+    if len(aud) > 2048:
         return None
-    rest, hash_, fragment = aud[8:].partition("#")
-    if "?" in rest:
+    m = _AUDIENCE.fullmatch(aud)
+    if m is None:
         return None
-    slash = rest.find("/")
-    if slash <= 0:
+    v6, name, port, path, hash_, fragment = m.groups()
+    if port is not None and not 1 <= int(port) <= 65535:
         return None
-    authority, path = rest[:slash], rest[slash:]
-    if any(c in _BAD_AUTHORITY or ord(c) < 0x21 or ord(c) > 0x7E for c in authority):
-        return None
-    if authority.startswith("["):
-        end = authority.find("]")
-        if end < 0:
-            return None
-        host, after = authority[1:end], authority[end + 1 :]
-        if not host or "[" in host or "]" in after:
-            return None
-    else:
-        host, colon, port_text = authority.partition(":")
-        after = colon + port_text
-        if not host or "[" in host or "]" in host:
-            return None
-    if after:
-        if after[0] != ":":
-            return None
-        try:
-            port = parse_decimal(after[1:], max_digits=5)
-        except ValueError:
-            return None
-        if not 1 <= port <= 65535:
-            return None
+    host = v6 if v6 is not None else name
     return host.lower(), path, (fragment if hash_ else None)
 
 
