@@ -19,7 +19,7 @@ New provisioner types call `Audiences.matches` with their own fragment.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 LEGACY_AUDIENCE = "step-certificate-authority"
 
@@ -79,11 +79,18 @@ class Audiences:
         """The CA's names (lowercased, IPv6 without brackets)."""
         return self._hosts
 
-    def matches(self, audiences: list[str], operation: str, *, fragment: str | None = None) -> bool:
+    def matches(
+        self,
+        audiences: Sequence[str],
+        operation: str,
+        *,
+        fragment: str | None = None,
+        fragment_required: bool = False,
+    ) -> bool:
         """True if one `aud` is an audience of `operation` at one of the CA's names.
 
-        `fragment` is the caller's own token id (`jwk/<name>`); an audience may carry
-        that fragment or none, never another.
+        `fragment` is the caller's own token id (`jwk/<name>`, `x5c/<name>`); an audience
+        may carry that fragment or none (none never, with `fragment_required`), never another.
         """
         paths = self._paths[operation]
         for aud in audiences:
@@ -95,7 +102,10 @@ class Audiences:
             if parts is None:
                 continue
             host, path, frag = parts
-            if frag is not None and (fragment is None or frag != fragment):
+            if frag is None:
+                if fragment_required:
+                    continue
+            elif fragment is None or frag != fragment:
                 continue
             if host in self._hosts and path in paths:
                 return True

@@ -25,7 +25,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 
 from shared.errors import Unauthorized
 from shared.provisioners.base import ReplayClaim
-from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, check_times, peek, signing_input_hash
+from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, check_times, peek, token_hash
 
 _MAX_CHAIN = 5
 
@@ -92,7 +92,7 @@ def verify_renew_token(
     if sub != _common_name(leaf):
         raise Unauthorized("invalid token: subject does not match the certificate's common name")
     expires = check_times(claims, now, max_lifetime=MAX_TOKEN_LIFETIME)
-    return leaf, ReplayClaim(namespace="renew", key=signing_input_hash(token), expires_at=expires)
+    return leaf, ReplayClaim(namespace="renew", key=token_hash(token), expires_at=expires)
 
 
 def _common_name(cert: x509.Certificate) -> str | None:

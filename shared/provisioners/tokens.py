@@ -8,8 +8,8 @@ Replay keys never depend on the signature bytes: an ECDSA signature `(r, s)` has
 twin `(r, n-s)` that verifies too, and a JWS may be re-signed at will by the key
 holder, so a hash of the whole token would let one set of claims be used twice.
 One-time tokens must carry a `jti` (step-ca falls back to the token hash; we refuse);
-renew tokens, which the step CLI mints without one, are keyed by a hash of their
-signing input (header and claims).
+renew tokens, which the step CLI mints without one, are keyed by `token_hash`: a hash
+of their signing input (header and claims).
 """
 
 from __future__ import annotations
@@ -131,8 +131,12 @@ def peek(token: str) -> PeekedToken:
 MAX_JTI_LENGTH = 256
 
 
-def signing_input_hash(token: str) -> str:
-    """Replay key for tokens without a `jti`: hex SHA-256 of `header.claims`, not of the signature."""
+def token_hash(token: str) -> str:
+    """Replay key for tokens without a `jti`: hex SHA-256 of the signing input (`header.claims`).
+
+    step-ca hashes the whole token; the signature is left out here on purpose, so a
+    re-signed twin of the same header and claims (ECDSA's `(r, n-s)`) is the same key.
+    """
     return hashlib.sha256(token.rpartition(".")[0].encode()).hexdigest()
 
 
