@@ -1,7 +1,8 @@
 """The 500 net watch for hostile-input suites (issue 12).
 
-The generic handler (`shared.api.render.error_response`) stays as a net for bugs,
-and logs "unhandled error" on the `cirrus.api` logger whenever a request reaches it.
+The generic handlers stay as nets for bugs, and log whenever a request reaches one:
+the step API's (`shared.api.render.error_response`, "unhandled error" on `cirrus.api`)
+and ACME's (`shared.acme.server`, "ACME request failed ..." with its serverInternal).
 A hostile request must always be refused by a check that names the problem, so a
 hostile suite fails if the net caught anything: mark the module or test
 `pytest.mark.hostile` and the autouse fixture in tests/conftest.py watches it.
@@ -12,6 +13,8 @@ from __future__ import annotations
 import logging
 
 UNHANDLED = "unhandled error"
+# (logger, message prefix) of every generic 500 handler.
+NETS = (("cirrus.api", UNHANDLED), ("shared.acme.server", "ACME request failed"))
 
 
 class NetWatch(logging.Handler):
@@ -20,16 +23,18 @@ class NetWatch(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.ERROR)
         self.reached: list[str] = []
-        self._logger = logging.getLogger("cirrus.api")
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == UNHANDLED:
+        message = record.getMessage()
+        if any(record.name == name and message.startswith(prefix) for name, prefix in NETS):
             exc = record.exc_info[1] if record.exc_info else None
-            self.reached.append(f"{type(exc).__name__}: {exc}" if exc is not None else UNHANDLED)
+            self.reached.append(f"{type(exc).__name__}: {exc}" if exc is not None else message)
 
     def __enter__(self) -> NetWatch:
-        self._logger.addHandler(self)
+        for name, _ in NETS:
+            logging.getLogger(name).addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._logger.removeHandler(self)
+        for name, _ in NETS:
+            logging.getLogger(name).removeHandler(self)

@@ -40,3 +40,16 @@ def test_watch_ignores_refusals(api) -> None:
     with NetWatch() as watch:
         assert api.post("/1.0/sign", data=b"{", content_type="application/json").status_code == 400
     assert watch.reached == []
+
+
+def test_watch_sees_acme_serverinternal(api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.acme.server import ACMEServer
+
+    def broken(self, ctx, parts):  # type: ignore[no-untyped-def]
+        raise KeyError("boom")
+
+    monkeypatch.setattr(ACMEServer, "_dispatch", broken)
+    with NetWatch() as watch:
+        r = api.get("/acme/acme/directory")
+    assert r.status_code == 500
+    assert watch.reached == ["KeyError: 'boom'"]
