@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from shared.clock import Clock
-from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed
+from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed, Unauthorized
 from shared.events.base import CERTIFICATE_REVOKED, EVENT_SOURCE, EventSink
 from shared.model import CertificateRecord, Event, Revocation, RevocationReason
 from shared.provisioners.registry import Provisioners
@@ -119,7 +120,11 @@ class Revoker:
             raise BadRequest("missing ott or client certificate")  # step-ca's 400
         if str(client_certificate.serial_number) != serial_dec:
             raise Forbidden("serial number in client certificate different than body")
-        return self.revoke(serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
+        record = self._own_record(serial_dec)
+        # As /renew does: the presented certificate must be the one recorded, not another with its serial.
+        if record.der != client_certificate.public_bytes(serialization.Encoding.DER):
+            raise Unauthorized("client certificate is not the certificate recorded for this serial")
+        return self._record_revocation(record, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
 
     def revoke(self, serial: str, *, reason_code: int, reason: str, provisioner_id: str, mtls: bool) -> Revocation:
         """Record the revocation of a certificate this authority issued.
@@ -139,7 +144,8 @@ class Revoker:
             NotFound: unknown serial, or another authority's.
         """
         record = self._certificates.get_certificate(serial)
-        if record is None or record.authority_id != self._authority_id:
+        # SSH certificates are revoked through /ssh/revoke, never into an X.509 CRL.
+        if record is None or record.authority_id != self._authority_id or str(record.kind) != "x509":
             raise NotFound("certificate not found")
         return record
 

@@ -16,7 +16,6 @@ from werkzeug.wrappers import Request, Response
 
 from shared.errors import CAError, Unavailable
 from shared.httpserver import wsgi_body
-from shared.strict_json import StrictJSONError, loads_strict
 
 log = logging.getLogger("cirrus.api")
 
@@ -66,6 +65,7 @@ def read_json_object_environ(environ: dict[str, Any], *, max_bytes: int) -> dict
 
 def _json_object(length: int | None, read: Callable[[int], bytes], max_bytes: int) -> dict[str, Any]:
     from shared.errors import BadRequest, PayloadTooLarge
+    from shared.strict_json import StrictJSONError, loads_strict
 
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"request body larger than {max_bytes} bytes")
