@@ -8,18 +8,19 @@ certificate is returned only after that write. A replayed token fails that
 write (so it never yields a recorded certificate), and a crash or store
 failure after signing leaves an orphan signature nobody received and a token
 the client can retry with.
+
+Its parts live by concern: `shared.csr_policy` (the CSR against its token),
+`shared.renewal` (who may renew, what the successor copies), `shared.issued`
+(what an issuance returns), `shared.revocation` (revoking).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import logging
 import secrets
-import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
@@ -27,8 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from shared.clock import Clock
+from shared.csr_policy import check_csr_against_token
 from shared.endpoints import endpoint_for_sign
-from shared.errors import BadRequest, Forbidden, Unauthorized
+from shared.errors import BadRequest, Forbidden
 from shared.events.base import (
     CERTIFICATE_ISSUED,
     CERTIFICATE_REKEYED,
@@ -38,53 +40,25 @@ from shared.events.base import (
     EventSink,
 )
 from shared.groupcommit import CommitGroup
+from shared.issued import AuthorityStores, Issued
 from shared.keys.base import PublicKey
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
 from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
-from shared.store.base import EndpointStore, IssuanceLedger, IssuanceWrite, RevocationReader
-from shared.validity import Window, check_window, requested_window
+from shared.renewal import renewable_record, successor_extensions, successor_window
+from shared.store.base import IssuanceWrite
+from shared.validity import check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
-from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans, typed_sans_of
+from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
 
 log = logging.getLogger("cirrus.authority")
 
 UrlForSerial = Callable[[int], str | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    """A certificate handed to a client, with the chain to send (root excluded)."""
-
-    certificate: x509.Certificate
-    chain: Sequence[x509.Certificate]
-    record: CertificateRecord
-    chain_pem: tuple[str, ...] | None = None  # `chain` as PEM, encoded once per authority
-
-    def pem_chain(self) -> list[str]:
-        """Leaf first, then intermediates, as PEM strings.
-
-        The leaf's PEM is made from the record's DER (the standard library's
-        `DER_cert_to_PEM_cert`, the same text): `public_bytes` re-encodes the whole
-        certificate from its parsed form on every call, and the record needed the DER.
-        """
-        leaf = ssl.DER_cert_to_PEM_cert(self.record.der)
-        if self.chain_pem is not None:
-            return [leaf, *self.chain_pem]
-        return [leaf, *(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain)]
-
-
-@dataclass(frozen=True, slots=True)
-class AuthorityStores:
-    """The store roles the issuing pipeline uses."""
-
-    issuance: IssuanceLedger
-    revocations: RevocationReader
-    endpoints: EndpointStore
+__all__ = ["Authority", "AuthorityStores", "Issued"]
 
 
 class Authority:
@@ -165,7 +139,7 @@ class Authority:
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
         if from_csr is None:
-            self._check_csr_against_token(csr, auth, sans)
+            check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
             not_before=not_before, not_after=not_after, now=now, group=group,
@@ -295,39 +269,6 @@ class Authority:
             group=group,
         )
 
-    def _check_csr_against_token(
-        self, csr: x509.CertificateSigningRequest, auth: SignAuthorization, token_sans: SANs
-    ) -> None:
-        """step-ca's JWK validators: CN and SAN sets must be what the token allows."""
-        allowed = {auth.subject.lower(), *(s.lower() for s in auth.sans)}
-        cn = common_name_of(csr.subject)
-        if cn and cn.lower() not in allowed:
-            raise Forbidden(
-                f"certificate request does not contain the valid common name - got {cn}, want {auth.subject}"
-            )
-        self._check_csr_sans(csr, token_sans)
-        if auth.csr_fingerprint is not None:
-            der = csr.public_bytes(serialization.Encoding.DER)
-            fp = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
-            if fp != auth.csr_fingerprint:
-                raise Forbidden("certificate request fingerprint does not match the token")
-
-    @staticmethod
-    def _check_csr_sans(csr: x509.CertificateSigningRequest, token_sans: SANs) -> None:
-        """Each kind of name the CSR lists (by its own type) must be the token's set of that kind."""
-        try:
-            csr_sans = typed_sans_of(csr)
-        except ValueError as exc:
-            raise Forbidden(f"invalid subject alternative name: {exc}") from exc
-        for kind in ("dns", "ips", "emails", "uris"):
-            got = set(map(str, getattr(csr_sans, kind)))
-            want = set(map(str, getattr(token_sans, kind)))
-            if got and got != want:
-                raise Forbidden(
-                    f"certificate request does not contain the valid {kind} names"
-                    f" - got {sorted(got)}, want {sorted(want)}"
-                )
-
     def _leaf_extensions(
         self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int
     ) -> list[x509.Extension[x509.ExtensionType]]:
@@ -381,38 +322,19 @@ class Authority:
         group: CommitGroup | None = None,
     ) -> Issued:
         now = self._clock.now()
-        serial = str(old.serial_number)
-        record = self._stores.issuance.get_certificate(serial)
-        if (
-            record is None
-            or record.authority_id != self.authority_id
-            or record.der != old.public_bytes(serialization.Encoding.DER)
-        ):
-            raise Unauthorized("certificate not found")
-        if self._stores.revocations.get_revocation(serial) is not None:
-            raise Unauthorized("certificate has been revoked")
-        provisioner = self.provisioners.by_id(record.provisioner.id)
-        if provisioner is None:
-            raise Unauthorized("provisioner not found")
-        claims = provisioner.claims
-        if claims.disable_renewal:
-            raise Unauthorized(f"renew is disabled for provisioner '{provisioner.ref.name}'")
-        if now < old.not_valid_before_utc:
-            raise Unauthorized("certificate is not yet valid")
-        if now > old.not_valid_after_utc and not claims.allow_renewal_after_expiry:
-            raise Unauthorized(f"certificate expired on {old.not_valid_after_utc.isoformat()}")
-        duration = old.not_valid_after_utc - old.not_valid_before_utc
-        window = Window(not_before=now - self._backdate, not_after=now - self._backdate + duration)
+        record = renewable_record(
+            old,
+            authority_id=self.authority_id,
+            certificates=self._stores.issuance,
+            revocations=self._stores.revocations,
+            provisioners=self.provisioners,
+            now=now,
+        )
+        serial = record.serial
+        window = successor_window(old, now=now, backdate=self._backdate)
         new_serial = self._serials()
         public_key = new_key if new_key is not None else check_public_key(old.public_key())
-        extensions = [e for e in old.extensions if not isinstance(e.value, x509.CRLDistributionPoints)]
-        if self._crl_url:
-            url = self._crl_url(new_serial)
-            if url:
-                cdp = x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
-                )
-                extensions.append(x509.Extension(cdp.oid, False, cdp))
+        extensions = successor_extensions(old, self._crl_url(new_serial) if self._crl_url else None)
         cert = sign_certificate(
             self.issuer,
             subject=old.subject,

@@ -83,8 +83,8 @@ class Revoker:
         Raises:
             BadRequest, Unauthorized, Forbidden, NotFound, NotImplementedYet, AlreadyRevoked.
         """
-        if passive is not True:
-            raise NotImplementedYet("non-passive revocation not implemented")
+        if passive is not None and not isinstance(passive, bool):
+            raise BadRequest("passive must be a boolean")  # Go's JSON decoder refuses it: a 400
         if not isinstance(serial, str) or not serial:
             raise BadRequest("missing serial")
         try:
@@ -94,17 +94,20 @@ class Revoker:
         code = parse_reason_code(reason_code)
         if reason is not None and (not isinstance(reason, str) or len(reason) > 256):
             raise BadRequest("reason must be a string of at most 256 characters")
+        if passive is not True:  # step-ca's RevokeRequest.Validate: checked after serial and reason
+            raise NotImplementedYet("non-passive revocation not implemented")
         now = self._clock.now()
         if isinstance(ott, str) and ott:
             peeked = peek(ott)
             provisioner = self._provisioners.for_token(peeked)
             auth = provisioner.authorize_revoke(peeked, now)
+            # step-ca: a valid token for another serial is forbidden (403), not unauthenticated.
             try:
                 token_serial = str(parse_serial(auth.serial))
             except ValueError as exc:
-                raise Unauthorized("invalid token: subject is not a serial number") from exc
+                raise Forbidden("token subject does not match the serial number") from exc
             if token_serial != serial_dec:
-                raise Unauthorized("token subject does not match the serial number")
+                raise Forbidden("token subject does not match the serial number")
             record = self._own_record(serial_dec)
             if not self._tokens.claim(auth.replay.namespace, auth.replay.key, auth.replay.expires_at):
                 raise TokenAlreadyUsed()
@@ -114,7 +117,7 @@ class Revoker:
         if ott not in (None, ""):
             raise BadRequest("ott must be a string")
         if client_certificate is None:
-            raise Unauthorized("missing ott or client certificate")
+            raise BadRequest("missing ott or client certificate")  # step-ca's 400
         if str(client_certificate.serial_number) != serial_dec:
             raise Forbidden("serial number in client certificate different than body")
         record = self._own_record(serial_dec)

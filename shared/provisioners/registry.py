@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.claims import Claims, resolve_claims
+from shared.decimal_text import parse_hex
 from shared.errors import BadRequest, ConfigError, Unauthorized
 from shared.model import ProvisionerRef
 from shared.provisioners.azure import AzureProvisioner
@@ -179,7 +180,7 @@ class Provisioners:
         if cursor:
             try:
                 index_hex, digest = cursor[:8], cursor[8:]
-                start = int(index_hex, 16)
+                start = parse_hex(index_hex, max_digits=8)
             except ValueError as exc:
                 raise BadRequest("invalid cursor") from exc
             if start <= 0 or start > len(self._all) or digest != _cursor_digest(self._all[start - 1]):

@@ -28,7 +28,7 @@ from shared.model import ProvisionerRef
 from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAuthorization, ValidityLimit
 from shared.provisioners.iid import audience_matches
 from shared.provisioners.keyalgs import algorithms_for_key
-from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times, token_hash
+from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times, require_jti
 
 MAX_CHAIN = 5
 
@@ -127,8 +127,7 @@ class X5CProvisioner:
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("invalid x5c token: subject cannot be empty")
-        jti = claims.get("jti")
-        key_id = jti if isinstance(jti, str) and jti and len(jti) <= 256 else token_hash(peeked.raw)
+        key_id = require_jti(claims)  # step's x5c tokens carry one; refuse rather than fall back (issue 12)
         return claims, leaf, ReplayClaim(namespace=f"ott:{self._ref.id}", key=key_id, expires_at=expires)
 
     def authorize_sign(self, peeked: PeekedToken, now: dt.datetime) -> SignAuthorization:

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from tests.unit.acme.acme_support import ACMETestClient, HTTP01Responder, TestCA, b64, jwk_of, make_csr, make_jws
 
+pytestmark = pytest.mark.hostile  # no request may reach the generic 500 handler (tests/hostile.py)
+
 P = "urn:ietf:params:acme:error:"
 
 

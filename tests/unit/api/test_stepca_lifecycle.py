@@ -124,7 +124,7 @@ def test_revoke_rules(api, authority_dir: Path) -> None:
         ).status_code
         == 400
     )
-    assert api.post("/1.0/revoke", json={"serial": serial, "ott": tok("123"), "passive": True}).status_code == 401
+    assert api.post("/1.0/revoke", json={"serial": serial, "ott": tok("123"), "passive": True}).status_code == 403
     assert api.post("/1.0/revoke", json={"serial": "12345", "ott": tok("12345"), "passive": True}).status_code == 404
     assert api.post("/1.0/revoke", json={"serial": "zz", "ott": tok("zz"), "passive": True}).status_code == 400
     # A sign token cannot revoke.
