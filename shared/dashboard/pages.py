@@ -152,10 +152,16 @@ def endpoint(s: Services, endpoint_id: str, csrf: str) -> Response:
         )
     body = (
         f"<dl><dt>Identifier</dt><dd>{e(found.id)}</dd><dt>Subject</dt><dd>{e(found.subject_key)}</dd>"
-        f"<dt>Provisioner</dt><dd>{e(found.provisioner_id)}</dd><dt>Created</dt><dd>{e(_ts(found.created_at))}</dd></dl>"
+        f"<dt>Provisioner</dt><dd>{e(_provisioner_name(s, found.provisioner_id))}</dd>"
+        f"<dt>Created</dt><dd>{e(_ts(found.created_at))}</dd></dl>"
         f'<h2>Certificate lineage</h2><ol class="timeline" aria-label="Certificate lineage">{"".join(items)}</ol>'
     )
     return page(f"Endpoint {found.name}", body, csrf=csrf)
+
+
+def _provisioner_name(s: Services, provisioner_id: str) -> str:
+    found = s.provisioners.by_id(provisioner_id)
+    return found.ref.name if found is not None else provisioner_id
 
 
 def _record(s: Services, serial: str) -> CertificateRecord | None:
