@@ -126,9 +126,11 @@ def endpoints(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     csv_link = url("/endpoints", q=q, provisioner=prov, status=status, sort=sort, after=after, format="csv")
     body = form + table("Endpoints", ["Name", "Provisioner", "Status", "Latest expiry", "Created"], body_rows)
     if not rows:
-        body += "<p>No endpoints match.</p>"
+        body += "<p>No endpoints match" + (" so far." if next_link else ".") + "</p>"
     if next_link:
-        body += f'<p><a href="{next_link}" rel="next">Next page</a></p>'
+        # A filtered read stops after `listing.SCAN_LIMIT` endpoints even when the page is not full.
+        label = "Next page" if len(rows) >= listing.PAGE_SIZE else "Continue searching"
+        body += f'<p><a href="{next_link}" rel="next">{label}</a></p>'
     body += f'<p><a href="{csv_link}">Export this page as CSV</a></p>'
     return page("Endpoints", body, csrf=csrf)
 
