@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
 
-from shared.dashboard import pages, session
+from shared.dashboard import oidc, pages, session
 from shared.dashboard.html import BASE, STYLESHEET, e, page, redirect, respond, url
 from shared.revocation import ALLOWED_REASONS
 
@@ -26,10 +26,15 @@ def _key(s: Services) -> bytes:
     return key
 
 
-def _signin_form(message: str = "", status: int = 200) -> Response:
+def _signin_form(s: Services, message: str = "", status: int = 200) -> Response:
     alert = f'<p class="error" role="alert">{e(message)}</p>' if message else ""
+    sso = "".join(
+        f'<li><a href="{url("/oidc/start", provisioner=p.ref.name)}">Sign in with {e(p.ref.name)}</a></li>'
+        for p in oidc.providers(s)
+    )
     body = (
-        f"{alert}<p>Sign in with an admin token from <code>cirrus dashboard token</code>.</p>"
+        f"{alert}" + (f"<ul>{sso}</ul>" if sso else "")
+        + "<p>Sign in with an admin token from <code>cirrus dashboard token</code>.</p>"
         f'<form method="post" action="{url("/signin")}"><label for="token">Admin token</label>'
         '<input id="token" name="token" type="password" autocomplete="off" required>'
         '<button type="submit">Sign in</button></form>'
@@ -39,11 +44,11 @@ def _signin_form(message: str = "", status: int = 200) -> Response:
 
 def _signin(request: Request, s: Services) -> Response:
     if request.method != "POST":
-        return _signin_form()
+        return _signin_form(s)
     token = request.form.get("token", "")
     now = s.clock.now()
     if not session.check_admin_token(s.store, token, now):
-        return _signin_form("That token is not valid or has expired.", status=401)
+        return _signin_form(s, "That token is not valid or has expired.", status=401)
     _sess, cookie = session.new_session(_key(s), "admin", now)
     response = redirect(f"{BASE}/endpoints")
     response.set_cookie(
@@ -64,6 +69,10 @@ def dashboard(request: Request, s: Services, tail: str) -> Response:
         return response
     if path == "/signin":
         return _signin(request, s)
+    if path == "/oidc/start" and request.method == "GET":
+        return oidc.start(request, s, _key(s))
+    if path == "/oidc/callback" and request.method == "GET":
+        return oidc.callback(request, s, _key(s))
     sess = session.read_session(_key(s), request.cookies.get(session.SESSION_COOKIE), s.clock.now())
     if sess is None:
         if request.method == "GET":

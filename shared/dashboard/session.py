@@ -95,24 +95,22 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _mac(key: bytes, payload: str) -> str:
-    return _b64(hmac.new(key, b"session\x00" + payload.encode("ascii"), hashlib.sha256).digest())
+def _mac(key: bytes, label: str, payload: str) -> str:
+    return _b64(hmac.new(key, label.encode("ascii") + b"\x00" + payload.encode("ascii"), hashlib.sha256).digest())
 
 
-def new_session(key: bytes, subject: str, now: dt.datetime) -> tuple[Session, str]:
-    """A fresh session and its cookie value (`payload.mac`)."""
-    expires = int((now + SESSION_LIFETIME).timestamp())
-    session = Session(subject=subject, expires_at=expires, csrf=secrets.token_urlsafe(24))
-    payload = _b64(json.dumps({"sub": subject, "exp": session.expires_at, "csrf": session.csrf}).encode("utf-8"))
-    return session, f"{payload}.{_mac(key, payload)}"
+def sign_blob(key: bytes, label: str, data: dict[str, Any]) -> str:
+    """`payload.mac`: JSON `data` signed for one use (`label`: a session, an OIDC sign-in in progress)."""
+    payload = _b64(json.dumps(data, separators=(",", ":")).encode("utf-8"))
+    return f"{payload}.{_mac(key, label, payload)}"
 
 
-def read_session(key: bytes, cookie: str | None, now: dt.datetime) -> Session | None:
-    """The session a cookie carries, or None when absent, forged, malformed or expired."""
-    if not cookie or len(cookie) > 2048 or cookie.count(".") != 1 or not cookie.isascii():
+def read_blob(key: bytes, label: str, cookie: str | None, now: dt.datetime) -> dict[str, Any] | None:
+    """The data of a `sign_blob` value, or None when absent, forged, malformed or past its `exp`."""
+    if not cookie or len(cookie) > 4096 or cookie.count(".") != 1 or not cookie.isascii():
         return None
     payload, mac = cookie.split(".")
-    if not hmac.compare_digest(_mac(key, payload), mac):
+    if not hmac.compare_digest(_mac(key, label, payload), mac):
         return None
     try:
         data = json.loads(_unb64(payload))
@@ -120,10 +118,26 @@ def read_session(key: bytes, cookie: str | None, now: dt.datetime) -> Session | 
         return None
     if not isinstance(data, dict):
         return None
+    exp = data.get("exp")
+    if not isinstance(exp, int) or exp <= now.timestamp():
+        return None
+    return data
+
+
+def new_session(key: bytes, subject: str, now: dt.datetime) -> tuple[Session, str]:
+    """A fresh session and its cookie value."""
+    expires = int((now + SESSION_LIFETIME).timestamp())
+    session = Session(subject=subject, expires_at=expires, csrf=secrets.token_urlsafe(24))
+    return session, sign_blob(key, "session", {"sub": subject, "exp": expires, "csrf": session.csrf})
+
+
+def read_session(key: bytes, cookie: str | None, now: dt.datetime) -> Session | None:
+    """The session a cookie carries, or None when absent, forged, malformed or expired."""
+    data = read_blob(key, "session", cookie, now)
+    if data is None:
+        return None
     sub, exp, csrf = data.get("sub"), data.get("exp"), data.get("csrf")
     if not isinstance(sub, str) or not isinstance(exp, int) or not isinstance(csrf, str):
-        return None
-    if exp <= now.timestamp():
         return None
     return Session(subject=sub, expires_at=exp, csrf=csrf)
 
