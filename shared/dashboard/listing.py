@@ -113,13 +113,15 @@ def list_by_expiry(
 
     Returns `(not_after, serial, endpoint_id)` rows and the next cursor, or None at the end.
     """
-    extra = 2 if after_serial else 1
-    fetched = store.list_certificates_expiring(authority_id, start, FAR_FUTURE, limit=limit + extra)
-    rows = [r for r in fetched if not (r[0] == start and after_serial and r[1] <= after_serial)]
-    # Several certificates expiring in the same microsecond as the cursor: rare, read a bit more.
-    if after_serial and len(rows) < len(fetched) - 1:
-        more = store.list_certificates_expiring(authority_id, start, FAR_FUTURE, limit=limit + len(fetched) + 1)
-        rows = [r for r in more if not (r[0] == start and r[1] <= after_serial)]
+    # The range query starts at `start` inclusive; rows at exactly `start` up to `after_serial` were
+    # on earlier pages. When many certificates share that instant, read further (doubling) past them.
+    want = ask = limit + 1
+    while True:
+        fetched = store.list_certificates_expiring(authority_id, start, FAR_FUTURE, limit=ask)
+        rows = [r for r in fetched if not (after_serial and r[0] == start and r[1] <= after_serial)]
+        if len(rows) >= want or len(fetched) < ask:
+            break
+        ask *= 2
     page = rows[:limit]
     if len(rows) > limit and page:
         return page, (page[-1][0], page[-1][1])
