@@ -7,6 +7,7 @@ POST but sign-in needs the session's CSRF token as well.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from shared.runtime import Services
 
 MAX_FORM = 4096
+# Endpoint ids and serials (decimal or 0x-hex) as they appear in paths; anything else is not looked up.
+_ID = re.compile(r"[A-Za-z0-9._:-]{1,200}")
 
 
 def _key(s: Services) -> bytes:
@@ -90,11 +93,11 @@ def dashboard(request: Request, s: Services, tail: str) -> Response:
         return redirect(f"{BASE}/endpoints", status=303)
     if path == "/endpoints":
         return pages.endpoints(s, query, sess.csrf)
-    if path.startswith("/endpoints/"):
+    if path.startswith("/endpoints/") and _ID.fullmatch(path[len("/endpoints/"):]):
         return pages.endpoint(s, path[len("/endpoints/"):], sess.csrf)
     if path == "/certificates":
         return pages.certificates(s, query, sess.csrf)
-    if path.startswith("/certificates/"):
+    if path.startswith("/certificates/") and _ID.fullmatch(path[len("/certificates/"):]):
         return pages.certificate(s, path[len("/certificates/"):], sess.csrf)
     if path == "/authorities":
         return pages.authorities(s, sess.csrf)
@@ -110,8 +113,8 @@ def _post(request: Request, s: Services, path: str, sess: session.Session) -> Re
         response = redirect(f"{BASE}/signin")
         response.delete_cookie(session.SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
         return response
-    if path.startswith("/certificates/") and path.endswith("/revoke"):
-        serial = path[len("/certificates/"): -len("/revoke")]
+    serial = path[len("/certificates/"): -len("/revoke")]
+    if path.startswith("/certificates/") and path.endswith("/revoke") and _ID.fullmatch(serial):
         raw = request.form.get("reason", "0")
         if not raw.isdigit() or int(raw) not in ALLOWED_REASONS:
             return page("Bad request", '<p class="error" role="alert">Unknown revocation reason.</p>',

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 
 from tests.helpers import make_csr, mint_sign_token
-from tests.interop.test_cli_session import server as _server  # noqa: F401 - the `cirrus up` fixture
+from tests.interop.test_cli_session import server  # noqa: F401 - the `cirrus up` fixture (with this module's authority_dir)
 
 pytestmark = pytest.mark.interop
 
@@ -44,11 +44,6 @@ def authority_dir(authority_dir: Path) -> Path:
     cfg.setdefault("crl", {})["publishOnRevoke"] = True
     (authority_dir / "config.json").write_text(json.dumps(cfg))
     return authority_dir
-
-
-@pytest.fixture
-def server(_server: Any) -> Any:  # noqa: F811 - rename of the imported fixture
-    return _server
 
 
 def _base(authority_dir: Path) -> str:
@@ -116,7 +111,8 @@ def _accessibility(page: Any) -> None:
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (infra/test.sh)")
-def test_dashboard_in_chromium(server: Any, authority_dir: Path, tmp_path: Path) -> None:
+def test_dashboard_in_chromium(server: Any,  # noqa: F811 - the imported fixture
+                                 authority_dir: Path, tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     base, ctx = _base(authority_dir), _tls(authority_dir)

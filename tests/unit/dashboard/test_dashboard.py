@@ -175,3 +175,24 @@ def test_html_escapes_and_security_headers(api: Client, services: Services, auth
     css = api.get(f"{BASE}/dashboard/static/style.css")
     assert css.status_code == 200 and css.mimetype == "text/css"
     assert "Root certificates" in api.get(f"{BASE}/dashboard/authorities").text
+
+
+def test_sign_out_needs_csrf_and_ends_the_session(api: Client, services: Services) -> None:
+    csrf = sign_in(api, services)
+    assert api.post(f"{BASE}/dashboard/signout", data={}).status_code == 403
+    assert api.get(f"{BASE}/dashboard/endpoints").status_code == 200
+    out = api.post(f"{BASE}/dashboard/signout", data={"csrf": csrf})
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["Set-Cookie"]
+    assert api.get(f"{BASE}/dashboard/endpoints").status_code == 303
+
+
+def test_unknown_or_malformed_targets(api: Client, services: Services) -> None:
+    csrf = sign_in(api, services)
+    assert api.get(f"{BASE}/dashboard/endpoints/ep-missing").status_code == 404
+    assert api.get(f"{BASE}/dashboard/certificates/12345").status_code == 404
+    assert api.get(f"{BASE}/dashboard/certificates/a%20b").status_code == 404
+    assert api.get(f"{BASE}/dashboard/nowhere").status_code == 404
+    revoke = f"{BASE}/dashboard/certificates/12345/revoke"
+    assert api.post(revoke, data={"csrf": csrf, "reason": "6", "confirm": "yes"}).status_code == 400  # hold
+    assert api.post(revoke, data={"csrf": csrf, "reason": "1", "confirm": "yes"}).status_code == 404
+    assert api.put(f"{BASE}/dashboard/endpoints").status_code == 405
