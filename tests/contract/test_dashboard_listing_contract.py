@@ -1,33 +1,17 @@
-"""The dashboard's keyset paging over a real store (memory and SQLite)."""
+"""The dashboard's keyset paging and sign-in records over every store backend (the contract suite's `store`)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.clock import SystemClock
-from shared.config import Settings
-from shared.dashboard import listing
+from shared.dashboard import listing, session
 from shared.model import CertificateKind, CertificateRecord, Endpoint, ProvisionerRef
-from shared.store.memory import MemoryStore
-from shared.store.open import open_store
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 PROV = ProvisionerRef(id="p1", name="admin", type="JWK")
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, authority_dir: Path) -> Iterator[Any]:
-    if request.param == "memory":
-        s: Any = MemoryStore()
-    else:
-        s = open_store(Settings.load(authority_dir / "config.json").store, clock=SystemClock())
-    yield s
-    s.close()
 
 
 def _add(store: Any, i: int, not_after: dt.datetime, provisioner: str = "p1") -> None:
@@ -74,3 +58,12 @@ def test_filtered_endpoint_pages_resume_where_the_scan_stopped(store: Any, monke
             break
     assert found == ["ep-000", "ep-004", "ep-008", "ep-012", "ep-016"]
     assert requests >= 4  # no request read more than its bound of 5 (+ the rest of a batch)
+
+
+def test_session_key_is_shared_and_admin_tokens_expire(store: Any) -> None:
+    key = session.session_key(store)
+    assert len(key) == 32 and session.session_key(store) == key
+    token = session.issue_admin_token(store, NOW, dt.timedelta(hours=1))
+    assert session.check_admin_token(store, token, NOW + dt.timedelta(minutes=59))
+    assert not session.check_admin_token(store, token, NOW + dt.timedelta(hours=1))
+    assert not session.check_admin_token(store, token[:-1] + ("A" if token[-1] != "A" else "B"), NOW)
