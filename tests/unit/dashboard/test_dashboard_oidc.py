@@ -88,3 +88,11 @@ def test_callback_without_the_flow_cookie_or_with_another_state_is_refused(clien
     assert client.get(f"{BASE}{target.path}?{target.query}").status_code == 400
     assert client.get(f"{BASE}/dashboard/endpoints").status_code == 303
     assert client.get(f"{BASE}/dashboard/oidc/start?provisioner=nope").status_code == 404
+
+
+def test_oidc_steps_run_off_the_event_loop(services: object) -> None:
+    """`cirrus up` runs requests that wait on a remote host on its thread pool, not its event loop."""
+    app = CirrusApp(services)  # type: ignore[arg-type]
+    assert app.waits_on_network("GET", "/dashboard/oidc/callback")
+    assert app.waits_on_network("GET", "/dashboard/oidc/start")
+    assert not app.waits_on_network("GET", "/dashboard/endpoints")
