@@ -48,6 +48,18 @@ def _choice(query: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> st
     return value if value in allowed else ""
 
 
+def _expiry_cursor(after: str, now: dt.datetime) -> tuple[dt.datetime, str]:
+    """`(not_after, serial)` from an `after=ISO,serial` cursor; from now when absent or malformed."""
+    stamp, _, serial = after.partition(",")
+    try:
+        start = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return now, ""
+    if start.tzinfo is None or not serial.isdigit():
+        return now, ""
+    return start.astimezone(dt.UTC), serial
+
+
 def endpoints(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     """Endpoints: search, provisioner/status filters, by id or by expiry, keyset paged; `?format=csv`."""
     now = s.clock.now()
@@ -60,13 +72,7 @@ def endpoints(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     rows: list[listing.EndpointRow]
     next_link = ""
     if sort == "expiry":
-        start, after_serial = now, ""
-        if after and "," in after:
-            stamp, after_serial = after.split(",", 1)
-            try:
-                start = dt.datetime.fromisoformat(stamp)
-            except ValueError:
-                start = now
+        start, after_serial = _expiry_cursor(after, now)
         found, cursor = listing.list_by_expiry(
             s.store,  # type: ignore[arg-type]
             authority_id=s.settings.authority_id, start=start, after_serial=after_serial,
@@ -181,14 +187,8 @@ def certificates(s: Services, query: Mapping[str, str], csrf: str) -> Response:
         if record is not None:
             return certificate(s, record.serial, csrf)
     now = s.clock.now()
-    start, after_serial = now, ""
     after = _text(query, "after", 300)
-    if "," in after:
-        stamp, after_serial = after.split(",", 1)
-        try:
-            start = dt.datetime.fromisoformat(stamp)
-        except ValueError:
-            start, after_serial = now, ""
+    start, after_serial = _expiry_cursor(after, now)
     rows, cursor = listing.list_by_expiry(
         s.store, authority_id=s.settings.authority_id, start=start, after_serial=after_serial,  # type: ignore[arg-type]
     )

@@ -196,3 +196,13 @@ def test_unknown_or_malformed_targets(api: Client, services: Services) -> None:
     assert api.post(revoke, data={"csrf": csrf, "reason": "6", "confirm": "yes"}).status_code == 400  # hold
     assert api.post(revoke, data={"csrf": csrf, "reason": "1", "confirm": "yes"}).status_code == 404
     assert api.put(f"{BASE}/dashboard/endpoints").status_code == 405
+
+
+def test_expiry_cursor_that_is_malformed_starts_from_now(api: Client, services: Services, authority_dir: Path) -> None:
+    issue(api, authority_dir, "cursor.example.com")
+    sign_in(api, services)
+    for after in ("2026-01-01T00:00:00,1", "garbage", "2026-01-01T00:00:00+00:00,notaserial", ","):
+        for path in ("/endpoints?sort=expiry&after=", "/certificates?after="):
+            r = api.get(f"{BASE}/dashboard{path}{after}")
+            # A malformed cursor restarts from now, so the one current certificate is listed.
+            assert r.status_code == 200 and "<tbody><tr>" in r.text, (path, after)
