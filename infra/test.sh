@@ -21,6 +21,8 @@ command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need_apt+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/smallstep/certificates/ca ] || need_apt+=(golang-github-smallstep-certificates-dev)
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; never `playwright install`).
+command -v chromium >/dev/null || need_apt+=(chromium)
 command -v gcloud >/dev/null || need_apt+=(google-cloud-cli google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"

@@ -103,6 +103,18 @@ def ocsp(request: Request) -> Response:
     return serve(request, services(), "" if tail == "/" else tail)
 
 
+def dashboard(request: Request) -> Response:
+    """The operator dashboard, at the function URL's `/dashboard/...` (or its root).
+
+    Served without the step-ca app: the function answers only dashboard pages.
+    """
+    from shared.dashboard.app import dashboard as serve
+
+    path = request.path
+    tail = path[len("/dashboard"):] if path == "/dashboard" or path.startswith("/dashboard/") else path
+    return serve(request, services(), tail)
+
+
 def crl_publish(event: Any) -> dict[str, Any]:
     """Scheduled CRL publication (Cloud Scheduler -> Pub/Sub -> this function)."""
     from shared.cli.crl import run_publish

@@ -111,6 +111,29 @@ class OIDCProvisioner:
         """The config block as `GET /provisioners` returns it (step-ca lists `clientSecret` too)."""
         return dict(self._config)
 
+    @property
+    def admins(self) -> tuple[str, ...]:
+        """The `admins` e-mail addresses and groups."""
+        return self._admins
+
+    def discovery(self) -> dict[str, Any]:
+        """The provider's discovery document (the dashboard's sign-in reads its endpoints).
+
+        Raises:
+            Unavailable: the provider does not answer with a JSON object.
+        """
+        doc, _ = fetch_json(self._discovery_url, self._fetch)
+        return doc
+
+    def verify_id_token(self, peeked: PeekedToken, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+        """An ID token's claims, checked as for a sign token, and whether it names an admin.
+
+        Raises:
+            Unauthorized, Unavailable: as `authorize_sign`.
+        """
+        claims, _expires, admin = self._verify(peeked, now)
+        return claims, admin
+
     def _discovered(self) -> tuple[str, RemoteKeySet]:
         with self._lock:
             if self._issuer is None or self._keys is None:

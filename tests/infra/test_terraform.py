@@ -38,7 +38,7 @@ EXPECTED_PROJECT_ROLES = {
     "acme": ["roles/datastore.user"],
     "ocsp": [],
     "issuer": ["roles/datastore.user"],
-    "dashboard": [],
+    "dashboard": ["roles/datastore.user"],
     "crl_publish": ["roles/datastore.user"],
     "sweep": ["roles/datastore.user"],
 }

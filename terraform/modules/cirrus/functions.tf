@@ -65,9 +65,9 @@ locals {
       trigger      = "http"
       access       = "authenticated"
       signs        = false
-      events       = false
+      events       = true
       calls_issuer = false
-      deployed     = false
+      deployed     = true
       memory       = "512Mi"
       timeout      = 60
     }

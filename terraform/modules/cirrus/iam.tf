@@ -6,7 +6,7 @@
 #   acme         datastore.user               invoke issuer; publish events; objectViewer on the CRL bucket (serves /crl)
 #   ocsp         -                            signerVerifier on the OCSP responder key; objectViewer on the CRL bucket
 #   issuer       datastore.user               signerVerifier on the intermediate key; publish events
-#   dashboard    -                            -   (reads arrive once the dashboard lands: add them here)
+#   dashboard    datastore.user               publish events (reads everything; writes revocations, sign-in tokens)
 #   crl_publish  datastore.user               signerVerifier on the CRL-signing (intermediate) key; publicKeyViewer on the
 #                                             OCSP responder key; objectUser on the CRL bucket; publish events
 #   sweep        datastore.user               publish events
@@ -77,7 +77,7 @@ locals {
     acme        = ["roles/datastore.user"]
     ocsp        = []
     issuer      = ["roles/datastore.user"]
-    dashboard   = []
+    dashboard   = ["roles/datastore.user"]
     crl_publish = ["roles/datastore.user"]
     sweep       = ["roles/datastore.user"]
   }
