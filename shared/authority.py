@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from shared.clock import Clock
-from shared.endpoints import endpoint_for_sign
+from shared.endpoints import endpoint_for_sign, endpoint_id_order
 from shared.errors import BadRequest, Forbidden, Unauthorized
 from shared.events.base import (
     CERTIFICATE_ISSUED,
@@ -261,6 +261,7 @@ class Authority:
                 name=common_name or (sans.all[0] if sans.all else ""),
                 renewal_enabled=auth.renewal_enabled,
                 now=now,
+                id_order=endpoint_id_order(self._stores.endpoints),
             )
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
