@@ -23,6 +23,7 @@ _MODULES = (
     "shared.cli.acme",
     "shared.cli.ca",
     "shared.cli.bootstrap",
+    "shared.cli.store",
 )
 
 

@@ -20,6 +20,7 @@ import pytest
 from store_firestore import PROJECT, emulator_host, unique_prefix
 from test_store_contract import DAY, T0, cert, event, revocation
 
+from shared.cli import main
 from shared.clock import FixedClock
 from shared.retry import RetryPolicy
 from shared.store.memory import MemoryStore
@@ -111,7 +112,9 @@ def test_fan_out_pages_equal_the_unsharded_order(store: Any) -> None:
     assert [e.id for e in store.list_events(since=since_ev, limit=100)] == [e.id for e in logged if e.time >= since_ev]
 
 
-def test_documents_from_before_shards_are_found_after_the_backfill(tmp_path: Path) -> None:
+def test_documents_from_before_shards_are_found_after_the_backfill(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Existing Firestore data (no `shard` field) is invisible to the sharded queries until backfilled."""
     store = _firestore(4)(tmp_path)
     try:
@@ -129,7 +132,9 @@ def test_documents_from_before_shards_are_found_after_the_backfill(tmp_path: Pat
         assert store.list_serials_issued_since("auth-1", T0 - DAY) == []
         assert store.list_revocations("auth-1", not_after_since=T0) == []
 
-        assert store.backfill_shards() == 8
+        url = f"firestore:{PROJECT}?prefix={store.prefix}&shards=4"
+        assert main(["store", "backfill-shards", "--store", url]) == 0  # what the operator runs
+        assert capsys.readouterr().out == "backfilled 8 document(s)\n"
         assert [r[1] for r in store.list_serials_issued_since("auth-1", T0 - DAY)] == [c.serial for c in old]
         assert [r.serial for r in store.list_revocations("auth-1", not_after_since=T0)] == [old[0].serial]
         assert [e.id for e in store.list_events()] == ["ev-old"]
@@ -144,3 +149,9 @@ def test_documents_from_before_shards_are_found_after_the_backfill(tmp_path: Pat
             wider.close()
     finally:
         store.close()
+
+
+def test_backfill_on_a_store_without_shards_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["store", "backfill-shards", "--store", "memory:"]) == 1
+    err = capsys.readouterr().err
+    assert err == "cirrus store backfill-shards: memory: store has no index shards; nothing to backfill\n"
