@@ -144,6 +144,28 @@ variable "crl_version_retention_days" {
   default     = 30
 }
 
+variable "crl_versions_kept" {
+  description = "Superseded versions of each CRL object kept in the bucket (newest first); older ones are deleted by a lifecycle rule, as are versions older than crl_version_retention_days."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.crl_versions_kept >= 1
+    error_message = "crl_versions_kept must be at least 1."
+  }
+}
+
+variable "serial_index_segment_max_age_days" {
+  description = "Age in days after which a lifecycle rule deletes serial-index segments (ocsp-index/*.bin) the publisher failed to delete. Must exceed the longest certificate lifetime any provisioner allows plus one day (the index keeps a segment until a day after its last certificate expires); the default covers the 398-day public TLS maximum."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.serial_index_segment_max_age_days >= 2
+    error_message = "serial_index_segment_max_age_days must be at least 2."
+  }
+}
+
 variable "crl_publish_interval_minutes" {
   description = "How often Cloud Scheduler triggers crl_publish, which publishes the CRLs, the issued-serial index the OCSP responder answers from, and the responder certificate. Must divide 60. At most 10 keeps OCSP authoritative within 15 minutes of issuance (CA/B Forum BRs, standards OCSP-08): a new certificate waits up to one interval for the index, plus up to a minute for responder instances to re-read it, plus the run itself. The CRL's own validity (crl.cacheDuration in config.json) does not depend on it."
   type        = number
