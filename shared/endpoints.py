@@ -18,7 +18,7 @@ import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from shared.model import CertificateRecord, Endpoint, Revocation
 from shared.store.base import CertificateReader, EndpointStore, RevocationReader
@@ -65,13 +65,22 @@ def random_endpoint_id() -> str:
     return f"ep-{uuid.uuid4().hex}"
 
 
+@runtime_checkable
+class ChoosesEndpointIds(Protocol):
+    """An endpoint store that says which id order suits it ("time" or "random")."""
+
+    endpoint_id_order: str
+
+
 def endpoint_id_order(store: object) -> EndpointIdOrder:
-    """The id order the endpoint store asks for: its `endpoint_id_order` attribute, "time" by default.
+    """The id order the endpoint store asks for: its `endpoint_id_order`, "time" when it has none.
 
     Why the store decides: the right order is a property of its storage (SQLite's
     B-tree pages like rising ids, Firestore's tablets hate them), not a deployment switch.
     """
-    return "random" if getattr(store, "endpoint_id_order", "time") == "random" else "time"
+    if isinstance(store, ChoosesEndpointIds) and store.endpoint_id_order == "random":
+        return "random"
+    return "time"
 
 
 def endpoint_for_sign(
