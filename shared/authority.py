@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from shared.clock import Clock
 from shared.csr_policy import check_csr_against_token
-from shared.endpoints import endpoint_for_sign
+from shared.endpoints import endpoint_for_sign, endpoint_id_order
 from shared.errors import BadRequest, Forbidden
 from shared.events.base import (
     CERTIFICATE_ISSUED,
@@ -235,6 +235,7 @@ class Authority:
                 name=common_name or (sans.all[0] if sans.all else ""),
                 renewal_enabled=auth.renewal_enabled,
                 now=now,
+                id_order=endpoint_id_order(self._stores.endpoints),
             )
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None

@@ -25,6 +25,7 @@ _MODULES = (
     "shared.cli.bootstrap",
     "shared.cli.ssh",
     "shared.cli.dashboard",
+    "shared.cli.store",
 )
 
 

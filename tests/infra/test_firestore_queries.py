@@ -28,7 +28,10 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STORE_SOURCE = REPO / "shared" / "store" / "firestore.py"
+STORE_SOURCES = {
+    "FirestoreStore": REPO / "shared" / "store" / "firestore.py",
+    "ShardedQueries": REPO / "shared" / "store" / "firestore_queries.py",
+}
 INDEX_FILE = REPO / "shared" / "store" / "firestore_indexes.json"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DOC_ID = "__name__"
@@ -99,6 +102,7 @@ def record_queries() -> dict[str, list[Query]]:
             "list_revocations": lambda: store.list_revocations("ca", not_after_since=NOW),
             "list_events": lambda: (store.list_events(), store.list_events(since=NOW)),
             "find_documents": lambda: store.find_documents("acme_orders", "account", "a1"),
+            "backfill_shards": store.backfill_shards,
         }
         for name, call in calls.items():
             current[0] = name
@@ -110,15 +114,16 @@ def record_queries() -> dict[str, list[Query]]:
 
 def query_methods() -> set[str]:
     """FirestoreStore methods whose body builds a query (`.where(` / `.order_by(`), read from the source."""
-    tree = ast.parse(STORE_SOURCE.read_text(encoding="utf-8"))
     out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == "FirestoreStore":
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef):
-                    src = ast.unparse(item)
-                    if ".where(" in src or ".order_by(" in src:
-                        out.add(item.name)
+    for class_name, source in STORE_SOURCES.items():
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == class_name:
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef):
+                        src = ast.unparse(item)
+                        if ".where(" in src or ".order_by(" in src:
+                            out.add(item.name)
     return out
 
 
@@ -181,7 +186,7 @@ def indexes() -> Indexes:
 
 def test_every_query_building_method_is_driven(recorded: dict[str, list[Query]]) -> None:
     """A new query in the store must be added to record_queries(), or this list is incomplete."""
-    assert query_methods() - {"_first_events"} <= set(recorded), sorted(query_methods() - set(recorded))
+    assert query_methods() - {"_first_events", "_in_shard"} <= set(recorded), sorted(query_methods() - set(recorded))
     assert all(recorded.values())
 
 
@@ -195,27 +200,32 @@ def test_every_query_is_served_by_an_index(recorded: dict[str, list[Query]], ind
     assert not failures, "Firestore would refuse:\n" + "\n".join(failures)
 
 
-def test_every_exemption_is_unqueried(recorded: dict[str, list[Query]], indexes: Indexes) -> None:
-    touched = {
-        (q["collection"], f) for queries in recorded.values() for q in queries for f, _ in [*q["filters"], *q["orders"]]
-    }
+def test_every_query_on_an_exempted_field_is_served_by_a_composite(
+    recorded: dict[str, list[Query]], indexes: Indexes
+) -> None:
+    """An exemption removes the single-field index only: a query on that field must have its composite."""
     for (collection, field), override in indexes.overrides.items():
         if override.get("indexes"):
             continue
-        hits = {t for t in touched if t[0] == collection and (t[1] == field or t[1].startswith(field + "."))}
-        assert not hits, f"{collection}.{field} is exempted from indexing but queried: {hits}"
+        for method, queries in recorded.items():
+            for q in queries:
+                fields = {f for f, _ in [*q["filters"], *q["orders"]]}
+                if q["collection"] == collection and any(f == field or f.startswith(field + ".") for f in fields):
+                    assert indexes.serves(q) is None, f"{collection}.{field} is exempted; {method} queries it: {q}"
 
 
 def test_purge_expired_query_needs_the_claims_index(recorded: dict[str, list[Query]]) -> None:
-    """The checker itself: with claims.expireAt exempted (issue 19's module), sweep's query is refused."""
+    """The checker itself: without the (shard, expireAt) composite (claims.expireAt is exempted), sweep is refused.
+
+    Issue 19's `sweep` failed in production this way when the single-field index was switched off.
+    """
     spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
-    for override in spec["fieldOverrides"]:
-        if (override["collectionGroup"], override["fieldPath"]) == ("claims", "expireAt"):
-            override["indexes"] = []
+    spec["indexes"] = [i for i in spec["indexes"] if i["collectionGroup"] != "claims"]
     broken = Indexes(spec)
-    (query,) = recorded["purge_expired"]
-    assert query["collection"] == "claims" and query["filters"] == [("expireAt", "LESS_THAN")]
-    assert broken.serves(query) == "single-field index off for expireAt"
+    query = recorded["purge_expired"][0]
+    assert query["collection"] == "claims" and query["filters"] == [("shard", "EQUAL"), ("expireAt", "LESS_THAN")]
+    assert Indexes(json.loads(INDEX_FILE.read_text(encoding="utf-8"))).serves(query) is None
+    assert broken.serves(query) is not None
     # and a composite the file lacks is reported
     assert Indexes({"indexes": [], "fieldOverrides": []}).serves(recorded["list_revocations"][0]) is not None
 
@@ -227,3 +237,58 @@ def test_the_module_applies_every_override_as_written() -> None:
     assert "for_each = each.value.indexes" in text
     spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
     assert all("indexes" in o for o in spec["fieldOverrides"]), "say which single-field indexes each override keeps"
+
+
+# Fields whose values rise with time as documents are written (the store's encodings in
+# shared/store/codec.py and firestore_docs.py). Firestore sustains about 500 writes/s into an
+# index range that rises monotonically, so no index may hold one of these without a leading shard.
+TIME_FIELDS = {
+    "certificates": {"issued_at", "not_before", "not_after", "ev_first", "ev_last"},
+    "revocations": {"revoked_at", "not_after", "ev_first", "ev_last"},
+    "events": {"ev_first", "ev_last"},
+    "claims": {"expireAt"},
+    "endpoints": {"created_at"},
+}
+SHARD = "shard"
+
+
+def unsharded_time_indexes(spec: dict[str, Any]) -> list[str]:
+    """Every index in `spec` over a time field that does not lead with `shard` (automatic ones included)."""
+    problems = []
+    for ix in spec["indexes"]:
+        fields = [f["fieldPath"] for f in ix["fields"]]
+        timed = set(fields) & TIME_FIELDS.get(ix["collectionGroup"], set())
+        if timed and fields[0] != SHARD:
+            problems.append(f"composite {ix['collectionGroup']}{fields} holds {sorted(timed)} without a leading shard")
+    exempted = {(o["collectionGroup"], o["fieldPath"]) for o in spec.get("fieldOverrides", []) if not o.get("indexes")}
+    for collection, fields in TIME_FIELDS.items():
+        for field in sorted(fields):
+            if (collection, field) not in exempted:
+                problems.append(f"single-field index on {collection}.{field} (automatic unless exempted)")
+    return problems
+
+
+def test_no_index_over_a_time_field_is_unsharded() -> None:
+    spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    assert unsharded_time_indexes(spec) == []
+
+
+def test_the_shard_check_fails_on_an_unsharded_time_index() -> None:
+    """The checker itself: the pre-shard layout (issue 18) is reported, index by index."""
+    spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    spec["indexes"].append(
+        {"collectionGroup": "certificates", "fields": [{"fieldPath": "authority_id"}, {"fieldPath": "issued_at"}]}
+    )
+    spec["fieldOverrides"] = [o for o in spec["fieldOverrides"] if o["collectionGroup"] != "claims"]
+    problems = unsharded_time_indexes(spec)
+    assert len(problems) == 2, problems
+    assert "['authority_id', 'issued_at']" in problems[0] and "claims.expireAt" in problems[1]
+
+
+def test_every_time_ordered_query_reads_one_shard(recorded: dict[str, list[Query]]) -> None:
+    """A query ranging or ordering on a time field must name its shard (the fan-out merges them)."""
+    for method, queries in recorded.items():
+        for q in queries:
+            timed = {f for f, _ in [*q["filters"], *q["orders"]]} & TIME_FIELDS.get(q["collection"], set())
+            if timed:
+                assert (SHARD, "EQUAL") in q["filters"], f"{method} queries {sorted(timed)} unsharded: {q}"

@@ -631,6 +631,22 @@ def test_every_bucket_has_uniform_access_and_versioning(module: dict[str, Any]) 
     assert buckets["source"]["public_access_prevention"] == "enforced"
 
 
+def test_crl_bucket_lifecycle_bounds_crl_versions_and_orphaned_index_segments(module: dict[str, Any]) -> None:
+    """Issue 18: superseded CRL generations and serial-index segments do not stay forever."""
+    from shared.validation.serial_index import manifest_name
+
+    rules = [block(r, "condition") for r in resources_of(module, "google_storage_bucket")["crl"]["lifecycle_rule"]]
+    assert {"days_since_noncurrent_time": "${var.crl_version_retention_days}"} in rules
+    assert {"num_newer_versions": "${var.crl_versions_kept}", "with_state": "ARCHIVED"} in rules
+    (segments,) = [r for r in rules if "matches_prefix" in r]
+    assert segments["age"] == "${var.serial_index_segment_max_age_days}"
+    assert segments["matches_suffix"] == [".bin"]
+    assert manifest_name("intermediate").startswith(segments["matches_prefix"][0])  # the segments' folder
+    assert not manifest_name("intermediate").endswith(".bin")  # never the manifest itself
+    # the backstop may only take segments every certificate in them has outlived
+    assert module["variable"]["serial_index_segment_max_age_days"]["default"] > 398
+
+
 def test_kms_keys_are_hsm_and_cannot_be_destroyed(module: dict[str, Any]) -> None:
     keys = resources_of(module, "google_kms_crypto_key")
     assert set(keys) == {"intermediate", "root", "ocsp_responder", "ssh"}

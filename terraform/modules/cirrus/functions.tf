@@ -162,7 +162,7 @@ locals {
   # --config-dir); the others override its store, blobs and key entries.
   common_env = {
     CIRRUS_CONFIG = var.config_path
-    CIRRUS_STORE  = "firestore:projects/${var.project_id}/databases/${google_firestore_database.cirrus.name}"
+    CIRRUS_STORE  = "firestore:projects/${var.project_id}/databases/${google_firestore_database.cirrus.name}?shards=${var.firestore_shards}"
     CIRRUS_BLOBS  = "gs://${google_storage_bucket.crl.name}"
     CIRRUS_EVENTS = "pubsub:${google_pubsub_topic.events.id}"
   }
