@@ -155,7 +155,7 @@ def length(item: Any) -> int:
 def _eval_args(args: tuple[Any, ...]) -> str:
     if len(args) == 1 and isinstance(args[0], str):
         return args[0]
-    return sprint(list(args))
+    return sprint(["<no value>" if a is None or a is MISSING else a for a in args])
 
 
 def html(*args: Any) -> str:

@@ -25,6 +25,9 @@ class Limits:
     max_output: int = 1 << 20
 
 
+NO_FINAL: Any = object()  # "no piped value" (Go's missingVal), distinct from an invalid value
+
+
 class _Break(Exception):
     pass
 
@@ -173,7 +176,7 @@ class State:
 
     def eval_pipeline(self, dot: Any, pipe: n.Pipe) -> Any:
         self.step(pipe)
-        value: Any = MISSING
+        value: Any = NO_FINAL
         for cmd in pipe.cmds:
             value = self.eval_command(dot, cmd, value)
         if value is None:
@@ -213,7 +216,7 @@ class State:
         raise self.fail("can't evaluate command")
 
     def not_a_function(self, args: list[n.Node], final: Any) -> None:
-        if len(args) > 1 or final is not MISSING:
+        if len(args) > 1 or final is not NO_FINAL:
             raise self.fail("can't give argument to non-function")
 
     def ideal_constant(self, num: n.Number) -> Any:
@@ -244,7 +247,7 @@ class State:
     def eval_field_chain(self, dot: Any, receiver: Any, node: n.Node, idents: list[str],
                          args: list[n.Node], final: Any) -> Any:
         for ident in idents[:-1]:
-            receiver = self.eval_field(ident, receiver, [], MISSING)
+            receiver = self.eval_field(ident, receiver, [], NO_FINAL)
         return self.eval_field(idents[-1], receiver, args, final)
 
     def eval_field(self, name: str, receiver: Any, args: list[n.Node], final: Any) -> Any:
@@ -253,7 +256,7 @@ class State:
         if receiver is None:
             raise self.fail(f"nil pointer evaluating interface {{}}.{name}")
         if isinstance(receiver, dict):
-            if len(args) > 1 or final is not MISSING:
+            if len(args) > 1 or final is not NO_FINAL:
                 raise self.fail(f"{name} is not a method but has arguments")
             if name in receiver:
                 return receiver[name]
@@ -266,7 +269,7 @@ class State:
         if func is None:
             raise self.fail(f"{name!r} is not a defined function")
         call_args = args[1:]
-        num_in = len(call_args) + (0 if final is MISSING else 1)
+        num_in = len(call_args) + (0 if final is NO_FINAL else 1)
         fixed = func.params
         if func.variadic is not None:
             if num_in < len(fixed):
@@ -279,15 +282,15 @@ class State:
                 value = self.eval_arg(dot, "value", arg)
                 if truth(value) == (name == "or"):
                     return value
-            if final is not MISSING:
-                value = final
+            if final is not NO_FINAL:
+                value = self.validate(final, "value")
             return value
         argv: list[Any] = []
         for i, arg in enumerate(call_args):
             typ = fixed[i] if i < len(fixed) else func.variadic
             assert typ is not None
             argv.append(self.eval_arg(dot, typ, arg))
-        if final is not MISSING:
+        if final is not NO_FINAL:
             i = len(call_args)
             typ = fixed[i] if i < len(fixed) else func.variadic
             assert typ is not None
@@ -315,15 +318,15 @@ class State:
                 return None
             raise self.fail(f"cannot assign nil to {_GO_TYPES.get(typ, typ)}")
         if isinstance(node, n.Field):
-            return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], MISSING), typ)
+            return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL), typ)
         if isinstance(node, n.Variable):
-            return self.validate(self.eval_variable(dot, node, [node], MISSING), typ)
+            return self.validate(self.eval_variable(dot, node, [node], NO_FINAL), typ)
         if isinstance(node, n.Pipe):
             return self.validate(self.eval_pipeline(dot, node), typ)
         if isinstance(node, n.Identifier):
-            return self.validate(self.eval_function(dot, node, [node], MISSING), typ)
+            return self.validate(self.eval_function(dot, node, [node], NO_FINAL), typ)
         if isinstance(node, n.Chain):
-            return self.validate(self.eval_chain(dot, node, [node], MISSING), typ)
+            return self.validate(self.eval_chain(dot, node, [node], NO_FINAL), typ)
         # Literals, converted by the parameter's type.
         if typ in ("any", "value", "any_raw"):
             if isinstance(node, n.Bool):

@@ -155,35 +155,93 @@ def _fmt_float(spec: _Spec, f: float, verb: str) -> str:
     return _pad(spec, s, numeric=True)
 
 
-def _bad(verb: str, v: Any) -> str:
+def _bad(verb: str, v: Any, spec: _Spec | None = None) -> str:
     if v is None or v is MISSING:
         return f"%!{verb}(<nil>)"
-    return f"%!{verb}({type_name(v)}={sprint_value(v, False)})"
+    return f"%!{verb}({type_name(v)}={_fmt_value(spec or _Spec(), 'v', v)})"
+
+
+def _sharp_v(v: Any, top: bool = True) -> str:
+    """%#v: Go-syntax representation."""
+    if v is None or v is MISSING:
+        return "interface {}(nil)"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(int(v))
+    if isinstance(v, float):
+        return format_float(v, "g", -1)
+    if isinstance(v, str):
+        return go_quote(v)
+    if isinstance(v, list):
+        return type_name(v) + "{" + ", ".join(_sharp_v(x, False) for x in v) + "}"
+    if isinstance(v, dict):
+        return type_name(v) + "{" + ", ".join(f"{go_quote(k)}:{_sharp_v(v[k], False)}" for k in sorted(v)) + "}"
+    if isinstance(v, GoTyped):
+        return v.text
+    return "<nil>"
+
+
+def _float_hex(f: float, upper: bool) -> str:
+    """%x of a float64: Go's hexadecimal mantissa and p exponent (at least two exponent digits)."""
+    if f == 0:
+        s = "0x0p+00"
+    else:
+        h = float.hex(abs(f))  # 0x1.4000000000000p+1
+        mant, _, exp = h.partition("p")
+        mant = mant.rstrip("0").rstrip(".")
+        e = int(exp)
+        s = f"{mant}p{'-' if e < 0 else '+'}{abs(e):02d}"
+        if f < 0:
+            s = "-" + s
+    return s.upper().replace("0X", "0X") if upper else s
+
+
+def _float_binary(f: float) -> str:
+    """%b of a float64: decimal mantissa, binary exponent."""
+    if f == 0:
+        return "0p-1074"
+    m, e = math.frexp(abs(f))
+    mant = int(m * (1 << 53))
+    exp = e - 53
+    if exp < -1074:
+        mant >>= -1074 - exp
+        exp = -1074
+    return ("-" if f < 0 else "") + f"{mant}p{'-' if exp < 0 else '+'}{abs(exp)}"
 
 
 def _fmt_value(spec: _Spec, verb: str, v: Any, depth: int = 0) -> str:
     if verb == "T":
         return _pad(spec, type_name(v))
+    if spec.sharp and verb == "v":
+        return _pad(spec, _sharp_v(v))
     if v is None or v is MISSING:
-        if verb in "vs":
+        if depth > 0:
+            return "<nil>"
+        if verb == "v":
             return _pad(spec, "<nil>")
         return _bad(verb, v)
     if isinstance(v, bool):
         if verb in "vt":
             return _pad(spec, "true" if v else "false")
-        return _bad(verb, v)
+        return _bad(verb, v, spec)
     if isinstance(v, int):
         if verb in "vdxXobcqUO":
             return _fmt_int(spec, int(v), verb)
-        if verb in "eEfFgG":
-            return _bad(verb, v)
-        return _bad(verb, v)
+        return _bad(verb, v, spec)
     if isinstance(v, float):
         if verb in "veEfFgG":
             return _fmt_float(spec, v, verb)
-        if verb in "xX":
-            return _bad(verb, v) if True else ""
-        return _bad(verb, v)
+        if verb in "xX" and spec.prec is None:
+            s = _float_hex(v, verb == "X")
+            if spec.plus and v >= 0:
+                s = "+" + s
+            elif spec.space and v >= 0:
+                s = " " + s
+            return _pad(spec, s, numeric=True)
+        if verb == "b":
+            return _pad(spec, _float_binary(v), numeric=True)
+        return _bad(verb, v, spec)
     if isinstance(v, str):
         if verb in "vs":
             s = v if spec.prec is None else v[: spec.prec]
@@ -204,7 +262,7 @@ def _fmt_value(spec: _Spec, verb: str, v: Any, depth: int = 0) -> str:
             elif spec.sharp and hexs:
                 hexs = ("0x" if verb == "x" else "0X") + hexs
             return _pad(spec, hexs)
-        return _bad(verb, v)
+        return _bad(verb, v, spec)
     if isinstance(v, list):
         if depth > 50:
             return "[...]"
@@ -218,7 +276,7 @@ def _fmt_value(spec: _Spec, verb: str, v: Any, depth: int = 0) -> str:
         return "map[" + " ".join(pairs) + "]"
     if isinstance(v, GoTyped):
         return _pad(spec, v.text)
-    return _bad(verb, v)
+    return _bad(verb, v, spec)
 
 
 def _plain_like(spec: _Spec) -> _Spec:
@@ -301,9 +359,6 @@ def sprintf(fmt: str, args: list[Any]) -> str:
             continue
         arg = args[argi]
         argi += 1
-        if verb not in "vsdqxXobcteEfFgGTUO":
-            out.append(_bad(verb, arg))
-            continue
         out.append(_fmt_value(spec, verb, arg))
     if argi < len(args):
         extra = ", ".join(f"{type_name(a)}={sprint_value(a, False)}" if a is not None and a is not MISSING else "<nil>"

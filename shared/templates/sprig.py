@@ -57,7 +57,7 @@ def _parse_go_int(s: str) -> int | None:
     """strconv.ParseInt(s, 0, 64)."""
     body = s
     neg = False
-    if body[:1] in "+-":
+    if body and body[0] in "+-":
         neg = body[0] == "-"
         body = body[1:]
     if not body:
@@ -164,6 +164,19 @@ def _has(needle: Any, haystack: Any) -> bool:
     return any(deep_equal(needle, item) for item in haystack)
 
 
+def _slice(lst: Any, *indices: Any) -> Any:
+    """sprig's slice (it replaces Go's builtin of the same name)."""
+    if not isinstance(lst, list):
+        raise FuncError(f"list should be type of slice or array but {kind_name(lst)}")
+    if not lst:
+        return None
+    start = to_int64(indices[0]) if indices else 0
+    end = to_int64(indices[1]) if len(indices) > 1 else len(lst)
+    if not 0 <= start <= end <= len(lst):
+        raise FuncError("reflect: slice index out of range")
+    return type(lst)(lst[start:end])
+
+
 def _dict(*v: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i in range(0, len(v), 2):
@@ -267,11 +280,16 @@ def _go_split(s: str, sep: str) -> list[str]:
     return s.split(sep)
 
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
 def _compile(pattern: str) -> Any:
     try:
-        return re2.compile(pattern)
-    except Exception as exc:  # re2.error: the binding's own error type
-        raise FuncError(f"regexp: Compile({go_quote(pattern)}): {exc}") from None
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except Exception as exc:  # re2's own error type: any failure is a bad pattern
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise FuncError(f"error parsing regexp: {detail}") from None
 
 
 def _regex_match(pattern: str, s: str) -> bool:
@@ -373,62 +391,55 @@ class _B64Error(Exception):
 
 
 _B64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_MAP = {c: i for i, c in enumerate(_B64)}
 
 
-def _go_b64decode(data: bytes) -> bytes:
-    """base64.StdEncoding.DecodeString with Go's error offsets (newlines ignored)."""
-    clean = bytearray()
-    positions: list[int] = []
-    for i, b in enumerate(data):
-        if b in (0x0A, 0x0D):
-            continue
-        clean.append(b)
-        positions.append(i)
+def _go_b64decode(src: bytes) -> bytes:
+    """base64.StdEncoding.DecodeString, quantum by quantum as Go's decodeQuantum (same error offsets)."""
     out = bytearray()
-    n = len(clean)
-    i = 0
-    while i < n:
-        quantum: list[int] = []
-        j = i
-        while j < n and len(quantum) < 4:
-            b = clean[j]
-            if b == ord("="):
-                break
-            if b not in _B64:
-                raise _B64Error(positions[j])
-            quantum.append(_B64.index(b))
-            j += 1
-        if len(quantum) == 4:
-            v = (quantum[0] << 18) | (quantum[1] << 12) | (quantum[2] << 6) | quantum[3]
-            out += v.to_bytes(3, "big")
-            i = j
-            continue
-        # Short quantum: padding or end of input.
-        got = len(quantum)
-        if j >= n:
-            if got == 0:
-                break
-            raise _B64Error(positions[j - 1] + 1 - 0 if got == 1 else len(data))
-        # at '='
-        if got < 2:
-            raise _B64Error(positions[j])
-        need = 4 - got
-        pad = 0
-        k = j
-        while k < n and clean[k] == ord("=") and pad < need:
-            pad += 1
-            k += 1
-        if pad != need:
-            raise _B64Error(positions[k] if k < n else len(data))
-        if k < n:
-            raise _B64Error(positions[k])
-        v = 0
-        for q in quantum:
-            v = (v << 6) | q
-        v <<= 6 * (4 - got)
-        out += v.to_bytes(3, "big")[: got - 1]
-        i = k
-    return bytes(out)
+    si = 0
+    n = len(src)
+    while True:
+        dbuf = [0, 0, 0, 0]
+        dlen = 4
+        j = 0
+        done = False
+        while j < 4:
+            if si == n:
+                if j == 0:
+                    return bytes(out)
+                raise _B64Error(si - j)
+            c = src[si]
+            si += 1
+            if c in _B64_MAP:
+                dbuf[j] = _B64_MAP[c]
+                j += 1
+                continue
+            if c in (0x0A, 0x0D):
+                continue
+            if c != ord("="):
+                raise _B64Error(si - 1)
+            if j in (0, 1):
+                raise _B64Error(si - 1)
+            if j == 2:
+                while si < n and src[si] in (0x0A, 0x0D):
+                    si += 1
+                if si == n:
+                    raise _B64Error(n)
+                if src[si] != ord("="):
+                    raise _B64Error(si - 1)
+                si += 1
+            while si < n and src[si] in (0x0A, 0x0D):
+                si += 1
+            if si < n:
+                raise _B64Error(si)
+            dlen = j
+            done = True
+            break
+        val = (dbuf[0] << 18) | (dbuf[1] << 12) | (dbuf[2] << 6) | dbuf[3]
+        out += val.to_bytes(3, "big")[: dlen - 1 if dlen < 4 else 3]
+        if done:
+            return bytes(out)
 
 
 def _from_json(s: str) -> Any:
@@ -465,12 +476,28 @@ def _now() -> GoTyped:
                    now.strftime("%Y-%m-%d %H:%M:%S.%f +0000 UTC"))
 
 
-_LAYOUT = [("2006", "%Y"), ("06", "%y"), ("January", "%B"), ("Jan", "%b"), ("01", "%m"), ("02", "%d"),
-           ("Monday", "%A"), ("Mon", "%a"), ("15", "%H"), ("03", "%I"), ("04", "%M"), ("05", "%S"),
-           ("PM", "%p"), ("MST", "%Z"), ("-0700", "%z")]
+_LAYOUT = ["January", "Jan", "Monday", "Mon", "MST", "2006", "-07:00", "-0700", "Z07:00", "Z0700", "01", "02",
+           "03", "04", "05", "06", "15", "_2", "1", "2", "3", "4", "5", "PM", "pm"]
+_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December"]
+_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def _layout_chunk(token: str, t: dt.datetime) -> str:
+    hour12 = t.hour % 12 or 12
+    values = {
+        "January": _MONTHS[t.month - 1], "Jan": _MONTHS[t.month - 1][:3], "Monday": _DAYS[t.weekday()],
+        "Mon": _DAYS[t.weekday()][:3], "MST": "UTC", "2006": f"{t.year:04d}", "-07:00": "+00:00", "-0700": "+0000",
+        "Z07:00": "Z", "Z0700": "Z", "01": f"{t.month:02d}", "02": f"{t.day:02d}", "03": f"{hour12:02d}",
+        "04": f"{t.minute:02d}", "05": f"{t.second:02d}", "06": f"{t.year % 100:02d}", "15": f"{t.hour:02d}",
+        "_2": f"{t.day:>2d}", "1": str(t.month), "2": str(t.day), "3": str(hour12), "4": str(t.minute),
+        "5": str(t.second), "PM": "PM" if t.hour >= 12 else "AM", "pm": "pm" if t.hour >= 12 else "am",
+    }
+    return values[token]
 
 
 def _date(layout: str, when: Any) -> str:
+    """sprig's date: a Go layout over a time or Unix seconds (UTC)."""
     if isinstance(when, GoTyped) and when.go_type == "time.Time":
         moment = dt.datetime.fromisoformat(str(when.json).replace("Z", "+00:00"))
     elif isinstance(when, int) and not isinstance(when, bool):
@@ -480,9 +507,9 @@ def _date(layout: str, when: Any) -> str:
     out: list[str] = []
     i = 0
     while i < len(layout):
-        for token, directive in _LAYOUT:
+        for token in _LAYOUT:
             if layout.startswith(token, i):
-                out.append(moment.strftime(directive))
+                out.append(_layout_chunk(token, moment))
                 i += len(token)
                 break
         else:
@@ -597,6 +624,7 @@ SPRIG: dict[str, Func] = {
     "append": Func(_push, ("any", "any")),
     "push": Func(_push, ("any", "any")),
     "first": Func(_first, ("any",)),
+    "slice": Func(_slice, ("any",), "any"),
     "last": Func(_last, ("any",)),
     "has": Func(_has, ("any", "any")),
     "keys": Func(_keys, (), "map"),
