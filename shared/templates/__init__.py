@@ -43,11 +43,13 @@ class Template:
         except TemplateError as exc:
             raise TemplateError(exc.message, 0, self.name) from None
         try:
-            return execute(self.name, self.trees, FUNCS, value, limits or Limits())
+            text = execute(self.name, self.trees, FUNCS, value, limits or Limits())
         except TemplateError as exc:
             if exc.name != self.name:
                 raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed) from None
             raise
+        # Go writes raw bytes; invalid UTF-8 in the output is shown as U+FFFD.
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def render(text: str, data: Any, name: str = "template", limits: Limits | None = None) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.templates.functions import Func, FuncError
 from shared.templates.gofmt import sprint, sprintf, sprintln
-from shared.templates.values import I64, MISSING, GoTyped, sprint_value, truth, type_name
+from shared.templates.values import I64, MISSING, U8, GoTyped, sprint_value, truth, type_name
 
 _BAD_COMPARISON = "incompatible types for comparison"
 _BAD_TYPE = "invalid type for comparison"
@@ -38,9 +38,9 @@ def eq(a: Any, *others: Any) -> bool:
             if k1 != "invalid" and k2 != "invalid":
                 raise FuncError(_BAD_COMPARISON)
             continue
-        if k1 in ("other", "invalid"):
-            if k1 == "invalid":
-                raise FuncError("reflect: call of reflect.Value.Type on zero Value")
+        if k1 == "invalid":
+            return True
+        if k1 == "other":
             raise FuncError(f"non-comparable type {sprint_value(b, False)}: {type_name(b)}")
         if a == b:
             return True
@@ -93,11 +93,11 @@ def index(item: Any, *indexes: Any) -> Any:
         raise FuncError("index of untyped nil")
     for i in indexes:
         if isinstance(item, str):
-            data = item.encode()
+            data = item.encode("utf-8", "surrogateescape")
             x = _index_arg(i, len(data))
             if x >= len(data):
                 raise FuncError("reflect: string index out of range")
-            item = data[x]
+            item = U8(data[x])
         elif isinstance(item, list):
             x = _index_arg(i, len(item))
             if x >= len(item):
@@ -105,7 +105,7 @@ def index(item: Any, *indexes: Any) -> Any:
             item = item[x]
         elif isinstance(item, dict):
             if i is None or i is MISSING:
-                i = ""
+                raise FuncError("value is nil; should be of type string")
             if not isinstance(i, str):
                 raise FuncError(f"value has type {type_name(i)}; should be string")
             item = item.get(i, "" if type_name(item) == "map[string]string" else None)
@@ -124,7 +124,7 @@ def slice_(item: Any, *indexes: Any) -> Any:
     if isinstance(item, str):
         if len(indexes) == 3:
             raise FuncError("cannot 3-index slice a string")
-        data = item.encode()
+        data = item.encode("utf-8", "surrogateescape")
         size = len(data)
     elif isinstance(item, list):
         size = len(item)
@@ -138,7 +138,7 @@ def slice_(item: Any, *indexes: Any) -> Any:
     if len(indexes) == 3 and idx[1] > idx[2]:
         raise FuncError(f"invalid slice index: {idx[1]} > {idx[2]}")
     if isinstance(item, str):
-        return data[idx[0]:idx[1]].decode("utf-8", "replace")
+        return data[idx[0]:idx[1]].decode("utf-8", "surrogateescape")
     return type(item)(item[idx[0]:idx[1]])
 
 
@@ -146,7 +146,7 @@ def length(item: Any) -> int:
     if item is MISSING or item is None:
         raise FuncError("reflect: call of reflect.Value.Type on zero Value")
     if isinstance(item, str):
-        return len(item.encode())
+        return len(item.encode("utf-8", "surrogateescape"))
     if isinstance(item, (list, dict)):
         return len(item)
     raise FuncError(f"len of type {type_name(item)}")

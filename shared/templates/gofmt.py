@@ -61,10 +61,10 @@ def sprintln(args: list[Any]) -> str:
 
 
 class _Spec:
-    __slots__ = ("minus", "plus", "prec", "sharp", "space", "width", "zero")
+    __slots__ = ("minus", "plus", "prec", "sharp", "sharp_v", "space", "width", "zero")
 
     def __init__(self) -> None:
-        self.minus = self.plus = self.sharp = self.zero = self.space = False
+        self.minus = self.plus = self.sharp = self.sharp_v = self.zero = self.space = False
         self.width: int | None = None
         self.prec: int | None = None
 
@@ -104,7 +104,7 @@ def _fmt_int(spec: _Spec, v: int, verb: str) -> str:
         q = go_quote(c)[1:-1]
         return _pad(spec, "'" + (q if c != "'" else "\\'").replace('\\"', '"') + "'")
     elif verb == "U":
-        s = f"U+{a:04X}"
+        s = f"U+{v & ((1 << 64) - 1):04X}"
         return _pad(spec, s)
     else:
         return ""
@@ -115,6 +115,8 @@ def _fmt_int(spec: _Spec, v: int, verb: str) -> str:
     prefix = ""
     if spec.sharp:
         prefix = {"x": "0x", "X": "0X", "o": "0", "b": "0b"}.get(verb, "")
+        if verb == "o" and digits.startswith("0"):
+            prefix = ""
     if verb == "O":
         prefix = "0o"
     sign = "-" if neg else "+" if spec.plus else " " if spec.space else ""
@@ -137,7 +139,11 @@ def _fmt_float(spec: _Spec, f: float, verb: str) -> str:
         w.width, w.minus = spec.width, spec.minus
         return _pad(w, s)
     low = verb.lower()
-    if low == "f":
+    if spec.sharp:
+        # '#' keeps the decimal point (and, for %g, trailing zeros to the precision, 6 by default).
+        prec = 6 if spec.prec is None else spec.prec
+        s = f"{f:#.{prec}{low if low in 'ef' else 'g'}}"
+    elif low == "f":
         s = format_float(f, "f", 6 if spec.prec is None else spec.prec)
     elif low == "e":
         s = format_float(f, "e", 6 if spec.prec is None else spec.prec)
@@ -164,7 +170,7 @@ def _bad(verb: str, v: Any, spec: _Spec | None = None) -> str:
 def _sharp_v(v: Any, top: bool = True) -> str:
     """%#v: Go-syntax representation."""
     if v is None or v is MISSING:
-        return "interface {}(nil)"
+        return "<nil>" if top else "interface {}(nil)"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
@@ -213,7 +219,7 @@ def _float_binary(f: float) -> str:
 def _fmt_value(spec: _Spec, verb: str, v: Any, depth: int = 0) -> str:
     if verb == "T":
         return _pad(spec, type_name(v))
-    if spec.sharp and verb == "v":
+    if spec.sharp_v and verb == "v":
         return _pad(spec, _sharp_v(v))
     if v is None or v is MISSING:
         if depth > 0:
@@ -252,7 +258,7 @@ def _fmt_value(spec: _Spec, verb: str, v: Any, depth: int = 0) -> str:
                 return _pad(spec, "`" + s + "`")
             return _pad(spec, go_quote(s, spec.plus))
         if verb in "xX":
-            data = v.encode("utf-8", "surrogatepass") if spec.prec is None else v[: spec.prec].encode()
+            data = (v if spec.prec is None else v[: spec.prec]).encode("utf-8", "surrogateescape")
             hexs = data.hex() if verb == "x" else data.hex().upper()
             if spec.space:
                 sep = [hexs[i:i + 2] for i in range(0, len(hexs), 2)]
@@ -359,6 +365,8 @@ def sprintf(fmt: str, args: list[Any]) -> str:
             continue
         arg = args[argi]
         argi += 1
+        if verb == "v" and spec.sharp:
+            spec.sharp, spec.sharp_v = False, True
         out.append(_fmt_value(spec, verb, arg))
     if argi < len(args):
         extra = ", ".join(f"{type_name(a)}={sprint_value(a, False)}" if a is not None and a is not MISSING else "<nil>"

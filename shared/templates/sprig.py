@@ -288,7 +288,8 @@ def _compile(pattern: str) -> Any:
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
     except Exception as exc:  # re2's own error type: any failure is a bad pattern
-        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raw = exc.args[0] if exc.args else ""
+        detail = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         raise FuncError(f"error parsing regexp: {detail}") from None
 
 
@@ -377,12 +378,12 @@ def _regex_replace_all(pattern: str, s: str, repl: str) -> str:
 
 
 def _b64dec(s: str) -> str:
-    data = s.encode("utf-8", "surrogatepass")
+    data = s.encode("utf-8", "surrogateescape")
     try:
         decoded = _go_b64decode(data)
     except _B64Error as exc:
         return f"illegal base64 data at input byte {exc.offset}"
-    return decoded.decode("utf-8", "replace")
+    return decoded.decode("utf-8", "surrogateescape")
 
 
 class _B64Error(Exception):
@@ -536,7 +537,7 @@ def _keys(*dicts: Any) -> list[str]:
 
 def _sort_alpha(v: Any) -> list[str]:
     if isinstance(v, list):
-        return StrList(sorted(_strslice(v), key=lambda s: s.encode("utf-8", "surrogatepass")))
+        return StrList(sorted(_strslice(v), key=lambda s: s.encode("utf-8", "surrogateescape")))
     return StrList([strval(v)])
 
 
@@ -616,9 +617,9 @@ SPRIG: dict[str, Func] = {
     "regexMatch": Func(_regex_match, ("string", "string")),
     "regexFind": Func(_regex_find, ("string", "string")),
     "regexReplaceAll": Func(_regex_replace_all, ("string", "string", "string")),
-    "b64enc": Func(lambda s: base64.b64encode(s.encode("utf-8", "surrogatepass")).decode(), ("string",)),
+    "b64enc": Func(lambda s: base64.b64encode(s.encode("utf-8", "surrogateescape")).decode(), ("string",)),
     "b64dec": Func(_b64dec, ("string",)),
-    "sha256sum": Func(lambda s: hashlib.sha256(s.encode("utf-8", "surrogatepass")).hexdigest(), ("string",)),
+    "sha256sum": Func(lambda s: hashlib.sha256(s.encode("utf-8", "surrogateescape")).hexdigest(), ("string",)),
     "dict": Func(_dict, (), "any"),
     "list": Func(lambda *v: list(v), (), "any"),
     "append": Func(_push, ("any", "any")),

@@ -32,6 +32,12 @@ class I64(int):
     __slots__ = ()
 
 
+class U8(int):
+    """A Go uint8 (a byte of a string, from `index`)."""
+
+    __slots__ = ()
+
+
 class StrList(list):  # type: ignore[type-arg]
     """A Go []string (splitList, keys)."""
 
@@ -58,6 +64,16 @@ class GoTyped:
     kind: str
     json: Any = None
     text: str = ""
+
+
+def go_bytes(s: str) -> bytes:
+    """A string's bytes as Go sees them (invalid UTF-8 kept as lone surrogates round-trips)."""
+    return s.encode("utf-8", "surrogateescape")
+
+
+def go_string(b: bytes) -> str:
+    """Bytes as a template string (invalid UTF-8 survives as lone surrogates, like Go's raw bytes)."""
+    return b.decode("utf-8", "surrogateescape")
 
 
 def normalize(value: Any, depth: int = 0) -> Any:
@@ -88,6 +104,8 @@ def type_name(v: Any) -> str:
         return "bool"
     if isinstance(v, I64):
         return "int64"
+    if isinstance(v, U8):
+        return "uint8"
     if isinstance(v, int):
         return "int"
     if isinstance(v, float):

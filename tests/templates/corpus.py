@@ -303,7 +303,7 @@ FUNC_CALLS: list[str] = [
     "date \"2006-01-02 15:04:05\" 1700000000", 'date "Mon Jan 2 2006" 0',
 ]
 PRINTF_VERBS = ["%s", "%d", "%v", "%q", "%x", "%X", "%t", "%f", "%.2f", "%5.2f", "%-10s|", "%10s|", "%05d",
-                "%+d", "%e", "%g", "%T", "%o", "%b", "%c", "%U", "%#x", "%x", "%8.3f", "%-5d|", "%3s|", "%.1s",
+                "%+d", "%e", "%g", "%T", "%o", "%b", "%c", "%U", "%#o", "%x", "%8.3f", "%-5d|", "%3s|", "%.1s",
                 "%%", "%!", "%d %d", "%s", "% x", "%#v", "%*d", "%.3g", "%G", "%E"]
 TYPE_NAMES = ['"string"', '"float64"', '"int"', '"int64"', '"bool"', '"[]interface {}"', '"map"', '"slice"',
               '"map[string]interface {}"', '"<nil>"', '"invalid"', '"[]string"', '"*rsa.PublicKey"']
