@@ -10,6 +10,7 @@ would see with a named type (e.g. the CSR's public key as `*rsa.PublicKey` for `
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,21 +79,32 @@ def go_string(b: bytes) -> str:
 
 def normalize(value: Any, depth: int = 0) -> Any:
     """Data as Go's encoding/json would decode it: every number a float64, containers copied."""
+    kind = type(value)
+    if kind is str or kind is float or kind is bool or value is None:
+        return value
     if depth > 200:
         raise TemplateError("data nested too deeply")
-    if isinstance(value, bool) or value is None or isinstance(value, (str, float, GoTyped)):
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TemplateError("data keys must be strings")
+            out[k] = normalize(v, depth + 1)
+        return out
+    if kind is list or kind is tuple:
+        return [normalize(v, depth + 1) for v in value]
+    if kind is int:
+        return float(value)
+    if isinstance(value, GoTyped):
+        return value
+    if isinstance(value, (bool, str, float)):
         return value
     if isinstance(value, int):
         return float(value)
     if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise TemplateError("data keys must be strings")
-            out[k] = normalize(v, depth + 1)
-        return out
+        return normalize(dict(value), depth)
     if isinstance(value, (list, tuple)):
-        return [normalize(v, depth + 1) for v in value]
+        return normalize(list(value), depth)
     raise TemplateError(f"unsupported data type {type(value).__name__}")
 
 
@@ -240,8 +252,14 @@ def sprint_value(v: Any, top: bool = True) -> str:
     return "<nil>"
 
 
+_JSON_PLAIN = re.compile("[^\x00-\x1f\"\\\\<>&\u2028\u2029\ud800-\udfff]*")
+_JSON_PLAIN_RAW = re.compile("[^\x00-\x1f\"\\\\\u2028\u2029\ud800-\udfff]*")
+
+
 def json_string(s: str, escape_html: bool) -> str:
     """encoding/json's string encoding (Go 1.19: \\u0008 and \\u000c, HTML escaped by default)."""
+    if (_JSON_PLAIN if escape_html else _JSON_PLAIN_RAW).fullmatch(s):
+        return '"' + s + '"'
     out = ['"']
     for ch in s:
         o = ord(ch)
