@@ -24,6 +24,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from shared.clock import Clock
@@ -44,11 +45,20 @@ from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
 from shared.store.base import EndpointStore, IssuanceLedger, IssuanceWrite, RevocationReader
+from shared.templates import TemplateError
+from shared.templates.fields import decode_rendered
 from shared.validity import Window, check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
 from shared.x509.names import SANs, common_name_of, sans_of, split_sans
-from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
+from shared.x509.profile import (
+    Issuer,
+    ca_leaf_extensions,
+    default_leaf_extensions,
+    provisioner_extension,
+    sign_certificate,
+)
 from shared.x509.serials import SerialSource, random_serial
+from shared.x509.templated import template_data, templated_leaf
 
 log = logging.getLogger("cirrus.authority")
 
@@ -253,8 +263,12 @@ class Authority:
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
         serial = self._serials()
-        extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
+        templated = self._templated_leaf(public_key, sans, common_name, auth, serial)
+        if templated is not None:
+            subject, extensions = templated
+        else:
+            extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
         cert = sign_certificate(
             self.issuer,
             subject=subject,
@@ -331,6 +345,30 @@ class Authority:
             ocsp_url=self._ocsp_url,
             ca_issuers_url=self._ca_issuers_url,
         )
+
+    def _templated_leaf(
+        self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int
+    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]] | None:
+        """Subject and extensions from the provisioner's `options.x509` template, if it has one (issue 15)."""
+        configured = self.provisioners.x509_templates.get(auth.provisioner.name)
+        if configured is None:
+            return None
+        data = template_data(common_name, sans.general_names(), rsa_key=isinstance(public_key, rsa.RSAPublicKey),
+                             token=dict(auth.token_claims), extra=configured.data)
+        try:
+            leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
+        except TemplateError as exc:
+            raise BadRequest(exc.reason if exc.failed else f"certificate template: {exc}") from exc
+        if not leaf.sans and not leaf.common_name:
+            raise BadRequest("certificate template: the certificate needs a subject alternative name")
+        prov_ext = None
+        if not auth.claims.disable_smallstep_extensions:
+            prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)
+        extensions = [*leaf.extensions, *ca_leaf_extensions(
+            provisioner=prov_ext, crl_url=self._crl_url(serial) if self._crl_url else None,
+            ocsp_url=self._ocsp_url, ca_issuers_url=self._ca_issuers_url,
+        )]
+        return leaf.subject, extensions
 
     # ------------------------------------------------------- renew / rekey
     def renew(

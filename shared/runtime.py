@@ -166,7 +166,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     intermediates = load_certificates(settings.intermediate)
     store = store or open_store(settings.store, clock=clock)
     audiences = Audiences(audience_hosts(settings))
-    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
+    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences,
+                                base_dir=settings.base_dir)
     from shared.events.log import open_sinks
 
     sinks: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]

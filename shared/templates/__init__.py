@@ -46,7 +46,7 @@ class Template:
             text = execute(self.name, self.trees, FUNCS, value, limits or Limits())
         except TemplateError as exc:
             if exc.name != self.name:
-                raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed) from None
+                raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None
             raise
         # Go writes raw bytes; invalid UTF-8 in the output is shown as U+FFFD.
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -57,4 +57,4 @@ def render(text: str, data: Any, name: str = "template", limits: Limits | None =
     return Template(text, name).render(data, limits)
 
 
-__all__ = ["GoTyped", "Limits", "Template", "TemplateError", "render"]
+__all__ = ["MAX_TEMPLATE_BYTES", "GoTyped", "Limits", "Template", "TemplateError", "render"]

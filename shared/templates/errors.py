@@ -11,11 +11,13 @@ from __future__ import annotations
 class TemplateError(Exception):
     """A template could not be parsed or rendered."""
 
-    def __init__(self, message: str, line: int = 0, name: str = "template", *, failed: bool = False) -> None:
+    def __init__(self, message: str, line: int = 0, name: str = "template", *, failed: bool = False,
+                 reason: str = "") -> None:
         self.message = message
         self.line = line
         self.name = name
         self.failed = failed  # True when the template itself called `fail`
+        self.reason = reason or message  # for `fail`: the template's own message, as step-ca answers it
         super().__init__(str(self))
 
     def __str__(self) -> str:

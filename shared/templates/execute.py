@@ -302,7 +302,7 @@ class State:
             raise self.fail(f"error calling {name}: {exc}", ident.line) from None
         except TemplateError as exc:
             raise TemplateError(f"error calling {name}: {exc.message}", ident.line, self.name,
-                                failed=exc.failed) from None
+                                failed=exc.failed, reason=exc.reason) from None
         except (ValueError, TypeError, ArithmeticError, LookupError, OverflowError, RecursionError,
                 MemoryError) as exc:
             raise self.fail(f"error calling {name}: {exc}", ident.line) from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,8 +256,8 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
 
 
 def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
-                  token: dict[str, Any] | None = None, user: dict[str, Any] | None = None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  token: Mapping[str, Any] | None = None, user: Mapping[str, Any] | None = None,
+                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The data step-ca gives an X.509 template (`.Subject`, `.SANs`, `.Token`, `.Insecure`, ...)."""
     from shared.templates.values import GoTyped
 
@@ -275,7 +276,7 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
     data.update({
         "Subject": {"commonName": common_name},
         "SANs": sans,
-        "Token": token or {},
-        "Insecure": {"CR": {"PublicKey": key}, "User": user or {}},
+        "Token": dict(token or {}),
+        "Insecure": {"CR": {"PublicKey": key}, "User": dict(user or {})},
     })
     return data
