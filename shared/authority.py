@@ -263,9 +263,12 @@ class Authority:
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
         serial = self._serials()
+        names: tuple[str, tuple[str, ...]] | None = (
+            common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
         templated = self._templated_leaf(public_key, sans, common_name, auth, serial)
         if templated is not None:
             subject, extensions = templated
+            names = None  # recorded from the certificate: the template may have changed them
         else:
             extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
@@ -288,7 +291,7 @@ class Authority:
             new_endpoint=is_new,
             create_endpoint=previous is None,
             claim=auth.replay if claim else None,
-            names=(common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris)),
+            names=names,
             group=group,
         )
 

@@ -63,6 +63,15 @@ def test_the_template_shapes_the_issued_certificate(templated_api: Client, autho
         ExtendedKeyUsageOID.CLIENT_AUTH]
     assert cert.extensions.get_extension_for_class(x509.CertificatePolicies).value[0].policy_identifier == (
         x509.ObjectIdentifier("2.23.140.1.2.1"))
+    # The record lists the names the certificate holds, not only the token's.
+    import sqlite3
+
+    db = sqlite3.connect(authority_dir / "db" / "cirrus.db")
+    try:
+        (stored,) = db.execute("SELECT sans FROM certificates").fetchone()
+    finally:
+        db.close()
+    assert "app.example.com.svc.example.net" in stored
     # The CA's own extensions still follow the template's.
     assert cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
     assert pkilint_errors(cert.public_bytes(serialization.Encoding.DER)) == []
