@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
+from shared.x509.profile import encoded
 
 KEY_USAGE_NAMES = {
     "digitalsignature": "digital_signature", "contentcommitment": "content_commitment",
@@ -168,6 +170,27 @@ def _key_usage(names: list[str]) -> x509.KeyUsage:
     return x509.KeyUsage(**flags)
 
 
+# Templates name the same few usages for every leaf: their extensions are built and DER-encoded once
+# (`encoded`, as the default profile does). Bounded: names outside the tables are refused first.
+@functools.lru_cache(maxsize=256)
+def _key_usage_extension(names: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
+    ku = _key_usage(list(names))
+    return encoded(x509.Extension(ku.oid, True, ku))
+
+
+@functools.lru_cache(maxsize=256)
+def _ext_key_usage_extension(names: tuple[str, ...], oids: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
+    usages: list[x509.ObjectIdentifier] = []
+    for name in names:
+        oid = EXT_KEY_USAGE_NAMES.get(name)
+        if oid is None:
+            raise _fail(f"extKeyUsage: unknown usage {name!r}")
+        usages.append(oid)
+    usages += [_oid(t, "unknownExtKeyUsage") for t in oids]
+    eku = x509.ExtendedKeyUsage(usages)
+    return encoded(x509.Extension(eku.oid, False, eku))
+
+
 def _b64(text: Any, field: str) -> bytes:
     if not isinstance(text, str):
         raise _fail(f"{field} must be base64 text")
@@ -211,15 +234,11 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     exts: list[x509.Extension[x509.ExtensionType]] = []
     usages = _strings(doc.get("keyUsage"), "keyUsage")
     if usages:
-        ku = _key_usage(usages)
-        exts.append(x509.Extension(ku.oid, True, ku))
-    eku_oids = [EXT_KEY_USAGE_NAMES.get(n.lower()) for n in _strings(doc.get("extKeyUsage"), "extKeyUsage")]
-    if None in eku_oids:
-        raise _fail("extKeyUsage: unknown usage")
-    eku_oids += [_oid(t, "unknownExtKeyUsage") for t in _strings(doc.get("unknownExtKeyUsage"), "unknownExtKeyUsage")]
-    if eku_oids:
-        eku = x509.ExtendedKeyUsage([o for o in eku_oids if o is not None])
-        exts.append(x509.Extension(eku.oid, False, eku))
+        exts.append(_key_usage_extension(tuple(u.lower() for u in usages)))
+    ekus = tuple(n.lower() for n in _strings(doc.get("extKeyUsage"), "extKeyUsage"))
+    unknown = tuple(_strings(doc.get("unknownExtKeyUsage"), "unknownExtKeyUsage"))
+    if ekus or unknown:
+        exts.append(_ext_key_usage_extension(ekus, unknown))
     general = _general_names(doc)
     if general:
         san = x509.SubjectAlternativeName(general)

@@ -80,7 +80,11 @@ def test_every_field_a_template_may_set() -> None:
     attrs = {(a.oid.dotted_string, a.value) for a in leaf.subject}
     assert (NameOID.COUNTRY_NAME.dotted_string, "NZ") in attrs and ("0.9.2342.19200300.100.1.1", "svc-pay") in attrs
     assert [a.oid for a in leaf.subject][:2] == [NameOID.COUNTRY_NAME, NameOID.ORGANIZATION_NAME]
-    by_oid = {e.oid: e for e in leaf.extensions}
+    # Read back through a signed certificate: the usual extensions come pre-encoded, as in the profile.
+    cert = sign_certificate(_issuer(), subject=leaf.subject, public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
+                            serial=99, not_before=NOW, not_after=NOW + dt.timedelta(hours=1),
+                            extensions=list(leaf.extensions))
+    by_oid = {e.oid: e for e in cert.extensions}
     san = by_oid[x509.SubjectAlternativeName.oid].value
     assert isinstance(san, x509.SubjectAlternativeName)
     assert san.get_values_for_type(x509.DNSName) == ["payments.example.com"]
