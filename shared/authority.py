@@ -169,7 +169,7 @@ class Authority:
         self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
-            not_before=not_before, not_after=not_after, now=now, group=group,
+            not_before=not_before, not_after=not_after, now=now, group=group, csr=csr,
         )
 
     def issue_for_identifiers(
@@ -218,7 +218,7 @@ class Authority:
         )
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=common_name,
-            not_before=not_before, not_after=not_after, now=now, claim=False, previous=previous,
+            not_before=not_before, not_after=not_after, now=now, claim=False, previous=previous, csr=csr,
         )
 
     def _issue_new(
@@ -234,6 +234,7 @@ class Authority:
         claim: bool = True,
         previous: CertificateRecord | None = None,
         group: CommitGroup | None = None,
+        csr: x509.CertificateSigningRequest | None = None,
     ) -> Issued:
         """Validity, endpoint, claim, sign, record: the tail every fresh issuance shares."""
         window = requested_window(
@@ -265,7 +266,7 @@ class Authority:
         serial = self._serials()
         names: tuple[str, tuple[str, ...]] | None = (
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
-        templated = self._templated_leaf(public_key, sans, common_name, auth, serial)
+        templated = self._templated_leaf(public_key, sans, common_name, auth, serial, csr)
         if templated is not None:
             subject, extensions = templated
             names = None  # recorded from the certificate: the template may have changed them
@@ -350,14 +351,15 @@ class Authority:
         )
 
     def _templated_leaf(
-        self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int
+        self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int,
+        csr: x509.CertificateSigningRequest | None,
     ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]] | None:
         """Subject and extensions from the provisioner's `options.x509` template, if it has one (issue 15)."""
         configured = self.provisioners.x509_templates.get(auth.provisioner.name)
         if configured is None:
             return None
         data = template_data(common_name, sans.general_names(), rsa_key=isinstance(public_key, rsa.RSAPublicKey),
-                             token=dict(auth.token_claims), extra=configured.data)
+                             csr=csr, token=dict(auth.token_claims), extra=configured.data)
         try:
             leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
         except TemplateError as exc:

@@ -18,7 +18,7 @@ from shared.templates.execute import Limits, execute
 from shared.templates.functions import Func
 from shared.templates.parser import parse
 from shared.templates.sprig import SPRIG
-from shared.templates.values import GoTyped, normalize
+from shared.templates.values import GoStruct, GoTyped, normalize
 
 FUNCS: dict[str, Func] = {**BUILTINS, **SPRIG}
 MAX_TEMPLATE_BYTES = 256 * 1024
@@ -57,4 +57,4 @@ def render(text: str, data: Any, name: str = "template", limits: Limits | None =
     return Template(text, name).render(data, limits)
 
 
-__all__ = ["MAX_TEMPLATE_BYTES", "GoTyped", "Limits", "Template", "TemplateError", "render"]
+__all__ = ["MAX_TEMPLATE_BYTES", "GoStruct", "GoTyped", "Limits", "Template", "TemplateError", "render"]

@@ -13,7 +13,7 @@ from typing import Any
 from shared.templates import nodes as n
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func, FuncError
-from shared.templates.values import I64, MISSING, GoTyped, sprint_value, truth, type_name
+from shared.templates.values import I64, MISSING, GoStruct, GoTyped, sprint_value, truth, type_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +255,13 @@ class State:
             return MISSING
         if receiver is None:
             raise self.fail(f"nil pointer evaluating interface {{}}.{name}")
+        if isinstance(receiver, GoStruct):
+            if len(args) > 1 or final is not NO_FINAL:
+                raise self.fail(f"{name} has arguments but cannot be invoked as function")
+            try:
+                return receiver.field(name)
+            except KeyError:
+                raise self.fail(f"can't evaluate field {name} in type {receiver.go_type}") from None
         if isinstance(receiver, dict):
             if len(args) > 1 or final is not NO_FINAL:
                 raise self.fail(f"{name} is not a method but has arguments")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from shared.templates.values import MISSING, GoTyped, format_float, sprint_value, type_name
+from shared.templates.values import MISSING, GoStruct, GoTyped, format_float, sprint_value, type_name
 
 
 def go_quote(s: str, ascii_only: bool = False) -> str:
@@ -280,8 +280,8 @@ def _fmt_value(spec: _Spec, verb: str, v: Any, depth: int = 0) -> str:
         d = depth + 1
         pairs = (f"{_fmt_value(inner, verb, k, d)}:{_fmt_value(inner, verb, v[k], d)}" for k in sorted(v))
         return "map[" + " ".join(pairs) + "]"
-    if isinstance(v, GoTyped):
-        return _pad(spec, v.text)
+    if isinstance(v, (GoTyped, GoStruct)):
+        return _pad(spec, sprint_value(v, False))
     return _bad(verb, v, spec)
 
 

@@ -67,6 +67,25 @@ class GoTyped:
     text: str = ""
 
 
+class GoStruct:
+    """A Go struct value, as step-ca hands templates its own types (`.Subject`, `.SANs`, `.Insecure.CR`).
+
+    Templates reach fields by their Go names (`.Subject.CommonName`); `toJson` writes the JSON names
+    in declaration order, dropping `omitempty` fields that are empty and fields tagged `json:"-"`.
+    """
+
+    __slots__ = ("fields", "go_type", "values")
+
+    def __init__(self, go_type: str, fields: list[tuple[str, str | None, bool, Any]]) -> None:
+        self.go_type = go_type
+        self.fields = [(go, js, omit) for go, js, omit, _ in fields]  # (Go name, JSON name or None, omitempty)
+        self.values = {go: value for go, _, _, value in fields}
+
+    def field(self, name: str) -> Any:
+        """The field's value; KeyError when the struct has no such field."""
+        return self.values[name]
+
+
 def go_bytes(s: str) -> bytes:
     """A string's bytes as Go sees them (invalid UTF-8 kept as lone surrogates round-trips)."""
     return s.encode("utf-8", "surrogateescape")
@@ -95,7 +114,7 @@ def normalize(value: Any, depth: int = 0) -> Any:
         return [normalize(v, depth + 1) for v in value]
     if kind is int:
         return float(value)
-    if isinstance(value, GoTyped):
+    if isinstance(value, (GoTyped, GoStruct)):
         return value
     if isinstance(value, (bool, str, float)):
         return value
@@ -134,7 +153,7 @@ def type_name(v: Any) -> str:
         return "map[string]string"
     if isinstance(v, dict):
         return "map[string]interface {}"
-    if isinstance(v, GoTyped):
+    if isinstance(v, (GoTyped, GoStruct)):
         return v.go_type
     return "<nil>"
 
@@ -145,6 +164,8 @@ def kind_name(v: Any) -> str:
         return "invalid"
     if isinstance(v, GoTyped):
         return v.kind
+    if isinstance(v, GoStruct):
+        return "ptr" if v.go_type.startswith("*") else "struct"
     t = type_name(v)
     if t.startswith("[]"):
         return "slice"
@@ -157,7 +178,7 @@ def truth(v: Any) -> bool:
     """Go template truth: false, 0, nil, empty string/slice/map are false."""
     if v is None or v is MISSING:
         return False
-    if isinstance(v, GoTyped):
+    if isinstance(v, (GoTyped, GoStruct)):
         return True
     if isinstance(v, (bool, int, float, str, list, dict)):
         return bool(v)
@@ -249,6 +270,9 @@ def sprint_value(v: Any, top: bool = True) -> str:
         return "map[" + " ".join(f"{k}:{sprint_value(v[k], False)}" for k in sorted(v)) + "]"
     if isinstance(v, GoTyped):
         return v.text
+    if isinstance(v, GoStruct):
+        body = "{" + " ".join(sprint_value(v.values[go], False) for go, _, _ in v.fields) + "}"
+        return "&" + body if v.go_type.startswith("*") else body
     return "<nil>"
 
 
@@ -318,4 +342,12 @@ def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
                               for k in sorted(v)) + "}"
     if isinstance(v, GoTyped):
         return to_json(v.json, escape_html, depth + 1)
+    if isinstance(v, GoStruct):
+        parts = []
+        for go, js, omit in v.fields:
+            value = v.values[go]
+            if js is None or (omit and not truth(value)):
+                continue
+            parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))
+        return "{" + ",".join(parts) + "}"
     return "null"

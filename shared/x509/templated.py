@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
+from shared.templates.values import GoStruct, GoTyped
 from shared.x509.profile import encoded
 
 KEY_USAGE_NAMES = {
@@ -274,28 +275,88 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
                          not_after if isinstance(not_after, str) else None)
 
 
-def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
-                  token: Mapping[str, Any] | None = None, user: Mapping[str, Any] | None = None,
-                  extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The data step-ca gives an X.509 template (`.Subject`, `.SANs`, `.Token`, `.Insecure`, ...)."""
-    from shared.templates.values import GoTyped
+_NAME_FIELDS = (
+    ("Country", "country", NameOID.COUNTRY_NAME), ("Organization", "organization", NameOID.ORGANIZATION_NAME),
+    ("OrganizationalUnit", "organizationalUnit", NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ("Locality", "locality", NameOID.LOCALITY_NAME), ("Province", "province", NameOID.STATE_OR_PROVINCE_NAME),
+    ("StreetAddress", "streetAddress", NameOID.STREET_ADDRESS), ("PostalCode", "postalCode", NameOID.POSTAL_CODE),
+)
 
-    sans: list[dict[str, str]] = []
+
+def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct:
+    """x509util.Subject: Go field names for templates, step's JSON names for toJson."""
+    fields: list[tuple[str, str | None, bool, Any]] = []
+    for go, js, oid in _NAME_FIELDS:
+        values = [str(a.value) for a in name.get_attributes_for_oid(oid)] if name is not None else []
+        fields.append((go, js, True, values or None))
+    serial = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER) if name is not None else []
+    fields.append(("SerialNumber", "serialNumber", True, str(serial[0].value) if serial else ""))
+    if name is not None and not common_name:
+        cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = str(cns[0].value) if cns else ""
+    fields.append(("CommonName", "commonName", True, common_name))
+    fields.append(("ExtraNames", "extraNames", True, None))
+    return GoStruct("x509util.Subject", fields)
+
+
+def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
+    """[]x509util.SubjectAlternativeName: `.Type`/`.Value` in templates, type/value in JSON."""
+    out: list[GoStruct] = []
     for name in general_names:
         if isinstance(name, x509.DNSName):
-            sans.append({"type": "dns", "value": name.value})
+            kind, value = "dns", name.value
         elif isinstance(name, x509.IPAddress):
-            sans.append({"type": "ip", "value": str(name.value)})
+            kind, value = "ip", str(name.value)
         elif isinstance(name, x509.RFC822Name):
-            sans.append({"type": "email", "value": name.value})
+            kind, value = "email", name.value
         elif isinstance(name, x509.UniformResourceIdentifier):
-            sans.append({"type": "uri", "value": name.value})
-    key = GoTyped("*rsa.PublicKey" if rsa_key else "*ecdsa.PublicKey", "ptr", None, "&{...}")
+            kind, value = "uri", name.value
+        else:
+            continue
+        out.append(GoStruct("x509util.SubjectAlternativeName",
+                            [("Type", "type", False, kind), ("Value", "value", False, value),
+                             ("ASN1Value", "asn1Value", True, None)]))
+    return out
+
+
+def _public_key(rsa_key: bool) -> GoTyped:
+    return GoTyped("*rsa.PublicKey" if rsa_key else "*ecdsa.PublicKey", "ptr", None, "&{...}")
+
+
+def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_key: bool) -> GoStruct:
+    """*x509util.CertificateRequest as `.Insecure.CR` (the request's own, unverified names)."""
+    names: list[x509.GeneralName] = []
+    if csr is not None:
+        try:
+            names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        except (x509.ExtensionNotFound, ValueError):
+            names = []
+    dns = [n.value for n in names if isinstance(n, x509.DNSName)]
+    emails = [n.value for n in names if isinstance(n, x509.RFC822Name)]
+    ips = [str(n.value) for n in names if isinstance(n, x509.IPAddress)]
+    uris = [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
+    return GoStruct("*x509util.CertificateRequest", [
+        ("Version", "version", False, 0),
+        ("Subject", "subject", False, go_subject(csr.subject if csr is not None else None)),
+        ("DNSNames", "dnsNames", False, dns or None), ("EmailAddresses", "emailAddresses", False, emails or None),
+        ("IPAddresses", "ipAddresses", False, ips or None), ("URIs", "uris", False, uris or None),
+        ("SANs", "sans", False, None), ("Extensions", "extensions", False, None),
+        ("SignatureAlgorithm", "signatureAlgorithm", False, ""),
+        ("PublicKey", None, False, _public_key(rsa_key)),
+        ("PublicKeyAlgorithm", None, False, "RSA" if rsa_key else "ECDSA"),
+    ])
+
+
+def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
+                  csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
+                  user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.Insecure.CR`,
+    `.Insecure.User` and the provisioner's templateData as top-level keys (reference 4.2)."""
     data: dict[str, Any] = dict(extra or {})
     data.update({
-        "Subject": {"commonName": common_name},
-        "SANs": sans,
+        "Subject": go_subject(common_name=common_name),
+        "SANs": go_sans(general_names),
         "Token": dict(token or {}),
-        "Insecure": {"CR": {"PublicKey": key}, "User": dict(user or {})},
+        "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": dict(user or {})},
     })
     return data

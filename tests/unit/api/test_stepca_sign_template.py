@@ -24,8 +24,8 @@ from tests.helpers import make_csr, mint_sign_token, pkilint_errors
 from tests.unit.api.test_stepca_sign import rows
 
 TEMPLATE = """{
-	"subject": {"commonName": {{ toJson .Subject.commonName }}, "organization": {{ toJson .organization }}},
-{{- if hasSuffix ".internal" .Subject.commonName }}{{ fail "internal names are not issued here" }}{{ end }}
+	"subject": {"commonName": {{ toJson .Subject.CommonName }}, "organization": {{ toJson .organization }}},
+{{- if hasSuffix ".internal" .Subject.CommonName }}{{ fail "internal names are not issued here" }}{{ end }}
 	"sans": {{ toJson (append .SANs (dict "type" "dns" "value" (printf "%s.%s" .Token.sub .suffix))) }},
 	"keyUsage": ["digitalSignature"],
 	"extKeyUsage": ["clientAuth"],

@@ -127,3 +127,29 @@ def test_hostile_templates_get_clear_errors() -> None:
         Template('{"subject": "{{ range until 100000 }}{{ printf "%100s" "x" }}{{ end }}"}').render({})
     with pytest.raises(TemplateError, match="too deep"):
         Template("{{ with . }}" * 300 + "{}" + "{{ end }}" * 300)
+
+
+def test_step_go_field_names_and_json_names_both_work() -> None:
+    """Templates read `.Subject.CommonName` and `.Value` (Go fields) while toJson writes step's JSON."""
+    names: list[x509.GeneralName] = [x509.DNSName("a.example.com"), x509.IPAddress(ipaddress.ip_address("10.0.0.1"))]
+    data = template_data("a.example.com", names, rsa_key=True)
+    text = ('{{ .Subject.CommonName }}|{{ toJson .Subject }}|{{ range .SANs }}{{ .Type }}={{ .Value }};{{ end }}|'
+            '{{ toJson .SANs }}|{{ typeOf .Insecure.CR.PublicKey }}|{{ typeIs "*rsa.PublicKey" .Insecure.CR.PublicKey }}')
+    assert Template(text).render(data) == (
+        'a.example.com|{"commonName":"a.example.com"}|dns=a.example.com;ip=10.0.0.1;|'
+        '[{"type":"dns","value":"a.example.com"},{"type":"ip","value":"10.0.0.1"}]|*rsa.PublicKey|true')
+    with pytest.raises(TemplateError, match=r"can.t evaluate field commonName in type x509util\.Subject"):
+        Template("{{ .Subject.commonName }}").render(data)
+
+
+def test_iid_and_admin_default_templates_read_the_request() -> None:
+    from tests.helpers import make_csr
+
+    pem, _ = make_csr("vm1.internal", ["vm1.internal", "10.1.1.1"])
+    csr = x509.load_pem_x509_csr(pem.encode())
+    data = template_data("", [], rsa_key=False, csr=csr)
+    iid = templated_leaf(_render(corpus.DEFAULT_IID_LEAF, data))
+    admin = templated_leaf(_render(corpus.DEFAULT_ADMIN_LEAF, data))
+    for leaf in (iid, admin):
+        assert leaf.common_name == "vm1.internal"
+        assert [str(getattr(n, "value", "")) for n in leaf.sans] == ["vm1.internal", "10.1.1.1"]
