@@ -331,6 +331,18 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
             names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
         except (x509.ExtensionNotFound, ValueError):
             names = []
+    extensions: list[GoStruct] = []
+    if csr is not None:
+        for ext in csr.extensions:
+            # step marks the request's SAN critical when its subject is empty (fixSubjectAltName).
+            critical = ext.critical or (ext.oid == x509.SubjectAlternativeName.oid and len(csr.subject) == 0)
+            try:
+                der = ext.value.public_bytes()
+            except (NotImplementedError, ValueError):
+                continue
+            extensions.append(GoStruct("x509util.Extension", [
+                ("ID", "id", False, ext.oid.dotted_string), ("Critical", "critical", False, critical),
+                ("Value", "value", False, base64.b64encode(der).decode())]))
     dns = [n.value for n in names if isinstance(n, x509.DNSName)]
     emails = [n.value for n in names if isinstance(n, x509.RFC822Name)]
     ips = [str(n.value) for n in names if isinstance(n, x509.IPAddress)]
@@ -340,7 +352,7 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
         ("Subject", "subject", False, go_subject(csr.subject if csr is not None else None)),
         ("DNSNames", "dnsNames", False, dns or None), ("EmailAddresses", "emailAddresses", False, emails or None),
         ("IPAddresses", "ipAddresses", False, ips or None), ("URIs", "uris", False, uris or None),
-        ("SANs", "sans", False, None), ("Extensions", "extensions", False, None),
+        ("SANs", "sans", False, None), ("Extensions", "extensions", False, extensions or None),
         ("SignatureAlgorithm", "signatureAlgorithm", False, ""),
         ("PublicKey", None, False, _public_key(rsa_key)),
         ("PublicKeyAlgorithm", None, False, "RSA" if rsa_key else "ECDSA"),

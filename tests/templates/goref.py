@@ -47,10 +47,15 @@ def build() -> Path:
     return binary
 
 
-def render_all(cases: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """Go's result for each (template, data): {"ok", "output", "error"}."""
+def render_all(cases: list[tuple[str, Any]], *, step: bool = False) -> list[dict[str, Any]]:
+    """Go's result for each (template, data): {"ok", "output", "error"}.
+
+    With `step`, each data item describes step-ca's typed template data instead
+    ({"commonName", "sans", "csr", "token", "user", "extra"}; see gorender's stepData).
+    """
     binary = build()
-    payload = "".join(json.dumps({"template": t, "data": d}) + "\n" for t, d in cases)
+    key = "step" if step else "data"
+    payload = "".join(json.dumps({"template": t, key: d}) + "\n" for t, d in cases)
     proc = subprocess.run([str(binary)], input=payload.encode(), capture_output=True, check=True, timeout=300)
     results = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert len(results) == len(cases), proc.stderr.decode()

@@ -8,18 +8,54 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"text/template"
 
 	"github.com/Masterminds/sprig"
+	"go.step.sm/crypto/x509util"
 )
 
 type request struct {
 	Template string      `json:"template"`
 	Data     interface{} `json:"data"`
+	Step     *stepData   `json:"step"`
+}
+
+// stepData asks for step-ca's own template data (x509util.TemplateData with its Go types)
+// instead of plain JSON data, so the typed path of Cirrus is compared too.
+type stepData struct {
+	CommonName string                 `json:"commonName"`
+	SANs       []string               `json:"sans"`
+	CSR        string                 `json:"csr"`
+	Token      map[string]interface{} `json:"token"`
+	User       map[string]interface{} `json:"user"`
+	Extra      map[string]interface{} `json:"extra"`
+}
+
+func (s *stepData) templateData() (interface{}, error) {
+	data := x509util.CreateTemplateData(s.CommonName, s.SANs)
+	if s.CSR != "" {
+		block, _ := pem.Decode([]byte(s.CSR))
+		if block == nil {
+			return nil, errors.New("bad CSR PEM")
+		}
+		cr, err := x509.ParseCertificateRequest(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		data.SetCertificateRequest(cr)
+	}
+	data.SetToken(s.Token)
+	data.SetUserData(s.User)
+	for k, v := range s.Extra {
+		data.Set(k, v)
+	}
+	return data, nil
 }
 
 type response struct {
@@ -46,8 +82,14 @@ func render(req request) (out string, err error) {
 	if err != nil {
 		return "", err
 	}
+	data := req.Data
+	if req.Step != nil {
+		if data, err = req.Step.templateData(); err != nil {
+			return "", err
+		}
+	}
 	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, req.Data); err != nil {
+	if err := tmpl.Execute(&buf, data); err != nil {
 		if failMessage != "" {
 			return "", fmt.Errorf("fail: %s", failMessage)
 		}

@@ -3,11 +3,14 @@ the same templates over the same data identically, or both refuse them (issue 15
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.templates import TemplateError, render
 from tests.templates import corpus, goref
@@ -75,3 +78,69 @@ def test_corpus_holds_step_ca_default_templates_verbatim() -> None:
     assert ssh["DefaultAdminTemplate"] == corpus.SSH_ADMIN
     assert ssh["DefaultIIDTemplate"] == corpus.SSH_IID
     assert ssh["CertificateRequestTemplate"] == corpus.SSH_CERTIFICATE_REQUEST
+
+
+def _general_names(sans: list[str]) -> list[x509.GeneralName]:
+    """x509util.CreateSANs' split: DNS, then IPs, e-mails, URIs (the default profile's order too)."""
+    dns, ips, emails, uris = [], [], [], []
+    for s in sans:
+        try:
+            ips.append(x509.IPAddress(ipaddress.ip_address(s)))
+            continue
+        except ValueError:
+            pass
+        if "@" in s:
+            emails.append(x509.RFC822Name(s))
+        elif "://" in s:
+            uris.append(x509.UniformResourceIdentifier(s))
+        else:
+            dns.append(x509.DNSName(s))
+    return [*dns, *ips, *emails, *uris]
+
+
+STRUCT_TEMPLATES = [
+    "{{ .Subject.CommonName }}|{{ toJson .Subject }}|{{ range .SANs }}{{ .Type }}={{ .Value }};{{ end }}",
+    "{{ toJson .SANs }}|{{ typeOf .Insecure.CR.PublicKey }}|{{ typeIs \"*ecdsa.PublicKey\" .Insecure.CR.PublicKey }}",
+    "{{ toJson .Insecure.CR.Subject }}|{{ .Insecure.CR.Subject.CommonName }}|{{ toJson .Insecure.CR.DNSNames }}",
+    "{{ toJson .Insecure.CR.EmailAddresses }}{{ toJson .Insecure.CR.IPAddresses }}{{ toJson .Insecure.CR.URIs }}",
+    "{{ with .Insecure.CR }}{{ .Subject.CommonName }}{{ end }}{{ if .Subject }}has{{ end }}{{ len .SANs }}",
+    "{{ .Subject.Nope }}",
+    "{{ toJson .Token }}|{{ .Token.sub }}|{{ toJson .Insecure.User }}|{{ .organization }}",
+]
+
+
+def test_step_typed_template_data_renders_as_step_renders_it() -> None:
+    """Against x509util.TemplateData itself: Go struct fields in templates, step's JSON in toJson."""
+    from shared.x509.templated import template_data
+    from tests.helpers import make_csr
+
+    ec_csr, _ = make_csr("app.example.com", ["app.example.com", "10.0.0.1", "ops@example.com"])
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rsa_csr, _ = make_csr("rsa.example.com", ["rsa.example.com"], key=rsa_key)
+    no_cn_csr, _ = make_csr(None, ["svc.example.com", "spiffe://example.com/svc"])
+    scenarios = [
+        ("app.example.com", ["app.example.com", "10.0.0.1", "ops@example.com"], ec_csr, False),
+        ("rsa.example.com", ["rsa.example.com"], rsa_csr, True),
+        ("", ["svc.example.com", "spiffe://example.com/svc"], no_cn_csr, False),
+    ]
+    templates = [*corpus.X509_DEFAULTS.values(), *corpus.DOCUMENTED[:4], *STRUCT_TEMPLATES]
+    cases_go: list[tuple[str, Any]] = []
+    cases_py: list[tuple[str, Any]] = []
+    token = {"sub": "app.example.com", "email": "jane@example.com", "groups": ["ops"]}
+    extra = {"organization": "Example", "maxPathLen": 0, "permittedDNSDomains": [".example.com"]}
+    for text in templates:
+        for cn, sans, csr_pem, is_rsa in scenarios:
+            cases_go.append((text, {"commonName": cn, "sans": sans, "csr": csr_pem, "token": token,
+                                    "user": {"ou": "eng"}, "extra": extra}))
+            csr = x509.load_pem_x509_csr(csr_pem.encode())
+            cases_py.append((text, template_data(cn, _general_names(sans), rsa_key=is_rsa, csr=csr, token=token,
+                                                 user={"ou": "eng"}, extra=extra)))
+    results = goref.render_all(cases_go, step=True)
+    problems = []
+    for (text, data), theirs in zip(cases_py, results, strict=True):
+        ok, ours = _ours(text, data)
+        if ok != theirs["ok"] or (ok and ours != theirs["output"]):
+            problems.append(f"template {text!r}\n  go:     {theirs['ok']} {theirs['output'] or theirs['error']!r}\n"
+                            f"  cirrus: {ok} {ours!r}")
+    assert not problems, "\n".join(problems[:10])
+    assert sum(r["ok"] for r in results) >= len(results) - 3 * 2  # `.Subject.Nope` is refused by both
