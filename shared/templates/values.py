@@ -323,10 +323,23 @@ def json_float(f: float) -> str:
 
 def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
     """json.Marshal of a value (compact, map keys sorted)."""
+    kind = type(v)
+    if kind is str:
+        return json_string(v, escape_html)
     if depth > 500:
         raise TemplateError("json: value nested too deeply")
     if v is None or v is MISSING:
         return "null"
+    if kind is GoStruct:
+        parts = []
+        for go, js, omit in v.fields:
+            value = v.values[go]
+            if js is None or (omit and not truth(value)):
+                continue
+            parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))
+        return "{" + ",".join(parts) + "}"
+    if kind is list:
+        return "[" + ",".join([to_json(x, escape_html, depth + 1) for x in v]) + "]"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
