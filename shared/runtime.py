@@ -174,7 +174,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     intermediates = load_certificates(settings.intermediate)
     store = store or open_store(settings.store, clock=clock)
     audiences = Audiences(audience_hosts(settings))
-    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
+    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences,
+                                base_dir=settings.base_dir)
     policy = IssuancePolicies.build((settings.raw.get("authority") or {}).get("policy"), provisioners)
     from shared.events.delivery import track
     from shared.events.log import open_sinks
