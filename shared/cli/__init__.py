@@ -24,6 +24,7 @@ _MODULES = (
     "shared.cli.ca",
     "shared.cli.bootstrap",
     "shared.cli.ssh",
+    "shared.cli.linked",
 )
 
 
