@@ -180,7 +180,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     from shared.events.log import open_sinks
 
     opened: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
-    sinks = track(list(zip(settings.event_sinks, opened, strict=True)), store, clock)
+    named: list[tuple[str, EventSink]] = list(zip(settings.event_sinks, opened, strict=True))
+    if settings.raw.get("linked") is not None:  # linked mode: report to a central Cirrus (shared.linked.sink)
+        from shared.linked.sink import from_config
+
+        named.append(from_config(settings.raw["linked"], base_dir=settings.base_dir, certificates=store))
+    sinks = track(named, store, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
     if settings.issuer_url:
