@@ -138,14 +138,21 @@ class Services:
             ledger=self.store,
             events=self.store,
         )
-        return len(
-            run_expiry_alerts(
-                stores,
-                authority_id=self.settings.authority_id,
-                now=self.clock.now(),
-                windows=self.settings.alert_windows,
-                sinks=self.sinks,
+        from shared.linked.registry import linked_authority_ids
+
+        # Linked authorities' certificates are alerted on like this authority's own (shared.linked).
+        authority_ids = [self.settings.authority_id, *linked_authority_ids(self.store)]
+        return sum(
+            len(
+                run_expiry_alerts(
+                    stores,
+                    authority_id=authority_id,
+                    now=self.clock.now(),
+                    windows=self.settings.alert_windows,
+                    sinks=self.sinks,
+                )
             )
+            for authority_id in authority_ids
         )
 
     def redeliver_events(self) -> int:

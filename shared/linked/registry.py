@@ -53,6 +53,16 @@ class LinkDocuments(Protocol):
         ...
 
 
+class LinkFinder(Protocol):
+    """Finding every linked authority (the sweep's alerts)."""
+
+    def find_documents(
+        self, collection: str, field: str, value: str, *, limit: int = 100
+    ) -> Sequence[tuple[str, dict[str, Any], int]]:
+        """Documents whose top-level field equals value."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class LinkedAuthority:
     """A registered linked authority."""
@@ -136,6 +146,7 @@ def register(
         anchors.append(inter)
     token = f"{name}.{secrets.token_urlsafe(32)}"
     data = {
+        "kind": "linked",  # what `linked_authority_ids` finds them by
         "name": name,
         "anchors": [a.public_bytes(serialization.Encoding.PEM).decode() for a in anchors],
         "tokenHash": token_hash(token),
@@ -162,3 +173,9 @@ def authenticate(documents: LinkDocuments, authorization: str) -> LinkedAuthorit
     data = found[0]
     anchors = tuple(x509.load_pem_x509_certificate(p.encode()) for p in data.get("anchors", []))
     return LinkedAuthority(name=str(data["name"]), anchors=anchors)
+
+
+def linked_authority_ids(documents: LinkFinder, *, limit: int = 1000) -> list[str]:
+    """The authority ids of every registered linked authority (for the sweep's expiry alerts)."""
+    return [authority_id_of(str(data["name"])) for _, data, _ in documents.find_documents(COLLECTION, "kind", "linked",
+                                                                                         limit=limit)]  # fmt: skip
