@@ -190,6 +190,16 @@ def test_linked_report_posts_certificate_files(central: str, authority_dir: Path
     assert [line.split(": ")[1].split()[0] for line in again.stdout.splitlines()] == ["replayed", "replayed"]
     revoked = cirrus(*common, "--revoked", "--reason-code", "4", str(folder / "a.files.example.crt"))
     assert "recorded" in revoked.stdout
+    # The curl line of docs/linked.md, as written there.
+    (tmp_path / "edge.token").write_text(token)
+    shutil.copy(folder / "a.files.example.crt", tmp_path / "leaf.pem")
+    shutil.copy(authority_dir / "certs" / "root_ca.crt", tmp_path / "central-root.pem")
+    doc = (ROOT / "docs" / "linked.md").read_text()
+    script = doc.split("### With curl\n\n```sh\n", 1)[1].split("```", 1)[0]
+    script = script.replace("https://ca.example.com:9443", central)
+    curl = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert curl.returncode == 0 and json.loads(curl.stdout)["results"][0]["status"] == "duplicate", curl
     seen = endpoints_at(authority_dir)
     assert [c["status"] for c in seen["a.files.example"]["certificates"]] == ["revoked"]
     assert [c["status"] for c in seen["b.files.example"]["certificates"]] == ["active"]
