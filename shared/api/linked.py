@@ -1,6 +1,7 @@
 """`/linked/v1/report`: where linked authorities report what they issued and revoked.
 
-Authenticated per linked authority by its bearer token (`shared.linked.registry`);
+Authenticated per linked authority by its bearer token, or by the client certificate
+pinned for it when the request came over mTLS to `cirrus up` (`shared.linked.registry`);
 the body is strict JSON (`shared.strict_json`: no repeated members), bounded in size
 and in items. The format is documented in docs/linked.md.
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 from werkzeug.wrappers import Request, Response
 
 from shared.api.render import json_response
-from shared.errors import BadRequest, PayloadTooLarge
+from shared.api.stepca import client_certificate
+from shared.errors import BadRequest, PayloadTooLarge, Unauthorized
 from shared.linked.ingest import MAX_BODY, Ingest, parse_report
-from shared.linked.registry import authenticate
+from shared.linked.registry import LinkedAuthority, authenticate, authenticate_certificate
 from shared.runtime import Services
 from shared.strict_json import loads_strict
 
@@ -23,7 +25,7 @@ def linked(request: Request, services: Services, tail: str) -> Response:
         return json_response({"status": 404, "message": "The requested resource could not be found."}, 404)
     if request.method != "POST":
         return json_response({"status": 405, "message": "method not allowed"}, 405, {"Allow": "POST"})
-    link = authenticate(services.store, request.headers.get("Authorization", ""))
+    link = _authenticate(request, services)
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
     data = request.stream.read(MAX_BODY + 1)
@@ -41,3 +43,16 @@ def linked(request: Request, services: Services, tail: str) -> Response:
         link, items, now=now
     )
     return json_response({"results": results})
+
+
+def _authenticate(request: Request, services: Services) -> LinkedAuthority:
+    """A bearer token if one is sent; else the mTLS client certificate the TLS server verified."""
+    authorization = request.headers.get("Authorization", "")
+    certificate = client_certificate(request)
+    if authorization or certificate is None:
+        return authenticate(services.store, authorization)
+    link = authenticate_certificate(services.store, certificate)
+    # The TLS server checked its chain and validity; a revoked client certificate stands for nobody.
+    if services.store.get_revocation(str(certificate.serial_number)) is not None:
+        raise Unauthorized("invalid or missing linked-authority token")
+    return link

@@ -33,6 +33,8 @@ def register(sub: Any) -> None:
     ap.add_argument("name", help="a name for it (lowercase letters, digits, '-')")
     ap.add_argument("--root", required=True, type=Path, action="append", help="its root certificate (PEM)")
     ap.add_argument("--intermediate", type=Path, action="append", default=[], help="its intermediate (PEM)")
+    ap.add_argument("--client-certificate", type=Path,
+                    help="a client certificate (issued by this authority) it may use over mTLS instead of the token")
     ap.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
     ap.set_defaults(func=cmd_add)
     rp = lsub.add_parser("report", help="report certificates from files or folders to a central Cirrus")
@@ -50,10 +52,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     settings = load_settings(args.dir)
     roots = [c for path in args.root for c in load_chain(path)]
     intermediates = [c for path in args.intermediate for c in load_chain(path)]
+    client = load_chain(args.client_certificate)[0] if args.client_certificate else None
     clock = SystemClock()
     store = open_store(settings.store, clock=clock)
     try:
-        token = register_link(store, args.name, roots=roots, intermediates=intermediates, now=clock.now())
+        token = register_link(store, args.name, roots=roots, intermediates=intermediates, client_certificate=client,
+                             now=clock.now())
     except LinkError as exc:
         raise CLIError(str(exc)) from exc
     finally:

@@ -119,12 +119,16 @@ def register(
     *,
     roots: Sequence[x509.Certificate],
     intermediates: Sequence[x509.Certificate] = (),
+    client_certificate: x509.Certificate | None = None,
     now: dt.datetime,
 ) -> str:
     """Store a linked authority and return its bearer token (shown once, never stored).
 
     Every root must be a CA certificate; every intermediate a CA certificate signed by
     a root or an earlier intermediate, so each anchor is one the operator vouched for.
+    `client_certificate` (optional) lets the linked authority authenticate with mTLS instead
+    of its token: that certificate (pinned by its SHA-256; one the TLS server verifies, so one
+    chaining to this authority's roots) then stands for it.
 
     Raises:
         LinkError: a bad name, anchors that are not CAs or do not chain, a name taken.
@@ -152,9 +156,34 @@ def register(
         "tokenHash": token_hash(token),
         "createdAt": now.isoformat(),
     }
+    if client_certificate is not None:
+        data["clientCertSha256"] = certificate_pin(client_certificate)
     if not documents.create_document(COLLECTION, name, data):
         raise LinkError(f"a linked authority named {name!r} exists")
     return token
+
+
+def certificate_pin(certificate: x509.Certificate) -> str:
+    """The SHA-256 of a client certificate's DER, as kept for the mTLS option."""
+    return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def _linked(data: dict[str, Any]) -> LinkedAuthority:
+    anchors = tuple(x509.load_pem_x509_certificate(p.encode()) for p in data.get("anchors", []))
+    return LinkedAuthority(name=str(data["name"]), anchors=anchors)
+
+
+def authenticate_certificate(documents: LinkFinder, certificate: x509.Certificate) -> LinkedAuthority:
+    """The linked authority whose pinned client certificate this is (mTLS, verified by the TLS server).
+
+    Raises:
+        Unauthorized: no linked authority pinned it.
+    """
+    pin = certificate_pin(certificate)
+    found = [d for _, d, _ in documents.find_documents(COLLECTION, "clientCertSha256", pin, limit=2)]
+    if len(found) != 1 or not hmac.compare_digest(str(found[0].get("clientCertSha256", "")), pin):
+        raise Unauthorized("invalid or missing linked-authority token")
+    return _linked(found[0])
 
 
 def authenticate(documents: LinkDocuments, authorization: str) -> LinkedAuthority:
@@ -170,9 +199,7 @@ def authenticate(documents: LinkDocuments, authorization: str) -> LinkedAuthorit
     presented = token_hash(authorization[len("Bearer ") :]) if match else ""
     if not (found and match and hmac.compare_digest(expected, presented)):
         raise Unauthorized("invalid or missing linked-authority token")
-    data = found[0]
-    anchors = tuple(x509.load_pem_x509_certificate(p.encode()) for p in data.get("anchors", []))
-    return LinkedAuthority(name=str(data["name"]), anchors=anchors)
+    return _linked(found[0])
 
 
 def linked_authority_ids(documents: LinkFinder, *, limit: int = 1000) -> list[str]:

@@ -247,3 +247,30 @@ def test_serial_of_another_authority_is_409(
     r = post(api, token, [{"type": "issued", "certificate": b64(own)}])
     assert r.status_code == 409 and r.get_json()["message"].startswith("events[0]: serial already recorded")
     assert services.store.get_certificate(str(own.serial_number)).authority_id == services.settings.authority_id
+
+
+def test_mtls_client_certificate_pinned_for_the_link_authenticates(
+    api: Client, services: Services, other_api: Client, other_dir: Path, authority_dir: Path
+) -> None:
+    client = issue(api, authority_dir, "edge-reporter.example.com")  # issued by the central: TLS verifies it
+    stranger = issue(api, authority_dir, "someone-else.example.com")
+    roots = x509.load_pem_x509_certificates((other_dir / "certs" / "root_ca.crt").read_bytes())
+    inter = x509.load_pem_x509_certificates((other_dir / "certs" / "intermediate_ca.crt").read_bytes())
+    token = register(services.store, "edge", roots=roots, intermediates=inter, client_certificate=client,
+                     now=services.clock.now())  # fmt: skip
+    cert = issue(other_api, other_dir, "m.example.com")
+    body = {"events": [{"type": "issued", "certificate": b64(cert)}]}
+
+    def send(peer: x509.Certificate, headers: dict[str, str] | None = None) -> Any:
+        pem = peer.public_bytes(serialization.Encoding.PEM).decode()
+        return api.post("/linked/v1/report", json=body, headers=headers or {},
+                        environ_overrides={"SSL_CLIENT_CERT": pem})  # fmt: skip
+
+    assert send(stranger).status_code == 401
+    assert send(client, {"Authorization": "Bearer edge." + "A" * 43}).status_code == 401  # a token sent is checked
+    assert services.store.get_certificate(str(cert.serial_number)) is None
+    r = send(client)
+    assert r.status_code == 200 and r.get_json()["results"][0]["status"] == "recorded"
+    services.revoker.revoke(str(client.serial_number), reason_code=1, reason="", provisioner_id="", mtls=False)
+    assert send(client).status_code == 401
+    assert post(api, token, body["events"]).status_code == 200  # the token still works
