@@ -197,7 +197,8 @@ def authenticate(documents: LinkDocuments, authorization: str) -> LinkedAuthorit
     # Compared even when nothing was found, so a miss costs what a wrong secret does.
     expected = str(found[0].get("tokenHash", "")) if found else "0" * 64
     presented = token_hash(authorization[len("Bearer ") :]) if match else ""
-    if not (found and match and hmac.compare_digest(expected, presented)):
+    same = hmac.compare_digest(expected, presented)
+    if not (found and match and same):
         raise Unauthorized("invalid or missing linked-authority token")
     return _linked(found[0])
 
