@@ -36,7 +36,7 @@ class LinkedSink:
     token: str
     certificates: CertificateReader
     ctx: ssl.SSLContext | None
-    timeout: float = 10.0
+    timeout: float = 5.0
 
     def items(self, events: Sequence[Event]) -> list[dict[str, Any]]:
         """The report items for the events this instance's own X.509 certificates raised."""

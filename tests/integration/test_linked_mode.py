@@ -5,6 +5,7 @@ report` posting certificate files; the reported certificates then listed by `cir
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -51,21 +52,21 @@ def cirrus(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return out
 
 
-@pytest.fixture
-def central(authority_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """`cirrus up` on a free loopback port; yields its URL."""
+@contextlib.contextmanager
+def serve(folder: Path, log_path: Path) -> Iterator[str]:
+    """`cirrus up` for `folder` on a free loopback port; yields its URL."""
     port = free_port()
-    cfg = json.loads((authority_dir / "config.json").read_text())
+    cfg = json.loads((folder / "config.json").read_text())
     cfg["address"] = f"127.0.0.1:{port}"
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "central.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "1"],
+    (folder / "config.json").write_text(json.dumps(cfg))
+    log = log_path.open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--dir", str(folder), "--workers", "1"],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             cwd=ROOT)  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while cirrus("health", "--dir", str(authority_dir), check=False).returncode != 0:
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "central.log").read_text()
+        while cirrus("health", "--dir", str(folder), check=False).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.2)
         yield f"https://127.0.0.1:{port}"
     finally:
@@ -75,6 +76,14 @@ def central(authority_dir: Path, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def central(authority_dir: Path, tmp_path: Path) -> Iterator[str]:
+    """The central authority served by `cirrus up`; yields its URL."""
+    with serve(authority_dir, tmp_path / "central.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -120,25 +129,28 @@ def linked_services(other_dir: Path, url: str, token: str, central_dir: Path) ->
     return build_services(Settings.load(other_dir / "config.json"))
 
 
-def test_second_authority_in_linked_mode_reports_issued_and_revoked(
-    central: str, authority_dir: Path, other_dir: Path
+def test_second_cirrus_up_in_linked_mode_reports_issued_and_revoked(
+    central: str, authority_dir: Path, other_dir: Path, tmp_path: Path
 ) -> None:
     token = add_link(authority_dir, other_dir)
-    other = linked_services(other_dir, central, token, authority_dir)
-    try:
-        client = Client(CirrusApp(other, mounts=default_mounts(other)))
-        kept = issue(client, other_dir, "kept.linked.example")
-        gone = issue(client, other_dir, "gone.linked.example")
-        other.revoker.revoke(str(gone.serial_number), reason_code=1, reason="test", provisioner_id="", mtls=False)
-        # Every event reached the central: nothing is pending re-delivery.
-        assert other.store.find_documents("event_deliveries", "state", "pending") == []
-    finally:
-        other.close()
-    seen = endpoints_at(authority_dir)
+    linked_services(other_dir, central, token, authority_dir).close()  # writes the "linked" config
+    with serve(other_dir, tmp_path / "other.log"):
+        for name in ("kept.linked.example", "gone.linked.example"):
+            cirrus("certificate", name, str(tmp_path / f"{name}.crt"), str(tmp_path / f"{name}.key"),
+                   "--dir", str(other_dir))  # fmt: skip
+        gone = x509.load_pem_x509_certificate((tmp_path / "gone.linked.example.crt").read_bytes())
+        cirrus("revoke", str(gone.serial_number), "--reason-code", "1", "--dir", str(other_dir))
+        deadline = time.monotonic() + 20
+        while True:  # the sink reports after the answer is sent
+            seen = endpoints_at(authority_dir)
+            statuses = {n: [c["status"] for c in seen[n]["certificates"]] for n in seen if ".linked." in n}
+            if statuses == {"kept.linked.example": ["active"], "gone.linked.example": ["revoked"]}:
+                break
+            assert time.monotonic() < deadline, (statuses, (tmp_path / "other.log").read_text()[-3000:])
+            time.sleep(0.2)
+    kept = x509.load_pem_x509_certificate((tmp_path / "kept.linked.example.crt").read_bytes())
     assert seen["kept.linked.example"]["provisionerId"] == "linked/edge"
     assert [c["serial"] for c in seen["kept.linked.example"]["certificates"]] == [str(kept.serial_number)]
-    assert [c["status"] for c in seen["kept.linked.example"]["certificates"]] == ["active"]
-    assert [c["status"] for c in seen["gone.linked.example"]["certificates"]] == ["revoked"]
 
 
 def test_linked_mode_keeps_what_the_central_did_not_take_and_redelivers_it(
