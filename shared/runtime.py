@@ -138,14 +138,21 @@ class Services:
             ledger=self.store,
             events=self.store,
         )
-        return len(
-            run_expiry_alerts(
-                stores,
-                authority_id=self.settings.authority_id,
-                now=self.clock.now(),
-                windows=self.settings.alert_windows,
-                sinks=self.sinks,
+        from shared.linked.registry import linked_authority_ids
+
+        # Linked authorities' certificates are alerted on like this authority's own (shared.linked).
+        authority_ids = [self.settings.authority_id, *linked_authority_ids(self.store)]
+        return sum(
+            len(
+                run_expiry_alerts(
+                    stores,
+                    authority_id=authority_id,
+                    now=self.clock.now(),
+                    windows=self.settings.alert_windows,
+                    sinks=self.sinks,
+                )
             )
+            for authority_id in authority_ids
         )
 
     def redeliver_events(self) -> int:
@@ -181,7 +188,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     from shared.events.log import open_sinks
 
     opened: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
-    sinks = track(list(zip(settings.event_sinks, opened, strict=True)), store, clock)
+    named: list[tuple[str, EventSink]] = list(zip(settings.event_sinks, opened, strict=True))
+    if settings.raw.get("linked") is not None:  # linked mode: report to a central Cirrus (shared.linked.sink)
+        from shared.linked.sink import from_config
+
+        named.append(from_config(settings.raw["linked"], base_dir=settings.base_dir, certificates=store))
+    sinks = track(named, store, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
     if settings.issuer_url:

@@ -27,6 +27,7 @@ _MODULES = (
     "shared.cli.dashboard",
     "shared.cli.store",
     "shared.cli.template",
+    "shared.cli.linked",
 )
 
 
