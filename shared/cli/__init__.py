@@ -26,6 +26,7 @@ _MODULES = (
     "shared.cli.ssh",
     "shared.cli.dashboard",
     "shared.cli.store",
+    "shared.cli.events",
 )
 
 
