@@ -129,7 +129,7 @@ class Services:
 
     def expiry_alerts(self) -> int:
         """Raise the `endpoint.expiring` / `endpoint.expired` alerts due now; return how many."""
-        from shared.alerts import AlertStores, run_expiry_alerts
+        from shared.alerts import AlertStores, run_authority_alerts, run_expiry_alerts
 
         stores = AlertStores(
             expiring=self.store,  # type: ignore[arg-type]
@@ -144,6 +144,15 @@ class Services:
                 authority_id=self.settings.authority_id,
                 now=self.clock.now(),
                 windows=self.settings.alert_windows,
+                sinks=self.sinks,
+            )
+        ) + len(
+            run_authority_alerts(
+                [*self.intermediates, *self.roots],
+                authority_id=self.settings.authority_id,
+                ledger=self.store,
+                events=self.store,
+                now=self.clock.now(),
                 sinks=self.sinks,
             )
         )
