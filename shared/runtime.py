@@ -129,7 +129,7 @@ class Services:
 
     def expiry_alerts(self) -> int:
         """Raise the `endpoint.expiring` / `endpoint.expired` alerts due now; return how many."""
-        from shared.alerts import AlertStores, run_expiry_alerts
+        from shared.alerts import AlertStores, run_authority_alerts, run_expiry_alerts
 
         stores = AlertStores(
             expiring=self.store,  # type: ignore[arg-type]
@@ -153,6 +153,15 @@ class Services:
                 )
             )
             for authority_id in authority_ids
+        ) + len(
+            run_authority_alerts(
+                [*self.intermediates, *self.roots],
+                authority_id=self.settings.authority_id,
+                ledger=self.store,
+                events=self.store,
+                now=self.clock.now(),
+                sinks=self.sinks,
+            )
         )
 
     def redeliver_events(self) -> int:

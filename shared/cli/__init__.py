@@ -28,6 +28,7 @@ _MODULES = (
     "shared.cli.store",
     "shared.cli.template",
     "shared.cli.linked",
+    "shared.cli.events",
 )
 
 
