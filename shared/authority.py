@@ -20,7 +20,7 @@ import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -78,6 +78,22 @@ class Issued:
         return [leaf, *(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain)]
 
 
+class UpstreamIssuer(Protocol):
+    """Registration authority mode (`shared.ra`): the certificate is signed upstream, not here."""
+
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest | None,
+        *,
+        common_name: str,
+        sans: SANs,
+        window: Window,
+        explicit_not_after: bool,
+    ) -> tuple[x509.Certificate, list[x509.Certificate]]:
+        """Forward the authorized request; the checked leaf and upstream's chain."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class AuthorityStores:
     """The store roles the issuing pipeline uses."""
@@ -107,8 +123,10 @@ class Authority:
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
         policy: IssuancePolicies | None = None,
+        upstream: UpstreamIssuer | None = None,
     ) -> None:
         self.authority_id = authority_id
+        self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
         self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
         self.issuer = issuer
@@ -168,7 +186,7 @@ class Authority:
             self._check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
-            not_before=not_before, not_after=not_after, now=now, group=group,
+            not_before=not_before, not_after=not_after, now=now, group=group, csr=csr,
         )
 
     def issue_for_identifiers(
@@ -217,7 +235,7 @@ class Authority:
         )
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=common_name,
-            not_before=not_before, not_after=not_after, now=now, claim=False, previous=previous,
+            not_before=not_before, not_after=not_after, now=now, claim=False, previous=previous, csr=csr,
         )
 
     def _issue_new(
@@ -233,6 +251,7 @@ class Authority:
         claim: bool = True,
         previous: CertificateRecord | None = None,
         group: CommitGroup | None = None,
+        csr: x509.CertificateSigningRequest | None = None,
     ) -> Issued:
         """Validity, endpoint, claim, sign, record: the tail every fresh issuance shares."""
         window = requested_window(
@@ -272,16 +291,22 @@ class Authority:
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
-        cert = sign_certificate(
-            self.issuer,
-            subject=subject,
-            public_key=public_key,
-            serial=serial,
-            not_before=window.not_before,
-            not_after=window.not_after,
-            extensions=extensions,
-        )
-        return self._record(
+        upstream_chain = None
+        if self._upstream is not None:  # registration authority: every check above ran here first
+            cert, upstream_chain = self._upstream.issue(
+                csr, common_name=common_name, sans=sans, window=window, explicit_not_after=not_after not in (None, "")
+            )
+        else:
+            cert = sign_certificate(
+                self.issuer,
+                subject=subject,
+                public_key=public_key,
+                serial=serial,
+                not_before=window.not_before,
+                not_after=window.not_after,
+                extensions=extensions,
+            )
+        issued = self._record(
             cert,
             auth.provisioner,
             endpoint,
@@ -294,6 +319,7 @@ class Authority:
             names=(common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris)),
             group=group,
         )
+        return issued if upstream_chain is None else replace(issued, chain=upstream_chain, chain_pem=None)
 
     def _check_csr_against_token(
         self, csr: x509.CertificateSigningRequest, auth: SignAuthorization, token_sans: SANs
@@ -371,7 +397,7 @@ class Authority:
         if not isinstance(csr_pem, str) or not csr_pem:
             raise BadRequest("missing csr")
         csr = parse_csr(csr_pem)
-        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group)
+        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group, csr)
 
     def _renew_or_rekey(
         self,
@@ -379,6 +405,7 @@ class Authority:
         new_key: PublicKey | None,
         replay: ReplayClaim | None,
         group: CommitGroup | None = None,
+        csr: x509.CertificateSigningRequest | None = None,
     ) -> Issued:
         now = self._clock.now()
         serial = str(old.serial_number)
@@ -413,6 +440,21 @@ class Authority:
                     [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
                 )
                 extensions.append(x509.Extension(cdp.oid, False, cdp))
+        if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
+            cert, upstream_chain = self._upstream.issue(
+                csr, common_name=record.common_name, sans=split_sans(list(record.sans)), window=window,
+                explicit_not_after=False,
+            )
+            op = "rekey" if new_key is not None else "renew"
+            endpoint = Endpoint(
+                id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
+                subject_key=record.subject_key, name=record.common_name, created_at=now,
+            )
+            issued = self._record(
+                cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False,
+                claim=replay, group=group,
+            )
+            return replace(issued, chain=upstream_chain, chain_pem=None)
         cert = sign_certificate(
             self.issuer,
             subject=old.subject,

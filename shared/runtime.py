@@ -26,7 +26,7 @@ from shared.keys.base import Signer
 from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import Audiences
-from shared.revocation import Revoker
+from shared.revocation import Revoker, UpstreamRevoker
 from shared.store.base import Store
 from shared.store.open import open_store
 from shared.x509.profile import Issuer
@@ -183,10 +183,23 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     sinks = track(list(zip(settings.event_sinks, opened, strict=True)), store, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
+    upstream: UpstreamRevoker | None = None
     if settings.issuer_url:
         from shared.issuer_link import IssuerLink
 
         issuer_link = IssuerLink(settings.issuer_url)
+    elif "ra" in settings.raw:  # registration authority: no key, an upstream CA signs (shared.ra)
+        from shared.ra import UpstreamCA, ra_settings, registration_authority
+
+        upstream = UpstreamCA.from_settings(
+            ra_settings(settings.raw["ra"], base_dir=settings.base_dir, default_roots=settings.roots), clock=clock
+        )
+
+        def authority_factory() -> Authority:
+            return registration_authority(
+                settings, upstream, intermediates=intermediates, roots=roots, provisioners=provisioners,
+                store=store, clock=clock, sinks=sinks, policy=policy,
+            )
     else:
 
         def authority_factory() -> Authority:
@@ -217,6 +230,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         revocations=store,
         clock=clock,
         sinks=sinks,
+        upstream=upstream,
     )
     return Services(
         settings=settings,

@@ -1,0 +1,216 @@
+"""Registration authority mode (issue 16 item 5): an RA Cirrus in front of an upstream `cirrus up`.
+
+The upstream is a real `cirrus up` over TLS (its own authority made by `cirrus init`); the RA
+is a second authority with its own `admin` JWK provisioner, no signing key, and an `"ra"` block
+whose credential is the upstream's `admin` private JWK. The RA is driven in-process through its
+WSGI app; every upstream call is real HTTPS pinned to the upstream root.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from werkzeug.test import Client
+
+from shared.api.app import CirrusApp
+from shared.api.mounts import default_mounts
+from shared.cli.init import init_authority
+from shared.config import Settings
+from shared.errors import ConfigError
+from shared.events.base import CERTIFICATE_ISSUED, CERTIFICATE_REVOKED, ENDPOINT_CREATED
+from shared.ra import check_upstream_certificate
+from shared.runtime import Services, build_services
+from shared.x509.names import split_sans
+from tests.helpers import make_csr, mint_sign_token, mint_token, sign_claims
+from tests.interop.test_cli_session import server  # noqa: F401 - the upstream `cirrus up` fixture
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture
+def upstream_url(server, authority_dir: Path) -> str:  # noqa: F811 - the imported fixture
+    return "https://" + json.loads((authority_dir / "config.json").read_text())["address"]
+
+
+def _ra_dir(upstream_dir: Path, tmp_path: Path, url: str, **ra: object) -> Path:
+    d = tmp_path / "ra"
+    init_authority(d, name="RA", p2c=1000)
+    shutil.copy(upstream_dir / "certs" / "root_ca.crt", d / "certs" / "root_ca.crt")
+    shutil.copy(upstream_dir / "certs" / "intermediate_ca.crt", d / "certs" / "intermediate_ca.crt")
+    cred = d / "secrets" / "upstream.jwk"
+    shutil.copy(upstream_dir / "secrets" / "provisioner.jwk", cred)
+    cred.chmod(0o600)
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["key"]
+    cfg["ra"] = {"upstream": url, "provisioner": "admin", "key": "secrets/upstream.jwk", **ra}
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+@pytest.fixture
+def ra(authority_dir: Path, tmp_path: Path, upstream_url: str) -> Iterator[tuple[Path, Services, Client]]:
+    d = _ra_dir(authority_dir, tmp_path, upstream_url)
+    services = build_services(Settings.load(d / "config.json"))
+    yield d, services, Client(CirrusApp(services, mounts=default_mounts(services)))
+    services.close()
+
+
+def _count(services: Services, etype: str) -> int:
+    return sum(1 for e in services.store.list_events(limit=1000) if e.type == etype)
+
+
+def _upstream_services(authority_dir: Path) -> Services:
+    return build_services(Settings.load(authority_dir / "config.json"))
+
+
+def test_ra_certificate_is_issued_upstream_recorded_here_and_verifies(
+    ra: tuple[Path, Services, Client], authority_dir: Path, tmp_path: Path
+) -> None:
+    ra_dir, services, client = ra
+    csr, _ = make_csr("svc.example.com", ["svc.example.com", "alt.example.com"])
+    token = mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com", "alt.example.com"])
+    resp = client.post("/1.0/sign", json={"csr": csr, "ott": token})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    body = resp.get_json()
+    leaf = x509.load_pem_x509_certificate(body["crt"].encode())
+    upstream_intermediate = x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())
+    assert leaf.issuer == upstream_intermediate.subject
+    assert x509.load_pem_x509_certificate(body["ca"].encode()) == upstream_intermediate
+    # Recorded at the RA, with its endpoint and events.
+    record = services.store.get_certificate(str(leaf.serial_number))
+    assert record is not None and record.common_name == "svc.example.com"
+    assert set(record.sans) == {"svc.example.com", "alt.example.com"}
+    assert services.store.get_endpoint(record.endpoint_id) is not None
+    assert _count(services, CERTIFICATE_ISSUED) == 1 and _count(services, ENDPOINT_CREATED) == 1
+    # Upstream issued it under its own `admin` provisioner (the RA's credential there).
+    up = _upstream_services(authority_dir)
+    try:
+        up_record = up.store.get_certificate(str(leaf.serial_number))
+        assert up_record is not None and up_record.provisioner.name == "admin"
+    finally:
+        up.close()
+    (tmp_path / "leaf.pem").write_text(body["crt"])
+    (tmp_path / "chain.pem").write_text(body["ca"])
+    out = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(authority_dir / "certs" / "root_ca.crt"),
+         "-untrusted", str(tmp_path / "chain.pem"), str(tmp_path / "leaf.pem")],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0 and ": OK" in out.stdout, out.stderr
+
+
+def test_ra_refusal_never_reaches_upstream(ra: tuple[Path, Services, Client], authority_dir: Path) -> None:
+    ra_dir, services, client = ra
+    up = _upstream_services(authority_dir)
+    try:
+        before = _count(up, CERTIFICATE_ISSUED)
+        csr, _ = make_csr("svc.example.com", ["svc.example.com", "evil.example.com"])
+        # The token authorizes one name, the CSR asks for two: the RA's own CSR check refuses.
+        token = mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com"])
+        resp = client.post("/1.0/sign", json={"csr": csr, "ott": token})
+        assert resp.status_code == 403, resp.get_data(as_text=True)
+        # A token made with the upstream's key (not the RA's provisioner) is not the RA's to accept.
+        csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+        foreign = mint_token(authority_dir, sign_claims("svc.example.com", ["svc.example.com"]))
+        resp = client.post("/1.0/sign", json={"csr": csr, "ott": foreign})
+        assert resp.status_code == 401, resp.get_data(as_text=True)
+        assert _count(up, CERTIFICATE_ISSUED) == before
+        assert _count(services, CERTIFICATE_ISSUED) == 0
+    finally:
+        up.close()
+
+
+def test_upstream_down_is_503_and_nothing_recorded(
+    ra: tuple[Path, Services, Client], server  # noqa: F811 - the imported fixture
+) -> None:
+    ra_dir, services, client = ra
+    proc, _ = server
+    proc.terminate()
+    proc.wait(timeout=15)
+    csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+    token = mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com"])
+    resp = client.post("/1.0/sign", json={"csr": csr, "ott": token})
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    assert "upstream" in resp.get_json()["message"]
+    assert _count(services, CERTIFICATE_ISSUED) == 0 and _count(services, ENDPOINT_CREATED) == 0
+    # The token was not spent (its claim rides in the record's write): a retry is not a replay refusal.
+    resp = client.post("/1.0/sign", json={"csr": csr, "ott": token})
+    assert resp.status_code == 503
+
+
+def test_revoke_at_the_ra_revokes_upstream(ra: tuple[Path, Services, Client], authority_dir: Path) -> None:
+    ra_dir, services, client = ra
+    csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+    resp = client.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com"])})
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    serial = str(x509.load_pem_x509_certificate(resp.get_json()["crt"].encode()).serial_number)
+    token = mint_token(ra_dir, sign_claims(serial, None, op="revoke"))
+    resp = client.post("/1.0/revoke", json={"serial": serial, "ott": token, "reasonCode": 1, "passive": True})
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    assert services.store.get_revocation(serial) is not None
+    assert _count(services, CERTIFICATE_REVOKED) == 1
+    up = _upstream_services(authority_dir)
+    try:
+        revocation = up.store.get_revocation(serial)
+        assert revocation is not None and revocation.reason_code == 1
+    finally:
+        up.close()
+
+
+def test_upstream_certificate_with_other_names_is_refused(
+    ra: tuple[Path, Services, Client], authority_dir: Path
+) -> None:
+    ra_dir, services, client = ra
+    csr_pem, _ = make_csr("svc.example.com", ["svc.example.com"])
+    resp = client.post("/1.0/sign", json={"csr": csr_pem, "ott": mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com"])})
+    leaf = x509.load_pem_x509_certificate(resp.get_json()["crt"].encode())
+    chain = [x509.load_pem_x509_certificate(resp.get_json()["ca"].encode())]
+    roots = x509.load_pem_x509_certificates((authority_dir / "certs" / "root_ca.crt").read_bytes())
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    now = services.clock.now()
+    check_upstream_certificate(
+        leaf, chain, roots=roots, public_key=csr.public_key(), common_name="svc.example.com",
+        sans=split_sans(["svc.example.com"]), now=now,
+    )
+    with pytest.raises(ValueError, match="subject alternative names"):
+        check_upstream_certificate(
+            leaf, chain, roots=roots, public_key=csr.public_key(), common_name="svc.example.com",
+            sans=split_sans(["svc.example.com", "more.example.com"]), now=now,
+        )
+    other, _ = make_csr("svc.example.com", ["svc.example.com"])
+    with pytest.raises(ValueError, match="public key"):
+        check_upstream_certificate(
+            leaf, chain, roots=roots, public_key=x509.load_pem_x509_csr(other.encode()).public_key(),
+            common_name="svc.example.com", sans=split_sans(["svc.example.com"]), now=now,
+        )
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other Root")])
+    other_root = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    with pytest.raises(ValueError, match="pinned upstream root"):
+        check_upstream_certificate(
+            leaf, chain, roots=[other_root], public_key=csr.public_key(), common_name="svc.example.com",
+            sans=split_sans(["svc.example.com"]), now=now,
+        )
+
+
+def test_ra_key_readable_by_others_is_a_config_error(
+    authority_dir: Path, tmp_path: Path, upstream_url: str
+) -> None:
+    d = _ra_dir(authority_dir, tmp_path, upstream_url)
+    (d / "secrets" / "upstream.jwk").chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        build_services(Settings.load(d / "config.json"))
