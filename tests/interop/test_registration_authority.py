@@ -214,3 +214,48 @@ def test_ra_key_readable_by_others_is_a_config_error(
     (d / "secrets" / "upstream.jwk").chmod(0o644)
     with pytest.raises(ConfigError, match="chmod 600"):
         build_services(Settings.load(d / "config.json"))
+
+
+def _mtls(pem: str) -> dict[str, str]:
+    return {"SSL_CLIENT_CERT": pem}
+
+
+def test_rekey_is_a_fresh_upstream_sign_on_the_same_endpoint_and_renew_says_rekey(
+    ra: tuple[Path, Services, Client], authority_dir: Path
+) -> None:
+    ra_dir, services, client = ra
+    csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+    first = client.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com"])})
+    assert first.status_code == 201
+    old_pem = first.get_json()["crt"]
+    old = services.store.get_certificate(str(x509.load_pem_x509_certificate(old_pem.encode()).serial_number))
+    assert old is not None
+    new_csr, new_key = make_csr("svc.example.com", ["svc.example.com"])
+    resp = client.post("/1.0/rekey", json={"csr": new_csr}, environ_overrides=_mtls(old_pem))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    new = x509.load_pem_x509_certificate(resp.get_json()["crt"].encode())
+    assert new.public_key() == new_key.public_key()
+    upstream_intermediate = x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())
+    new.verify_directly_issued_by(upstream_intermediate)
+    record = services.store.get_certificate(str(new.serial_number))
+    assert record is not None and record.endpoint_id == old.endpoint_id
+    assert record.operation == "rekey" and record.renewed_from == old.serial
+    # A plain renew cannot be forwarded (upstream needs a CSR signed by the key): a clear 403.
+    resp = client.post("/1.0/renew", environ_overrides=_mtls(old_pem))
+    assert resp.status_code == 403, resp.get_data(as_text=True)
+    assert "rekey" in resp.get_json()["message"]
+
+
+def test_acme_finalize_path_forwards_upstream(ra: tuple[Path, Services, Client], authority_dir: Path) -> None:
+    """ACME's finalize calls `issue_for_identifiers` (shared.api.acme_mount); at an RA it signs upstream."""
+    _, services, _ = ra
+    csr_pem, key = make_csr("web.example.com", ["web.example.com"])
+    issued = services.issuing().issue_for_identifiers(
+        provisioner_name="acme", csr=x509.load_pem_x509_csr(csr_pem.encode()), names=["web.example.com"]
+    )
+    upstream_intermediate = x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())
+    issued.certificate.verify_directly_issued_by(upstream_intermediate)
+    assert list(issued.chain) == [upstream_intermediate]
+    assert issued.certificate.public_key() == key.public_key()
+    record = services.store.get_certificate(issued.record.serial)
+    assert record is not None and record.provisioner.name == "acme"
