@@ -259,3 +259,45 @@ def test_acme_finalize_path_forwards_upstream(ra: tuple[Path, Services, Client],
     assert issued.certificate.public_key() == key.public_key()
     record = services.store.get_certificate(issued.record.serial)
     assert record is not None and record.provisioner.name == "acme"
+
+
+def test_upstream_refusal_is_a_4xx_with_its_message_and_nothing_recorded(
+    authority_dir: Path, tmp_path: Path, upstream_url: str
+) -> None:
+    d = _ra_dir(authority_dir, tmp_path, upstream_url)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["authority"]["claims"]["maxTLSCertDuration"] = "48h"  # the RA allows more than the upstream's 24h
+    (d / "config.json").write_text(json.dumps(cfg))
+    services = build_services(Settings.load(d / "config.json"))
+    try:
+        client = Client(CirrusApp(services, mounts=default_mounts(services)))
+        csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+        not_after = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        token = mint_sign_token(d, "svc.example.com", ["svc.example.com"])
+        resp = client.post("/1.0/sign", json={"csr": csr, "ott": token, "notAfter": not_after})
+        assert resp.status_code == 403, resp.get_data(as_text=True)
+        assert resp.get_json()["message"].startswith("the upstream authority refused the request: ")
+        assert "maximum" in resp.get_json()["message"]
+        assert _count(services, CERTIFICATE_ISSUED) == 0
+    finally:
+        services.close()
+
+
+def test_revoke_with_upstream_down_is_503_and_not_recorded(
+    ra: tuple[Path, Services, Client], server  # noqa: F811 - the imported fixture
+) -> None:
+    ra_dir, services, client = ra
+    csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+    resp = client.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com"])})
+    assert resp.status_code == 201
+    pem = resp.get_json()["crt"]
+    serial = str(x509.load_pem_x509_certificate(pem.encode()).serial_number)
+    proc, _ = server
+    proc.terminate()
+    proc.wait(timeout=15)
+    resp = client.post(
+        "/1.0/revoke", json={"serial": serial, "reasonCode": 1, "passive": True}, environ_overrides=_mtls(pem)
+    )
+    assert resp.status_code == 503, resp.get_data(as_text=True)
+    assert services.store.get_revocation(serial) is None
+    assert _count(services, CERTIFICATE_REVOKED) == 0
