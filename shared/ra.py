@@ -49,8 +49,9 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 from shared.authority import Authority, AuthorityStores
 from shared.clock import Clock
@@ -59,7 +60,7 @@ from shared.jose import thumbprint
 from shared.keys.adapter import as_private_key
 from shared.keys.base import PublicKey
 from shared.validity import Window
-from shared.x509.names import SANs, common_name_of
+from shared.x509.names import SANs, common_name_of, split_sans
 from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
@@ -209,6 +210,30 @@ def registration_authority(
         policy=policy,
         upstream=upstream,
     )
+
+
+def upstream_server_certificate(
+    upstream: UpstreamCA, key: ec.EllipticCurvePrivateKey, names: Sequence[str]
+) -> x509.Certificate:
+    """`cirrus up` at an RA: its TLS certificate for `dnsNames` comes from the upstream too.
+
+    Raises:
+        CAError: as `UpstreamCA.issue` (the server does not start without upstream).
+    """
+    sans = split_sans([n.strip("[]") for n in names])
+    cn = next((d for d in sans.dns if len(d) <= 64), "")
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(x509.SubjectAlternativeName(sans.general_names()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    now = dt.datetime.now(dt.UTC)
+    cert, _ = upstream.issue(
+        csr, common_name=cn, sans=sans, window=Window(not_before=now, not_after=now), explicit_not_after=False
+    )
+    return cert
 
 
 def _urlopen(url: str, body: bytes, context: ssl.SSLContext, timeout: float) -> tuple[int, bytes]:

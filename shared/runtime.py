@@ -26,13 +26,14 @@ from shared.keys.base import Signer
 from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import Audiences
-from shared.revocation import Revoker, UpstreamRevoker
+from shared.revocation import Revoker
 from shared.store.base import Store
 from shared.store.open import open_store
 from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
     from shared.issuer_link import IssuerLink
+    from shared.ra import UpstreamCA
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -86,6 +87,7 @@ class Services:
     intermediates: list[x509.Certificate]
     issuer_link: IssuerLink | None = None
     sinks: list[EventSink] = field(default_factory=list)
+    ra_upstream: UpstreamCA | None = None  # registration authority mode (shared.ra)
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -183,7 +185,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     sinks = track(list(zip(settings.event_sinks, opened, strict=True)), store, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
-    upstream: UpstreamRevoker | None = None
+    upstream: UpstreamCA | None = None
     if settings.issuer_url:
         from shared.issuer_link import IssuerLink
 
@@ -244,6 +246,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         intermediates=intermediates,
         issuer_link=issuer_link,
         sinks=sinks,
+        ra_upstream=upstream,
     )
 
 

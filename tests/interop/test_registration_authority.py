@@ -301,3 +301,50 @@ def test_revoke_with_upstream_down_is_503_and_not_recorded(
     assert resp.status_code == 503, resp.get_data(as_text=True)
     assert services.store.get_revocation(serial) is None
     assert _count(services, CERTIFICATE_REVOKED) == 0
+
+
+def test_cirrus_up_as_ra_gets_its_tls_certificate_upstream_and_signs(
+    authority_dir: Path, tmp_path: Path, upstream_url: str
+) -> None:
+    import signal
+    import ssl
+    import sys
+    import time
+    import urllib.request
+
+    from tests.interop.test_cli_session import cirrus, free_port
+
+    d = _ra_dir(authority_dir, tmp_path, upstream_url)
+    cfg = json.loads((d / "config.json").read_text())
+    port = free_port()
+    cfg["address"] = f"127.0.0.1:{port}"
+    (d / "config.json").write_text(json.dumps(cfg))
+    log = (tmp_path / "ra.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--dir", str(d), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while cirrus("health", "--dir", str(d), check=False).returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "ra.log").read_text()
+            time.sleep(0.2)
+        ctx = ssl.create_default_context(cafile=str(authority_dir / "certs" / "root_ca.crt"))
+        csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+        body = json.dumps({"csr": csr, "ott": mint_sign_token(d, "svc.example.com", ["svc.example.com"])}).encode()
+        req = urllib.request.Request(
+            f"https://127.0.0.1:{port}/1.0/sign", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+            assert resp.status == 201
+            answer = json.loads(resp.read())
+        leaf = x509.load_pem_x509_certificate(answer["crt"].encode())
+        intermediate = x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())
+        leaf.verify_directly_issued_by(intermediate)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    up = _upstream_services(authority_dir)
+    try:  # upstream issued two: the RA's own TLS certificate and the client's
+        assert _count(up, CERTIFICATE_ISSUED) == 2
+    finally:
+        up.close()
