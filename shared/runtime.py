@@ -193,6 +193,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     elif "ra" in settings.raw:  # registration authority: no key, an upstream CA signs (shared.ra)
         from shared.ra import UpstreamCA, ra_settings, registration_authority
 
+        if settings.crl.enabled:
+            raise ConfigError("config: a registration authority publishes no CRLs (the upstream's cover its"
+                              " certificates): set crl.enabled to false")
         upstream = UpstreamCA.from_settings(
             ra_settings(settings.raw["ra"], base_dir=settings.base_dir, default_roots=settings.roots), clock=clock
         )
