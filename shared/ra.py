@@ -317,7 +317,10 @@ class UpstreamCA:
         """
         if csr is None:
             raise Forbidden("renewal through a registration authority needs a new key: use rekey")
-        claims: dict[str, Any] = {"sub": common_name or (sans.all[0] if sans.all else ""), "sans": list(sans.all)}
+        # Without a common name (an IP-only ACME order) the token's subject is the first SAN, and
+        # upstream authorities (Cirrus, step-ca's default template) put the subject in the CN.
+        subject = common_name or (sans.all[0] if sans.all else "")
+        claims: dict[str, Any] = {"sub": subject, "sans": list(sans.all)}
         body: dict[str, Any] = {
             "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
             "ott": self._token("sign", claims),
@@ -334,7 +337,7 @@ class UpstreamCA:
         leaf, chain = certs[0], certs[1:]
         try:
             check_upstream_certificate(
-                leaf, chain, roots=self._roots, public_key=csr.public_key(), common_name=common_name, sans=sans,
+                leaf, chain, roots=self._roots, public_key=csr.public_key(), common_name=subject, sans=sans,
                 now=self._clock.now(),
             )
         except (ValueError, TypeError, InvalidSignature) as exc:

@@ -9,6 +9,7 @@ WSGI app; every upstream call is real HTTPS pinned to the upstream root.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -349,3 +350,17 @@ def test_cirrus_up_as_ra_gets_its_tls_certificate_upstream_and_signs(
         assert _count(up, CERTIFICATE_ISSUED) == 2
     finally:
         up.close()
+
+
+def test_acme_ip_only_order_through_the_ra(ra: tuple[Path, Services, Client], authority_dir: Path) -> None:
+    """No DNS name, so no common name at the RA: the upstream token's subject is the IP address."""
+    _, services, _ = ra
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("192.0.2.7"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    issued = services.issuing().issue_for_identifiers(provisioner_name="acme", csr=csr, names=["192.0.2.7"])
+    assert issued.certificate.public_key() == key.public_key()
+    assert services.store.get_certificate(issued.record.serial) is not None
