@@ -9,12 +9,18 @@ WSGI app; every upstream call is real HTTPS pinned to the upstream root.
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import ipaddress
 import json
 import shutil
+import socket
+import ssl
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -309,9 +315,7 @@ def test_cirrus_up_as_ra_gets_its_tls_certificate_upstream_and_signs(
     authority_dir: Path, tmp_path: Path, upstream_url: str
 ) -> None:
     import signal
-    import ssl
     import sys
-    import time
     import urllib.request
 
     from tests.interop.test_cli_session import cirrus, free_port
@@ -364,3 +368,89 @@ def test_acme_ip_only_order_through_the_ra(ra: tuple[Path, Services, Client], au
     issued = services.issuing().issue_for_identifiers(provisioner_name="acme", csr=csr, names=["192.0.2.7"])
     assert issued.certificate.public_key() == key.public_key()
     assert services.store.get_certificate(issued.record.serial) is not None
+
+
+def _ra_client(d: Path) -> tuple[Services, Client]:
+    services = build_services(Settings.load(d / "config.json"))
+    return services, Client(CirrusApp(services, mounts=default_mounts(services)))
+
+
+def _sign(client: Client, d: Path) -> Any:
+    csr, _ = make_csr("svc.example.com", ["svc.example.com"])
+    return client.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(d, "svc.example.com", ["svc.example.com"])})
+
+
+def test_credential_refused_upstream_is_503_not_the_clients_fault(
+    authority_dir: Path, tmp_path: Path, upstream_url: str
+) -> None:
+    d = _ra_dir(authority_dir, tmp_path, upstream_url)
+    # The RA's own provisioner key presented as upstream's `admin`: upstream answers 401.
+    shutil.copy(d / "secrets" / "provisioner.jwk", d / "secrets" / "upstream.jwk")
+    services, client = _ra_client(d)
+    try:
+        resp = _sign(client, d)
+        assert resp.status_code == 503, resp.get_data(as_text=True)
+        assert "credential" in resp.get_json()["message"]
+        assert _count(services, CERTIFICATE_ISSUED) == 0
+    finally:
+        services.close()
+
+
+def test_upstream_that_never_answers_times_out_to_503(authority_dir: Path, tmp_path: Path) -> None:
+    with socket.socket() as listener:  # accepts connections (backlog) and never speaks TLS
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        d = _ra_dir(authority_dir, tmp_path, f"https://127.0.0.1:{listener.getsockname()[1]}", timeout=1)
+        services, client = _ra_client(d)
+        try:
+            started = time.monotonic()
+            resp = _sign(client, d)
+            assert resp.status_code == 503, resp.get_data(as_text=True)
+            assert time.monotonic() - started < 10
+            assert _count(services, CERTIFICATE_ISSUED) == 0
+        finally:
+            services.close()
+
+
+class _Failing(http.server.BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b'{"status":500,"message":"The certificate authority encountered an Internal Server Error."}'
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_upstream_5xx_is_503_and_nothing_recorded(authority_dir: Path, tmp_path: Path) -> None:
+    """A real HTTPS server with a certificate from the upstream's intermediate that answers 500."""
+    from shared.server import issue_server_certificate
+
+    up = _upstream_services(authority_dir)
+    runtime = tmp_path / "tls"
+    runtime.mkdir()
+    try:
+        cert_path, key_path, _ = issue_server_certificate(up, runtime)
+    finally:
+        up.close()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_path, key_path)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Failing)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        d = _ra_dir(authority_dir, tmp_path, f"https://127.0.0.1:{httpd.server_address[1]}")
+        services, client = _ra_client(d)
+        try:
+            resp = _sign(client, d)
+            assert resp.status_code == 503, resp.get_data(as_text=True)
+            assert _count(services, CERTIFICATE_ISSUED) == 0 and _count(services, ENDPOINT_CREATED) == 0
+        finally:
+            services.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
