@@ -87,10 +87,9 @@ class UpstreamIssuer(Protocol):
         *,
         common_name: str,
         sans: SANs,
-        window: Window,
-        explicit_not_after: bool,
+        window: Window | None,
     ) -> tuple[x509.Certificate, list[x509.Certificate]]:
-        """Forward the authorized request; the checked leaf and upstream's chain."""
+        """Forward the authorized request (for `window`); the checked leaf and upstream's chain."""
         ...
 
 
@@ -294,7 +293,7 @@ class Authority:
         upstream_chain = None
         if self._upstream is not None:  # registration authority: every check above ran here first
             cert, upstream_chain = self._upstream.issue(
-                csr, common_name=common_name, sans=sans, window=window, explicit_not_after=not_after not in (None, "")
+                csr, common_name=common_name, sans=sans, window=window
             )
         else:
             cert = sign_certificate(
@@ -442,8 +441,7 @@ class Authority:
                 extensions.append(x509.Extension(cdp.oid, False, cdp))
         if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
             cert, upstream_chain = self._upstream.issue(
-                csr, common_name=record.common_name, sans=split_sans(list(record.sans)), window=window,
-                explicit_not_after=False,
+                csr, common_name=record.common_name, sans=split_sans(list(record.sans)), window=window
             )
             op = "rekey" if new_key is not None else "renew"
             endpoint = Endpoint(

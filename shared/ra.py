@@ -229,10 +229,7 @@ def upstream_server_certificate(
         .add_extension(x509.SubjectAlternativeName(sans.general_names()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    now = dt.datetime.now(dt.UTC)
-    cert, _ = upstream.issue(
-        csr, common_name=cn, sans=sans, window=Window(not_before=now, not_after=now), explicit_not_after=False
-    )
+    cert, _ = upstream.issue(csr, common_name=cn, sans=sans, window=None)  # upstream's default lifetime
     return cert
 
 
@@ -304,10 +301,13 @@ class UpstreamCA:
         *,
         common_name: str,
         sans: SANs,
-        window: Window,
-        explicit_not_after: bool,
+        window: Window | None,
     ) -> tuple[x509.Certificate, list[x509.Certificate]]:
         """Have upstream sign `csr` for exactly `common_name` and `sans`; return (leaf, intermediates).
+
+        `window` is what the RA's claims allowed: its end is sent as `notAfter` (so the RA's
+        provisioner lifetimes apply), its start only when in the future (backdating is the
+        upstream's own); None leaves both to the upstream.
 
         Raises:
             Forbidden: no CSR to forward (a plain renew), or upstream refused the request (403).
@@ -325,8 +325,10 @@ class UpstreamCA:
             "csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
             "ott": self._token("sign", claims),
         }
-        if explicit_not_after:
-            body["notAfter"] = window.not_after.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if window is not None:
+            body["notAfter"] = _rfc3339(window.not_after)
+            if window.not_before > self._clock.now():
+                body["notBefore"] = _rfc3339(window.not_before)
         answer = self._post("sign", body)
         try:
             pems = answer.get("certChain") or [answer["crt"], *([answer["ca"]] if answer.get("ca") else [])]
@@ -408,6 +410,10 @@ class UpstreamCA:
             raise BadRequest(f"the upstream authority refused the request: {message}".rstrip(": "))
         log.warning("upstream %s answered %d", operation, status)
         raise Unavailable("the upstream authority gave an unexpected answer")
+
+
+def _rfc3339(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_upstream_certificate(

@@ -454,3 +454,21 @@ def test_upstream_5xx_is_503_and_nothing_recorded(authority_dir: Path, tmp_path:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_the_ras_provisioner_lifetime_is_what_upstream_issues(
+    authority_dir: Path, tmp_path: Path, upstream_url: str
+) -> None:
+    d = _ra_dir(authority_dir, tmp_path, upstream_url)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["authority"]["provisioners"][0]["claims"] = {"defaultTLSCertDuration": "2h"}  # upstream's default: 24h
+    (d / "config.json").write_text(json.dumps(cfg))
+    services, client = _ra_client(d)
+    try:
+        resp = _sign(client, d)
+        assert resp.status_code == 201, resp.get_data(as_text=True)
+        leaf = x509.load_pem_x509_certificate(resp.get_json()["crt"].encode())
+        life = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+        assert abs(life.total_seconds() - (2 * 3600 + 60)) <= 5  # 2h from now, plus upstream's backdate
+    finally:
+        services.close()
