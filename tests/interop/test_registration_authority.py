@@ -144,7 +144,7 @@ def test_upstream_down_is_503_and_nothing_recorded(
     ra_dir, services, client = ra
     proc, _ = server
     proc.terminate()
-    proc.wait(timeout=15)
+    proc.wait(timeout=60)  # a graceful stop under a loaded machine
     csr, _ = make_csr("svc.example.com", ["svc.example.com"])
     token = mint_sign_token(ra_dir, "svc.example.com", ["svc.example.com"])
     resp = client.post("/1.0/sign", json={"csr": csr, "ott": token})
@@ -302,7 +302,7 @@ def test_revoke_with_upstream_down_is_503_and_not_recorded(
     serial = str(x509.load_pem_x509_certificate(pem.encode()).serial_number)
     proc, _ = server
     proc.terminate()
-    proc.wait(timeout=15)
+    proc.wait(timeout=60)  # a graceful stop under a loaded machine
     resp = client.post(
         "/1.0/revoke", json={"serial": serial, "reasonCode": 1, "passive": True}, environ_overrides=_mtls(pem)
     )
@@ -348,7 +348,7 @@ def test_cirrus_up_as_ra_gets_its_tls_certificate_upstream_and_signs(
         leaf.verify_directly_issued_by(intermediate)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
     up = _upstream_services(authority_dir)
     try:  # upstream issued two: the RA's own TLS certificate and the client's
         assert _count(up, CERTIFICATE_ISSUED) == 2

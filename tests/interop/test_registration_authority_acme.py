@@ -60,7 +60,7 @@ def test_certbot_through_the_ra(server, authority_dir: Path, tmp_path: Path) -> 
         assert out.returncode == 0, out.stdout + out.stderr + (tmp_path / "ra.log").read_text()
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
         dns.close()
     live = tmp_path / "etc" / "live" / domain
     leaf = x509.load_pem_x509_certificate((live / "cert.pem").read_bytes())

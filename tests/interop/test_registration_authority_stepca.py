@@ -68,7 +68,7 @@ def step_ca(step_ca_binary: Path, authority_dir: Path, tmp_path: Path) -> Iterat
     yield proc, f"https://127.0.0.1:{port}"
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
 
 
 def test_ra_in_front_of_step_ca(step_ca, authority_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -105,7 +105,7 @@ def test_ra_in_front_of_step_ca(step_ca, authority_dir: Path, tmp_path: Path) ->
 
         # step-ca stopped: 503, nothing recorded.
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
         csr, _ = make_csr("down.example.com", ["down.example.com"])
         resp = client.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(d, "down.example.com", ["down.example.com"])})
         assert resp.status_code == 503, resp.get_data(as_text=True)

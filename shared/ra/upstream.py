@@ -1,32 +1,10 @@
-"""Registration authority mode: authorize here, have an upstream authority sign.
+"""The upstream issuing authority: one-time JWK tokens, `/1.0/sign` and `/1.0/revoke`, and the
+checks every returned certificate passes before the RA records it.
 
-A Cirrus instance configured with an `"ra"` block instead of a signing `key`
-runs the whole pipeline itself (its own provisioners, CSR checks, policy,
-validity, endpoint grouping) and, at the one step that would sign, forwards the
-client's original CSR to an upstream step-ca-compatible authority (another
-Cirrus or step-ca) with a one-time JWK token it mints with its own credential
-there. The certificate that comes back is checked (chains to the pinned
-upstream root, carries the CSR's public key and exactly the names this RA
-authorized) before it is recorded here in the same atomic write as a local
-issuance, so the RA's store, endpoints and events describe what it forwarded.
-
-Because nothing is recorded before upstream answered and the answer checked, an
-upstream outage (connection refused, timeout, 5xx) is a 503 with no record.
-Refusals by upstream map to 4xx (its own step-ca error message, which is meant
-for clients) or, when the RA's credential itself is refused, to 503: the client
-did nothing wrong and the operator must fix the RA's configuration.
-
-Renewal: upstream `/renew` authenticates with the client's certificate key,
-which the RA does not hold, and step-ca's `/sign` requires a CSR signed by the
-certificate's key; so at an RA a rekey (new CSR) is forwarded as a fresh upstream
-sign for the recorded names and attached to the same endpoint, and a plain renew
-is refused with a 403 that says to rekey.
-
-The HTTP client is the standard library's `urllib` (as `shared.issuer_link`):
-one POST per issuance with a pinned CA file needs no HTTP framework. The chain
-is checked signature by signature with `cryptography` rather than its
-`x509.verification` verifiers, which impose a server/client EKU and hostname
-policy on the leaf that the upstream's templates decide, not the RA.
+The HTTP client is the standard library's `urllib` (as `shared.issuer_link`): one POST per
+issuance with a pinned CA file needs no HTTP framework. The chain is checked signature by
+signature with `cryptography` rather than its `x509.verification` verifiers, which impose a
+server/client EKU and hostname policy on the leaf that the upstream's templates decide, not the RA.
 """
 
 from __future__ import annotations
@@ -35,118 +13,33 @@ import datetime as dt
 import itertools
 import json
 import logging
-import os
 import secrets
 import ssl
-import stat
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
-from shared.authority import Authority, AuthorityStores
 from shared.clock import Clock
 from shared.errors import BadRequest, ConfigError, Forbidden, Unavailable
 from shared.jose import thumbprint
-from shared.keys.adapter import as_private_key
-from shared.keys.base import PublicKey
+from shared.ra.settings import DEFAULT_TIMEOUT, RASettings, load_private_jwk
 from shared.validity import Window
-from shared.x509.names import SANs, common_name_of, split_sans
-from shared.x509.profile import Issuer
-
-if TYPE_CHECKING:
-    from shared.config import Settings
-    from shared.events.base import EventSink
-    from shared.policy.issuance import IssuancePolicies
-    from shared.provisioners.registry import Provisioners
-    from shared.store.base import Store
+from shared.x509.names import SANs, common_name_of
 
 log = logging.getLogger("cirrus.ra")
 
-DEFAULT_TIMEOUT = 10.0
 TOKEN_LIFETIME = dt.timedelta(minutes=5)
 MAX_RESPONSE_BYTES = 1 << 20
 _UPSTREAM_MESSAGE_CHARS = 300
 
 # (url, body, ssl context, timeout) -> (status, body); tests never replace it: they run a real upstream.
 Transport = Callable[[str, bytes, ssl.SSLContext, float], tuple[int, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class RASettings:
-    """The `"ra"` config block."""
-
-    upstream: str
-    provisioner: str
-    key: Path
-    roots: tuple[Path, ...]
-    timeout: float = DEFAULT_TIMEOUT
-
-
-def ra_settings(raw: object, *, base_dir: Path, default_roots: Sequence[Path]) -> RASettings:
-    """Validate the `"ra"` block; `root` defaults to the config's own roots (upstream's root).
-
-    Raises:
-        ConfigError: a missing or invalid field.
-    """
-    if not isinstance(raw, dict):
-        raise ConfigError("config: 'ra' must be an object")
-    upstream = raw.get("upstream")
-    if not isinstance(upstream, str) or not upstream.startswith("https://"):
-        raise ConfigError("config: 'ra.upstream' must be an https:// URL")
-    provisioner = raw.get("provisioner")
-    if not isinstance(provisioner, str) or not provisioner:
-        raise ConfigError("config: 'ra.provisioner' must name the JWK provisioner at the upstream")
-    key = raw.get("key")
-    if not isinstance(key, str) or not key:
-        raise ConfigError("config: 'ra.key' must be the path of that provisioner's private JWK")
-    root = raw.get("root")
-    roots: tuple[Path, ...]
-    if root is None:
-        roots = tuple(default_roots)
-    elif isinstance(root, str) and root:
-        roots = (base_dir / root,)
-    else:
-        raise ConfigError("config: 'ra.root' must be the path of the upstream root certificate")
-    timeout = raw.get("timeout", DEFAULT_TIMEOUT)
-    if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 120:
-        raise ConfigError("config: 'ra.timeout' must be a number of seconds in (0, 120]")
-    return RASettings(
-        upstream=upstream.rstrip("/"), provisioner=provisioner, key=base_dir / key, roots=roots, timeout=float(timeout)
-    )
-
-
-def load_private_jwk(path: Path) -> dict[str, Any]:
-    """Read the RA's credential at the upstream: a private JWK readable by the owner only.
-
-    Raises:
-        ConfigError: unreadable, group/world-readable, or not a private JWK.
-    """
-    try:
-        mode = path.stat().st_mode
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the RA's upstream key {path}") from exc
-    if mode & (stat.S_IRWXG | stat.S_IRWXO) and os.name == "posix":
-        raise ConfigError(f"the RA's upstream key {path} must not be readable by group or others (chmod 600)")
-    try:
-        jwk = json.loads(text)
-        if not isinstance(jwk, dict) or "d" not in jwk:
-            raise ValueError("not a private JWK")
-        jwt.PyJWK(jwk)
-    except (ValueError, jwt.PyJWKError) as exc:
-        raise ConfigError(f"the RA's upstream key {path} is not a private JWK") from exc
-    return jwk
-
 
 def _algorithm(jwk: dict[str, Any]) -> str:
     alg = jwk.get("alg")
@@ -158,79 +51,6 @@ def _algorithm(jwk: dict[str, Any]) -> str:
         return "EdDSA"
     return "RS256"
 
-
-class _KeylessSigner:
-    """The upstream intermediate's public key, with no private half: an RA never signs."""
-
-    def __init__(self, public_key: PublicKey) -> None:
-        self._public = public_key
-
-    def public_key(self) -> PublicKey:
-        return self._public
-
-    def sign(self, data: bytes) -> bytes:
-        raise Unavailable("this registration authority holds no signing key")
-
-
-def keyless_issuer(intermediate: x509.Certificate) -> Issuer:
-    """An `Issuer` for the upstream's intermediate (mTLS and chain answers need it; signing refuses)."""
-    public = intermediate.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        raise ConfigError("the upstream intermediate's key type is not supported")
-    return Issuer.of(intermediate, as_private_key(_KeylessSigner(public)))
-
-
-def registration_authority(
-    settings: Settings,
-    upstream: UpstreamCA,
-    *,
-    intermediates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    provisioners: Provisioners,
-    store: Store,
-    clock: Clock,
-    sinks: Sequence[EventSink],
-    policy: IssuancePolicies,
-) -> Authority:
-    """The RA's `Authority`: this instance's provisioners and store, upstream's certificates, no key.
-
-    `crt` names the upstream intermediate (mTLS renewals and `/intermediates` need it);
-    CRL/OCSP/AIA URLs are upstream's business, so none are put in (the leaf is upstream's).
-    """
-    return Authority(
-        authority_id=settings.authority_id,
-        issuer=keyless_issuer(intermediates[0]),
-        intermediates=intermediates,
-        roots=roots,
-        provisioners=provisioners,
-        stores=AuthorityStores(issuance=store, revocations=store, endpoints=store),
-        clock=clock,
-        backdate=settings.backdate,
-        sinks=sinks,
-        policy=policy,
-        upstream=upstream,
-    )
-
-
-def upstream_server_certificate(
-    upstream: UpstreamCA, key: ec.EllipticCurvePrivateKey, names: Sequence[str]
-) -> x509.Certificate:
-    """`cirrus up` at an RA: its TLS certificate for `dnsNames` comes from the upstream too.
-
-    Raises:
-        CAError: as `UpstreamCA.issue` (the server does not start without upstream).
-    """
-    sans = split_sans([n.strip("[]") for n in names])
-    cn = next((d for d in sans.dns if len(d) <= 64), "")
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
-    csr = (
-        x509.CertificateSigningRequestBuilder()
-        .subject_name(subject)
-        .add_extension(x509.SubjectAlternativeName(sans.general_names()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert, _ = upstream.issue(csr, common_name=cn, sans=sans, window=None)  # upstream's default lifetime
-    return cert
 
 
 def _urlopen(url: str, body: bytes, context: ssl.SSLContext, timeout: float) -> tuple[int, bytes]:
