@@ -20,7 +20,7 @@ import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -50,6 +50,7 @@ from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_c
 from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans, typed_sans_of
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
+from shared.x509.upstream import UpstreamIssuer
 
 log = logging.getLogger("cirrus.authority")
 
@@ -76,21 +77,6 @@ class Issued:
         if self.chain_pem is not None:
             return [leaf, *self.chain_pem]
         return [leaf, *(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain)]
-
-
-class UpstreamIssuer(Protocol):
-    """Registration authority mode (`shared.ra`): the certificate is signed upstream, not here."""
-
-    def issue(
-        self,
-        csr: x509.CertificateSigningRequest | None,
-        *,
-        common_name: str,
-        sans: SANs,
-        window: Window | None,
-    ) -> tuple[x509.Certificate, list[x509.Certificate]]:
-        """Forward the authorized request (for `window`); the checked leaf and upstream's chain."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,15 +416,6 @@ class Authority:
         duration = old.not_valid_after_utc - old.not_valid_before_utc
         window = Window(not_before=now - self._backdate, not_after=now - self._backdate + duration)
         new_serial = self._serials()
-        public_key = new_key if new_key is not None else check_public_key(old.public_key())
-        extensions = [e for e in old.extensions if not isinstance(e.value, x509.CRLDistributionPoints)]
-        if self._crl_url:
-            url = self._crl_url(new_serial)
-            if url:
-                cdp = x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
-                )
-                extensions.append(x509.Extension(cdp.oid, False, cdp))
         if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
             cert, upstream_chain = self._upstream.issue(
                 csr, common_name=record.common_name, sans=split_sans(list(record.sans)), window=window
@@ -453,6 +430,15 @@ class Authority:
                 claim=replay, group=group,
             )
             return replace(issued, chain=upstream_chain, chain_pem=None)
+        public_key = new_key if new_key is not None else check_public_key(old.public_key())
+        extensions = [e for e in old.extensions if not isinstance(e.value, x509.CRLDistributionPoints)]
+        if self._crl_url:
+            url = self._crl_url(new_serial)
+            if url:
+                cdp = x509.CRLDistributionPoints(
+                    [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
+                )
+                extensions.append(x509.Extension(cdp.oid, False, cdp))
         cert = sign_certificate(
             self.issuer,
             subject=old.subject,
