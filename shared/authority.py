@@ -50,7 +50,7 @@ from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_c
 from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans, typed_sans_of
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
-from shared.x509.upstream import UpstreamIssuer
+from shared.x509.upstream import UpstreamIssuer, UpstreamWindow
 
 log = logging.getLogger("cirrus.authority")
 
@@ -273,25 +273,22 @@ class Authority:
                 check_common_name(common_name)
             except ValueError as exc:  # the token's subject, which becomes the CN
                 raise Forbidden(f"invalid subject: {exc}") from exc
+        if self._upstream is not None:  # registration authority: every check above ran here
+            return self._issue_upstream(self._upstream, auth, csr, sans, common_name, window, endpoint, is_new,
+                                        previous, claim=claim, group=group, now=now)
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
-        upstream_chain = None
-        if self._upstream is not None:  # registration authority: every check above ran here first
-            cert, upstream_chain = self._upstream.issue(
-                csr, common_name=common_name, sans=sans, window=window
-            )
-        else:
-            cert = sign_certificate(
-                self.issuer,
-                subject=subject,
-                public_key=public_key,
-                serial=serial,
-                not_before=window.not_before,
-                not_after=window.not_after,
-                extensions=extensions,
-            )
-        issued = self._record(
+        cert = sign_certificate(
+            self.issuer,
+            subject=subject,
+            public_key=public_key,
+            serial=serial,
+            not_before=window.not_before,
+            not_after=window.not_after,
+            extensions=extensions,
+        )
+        return self._record(
             cert,
             auth.provisioner,
             endpoint,
@@ -304,7 +301,6 @@ class Authority:
             names=(common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris)),
             group=group,
         )
-        return issued if upstream_chain is None else replace(issued, chain=upstream_chain, chain_pem=None)
 
     def _check_csr_against_token(
         self, csr: x509.CertificateSigningRequest, auth: SignAuthorization, token_sans: SANs
@@ -417,19 +413,7 @@ class Authority:
         window = Window(not_before=now - self._backdate, not_after=now - self._backdate + duration)
         new_serial = self._serials()
         if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
-            cert, upstream_chain = self._upstream.issue(
-                csr, common_name=record.common_name, sans=split_sans(list(record.sans)), window=window
-            )
-            op = "rekey" if new_key is not None else "renew"
-            endpoint = Endpoint(
-                id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
-                subject_key=record.subject_key, name=record.common_name, created_at=now,
-            )
-            issued = self._record(
-                cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False,
-                claim=replay, group=group,
-            )
-            return replace(issued, chain=upstream_chain, chain_pem=None)
+            return self._renew_upstream(self._upstream, record, csr, window, new_key is not None, replay, group, now)
         public_key = new_key if new_key is not None else check_public_key(old.public_key())
         extensions = [e for e in old.extensions if not isinstance(e.value, x509.CRLDistributionPoints)]
         if self._crl_url:
@@ -551,3 +535,55 @@ class Authority:
                 sink.publish(events)
             except Exception:
                 log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)
+
+    # ------------------------------------------- registration authority
+    def _issue_upstream(
+        self,
+        upstream: UpstreamIssuer,
+        auth: SignAuthorization,
+        csr: x509.CertificateSigningRequest | None,
+        sans: SANs,
+        common_name: str,
+        window: UpstreamWindow,
+        endpoint: Endpoint,
+        is_new: bool,
+        previous: CertificateRecord | None,
+        *,
+        claim: bool,
+        group: CommitGroup | None,
+        now: dt.datetime,
+    ) -> Issued:
+        """`shared.ra`: the upstream signs what this pipeline authorized; recorded here as a local issuance."""
+        if not sans.all:
+            raise Forbidden("certificate must have at least one subject alternative name")
+        cert, chain = upstream.issue(csr, common_name=common_name, sans=sans, window=window)
+        issued = self._record(
+            cert, auth.provisioner, endpoint, now, renewed_from=previous.serial if previous is not None else None,
+            operation="sign", new_endpoint=is_new, create_endpoint=previous is None,
+            claim=auth.replay if claim else None, group=group,
+        )
+        return replace(issued, chain=chain, chain_pem=None)
+
+    def _renew_upstream(
+        self,
+        upstream: UpstreamIssuer,
+        record: CertificateRecord,
+        csr: x509.CertificateSigningRequest | None,
+        window: UpstreamWindow,
+        rekey: bool,
+        replay: ReplayClaim | None,
+        group: CommitGroup | None,
+        now: dt.datetime,
+    ) -> Issued:
+        """`shared.ra`: a rekey is a fresh upstream sign for the recorded names, on the same endpoint."""
+        sans = split_sans(list(record.sans))
+        cert, chain = upstream.issue(csr, common_name=record.common_name, sans=sans, window=window)
+        endpoint = Endpoint(
+            id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
+            subject_key=record.subject_key, name=record.common_name, created_at=now,
+        )
+        issued = self._record(
+            cert, record.provisioner, endpoint, now, renewed_from=record.serial,
+            operation="rekey" if rekey else "renew", new_endpoint=False, claim=replay, group=group,
+        )
+        return replace(issued, chain=chain, chain_pem=None)

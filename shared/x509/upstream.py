@@ -15,6 +15,9 @@ from cryptography import x509
 from shared.validity import Window
 from shared.x509.names import SANs
 
+#: The validity this instance's claims allowed, which the upstream is asked for.
+UpstreamWindow = Window
+
 
 class UpstreamIssuer(Protocol):
     """The signing step of an issuance, performed by another authority."""
@@ -25,7 +28,7 @@ class UpstreamIssuer(Protocol):
         *,
         common_name: str,
         sans: SANs,
-        window: Window | None,
+        window: UpstreamWindow | None,
     ) -> tuple[x509.Certificate, list[x509.Certificate]]:
         """Forward the authorized request (for `window`); the checked leaf and upstream's chain.
 
