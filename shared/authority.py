@@ -64,6 +64,7 @@ from shared.x509.profile import (
 )
 from shared.x509.serials import SerialSource, random_serial
 from shared.x509.templated import template_data, templated_leaf
+from shared.x509.upstream import UpstreamIssuer, UpstreamWindow
 
 log = logging.getLogger("cirrus.authority")
 
@@ -91,8 +92,10 @@ class Authority:
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
         policy: IssuancePolicies | None = None,
+        upstream: UpstreamIssuer | None = None,
     ) -> None:
         self.authority_id = authority_id
+        self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
         self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
         self.issuer = issuer
@@ -255,6 +258,9 @@ class Authority:
                 check_common_name(common_name)
             except ValueError as exc:  # the token's subject, which becomes the CN
                 raise Forbidden(f"invalid subject: {exc}") from exc
+        if self._upstream is not None:  # registration authority: every check above ran here
+            return self._issue_upstream(self._upstream, auth, csr, sans, common_name, window, endpoint, is_new,
+                                        previous, claim=claim, group=group, now=now)
         serial = self._serials()
         names: tuple[str, tuple[str, ...]] | None = (
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
@@ -356,7 +362,7 @@ class Authority:
         if not isinstance(csr_pem, str) or not csr_pem:
             raise BadRequest("missing csr")
         csr = parse_csr(csr_pem)
-        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group)
+        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group, csr)
 
     def _renew_or_rekey(
         self,
@@ -364,6 +370,7 @@ class Authority:
         new_key: PublicKey | None,
         replay: ReplayClaim | None,
         group: CommitGroup | None = None,
+        csr: x509.CertificateSigningRequest | None = None,
     ) -> Issued:
         now = self._clock.now()
         record = renewable_record(
@@ -377,6 +384,8 @@ class Authority:
         serial = record.serial
         window = successor_window(old, now=now, backdate=self._backdate)
         new_serial = self._serials()
+        if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
+            return self._renew_upstream(self._upstream, record, csr, window, new_key is not None, replay, group, now)
         public_key = new_key if new_key is not None else check_public_key(old.public_key())
         extensions = successor_extensions(old, self._crl_url(new_serial) if self._crl_url else None)
         cert = sign_certificate(
@@ -491,3 +500,55 @@ class Authority:
                 sink.publish(events)
             except Exception:
                 log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)
+
+    # ------------------------------------------- registration authority
+    def _issue_upstream(
+        self,
+        upstream: UpstreamIssuer,
+        auth: SignAuthorization,
+        csr: x509.CertificateSigningRequest | None,
+        sans: SANs,
+        common_name: str,
+        window: UpstreamWindow,
+        endpoint: Endpoint,
+        is_new: bool,
+        previous: CertificateRecord | None,
+        *,
+        claim: bool,
+        group: CommitGroup | None,
+        now: dt.datetime,
+    ) -> Issued:
+        """`shared.ra`: the upstream signs what this pipeline authorized; recorded here as a local issuance."""
+        if not sans.all:
+            raise Forbidden("certificate must have at least one subject alternative name")
+        cert, chain = upstream.issue(csr, common_name=common_name, sans=sans, window=window)
+        issued = self._record(
+            cert, auth.provisioner, endpoint, now, renewed_from=previous.serial if previous is not None else None,
+            operation="sign", new_endpoint=is_new, create_endpoint=previous is None,
+            claim=auth.replay if claim else None, group=group,
+        )
+        return replace(issued, chain=chain, chain_pem=None)
+
+    def _renew_upstream(
+        self,
+        upstream: UpstreamIssuer,
+        record: CertificateRecord,
+        csr: x509.CertificateSigningRequest | None,
+        window: UpstreamWindow,
+        rekey: bool,
+        replay: ReplayClaim | None,
+        group: CommitGroup | None,
+        now: dt.datetime,
+    ) -> Issued:
+        """`shared.ra`: a rekey is a fresh upstream sign for the recorded names, on the same endpoint."""
+        sans = split_sans(list(record.sans))
+        cert, chain = upstream.issue(csr, common_name=record.common_name, sans=sans, window=window)
+        endpoint = Endpoint(
+            id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
+            subject_key=record.subject_key, name=record.common_name, created_at=now,
+        )
+        issued = self._record(
+            cert, record.provisioner, endpoint, now, renewed_from=record.serial,
+            operation="rekey" if rekey else "renew", new_endpoint=False, claim=replay, group=group,
+        )
+        return replace(issued, chain=chain, chain_pem=None)

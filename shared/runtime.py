@@ -33,6 +33,7 @@ from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
     from shared.issuer_link import IssuerLink
+    from shared.ra import UpstreamCA
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -86,6 +87,7 @@ class Services:
     intermediates: list[x509.Certificate]
     issuer_link: IssuerLink | None = None
     sinks: list[EventSink] = field(default_factory=list)
+    ra_upstream: UpstreamCA | None = None  # registration authority mode (shared.ra)
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -205,10 +207,26 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     sinks = track(named, store, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
+    upstream: UpstreamCA | None = None
     if settings.issuer_url:
         from shared.issuer_link import IssuerLink
 
         issuer_link = IssuerLink(settings.issuer_url)
+    elif "ra" in settings.raw:  # registration authority: no key, an upstream CA signs (shared.ra)
+        from shared.ra import UpstreamCA, ra_settings, registration_authority
+
+        if settings.crl.enabled:
+            raise ConfigError("config: a registration authority publishes no CRLs (the upstream's cover its"
+                              " certificates): set crl.enabled to false")
+        upstream = UpstreamCA.from_settings(
+            ra_settings(settings.raw["ra"], base_dir=settings.base_dir, default_roots=settings.roots), clock=clock
+        )
+
+        def authority_factory() -> Authority:
+            return registration_authority(
+                settings, upstream, intermediates=intermediates, roots=roots, provisioners=provisioners,
+                store=store, clock=clock, sinks=sinks, policy=policy,
+            )
     else:
 
         def authority_factory() -> Authority:
@@ -239,6 +257,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         revocations=store,
         clock=clock,
         sinks=sinks,
+        upstream=upstream,
     )
     return Services(
         settings=settings,
@@ -252,6 +271,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         intermediates=intermediates,
         issuer_link=issuer_link,
         sinks=sinks,
+        ra_upstream=upstream,
     )
 
 
