@@ -96,7 +96,8 @@ def verify_sshpop(
     peeked.verify_signature(cert.key.key, _algorithms(cert.key.key))
     claims = peeked.claims
     expires = check_times(claims, now, max_lifetime=MAX_TOKEN_LIFETIME)
-    if not audiences.matches(peeked.audiences, operation):
+    # The `#sshpop/<name>` fragment step sends is this provisioner's own; any other is refused.
+    if not audiences.matches(peeked.audiences, operation, fragment=provisioner.ref.id):
         raise Unauthorized("sshpop token has invalid audience claim (aud)")
     for aud in peeked.audiences:
         _, sep, fragment = aud.partition("#")
