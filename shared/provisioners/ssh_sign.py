@@ -39,7 +39,8 @@ def sanitize_ssh_user_principal(email: str) -> str:
     """step-ca's `SanitizeSSHUserPrincipal`: the local part lower-cased, dots dropped, others `_`."""
     local = email.rpartition("@")[0] if "@" in email else email
     out = []
-    for ch in local.lower():
+    for upper in local:
+        ch = upper.lower()[:1]  # rune by rune, as Go's ToLower (`İ` -> `i`, not `i` + a combining dot)
         if "a" <= ch <= "z" or "0" <= ch <= "9" or ch == "-":
             out.append(ch)
         elif ch != ".":

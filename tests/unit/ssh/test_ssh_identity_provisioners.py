@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import time
 import urllib.parse
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.test import Client
 
 from shared.api.app import CirrusApp
@@ -83,6 +86,24 @@ def test_principals_from_an_email_as_step_ca_sanitises_them() -> None:
     assert sanitize_ssh_user_principal("Jane.Doe+ops@Example.com") == "janedoe_ops"
     assert oidc_principals("Jane.Doe+ops@Example.com") == ("janedoe_ops", "Jane.Doe+ops", "Jane.Doe+ops@Example.com")
     assert oidc_principals("alice@example.com") == ("alice", "alice@example.com")
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(st.text(max_size=40), st.sampled_from(["example.com", "Example.COM", "a@b.example"]))
+def test_email_principals_are_user_names_or_refused(local: str, domain: str) -> None:
+    """Whatever the local part, the first principal is a valid user name (or the e-mail is refused),
+    the e-mail itself is last, and no principal repeats."""
+    from shared.errors import Unauthorized
+
+    email = f"{local}@{domain}"
+    try:
+        names = oidc_principals(email)
+    except Unauthorized:
+        assert not re.fullmatch(r"[a-z][-a-z0-9_]*", sanitize_ssh_user_principal(email), re.ASCII)
+        return
+    assert re.fullmatch(r"[a-z][-a-z0-9_]*", names[0], re.ASCII) and "." not in names[0]
+    assert names[-1] == email and len(set(names)) == len(names)
+    assert set(names) <= {names[0], email.rpartition("@")[0], email}
 
 
 def test_oidc_user_certificate_is_named_for_the_email(oidc, pub: str) -> None:
