@@ -49,6 +49,11 @@ export CHECKOV="$CHECKOV_VENV/bin/checkov"
 # No Debian or PyPI package carries Terraform 1.x; the machine image provides it.
 command -v terraform >/dev/null || { echo "terraform (>= 1.5) is not on PATH: the machine image should provide it" >&2; exit 1; }
 
+# One Go build cache for the whole run: the step client, its SSH variant, step-ca (RA and linked
+# interop) and the template renderer compile the same smallstep packages; built once, linked four times.
+export GOCACHE="${GOCACHE:-${TMPDIR:-/tmp}/cirrus-gocache}"
+mkdir -p "$GOCACHE"
+
 echo "== start emulators"
 export CIRRUS_EMULATOR_DIR="${CIRRUS_EMULATOR_DIR:-$(mktemp -d /tmp/cirrus-emulators.XXXXXX)}"
 trap 'bash infra/emulators.sh stop >/dev/null 2>&1 || true' EXIT

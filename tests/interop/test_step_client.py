@@ -54,7 +54,7 @@ def stepclient(tmp_path_factory: pytest.TempPathFactory) -> Path:
         **os.environ,
         "GO111MODULE": "off",
         "GOPATH": f"{work}:{GOCODE}",
-        "GOCACHE": str(work / "cache"),
+        "GOCACHE": os.environ.get("GOCACHE") or str(work / "cache"),
         "GOFLAGS": "",
     }
     out = subprocess.run([go, "build", "-o", str(binary), str(SOURCE)], env=env, capture_output=True, text=True, timeout=600)

@@ -30,7 +30,7 @@ def stepclient_ssh(stepclient: Path) -> Path:  # noqa: F811
     assert go is not None
     work = stepclient.parent
     binary = work / "stepclient_ssh"
-    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{work}:{GOCODE}", "GOCACHE": str(work / "cache"),
+    env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{work}:{GOCODE}", "GOCACHE": os.environ.get("GOCACHE") or str(work / "cache"),
            "GOFLAGS": ""}
     out = subprocess.run([go, "build", "-o", str(binary), str(SOURCE)], env=env, capture_output=True, text=True,
                          timeout=600)

@@ -38,7 +38,7 @@ def build() -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(dir=cache))
     env = {**os.environ, "GO111MODULE": "off", "GOPATH": f"{work}:{GOPATH_SYSTEM}",
-           "GOCACHE": str(cache / "gocache"), "GOFLAGS": ""}
+           "GOCACHE": os.environ.get("GOCACHE") or str(cache / "gocache"), "GOFLAGS": ""}
     out = work / "gorender"
     subprocess.run(["go", "build", "-o", str(out), str(SOURCE)], env=env, check=True, capture_output=True,
                    timeout=600)
