@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from test_store_contract import run_threads
+
 from shared.endpoints import endpoint_for_sign
 from shared.model import CertificateKind, CertificateRecord, Endpoint, ProvisionerRef, Revocation, subject_key
 from shared.store.base import Store
@@ -67,7 +69,9 @@ def issue(
             renewed_from=renewed_from,
             operation="renew" if renewed_from else "sign",
         ),
-        new_endpoint=new_endpoint if new_endpoint is not None else (None if renewed_from else endpoint(endpoint_id, name)),
+        new_endpoint=new_endpoint
+        if new_endpoint is not None
+        else (None if renewed_from else endpoint(endpoint_id, name)),
     )
 
 
@@ -196,8 +200,12 @@ def test_subject_grouping_when_renewal_is_disabled(store: Store) -> None:
     for i, ((cn, sans), start) in enumerate(zip(subjects, starts, strict=True)):
         key = subject_key(cn, [*sans, "www.example.com"] if i == 2 else sans)
         ep = endpoint_for_sign(
-            authority_id="auth-1", provisioner_id=ACME.id, subject_key=key, name=cn.lower(),
-            renewal_enabled=False, now=start,
+            authority_id="auth-1",
+            provisioner_id=ACME.id,
+            subject_key=key,
+            name=cn.lower(),
+            renewal_enabled=False,
+            now=start,
         )
         ids.add(ep.id)
         issue(store, f"10{i}", ep.id, start, 90 * DAY, name=cn.lower(), provisioner=ACME, new_endpoint=ep)
@@ -206,14 +214,22 @@ def test_subject_grouping_when_renewal_is_disabled(store: Store) -> None:
     # A different subject is a different endpoint; with renewal enabled, two fresh signs of
     # the same subject are two endpoints (each /sign starts one).
     other = endpoint_for_sign(
-        authority_id="auth-1", provisioner_id=ACME.id, subject_key=subject_key("api.example.com", []),
-        name="api.example.com", renewal_enabled=False, now=at(3, 1),
+        authority_id="auth-1",
+        provisioner_id=ACME.id,
+        subject_key=subject_key("api.example.com", []),
+        name="api.example.com",
+        renewal_enabled=False,
+        now=at(3, 1),
     )
     issue(store, "110", other.id, at(3, 1), 90 * DAY, name="api.example.com", provisioner=ACME, new_endpoint=other)
     signed = [
         endpoint_for_sign(
-            authority_id="auth-1", provisioner_id=JWK.id, subject_key=subject_key("device", []),
-            name="device", renewal_enabled=True, now=at(3, 3),
+            authority_id="auth-1",
+            provisioner_id=JWK.id,
+            subject_key=subject_key("device", []),
+            name="device",
+            renewal_enabled=True,
+            now=at(3, 3),
         )
         for _ in range(2)
     ]
@@ -244,3 +260,12 @@ def test_a_gap_with_nothing_active_is_not_billed_and_late_reports_count(store: S
     issue(store, "1320", "ep-gap", at(2, 10), DAY, renewed_from="1300")
     assert lines(read_report(store, "2026-01")) == {"ep-gap": (2, 4)}
     assert lines(read_report(store, "2026-02")) == {"ep-gap": (1, 1)}
+
+
+def test_concurrent_issuances_to_one_endpoint_count_every_certificate(store: Store) -> None:
+    # Six certificates for one endpoint recorded at once from six threads, all active
+    # Mar 2 12:00 - Mar 9: peak 6 -> 1 + (6 - 3) = 4. A record updated outside the
+    # issuance's atomic write would lose some of them and show a lower peak.
+    issue(store, "1400", "ep-busy", at(3, 2), 7 * DAY)
+    run_threads(5, lambda i: issue(store, f"141{i}", "ep-busy", at(3, 2, 12), 7 * DAY, renewed_from="1400"))
+    assert lines(read_report(store, "2026-03")) == {"ep-busy": (4, 6)}
