@@ -1,18 +1,24 @@
 """The serverless `Store`: Cloud Firestore (native mode).
 
 Every method is one durable operation built from Firestore's own atomic
-primitives, without read-then-write races and, on the issuance path, without
-reads at all:
+primitives, without read-then-write races:
 
 - Single-use claims (token `jti`s, ACME nonces) and create-if-absent records
   use `create()`, which the server rejects if the document exists: two
   instances can never both win.
-- An issuance is one atomic batch: the certificate document (carrying the
-  issuance's events) and, when the endpoint is new, the endpoint document,
-  both as creates. If the endpoint already exists the batch is re-sent with
-  the certificate alone, so the first endpoint is kept. Document writes per
-  issued certificate: the token claim (1) + the certificate with its events
-  (1) + the endpoint only when it is new (1) = at most 3.
+- An issuance is one transaction: it reads the token claim, the certificate
+  and endpoint documents (to tell a replay, a serial clash or an existing
+  endpoint), the endpoint's certificates still active after the new one starts
+  with their revocations, and the endpoint-month usage documents the new
+  certificate spans (`firestore_usage`); then it creates the claim, the
+  certificate (carrying the issuance's events) and, when new, the endpoint, and
+  sets those usage documents. Usage needs the reads, and keeping it in the same
+  transaction is what makes it exact with several instances writing at once.
+  Document writes per issued certificate: the claim (1) + the certificate (1)
+  + the endpoint only when new (1) + one usage document per month the
+  certificate spans (1, or 2 across a month end).
+- A revocation is one transaction the same way: the revocation document and
+  the usage documents of the months it cut short.
 - Compare-and-set documents carry a version; an update is sent with the
   server's `update_time` as precondition, so a concurrent writer makes it fail
   instead of being overwritten.
@@ -366,14 +372,28 @@ class FirestoreStore:
         """Run `body(transaction)` in one Firestore transaction (reads first, then writes, all or nothing).
 
         The SDK re-runs the body when the commit is aborted by contention (keeping the
-        transaction's place in line); once its attempts are spent it raises ValueError
-        from the abort, which is transient here, so the store's retry policy takes over.
+        transaction's place in line). Any failure of the commit itself is ambiguous (it may
+        have been applied with its answer lost, and the SDK's own resend of that commit then
+        meets "transaction is invalid or closed"), so it is transient here: the store's retry
+        runs the whole operation again in a fresh transaction, whose reads find the
+        operation's own write id if the first commit landed.
         """
+        committing = False
+
+        def run(tx: Any) -> None:
+            nonlocal committing
+            body(tx)
+            committing = True
+
         try:
-            self._transactional(body)(self._client.transaction(max_attempts=_TRANSACTION_ATTEMPTS))
+            self._transactional(run)(self._client.transaction(max_attempts=_TRANSACTION_ATTEMPTS))
         except ValueError as exc:
             if isinstance(exc.__cause__, self._api.Aborted):
                 raise BackendError("firestore transaction: aborted by contention", transient=True) from exc
+            raise
+        except self._api.GoogleAPICallError as exc:
+            if committing:
+                raise BackendError(f"firestore commit: {type(exc).__name__}: {exc}", transient=True) from exc
             raise
 
     def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:

@@ -13,6 +13,7 @@ Layout (every collection name carries the store's prefix `P`):
 | `P` + `events` | event id | events appended on their own (`append_events`) |
 | `P` + `claims` | sha256(namespace, key) | one used token or nonce, `expireAt` for TTL |
 | `P` + `counters` | name | `value`, incremented by a server-side transform |
+| `P` + `endpoint_months` | month, a vertical bar, endpoint id | usage of one endpoint-month (`firestore_usage`) |
 | `P` + `collections`/{c}/`P` + `documents` | id | a versioned JSON document, optional `expireAt` |
 
 Events are stored inside the document of the fact they describe, so an

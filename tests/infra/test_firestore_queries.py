@@ -99,6 +99,12 @@ def record_queries() -> dict[str, list[Query]]:
             "list_revocations": lambda: store.list_revocations("ca", not_after_since=NOW),
             "list_events": lambda: (store.list_events(), store.list_events(since=NOW)),
             "find_documents": lambda: store.find_documents("acme_orders", "account", "a1"),
+            "list_endpoint_months": lambda: (
+                store.list_endpoint_months("2026-01"),
+                store.list_endpoint_months("2026-01", authority_id="ca"),
+            ),
+            # the endpoint's active certificates, read inside record_issuance's and revoke's transaction
+            "metering_intervals": lambda: store._meter.intervals(None, {}, "ep", (0, 1)),
         }
         for name, call in calls.items():
             current[0] = name
