@@ -390,6 +390,14 @@ class FirestoreStore:
         except ValueError as exc:
             if isinstance(exc.__cause__, self._api.Aborted):
                 raise BackendError("firestore transaction: aborted by contention", transient=True) from exc
+            # A failure before the transaction began (BeginTransaction unanswered) makes the
+            # SDK's clean-up rollback raise ValueError ("no transaction ID"): the API error it
+            # was cleaning up after is the one that counts.
+            earlier = exc.__context__
+            if isinstance(earlier, self._api.GoogleAPICallError | self._api.RetryError):
+                if committing:
+                    raise BackendError(f"firestore commit: {type(earlier).__name__}", transient=True) from earlier
+                raise earlier from None
             raise
         except self._api.GoogleAPICallError as exc:
             if committing:
