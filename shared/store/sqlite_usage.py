@@ -182,5 +182,14 @@ def list_endpoint_months(conn: sqlite3.Connection, month: str, authority_id: str
         sql += " AND authority_id = ?"
         params = (month, authority_id)
     rows: Iterable[Any] = conn.execute(sql + " ORDER BY endpoint_id", params).fetchall()
-    f = codec.from_epoch_us
+    # Instants repeat (the month's first and last for every endpoint active all month):
+    # each is decoded once, and equal instants share one datetime.
+    decoded: dict[int, Any] = {}
+
+    def f(us: int) -> Any:
+        value = decoded.get(us)
+        if value is None:
+            value = decoded[us] = codec.from_epoch_us(us)
+        return value
+
     return [EndpointMonth(month, r[0], r[1], r[2], f(r[3]), f(r[4]), r[5]) for r in rows]
