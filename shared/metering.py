@@ -30,12 +30,14 @@ functions compute the new records from the old ones and the endpoint's few certi
 intervals that overlap the change; the stores only fetch those and write the result.
 
 Times are integer microseconds since the epoch (UTC), the stores' own encoding. Calendar
-arithmetic is written by hand (a dozen lines) because only whole UTC months are needed.
+arithmetic is written by hand (a dozen lines) because only whole UTC months are needed;
+months are cached, since this runs inside every issuance's write.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -82,6 +84,7 @@ def parse_month(text: str) -> tuple[int, int]:
     return year, month
 
 
+@functools.lru_cache(maxsize=256)
 def month_bounds(month: str) -> Interval:
     """`[first instant, first instant of the next month)` of a `YYYY-MM` month (UTC), in microseconds."""
     year, mon = parse_month(month)
@@ -90,9 +93,17 @@ def month_bounds(month: str) -> Interval:
     return _us(start), _us(end)
 
 
+_DAY_US = 86_400_000_000
+
+
 def month_of(instant_us: int) -> str:
     """The `YYYY-MM` month (UTC) an instant falls in."""
-    d = _EPOCH + dt.timedelta(microseconds=instant_us)
+    return _month_of_day(instant_us // _DAY_US)
+
+
+@functools.lru_cache(maxsize=4096)
+def _month_of_day(day: int) -> str:
+    d = _EPOCH + dt.timedelta(days=day)
     return f"{d.year:04d}-{d.month:02d}"
 
 
