@@ -29,6 +29,12 @@ def ocsp(request):  # type: ignore[no-untyped-def]
     return handlers.ocsp(request)
 
 
+@functions_framework.http
+def dashboard(request):  # type: ignore[no-untyped-def]
+    """The operator dashboard (IAM-authenticated users, then the dashboard's own sign-in)."""
+    return handlers.dashboard(request)
+
+
 @functions_framework.cloud_event
 def crl_publish(cloud_event):  # type: ignore[no-untyped-def]
     """Scheduled CRL publication (Cloud Scheduler -> Pub/Sub)."""

@@ -78,6 +78,8 @@ _SIGNATURES = {"http": "http", "cloud_event": "cloudevent"}
 SIGNERS = frozenset({"issuer", "crl_publish"})
 ISSUER_CALLERS = frozenset({"ca_api", "acme"})
 OCSP_KEY_HOLDERS = frozenset({"ocsp", "crl_publish"})
+#: Functions Terraform hands the SSH CA key URIs (local.ssh_key_roles): the signer and the readers.
+SSH_KEY_HOLDERS = frozenset({"issuer", "ca_api", "crl_publish"})
 # A key URI that opens nothing: what a function without KMS permission effectively holds.
 NO_KEY = "softkms:path=/nonexistent/cirrus-cloud-local/no-kms-permission"
 
@@ -119,6 +121,7 @@ class CloudLocal:
     config_path: Path = Path()
     signing_key: str = ""
     responder_key: str = ""
+    ssh_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def store_url(self) -> str:
@@ -164,6 +167,12 @@ class CloudLocal:
         ocsp = dict(raw.get("ocsp") or {})
         self.responder_key = _absolute_key(base, str(ocsp.pop("responderKey", "") or ""))
         raw["ocsp"] = ocsp
+        ssh = raw.pop("ssh", None)  # the SSH CA keys travel as CIRRUS_SSH_*_KEY, as Terraform hands them
+        if isinstance(ssh, dict):
+            self.ssh_keys = {
+                "CIRRUS_SSH_USER_KEY": _absolute_key(base, str(ssh.get("userKey", ""))),
+                "CIRRUS_SSH_HOST_KEY": _absolute_key(base, str(ssh.get("hostKey", ""))),
+            }
         raw["key"] = NO_KEY
         roots = raw.get("root")
         raw["root"] = [absolute(r) for r in roots] if isinstance(roots, list) else absolute(str(roots))
@@ -196,7 +205,8 @@ class CloudLocal:
     def function_env(self, base: dict[str, str], name: str) -> dict[str, str]:
         """One function's environment: the deployed settings for `name`, plus emulator hosts."""
         env = dict(base)
-        for var in ("CIRRUS_KEY", "CIRRUS_OCSP_KEY", "CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL"):
+        for var in ("CIRRUS_KEY", "CIRRUS_OCSP_KEY", "CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL",
+                    "CIRRUS_SSH_USER_KEY", "CIRRUS_SSH_HOST_KEY"):  # fmt: skip
             env.pop(var, None)  # only what Terraform would give this function
         env.update(self.emulator_env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), base.get("PYTHONPATH", "")) if p)
@@ -219,6 +229,8 @@ class CloudLocal:
             out["CIRRUS_KEY"] = self.signing_key
         if name in OCSP_KEY_HOLDERS and self.responder_key:
             out["CIRRUS_OCSP_KEY"] = self.responder_key
+        if name in SSH_KEY_HOLDERS and name in self.functions:
+            out.update(self.ssh_keys)
         if name in ISSUER_CALLERS and issuer_deployed:
             out["CIRRUS_ISSUER_URL"] = self.functions["issuer"].url
         if fn.signature == "http":

@@ -16,9 +16,13 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v lego >/dev/null || need_apt+=(lego)
 command -v pebble >/dev/null || need_apt+=(pebble)
 command -v softhsm2-util >/dev/null || need_apt+=(softhsm2)
+command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ssh >/dev/null || need_apt+=(openssh-client)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v go >/dev/null || need_apt+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/smallstep/certificates/ca ] || need_apt+=(golang-github-smallstep-certificates-dev)
+# Debian's chromium for the dashboard's browser tests (Playwright drives it; never `playwright install`).
+command -v chromium >/dev/null || need_apt+=(chromium)
 command -v gcloud >/dev/null || need_apt+=(google-cloud-cli google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"

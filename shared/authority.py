@@ -8,18 +8,19 @@ certificate is returned only after that write. A replayed token fails that
 write (so it never yields a recorded certificate), and a crash or store
 failure after signing leaves an orphan signature nobody received and a token
 the client can retry with.
+
+Its parts live by concern: `shared.csr_policy` (the CSR against its token),
+`shared.renewal` (who may renew, what the successor copies), `shared.issued`
+(what an issuance returns), `shared.revocation` (revoking).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import logging
 import secrets
-import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
@@ -27,8 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from shared.clock import Clock
-from shared.endpoints import endpoint_for_sign
-from shared.errors import BadRequest, Forbidden, Unauthorized
+from shared.csr_policy import check_csr_against_token
+from shared.endpoints import endpoint_for_sign, endpoint_id_order
+from shared.errors import BadRequest, Forbidden
 from shared.events.base import (
     CERTIFICATE_ISSUED,
     CERTIFICATE_REKEYED,
@@ -38,52 +40,25 @@ from shared.events.base import (
     EventSink,
 )
 from shared.groupcommit import CommitGroup
+from shared.issued import AuthorityStores, Issued
 from shared.keys.base import PublicKey
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
+from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
-from shared.store.base import EndpointStore, IssuanceLedger, IssuanceWrite, RevocationReader
-from shared.validity import Window, check_window, requested_window
+from shared.renewal import renewable_record, successor_extensions, successor_window
+from shared.store.base import IssuanceWrite
+from shared.validity import check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
-from shared.x509.names import SANs, common_name_of, sans_of, split_sans
+from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans
 from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
 
 log = logging.getLogger("cirrus.authority")
 
 UrlForSerial = Callable[[int], str | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    """A certificate handed to a client, with the chain to send (root excluded)."""
-
-    certificate: x509.Certificate
-    chain: Sequence[x509.Certificate]
-    record: CertificateRecord
-    chain_pem: tuple[str, ...] | None = None  # `chain` as PEM, encoded once per authority
-
-    def pem_chain(self) -> list[str]:
-        """Leaf first, then intermediates, as PEM strings.
-
-        The leaf's PEM is made from the record's DER (the standard library's
-        `DER_cert_to_PEM_cert`, the same text): `public_bytes` re-encodes the whole
-        certificate from its parsed form on every call, and the record needed the DER.
-        """
-        leaf = ssl.DER_cert_to_PEM_cert(self.record.der)
-        if self.chain_pem is not None:
-            return [leaf, *self.chain_pem]
-        return [leaf, *(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.chain)]
-
-
-@dataclass(frozen=True, slots=True)
-class AuthorityStores:
-    """The store roles the issuing pipeline uses."""
-
-    issuance: IssuanceLedger
-    revocations: RevocationReader
-    endpoints: EndpointStore
+__all__ = ["Authority", "AuthorityStores", "Issued"]
 
 
 class Authority:
@@ -105,8 +80,11 @@ class Authority:
         ocsp_url: str | None = None,
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
+        policy: IssuancePolicies | None = None,
     ) -> None:
         self.authority_id = authority_id
+        # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
+        self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
         self.issuer = issuer
         self.intermediates = list(intermediates)
         self._chain_pem = tuple(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.intermediates)
@@ -152,11 +130,16 @@ class Authority:
         provisioner = self.provisioners.for_token(peeked)
         auth = provisioner.authorize_sign(peeked, now)
         public_key = csr_public_key(csr, csr_key)
+        from_csr = auth.names_from_csr
+        if from_csr is not None:  # instance identity: the CSR's names, within what the identity allows
+            subject, names = from_csr(csr)
+            auth = replace(auth, subject=subject, sans=names)
         try:
             sans = split_sans(list(auth.sans))
         except ValueError as exc:
             raise Forbidden(f"invalid subject alternative name: {exc}") from exc
-        self._check_csr_against_token(csr, auth, sans)
+        if from_csr is None:
+            check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
             not_before=not_before, not_after=not_after, now=now, group=group,
@@ -233,7 +216,10 @@ class Authority:
             default=auth.claims.default_tls,
             backdate=self._backdate,
         )
+        if auth.validity_limit is not None:
+            window = auth.validity_limit.clip(window, explicit=not_after not in (None, ""))
         check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
+        self._policy.check(auth.provisioner.id, common_name, sans)
         skey = subject_key(common_name, sans.all)
         if previous is not None:
             endpoint = Endpoint(
@@ -249,9 +235,15 @@ class Authority:
                 name=common_name or (sans.all[0] if sans.all else ""),
                 renewal_enabled=auth.renewal_enabled,
                 now=now,
+                id_order=endpoint_id_order(self._stores.endpoints),
             )
             # A subject-grouped endpoint may already exist; only a new one gets `endpoint.created`.
             is_new = auth.renewal_enabled or self._stores.endpoints.get_endpoint(endpoint.id) is None
+        if common_name:
+            try:
+                check_common_name(common_name)
+            except ValueError as exc:  # the token's subject, which becomes the CN
+                raise Forbidden(f"invalid subject: {exc}") from exc
         serial = self._serials()
         extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
@@ -277,41 +269,6 @@ class Authority:
             names=(common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris)),
             group=group,
         )
-
-    def _check_csr_against_token(
-        self, csr: x509.CertificateSigningRequest, auth: SignAuthorization, token_sans: SANs
-    ) -> None:
-        """step-ca's JWK validators: CN and SAN sets must be what the token allows."""
-        allowed = {auth.subject.lower(), *(s.lower() for s in auth.sans)}
-        cn = common_name_of(csr.subject)
-        if cn and cn.lower() not in allowed:
-            raise Forbidden(
-                f"certificate request does not contain the valid common name - got {cn}, want {auth.subject}"
-            )
-        csr_names = sans_of(csr)
-        if csr_names and csr_names != list(auth.sans):  # the usual request lists the token's names as it does
-            self._check_csr_sans(csr_names, token_sans)
-        if auth.csr_fingerprint is not None:
-            der = csr.public_bytes(serialization.Encoding.DER)
-            fp = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
-            if fp != auth.csr_fingerprint:
-                raise Forbidden("certificate request fingerprint does not match the token")
-
-    @staticmethod
-    def _check_csr_sans(csr_names: list[str], token_sans: SANs) -> None:
-        """Each kind of name the CSR lists must be the token's set of that kind."""
-        try:
-            csr_sans = split_sans(csr_names)
-        except ValueError as exc:
-            raise Forbidden(f"invalid subject alternative name: {exc}") from exc
-        for kind in ("dns", "ips", "emails", "uris"):
-            got = set(map(str, getattr(csr_sans, kind)))
-            want = set(map(str, getattr(token_sans, kind)))
-            if got and got != want:
-                raise Forbidden(
-                    f"certificate request does not contain the valid {kind} names"
-                    f" - got {sorted(got)}, want {sorted(want)}"
-                )
 
     def _leaf_extensions(
         self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int
@@ -366,38 +323,19 @@ class Authority:
         group: CommitGroup | None = None,
     ) -> Issued:
         now = self._clock.now()
-        serial = str(old.serial_number)
-        record = self._stores.issuance.get_certificate(serial)
-        if (
-            record is None
-            or record.authority_id != self.authority_id
-            or record.der != old.public_bytes(serialization.Encoding.DER)
-        ):
-            raise Unauthorized("certificate not found")
-        if self._stores.revocations.get_revocation(serial) is not None:
-            raise Unauthorized("certificate has been revoked")
-        provisioner = self.provisioners.by_id(record.provisioner.id)
-        if provisioner is None:
-            raise Unauthorized("provisioner not found")
-        claims = provisioner.claims
-        if claims.disable_renewal:
-            raise Unauthorized(f"renew is disabled for provisioner '{provisioner.ref.name}'")
-        if now < old.not_valid_before_utc:
-            raise Unauthorized("certificate is not yet valid")
-        if now > old.not_valid_after_utc and not claims.allow_renewal_after_expiry:
-            raise Unauthorized(f"certificate expired on {old.not_valid_after_utc.isoformat()}")
-        duration = old.not_valid_after_utc - old.not_valid_before_utc
-        window = Window(not_before=now - self._backdate, not_after=now - self._backdate + duration)
+        record = renewable_record(
+            old,
+            authority_id=self.authority_id,
+            certificates=self._stores.issuance,
+            revocations=self._stores.revocations,
+            provisioners=self.provisioners,
+            now=now,
+        )
+        serial = record.serial
+        window = successor_window(old, now=now, backdate=self._backdate)
         new_serial = self._serials()
         public_key = new_key if new_key is not None else check_public_key(old.public_key())
-        extensions = [e for e in old.extensions if not isinstance(e.value, x509.CRLDistributionPoints)]
-        if self._crl_url:
-            url = self._crl_url(new_serial)
-            if url:
-                cdp = x509.CRLDistributionPoints(
-                    [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
-                )
-                extensions.append(x509.Extension(cdp.oid, False, cdp))
+        extensions = successor_extensions(old, self._crl_url(new_serial) if self._crl_url else None)
         cert = sign_certificate(
             self.issuer,
             subject=old.subject,

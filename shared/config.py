@@ -154,6 +154,8 @@ class Settings:
                 ("eventSinks", "CIRRUS_EVENTS"),
                 ("issuerURL", "CIRRUS_ISSUER_URL"),
                 ("ocspResponderKey", "CIRRUS_OCSP_KEY"),
+                ("sshUserKey", "CIRRUS_SSH_USER_KEY"),
+                ("sshHostKey", "CIRRUS_SSH_HOST_KEY"),
             )
             if env.get(v)
         }

@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
 
 from shared.model import CertificateRecord, Endpoint, Revocation
 from shared.store.base import CertificateReader, EndpointStore, RevocationReader
@@ -49,6 +51,38 @@ def new_endpoint_id(now: dt.datetime) -> str:
     return f"ep-{value:032x}"
 
 
+EndpointIdOrder = Literal["time", "random"]
+
+
+def random_endpoint_id() -> str:
+    """The id of a renewal-enabled endpoint on a store that wants ids spread: `ep-` and a random UUID in hex.
+
+    Firestore keeps documents (and every index whose entries end in the document id)
+    in id order and documents about 500 writes/s into a rising range: UUIDv7 ids
+    from 5,000 `/sign`s a second would all land on the last tablet. 122 random bits
+    spread them evenly; `list_endpoints` still pages in id order, just not in time order.
+    """
+    return f"ep-{uuid.uuid4().hex}"
+
+
+@runtime_checkable
+class ChoosesEndpointIds(Protocol):
+    """An endpoint store that says which id order suits it ("time" or "random")."""
+
+    endpoint_id_order: str
+
+
+def endpoint_id_order(store: object) -> EndpointIdOrder:
+    """The id order the endpoint store asks for: its `endpoint_id_order`, "time" when it has none.
+
+    Why the store decides: the right order is a property of its storage (SQLite's
+    B-tree pages like rising ids, Firestore's tablets hate them), not a deployment switch.
+    """
+    if isinstance(store, ChoosesEndpointIds) and store.endpoint_id_order == "random":
+        return "random"
+    return "time"
+
+
 def endpoint_for_sign(
     *,
     authority_id: str,
@@ -57,9 +91,17 @@ def endpoint_for_sign(
     name: str,
     renewal_enabled: bool,
     now: dt.datetime,
+    id_order: EndpointIdOrder = "time",
 ) -> Endpoint:
-    """The endpoint a freshly signed certificate belongs to (to create if absent)."""
-    endpoint_id = new_endpoint_id(now) if renewal_enabled else subject_endpoint_id(authority_id, subject_key)
+    """The endpoint a freshly signed certificate belongs to (to create if absent).
+
+    `id_order` ("time": UUIDv7, "random") comes from the store (`endpoint_id_order`);
+    subject-grouped endpoints always take their derived id.
+    """
+    if not renewal_enabled:
+        endpoint_id = subject_endpoint_id(authority_id, subject_key)
+    else:
+        endpoint_id = random_endpoint_id() if id_order == "random" else new_endpoint_id(now)
     return Endpoint(
         id=endpoint_id,
         authority_id=authority_id,

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.api.wsgi import COMMIT_GROUP_KEY as ENVIRON_KEY
 from shared.errors import BackendError, Unavailable
-from shared.httpserver import COMMIT_GROUP_KEY as ENVIRON_KEY
 from shared.store.base import BatchIssuanceLedger, IssuanceWrite
 
 __all__ = ["ENVIRON_KEY", "CommitGroup"]

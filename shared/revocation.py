@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from shared.clock import Clock
 from shared.errors import BadRequest, Forbidden, NotFound, NotImplementedYet, TokenAlreadyUsed, Unauthorized
@@ -82,8 +83,8 @@ class Revoker:
         Raises:
             BadRequest, Unauthorized, Forbidden, NotFound, NotImplementedYet, AlreadyRevoked.
         """
-        if passive is not True:
-            raise NotImplementedYet("non-passive revocation not implemented")
+        if passive is not None and not isinstance(passive, bool):
+            raise BadRequest("passive must be a boolean")  # Go's JSON decoder refuses it: a 400
         if not isinstance(serial, str) or not serial:
             raise BadRequest("missing serial")
         try:
@@ -93,17 +94,20 @@ class Revoker:
         code = parse_reason_code(reason_code)
         if reason is not None and (not isinstance(reason, str) or len(reason) > 256):
             raise BadRequest("reason must be a string of at most 256 characters")
+        if passive is not True:  # step-ca's RevokeRequest.Validate: checked after serial and reason
+            raise NotImplementedYet("non-passive revocation not implemented")
         now = self._clock.now()
         if isinstance(ott, str) and ott:
             peeked = peek(ott)
             provisioner = self._provisioners.for_token(peeked)
             auth = provisioner.authorize_revoke(peeked, now)
+            # step-ca: a valid token for another serial is forbidden (403), not unauthenticated.
             try:
                 token_serial = str(parse_serial(auth.serial))
             except ValueError as exc:
-                raise Unauthorized("invalid token: subject is not a serial number") from exc
+                raise Forbidden("token subject does not match the serial number") from exc
             if token_serial != serial_dec:
-                raise Unauthorized("token subject does not match the serial number")
+                raise Forbidden("token subject does not match the serial number")
             record = self._own_record(serial_dec)
             if not self._tokens.claim(auth.replay.namespace, auth.replay.key, auth.replay.expires_at):
                 raise TokenAlreadyUsed()
@@ -113,10 +117,14 @@ class Revoker:
         if ott not in (None, ""):
             raise BadRequest("ott must be a string")
         if client_certificate is None:
-            raise Unauthorized("missing ott or client certificate")
+            raise BadRequest("missing ott or client certificate")  # step-ca's 400
         if str(client_certificate.serial_number) != serial_dec:
             raise Forbidden("serial number in client certificate different than body")
-        return self.revoke(serial_dec, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
+        record = self._own_record(serial_dec)
+        # As /renew does: the presented certificate must be the one recorded, not another with its serial.
+        if record.der != client_certificate.public_bytes(serialization.Encoding.DER):
+            raise Unauthorized("client certificate is not the certificate recorded for this serial")
+        return self._record_revocation(record, reason_code=code, reason=str(reason or ""), provisioner_id="", mtls=True)
 
     def revoke(self, serial: str, *, reason_code: int, reason: str, provisioner_id: str, mtls: bool) -> Revocation:
         """Record the revocation of a certificate this authority issued.
@@ -136,7 +144,8 @@ class Revoker:
             NotFound: unknown serial, or another authority's.
         """
         record = self._certificates.get_certificate(serial)
-        if record is None or record.authority_id != self._authority_id:
+        # SSH certificates are revoked through /ssh/revoke, never into an X.509 CRL.
+        if record is None or record.authority_id != self._authority_id or str(record.kind) != "x509":
             raise NotFound("certificate not found")
         return record
 

@@ -23,6 +23,7 @@ from shared.errors import ConfigError
 from shared.events.base import EventSink
 from shared.keys.adapter import as_private_key
 from shared.keys.base import Signer
+from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import Audiences
 from shared.revocation import Revoker
@@ -174,6 +175,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     store = store or open_store(settings.store, clock=clock)
     audiences = Audiences(audience_hosts(settings))
     provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
+    policy = IssuancePolicies.build((settings.raw.get("authority") or {}).get("policy"), provisioners)
     from shared.events.delivery import track
     from shared.events.log import open_sinks
 
@@ -204,6 +206,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
                 ocsp_url=settings.crl.ocsp_url or None,
                 ca_issuers_url=settings.crl.ca_issuers_url or None,
                 sinks=sinks,
+                policy=policy,
             )
 
     revoker = Revoker(

@@ -8,6 +8,14 @@ host run on a small thread pool). Workers share nothing but the store (SQLite in
 is multi-process safe), which is the same statelessness the Cloud Functions
 need.
 
+The master only supervises: a worker that dies is replaced (its clients lose
+their connections, no one else notices), and only a crash loop (more than
+`RESTART_LIMIT` deaths within `RESTART_WINDOW` seconds) stops the service.
+The background work (WAL checkpoints, CRL publication) runs in a child process
+of its own, so the master has no threads and forking a replacement cannot
+inherit a lock some thread held; when it dies it is restarted after a
+growing pause, and never stops the service.
+
 TLS: the server certificate is issued by the CA's own intermediate for its
 `dnsNames` (24 h, renewed at two thirds of its life by reloading the context
 in place); client certificates are requested but not required
@@ -17,6 +25,7 @@ roots, which is what mTLS renew/rekey/revoke rely on.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import ipaddress
 import logging
@@ -38,7 +47,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared import linelog
-from shared.httpserver import ConnectionBalance, WSGIServer
+from shared.httpserver import ConnectionBalance, Limits, WSGIServer
 from shared.runtime import Services
 from shared.x509.profile import sign_certificate
 from shared.x509.serials import random_serial
@@ -46,6 +55,11 @@ from shared.x509.serials import random_serial
 log = logging.getLogger("cirrus.server")
 
 SERVER_CERT_LIFETIME = dt.timedelta(hours=24)
+RESTART_LIMIT = 5  # worker deaths tolerated within RESTART_WINDOW before the service stops
+RESTART_WINDOW = 60.0
+_BACKGROUND = -1  # the child index that names the background process
+BACKGROUND_PAUSE = 1.0  # a dead background process is restarted after this, doubling up to
+BACKGROUND_PAUSE_MAX = 300.0  # this (and back to the start once one has run this long)
 
 
 def issue_server_certificate(services: Services, directory: Path) -> tuple[Path, Path, dt.datetime]:
@@ -159,6 +173,7 @@ def serve_worker(
         balance=balance,
         commit_group=group_factory() if callable(group_factory) else None,
         after_turn=linelog.flush,
+        limits=Limits(max_body=services.settings.max_body_bytes),  # refused before it is buffered
     )
     linelog.batch()  # this process's loop writes the access and event lines once per turn
     stop = threading.Event()
@@ -207,6 +222,42 @@ def _die_with_parent() -> None:
         os._exit(0)
 
 
+def _child(run: Callable[[], None], what: str) -> int:
+    """In a freshly forked child: run, then exit without returning to the caller's stack."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the master's handler is not this process's
+    _die_with_parent()
+    code = 0
+    try:
+        run()
+    except Exception:
+        log.exception("%s failed", what)
+        code = 1
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _run_background(background: Callable[[threading.Event], None]) -> None:
+    """The master's background work, in its own process, until SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    background(stop)
+    stop.wait()  # the work may run on threads of its own: keep them until told to stop
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+
+def _describe(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    return f"signal {-code}" if code < 0 else f"status {code}"
+
+
 def serve(
     make_services: Callable[[], Services],
     make_app: Callable[[Services], Any],
@@ -216,32 +267,43 @@ def serve(
     runtime_dir: Path,
     on_ready: Callable[[], None] | None = None,
     background: Callable[[threading.Event], None] | None = None,
+    restart_limit: int = RESTART_LIMIT,
+    restart_window: float = RESTART_WINDOW,
 ) -> int:
-    """Fork `workers` processes serving `address`; return when signalled."""
+    """Fork `workers` processes serving `address`, replacing any that dies; return when signalled.
+
+    Returns 1 when more than `restart_limit` children died within `restart_window` seconds
+    (a crash loop: something every worker meets, such as a broken store), else 0.
+    """
     host, port = parse_address(address)
     # One listening socket, bound in the parent (a busy port fails fast with a clear message)
     # and inherited by every worker. Workers accept one connection per wake-up, so whichever
     # is free takes the next client; per-worker SO_REUSEPORT sockets would instead hash
     # connections to workers blindly, and with a few busy clients one core could sit idle.
+    # The master keeps it open to hand to replacement workers.
     shared_sock = listening_socket(host, port)
-    balance = ConnectionBalance(max(1, workers))
-    pids: list[int] = []
-    for index in range(max(1, workers)):
+    count = max(1, workers)
+    balance = ConnectionBalance(count)
+
+    def spawn_worker(index: int) -> int:
         pid = os.fork()
-        if pid == 0:  # worker
+        if pid == 0:
             balance.index = index
-            _die_with_parent()
-            code = 0
-            try:
-                serve_worker(make_services, make_app, shared_sock, runtime_dir, balance)
-            except Exception:
-                log.exception("worker failed")
-                code = 1
-            finally:
-                logging.shutdown()
-                os._exit(code)
-        pids.append(pid)
-    shared_sock.close()
+            _child(lambda: serve_worker(make_services, make_app, shared_sock, runtime_dir, balance), "worker")
+        return pid
+
+    def spawn_background() -> int:
+        assert background is not None
+        pid = os.fork()
+        if pid == 0:
+            shared_sock.close()
+            _child(lambda: _run_background(background), "background work")
+        return pid
+
+    children: dict[int, int] = {spawn_worker(index): index for index in range(count)}  # pid -> index
+    background_started = time.monotonic()
+    if background is not None:
+        children[spawn_background()] = _BACKGROUND
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -249,22 +311,54 @@ def serve(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if background is not None:
-        threading.Thread(target=background, args=(stop,), daemon=True, name="background").start()
     if on_ready is not None:
         on_ready()
     exit_code = 0
+    deaths: collections.deque[float] = collections.deque()  # workers' only
+    background_due = 0.0  # when to start the background process again (0: it runs)
+    background_pause = BACKGROUND_PAUSE
     while not stop.is_set():
+        now = time.monotonic()
+        if background_due and now >= background_due:
+            background_due = 0.0
+            children[spawn_background()] = _BACKGROUND
+            background_started = now
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
-        if pid:
-            log.error("worker %d exited (status %d); shutting down", pid, status)
-            pids.remove(pid)
+        if not pid:
+            stop.wait(0.2)
+            continue
+        index = children.pop(pid, None)
+        if index is None:
+            continue
+        if index == _BACKGROUND:
+            # Checkpoints and CRLs can wait: never a reason to stop serving, only to retry later.
+            if now - background_started > BACKGROUND_PAUSE_MAX:
+                background_pause = BACKGROUND_PAUSE
+            log.error(
+                "background process (pid %d) exited (%s); starting a new one in %.0f s",
+                pid, _describe(status), background_pause,
+            )
+            background_due = now + background_pause
+            background_pause = min(BACKGROUND_PAUSE_MAX, background_pause * 2)
+            continue
+        deaths.append(now)
+        while deaths and deaths[0] < now - restart_window:
+            deaths.popleft()
+        if len(deaths) > restart_limit:
+            log.error(
+                "worker %d (pid %d) exited (%s); %d workers exited within %.0f s; shutting down",
+                index, pid, _describe(status), len(deaths), restart_window,
+            )
             exit_code = 1
             break
-        stop.wait(0.2)
+        log.error("worker %d (pid %d) exited (%s); starting a new one", index, pid, _describe(status))
+        balance.vacate(index)  # siblings must not wait for its stale count
+        children[spawn_worker(index)] = index
+    shared_sock.close()
+    pids = list(children)
     for pid in pids:
         try:
             os.kill(pid, signal.SIGTERM)

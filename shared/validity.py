@@ -33,18 +33,21 @@ def requested_window(
     """Resolve requested TimeDurations into absolute times.
 
     Raises:
-        BadRequest: a value does not parse.
+        BadRequest: a value does not parse, or lands outside the calendar.
     """
     try:
         nb = parse_time_duration(not_before, now=now)
         na = parse_time_duration(not_after, now=now)
     except ValueError as exc:
         raise BadRequest(f"invalid validity: {exc}") from exc
-    if isinstance(nb, dt.timedelta):
-        nb = now + nb
-    base = nb if nb is not None else now
-    if isinstance(na, dt.timedelta):
-        na = base + na
+    try:
+        if isinstance(nb, dt.timedelta):
+            nb = now + nb
+        base = nb if nb is not None else now
+        if isinstance(na, dt.timedelta):
+            na = base + na
+    except OverflowError as exc:  # a duration that leaves the calendar (before year 1 or after 9999)
+        raise BadRequest("invalid validity: the requested time is out of range") from exc
     start = nb if nb is not None else now - backdate
     end = na if na is not None else base + default
     return Window(not_before=start.replace(microsecond=0), not_after=end.replace(microsecond=0))

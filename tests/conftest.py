@@ -75,3 +75,16 @@ def _lint_every_issued_certificate(monkeypatch: pytest.MonkeyPatch) -> Iterator[
     findings = {i: pkilint_errors(der) for i, der in enumerate(issued)}
     bad = {i: f for i, f in findings.items() if f}
     assert not bad, f"pkilint ERROR findings in issued certificates: {bad}"
+
+
+@pytest.fixture(autouse=True)
+def _hostile_never_reaches_the_500_net(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test marked `hostile` fails if any request reached the generic 500 handler (issue 12)."""
+    if request.node.get_closest_marker("hostile") is None:
+        yield
+        return
+    from tests.hostile import NetWatch
+
+    with NetWatch() as watch:
+        yield
+    assert not watch.reached, f"hostile input reached the generic 500 handler: {watch.reached}"

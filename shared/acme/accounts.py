@@ -9,6 +9,7 @@ from shared.acme import eab, jws
 from shared.acme.auth import account_by_key
 from shared.acme.context import Ctx, Reply, Services, Verified
 from shared.acme.problems import ACMEProblem
+from shared.acme.ratelimit import check_new_account, client_address
 from shared.acme.repo import ACCOUNT_KEYS, ACCOUNTS, ORDERS, new_id, ts
 
 _MAX_CONTACTS = 10
@@ -70,12 +71,21 @@ def new_account(svc: Services, ctx: Ctx, v: Verified) -> Reply:
     """newAccount: create, or return the account that holds the key."""
     payload = v.jws.json_payload()
     if v.account_id and v.account:
+        if v.account.get("status") != "valid":  # RFC 8555 s.7.3.6: a deactivated account's key is refused
+            raise ACMEProblem("unauthorized", f"account is {v.account.get('status')}", status=401)
         return _reply(ctx, 200, v.account_id, v.account)
     if payload.get("onlyReturnExisting") is True:
         raise ACMEProblem("accountDoesNotExist", "no account exists with this key")
     contacts = check_contacts(payload.get("contact"))
     if ctx.prov.terms_of_service and payload.get("termsOfServiceAgreed") is not True:
         raise ACMEProblem("malformed", "you must agree to the terms of service")
+    check_new_account(
+        svc.repo.docs,
+        provisioner=ctx.prov.name,
+        address=client_address(ctx.request.remote_addr, ctx.request.forwarded_for, ctx.prov.trusted_proxy_hops),
+        limit=ctx.prov.accounts_per_minute,
+        now=svc.clock.now(),
+    )
     acc_id = new_id()
     binding = None
     if ctx.prov.require_eab:

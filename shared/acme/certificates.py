@@ -15,7 +15,9 @@ layout live in `acme_certs` documents and are still served.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import re
 from typing import Any
 
 from cryptography import x509
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 #: BR-06 reasons a subscriber may give (0 = unspecified, recorded without a reason).
 ALLOWED_REASONS = frozenset({0, 1, 3, 4, 5})
 PEM_CHAIN = "application/pem-certificate-chain"
+_ALT_INDEX = re.compile(r"[1-9][0-9]{0,2}")
 
 
 def _pem(certs: list[x509.Certificate] | tuple[x509.Certificate, ...]) -> str:
@@ -78,7 +81,15 @@ def finalize(svc: Services, ctx: Ctx, v: Verified, order_id: str) -> Reply:
         except Exception:
             log.exception("ACME order %s: issuance failed (the order is ready again)", order_id)
 
-    ctx.after_response.append(complete)
+    issuance = svc.issuance
+    if issuance is None:
+        ctx.after_response.append(complete)
+    else:  # on its own pool, never behind validations; the hook waits so a poll on this connection sees it
+
+        def hand_off() -> None:
+            issuance.submit(complete).result()
+
+        ctx.after_response.append(hand_off)
     return Reply(200, order_json(ctx, order_id, processing[0]), {**location, "Retry-After": "1"})
 
 
@@ -157,7 +168,8 @@ def download(svc: Services, ctx: Ctx, v: Verified, cert_id: str, alt: str | None
     chains: list[str] = d["chains"]
     index = 0
     if alt is not None:
-        if not alt.isdigit() or not 0 < int(alt) < len(chains):
+        # ASCII digits only, at most three, no leading zero: `str.isdigit()` passes "²", which `int()` refuses.
+        if not _ALT_INDEX.fullmatch(alt) or not 0 < int(alt) < len(chains):
             raise ACMEProblem("malformed", "certificate not found", status=404)
         index = int(alt)
     urls = [ctx.url("certificate", cert_id)] + [ctx.url("certificate", cert_id, str(n)) for n in range(1, len(chains))]
@@ -165,14 +177,44 @@ def download(svc: Services, ctx: Ctx, v: Verified, cert_id: str, alt: str | None
     return Reply(200, chains[index].encode("ascii"), links=links, content_type=PEM_CHAIN)
 
 
-def _names(cert: x509.Certificate) -> set[Identifier]:
+def _names(cert: x509.Certificate) -> set[Identifier] | None:
+    """The certificate's identifiers an account can be authorized for; None if it names anything else.
+
+    RFC 8555 s.7.6: the account must hold authorizations for every identifier in
+    the certificate. An email, URI, directory name or other SAN (or a subject CN
+    that is not one of the DNS/IP SANs) is an identifier no ACME account can be
+    authorized for, so such a certificate is never revocable by authorization.
+    """
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return set()
-    out = {Identifier("dns", n.lower()) for n in sans.get_values_for_type(x509.DNSName)}
-    out |= {Identifier("ip", str(ip)) for ip in sans.get_values_for_type(x509.IPAddress)}
-    return out
+    except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
+        return None
+    out: set[Identifier] = set()
+    for name in sans:
+        if isinstance(name, x509.DNSName):
+            out.add(Identifier("dns", name.value.lower()))
+        elif isinstance(name, x509.IPAddress) and not isinstance(
+            name.value, ipaddress.IPv4Network | ipaddress.IPv6Network
+        ):
+            out.add(Identifier("ip", str(name.value)))
+        else:
+            return None
+    try:
+        cns = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    for cn in cns:
+        value = cn.value if isinstance(cn.value, str) else ""
+        if Identifier("dns", value.lower()) not in out and not _is_ip_named(value, out):
+            return None
+    return out or None
+
+
+def _is_ip_named(text: str, names: set[Identifier]) -> bool:
+    try:
+        return Identifier("ip", str(ipaddress.ip_address(text))) in names
+    except ValueError:
+        return False
 
 
 def _account_may_revoke(svc: Services, v: Verified, serial: str, cert: x509.Certificate) -> bool:
@@ -180,7 +222,7 @@ def _account_may_revoke(svc: Services, v: Verified, serial: str, cert: x509.Cert
     if owned and owned[0][1].get("accountId") == v.account_id:
         return True
     names = _names(cert)
-    if not names:
+    if names is None:
         return False
     now = svc.clock.now()
     account = str(v.account_id)

@@ -12,10 +12,14 @@ which step-ca's Go decoder ignores, so the same block works in both:
       "allowPrivateAddresses": false,   # RFC 1918/4193, link-local, CGNAT targets
       "allowLoopback": false,      # 127/8 and ::1 targets (tests turn this on)
       "allowWildcard": true,       # wildcard dns identifiers (always dns-01 only)
-      "validationTimeout": 10,     # seconds per connection/lookup
+      "validationTimeout": 10,     # seconds per step (connect, handshake, read, lookup)
       "maxRedirects": 10,          # http-01 redirects followed
       "orderLifetime": "24h",
       "ordersPerMinute": 300,  # newOrder requests per account per minute; 0 turns the limit off
+      "accountsPerMinute": 10,  # newAccount creations per client address (IPv6: per /64) per minute; 0: off
+      "trustedProxyHops": 0,   # proxies in front that append X-Forwarded-For (Cloud Functions: 1)
+      "validationDeadline": 30,  # seconds one validation may take in all (every hop, read and lookup)
+      "validationsPerAccount": 4,  # validations of one account running at once; more wait their turn
     }
 
 Ports are configurable so tests (and odd networks) validate unprivileged;
@@ -71,6 +75,10 @@ class ACMEProvisionerConfig:
     max_redirects: int = 10
     order_lifetime: dt.timedelta = dt.timedelta(hours=24)
     orders_per_minute: int = 300
+    accounts_per_minute: int = 10
+    trusted_proxy_hops: int = 0
+    validation_deadline: float = 30.0
+    validations_per_account: int = 4
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -106,5 +114,9 @@ class ACMEProvisionerConfig:
             max_redirects=int(extra.get("maxRedirects", 10)),
             order_lifetime=_duration(extra.get("orderLifetime"), dt.timedelta(hours=24)),
             orders_per_minute=int(extra.get("ordersPerMinute", 300)),
+            accounts_per_minute=int(extra.get("accountsPerMinute", 10)),
+            trusted_proxy_hops=max(0, int(extra.get("trustedProxyHops", 0))),
+            validation_deadline=float(extra.get("validationDeadline", 30.0)),
+            validations_per_account=max(1, int(extra.get("validationsPerAccount", 4))),
             raw=dict(obj),
         )

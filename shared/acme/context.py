@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from shared.acme.finalize import Finalizer, Revoker
 from shared.acme.jws import JWS
 from shared.acme.nonces import NonceService, PendingNonce
 from shared.acme.repo import Repo
+from shared.acme.validations import ValidationRunner
 from shared.clock import Clock
 from shared.store.base import CertificateReader, RevocationReader
 
@@ -36,6 +38,8 @@ class Services:
     revoker: Revoker
     certificates: CertificateReader
     revocations: RevocationReader | None
+    validations: ValidationRunner = field(default_factory=ValidationRunner)
+    issuance: concurrent.futures.Executor | None = None  # where finalize issues after the answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +60,9 @@ class ACMERequest:
     content_length: int | None
     read: Callable[[int], bytes]
     after_response: list[Callable[[], None]] | None = None
+    remote_addr: str = ""  # the peer's address, for per-client limits
+    forwarded_for: str = ""  # X-Forwarded-For as received (used only with trusted proxies configured)
+    refusal: str | None = None  # why the request's headers were refused at the boundary (answered 400)
 
 
 @dataclass(frozen=True, slots=True)

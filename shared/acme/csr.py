@@ -10,20 +10,18 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import math
 from collections.abc import Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from shared.acme.identifiers import Identifier
 from shared.acme.jws import PublicKey
 from shared.acme.problems import ACMEProblem
-
-_CURVES = ("secp256r1", "secp384r1", "secp521r1")
-_FERMAT_ROUNDS = 100
+from shared.errors import BadRequest
+from shared.x509 import goodkey
+from shared.x509.csr import check_structure
 
 
 def load(text: object) -> x509.CertificateSigningRequest:
@@ -32,43 +30,24 @@ def load(text: object) -> x509.CertificateSigningRequest:
         raise ACMEProblem("malformed", "csr must be a base64url string")
     try:
         der = base64.urlsafe_b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
-        return x509.load_der_x509_csr(der)
+        csr = x509.load_der_x509_csr(der)
+    except x509.InvalidVersion as exc:
+        raise ACMEProblem("badCSR", "csr version must be 0 (v1)") from exc
     except (binascii.Error, ValueError) as exc:
         raise ACMEProblem("badCSR", "csr could not be parsed") from exc
-
-
-def _fermat_factorable(n: int) -> bool:
-    """Boulder's TestFermat: primes too close together factor at once."""
-    a = math.isqrt(n)
-    if a * a < n:
-        a += 1
-    for _ in range(_FERMAT_ROUNDS):
-        b2 = a * a - n
-        b = math.isqrt(b2)
-        if b * b == b2:
-            return True
-        a += 1
-    return False
+    try:
+        check_structure(csr)
+    except BadRequest as exc:
+        raise ACMEProblem("badCSR", exc.detail) from exc
+    return csr
 
 
 def check_key(key: object) -> None:
-    """BR-02 key policy."""
-    if isinstance(key, rsa.RSAPublicKey):
-        nums = key.public_numbers()
-        if key.key_size < 2048 or key.key_size > 8192 or key.key_size % 8:
-            raise ACMEProblem("badCSR", "RSA keys must be 2048-8192 bits, a multiple of 8")
-        if nums.e < 3 or nums.e % 2 == 0:
-            raise ACMEProblem("badCSR", "RSA public exponent must be odd and at least 3")
-        if _fermat_factorable(nums.n):
-            raise ACMEProblem("badCSR", "the key is weak (Fermat factorable)")
-        return
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _CURVES:
-            raise ACMEProblem("badCSR", "ECDSA keys must be on P-256, P-384 or P-521")
-        return
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return
-    raise ACMEProblem("badCSR", "unsupported key type")
+    """BR-02 key policy: Boulder's goodkey checks (`shared.x509.goodkey`)."""
+    try:
+        goodkey.check(key)
+    except goodkey.BadKey as exc:
+        raise ACMEProblem("badCSR", str(exc)) from exc
 
 
 def _spki(key: object) -> bytes:
@@ -84,9 +63,13 @@ def check(
     account_key: PublicKey,
 ) -> None:
     """Raise badCSR unless the CSR fits the order exactly."""
-    if not csr.is_signature_valid:
+    try:
+        valid = csr.is_signature_valid
+        key = csr.public_key()
+    except Exception as exc:  # unsupported key or signature algorithms raise from the Rust layer
+        raise ACMEProblem("badCSR", "CSR key or signature algorithm is not supported") from exc
+    if not valid:
         raise ACMEProblem("badCSR", "CSR signature is invalid")
-    key = csr.public_key()
     check_key(key)
     if _spki(key) == _spki(account_key):
         raise ACMEProblem("badCSR", "the certificate key must differ from the account key")

@@ -47,7 +47,7 @@ def lookup(svc: Services, text: Any) -> x509.Certificate:
     """The certificate a certificate identifier names, or 404."""
     aki, serial = parse_cert_id(text)
     record = svc.certificates.get_certificate(serial)
-    if record is None:
+    if record is None or str(record.kind) != "x509":  # an SSH certificate's serial names nothing here
         raise ACMEProblem("malformed", "certificate not found", status=404)
     cert = x509.load_der_x509_certificate(record.der)
     try:

@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +22,7 @@ from urllib.parse import quote
 from werkzeug.sansio.utils import get_current_url, get_host
 from werkzeug.wrappers import Request, Response
 
-from shared.acme import accounts, certificates, orders, renewal
+from shared.acme import accounts, authorizations, certificates, orders, renewal
 from shared.acme.auth import authenticate
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.context import ACMERequest, Ctx, Reply, Services, Verified
@@ -30,9 +31,10 @@ from shared.acme.nonce_ledger import SharedNonceLedger
 from shared.acme.nonces import NonceService
 from shared.acme.problems import ACMEProblem, from_ca_error
 from shared.acme.repo import ORDERS, Repo
+from shared.acme.validations import ValidationRunner, issuance_executor
+from shared.api.wsgi import after_response, wsgi_body, wsgi_path
 from shared.clock import Clock
 from shared.errors import CAError
-from shared.httpserver import after_response, wsgi_body, wsgi_path
 from shared.store.base import CertificateReader, DocumentStore, RevocationReader, TokenLedger
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,36 @@ def _environ_origin(environ: dict[str, Any]) -> str:
     )
 
 
+# One Host value (RFC 9110 s.7.2, RFC 3986 s.3.2.2): a reg-name or a bracketed IPv6 literal, then an optional
+# port of ASCII digits. Two Host headers reach us joined by a comma and fail this; Werkzeug's `get_host`
+# answers "" for most bad values, which would make every URL in the answer `https:/acme/...`.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,62}(?:\.[A-Za-z0-9-]{1,63})*\.?|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?"
+)
+# A header field name is a token (RFC 9110 s.5.1); the WSGI key is it upper-cased with "-" as "_".
+_HEADER_KEY = re.compile(r"HTTP_[A-Za-z0-9!#$%&'*+.^_`|~]+")
+
+
+def _boundary_problem(environ: Mapping[str, Any]) -> str | None:
+    """Why a request's headers are refused before anything reads them (None: they pass).
+
+    Checked here, at the ACME boundary, because the Functions path (Werkzeug)
+    and `cirrus up` (its own HTTP server) parse headers differently.
+    """
+    for key in environ:
+        if isinstance(key, str) and key.startswith("HTTP_") and not _HEADER_KEY.fullmatch(key):
+            return "invalid header field name"
+    host = environ.get("HTTP_HOST")
+    if host is None:
+        return None  # HTTP/1.0: the server's own name is used
+    if not isinstance(host, str) or not _HOST.fullmatch(host):
+        return "invalid or repeated Host header"
+    port = host.rpartition("]")[2].rpartition(":")[2] if ":" in host.rpartition("]")[2] else ""
+    if port and int(port) > 65535:
+        return "invalid Host port"
+    return None
+
+
 def _route(segments: list[str]) -> tuple[str, Handler] | None:
     """Map a POST path to (key mode, handler)."""
     n, head = len(segments), segments[0] if segments else ""
@@ -83,8 +115,8 @@ def _route(segments: list[str]) -> tuple[str, Handler] | None:
         ("key-change", 1): ("kid", lambda s, c, v, a: accounts.key_change(s, c, v)),
         ("new-order", 1): ("kid", lambda s, c, v, a: orders.new_order(s, c, v)),
         ("order", 2): ("kid", lambda s, c, v, a: orders.get_order(s, c, v, a[1])),
-        ("authz", 2): ("kid", lambda s, c, v, a: orders.get_authz(s, c, v, a[1])),
-        ("challenge", 3): ("kid", lambda s, c, v, a: orders.respond_challenge(s, c, v, a[1], a[2])),
+        ("authz", 2): ("kid", lambda s, c, v, a: authorizations.get_authz(s, c, v, a[1])),
+        ("challenge", 3): ("kid", lambda s, c, v, a: authorizations.respond_challenge(s, c, v, a[1], a[2])),
         ("certificate", 2): ("kid", lambda s, c, v, a: certificates.download(s, c, v, a[1], None)),
         ("certificate", 3): ("kid", lambda s, c, v, a: certificates.download(s, c, v, a[1], a[2])),
         ("revoke-cert", 1): ("either", lambda s, c, v, a: certificates.revoke(s, c, v)),
@@ -96,11 +128,21 @@ def _route(segments: list[str]) -> tuple[str, Handler] | None:
     return table.get((head, n))
 
 
+def _post_as_get_only(segments: list[str]) -> bool:
+    """Resources only read (RFC 8555 s.6.3, 7.1): a POST to them with a payload is malformed, not a read."""
+    n, head = len(segments), segments[0] if segments else ""
+    return (
+        (head == "order" and n == 2)
+        or (head == "certificate" and n in (2, 3))
+        or (head == "account" and n == 3 and segments[2] == "orders")
+    )
+
+
 def _target(segments: list[str]) -> tuple[str, str] | None:
     """The document a POST's URL names (read together with its account), if any."""
     n, head = len(segments), segments[0] if segments else ""
     if head in ("authz", "challenge") and n >= 2:
-        ref = orders.authz_ref(segments[1])
+        ref = authorizations.authz_ref(segments[1])
         return ref.collection, ref.doc_id
     if head in ("order", "certificate") and n >= 2:
         return ORDERS, segments[1]
@@ -126,6 +168,7 @@ class ACMEServer:
         max_body: int = DEFAULT_MAX_BODY,
         nonce_lifetime: dt.timedelta = dt.timedelta(minutes=30),
         nonce_ledger: SharedNonceLedger | None = None,
+        validation_threads: int = 4,
     ) -> None:
         self._svc = Services(
             clock=clock,
@@ -137,6 +180,8 @@ class ACMEServer:
             revoker=revoker,
             certificates=certificates,
             revocations=revocations,
+            validations=ValidationRunner(validation_threads),
+            issuance=issuance_executor(),
         )
         self._provisioners = dict(provisioners)
         self._external_url = external_url.rstrip("/") if external_url else None
@@ -146,14 +191,18 @@ class ACMEServer:
 
     def handle(self, request: Request, provisioner: str, path: str) -> Response:
         """Serve one request under the provisioner's ACME mount (Werkzeug in, Werkzeug out)."""
+        problem = _boundary_problem(request.environ)
         view = ACMERequest(
             method=request.method,
             path=request.path,
-            origin=_origin(request.scheme, request.host),
+            origin="" if problem else _origin(request.scheme, request.host),
             mimetype=request.mimetype,
             content_length=request.content_length,
             read=request.stream.read,  # the Functions Framework drains the body through this stream
             after_response=after_response(request.environ),
+            remote_addr=request.remote_addr or "",
+            forwarded_for=str(request.environ.get("HTTP_X_FORWARDED_FOR", "")),
+            refusal=problem,
         )
         status, headers, data = self.serve(view, provisioner, path)
         response = Response(data, status=status, headers=headers)
@@ -166,10 +215,14 @@ class ACMEServer:
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         """The same straight from a WSGI environ, for `cirrus up`'s loop (no Werkzeug objects)."""
         length, read = wsgi_body(environ)
+        problem = _boundary_problem(environ)
         view = ACMERequest(
             method=environ.get("REQUEST_METHOD", "GET").upper(),
             path=wsgi_path(environ),
-            origin=_environ_origin(environ),
+            origin="" if problem else _environ_origin(environ),
+            remote_addr=str(environ.get("REMOTE_ADDR") or ""),
+            forwarded_for=str(environ.get("HTTP_X_FORWARDED_FOR", "")),
+            refusal=problem,
             mimetype=str(environ.get("CONTENT_TYPE", "")).partition(";")[0].strip().lower(),
             content_length=length,
             read=read,
@@ -186,6 +239,8 @@ class ACMEServer:
         prefix = _quoted_mount(mount)
         index = origin + prefix + "/directory"
         try:
+            if request.refusal is not None:
+                raise ACMEProblem("malformed", request.refusal, status=400)
             prov = self._provisioners.get(provisioner)
             if prov is None:
                 raise ACMEProblem("malformed", "no such ACME provisioner", status=404)
@@ -264,6 +319,10 @@ class ACMEServer:
         verified = authenticate(
             self._svc, ctx, body, key_mode=key_mode, defer_nonce=defer, prefetch=_target(segments)
         )
+        if _post_as_get_only(segments) and not verified.jws.is_post_as_get:
+            if verified.nonce is not None:
+                self._svc.nonces.spend(verified.nonce)
+            raise ACMEProblem("malformed", "this resource is read with POST-as-GET: the payload must be empty")
         if verified.nonce is None:
             return handler(self._svc, ctx, verified, segments)
         try:

@@ -21,8 +21,8 @@ from werkzeug.wrappers import Request, Response
 from shared import linelog
 from shared.api.render import error_response, json_response
 from shared.api.stepca import StepCAAPI
+from shared.api.wsgi import wsgi_path, wsgi_text
 from shared.groupcommit import CommitGroup
-from shared.httpserver import wsgi_path, wsgi_text
 from shared.runtime import Services
 from shared.store.base import BatchIssuanceLedger
 
@@ -124,9 +124,10 @@ class CirrusApp:
         thread pool instead, so one slow remote cannot stall other clients: in
         forwarding mode, everything that may be sent on to the issuer. (ACME
         challenge validations wait on the applicant's host too, but they run
-        after their answer, as after-response work on that pool.)
+        after their answer, as after-response work on that pool.) The dashboard's
+        OIDC sign-in asks the provider for its discovery document and tokens.
         """
-        return bool(self.services.settings.issuer_url)
+        return bool(self.services.settings.issuer_url) or path.startswith("/dashboard/oidc/")
 
     def _route(self, request: Request) -> Response:
         path = request.path

@@ -53,8 +53,9 @@ def _app() -> CirrusApp:
 
 def _issuer_mounts(s: Services) -> dict[str, Mount]:
     from shared.api.acme_mount import internal_acme
+    from shared.api.mounts import ssh
 
-    return {"/internal/acme": internal_acme}
+    return {"/internal/acme": internal_acme, "/ssh": ssh, "/1.0/ssh": ssh}
 
 
 def _issuer_app() -> CirrusApp:
@@ -100,6 +101,18 @@ def ocsp(request: Request) -> Response:
     path = request.path
     tail = path[len("/ocsp"):] if path == "/ocsp" or path.startswith("/ocsp/") else path
     return serve(request, services(), "" if tail == "/" else tail)
+
+
+def dashboard(request: Request) -> Response:
+    """The operator dashboard, at the function URL's `/dashboard/...` (or its root).
+
+    Served without the step-ca app: the function answers only dashboard pages.
+    """
+    from shared.dashboard.app import dashboard as serve
+
+    path = request.path
+    tail = path[len("/dashboard"):] if path == "/dashboard" or path.startswith("/dashboard/") else path
+    return serve(request, services(), tail)
 
 
 def crl_publish(event: Any) -> dict[str, Any]:

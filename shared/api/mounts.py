@@ -40,9 +40,26 @@ def acme(request: Request, services: Services, tail: str) -> Response:
     return serve(request, services, tail)
 
 
+def ssh(request: Request, services: Services, tail: str) -> Response:
+    """step-ca's SSH routes (imported on first use)."""
+    from shared.api.ssh import ssh as serve
+
+    return serve(request, services, tail)
+
+
+def dashboard(request: Request, services: Services, tail: str) -> Response:
+    """The operator dashboard (imported on first use)."""
+    from shared.dashboard.app import dashboard as serve
+
+    return serve(request, services, tail)
+
+
 def default_mounts(services: Services) -> dict[str, Mount]:
     """Every mount the single-process server serves."""
-    mounts: dict[str, Mount] = {"/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl, "/acme": acme, "/2.0/acme": acme}
+    mounts: dict[str, Mount] = {
+        "/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl, "/acme": acme, "/2.0/acme": acme, "/dashboard": dashboard,
+    }
+    mounts.update({"/ssh": ssh, "/1.0/ssh": ssh})
     return mounts
 
 

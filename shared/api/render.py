@@ -14,8 +14,8 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from shared.api.wsgi import wsgi_body
 from shared.errors import CAError, Unavailable
-from shared.httpserver import wsgi_body
 
 log = logging.getLogger("cirrus.api")
 
@@ -65,6 +65,7 @@ def read_json_object_environ(environ: dict[str, Any], *, max_bytes: int) -> dict
 
 def _json_object(length: int | None, read: Callable[[int], bytes], max_bytes: int) -> dict[str, Any]:
     from shared.errors import BadRequest, PayloadTooLarge
+    from shared.strict_json import StrictJSONError, loads_strict
 
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"request body larger than {max_bytes} bytes")
@@ -72,8 +73,10 @@ def _json_object(length: int | None, read: Callable[[int], bytes], max_bytes: in
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"request body larger than {max_bytes} bytes")
     try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = loads_strict(data)  # I-JSON, as for tokens and ACME (issue 12, item 6)
+    except StrictJSONError as exc:
+        raise BadRequest(f"error decoding json: {exc}") from exc
+    except ValueError as exc:  # not JSON, not UTF-8
         raise BadRequest("error decoding json") from exc
     if not isinstance(body, dict):
         raise BadRequest("error decoding json: expected an object")

@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from shared import __version__
 from shared.api.render import json_response, read_json_object, read_json_object_environ
 from shared.authority import Issued
+from shared.decimal_text import parse_decimal
 from shared.errors import BadRequest, NotFound, NotImplementedYet, PayloadTooLarge, Unauthorized
 from shared.groupcommit import ENVIRON_KEY
 from shared.provisioners.renew_token import verify_renew_token
@@ -175,9 +176,10 @@ class StepCAAPI:
         raw_limit = request.args.get("limit", "")
         limit = 20
         if raw_limit:
-            if not raw_limit.isdigit():
-                raise BadRequest("limit must be an integer")
-            limit = min(max(int(raw_limit), 1), 100)
+            try:  # ASCII digits only: "²" passes isdigit() and then fails int() (a 500)
+                limit = min(max(parse_decimal(raw_limit, max_digits=6), 1), 100)
+            except ValueError as exc:
+                raise BadRequest("limit must be an integer") from exc
         items, next_cursor = self._s.provisioners.page(cursor, limit)
         return json_response({"provisioners": items, "nextCursor": next_cursor})
 

@@ -3,7 +3,8 @@
 Every overwrite names the generation it expects, so two publishers can never
 overwrite each other's newer output (DESIGN.md s.3). Generation 0 in
 `if_generation_match` means "only if the object does not exist", as in Cloud
-Storage.
+Storage. Deletes take the same precondition (superseded serial-index
+segments are deleted by `shared.validation.serial_index`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ class BlobStore(Protocol):
         `if_generation_match=None` writes unconditionally (only for first-time
         setup and tests); otherwise raises `PreconditionFailed` unless the
         current generation equals it (0 = absent).
+        Raises `shared.errors.BackendError` for backend failures.
+        """
+        ...
+
+    def delete(self, name: str, *, if_generation_match: int | None = None) -> bool:
+        """Delete the object; True if it was there, False if it was already absent.
+
+        With `if_generation_match`, raises `PreconditionFailed` unless the
+        current generation equals it, so a clean-up never removes newer output
+        (an absent object is False whatever the precondition, as in Cloud Storage).
         Raises `shared.errors.BackendError` for backend failures.
         """
         ...

@@ -158,6 +158,23 @@ class GCSBlobStore:
             raise self._backend_error("write", exc) from exc
         return int(blob.generation)
 
+    def delete(self, name: str, *, if_generation_match: int | None = None) -> bool:
+        """Delete the live object, conditionally on its generation (HTTP 412 -> `PreconditionFailed`).
+
+        In a versioned bucket (the module's CRL bucket) the object becomes
+        noncurrent, and the bucket's lifecycle rule deletes it later.
+        """
+        blob = self._bucket.blob(self._key(name))
+        try:
+            blob.delete(if_generation_match=if_generation_match, timeout=self._timeout, retry=self._retry)
+        except self._exc.NotFound:
+            return False
+        except self._exc.PreconditionFailed as exc:
+            raise PreconditionFailed(f"{name}: generation did not match {if_generation_match}") from exc
+        except Exception as exc:
+            raise self._backend_error("delete", exc) from exc
+        return True
+
     def public_url(self, name: str) -> str:
         """The URL relying parties fetch the object from."""
         return f"{self._public_base}/{quote(self._key(name), safe='/')}"

@@ -163,6 +163,30 @@ class LocalBlobStore:
             raise BackendError(f"cannot write blob: {exc}") from exc
         return generation
 
+    def delete(self, name: str, *, if_generation_match: int | None = None) -> bool:
+        """Remove the object and its sidecar if the generation matches.
+
+        The per-object lock file stays: removing it while another process waits
+        on it would let a third lock a new file of the same name at the same time.
+        The data goes before the sidecar, so a crash in between leaves a sidecar
+        without bytes, which `read` reports as absent and the next write replaces.
+        """
+        data_path, meta_path, lock = self._paths(name)
+        try:
+            with self._locked(lock, fcntl.LOCK_EX):
+                meta = self._read_meta(meta_path)
+                if meta is None:
+                    return False  # as Cloud Storage answers 404 before it checks a precondition
+                current = int(meta["generation"])
+                if if_generation_match is not None and if_generation_match != current:
+                    raise PreconditionFailed(f"{name}: generation is {current}, expected {if_generation_match}")
+                with contextlib.suppress(FileNotFoundError):
+                    data_path.unlink()
+                meta_path.unlink()
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot delete blob: {exc}") from exc
+        return True
+
     def public_url(self, name: str) -> str:
         """The URL relying parties fetch the object from."""
         data_path, _, _ = self._paths(name)

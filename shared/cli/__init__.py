@@ -23,6 +23,10 @@ _MODULES = (
     "shared.cli.acme",
     "shared.cli.ca",
     "shared.cli.usage",
+    "shared.cli.bootstrap",
+    "shared.cli.ssh",
+    "shared.cli.dashboard",
+    "shared.cli.store",
 )
 
 

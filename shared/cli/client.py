@@ -174,6 +174,16 @@ def _token(args: argparse.Namespace, subject: str, sans: list[str] | None, op: s
     )
 
 
+def _oidc_token(a: argparse.Namespace) -> str | None:
+    """For an OIDC provisioner: sign the person in (see `shared.cli.oidc_login`)."""
+    from shared.cli.oidc_login import LoginError, oidc_token
+
+    try:
+        return oidc_token(ca_url(a), ssl_context(a), a.provisioner)
+    except LoginError as exc:
+        raise ClientError(str(exc)) from exc
+
+
 def renew_bearer_token(cert_path: Path, key_path: Path, audience: str) -> str:
     """An x5cInsecure renew token signed by `key_path` (step's --mtls=false).
 
@@ -250,7 +260,7 @@ def cmd_certificate(args: argparse.Namespace) -> int:
     sans = args.san or [args.subject]
     with files.outputs((args.crt_file, False), (args.key_file, True)) as (crt_out, key_out):
         base = ca_url(args)
-        token = args.token or _token(args, args.subject, sans, "sign")
+        token = args.token or _oidc_token(args) or _token(args, args.subject, sans, "sign")
         ctx = ssl_context(args)
         key = ec.generate_private_key(ec.SECP256R1())
         csr = (

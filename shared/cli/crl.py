@@ -56,6 +56,9 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
     publisher = services.lazy("crl_publisher", crl_publisher)
     results: list[PublishResult] = publisher.publish(authority_id)
     run_publish_index(services, authority_id=authority_id)
+    from shared.ssh.publish import publish_krl
+
+    publish_krl(services)  # the SSH KRL beside the CRLs
     rotator = services.lazy("ocsp_responder_rotator", responder_rotator)
     if rotator is not None:
         rotator.ensure()

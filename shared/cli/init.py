@@ -18,6 +18,7 @@ import json
 import os
 import secrets
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from shared.jose import encrypt_jwk, thumbprint
 from shared.keys.adapter import as_private_key
 from shared.keys.base import KeyType
 from shared.keys.softkms import SoftKMS
+from shared.ssh.keys import create_ssh_keys
 from shared.x509.names import is_dns_name
 from shared.x509.profile import Issuer, ca_name, intermediate, self_signed_root
 from shared.x509.serials import random_serial
@@ -164,6 +166,8 @@ def init_authority(
         provisioner_name=provisioner_name,
         address=address,
         p2c=p2c,
+        # SSH user and host CA keys, as `step ca init --ssh` makes them.
+        ssh_keys=lambda config: create_ssh_keys(config, directory, kms, key_type),
     )
 
 
@@ -180,6 +184,7 @@ def write_authority(
     provisioner_name: str,
     address: str,
     p2c: int = 600_000,
+    ssh_keys: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Write the certificates, the default provisioners and config.json of a new authority.
 
@@ -240,6 +245,8 @@ def write_authority(
             "renegotiation": False,
         },
     }
+    if ssh_keys is not None:
+        ssh_keys(config)
     (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return config
 

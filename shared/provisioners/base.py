@@ -8,12 +8,16 @@ contain. The authority owns the pipeline (DESIGN.md s.2; smallstep's
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cryptography import x509
+
 from shared.claims import Claims
+from shared.errors import Forbidden
 from shared.model import ProvisionerRef
+from shared.validity import Window
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +27,28 @@ class ReplayClaim:
     namespace: str
     key: str
     expires_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ValidityLimit:
+    """The validity of the credential that authorised a request (X5C's leaf): the new one must fit inside."""
+
+    not_before: dt.datetime
+    not_after: dt.datetime
+
+    def clip(self, window: Window, *, explicit: bool) -> Window:
+        """The default window clipped to the credential's end; an explicit request beyond it is refused.
+
+        Raises:
+            Forbidden: the requested validity leaves the credential's.
+        """
+        if window.not_before < self.not_before - dt.timedelta(minutes=1):
+            raise Forbidden("requested certificate notBefore is before the provisioning credential's")
+        if window.not_after <= self.not_after:
+            return window
+        if explicit:
+            raise Forbidden("requested certificate notAfter is after the provisioning credential expiration")
+        return Window(not_before=window.not_before, not_after=self.not_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +64,10 @@ class SignAuthorization:
     csr_fingerprint: str | None = None
     credential_id: str = ""
     renewal_enabled: bool = True
+    # Instance-identity provisioners (GCP, AWS, Azure) take the names from the CSR, within what the
+    # identity allows: this returns (common name, SANs) or raises Forbidden; None = the token's names.
+    names_from_csr: Callable[[x509.CertificateSigningRequest], tuple[str, tuple[str, ...]]] | None = None
+    validity_limit: ValidityLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)

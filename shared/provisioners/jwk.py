@@ -23,7 +23,7 @@ from shared.provisioners.tokens import (
     Audiences,
     PeekedToken,
     check_times,
-    token_hash,
+    require_jti,
 )
 
 _EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -89,6 +89,7 @@ class JWKProvisioner:
         self._ref = ProvisionerRef(id=f"{name}:{kid}", name=name, type="JWK")
         self._claims = resolve_claims(config.get("claims"), global_claims)
         self._audiences = audiences
+        self._fragment = f"jwk/{name}"
 
     @property
     def ref(self) -> ProvisionerRef:
@@ -120,7 +121,7 @@ class JWKProvisioner:
         claims = dict(peeked.claims)
         if claims.get("iss") != self._ref.name:
             raise Unauthorized("invalid token: invalid issuer")
-        if not self._audiences.matches(peeked.audiences, operation):
+        if not self._audiences.matches(peeked.audiences, operation, fragment=self._fragment):
             raise Unauthorized("invalid token: invalid audience")
         sub = claims.get("sub")
         if not isinstance(sub, str) or not sub:
@@ -129,11 +130,8 @@ class JWKProvisioner:
         return claims, expires
 
     def _replay(self, peeked: PeekedToken, claims: Mapping[str, Any], expires: dt.datetime) -> ReplayClaim:
-        jti = claims.get("jti")
-        key = jti if isinstance(jti, str) and jti else token_hash(peeked.raw)
-        if len(key) > 256:
-            raise Unauthorized("invalid token: jti too long")
-        return ReplayClaim(namespace=f"ott:{self._ref.id}", key=key, expires_at=expires)
+        # The `jti`, never a hash of the token: that would change with the signature bytes.
+        return ReplayClaim(namespace=f"ott:{self._ref.id}", key=require_jti(claims), expires_at=expires)
 
     def authorize_sign(self, peeked: PeekedToken, now: dt.datetime) -> SignAuthorization:
         """Verify a sign token.
@@ -151,8 +149,12 @@ class JWKProvisioner:
             raise Unauthorized("invalid token: sans must be a list of strings")
         cnf = claims.get("cnf")
         fingerprint = None
-        if isinstance(cnf, dict) and isinstance(cnf.get("x5rt#S256"), str):
-            fingerprint = cnf["x5rt#S256"]
+        if cnf is not None:
+            if not isinstance(cnf, dict):
+                raise Unauthorized("invalid token: cnf must be an object")
+            fingerprint = cnf.get("x5rt#S256")
+            if fingerprint is not None and not isinstance(fingerprint, str):
+                raise Unauthorized("invalid token: cnf x5rt#S256 must be a string")
         return SignAuthorization(
             provisioner=self._ref,
             claims=self._claims,

@@ -12,9 +12,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.claims import Claims, resolve_claims
+from shared.decimal_text import parse_hex
 from shared.errors import BadRequest, ConfigError, Unauthorized
 from shared.model import ProvisionerRef
+from shared.provisioners.azure import AzureProvisioner
+from shared.provisioners.cloud import CloudProvisioner, build_cloud_provisioner
 from shared.provisioners.jwk import JWKProvisioner
+from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
 
 # Types whose renewal is off unless switched on (endpoint grouping by subject).
@@ -62,7 +66,8 @@ class ListedProvisioner:
         return dict(self._config)
 
 
-AnyProvisioner = JWKProvisioner | ListedProvisioner
+AnyProvisioner = JWKProvisioner | CloudProvisioner | ListedProvisioner
+TokenProvisioner = JWKProvisioner | CloudProvisioner
 
 
 class Provisioners:
@@ -79,10 +84,23 @@ class Provisioners:
         self._jwk_by_id: dict[str, JWKProvisioner] = {}
         self._by_name: dict[str, AnyProvisioner] = {}
         self._by_ref_id: dict[str, AnyProvisioner] = {}
+        self._by_token_id: dict[str, CloudProvisioner] = {}
+        self._by_tenant: dict[str, AzureProvisioner] = {}
+        self._by_client_id: dict[str, OIDCProvisioner] = {}
         for config in configs:
             ptype = str(config.get("type", "")).upper()
             p: AnyProvisioner
-            if ptype == "JWK":
+            cloud = build_cloud_provisioner(config, global_claims=global_claims, audiences=audiences)
+            if isinstance(cloud, AzureProvisioner):
+                self._by_tenant[cloud.tenant_id] = cloud
+                p = cloud
+            elif isinstance(cloud, OIDCProvisioner):
+                self._by_client_id[cloud.client_id] = cloud
+                p = cloud
+            elif cloud is not None:
+                self._by_token_id[cloud.token_id] = cloud
+                p = cloud
+            elif ptype == "JWK":
                 jp = JWKProvisioner(config=config, global_claims=global_claims, audiences=audiences)
                 self._jwk_by_id[jp.ref.id] = jp
                 p = jp
@@ -103,13 +121,23 @@ class Provisioners:
         """Find a provisioner by its id (as stored in certificate records)."""
         return self._by_ref_id.get(ref_id)
 
-    def for_token(self, peeked: PeekedToken) -> JWKProvisioner:
+    def for_token(self, peeked: PeekedToken) -> TokenProvisioner:
         """Route a one-time token to the provisioner that must verify it.
+
+        As step-ca's `LoadByToken`: an `aud` with a fragment (`...#gcp/name`) names the
+        provisioner by its token id; otherwise `"<iss>:<header kid>"` names a JWK one.
 
         Raises:
             Unauthorized: no provisioner matches.
             BadRequest: the provisioner does not use one-time tokens (ACME).
         """
+        for aud in peeked.audiences:
+            _, sep, fragment = aud.partition("#")
+            if sep:
+                by_fragment = self._by_token_id.get(fragment)
+                if by_fragment is not None:
+                    return by_fragment
+                break
         iss = peeked.claims.get("iss")
         kid = peeked.header.get("kid")
         if isinstance(iss, str) and isinstance(kid, str):
@@ -119,6 +147,19 @@ class Provisioners:
             other = self._by_name.get(iss)
             if isinstance(other, ListedProvisioner) and other.ref.type in ("ACME", "SCEP"):
                 raise BadRequest("token flow is not supported")
+        # Tokens whose `aud` is not the CA's (step-ca's order): OIDC by `azp`, Azure AD OIDC by
+        # `aud[0]`, Azure by `tid`, then OIDC by `aud[0]`.
+        auds = peeked.audiences
+        azp, tid = peeked.claims.get("azp"), peeked.claims.get("tid")
+        if isinstance(azp, str) and azp in self._by_client_id:
+            return self._by_client_id[azp]
+        if isinstance(tid, str):
+            if "email" in peeked.claims and auds and auds[0] in self._by_client_id:
+                return self._by_client_id[auds[0]]
+            if tid in self._by_tenant:
+                return self._by_tenant[tid]
+        if auds and auds[0] in self._by_client_id:
+            return self._by_client_id[auds[0]]
         raise Unauthorized("provisioner not found or invalid audience")
 
     def jwk_by_kid(self, kid: str) -> JWKProvisioner | None:
@@ -139,7 +180,7 @@ class Provisioners:
         if cursor:
             try:
                 index_hex, digest = cursor[:8], cursor[8:]
-                start = int(index_hex, 16)
+                start = parse_hex(index_hex, max_digits=8)
             except ValueError as exc:
                 raise BadRequest("invalid cursor") from exc
             if start <= 0 or start > len(self._all) or digest != _cursor_digest(self._all[start - 1]):

@@ -5,7 +5,9 @@ The chain must verify to this CA's roots with ClientAuth EKU at the time
 `leaf.notAfter - 1 minute`, so an expired certificate can still prove
 possession (whether it may renew is the authority's decision, by
 `allowRenewalAfterExpiry`). The JWT must be signed by the leaf's key.
-Renew tokens carry no `jti`, so the replay key is the token hash.
+Renew tokens carry no `jti`, so the replay key is a hash of the signing input
+(header and claims): a re-signed twin of the same token is the same key. `sub`
+must be the leaf's common name, as in step-ca.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from shared.errors import Unauthorized
@@ -86,5 +89,16 @@ def verify_renew_token(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("invalid token: subject cannot be empty")
+    if sub != _common_name(leaf):
+        raise Unauthorized("invalid token: subject does not match the certificate's common name")
     expires = check_times(claims, now, max_lifetime=MAX_TOKEN_LIFETIME)
     return leaf, ReplayClaim(namespace="renew", key=token_hash(token), expires_at=expires)
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    """The leaf's CN as Go's `pkix.Name.CommonName` reads it: the last one (None if it has none)."""
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not attrs:
+        return None
+    value = attrs[-1].value
+    return value if isinstance(value, str) else None

@@ -1,10 +1,15 @@
-"""What every one-time token shares: unverified peeking, audiences, time rules.
+"""What every one-time token shares: unverified peeking, time rules, replay keys.
 
-The audience sets follow step-ca (reference s.2.1): for every CA host name,
-`https://H/1.0/<op>` and `https://H/<op>`, compared after dropping ports, so
-a token minted for `https://ca:9443/1.0/sign` works behind a front end on 443.
-Time checks use a one-minute leeway. No check against the process start time:
-a cold start would break it (DESIGN.md s.3).
+Audiences live in `shared.provisioners.audience` (re-exported here for the callers
+that import them from this module). Time checks use a one-minute leeway. No check
+against the process start time: a cold start would break it (DESIGN.md s.3).
+
+Replay keys never depend on the signature bytes: an ECDSA signature `(r, s)` has a
+twin `(r, n-s)` that verifies too, and a JWS may be re-signed at will by the key
+holder, so a hash of the whole token would let one set of claims be used twice.
+One-time tokens must carry a `jti` (step-ca falls back to the token hash; we refuse);
+renew tokens, which the step CLI mints without one, are keyed by `token_hash`: a hash
+of their signing input (header and claims).
 """
 
 from __future__ import annotations
@@ -12,14 +17,17 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from jwt.algorithms import get_default_algorithms
 
 from shared.errors import Unauthorized
+from shared.provisioners.audience import LEGACY_AUDIENCE as LEGACY_AUDIENCE
+from shared.provisioners.audience import OPERATION_PATHS as OPERATION_PATHS
+from shared.provisioners.audience import Audiences as Audiences
 from shared.strict_json import loads_strict
 
 LEEWAY = dt.timedelta(minutes=1)
@@ -31,19 +39,6 @@ _ALGORITHMS = {
 }
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_TOKEN_LIFETIME = dt.timedelta(hours=1)
-LEGACY_AUDIENCE = "step-certificate-authority"
-
-OPERATION_PATHS: dict[str, tuple[str, ...]] = {
-    "sign": ("sign", "ssh/sign"),
-    "revoke": ("revoke",),
-    "renew": ("renew",),
-    "ssh/sign": ("ssh/sign", "sign"),
-    "ssh/revoke": ("ssh/revoke",),
-    "ssh/renew": ("ssh/renew",),
-    "ssh/rekey": ("ssh/rekey",),
-}
-
-
 _TO_STD = str.maketrans("-_", "+/")
 
 
@@ -133,60 +128,33 @@ def peek(token: str) -> PeekedToken:
     return PeekedToken(raw=token, header=header, claims=claims)
 
 
+MAX_JTI_LENGTH = 256
+
+
 def token_hash(token: str) -> str:
-    """Replay key for tokens without a `jti` (lowercase hex SHA-256, as step-ca)."""
-    return hashlib.sha256(token.encode()).hexdigest()
+    """Replay key for tokens without a `jti`: hex SHA-256 of the signing input (`header.claims`).
+
+    step-ca hashes the whole token; the signature is left out here on purpose, so a
+    re-signed twin of the same header and claims (ECDSA's `(r, n-s)`) is the same key.
+    """
+    return hashlib.sha256(token.rpartition(".")[0].encode()).hexdigest()
 
 
-def _strip_port(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return None
-    if not parts.scheme or not host:
-        return None
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{parts.scheme.lower()}://{host.lower()}{parts.path}"
+def require_jti(claims: Mapping[str, Any]) -> str:
+    """The token's `jti`: a non-empty string of at most 256 characters.
+
+    Raises:
+        Unauthorized: missing, empty, not a string, or too long.
+    """
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti:
+        raise Unauthorized("invalid token: jti must be a non-empty string")
+    if len(jti) > MAX_JTI_LENGTH:
+        raise Unauthorized("invalid token: jti too long")
+    return jti
 
 
-class Audiences:
-    """The audiences the CA accepts per operation."""
-
-    def __init__(self, hosts: Iterable[str]) -> None:
-        self._hosts = [h for h in hosts if h]
-        self._cache: dict[str, frozenset[str]] = {}
-
-    def for_operation(self, operation: str) -> frozenset[str]:
-        """Accepted `aud` values (ports stripped) for an operation (computed once)."""
-        cached = self._cache.get(operation)
-        if cached is None:
-            cached = self._cache[operation] = frozenset(self._compute(operation))
-        return cached
-
-    def _compute(self, operation: str) -> set[str]:
-        out: set[str] = set()
-        if operation in ("sign", "revoke", "ssh/sign"):
-            out.add(LEGACY_AUDIENCE)
-        for host in self._hosts:
-            h = host.strip("[]").lower()
-            hv = f"[{h}]" if ":" in h else h
-            for path in OPERATION_PATHS[operation]:
-                out.add(f"https://{hv}/1.0/{path}")
-                out.add(f"https://{hv}/{path}")
-        return out
-
-    def matches(self, audiences: list[str], operation: str) -> bool:
-        """True if any `aud` (ports ignored, fragment dropped) is accepted."""
-        accepted = self.for_operation(operation)
-        for aud in audiences:
-            if aud == LEGACY_AUDIENCE and aud in accepted:
-                return True
-            stripped = _strip_port(aud.split("#", 1)[0])
-            if stripped is not None and stripped in accepted:
-                return True
-        return False
+_MAX_NUMERIC_DATE = 253402300799  # 9999-12-31T23:59:59Z
 
 
 def check_times(claims: Mapping[str, Any], now: dt.datetime, *, max_lifetime: dt.timedelta) -> dt.datetime:
@@ -206,12 +174,20 @@ def check_times(claims: Mapping[str, Any], now: dt.datetime, *, max_lifetime: dt
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise Unauthorized(f"invalid token: {key} must be a number")
+        # NumericDate (RFC 7519 s.2); bounded so every later date computation stays in range.
+        if isinstance(value, int):
+            if not -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE:
+                raise Unauthorized(f"invalid token: {key} out of range")
+        elif not math.isfinite(value) or not -_MAX_NUMERIC_DATE < value < _MAX_NUMERIC_DATE:
+            raise Unauthorized(f"invalid token: {key} out of range")
         return float(value)
 
     exp = num("exp", True)
     nbf = num("nbf", False)
     iat = num("iat", False)
     assert exp is not None
+    if nbf is not None and nbf > exp:
+        raise Unauthorized("invalid token: nbf is after exp")
     ts = now.timestamp()
     leeway = LEEWAY.total_seconds()
     if ts > exp + leeway:

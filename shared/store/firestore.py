@@ -56,23 +56,24 @@ from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.retry import Attempt, RetryPolicy
-from shared.store import codec, firestore_usage
+from shared.store import codec, firestore_shards, firestore_usage
 from shared.store import firestore_docs as docs
 from shared.store.base import EndpointMonth
+from shared.store.firestore_queries import ShardedQueries
 
 T = TypeVar("T")
 
-# Documents deleted per batch by `purge_expired` (Firestore's batch limit is 500).
-_PURGE_BATCH = 400
-# Smallest page `list_events` reads from one collection.
-_EVENT_PAGE = 50
 # Commits of one transaction the SDK tries before contention counts as a transient failure.
 _TRANSACTION_ATTEMPTS = 5
 _ESCAPE = re.compile("~(7E|2F)")
 
 
-class FirestoreStore:
+class FirestoreStore(ShardedQueries):
     """Every storage role on Cloud Firestore (or its emulator)."""
+
+    # Endpoint ids Cirrus mints for this store (`shared.endpoints`): random, since
+    # Firestore hot-spots on document ids (and indexes) that rise with time.
+    endpoint_id_order = "random"
 
     def __init__(
         self,
@@ -83,6 +84,7 @@ class FirestoreStore:
         clock: Clock | None = None,
         retry: RetryPolicy | None = None,
         client: Any = None,
+        shards: int = firestore_shards.DEFAULT_SHARDS,
     ) -> None:
         """Connect lazily (the SDK opens its channel on the first call).
 
@@ -96,7 +98,11 @@ class FirestoreStore:
             client: A ready `google.cloud.firestore.Client` (tests inject one
                 that fails on purpose); by default one is made from
                 `project` and `database`.
+            shards: N, the shards of every time-ordered index
+                (`firestore_shards`); may be raised later, not lowered
+                without `backfill_shards`.
         """
+        self.shards = firestore_shards.check_shards(shards)
         from google.api_core import exceptions as api_exceptions
         from google.auth import exceptions as auth_exceptions
         from google.cloud import firestore
@@ -170,7 +176,7 @@ class FirestoreStore:
         expire = codec.require_aware(expires_at, "expires_at")
         ref = self._col(docs.CLAIMS).document(docs.claim_id(namespace, key))
         write_id = secrets.token_hex(8)
-        fields = {"ns": namespace, "key": key, "expireAt": expire, "w": write_id}
+        fields = {"ns": namespace, "key": key, "expireAt": expire, "w": write_id, "shard": self._shard(ref.id)}
 
         def op(a: Attempt) -> bool:
             try:
@@ -180,28 +186,6 @@ class FirestoreStore:
                 return self._is_own_write(ref, write_id, a)
 
         return self._run("claim", op)
-
-    def purge_expired(self, now: dt.datetime) -> int:
-        """Delete claims whose `expireAt` is before `now` (TTL does this too, within a day)."""
-        cutoff = codec.require_aware(now, "now")
-        query = (
-            self._col(docs.CLAIMS).where(filter=self._filter("expireAt", "<", cutoff)).select([]).limit(_PURGE_BATCH)
-        )
-        deleted = 0
-
-        def op(a: Attempt) -> int:
-            nonlocal deleted
-            while True:
-                refs = [snap.reference for snap in query.stream(**self._kw(a))]
-                if not refs:
-                    return deleted
-                batch = self._client.batch()
-                for ref in refs:
-                    batch.delete(ref)
-                batch.commit(**self._kw(a))
-                deleted += len(refs)
-
-        return self._run("purge_expired", op)
 
     # ----------------------------------------------------------------- certificates
 
@@ -231,67 +215,6 @@ class FirestoreStore:
 
         return self._run("list_certificates_by_endpoint", op)
 
-    def list_serials_issued_since(
-        self, authority_id: str, since: dt.datetime, *, limit: int = 1000, after_serial: str = ""
-    ) -> Sequence[tuple[dt.datetime, str, dt.datetime, str]]:
-        """Return `(issued_at, serial, not_after, kind)` after the cursor `(since, after_serial)`.
-
-        Ordered by `(issued_at, document id)`; the document id is the serial, so
-        this is `(issued_at, serial)` order. A projection query (no DER is read);
-        needs the composite index (authority_id ASC, issued_at ASC).
-        """
-        if limit <= 0:
-            return []
-        since_iso = codec.to_iso(since, "since")
-        query = (
-            self._col(docs.CERTIFICATES)
-            .where(filter=self._filter("authority_id", "==", authority_id))
-            .where(filter=self._filter("issued_at", ">=", since_iso))
-            .order_by("issued_at", direction=self._ascending)
-            .order_by(self._document_id, direction=self._ascending)
-            .select(["serial", "issued_at", "not_after", "kind"])
-        )
-        if after_serial:
-            query = query.start_after({"issued_at": since_iso, "__name__": docs.doc_id(after_serial)})
-        query = query.limit(limit)
-
-        def op(a: Attempt) -> list[tuple[dt.datetime, str, dt.datetime, str]]:
-            out = []
-            for snap in query.stream(**self._kw(a)):
-                f = snap.to_dict()
-                issued, not_after = codec.from_iso(f["issued_at"]), codec.from_iso(f["not_after"])
-                out.append((issued, str(f["serial"]), not_after, str(f["kind"])))
-            return out
-
-        return self._run("list_serials_issued_since", op)
-
-    def list_certificates_expiring(
-        self, authority_id: str, start: dt.datetime, end: dt.datetime, *, limit: int = 1000
-    ) -> Sequence[tuple[dt.datetime, str, str]]:
-        """Return `(not_after, serial, endpoint_id)` with start <= not_after < end, by not_after.
-
-        A projection query (no DER); needs the composite index (authority_id ASC, not_after ASC).
-        """
-        if limit <= 0:
-            return []
-        query = (
-            self._col(docs.CERTIFICATES)
-            .where(filter=self._filter("authority_id", "==", authority_id))
-            .where(filter=self._filter("not_after", ">=", codec.to_iso(start, "start")))
-            .where(filter=self._filter("not_after", "<", codec.to_iso(end, "end")))
-            .order_by("not_after", direction=self._ascending)
-            .select(["serial", "not_after", "endpoint_id"])
-            .limit(limit)
-        )
-
-        def op(a: Attempt) -> list[tuple[dt.datetime, str, str]]:
-            return [
-                (codec.from_iso(f["not_after"]), str(f["serial"]), str(f["endpoint_id"]))
-                for f in (snap.to_dict() for snap in query.stream(**self._kw(a)))
-            ]
-
-        return self._run("list_certificates_expiring", op)
-
     def record_issuance(
         self,
         certificate: CertificateRecord,
@@ -307,6 +230,7 @@ class FirestoreStore:
             **docs.certificate_fields(certificate),
             **docs.events_fields(docs.encode_events(events)),
             "w": write_id,
+            "shard": self._shard(docs.doc_id(certificate.serial)),
         }
         cert_ref = self._col(docs.CERTIFICATES).document(docs.doc_id(certificate.serial))
         endpoint_ref: Any = None
@@ -320,6 +244,7 @@ class FirestoreStore:
             claim_ref = self._col(docs.CLAIMS).document(docs.claim_id(claim.namespace, claim.key))
             expire = codec.require_aware(claim.expires_at, "expires_at")
             claim_fields = {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id}
+            claim_fields["shard"] = self._shard(claim_ref.id)
 
         endpoint_id = certificate.endpoint_id
         new_interval = metering.active_interval(
@@ -467,39 +392,6 @@ class FirestoreStore:
 
         return self._run("get_revocation", op)
 
-    def revoked_since(self, since: dt.datetime) -> bool:
-        """Whether any revocation has `revoked_at` at or after `since` (a single-field index)."""
-        query = (
-            self._col(docs.REVOCATIONS)
-            .where(filter=self._filter("revoked_at", ">=", codec.to_iso(since, "since")))
-            .limit(1)
-        )
-
-        def op(a: Attempt) -> bool:
-            return any(True for _ in query.stream(**self._kw(a)))
-
-        return self._run("revoked_since", op)
-
-    def list_revocations(self, authority_id: str, *, not_after_since: dt.datetime) -> Sequence[Revocation]:
-        """Return an authority's revocations expiring at or after `not_after_since`.
-
-        Needs the composite index (authority_id ASC, not_after ASC).
-        """
-        since = codec.to_iso(not_after_since, "not_after_since")
-        query = (
-            self._col(docs.REVOCATIONS)
-            .where(filter=self._filter("authority_id", "==", authority_id))
-            .where(filter=self._filter("not_after", ">=", since))
-            .order_by("not_after")
-        )
-
-        def op(a: Attempt) -> list[Revocation]:
-            found = [docs.revocation_from_fields(s.to_dict()) for s in query.stream(**self._kw(a))]
-            found.sort(key=lambda r: (codec.to_epoch_us(r.not_after), r.serial))
-            return found
-
-        return self._run("list_revocations", op)
-
     def revoke(self, revocation: Revocation, *, events: Sequence[Event] = ()) -> None:
         """Create the revocation document, carrying its events; AlreadyRevoked if it exists."""
         write_id = secrets.token_hex(8)
@@ -507,6 +399,7 @@ class FirestoreStore:
             **docs.revocation_fields(revocation),
             **docs.events_fields(docs.encode_events(events)),
             "w": write_id,
+            "shard": self._shard(docs.doc_id(revocation.serial)),
         }
         ref = self._col(docs.REVOCATIONS).document(docs.doc_id(revocation.serial))
         cert_ref = self._col(docs.CERTIFICATES).document(docs.doc_id(revocation.serial))
@@ -550,7 +443,7 @@ class FirestoreStore:
     def append_events(self, events: Sequence[Event]) -> None:
         """Create one document per event; ids already logged are left as they are."""
         pending = {
-            docs.doc_id(e.id): docs.events_fields([encoded])
+            docs.doc_id(e.id): {**docs.events_fields([encoded]), "shard": self._shard(docs.doc_id(e.id))}
             for e, encoded in zip(events, docs.encode_events(events), strict=True)
         }
         if not pending:
@@ -572,52 +465,6 @@ class FirestoreStore:
                             pending.pop(snap.id, None)
 
         self._run("append_events", op)
-
-    def list_events(self, *, since: dt.datetime | None = None, limit: int = 100) -> Sequence[Event]:
-        """Return events with time >= `since`, ordered by (time, id).
-
-        Events live in three collections (inside certificates, inside
-        revocations, and on their own). Each is read in `ev_first` order
-        (composite index (ev_first ASC, ev_last ASC)) until no unread document
-        can hold one of the first `limit` events; the results are merged.
-        """
-        if limit <= 0:
-            return []
-        since_iso = codec.to_iso(since, "since") if since is not None else None
-
-        def op(a: Attempt) -> list[Event]:
-            found: list[Event] = []
-            for name in docs.EVENT_CARRIERS:
-                found.extend(self._first_events(name, since_iso, limit, a))
-            return docs.merge_events(found, since=since, limit=limit)
-
-        return self._run("list_events", op)
-
-    def _first_events(self, name: str, since_iso: str | None, limit: int, a: Attempt) -> list[Event]:
-        """The first `limit` events (in log order) held by one collection."""
-        query = self._col(name)
-        if since_iso is not None:
-            query = query.where(filter=self._filter("ev_last", ">=", since_iso))
-        query = query.order_by("ev_first").order_by("ev_last")
-        page = max(limit, _EVENT_PAGE)
-        best: list[Event] = []
-        cursor = None
-        while True:
-            paged = query.limit(page)
-            if cursor is not None:
-                paged = paged.start_after(cursor)
-            snaps = list(paged.stream(**self._kw(a)))
-            for snap in snaps:
-                fields = snap.to_dict()
-                if len(best) >= limit and fields["ev_first"] > codec.to_iso(best[limit - 1].time):
-                    return best  # every later document starts after our limit-th event
-                best.extend(
-                    e for e in docs.events_from_fields(fields) if since_iso is None or codec.to_iso(e.time) >= since_iso
-                )
-                best.sort(key=docs.sort_key)
-            if len(snaps) < page:
-                return best
-            cursor = snaps[-1]
 
     # ----------------------------------------------------------------- counters
 
@@ -741,7 +588,8 @@ class FirestoreStore:
         """The claim document's reference and fields, as `claim` writes them."""
         expire = codec.require_aware(claim.expires_at, "expires_at")
         ref = self._col(docs.CLAIMS).document(docs.claim_id(claim.namespace, claim.key))
-        return ref, {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id}
+        shard = self._shard(ref.id)
+        return ref, {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id, "shard": shard}
 
     def _claim_landed_or_raise(self, claim_ref: Any, write_id: str, a: Attempt) -> bool:
         """After a failed batch: True if our earlier attempt landed, TokenAlreadyUsed if another claimed it."""
@@ -834,8 +682,8 @@ def from_url(url: str, *, clock: Clock) -> FirestoreStore:
     Forms: `firestore:projects/PROJECT/databases/DATABASE` (the resource name,
     as Terraform writes it), `firestore:PROJECT[/DATABASE]`, or `firestore:`
     alone (the SDK's default project, database `(default)`). Options:
-    `?prefix=P` (collection-name prefix) and `?deadline=SECONDS` (retry
-    deadline per operation). The SDK itself selects the emulator when
+    `?prefix=P` (collection-name prefix), `?deadline=SECONDS` (retry
+    deadline per operation) and `?shards=N` (time-ordered index shards). The SDK itself selects the emulator when
     `FIRESTORE_EMULATOR_HOST` is set in the environment.
 
     Raises:
@@ -851,17 +699,23 @@ def from_url(url: str, *, clock: Clock) -> FirestoreStore:
     if len(parts) > 2 or "projects" in parts[:1]:
         raise ConfigError(usage)
     options = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
-    unknown = set(options) - {"prefix", "deadline"}
+    unknown = set(options) - {"prefix", "deadline", "shards"}
     if unknown:
         raise ConfigError(f"unknown firestore store option(s): {', '.join(sorted(unknown))}")
     try:
         retry = RetryPolicy(deadline=float(options.get("deadline", "10")))
     except ValueError:
         raise ConfigError("firestore store option deadline must be a positive number") from None
+    try:
+        shards = firestore_shards.check_shards(int(options.get("shards", str(firestore_shards.DEFAULT_SHARDS))))
+    except ValueError:
+        limit = firestore_shards.MAX_SHARDS
+        raise ConfigError(f"firestore store option shards must be an integer from 1 to {limit}") from None
     return FirestoreStore(
         project=parts[0] if parts else None,
         database=parts[1] if len(parts) > 1 else "(default)",
         prefix=options.get("prefix", ""),
         clock=clock,
         retry=retry,
+        shards=shards,
     )

@@ -23,6 +23,10 @@ is new) instead of one write per event. Every document carrying events has
 earliest and latest event time, fixed-width ISO strings that sort as times);
 `list_events` merges the three event-carrying collections by those fields.
 
+Certificates, revocations, events and claims also carry `shard`, a digest of
+the document id mod N (`firestore_shards`): every index over a time field leads
+with it, so no index range rises at the full write rate (docs/scale.md).
+
 Times inside records use the shared codec's fixed-width ISO strings, so range
 queries on them order correctly; only `expireAt` is a Firestore timestamp,
 because TTL policies require one.

@@ -129,7 +129,10 @@ class CRLEndpoint:
         if not tail:
             target = (self._default, None) if self._default else None
         else:
-            target = parse_blob_path(tail)
+            try:
+                target = parse_blob_path(tail)
+            except ValueError:
+                return 400, {"Content-Type": "text/plain"}, b"bad request: invalid CRL shard\n"
         if target is None:
             return _not_found()
         try:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from shared.decimal_text import parse_decimal
+
 _AUTHORITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -59,6 +61,9 @@ def parse_blob_path(path: str) -> tuple[str, int | None] | None:
 
     Returns None for anything else, so the HTTP layer can answer 404 without
     ever turning a client's path into an arbitrary object name.
+
+    Raises:
+        ValueError: the shard is not 1-6 ASCII digits (the HTTP layer's 400).
     """
     path = path.strip("/")
     if path.startswith("crl/"):
@@ -67,7 +72,9 @@ def parse_blob_path(path: str) -> tuple[str, int | None] | None:
     if len(parts) == 1 and parts[0].endswith(".crl"):
         aid = parts[0][:-4]
         return (aid, None) if _AUTHORITY_ID.match(aid) else None
-    if len(parts) == 2 and parts[1].endswith(".crl") and parts[1][:-4].isdigit():
+    if len(parts) == 2 and parts[1].endswith(".crl"):
         aid = parts[0]
-        return (aid, int(parts[1][:-4])) if _AUTHORITY_ID.match(aid) else None
+        # ASCII digits only: "²" passed isdigit() and then failed int() (a 500).
+        shard = parse_decimal(parts[1][:-4], max_digits=6)
+        return (aid, shard) if _AUTHORITY_ID.match(aid) else None
     return None

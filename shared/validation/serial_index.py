@@ -23,13 +23,23 @@ have all been expired for `retain_after_expiry` are dropped, and while there
 are more than `max_segments` the smallest adjacent pair is merged (adjacent
 in issuance time, so a merged segment still expires as one).
 
+Clean-up: a segment the new manifest stops naming (dropped or merged) is
+listed under the manifest's `retired` with the time, and deleted by the first
+publication after `retired_grace` (1 hour: a responder re-reads the manifest
+every minute, so none still needs it); the manifest forgets it in the same
+write, so the deletion happens once. A segment sealed and merged again within
+one run, or sealed by a publisher whose manifest write then lost, is named by
+no manifest and is deleted at once. A delete that fails is logged and left to
+the bucket's lifecycle rule (terraform/modules/cirrus/storage.tf), which
+removes index segments older than any certificate can live.
+
 Races, two of them:
 - Several publishers (the schedule, `cirrus crl publish`, publish-on-revoke):
   every manifest write carries the generation it was computed from, and a
   loser re-reads and recomputes. Segments are written under fresh names with
   "must not exist" before the manifest that names them, so a published
-  manifest never points at a missing or different segment; a loser's
-  segments are left unreferenced (the price of a blob store without delete).
+  manifest never points at a missing or different segment; a loser deletes
+  the segments it sealed (no manifest names them) and starts again.
 - Late commits: `issued_at` is taken before the record is durably written,
   so a certificate can appear in the store with a timestamp below a cursor
   another run already passed. Each run therefore re-reads from `cursor -
@@ -57,30 +67,49 @@ last good index keeps serving.
 
 from __future__ import annotations
 
-import base64
-import bisect
 import datetime as dt
 import hashlib
-import json
 import logging
 import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from shared.blobs.base import BlobStore, PreconditionFailed
 from shared.clock import Clock
 from shared.errors import BackendError, ConfigError
 from shared.store.base import CertificateReader
-from shared.validation.partition import blob_name
+from shared.validation.serial_index_format import (
+    MANIFEST_CONTENT_TYPE,
+    SEGMENT_CONTENT_TYPE,
+    SERIAL_BYTES,
+    InvalidIndex,
+    Manifest,
+    Segment,
+    SortedSerials,
+    manifest_name,
+    pack_serials,
+    verify_segment,
+)
 
-SERIAL_BYTES = 20
-MANIFEST_CONTENT_TYPE = "application/json"
-SEGMENT_CONTENT_TYPE = "application/octet-stream"
-_FORMAT = 1
+__all__ = [
+    "SERIAL_BYTES",
+    "IndexResult",
+    "InvalidIndex",
+    "IssuedSince",
+    "Manifest",
+    "PublishedSerials",
+    "Segment",
+    "SerialIndexPublisher",
+    "SortedSerials",
+    "StoreSerials",
+    "manifest_name",
+    "pack_serials",
+]
+
 _WRITE_ATTEMPTS = 20
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _log = logging.getLogger(__name__)
@@ -97,178 +126,6 @@ class IssuedSince(Protocol):
     ) -> Sequence[IssuedRow]:
         """Rows with `(issued_at, serial) > (since, after_serial)`, in that order, at most `limit`."""
         ...
-
-
-class InvalidIndex(ValueError):
-    """A published manifest or segment failed a check and was not loaded."""
-
-
-# --------------------------------------------------------------------------- encoding
-
-
-def pack_serials(serials: Iterable[int]) -> bytes:
-    """Sorted, de-duplicated, fixed-width big-endian serials."""
-    return b"".join(s.to_bytes(SERIAL_BYTES, "big") for s in sorted(set(serials)))
-
-
-class SortedSerials:
-    """A packed segment, searched in place (no per-serial Python objects)."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        """Wrap `pack_serials` output; raises InvalidIndex if the size is not a whole number of serials."""
-        if len(data) % SERIAL_BYTES:
-            raise InvalidIndex("segment size is not a multiple of the serial width")
-        self.data = data
-
-    def __len__(self) -> int:
-        return len(self.data) // SERIAL_BYTES
-
-    def __getitem__(self, i: int) -> bytes:
-        return self.data[i * SERIAL_BYTES : (i + 1) * SERIAL_BYTES]
-
-    def __contains__(self, serial: object) -> bool:
-        if not isinstance(serial, int) or serial <= 0 or serial.bit_length() > SERIAL_BYTES * 8:
-            return False
-        key = serial.to_bytes(SERIAL_BYTES, "big")
-        i = bisect.bisect_left(self, key)
-        return i < len(self) and self[i] == key
-
-    def __iter__(self) -> Iterator[int]:
-        data, width = self.data, SERIAL_BYTES
-        return (int.from_bytes(data[i : i + width], "big") for i in range(0, len(data), width))
-
-
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _time(value: Any) -> dt.datetime:
-    if not isinstance(value, str):
-        raise InvalidIndex("a time is not a string")
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise InvalidIndex("a time has no offset")
-    return parsed.astimezone(dt.UTC)
-
-
-def manifest_name(authority_id: str) -> str:
-    """The manifest object of an authority's index."""
-    blob_name(authority_id, None)  # same id rules as the CRLs
-    return f"ocsp-index/{authority_id}/index.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """A sealed segment as the manifest describes it."""
-
-    name: str
-    count: int
-    sha256: str
-    first_issued: dt.datetime
-    last_issued: dt.datetime
-    not_after: dt.datetime  # the latest notAfter of its certificates
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "count": self.count,
-            "sha256": self.sha256,
-            "firstIssued": _iso(self.first_issued),
-            "lastIssued": _iso(self.last_issued),
-            "notAfter": _iso(self.not_after),
-        }
-
-    @classmethod
-    def from_json(cls, raw: Any, prefix: str) -> Segment:
-        if not isinstance(raw, dict):
-            raise InvalidIndex("a segment entry is not an object")
-        name, count, digest = raw.get("name"), raw.get("count"), raw.get("sha256")
-        if not isinstance(name, str) or not name.startswith(prefix) or ".." in name:
-            raise InvalidIndex("a segment name is outside the authority's index")
-        if not isinstance(count, int) or count < 0 or not isinstance(digest, str):
-            raise InvalidIndex("a segment entry has no count or digest")
-        return cls(
-            name, count, digest, _time(raw.get("firstIssued")), _time(raw.get("lastIssued")), _time(raw.get("notAfter"))
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Manifest:
-    """The index of one authority: sealed segments, the inline tail, the cursor."""
-
-    authority_id: str
-    segments: tuple[Segment, ...] = ()
-    tail: bytes = b""
-    tail_first_issued: dt.datetime | None = None
-    tail_not_after: dt.datetime | None = None
-    cursor_time: dt.datetime | None = None
-    cursor_serial: str = ""
-    updated: dt.datetime | None = None
-
-    @property
-    def count(self) -> int:
-        """Serials indexed (a serial is in one segment or the tail, never two)."""
-        return sum(s.count for s in self.segments) + len(self.tail) // SERIAL_BYTES
-
-    def encode(self) -> bytes:
-        doc: dict[str, Any] = {
-            "format": _FORMAT,
-            "authorityId": self.authority_id,
-            "serialBytes": SERIAL_BYTES,
-            "segments": [s.to_json() for s in self.segments],
-            "tail": base64.b64encode(self.tail).decode("ascii"),
-            "tailFirstIssued": _iso(self.tail_first_issued) if self.tail_first_issued else None,
-            "tailNotAfter": _iso(self.tail_not_after) if self.tail_not_after else None,
-            "cursor": None
-            if self.cursor_time is None
-            else {"issuedAt": _iso(self.cursor_time), "serial": self.cursor_serial},
-            "updated": _iso(self.updated) if self.updated else None,
-        }
-        return json.dumps(doc, separators=(",", ":")).encode()
-
-    @classmethod
-    def decode(cls, data: bytes, authority_id: str) -> Manifest:
-        """Parse and check a manifest; raises InvalidIndex."""
-        try:
-            doc = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidIndex(f"manifest is not JSON: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("format") != _FORMAT or doc.get("serialBytes") != SERIAL_BYTES:
-            raise InvalidIndex("manifest format is not one this release reads")
-        if doc.get("authorityId") != authority_id:
-            raise InvalidIndex("manifest belongs to another authority")
-        prefix = manifest_name(authority_id).rsplit("/", 1)[0] + "/"
-        raw_segments = doc.get("segments")
-        if not isinstance(raw_segments, list):
-            raise InvalidIndex("manifest has no segment list")
-        try:
-            tail = base64.b64decode(doc.get("tail") or "", validate=True)
-        except (ValueError, TypeError) as exc:
-            raise InvalidIndex("manifest tail is not base64") from exc
-        if len(tail) % SERIAL_BYTES:
-            raise InvalidIndex("manifest tail is not a whole number of serials")
-        cursor = doc.get("cursor")
-        if cursor is not None and (not isinstance(cursor, dict) or not isinstance(cursor.get("serial"), str)):
-            raise InvalidIndex("manifest cursor is malformed")
-        return cls(
-            authority_id=authority_id,
-            segments=tuple(Segment.from_json(s, prefix) for s in raw_segments),
-            tail=tail,
-            tail_first_issued=_time(doc["tailFirstIssued"]) if doc.get("tailFirstIssued") else None,
-            tail_not_after=_time(doc["tailNotAfter"]) if doc.get("tailNotAfter") else None,
-            cursor_time=_time(cursor["issuedAt"]) if cursor else None,
-            cursor_serial=cursor["serial"] if cursor else "",
-            updated=_time(doc["updated"]) if doc.get("updated") else None,
-        )
-
-
-def verify_segment(segment: Segment, data: bytes) -> SortedSerials:
-    """The segment's serials if the bytes are the ones the manifest names; else InvalidIndex."""
-    if len(data) != segment.count * SERIAL_BYTES or hashlib.sha256(data).hexdigest() != segment.sha256:
-        raise InvalidIndex(f"{segment.name} does not match its manifest entry")
-    return SortedSerials(data)
 
 
 # --------------------------------------------------------------------------- publishing
@@ -316,6 +173,7 @@ class SerialIndexPublisher:
         quick_overlap: dt.timedelta | None = None,
         full_overlap_every: dt.timedelta = dt.timedelta(minutes=1),
         retain_after_expiry: dt.timedelta = dt.timedelta(days=1),
+        retired_grace: dt.timedelta = dt.timedelta(hours=1),
         tail_entries: int = 4096,
         segment_entries: int = 262_144,
         max_segments: int = 16,
@@ -333,6 +191,8 @@ class SerialIndexPublisher:
                 looked back the whole `overlap` less than `full_overlap_every` ago.
             full_overlap_every: how often a publisher with `quick_overlap` looks back fully.
             retain_after_expiry: how long after its last certificate expires a segment is kept.
+            retired_grace: how long a segment no manifest names any more stays in the bucket
+                before it is deleted (readers re-read the manifest every minute or so).
             tail_entries: the most serials kept inline in the manifest.
             segment_entries: the most serials one segment gets (sealing and merging).
             max_segments: merge adjacent segments while there are more.
@@ -340,7 +200,7 @@ class SerialIndexPublisher:
         """
         if tail_entries < 1 or segment_entries < tail_entries or max_segments < 1 or page < 1:
             raise ConfigError("serial index sizes must be positive, segments at least the tail size")
-        if overlap < dt.timedelta(0) or retain_after_expiry < dt.timedelta(0):
+        if overlap < dt.timedelta(0) or retain_after_expiry < dt.timedelta(0) or retired_grace < dt.timedelta(0):
             raise ConfigError("serial index overlap and retention must not be negative")
         if quick_overlap is not None and not dt.timedelta(0) <= quick_overlap <= overlap:
             raise ConfigError("serial index quick overlap must be between zero and the overlap")
@@ -355,6 +215,9 @@ class SerialIndexPublisher:
         self._full_every = full_overlap_every
         self._full_at: dict[str, dt.datetime] = {}  # when each authority's last full look-back ran
         self._retain = retain_after_expiry
+        self._retired_grace = retired_grace
+        self._sealed: list[str] = []  # segments written by the current attempt
+        self._unnamed: list[str] = []  # of those, the ones its manifest does not name (merged again)
         self._tail_entries = tail_entries
         self._segment_entries = segment_entries
         self._max_segments = max_segments
@@ -391,9 +254,11 @@ class SerialIndexPublisher:
                     # Never rebuild silently from an unreadable manifest: that would need the whole
                     # store and could hide tampering. An operator removes the object to rebuild.
                     raise BackendError(f"{name}: published manifest is unreadable: {exc}") from exc
+            self._sealed, self._unnamed = [], []
             updated, added = self._next(current, overlap)
             if updated is None:
                 return IndexResult(aid, name, 0, current.count, len(current.segments), None)
+            due = sorted({n for n, _ in current.retired} - {n for n, _ in updated.retired})
             try:
                 written = self._blobs.write(
                     name,
@@ -403,11 +268,17 @@ class SerialIndexPublisher:
                     cache_control="no-cache",
                 )
             except PreconditionFailed:
-                # Another publisher got there first: back off a little (jittered, so racing
+                # Another publisher got there first: the segments this attempt sealed are named
+                # by no manifest, so they go now; back off a little (jittered, so racing
                 # publishers spread out) and start again from its manifest.
+                self._delete(self._sealed, "unpublished")
+                for orphan in self._sealed:
+                    self._segments.pop(orphan, None)
                 attempt += 1
                 time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not a secret
                 continue
+            self._delete(due, "retired")  # only once the manifest that forgets them is out
+            self._delete(self._unnamed, "unpublished")
             return IndexResult(aid, name, added, updated.count, len(updated.segments), written)
         raise BackendError(f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True)
 
@@ -437,6 +308,16 @@ class SerialIndexPublisher:
             tail, tail_first, tail_not_after, changed = b"", None, None, True
         compacted = self._compact(aid, segments, now)
         changed = changed or compacted != list(current.segments)
+        # Segments this manifest stops naming are retired now and deleted after the grace period
+        # (a reader may hold the previous manifest that long); the manifest itself keeps the list,
+        # so whichever publisher writes after the grace deletes them, exactly once.
+        kept = {s.name for s in compacted}
+        dropped = [s.name for s in current.segments if s.name not in kept]
+        # merged again within this run: named by no manifest, deleted once this one is out
+        self._unnamed = [n for n in self._sealed if n not in kept]
+        cutoff = now - self._retired_grace
+        retired = tuple((n, at) for n, at in current.retired if at > cutoff) + tuple((n, now) for n in dropped)
+        changed = changed or retired != current.retired
         if not changed and current.updated is not None:
             return None, 0
         updated = Manifest(
@@ -448,6 +329,7 @@ class SerialIndexPublisher:
             cursor_time=cursor[0],
             cursor_serial=cursor[1],
             updated=now,
+            retired=retired,
         )
         return updated, len(pending.serials)
 
@@ -517,9 +399,18 @@ class SerialIndexPublisher:
         stamp = first.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
         name = f"{manifest_name(aid).rsplit('/', 1)[0]}/seg-{stamp}-{secrets.token_hex(6)}.bin"
         self._blobs.write(name, data, content_type=SEGMENT_CONTENT_TYPE, if_generation_match=0)
+        self._sealed.append(name)
         segment = Segment(name, len(data) // SERIAL_BYTES, hashlib.sha256(data).hexdigest(), first, last, not_after)
         self._segments[name] = SortedSerials(data)
         return segment
+
+    def _delete(self, names: Sequence[str], why: str) -> None:
+        """Delete segments no published manifest names; a failure leaves them to the bucket's lifecycle rule."""
+        for name in names:
+            try:
+                self._blobs.delete(name)
+            except (BackendError, PreconditionFailed) as exc:
+                _log.warning("%s segment %s not deleted (the bucket lifecycle rule will): %s", why, name, exc)
 
     def _compact(self, aid: str, segments: list[Segment], now: dt.datetime) -> list[Segment]:
         """Drop long-expired segments; merge the smallest adjacent pair while there are too many."""

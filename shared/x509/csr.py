@@ -2,7 +2,9 @@
 
 Everything here runs at the trust boundary, so every failure is a
 `BadRequest`/`Forbidden` with a short safe message; parser exceptions never
-reach the client.
+reach the client. `check_structure` decodes every lazily parsed part of a CSR
+up front (ACME finalize uses it too), and the key policy is Boulder's goodkey
+(`shared.x509.goodkey`).
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import SignatureAlgorithmOID
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID, NameOID, SignatureAlgorithmOID
 
 from shared.errors import BadRequest, Forbidden
 from shared.keys.base import PublicKey
+from shared.x509 import goodkey
+from shared.x509.names import check_common_name, check_general_names
 
 MAX_CSR_BYTES = 32 * 1024
-_ALLOWED_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 
 
 def parse_csr(text: str | bytes) -> x509.CertificateSigningRequest:
@@ -59,8 +62,11 @@ def parse_csr_and_key(text: str | bytes) -> tuple[x509.CertificateSigningRequest
             csr = x509.load_pem_x509_csr(data)
         else:
             csr = x509.load_der_x509_csr(data)
+    except x509.InvalidVersion as exc:
+        raise BadRequest("invalid csr: version must be 0 (v1)") from exc
     except (ValueError, TypeError) as exc:
         raise BadRequest("invalid csr") from exc
+    check_structure(csr)
     try:
         key: object = csr.public_key()
     except Exception:  # unsupported key encodings: refused later by the key policy
@@ -83,29 +89,16 @@ def parse_csr_and_key(text: str | bytes) -> tuple[x509.CertificateSigningRequest
 
 
 def check_public_key(key: object) -> PublicKey:
-    """Apply the key policy (BR-02): RSA >= 2048 and a sane exponent, P-256/384/521, Ed25519.
+    """Apply the key policy (BR-02, Boulder's goodkey; see `shared.x509.goodkey`).
 
     Raises:
-        Forbidden: the key type, size or exponent is not allowed.
+        Forbidden: the key type, size, exponent, curve or point is not allowed.
     """
-    if isinstance(key, rsa.RSAPublicKey):
-        numbers = key.public_numbers()
-        if key.key_size < 2048:
-            raise Forbidden(f"rsa key in CSR must be at least 2048 bits, got {key.key_size}")
-        if key.key_size % 8 != 0:
-            raise Forbidden("rsa key size must be a multiple of 8")
-        if key.key_size > 8192:
-            raise Forbidden("rsa key larger than 8192 bits is not supported")
-        if numbers.e % 2 == 0 or numbers.e < 65537 or numbers.e >= 1 << 256:
-            raise Forbidden("rsa public exponent must be odd and between 2^16+1 and 2^256-1")
-        return key
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, _ALLOWED_CURVES):
-            raise Forbidden(f"elliptic curve {key.curve.name} is not allowed")
-        return key
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return key
-    raise Forbidden("unsupported public key type")
+    try:
+        goodkey.check(key)
+    except goodkey.BadKey as exc:
+        raise Forbidden(str(exc)) from exc
+    return key  # type: ignore[return-value]  # goodkey.check admits only PublicKey's members
 
 
 def csr_public_key(csr: x509.CertificateSigningRequest, key: object = None) -> PublicKey:
@@ -122,3 +115,62 @@ def csr_public_key(csr: x509.CertificateSigningRequest, key: object = None) -> P
     except Exception as exc:  # unsupported key encodings
         raise BadRequest("invalid csr: unsupported public key") from exc
     return check_public_key(key)
+
+
+def check_structure(csr: x509.CertificateSigningRequest) -> None:
+    """Decode every part of `csr` the CA reads, refusing what does not decode or breaks a rule.
+
+    `cryptography` decodes the subject, attributes and extensions lazily, on
+    first access, and raises its own errors there (`DuplicateExtension`,
+    `ValueError` for a short SAN, a 5-byte iPAddress or a multi-valued
+    attribute): reading them all here, inside the trust boundary, turns each
+    into a 400 that names the problem instead of a 500 later on.
+
+    Raises:
+        BadRequest: a part of the CSR is malformed; the message says which.
+    """
+    try:
+        subject = csr.subject
+    except ValueError as exc:
+        raise BadRequest("invalid csr: malformed subject") from exc
+    for attr in subject.get_attributes_for_oid(NameOID.COMMON_NAME):
+        if isinstance(attr.value, str) and attr.value:  # an empty CN is as good as none: the CA ignores it
+            try:
+                check_common_name(attr.value)
+            except ValueError as exc:
+                raise BadRequest(f"invalid csr: subject {exc}") from exc
+    try:
+        for _ in csr.attributes:
+            pass
+    except ValueError as exc:
+        detail = "an attribute has several values" if "single-valued" in str(exc) else "malformed attributes"
+        raise BadRequest(f"invalid csr: {detail}") from exc
+    try:
+        extensions = csr.extensions
+    except x509.DuplicateExtension as exc:
+        raise BadRequest(f"invalid csr: extension {_ext_name(exc.oid)} appears more than once") from exc
+    except x509.UnsupportedGeneralNameType as exc:
+        raise BadRequest("invalid csr: unsupported general name type in an extension") from exc
+    except ValueError as exc:
+        text = str(exc)
+        if "subject_alternative_name" in text or "IPv4 or IPv6" in text or "host bits" in text:
+            raise BadRequest("invalid csr: malformed subjectAltName extension") from exc
+        raise BadRequest("invalid csr: malformed extension request") from exc
+    for ext in extensions:
+        if isinstance(ext.value, x509.SubjectAlternativeName):
+            try:
+                check_general_names(ext.value)
+            except ValueError as exc:
+                raise BadRequest(f"invalid csr: {exc}") from exc
+
+
+_EXTENSION_NAMES = {
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME: "subjectAltName",
+    ExtensionOID.KEY_USAGE: "keyUsage",
+    ExtensionOID.EXTENDED_KEY_USAGE: "extKeyUsage",
+    ExtensionOID.BASIC_CONSTRAINTS: "basicConstraints",
+}
+
+
+def _ext_name(oid: x509.ObjectIdentifier) -> str:
+    return _EXTENSION_NAMES.get(oid, oid.dotted_string)

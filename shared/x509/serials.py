@@ -11,6 +11,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 
+from shared.decimal_text import parse_decimal, parse_hex
+
 SERIAL_BITS = 150
 
 SerialSource = Callable[[], int]
@@ -24,13 +26,16 @@ def random_serial() -> int:
 def parse_serial(text: str) -> int:
     """Parse a serial as step-ca does: decimal, or hex with a 0x prefix.
 
+    ASCII digits only (`shared.decimal_text`): no sign, space, underscore or other
+    Unicode digits, and no more digits than a 159-bit number needs.
+
     Raises:
         ValueError: not a positive integer below 2^159.
     """
-    s = text.strip()
-    if not s:
-        raise ValueError("empty serial")
-    value = int(s[2:], 16) if s.lower().startswith("0x") else int(s, 10)
+    if text[:2].lower() == "0x":
+        value = parse_hex(text[2:], max_digits=40)
+    else:
+        value = parse_decimal(text, max_digits=48)
     if value <= 0 or value >= 1 << 159:
         raise ValueError("serial out of range")
     return value

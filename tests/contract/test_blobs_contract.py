@@ -338,3 +338,33 @@ def test_open_blobs_local_does_not_import_cloud_sdk(tmp_path: Path) -> None:
         "assert 'google.cloud.storage' not in sys.modules, 'imported storage'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_delete_removes_the_object_once(blob_store: BlobStore) -> None:
+    gen = blob_store.write("ocsp-index/ca/seg-1.bin", b"serials", content_type=CRL, if_generation_match=0)
+    assert blob_store.delete("ocsp-index/ca/seg-1.bin", if_generation_match=gen) is True
+    assert blob_store.read("ocsp-index/ca/seg-1.bin") is None
+    assert blob_store.delete("ocsp-index/ca/seg-1.bin") is False  # already gone: not an error
+    # the name can be created afresh ("must not exist" holds again)
+    blob_store.write("ocsp-index/ca/seg-1.bin", b"again", content_type=CRL, if_generation_match=0)
+    assert blob_store.delete("ocsp-index/ca/seg-1.bin") is True
+
+
+def test_delete_with_a_stale_generation_keeps_newer_output(blob_store: BlobStore) -> None:
+    from shared.blobs.gcs import GCSBlobStore
+
+    if isinstance(blob_store, GCSBlobStore):
+        # Cloud Storage answers 412; fake-gcs-server deletes whatever ifGenerationMatch says.
+        pytest.skip("fake-gcs-server does not enforce ifGenerationMatch on DELETE")
+    g1 = blob_store.write("crl/d.crl", b"v1", content_type=CRL, if_generation_match=0)
+    g2 = blob_store.write("crl/d.crl", b"v2", content_type=CRL, if_generation_match=g1)
+    with pytest.raises(PreconditionFailed):
+        blob_store.delete("crl/d.crl", if_generation_match=g1)
+    blob = blob_store.read("crl/d.crl")
+    assert blob is not None and (blob.data, blob.generation) == (b"v2", g2)
+    assert blob_store.delete("crl/absent.crl", if_generation_match=g1) is False
+
+
+def test_delete_rejects_names_outside_the_store(blob_store: BlobStore) -> None:
+    with pytest.raises(ValueError):
+        blob_store.delete("/etc/passwd")

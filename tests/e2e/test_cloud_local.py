@@ -192,7 +192,7 @@ def ocsp_status(run: CloudLocalRun, cert: x509.Certificate, issuer: x509.Certifi
     )
     assert status == 200, f"ocsp answered {status}: {body[:200]!r}\n{run.logs()}"
     resp = ocsp.load_der_ocsp_response(body)
-    assert resp.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    assert resp.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL, run.logs()
     assert resp.serial_number == cert.serial_number
     # Signed by the issuing CA's key (or a delegate it certified).
     signer = issuer

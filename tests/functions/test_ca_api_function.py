@@ -63,7 +63,7 @@ def test_sign_through_function(client, authority_dir: Path) -> None:
 def test_sweep_event(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIRRUS_CONFIG", str(authority_dir / "config.json"))
     handlers.reset()
-    assert handlers.sweep(None) == {"purgedTokens": 0, "purgedDocuments": 0, "alerts": 0}
+    assert handlers.sweep(None) == {"purgedTokens": 0, "purgedDocuments": 0, "alerts": 0, "redelivered": 0}
     handlers.reset()
 
 

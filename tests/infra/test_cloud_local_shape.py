@@ -45,6 +45,7 @@ def local_cloud(tmp_path: Path, entry_points: dict[str, str]) -> Any:
             "key": "softkms:path=secrets/intermediate_ca_key",
             "passwordFile": "secrets/password",
             "ocsp": {"responderKey": "softkms:path=secrets/ocsp_responder_key", "responderLifetime": "72h"},
+            "ssh": {"userKey": "softkms:path=secrets/ssh_user_ca_key", "hostKey": "softkms:path=secrets/ssh_host_ca_key"},
             "crl": {"enabled": True},
         }),
         encoding="utf-8",

@@ -28,7 +28,11 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STORE_SOURCE = REPO / "shared" / "store" / "firestore.py"
+STORE_SOURCES = {
+    "FirestoreStore": REPO / "shared" / "store" / "firestore.py",
+    "ShardedQueries": REPO / "shared" / "store" / "firestore_queries.py",
+    "FirestoreMeter": REPO / "shared" / "store" / "firestore_usage.py",
+}
 INDEX_FILE = REPO / "shared" / "store" / "firestore_indexes.json"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 DOC_ID = "__name__"
@@ -104,7 +108,8 @@ def record_queries() -> dict[str, list[Query]]:
                 store.list_endpoint_months("2026-01", authority_id="ca"),
             ),
             # the endpoint's active certificates, read inside record_issuance's and revoke's transaction
-            "metering_intervals": lambda: store._meter.intervals(None, {}, "ep", (0, 1)),
+            "intervals": lambda: store._meter.intervals(None, {}, "ep", (0, 1)),
+            "backfill_shards": store.backfill_shards,
         }
         for name, call in calls.items():
             current[0] = name
@@ -116,15 +121,16 @@ def record_queries() -> dict[str, list[Query]]:
 
 def query_methods() -> set[str]:
     """FirestoreStore methods whose body builds a query (`.where(` / `.order_by(`), read from the source."""
-    tree = ast.parse(STORE_SOURCE.read_text(encoding="utf-8"))
     out = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and node.name == "FirestoreStore":
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef):
-                    src = ast.unparse(item)
-                    if ".where(" in src or ".order_by(" in src:
-                        out.add(item.name)
+    for class_name, source in STORE_SOURCES.items():
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name == class_name:
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef):
+                        src = ast.unparse(item)
+                        if ".where(" in src or ".order_by(" in src:
+                            out.add(item.name)
     return out
 
 
@@ -187,7 +193,7 @@ def indexes() -> Indexes:
 
 def test_every_query_building_method_is_driven(recorded: dict[str, list[Query]]) -> None:
     """A new query in the store must be added to record_queries(), or this list is incomplete."""
-    assert query_methods() - {"_first_events"} <= set(recorded), sorted(query_methods() - set(recorded))
+    assert query_methods() - {"_first_events", "_in_shard"} <= set(recorded), sorted(query_methods() - set(recorded))
     assert all(recorded.values())
 
 
@@ -201,27 +207,32 @@ def test_every_query_is_served_by_an_index(recorded: dict[str, list[Query]], ind
     assert not failures, "Firestore would refuse:\n" + "\n".join(failures)
 
 
-def test_every_exemption_is_unqueried(recorded: dict[str, list[Query]], indexes: Indexes) -> None:
-    touched = {
-        (q["collection"], f) for queries in recorded.values() for q in queries for f, _ in [*q["filters"], *q["orders"]]
-    }
+def test_every_query_on_an_exempted_field_is_served_by_a_composite(
+    recorded: dict[str, list[Query]], indexes: Indexes
+) -> None:
+    """An exemption removes the single-field index only: a query on that field must have its composite."""
     for (collection, field), override in indexes.overrides.items():
         if override.get("indexes"):
             continue
-        hits = {t for t in touched if t[0] == collection and (t[1] == field or t[1].startswith(field + "."))}
-        assert not hits, f"{collection}.{field} is exempted from indexing but queried: {hits}"
+        for method, queries in recorded.items():
+            for q in queries:
+                fields = {f for f, _ in [*q["filters"], *q["orders"]]}
+                if q["collection"] == collection and any(f == field or f.startswith(field + ".") for f in fields):
+                    assert indexes.serves(q) is None, f"{collection}.{field} is exempted; {method} queries it: {q}"
 
 
 def test_purge_expired_query_needs_the_claims_index(recorded: dict[str, list[Query]]) -> None:
-    """The checker itself: with claims.expireAt exempted (issue 19's module), sweep's query is refused."""
+    """The checker itself: without the (shard, expireAt) composite (claims.expireAt is exempted), sweep is refused.
+
+    Issue 19's `sweep` failed in production this way when the single-field index was switched off.
+    """
     spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
-    for override in spec["fieldOverrides"]:
-        if (override["collectionGroup"], override["fieldPath"]) == ("claims", "expireAt"):
-            override["indexes"] = []
+    spec["indexes"] = [i for i in spec["indexes"] if i["collectionGroup"] != "claims"]
     broken = Indexes(spec)
-    (query,) = recorded["purge_expired"]
-    assert query["collection"] == "claims" and query["filters"] == [("expireAt", "LESS_THAN")]
-    assert broken.serves(query) == "single-field index off for expireAt"
+    query = recorded["purge_expired"][0]
+    assert query["collection"] == "claims" and query["filters"] == [("shard", "EQUAL"), ("expireAt", "LESS_THAN")]
+    assert Indexes(json.loads(INDEX_FILE.read_text(encoding="utf-8"))).serves(query) is None
+    assert broken.serves(query) is not None
     # and a composite the file lacks is reported
     assert Indexes({"indexes": [], "fieldOverrides": []}).serves(recorded["list_revocations"][0]) is not None
 
@@ -233,3 +244,113 @@ def test_the_module_applies_every_override_as_written() -> None:
     assert "for_each = each.value.indexes" in text
     spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
     assert all("indexes" in o for o in spec["fieldOverrides"]), "say which single-field indexes each override keeps"
+
+
+# Fields whose values rise with time as documents are written (the store's encodings in
+# shared/store/codec.py and firestore_docs.py). Firestore sustains about 500 writes/s into an
+# index range that rises monotonically, so no index may hold one of these without a leading shard.
+TIME_FIELDS = {
+    "certificates": {"issued_at", "not_before", "not_after", "ev_first", "ev_last"},
+    "revocations": {"revoked_at", "not_after", "ev_first", "ev_last"},
+    "events": {"ev_first", "ev_last"},
+    "claims": {"expireAt"},
+    "endpoints": {"created_at"},
+    # billable_to follows the newest certificate's not_after, billable_from its month's first
+    # issuance: both rise with time as issuances rewrite the month documents. (`month` is a time
+    # too, but constant for a whole month: its index entries sort by document id,
+    # "YYYY-MM|endpoint id", random after the month, so they scatter; list_endpoint_months needs it.)
+    "endpoint_months": {"billable_from", "billable_to"},
+}
+SHARD = "shard"
+# An equality on a field whose values are random keys, leading the index, bounds each index
+# range to one key: the metering read (certificates of one endpoint with not_after after a
+# time, in issuance's and revocation's transaction) uses (endpoint_id, not_after). Endpoint ids
+# are random on Firestore (`FirestoreStore.endpoint_id_order`; endpoints from before that keep
+# their ids but gain no new neighbours in time order), so concurrent issuances write entries
+# scattered over the endpoint ids, and not_after rises only within one endpoint, at that
+# endpoint's own issuance rate (which its transaction serialises anyway): no range rises at the
+# service's rate. Sharding it instead would cost N queries inside every issuance's transaction.
+RANDOM_KEY_PREFIX = {"certificates": "endpoint_id"}
+
+
+def bounded_by_random_key(collection: str, leading: str) -> bool:
+    """Is an index on `collection` leading with `leading` one random key's range (see above)?"""
+    from shared.store.firestore import FirestoreStore
+
+    return RANDOM_KEY_PREFIX.get(collection) == leading and FirestoreStore.endpoint_id_order == "random"
+
+
+def unsharded_time_indexes(spec: dict[str, Any]) -> list[str]:
+    """Every index in `spec` over a time field that does not lead with `shard` (automatic ones included)."""
+    problems = []
+    for ix in spec["indexes"]:
+        fields = [f["fieldPath"] for f in ix["fields"]]
+        timed = set(fields) & TIME_FIELDS.get(ix["collectionGroup"], set())
+        if timed and fields[0] != SHARD and not bounded_by_random_key(ix["collectionGroup"], fields[0]):
+            problems.append(f"composite {ix['collectionGroup']}{fields} holds {sorted(timed)} without a leading shard")
+    exempted = {(o["collectionGroup"], o["fieldPath"]) for o in spec.get("fieldOverrides", []) if not o.get("indexes")}
+    for collection, fields in TIME_FIELDS.items():
+        for field in sorted(fields):
+            if (collection, field) not in exempted:
+                problems.append(f"single-field index on {collection}.{field} (automatic unless exempted)")
+    return problems
+
+
+def test_no_index_over_a_time_field_is_unsharded() -> None:
+    spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    assert unsharded_time_indexes(spec) == []
+
+
+def test_the_shard_check_fails_on_an_unsharded_time_index() -> None:
+    """The checker itself: the pre-shard layout (issue 18) is reported, index by index."""
+    spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    spec["indexes"].append(
+        {"collectionGroup": "certificates", "fields": [{"fieldPath": "authority_id"}, {"fieldPath": "issued_at"}]}
+    )
+    spec["fieldOverrides"] = [o for o in spec["fieldOverrides"] if o["collectionGroup"] != "claims"]
+    problems = unsharded_time_indexes(spec)
+    assert len(problems) == 2, problems
+    assert "['authority_id', 'issued_at']" in problems[0] and "claims.expireAt" in problems[1]
+
+
+def test_every_time_ordered_query_reads_one_shard(recorded: dict[str, list[Query]]) -> None:
+    """A query ranging or ordering on a time field must name its shard (the fan-out merges them)."""
+    for method, queries in recorded.items():
+        for q in queries:
+            timed = {f for f, _ in [*q["filters"], *q["orders"]]} & TIME_FIELDS.get(q["collection"], set())
+            leading = q["filters"][0] if q["filters"] else ("", "")
+            if timed and not (leading[1] == "EQUAL" and bounded_by_random_key(q["collection"], leading[0])):
+                assert (SHARD, "EQUAL") in q["filters"], f"{method} queries {sorted(timed)} unsharded: {q}"
+
+
+def test_the_random_key_exception_is_narrow() -> None:
+    """The checker itself: (endpoint_id, not_after) passes only on certificates, and only as the leading field."""
+    spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    assert {
+        "collectionGroup": "certificates",
+        "queryScope": "COLLECTION",
+        "fields": [
+            {"fieldPath": "endpoint_id", "order": "ASCENDING"},
+            {"fieldPath": "not_after", "order": "ASCENDING"},
+        ],
+    } in spec["indexes"]
+    spec["indexes"] += [
+        {"collectionGroup": "revocations", "fields": [{"fieldPath": "endpoint_id"}, {"fieldPath": "not_after"}]},
+        {
+            "collectionGroup": "certificates",
+            "fields": [{"fieldPath": "authority_id"}, {"fieldPath": "endpoint_id"}, {"fieldPath": "not_after"}],
+        },
+    ]
+    spec["fieldOverrides"] = [o for o in spec["fieldOverrides"] if o["collectionGroup"] != "endpoint_months"]
+    problems = unsharded_time_indexes(spec)
+    assert len(problems) == 4, problems
+    assert "revocations['endpoint_id', 'not_after']" in problems[0]
+    assert "['authority_id', 'endpoint_id', 'not_after']" in problems[1]
+    assert "endpoint_months.billable_from" in problems[2] and "endpoint_months.billable_to" in problems[3]
+
+
+def test_the_metering_query_leads_with_its_endpoint(recorded: dict[str, list[Query]]) -> None:
+    """The one time-ranged query without a shard is bounded to one endpoint by an equality."""
+    (query,) = recorded["intervals"]
+    assert query["collection"] == "certificates"
+    assert query["filters"] == [("endpoint_id", "EQUAL"), ("not_after", "GREATER_THAN")]

@@ -38,7 +38,7 @@ EXPECTED_PROJECT_ROLES = {
     "acme": ["roles/datastore.user"],
     "ocsp": [],
     "issuer": ["roles/datastore.user"],
-    "dashboard": [],
+    "dashboard": ["roles/datastore.user"],
     "crl_publish": ["roles/datastore.user"],
     "sweep": ["roles/datastore.user"],
 }
@@ -450,13 +450,14 @@ def test_function_env_evaluator_sees_each_condition(module: dict[str, Any]) -> N
     env = function_env_names(module, functions)
     common = set(module["locals"]["common_env"])
     assert env["sweep"] == common
-    assert env["issuer"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"}
-    assert env["ca_api"] == common | {"CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL"}
+    ssh = {"CIRRUS_SSH_USER_KEY", "CIRRUS_SSH_HOST_KEY"}  # the SSH CA keys (tests/infra/test_terraform_ssh.py)
+    assert env["issuer"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"} | ssh
+    assert env["ca_api"] == common | {"CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL"} | ssh
     # with the issuer not deployed its callers sign in-process: the key moves to them
     undeployed = {**functions, "issuer": {**functions["issuer"], "deployed": False}}
     env = function_env_names(module, undeployed)
     assert "issuer" not in env
-    assert env["ca_api"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"}
+    assert env["ca_api"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"} | ssh
     broken = {**module, "locals": {**module["locals"], "function_env": "${{for name, f in local.deployed : "
               "name => merge(local.common_env, contains(local.everyone, name) ? {X = 1} : {})}}"}}
     with pytest.raises(AssertionError, match="cannot evaluate"):
@@ -494,6 +495,7 @@ def test_ocsp_signs_only_with_the_responder_key(module: dict[str, Any], issuer_d
     assert set(kms_grants) == {
         "google_kms_crypto_key_iam_member.intermediate",
         "google_kms_crypto_key_iam_member.ocsp_responder",
+        "google_kms_crypto_key_iam_member.ssh",
     }
     responder = kms_grants["google_kms_crypto_key_iam_member.ocsp_responder"]
     assert responder["for_each"] == "${local.ocsp_key_grants}"
@@ -629,13 +631,29 @@ def test_every_bucket_has_uniform_access_and_versioning(module: dict[str, Any]) 
     assert buckets["source"]["public_access_prevention"] == "enforced"
 
 
+def test_crl_bucket_lifecycle_bounds_crl_versions_and_orphaned_index_segments(module: dict[str, Any]) -> None:
+    """Issue 18: superseded CRL generations and serial-index segments do not stay forever."""
+    from shared.validation.serial_index import manifest_name
+
+    rules = [block(r, "condition") for r in resources_of(module, "google_storage_bucket")["crl"]["lifecycle_rule"]]
+    assert {"days_since_noncurrent_time": "${var.crl_version_retention_days}"} in rules
+    assert {"num_newer_versions": "${var.crl_versions_kept}", "with_state": "ARCHIVED"} in rules
+    (segments,) = [r for r in rules if "matches_prefix" in r]
+    assert segments["age"] == "${var.serial_index_segment_max_age_days}"
+    assert segments["matches_suffix"] == [".bin"]
+    assert manifest_name("intermediate").startswith(segments["matches_prefix"][0])  # the segments' folder
+    assert not manifest_name("intermediate").endswith(".bin")  # never the manifest itself
+    # the backstop may only take segments every certificate in them has outlived
+    assert module["variable"]["serial_index_segment_max_age_days"]["default"] > 398
+
+
 def test_kms_keys_are_hsm_and_cannot_be_destroyed(module: dict[str, Any]) -> None:
     keys = resources_of(module, "google_kms_crypto_key")
-    assert set(keys) == {"intermediate", "root", "ocsp_responder"}
+    assert set(keys) == {"intermediate", "root", "ocsp_responder", "ssh"}
     for name, body in keys.items():
         assert body["purpose"] == "ASYMMETRIC_SIGN", name
         assert block(body, "lifecycle")["prevent_destroy"] is True, name
-    for name in ("intermediate", "root"):  # CA keys: HSM, not configurable
+    for name in ("intermediate", "root", "ssh"):  # CA keys: HSM, not configurable
         assert block(keys[name], "version_template")["protection_level"] == "HSM", name
     # The responder key signs far more often: its protection level is a choice, HSM by default.
     responder = block(keys["ocsp_responder"], "version_template")

@@ -23,7 +23,7 @@ from shared.clock import FixedClock
 from shared.errors import ConfigError
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, Revocation, TokenClaim
 from shared.retry import RetryPolicy
-from shared.store import firestore as firestore_module
+from shared.store import firestore_queries
 from shared.store.firestore import FirestoreStore, from_url
 from shared.store.memory import MemoryStore
 
@@ -246,7 +246,7 @@ def test_expiring_documents_carry_a_ttl_timestamp(store: FirestoreStore) -> None
 
 
 def test_purge_deletes_in_batches(store: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(firestore_module, "_PURGE_BATCH", 3)
+    monkeypatch.setattr(firestore_queries, "_PURGE_BATCH", 3)
     for i in range(10):
         store.claim("jti", f"old-{i}", T0 + dt.timedelta(minutes=i))
     store.claim("jti", "young", T0 + 2 * HOUR)
@@ -276,8 +276,12 @@ def test_from_url_forms(firestore_emulator_host: str) -> None:
         try:
             assert s._client.project == project and s.prefix == prefix
             assert s.get_certificate("nothing") is None
+            assert s.shards == 16  # firestore_shards.DEFAULT_SHARDS
         finally:
             s.close()
+    five = from_url(f"firestore:{PROJECT}?shards=5", clock=clock)
+    assert five.shards == 5
+    five.close()
     for bad in [
         "firestore://host/p",
         "firestore:a/b/c",
@@ -285,6 +289,9 @@ def test_from_url_forms(firestore_emulator_host: str) -> None:
         "firestore:p?colour=blue",
         "firestore:p?deadline=-1",
         "firestore:p?deadline=soon",
+        "firestore:p?shards=0",
+        "firestore:p?shards=65",
+        "firestore:p?shards=four",
         "sqlite:p",
     ]:
         with pytest.raises(ConfigError):

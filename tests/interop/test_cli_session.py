@@ -8,6 +8,7 @@ certificate with `openssl verify`; finally SIGTERM must stop the server cleanly.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -219,7 +220,7 @@ def test_workers_die_with_a_killed_master(server) -> None:
     """SIGKILL on `cirrus up` leaves no worker behind holding the port."""
     proc, _ = server
     children = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
-    assert len(children) == 2
+    assert len(children) == 3  # two workers and the background process
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10
@@ -278,3 +279,98 @@ def test_concurrent_signs_use_each_token_once(server, authority_dir: Path) -> No
     finally:
         db.close()
     assert recorded == serials  # every certificate handed out is recorded, and only those
+
+
+def _children(pid: int) -> set[int]:
+    return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
+
+
+def _workers(master: int, port: int) -> set[int]:
+    """The master's children holding the listening socket (the background process does not)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            cols = row.split()
+            if cols[1].endswith(f":{port:04X}") and cols[3] == "0A":  # LISTEN
+                inodes.add(f"socket:[{cols[9]}]")
+    found = set()
+    for child in _children(master):
+        try:
+            links = {os.readlink(f"/proc/{child}/fd/{fd}") for fd in os.listdir(f"/proc/{child}/fd")}
+        except OSError:
+            continue
+        if links & inodes:
+            found.add(child)
+    return found
+
+
+def test_a_killed_worker_is_replaced_and_the_service_goes_on(server, authority_dir: Path) -> None:
+    """SIGKILL one worker, then the other, under load: the master starts new ones and clients keep being
+    served (today the first death shut the whole service down)."""
+    import http.client
+    import ssl
+    import threading
+
+    proc, log_path = server
+    port = int(json.loads((authority_dir / "config.json").read_text())["address"].rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=str(authority_dir / "certs" / "root_ca.crt"))
+    results: list[tuple[float, bool]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            ok = False
+            try:
+                conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=5)
+                conn.request("GET", "/health")
+                ok = conn.getresponse().status == 200
+                conn.close()
+            except OSError:
+                pass
+            results.append((time.monotonic(), ok))
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        original = _workers(proc.pid, port)
+        assert len(original) == 2
+        assert os.listdir(f"/proc/{proc.pid}/task") == [str(proc.pid)]  # no threads: forking a worker is safe
+        for victim in sorted(original):
+            os.kill(victim, signal.SIGKILL)
+            killed = time.monotonic()
+            deadline = killed + 20
+            while time.monotonic() < deadline and len(_workers(proc.pid, port) - {victim}) < 2:
+                time.sleep(0.1)
+            assert len(_workers(proc.pid, port) - {victim}) == 2, log_path.read_text()[-3000:]
+            time.sleep(max(0.0, killed + 2.5 - time.monotonic()))
+            assert proc.poll() is None
+            after = [ok for t, ok in results if t > killed + 1.0]
+            assert len(after) >= 5 and all(after[-5:]), log_path.read_text()[-3000:]
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert not (_workers(proc.pid, port) & original)
+    assert log_path.read_text().count("starting a new one") == 2
+
+
+def test_the_front_refuses_at_once_what_it_cannot_serve(server, authority_dir: Path) -> None:
+    """Over TLS against the real app: an HTTP/0.9 line and a body over `max_body_bytes` get a 4xx at once,
+    before any body is sent (today: a hang until the client gives up)."""
+    import ssl
+
+    port = int(json.loads((authority_dir / "config.json").read_text())["address"].rsplit(":", 1)[1])
+    ctx = ssl.create_default_context(cafile=str(authority_dir / "certs" / "root_ca.crt"))
+    for request, status in [
+        (b"GET /health\r\n", b"400"),
+        (b"POST /1.0/sign HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200000\r\n\r\n", b"413"),
+    ]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, ctx.wrap_socket(
+            raw, server_hostname="localhost"
+        ) as c:
+            c.sendall(request)
+            out = b""
+            while data := c.recv(65536):
+                out += data
+        assert out.split(b"\r\n", 1)[0].split(b" ")[1] == status, out

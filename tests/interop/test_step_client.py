@@ -73,7 +73,7 @@ def test_step_ca_client_library_full_lifecycle(stepclient: Path, server, authori
     )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["revoke"] == "ok" and result["chain"] == 2 and result["provisioners"] == 2
+    assert result["revoke"] == "ok" and result["chain"] == 2 and result["provisioners"] == 3  # JWK, ACME, SSHPOP
     assert len({result["signed"], result["renewed"], result["rekeyed"]}) == 3
 
 

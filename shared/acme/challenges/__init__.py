@@ -4,7 +4,9 @@ Each module exposes `validate(identifier, key_authorization, token, config)`
 which returns on success and raises an `ACMEProblem` (connection, dns, tls,
 incorrectResponse, unauthorized) on failure. Validation runs synchronously
 inside the challenge POST, as in step-ca: no background worker is needed on
-a stateless function, and the provisioner's `validationTimeout` bounds it.
+a stateless function. The provisioner's `validationDeadline` bounds a whole
+validation (`deadline.Deadline`), `validationTimeout` each step of it; behind
+`cirrus up` validations run after the answer (`shared.acme.validations`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.identifiers import Identifier
 from shared.acme.jws import b64e
 
-Validator = Callable[[Identifier, str, str, ACMEProvisionerConfig], None]
+Validator = Callable[[Identifier, str, str, ACMEProvisionerConfig], None]  # each ends by its own total deadline
 
 
 def dns01_digest(key_authorization: str) -> str:

@@ -12,16 +12,49 @@ import ipaddress
 import socket
 from typing import Any
 
+from shared.acme.challenges.deadline import Deadline
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.problems import ACMEProblem
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215 local-use translation prefix
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and leads to, if any.
+
+    IPv4-mapped (::ffff:0:0/96), 6to4 (2002::/16, RFC 3056), Teredo
+    (2001::/32, RFC 4380: the client's address, obfuscated) and NAT64
+    (64:ff9b::/96, RFC 6052; 64:ff9b:1::/48, RFC 8215, with the /96 layout)
+    reach the IPv4 host they embed, so that host is what the fence checks.
+    """
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if ip in _NAT64 or ip in _NAT64_LOCAL:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def address_allowed(ip: IPAddress, config: ACMEProvisionerConfig) -> bool:
-    """Whether the validator may connect to `ip`."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    """Whether the validator may connect to `ip` (an IPv6 address embedding IPv4: both must pass)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        if inner is not None:
+            if not _allowed(inner, config):
+                return False
+            if ip.ipv4_mapped is not None:
+                return True  # the mapped form is the IPv4 address itself
+    return _allowed(ip, config)
+
+
+def _allowed(ip: IPAddress, config: ACMEProvisionerConfig) -> bool:
     if ip.is_loopback:
         return config.allow_loopback
     if ip.is_unspecified or ip.is_multicast:
@@ -31,8 +64,8 @@ def address_allowed(ip: IPAddress, config: ACMEProvisionerConfig) -> bool:
     return True
 
 
-def make_resolver(config: ACMEProvisionerConfig) -> Any:
-    """A dnspython resolver using the provisioner's `dnsResolver`, or the system's."""
+def make_resolver(config: ACMEProvisionerConfig, deadline: Deadline | None = None) -> Any:
+    """A dnspython resolver using the provisioner's `dnsResolver`, or the system's; each lookup ends by `deadline`."""
     import dns.resolver
 
     if config.dns_resolver:
@@ -44,12 +77,13 @@ def make_resolver(config: ACMEProvisionerConfig) -> Any:
         resolver.port = int(port)
     else:
         resolver = dns.resolver.Resolver()
-    resolver.lifetime = config.validation_timeout
-    resolver.timeout = config.validation_timeout
+    step = deadline.timeout() if deadline is not None else config.validation_timeout
+    resolver.lifetime = step  # one resolve() in all, retries and CNAME chasing included
+    resolver.timeout = step
     return resolver
 
 
-def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
+def resolve(host: str, config: ACMEProvisionerConfig, deadline: Deadline | None = None) -> list[IPAddress]:
     """Addresses of `host` (an IP literal resolves to itself), IPv4 first.
 
     With a configured resolver, AAAA is asked only when no usable A record
@@ -65,10 +99,10 @@ def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
         import dns.exception
         import dns.resolver
 
-        resolver = make_resolver(config)
         for rtype in ("A", "AAAA"):
             if any(address_allowed(a, config) for a in addrs):
                 break  # an IPv4 address we may use: skip the AAAA round trip
+            resolver = make_resolver(config, deadline)
             try:
                 answer = resolver.resolve(host, rtype)
             except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers):
@@ -90,9 +124,9 @@ def resolve(host: str, config: ACMEProvisionerConfig) -> list[IPAddress]:
     return sorted(addrs, key=lambda a: a.version)
 
 
-def pick_address(host: str, config: ACMEProvisionerConfig) -> IPAddress:
+def pick_address(host: str, config: ACMEProvisionerConfig, deadline: Deadline | None = None) -> IPAddress:
     """The first resolved address the validator may use, else a connection problem."""
-    for ip in resolve(host, config):
+    for ip in resolve(host, config, deadline):
         if address_allowed(ip, config):
             return ip
     raise ACMEProblem("connection", f"{host} resolves only to addresses that may not be validated")

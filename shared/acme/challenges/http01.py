@@ -4,17 +4,25 @@ GET `http://{identifier}:{port}/.well-known/acme-challenge/{token}`, following
 at most `maxRedirects` redirects to http/https on the validation ports, each
 hop re-resolved and address-checked. HTTPS hops do not verify the server's
 certificate (the point is to reach the token, as Let's Encrypt does).
+
+The whole fetch, every hop included, ends by one `Deadline`. `http.client`
+reads the response through `sock.makefile()` with the socket's per-read
+timeout only, so the socket handed to it is wrapped (`_DeadlineSocket`): each
+read and write waits at most what is left of the deadline. A target
+dripping one byte at a time is cut off at the deadline, not after its last byte.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
 from urllib.parse import urljoin, urlsplit
 
 from shared.acme.challenges.addresses import pick_address
+from shared.acme.challenges.deadline import Deadline
 from shared.acme.config import ACMEProvisionerConfig
 from shared.acme.identifiers import Identifier
 from shared.acme.problems import ACMEProblem
@@ -22,12 +30,46 @@ from shared.acme.problems import ACMEProblem
 _MAX_BODY = 4096
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The response stream `http.client` reads: every read waits at most what is left of the deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        self._sock.settimeout(self._deadline.timeout())
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineSocket:
+    """What `http.client.HTTPConnection` uses of its socket (`sendall`, `makefile`, `close`), under a deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def sendall(self, data: bytes) -> None:
+        self._sock.settimeout(self._deadline.timeout())
+        self._sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+    def close(self) -> None:
+        """Nothing: `http.client` closes the connection before the response is read; `_fetch` closes the socket."""
+
+
 def _fetch(
-    scheme: str, host: str, port: int, target: str, config: ACMEProvisionerConfig
+    scheme: str, host: str, port: int, target: str, config: ACMEProvisionerConfig, deadline: Deadline
 ) -> tuple[int, str | None, bytes]:
-    ip = pick_address(host, config)
+    ip = pick_address(host, config, deadline)
     try:
-        sock = socket.create_connection((str(ip), port), timeout=config.validation_timeout)
+        sock = socket.create_connection((str(ip), port), timeout=deadline.timeout())
     except OSError as exc:
         raise ACMEProblem("connection", f"could not connect to {host}:{port}") from exc
     try:
@@ -40,9 +82,10 @@ def _fetch(
                 sni = None
             except ValueError:
                 sni = host
+            sock.settimeout(deadline.remaining())  # the handshake as a whole ends by the deadline
             sock = ctx.wrap_socket(sock, server_hostname=sni)
         conn = http.client.HTTPConnection(host, port, timeout=config.validation_timeout)
-        conn.sock = sock
+        conn.sock = _DeadlineSocket(sock, deadline)
         default = 443 if scheme == "https" else 80
         host_header = host if ":" not in host else f"[{host}]"
         if port != default:
@@ -52,18 +95,27 @@ def _fetch(
         body = resp.read(_MAX_BODY + 1)
         return resp.status, resp.getheader("Location"), body
     except (OSError, http.client.HTTPException, ssl.SSLError) as exc:
+        if deadline.remaining() <= 0:  # a step that timed out at the deadline
+            raise deadline.problem() from exc
         raise ACMEProblem("connection", f"error fetching {scheme}://{host}:{port}") from exc
     finally:
         sock.close()
 
 
-def validate(identifier: Identifier, token: str, key_authorization: str, config: ACMEProvisionerConfig) -> None:
-    """Raise an ACMEProblem unless the token resource holds the key authorization."""
+def validate(
+    identifier: Identifier,
+    token: str,
+    key_authorization: str,
+    config: ACMEProvisionerConfig,
+    deadline: Deadline | None = None,
+) -> None:
+    """Raise an ACMEProblem unless the token resource holds the key authorization (all by `deadline`)."""
+    deadline = deadline or Deadline.start(config)
     host = identifier.base
     scheme, port, target = "http", config.http01_port, f"/.well-known/acme-challenge/{token}"
     allowed_ports = {80, 443, config.http01_port}
     for _hop in range(config.max_redirects + 1):
-        status, location, body = _fetch(scheme, host, port, target, config)
+        status, location, body = _fetch(scheme, host, port, target, config, deadline)
         if status in (301, 302, 303, 307, 308) and location:
             base = f"{scheme}://{host if ':' not in host else '[' + host + ']'}:{port}{target}"
             nxt = urlsplit(urljoin(base, location))

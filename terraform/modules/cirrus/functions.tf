@@ -65,9 +65,9 @@ locals {
       trigger      = "http"
       access       = "authenticated"
       signs        = false
-      events       = false
+      events       = true
       calls_issuer = false
-      deployed     = false
+      deployed     = true
       memory       = "512Mi"
       timeout      = 60
     }
@@ -131,6 +131,10 @@ locals {
   # that could not use it.
   ocsp_responder_key_uri = "cloudkms:${google_kms_crypto_key.ocsp_responder.id}/cryptoKeyVersions/${var.ocsp_responder_key_version}"
 
+  # The SSH CA keys (CIRRUS_SSH_USER_KEY, CIRRUS_SSH_HOST_KEY), handed to the
+  # functions with a role on them (local.ssh_key_roles).
+  ssh_key_uris = { for kind, key in google_kms_crypto_key.ssh : kind => "cloudkms:${key.id}/cryptoKeyVersions/1" }
+
   # Each HTTP function's own address: its Cloud Run URL, https://SERVICE-PROJECT_NUMBER.REGION.run.app,
   # with no path. The step CLI resolves /root, /1.0/sign ... against the host
   # root, so a path-bearing address (REGION-PROJECT.cloudfunctions.net/NAME)
@@ -158,7 +162,7 @@ locals {
   # --config-dir); the others override its store, blobs and key entries.
   common_env = {
     CIRRUS_CONFIG = var.config_path
-    CIRRUS_STORE  = "firestore:projects/${var.project_id}/databases/${google_firestore_database.cirrus.name}"
+    CIRRUS_STORE  = "firestore:projects/${var.project_id}/databases/${google_firestore_database.cirrus.name}?shards=${var.firestore_shards}"
     CIRRUS_BLOBS  = "gs://${google_storage_bucket.crl.name}"
     CIRRUS_EVENTS = "pubsub:${google_pubsub_topic.events.id}"
   }
@@ -168,6 +172,8 @@ locals {
       local.common_env,
       contains(local.signers, name) ? { CIRRUS_KEY = local.signing_key_uri } : {},
       contains(keys(local.ocsp_key_roles), name) ? { CIRRUS_OCSP_KEY = local.ocsp_responder_key_uri } : {},
+      contains(keys(local.ssh_key_roles), name) ? { CIRRUS_SSH_USER_KEY = local.ssh_key_uris["user"] } : {},
+      contains(keys(local.ssh_key_roles), name) ? { CIRRUS_SSH_HOST_KEY = local.ssh_key_uris["host"] } : {},
       contains(local.issuer_callers, name) ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
       f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = local.external_urls[name] } : {},
     )

@@ -6,7 +6,7 @@
 #   acme         datastore.user               invoke issuer; publish events; objectViewer on the CRL bucket (serves /crl)
 #   ocsp         -                            signerVerifier on the OCSP responder key; objectViewer on the CRL bucket
 #   issuer       datastore.user               signerVerifier on the intermediate key; publish events
-#   dashboard    -                            -   (reads arrive once the dashboard lands: add them here)
+#   dashboard    datastore.user               publish events (reads everything; writes revocations, sign-in tokens)
 #   crl_publish  datastore.user               signerVerifier on the CRL-signing (intermediate) key; publicKeyViewer on the
 #                                             OCSP responder key; objectUser on the CRL bucket; publish events
 #   sweep        datastore.user               publish events
@@ -77,7 +77,7 @@ locals {
     acme        = ["roles/datastore.user"]
     ocsp        = []
     issuer      = ["roles/datastore.user"]
-    dashboard   = []
+    dashboard   = ["roles/datastore.user"]
     crl_publish = ["roles/datastore.user"]
     sweep       = ["roles/datastore.user"]
   }
@@ -124,6 +124,25 @@ locals {
       for fn, roles in local.ocsp_key_roles : [for role in roles : { function = fn, role = role }]
       if contains(keys(local.deployed), fn)
     ]) : "${grant.function}/${grant.role}" => grant
+  }
+
+  # Roles on the SSH user and host CA keys (kms.tf). Whoever signs X.509
+  # certificates signs SSH ones: the issuer, or ca_api while the issuer is not
+  # deployed. ca_api otherwise only reads the public keys (/ssh/roots,
+  # /ssh/config), and crl_publish reads them for the KRL. Every function listed
+  # here also gets CIRRUS_SSH_USER_KEY and CIRRUS_SSH_HOST_KEY (functions.tf).
+  ssh_key_roles = {
+    issuer      = ["roles/cloudkms.signerVerifier", "roles/cloudkms.publicKeyViewer"]
+    ca_api      = local.issuer_deployed ? ["roles/cloudkms.publicKeyViewer"] : ["roles/cloudkms.signerVerifier", "roles/cloudkms.publicKeyViewer"]
+    crl_publish = ["roles/cloudkms.publicKeyViewer"]
+  }
+
+  ssh_key_grants = {
+    for grant in flatten([
+      for fn, roles in local.ssh_key_roles : [
+        for kind in ["user", "host"] : [for role in roles : { function = fn, role = role, kind = kind }]
+      ] if contains(keys(local.deployed), fn)
+    ]) : "${grant.kind}/${grant.function}/${grant.role}" => grant
   }
 
   # ca_api and acme serve /crl (shared/api/mounts.py) from the bucket; ocsp
@@ -194,6 +213,14 @@ resource "google_kms_crypto_key_iam_member" "ocsp_responder" {
   for_each = local.ocsp_key_grants
 
   crypto_key_id = google_kms_crypto_key.ocsp_responder.id
+  role          = each.value.role
+  member        = "serviceAccount:${google_service_account.fn[each.value.function].email}"
+}
+
+resource "google_kms_crypto_key_iam_member" "ssh" {
+  for_each = local.ssh_key_grants
+
+  crypto_key_id = google_kms_crypto_key.ssh[each.value.kind].id
   role          = each.value.role
   member        = "serviceAccount:${google_service_account.fn[each.value.function].email}"
 }

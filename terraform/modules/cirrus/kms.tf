@@ -55,6 +55,32 @@ resource "google_kms_crypto_key" "ocsp_responder" {
   }
 }
 
+# The SSH user and host CA keys (shared/ssh): SSH certificates are signed by the
+# function that signs X.509 ones (the issuer, or its callers until it is
+# deployed), one AsymmetricSign per certificate over the hand-built OpenSSH
+# certificate. ca_api reads their public keys for /ssh/roots and /ssh/config;
+# crl_publish reads them to write the KRL. EC P-256, the default of
+# `step ca init --ssh`, which every OpenSSH since 5.7 accepts.
+resource "google_kms_crypto_key" "ssh" {
+  #checkov:skip=CKV_GCP_43:Rotation periods apply only to symmetric ENCRYPT_DECRYPT keys; an SSH CA key is rotated by publishing the new key beside the old one in known_hosts and TrustedUserCAKeys first.
+  for_each = toset(["user", "host"])
+
+  name     = "${var.name_prefix}-ssh-${each.key}"
+  key_ring = google_kms_key_ring.ca.id
+  purpose  = "ASYMMETRIC_SIGN"
+  labels   = var.labels
+
+  version_template {
+    algorithm        = "EC_SIGN_P256_SHA256"
+    protection_level = "HSM"
+  }
+
+  # Every host and user trusts this exact key: replacing it silently would lock them out.
+  lifecycle {
+    prevent_destroy = true
+  }
+}
+
 # Optional online-in-KMS root. No function is granted any role on it; only the
 # operator who runs the bootstrap ceremony uses it, with their own credentials.
 resource "google_kms_crypto_key" "root" {

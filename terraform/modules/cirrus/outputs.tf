@@ -63,6 +63,11 @@ output "ocsp_responder_key_uri" {
   value       = local.ocsp_responder_key_uri
 }
 
+output "ssh_key_uris" {
+  description = "The cloudkms: URIs of the SSH user and host CA keys (CIRRUS_SSH_USER_KEY, CIRRUS_SSH_HOST_KEY)."
+  value       = local.ssh_key_uris
+}
+
 output "root_key_id" {
   description = "Cloud KMS key of the root CA, or null when the root is kept offline."
   value       = var.create_root_key ? google_kms_crypto_key.root[0].id : null

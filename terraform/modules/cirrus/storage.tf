@@ -52,6 +52,35 @@ resource "google_storage_bucket" "crl" {
     }
   }
 
+  # A CRL is rewritten every publish (and on revocations), so its superseded
+  # versions pile up faster than the age rule above removes them: keep only the
+  # newest crl_versions_kept of each object (enough to roll a bad publish back).
+  lifecycle_rule {
+    condition {
+      num_newer_versions = var.crl_versions_kept
+      with_state         = "ARCHIVED"
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Backstop for the serial index (shared/validation/serial_index.py deletes
+  # superseded segments itself): a segment holds certificates issued before it
+  # was written and is dropped a day after the last of them expires, so one
+  # older than the longest certificate lifetime is named by no manifest. Its
+  # deletion leaves a noncurrent version, which the first rule removes.
+  lifecycle_rule {
+    condition {
+      age            = var.serial_index_segment_max_age_days
+      matches_prefix = ["ocsp-index/"]
+      matches_suffix = [".bin"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
   depends_on = [google_project_service.apis]
 }
 

@@ -115,6 +115,17 @@ variable "firestore_database" {
   default     = null
 }
 
+variable "firestore_shards" {
+  description = "Shards of every time-ordered Firestore index (the `shard` field leading each composite index; docs/scale.md). Firestore sustains about 500 writes/s into a rising index range, so N shards carry about N x 500 issuances/s; the default 16 covers 5,000/s with headroom. Raise it freely; lowering it needs a shard backfill first."
+  type        = number
+  default     = 16
+
+  validation {
+    condition     = var.firestore_shards >= 1 && var.firestore_shards <= 64 && floor(var.firestore_shards) == var.firestore_shards
+    error_message = "firestore_shards must be an integer from 1 to 64."
+  }
+}
+
 variable "crl_bucket_name" {
   description = "Globally unique name of the bucket that holds published CRLs, the issued-serial index and the OCSP responder certificate. Null derives one from the project ID."
   type        = string
@@ -131,6 +142,28 @@ variable "crl_version_retention_days" {
   description = "Days a superseded (noncurrent) object version is kept in the CRL bucket before deletion. Versioning lets you recover from a bad publish; this bounds its cost."
   type        = number
   default     = 30
+}
+
+variable "crl_versions_kept" {
+  description = "Superseded versions of each CRL object kept in the bucket (newest first); older ones are deleted by a lifecycle rule, as are versions older than crl_version_retention_days."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.crl_versions_kept >= 1
+    error_message = "crl_versions_kept must be at least 1."
+  }
+}
+
+variable "serial_index_segment_max_age_days" {
+  description = "Age in days after which a lifecycle rule deletes serial-index segments (ocsp-index/*.bin) the publisher failed to delete. Must exceed the longest certificate lifetime any provisioner allows plus one day (the index keeps a segment until a day after its last certificate expires); the default covers the 398-day public TLS maximum."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.serial_index_segment_max_age_days >= 2
+    error_message = "serial_index_segment_max_age_days must be at least 2."
+  }
 }
 
 variable "crl_publish_interval_minutes" {

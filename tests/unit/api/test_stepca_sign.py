@@ -22,6 +22,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.helpers import make_csr, mint_sign_token, mint_token, pkilint_errors, sign_claims
 
+pytestmark = pytest.mark.hostile  # no request may reach the generic 500 handler (tests/hostile.py)
+
 
 def rows(authority_dir: Path) -> dict[str, int]:
     db = sqlite3.connect(authority_dir / "db" / "cirrus.db")

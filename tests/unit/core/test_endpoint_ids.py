@@ -32,3 +32,25 @@ def test_endpoint_for_sign_groups_by_subject_only_when_renewal_is_disabled() -> 
     fresh = endpoint_for_sign(renewal_enabled=True, **args)  # type: ignore[arg-type]
     assert uuid.UUID(fresh.id[3:]).version == 7
     assert fresh.id != endpoint_for_sign(renewal_enabled=True, **args).id  # type: ignore[arg-type]
+
+
+def test_each_store_picks_its_endpoint_id_order() -> None:
+    """Firestore asks for random ids (no rising document ids); SQLite and memory keep UUIDv7's page order."""
+    from shared.clock import FixedClock
+    from shared.endpoints import endpoint_id_order
+    from shared.store.firestore import FirestoreStore
+    from shared.store.memory import MemoryStore
+
+    assert endpoint_id_order(FirestoreStore) == "random"  # the class attribute; no client needed
+    assert endpoint_id_order(MemoryStore(clock=FixedClock(T0))) == "time"
+    assert endpoint_id_order(object()) == "time"
+
+
+def test_random_endpoint_ids_do_not_follow_time() -> None:
+    args = {"authority_id": "a", "provisioner_id": "p", "subject_key": "k", "name": "n", "now": T0}
+    ids = [endpoint_for_sign(renewal_enabled=True, id_order="random", **args).id for _ in range(200)]  # type: ignore[arg-type]
+    assert len(set(ids)) == 200 and all(i.startswith("ep-") and len(i) == 35 for i in ids)
+    assert uuid.UUID(ids[0][3:]).version == 4
+    assert ids != sorted(ids)  # 200 random ids in rising order: 1 in 200!
+    grouped = endpoint_for_sign(renewal_enabled=False, id_order="random", **args)  # type: ignore[arg-type]
+    assert grouped.id == subject_endpoint_id("a", "k")

@@ -199,7 +199,7 @@ def _read_response(c: socket.socket) -> bytes:
 
 def test_after_response_work_runs_once_the_answer_is_out_and_before_the_next_request() -> None:
     """The ACME challenge model: answer first, then work, and the same connection's next request sees its outcome."""
-    from shared.httpserver import AFTER_RESPONSE_KEY
+    from shared.api.wsgi import AFTER_RESPONSE_KEY
 
     release = threading.Event()
     state = {"done": 0}
@@ -269,7 +269,7 @@ def test_absolute_form_targets_are_accepted_and_name_the_host() -> None:
 
 def test_path_info_is_percent_decoded_as_pep_3333_says() -> None:
     """PATH_INFO: decoded, bytes as latin-1 (what Werkzeug and the Functions give); the raw target in REQUEST_URI."""
-    from shared.httpserver import wsgi_path
+    from shared.api.wsgi import wsgi_path
 
     seen: dict[str, str] = {}
 

@@ -272,6 +272,63 @@ def test_racing_publishers_never_lose_a_serial(tmp_path: Path) -> None:
     assert r.total == 12  # nothing indexed twice
 
 
+def segment_files(tmp_path: Path) -> set[str]:
+    """The segment objects actually in the blob folder (not what a manifest says)."""
+    folder = tmp_path / "blobs" / "ocsp-index" / AID
+    return {f"ocsp-index/{AID}/{p.name}" for p in folder.glob("seg-*.bin")}
+
+
+def current_manifest(blobs: LocalBlobStore) -> Manifest:
+    blob = blobs.read(manifest_name(AID))
+    assert blob is not None
+    return Manifest.decode(blob.data, AID)
+
+
+def test_superseded_segments_are_deleted_after_the_grace(tmp_path: Path) -> None:
+    """Merged and expired segments are retired by the manifest, then deleted once readers cannot need them."""
+    clock = FixedClock(T0)
+    store = MemoryStore(clock=clock)
+    publisher, blobs = make(tmp_path, store, clock, tail_entries=2, segment_entries=64, max_segments=2)
+    serials: list[int] = []
+    for _ in range(5):  # five runs, each sealing a small segment; merges retire the merged ones
+        clock.advance(dt.timedelta(minutes=10))
+        batch = [new_serial() for _ in range(3)]
+        serials.extend(batch)
+        for s in batch:
+            store.record_issuance(record(s, clock.now(), days=90))
+        publisher.publish()
+    manifest = current_manifest(blobs)
+    live = {s.name for s in manifest.segments}
+    retired = {name for name, _ in manifest.retired}
+    assert retired and not retired & live
+    assert segment_files(tmp_path) == live | retired  # within the grace: still readable
+    assert published(blobs) == set(serials)
+    # an hour on, the next run (with nothing new to index) deletes them and forgets them
+    clock.advance(dt.timedelta(hours=1, seconds=1))
+    [result] = publisher.publish()
+    assert result.generation is not None and result.added == 0
+    assert current_manifest(blobs).retired == ()
+    assert segment_files(tmp_path) == live
+    assert published(blobs) == set(serials)
+    assert publisher.publish()[0].generation is None  # and then nothing more to write
+
+
+def test_a_losing_publisher_deletes_the_segments_it_sealed(tmp_path: Path) -> None:
+    clock = FixedClock(T0)
+    store = MemoryStore(clock=clock)
+    blobs = HookedBlobs(root=tmp_path / "blobs", fsync=False)
+    a, _ = make(tmp_path, store, clock, blobs, tail_entries=2, segment_entries=16)
+    b, _ = make(tmp_path, store, clock, blobs, tail_entries=2, segment_entries=16)
+    serials = [new_serial() for _ in range(5)]
+    for s in serials:
+        store.record_issuance(record(s, T0))
+    blobs.before_manifest_write = b.publish  # B publishes between A's segment writes and A's manifest write
+    [r] = a.publish()
+    assert blobs.before_manifest_write is None and r.generation is None  # A lost, then found nothing to add
+    assert segment_files(tmp_path) == {s.name for s in current_manifest(blobs).segments}  # A's copies are gone
+    assert published(blobs) == set(serials)
+
+
 def test_concurrent_issuers_and_publishers_on_sqlite(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.db")
     clock = FixedClock(T0)

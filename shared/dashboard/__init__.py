@@ -1,0 +1,1 @@
+"""The operator dashboard: server-rendered HTML at `/dashboard` (no JavaScript, one stylesheet)."""

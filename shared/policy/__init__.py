@@ -1,0 +1,1 @@
+"""Issuance policy: step-ca's `policy` block (allow/deny name rules)."""

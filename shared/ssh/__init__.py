@@ -1,0 +1,1 @@
+"""OpenSSH certificates: the wire format, the SSH certificate authority and its KRL."""
