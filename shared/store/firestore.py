@@ -223,7 +223,7 @@ class FirestoreStore(ShardedQueries):
         events: Sequence[Event] = (),
         claim: TokenClaim | None = None,
     ) -> None:
-        """Write the token claim, the certificate (with its events) and a new endpoint in one atomic batch."""
+        """Write the claim, the certificate (with its events), a new endpoint and the usage in one transaction."""
         codec.check_issuance(certificate, new_endpoint)
         write_id = secrets.token_hex(8)
         cert_fields = {
