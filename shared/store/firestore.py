@@ -14,6 +14,10 @@ primitives, without read-then-write races:
   certificate (carrying the issuance's events) and, when new, the endpoint, and
   sets those usage documents. Usage needs the reads, and keeping it in the same
   transaction is what makes it exact with several instances writing at once.
+  The usage documents are the lock: the endpoint's certificates are queried
+  after them and outside the transaction's lock set (`firestore_usage` says
+  why that stays exact), so issuances into different endpoints never wait on
+  each other.
   Document writes per issued certificate: the claim (1) + the certificate (1)
   + the endpoint only when new (1) + one usage document per month the
   certificate spans (1, or 2 across a month end).
@@ -47,6 +51,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -65,6 +70,8 @@ T = TypeVar("T")
 
 # Commits of one transaction the SDK tries before contention counts as a transient failure.
 _TRANSACTION_ATTEMPTS = 5
+# Longest random pause (seconds) before the second run of a transaction's body, doubled per run.
+_CONTENTION_PAUSE = 0.05
 _ESCAPE = re.compile("~(7E|2F)")
 
 
@@ -276,7 +283,7 @@ class FirestoreStore(ShardedQueries):
                 owner = (new_endpoint.authority_id, new_endpoint.name)
             else:
                 owner = (certificate.authority_id, "")
-            current = self._meter.read_months(tx, kw, endpoint_id, months)
+            current = self._meter.read_months(tx, kw, endpoint_id, months)  # first: see `firestore_usage`
             others = self._meter.intervals(tx, kw, endpoint_id, new_interval, skip=certificate.serial) if months else []
             usage = metering.after_issuance(
                 new_interval, others, {m: firestore_usage.usage_of(f) for m, f in current.items()}
@@ -302,11 +309,23 @@ class FirestoreStore(ShardedQueries):
         meets "transaction is invalid or closed"), so it is transient here: the store's retry
         runs the whole operation again in a fresh transaction, whose reads find the
         operation's own write id if the first commit landed.
+
+        Before each re-run the body pauses a random moment (at most `_CONTENTION_PAUSE`,
+        doubled per run): transactions that collided on one document (the same token sent to
+        several instances, or issuances into one endpoint) then re-read at different times, so
+        one commits before the others read. Without it, contenders that restart together can
+        collide again on every run; the Firestore emulator, which ends a lock conflict by
+        timing out every party, does so until the deadline (tests/e2e/test_many_instances.py).
         """
         committing = False
+        runs = 0
 
         def run(tx: Any) -> None:
-            nonlocal committing
+            nonlocal committing, runs
+            committing = False
+            runs += 1
+            if runs > 1:
+                time.sleep(self._retry.rand() * _CONTENTION_PAUSE * 2 ** (runs - 2))
             body(tx)
             committing = True
 
@@ -423,8 +442,8 @@ class FirestoreStore(ShardedQueries):
                 return
             endpoint_id = str(cert["endpoint_id"])
             window = (metering.month_bounds(months[0])[0], metering.month_bounds(months[-1])[1])
+            current = self._meter.read_months(tx, kw, endpoint_id, months)  # first: see `firestore_usage`
             intervals = self._meter.intervals(tx, kw, endpoint_id, window, revoked={revocation.serial: revoked_iso})
-            current = self._meter.read_months(tx, kw, endpoint_id, months)
             owner = (str(cert["authority_id"]), "")
             if any(m not in current for m in months):
                 owner_snap = self._col(docs.ENDPOINTS).document(docs.doc_id(endpoint_id)).get(transaction=tx, **kw)

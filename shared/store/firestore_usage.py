@@ -3,12 +3,22 @@
 `P + endpoint_months` holds one document per (month, endpoint) in which the endpoint had
 an active certificate (`shared.metering` states the rule): `month`, `endpoint_id`,
 `authority_id`, `name`, `billable_from`/`billable_to` (fixed-width ISO) and `peak_active`.
-An issuance or a revocation reads, in its transaction, the endpoint's certificates still
-active after the change begins (an equality filter on `endpoint_id` and a range on
-`not_after`: composite index (endpoint_id, not_after)), their revocations, and the month
-documents it touches, and writes those month documents with the certificate or the
-revocation: Firestore's serializable transactions make the records agree with what they
-summarise even with several instances writing one endpoint at once.
+An issuance or a revocation reads, in its transaction, the month documents it touches;
+then the endpoint's certificates still active after the change begins (an equality filter
+on `endpoint_id` and a range on `not_after`: composite index (endpoint_id, not_after)) and
+their revocations; and writes those month documents with the certificate or the revocation.
+
+The month documents are the endpoint's lock; the certificate query is not part of the
+transaction. Every change to the active intervals an endpoint has in a month (an
+issuance active in it, a revocation cutting it short) writes that month's document, and
+two transactions on one document are serialised: the later one reads the month document
+only after the earlier one committed (its transactional read waits for, or is aborted
+and re-run after, the earlier commit) and only then queries, and Firestore's reads are
+strongly consistent, so its query sees the earlier certificate or revocation. Changes in
+other months cannot alter this transaction's months. Left in the transaction, the query
+would lock its index range; the Firestore emulator locks far more than that (issuances
+into different endpoints waited on each other for its 2 s lock timeout), so the query runs
+outside and the order of the reads (months first) is what the exactness rests on.
 
 Nothing here imports the SDK: the store passes its collections, client and filter type.
 """
@@ -73,7 +83,9 @@ class FirestoreMeter:
     ) -> list[metering.Interval]:
         """Active intervals of the endpoint's certificates that may touch `window`.
 
-        `revoked` overrides `revoked_at` for serials revoked in this same transaction.
+        Read outside the transaction `tx` (strongly consistent, no locks): call it only after
+        `read_months` has read the month documents it serves (module docstring). `revoked`
+        overrides `revoked_at` for serials revoked in this same transaction.
         """
         query = (
             self._col(docs.CERTIFICATES)
@@ -83,13 +95,13 @@ class FirestoreMeter:
         )
         until = _iso(window[1])
         found = [
-            f for f in (s.to_dict() for s in query.stream(transaction=tx, **kw)) if f["not_before"] < until
+            f for f in (s.to_dict() for s in query.stream(**kw)) if f["not_before"] < until
         ]
         found = [f for f in found if f["serial"] != skip]
         refs = {docs.doc_id(f["serial"]): self._col(docs.REVOCATIONS).document(docs.doc_id(f["serial"])) for f in found}
         revoked_at: dict[str, str] = {}
         if refs:
-            for snap in self._client.get_all(list(refs.values()), field_paths=["revoked_at"], transaction=tx, **kw):
+            for snap in self._client.get_all(list(refs.values()), field_paths=["revoked_at"], **kw):
                 if snap.exists:
                     revoked_at[snap.id] = str(snap.get("revoked_at"))
         overrides = revoked or {}
