@@ -23,6 +23,9 @@ command -v go >/dev/null || need_apt+=(golang-go)
 [ -d /usr/share/gocode/src/github.com/smallstep/certificates/ca ] || need_apt+=(golang-github-smallstep-certificates-dev)
 # Debian's chromium for the dashboard's browser tests (Playwright drives it; never `playwright install`).
 command -v chromium >/dev/null || need_apt+=(chromium)
+# The template differential suite renders with Go's text/template + sprig and reads step's default templates.
+[ -d /usr/share/gocode/src/github.com/Masterminds/sprig ] || need_apt+=(golang-github-masterminds-sprig-dev)
+[ -d /usr/share/gocode/src/go.step.sm/crypto/x509util ] || need_apt+=(golang-step-crypto-dev)
 command -v gcloud >/dev/null || need_apt+=(google-cloud-cli google-cloud-cli-firestore-emulator google-cloud-cli-pubsub-emulator)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== apt-get install ${need_apt[*]}"

@@ -22,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from shared.events.base import ENDPOINT_EXPIRED, ENDPOINT_EXPIRING, EVENT_SOURCE, EventSink
+from cryptography import x509
+
+from shared.events.base import AUTHORITY_EXPIRING, ENDPOINT_EXPIRED, ENDPOINT_EXPIRING, EVENT_SOURCE, EventSink
 from shared.model import CertificateRecord, Event
 from shared.store.base import CertificateReader, EventLog, RevocationReader, TokenLedger
 
@@ -130,6 +132,51 @@ def run_expiry_alerts(
             )
     if raised:
         stores.events.append_events(raised)
+        for sink in sinks:
+            try:
+                sink.publish(raised)
+            except Exception:  # noqa: S112 - the events stay in the log for re-delivery
+                continue
+    return raised
+
+
+#: An authority certificate (root or intermediate) alerts this long before it expires.
+AUTHORITY_WINDOW = dt.timedelta(days=90)
+
+
+def run_authority_alerts(
+    certificates: Sequence[x509.Certificate],
+    *,
+    authority_id: str,
+    ledger: TokenLedger,
+    events: EventLog,
+    now: dt.datetime,
+    window: dt.timedelta = AUTHORITY_WINDOW,
+    sinks: Sequence[EventSink] = (),
+) -> list[Event]:
+    """Raise `authority.expiring` once per CA certificate within `window` of its end.
+
+    A CA certificate that lapses strands every certificate under it, and replacing one
+    takes a ceremony, so the warning comes months ahead, not a third of its life.
+    """
+    raised: list[Event] = []
+    for cert in certificates:
+        not_after = cert.not_valid_after_utc
+        if not now <= not_after <= now + window:
+            continue
+        serial = str(cert.serial_number)
+        if not ledger.claim(f"alert:{AUTHORITY_EXPIRING}", serial, not_after + EXPIRED_LOOKBACK):
+            continue
+        raised.append(
+            Event(
+                id=uuid.uuid4().hex, type=AUTHORITY_EXPIRING, source=f"{EVENT_SOURCE}/{authority_id}",
+                subject=serial, time=now,
+                data={"authorityId": authority_id, "serial": serial, "subject": cert.subject.rfc4514_string(),
+                      "notAfter": not_after.isoformat()},
+            )
+        )  # fmt: skip
+    if raised:
+        events.append_events(raised)
         for sink in sinks:
             try:
                 sink.publish(raised)

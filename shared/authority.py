@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from shared.clock import Clock
@@ -49,11 +50,21 @@ from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
 from shared.renewal import renewable_record, successor_extensions, successor_window
 from shared.store.base import IssuanceWrite
+from shared.templates import TemplateError
+from shared.templates.fields import decode_rendered
 from shared.validity import check_window, requested_window
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
 from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans
-from shared.x509.profile import Issuer, default_leaf_extensions, provisioner_extension, sign_certificate
+from shared.x509.profile import (
+    Issuer,
+    ca_leaf_extensions,
+    default_leaf_extensions,
+    provisioner_extension,
+    sign_certificate,
+)
 from shared.x509.serials import SerialSource, random_serial
+from shared.x509.templated import template_data, templated_leaf
+from shared.x509.upstream import UpstreamIssuer, UpstreamWindow
 
 log = logging.getLogger("cirrus.authority")
 
@@ -81,8 +92,10 @@ class Authority:
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
         policy: IssuancePolicies | None = None,
+        upstream: UpstreamIssuer | None = None,
     ) -> None:
         self.authority_id = authority_id
+        self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
         self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
         self.issuer = issuer
@@ -142,7 +155,7 @@ class Authority:
             check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
-            not_before=not_before, not_after=not_after, now=now, group=group,
+            not_before=not_before, not_after=not_after, now=now, group=group, csr=csr,
         )
 
     def issue_for_identifiers(
@@ -191,7 +204,7 @@ class Authority:
         )
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=common_name,
-            not_before=not_before, not_after=not_after, now=now, claim=False, previous=previous,
+            not_before=not_before, not_after=not_after, now=now, claim=False, previous=previous, csr=csr,
         )
 
     def _issue_new(
@@ -207,6 +220,7 @@ class Authority:
         claim: bool = True,
         previous: CertificateRecord | None = None,
         group: CommitGroup | None = None,
+        csr: x509.CertificateSigningRequest | None = None,
     ) -> Issued:
         """Validity, endpoint, claim, sign, record: the tail every fresh issuance shares."""
         window = requested_window(
@@ -244,9 +258,19 @@ class Authority:
                 check_common_name(common_name)
             except ValueError as exc:  # the token's subject, which becomes the CN
                 raise Forbidden(f"invalid subject: {exc}") from exc
+        if self._upstream is not None:  # registration authority: every check above ran here
+            return self._issue_upstream(self._upstream, auth, csr, sans, common_name, window, endpoint, is_new,
+                                        previous, claim=claim, group=group, now=now)
         serial = self._serials()
-        extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]) if common_name else x509.Name([])
+        names: tuple[str, tuple[str, ...]] | None = (
+            common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
+        templated = self._templated_leaf(public_key, sans, common_name, auth, serial, csr)
+        if templated is not None:
+            subject, extensions = templated
+            names = None  # recorded from the certificate: the template may have changed them
+        else:
+            extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
+            subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
         cert = sign_certificate(
             self.issuer,
             subject=subject,
@@ -266,7 +290,7 @@ class Authority:
             new_endpoint=is_new,
             create_endpoint=previous is None,
             claim=auth.replay if claim else None,
-            names=(common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris)),
+            names=names,
             group=group,
         )
 
@@ -288,6 +312,31 @@ class Authority:
             ocsp_url=self._ocsp_url,
             ca_issuers_url=self._ca_issuers_url,
         )
+
+    def _templated_leaf(
+        self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int,
+        csr: x509.CertificateSigningRequest | None,
+    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]] | None:
+        """Subject and extensions from the provisioner's `options.x509` template, if it has one (issue 15)."""
+        configured = self.provisioners.x509_templates.get(auth.provisioner.name)
+        if configured is None:
+            return None
+        data = template_data(common_name, sans.general_names(), rsa_key=isinstance(public_key, rsa.RSAPublicKey),
+                             csr=csr, token=dict(auth.token_claims), extra=configured.data)
+        try:
+            leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
+        except TemplateError as exc:
+            raise BadRequest(exc.reason if exc.failed else f"certificate template: {exc}") from exc
+        if not leaf.sans and not leaf.common_name:
+            raise BadRequest("certificate template: the certificate needs a subject alternative name")
+        prov_ext = None
+        if not auth.claims.disable_smallstep_extensions:
+            prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)
+        extensions = [*leaf.extensions, *ca_leaf_extensions(
+            provisioner=prov_ext, crl_url=self._crl_url(serial) if self._crl_url else None,
+            ocsp_url=self._ocsp_url, ca_issuers_url=self._ca_issuers_url,
+        )]
+        return leaf.subject, extensions
 
     # ------------------------------------------------------- renew / rekey
     def renew(
@@ -313,7 +362,7 @@ class Authority:
         if not isinstance(csr_pem, str) or not csr_pem:
             raise BadRequest("missing csr")
         csr = parse_csr(csr_pem)
-        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group)
+        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group, csr)
 
     def _renew_or_rekey(
         self,
@@ -321,6 +370,7 @@ class Authority:
         new_key: PublicKey | None,
         replay: ReplayClaim | None,
         group: CommitGroup | None = None,
+        csr: x509.CertificateSigningRequest | None = None,
     ) -> Issued:
         now = self._clock.now()
         record = renewable_record(
@@ -334,6 +384,8 @@ class Authority:
         serial = record.serial
         window = successor_window(old, now=now, backdate=self._backdate)
         new_serial = self._serials()
+        if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
+            return self._renew_upstream(self._upstream, record, csr, window, new_key is not None, replay, group, now)
         public_key = new_key if new_key is not None else check_public_key(old.public_key())
         extensions = successor_extensions(old, self._crl_url(new_serial) if self._crl_url else None)
         cert = sign_certificate(
@@ -448,3 +500,55 @@ class Authority:
                 sink.publish(events)
             except Exception:
                 log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)
+
+    # ------------------------------------------- registration authority
+    def _issue_upstream(
+        self,
+        upstream: UpstreamIssuer,
+        auth: SignAuthorization,
+        csr: x509.CertificateSigningRequest | None,
+        sans: SANs,
+        common_name: str,
+        window: UpstreamWindow,
+        endpoint: Endpoint,
+        is_new: bool,
+        previous: CertificateRecord | None,
+        *,
+        claim: bool,
+        group: CommitGroup | None,
+        now: dt.datetime,
+    ) -> Issued:
+        """`shared.ra`: the upstream signs what this pipeline authorized; recorded here as a local issuance."""
+        if not sans.all:
+            raise Forbidden("certificate must have at least one subject alternative name")
+        cert, chain = upstream.issue(csr, common_name=common_name, sans=sans, window=window)
+        issued = self._record(
+            cert, auth.provisioner, endpoint, now, renewed_from=previous.serial if previous is not None else None,
+            operation="sign", new_endpoint=is_new, create_endpoint=previous is None,
+            claim=auth.replay if claim else None, group=group,
+        )
+        return replace(issued, chain=chain, chain_pem=None)
+
+    def _renew_upstream(
+        self,
+        upstream: UpstreamIssuer,
+        record: CertificateRecord,
+        csr: x509.CertificateSigningRequest | None,
+        window: UpstreamWindow,
+        rekey: bool,
+        replay: ReplayClaim | None,
+        group: CommitGroup | None,
+        now: dt.datetime,
+    ) -> Issued:
+        """`shared.ra`: a rekey is a fresh upstream sign for the recorded names, on the same endpoint."""
+        sans = split_sans(list(record.sans))
+        cert, chain = upstream.issue(csr, common_name=record.common_name, sans=sans, window=window)
+        endpoint = Endpoint(
+            id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
+            subject_key=record.subject_key, name=record.common_name, created_at=now,
+        )
+        issued = self._record(
+            cert, record.provisioner, endpoint, now, renewed_from=record.serial,
+            operation="rekey" if rekey else "renew", new_endpoint=False, claim=replay, group=group,
+        )
+        return replace(issued, chain=chain, chain_pem=None)

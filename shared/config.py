@@ -219,7 +219,7 @@ class Settings:
             base_dir=base_dir,
             roots=tuple(Path(_resolve(base_dir, r)) for r in roots_list),
             intermediate=Path(_resolve(base_dir, req_str("crt"))),
-            key=_resolve(base_dir, req_str("key")),
+            key=_resolve(base_dir, req_str("key")) if "ra" not in merged else "",  # an RA holds no key (shared.ra)
             password_file=Path(_resolve(base_dir, password_file)) if password_file else None,
             address=str(merged.get("address") or DEFAULT_ADDRESS),
             dns_names=tuple(dns_names),

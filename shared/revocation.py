@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -46,6 +47,14 @@ def parse_reason_code(value: object) -> int:
     return value
 
 
+class UpstreamRevoker(Protocol):
+    """Registration authority mode (`shared.ra`): the revocation is made upstream first."""
+
+    def revoke(self, serial: str, *, reason_code: int, reason: str) -> None:
+        """Revoke at the upstream authority (raises a `CAError` when it cannot)."""
+        ...
+
+
 class Revoker:
     """Records revocations for one authority."""
 
@@ -59,8 +68,10 @@ class Revoker:
         revocations: RevocationStore,
         clock: Clock,
         sinks: Sequence[EventSink] = (),
+        upstream: UpstreamRevoker | None = None,
     ) -> None:
         self._authority_id = authority_id
+        self._upstream = upstream
         self._provisioners = provisioners
         self._tokens = tokens
         self._certificates = certificates
@@ -177,6 +188,8 @@ class Revoker:
                 "authorityId": self._authority_id,
             },
         )
+        if self._upstream is not None:  # nothing is recorded here unless upstream revoked it
+            self._upstream.revoke(serial, reason_code=reason_code, reason=reason)
         self._revocations.revoke(revocation, events=[event])
         for sink in self._sinks:
             try:

@@ -33,6 +33,7 @@ from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
     from shared.issuer_link import IssuerLink
+    from shared.ra import UpstreamCA
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -86,6 +87,7 @@ class Services:
     intermediates: list[x509.Certificate]
     issuer_link: IssuerLink | None = None
     sinks: list[EventSink] = field(default_factory=list)
+    ra_upstream: UpstreamCA | None = None  # registration authority mode (shared.ra)
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -129,7 +131,7 @@ class Services:
 
     def expiry_alerts(self) -> int:
         """Raise the `endpoint.expiring` / `endpoint.expired` alerts due now; return how many."""
-        from shared.alerts import AlertStores, run_expiry_alerts
+        from shared.alerts import AlertStores, run_authority_alerts, run_expiry_alerts
 
         stores = AlertStores(
             expiring=self.store,  # type: ignore[arg-type]
@@ -138,12 +140,28 @@ class Services:
             ledger=self.store,
             events=self.store,
         )
-        return len(
-            run_expiry_alerts(
-                stores,
+        from shared.linked.registry import linked_authority_ids
+
+        # Linked authorities' certificates are alerted on like this authority's own (shared.linked).
+        authority_ids = [self.settings.authority_id, *linked_authority_ids(self.store)]
+        return sum(
+            len(
+                run_expiry_alerts(
+                    stores,
+                    authority_id=authority_id,
+                    now=self.clock.now(),
+                    windows=self.settings.alert_windows,
+                    sinks=self.sinks,
+                )
+            )
+            for authority_id in authority_ids
+        ) + len(
+            run_authority_alerts(
+                [*self.intermediates, *self.roots],
                 authority_id=self.settings.authority_id,
+                ledger=self.store,
+                events=self.store,
                 now=self.clock.now(),
-                windows=self.settings.alert_windows,
                 sinks=self.sinks,
             )
         )
@@ -174,19 +192,41 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     intermediates = load_certificates(settings.intermediate)
     store = store or open_store(settings.store, clock=clock)
     audiences = Audiences(audience_hosts(settings))
-    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences)
+    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences,
+                                base_dir=settings.base_dir)
     policy = IssuancePolicies.build((settings.raw.get("authority") or {}).get("policy"), provisioners)
     from shared.events.delivery import track
     from shared.events.log import open_sinks
 
     opened: list[EventSink] = open_sinks(settings.event_sinks)  # type: ignore[assignment]
-    sinks = track(list(zip(settings.event_sinks, opened, strict=True)), store, clock)
+    named: list[tuple[str, EventSink]] = list(zip(settings.event_sinks, opened, strict=True))
+    if settings.raw.get("linked") is not None:  # linked mode: report to a central Cirrus (shared.linked.sink)
+        from shared.linked.sink import from_config
+
+        named.append(from_config(settings.raw["linked"], base_dir=settings.base_dir, certificates=store))
+    sinks = track(named, store, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
+    upstream: UpstreamCA | None = None
     if settings.issuer_url:
         from shared.issuer_link import IssuerLink
 
         issuer_link = IssuerLink(settings.issuer_url)
+    elif "ra" in settings.raw:  # registration authority: no key, an upstream CA signs (shared.ra)
+        from shared.ra import UpstreamCA, ra_settings, registration_authority
+
+        if settings.crl.enabled:
+            raise ConfigError("config: a registration authority publishes no CRLs (the upstream's cover its"
+                              " certificates): set crl.enabled to false")
+        upstream = UpstreamCA.from_settings(
+            ra_settings(settings.raw["ra"], base_dir=settings.base_dir, default_roots=settings.roots), clock=clock
+        )
+
+        def authority_factory() -> Authority:
+            return registration_authority(
+                settings, upstream, intermediates=intermediates, roots=roots, provisioners=provisioners,
+                store=store, clock=clock, sinks=sinks, policy=policy,
+            )
     else:
 
         def authority_factory() -> Authority:
@@ -217,6 +257,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         revocations=store,
         clock=clock,
         sinks=sinks,
+        upstream=upstream,
     )
     return Services(
         settings=settings,
@@ -230,6 +271,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         intermediates=intermediates,
         issuer_link=issuer_link,
         sinks=sinks,
+        ra_upstream=upstream,
     )
 
 

@@ -84,15 +84,21 @@ def issue_server_certificate(services: Services, directory: Path) -> tuple[Path,
         x509.Extension(x509.SubjectAlternativeName.oid, False, x509.SubjectAlternativeName(names)),
     ]
     not_after = now + SERVER_CERT_LIFETIME
-    cert = sign_certificate(
-        s.issuing().issuer,
-        subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, s.settings.common_name)]),
-        public_key=key.public_key(),
-        serial=random_serial(),
-        not_before=now - dt.timedelta(minutes=1),
-        not_after=not_after,
-        extensions=exts,
-    )
+    if s.ra_upstream is not None:  # a registration authority has no key: upstream issues this one too
+        from shared.ra import upstream_server_certificate
+
+        cert = upstream_server_certificate(s.ra_upstream, key, s.settings.dns_names)
+        not_after = cert.not_valid_after_utc
+    else:
+        cert = sign_certificate(
+            s.issuing().issuer,
+            subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, s.settings.common_name)]),
+            public_key=key.public_key(),
+            serial=random_serial(),
+            not_before=now - dt.timedelta(minutes=1),
+            not_after=not_after,
+            extensions=exts,
+        )
     fd, cert_path = tempfile.mkstemp(dir=directory, prefix="server-", suffix=".crt")
     with os.fdopen(fd, "wb") as fh:
         fh.write(cert.public_bytes(serialization.Encoding.PEM))

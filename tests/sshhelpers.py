@@ -28,7 +28,10 @@ def ssh_token(authority_dir: Path, subject: str, ssh: dict[str, Any], *, op: str
     return mint_token(authority_dir, sign_claims(subject, None, op=op, step={"ssh": ssh}, **extra))
 
 
-def sshpop_token(cert_b64: str, key_path: Path, subject: str, *, op: str = "ssh/renew", now: int | None = None) -> str:
+def sshpop_token(
+    cert_b64: str, key_path: Path, subject: str, *, op: str = "ssh/renew", now: int | None = None,
+    fragment: str = "sshpop/sshpop",
+) -> str:
     """An SSHPOP token: the certificate in the `sshpop` header, signed by its private key."""
     key = serialization.load_ssh_private_key(key_path.read_bytes(), None)
     t = int(time.time()) if now is None else now
@@ -39,7 +42,7 @@ def sshpop_token(cert_b64: str, key_path: Path, subject: str, *, op: str = "ssh/
     claims = {
         "iss": "sshpop",
         "sub": subject,
-        "aud": f"https://{AUDIENCE_HOST}/1.0/{op}#sshpop/sshpop",
+        "aud": f"https://{AUDIENCE_HOST}/1.0/{op}#{fragment}",
         "nbf": t,
         "iat": t,
         "exp": t + 300,

@@ -54,12 +54,19 @@ def dashboard(request: Request, services: Services, tail: str) -> Response:
     return serve(request, services, tail)
 
 
+def linked(request: Request, services: Services, tail: str) -> Response:
+    """Linked authorities' reports (imported on first use)."""
+    from shared.api.linked import linked as serve
+
+    return serve(request, services, tail)
+
+
 def default_mounts(services: Services) -> dict[str, Mount]:
     """Every mount the single-process server serves."""
     mounts: dict[str, Mount] = {
         "/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl, "/acme": acme, "/2.0/acme": acme, "/dashboard": dashboard,
     }
-    mounts.update({"/ssh": ssh, "/1.0/ssh": ssh})
+    mounts.update({"/ssh": ssh, "/1.0/ssh": ssh, "/linked": linked})
     return mounts
 
 

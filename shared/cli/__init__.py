@@ -27,6 +27,9 @@ _MODULES = (
     "shared.cli.ssh",
     "shared.cli.dashboard",
     "shared.cli.store",
+    "shared.cli.template",
+    "shared.cli.linked",
+    "shared.cli.events",
 )
 
 

@@ -53,16 +53,59 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
     """
     from shared.validation.wiring import crl_publisher, responder_rotator
 
-    publisher = services.lazy("crl_publisher", crl_publisher)
-    results: list[PublishResult] = publisher.publish(authority_id)
-    run_publish_index(services, authority_id=authority_id)
+    try:
+        publisher = services.lazy("crl_publisher", crl_publisher)
+        results: list[PublishResult] = publisher.publish(authority_id)
+    except Exception as exc:
+        _crl_failed(services, authority_id, exc)
+        raise
     from shared.ssh.publish import publish_krl
 
-    publish_krl(services)  # the SSH KRL beside the CRLs
-    rotator = services.lazy("ocsp_responder_rotator", responder_rotator)
+    # The serial index, the responder certificate and the SSH KRL are independent: one
+    # failing (say, an SSH key this function cannot read) must not stop the others, or
+    # OCSP would answer tryLater for want of a responder certificate.
+    failures: list[Exception] = []
+    for step in (
+        lambda: run_publish_index(services, authority_id=authority_id),
+        lambda: _rotate_responder(services, responder_rotator),
+        lambda: publish_krl(services),  # the SSH KRL beside the CRLs
+    ):
+        try:
+            step()
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return results
+
+
+def _rotate_responder(services: Services, factory: Any) -> None:
+    rotator = services.lazy("ocsp_responder_rotator", factory)
     if rotator is not None:
         rotator.ensure()
-    return results
+
+
+def _crl_failed(services: Services, authority_id: str | None, exc: Exception) -> None:
+    """Record and send `dev.cirrus.crl.failed` (best effort: the failure itself is what matters)."""
+    import uuid
+
+    from shared.events.base import CRL_FAILED, EVENT_SOURCE
+    from shared.model import Event
+
+    owner = authority_id or services.settings.authority_id
+    event = Event(
+        id=uuid.uuid4().hex, type=CRL_FAILED, source=f"{EVENT_SOURCE}/{owner}", subject=owner,
+        time=services.clock.now(), data={"authorityId": owner, "error": type(exc).__name__},
+    )  # fmt: skip
+    try:
+        services.store.append_events([event])
+        for sink in services.sinks:
+            try:
+                sink.publish([event])
+            except Exception:  # noqa: S112 - kept for re-delivery by the sink's tracker
+                continue
+    except Exception:  # noqa: S110 - the store may be what failed; the caller re-raises the cause
+        pass
 
 
 def run_publish_index(services: Services, *, authority_id: str | None = None) -> list[IndexResult]:

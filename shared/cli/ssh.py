@@ -43,8 +43,8 @@ def register(sub: Any) -> None:
         q.add_argument("--root", type=Path, default=None, help="root certificate to trust")
 
     q = ssub.add_parser("certificate", help="sign an SSH public key (user, or host with --host)")
-    q.add_argument("key_id", metavar="KEY-ID")
-    q.add_argument("public_key", type=Path, metavar="key.pub")
+    q.add_argument("key_id", metavar="KEY-ID", help="the certificate's key id (a user name or host name)")
+    q.add_argument("public_key", type=Path, metavar="key.pub", help="the OpenSSH public key to certify")
     q.add_argument("--host", action="store_true", help="a host certificate (default: user)")
     q.add_argument("--principal", action="append", default=None, help="principal (repeatable; default KEY-ID)")
     q.add_argument("--not-after", default=None, help="validBefore, e.g. 8h or an RFC 3339 time")
@@ -55,8 +55,8 @@ def register(sub: Any) -> None:
     q.set_defaults(func=cmd_certificate)
 
     q = ssub.add_parser("renew", help="renew a host certificate (SSHPOP)")
-    q.add_argument("cert_file", type=Path, metavar="key-cert.pub")
-    q.add_argument("key_file", type=Path, metavar="key")
+    q.add_argument("cert_file", type=Path, metavar="key-cert.pub", help="the current SSH certificate")
+    q.add_argument("key_file", type=Path, metavar="key", help="its private key (signs the SSHPOP token)")
     q.add_argument("--provisioner", default="sshpop", help="SSHPOP provisioner name")
     q.add_argument("--out", type=Path, default=None, help="write here (default: overwrite the certificate)")
     common(q)
@@ -69,12 +69,12 @@ def register(sub: Any) -> None:
     q.set_defaults(func=cmd_config)
 
     q = ssub.add_parser("init", help="add SSH CA keys to an existing authority")
-    q.add_argument("--dir", type=Path, required=True)
+    q.add_argument("--dir", type=Path, required=True, help="authority folder made by `cirrus init`")
     q.set_defaults(func=cmd_init)
 
     q = ssub.add_parser("krl", help="write the KRL of revoked SSH certificates")
-    q.add_argument("--dir", type=Path, required=True)
-    q.add_argument("--out", type=Path, required=True)
+    q.add_argument("--dir", type=Path, required=True, help="authority folder made by `cirrus init`")
+    q.add_argument("--out", type=Path, required=True, help="where to write the KRL")
     q.set_defaults(func=cmd_krl)
     p.set_defaults(func=lambda a: (p.print_help(), 2)[1])
 

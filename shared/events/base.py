@@ -24,6 +24,8 @@ ENDPOINT_CREATED = "dev.cirrus.endpoint.created"
 ENDPOINT_EXPIRING = "dev.cirrus.endpoint.expiring"
 ENDPOINT_EXPIRED = "dev.cirrus.endpoint.expired"
 CRL_PUBLISHED = "dev.cirrus.crl.published"
+CRL_FAILED = "dev.cirrus.crl.failed"
+AUTHORITY_EXPIRING = "dev.cirrus.authority.expiring"
 
 
 class EventSink(Protocol):

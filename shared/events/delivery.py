@@ -19,8 +19,9 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shared.errors import BackendError
@@ -88,16 +89,29 @@ def backoff(attempts: int) -> dt.timedelta:
 
 @dataclass
 class TrackedSink:
-    """Wraps a sink so what it fails to take is kept for re-delivery."""
+    """Wraps a sink so what it fails to take is kept for re-delivery.
+
+    A sink runs in the issuing request's path, so one that is down must not slow every
+    issuance by its timeout: after a failure the sink is paused for `pause` seconds, and
+    events in that time are kept for the sweep at once, without trying (a circuit breaker).
+    """
 
     sink: EventSink
     name: str
     documents: DeliveryDocuments
     clock: Any  # shared.clock.Clock
+    pause: float = 30.0
+    monotonic: Callable[[], float] = time.monotonic
+    _paused_until: float = field(default=0.0, init=False, repr=False)
 
     def publish(self, events: Sequence[Event]) -> None:
         """Deliver; record what was not taken; raise if anything was not."""
-        failed = self._attempt(events)
+        if self.monotonic() < self._paused_until:
+            failed = list(events)  # the sink failed moments ago: keep these for the sweep
+        else:
+            failed = self._attempt(events)
+            if failed:
+                self._paused_until = self.monotonic() + self.pause
         if not failed:
             return
         now = self.clock.now()

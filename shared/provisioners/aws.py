@@ -43,7 +43,9 @@ from shared.provisioners.iid import (
     replay_claim,
     string_list,
 )
+from shared.provisioners.ssh_sign import SSHIdentity, iid_ssh_authorization
 from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, b64url_strict, check_times
+from shared.ssh.options import SSHOptions, SSHSignAuthorization
 
 AWS_ISSUER = "ec2.amazonaws.com"
 IMDS_VERSIONS = ("v2", "v1")
@@ -232,6 +234,26 @@ class AWSProvisioner:
             credential_id=doc["accountId"],
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=CSRNames(common_names=(subject,), forced=forced, check_cn=True),
+        )
+
+    def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:
+        """Verify an identity-document token for `/ssh/sign`: a host certificate, key id the instance id.
+
+        Raises:
+            Unauthorized: as `authorize_sign`; Forbidden, BadRequest: the request.
+        """
+        _, doc, expires = self._verify(peeked, now)
+        private = private_ip(doc["privateIp"])
+        replay = replay_claim(
+            self._ref, token_id=self._token_id, instance_id=doc["instanceId"], raw_token=peeked.raw,
+            tofu=self._tofu, now=now, token_expires=expires,
+        )
+        return iid_ssh_authorization(
+            SSHIdentity(self._ref, self._claims, replay),
+            key_id=doc["instanceId"],
+            principals=(private, internal_dns_name(private, doc["region"])),
+            disable_custom_sans=self._disable_custom_sans,
+            request=request,
         )
 
     def authorize_revoke(self, peeked: PeekedToken, now: dt.datetime) -> RevokeAuthorization:

@@ -30,7 +30,9 @@ from shared.model import ProvisionerRef
 from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAuthorization
 from shared.provisioners.iid import TOFU_LIFETIME, CSRNames, cirrus_options, string_list
 from shared.provisioners.jwks import Fetch, RemoteKeySet, fetch_json
+from shared.provisioners.ssh_sign import SSHIdentity, iid_ssh_authorization
 from shared.provisioners.tokens import PeekedToken, check_times
+from shared.ssh.options import SSHOptions, SSHSignAuthorization
 
 AZURE_OIDC_BASE = "https://login.microsoftonline.com"
 DEFAULT_AUDIENCE = "https://management.azure.com/"
@@ -171,6 +173,21 @@ class AzureProvisioner:
             credential_id=self._tenant,
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=CSRNames(common_names=(vm,), forced=(vm,) if self._disable_custom_sans else None),
+        )
+
+    def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:
+        """Verify a managed-identity token for `/ssh/sign`: a host certificate named for the VM.
+
+        Raises:
+            Unauthorized, Unavailable: as `authorize_sign`; Forbidden, BadRequest: the request.
+        """
+        auth = self.authorize_sign(peeked, now)
+        return iid_ssh_authorization(
+            SSHIdentity(self._ref, self._claims, auth.replay),
+            key_id=auth.subject,
+            principals=(auth.subject,),
+            disable_custom_sans=self._disable_custom_sans,
+            request=request,
         )
 
     def authorize_revoke(self, peeked: PeekedToken, now: dt.datetime) -> RevokeAuthorization:

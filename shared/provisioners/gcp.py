@@ -30,7 +30,9 @@ from shared.provisioners.iid import (
     string_list,
 )
 from shared.provisioners.jwks import RemoteKeySet
+from shared.provisioners.ssh_sign import SSHIdentity, iid_ssh_authorization
 from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times
+from shared.ssh.options import SSHOptions, SSHSignAuthorization
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 GOOGLE_JWKS_URL = "https://www.googleapis.com/oauth2/v3/certs"
@@ -165,6 +167,27 @@ class GCPProvisioner:
             credential_id=sub if isinstance(sub, str) else "",
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=names,
+        )
+
+    def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:
+        """Verify an identity token for `/ssh/sign`: a host certificate named for the instance.
+
+        Raises:
+            Unauthorized, Unavailable: as `authorize_sign`; Forbidden, BadRequest: the request.
+        """
+        _, engine, expires = self._verify(peeked, now)
+        instance_id, instance = _text(engine, "instance_id"), _text(engine, "instance_name")
+        project, zone = _text(engine, "project_id"), _text(engine, "zone")
+        replay = replay_claim(
+            self._ref, token_id=self._token_id, instance_id=instance_id, raw_token=peeked.raw,
+            tofu=self._tofu, now=now, token_expires=expires,
+        )
+        return iid_ssh_authorization(
+            SSHIdentity(self._ref, self._claims, replay),
+            key_id=instance,
+            principals=(f"{instance}.c.{project}.internal", f"{instance}.{zone}.c.{project}.internal"),
+            disable_custom_sans=self._disable_custom_sans,
+            request=request,
         )
 
     def authorize_revoke(self, peeked: PeekedToken, now: dt.datetime) -> RevokeAuthorization:

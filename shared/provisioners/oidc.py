@@ -29,7 +29,9 @@ from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAutho
 from shared.provisioners.iid import string_list
 from shared.provisioners.jwks import Fetch, RemoteKeySet, fetch_json
 from shared.provisioners.keyalgs import algorithms_for_key
+from shared.provisioners.ssh_sign import SSHIdentity, oidc_ssh_authorization
 from shared.provisioners.tokens import PeekedToken, check_times, token_hash
+from shared.ssh.options import SSHOptions, SSHSignAuthorization
 from shared.x509.names import common_name_of, sans_of
 
 MAX_ID_TOKEN_LIFETIME = dt.timedelta(hours=24)
@@ -222,6 +224,16 @@ class OIDCProvisioner:
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=_Names(str(claims["sub"]), tuple(sans), admin),
         )
+
+    def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:
+        """Verify an ID token for `/ssh/sign`; what it allows is `ssh_sign.oidc_ssh_authorization`'s.
+
+        Raises:
+            Unauthorized, Unavailable: as `authorize_sign`; Forbidden, BadRequest: the request.
+        """
+        claims, expires, admin = self._verify(peeked, now)
+        identity = SSHIdentity(self._ref, self._claims, self._replay(peeked, claims, expires))
+        return oidc_ssh_authorization(identity, email=str(claims.get("email") or ""), admin=admin, request=request)
 
     def authorize_revoke(self, peeked: PeekedToken, now: dt.datetime) -> RevokeAuthorization:
         """Only admins' tokens revoke (`sub` is the serial).

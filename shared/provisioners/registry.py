@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from shared.claims import Claims, resolve_claims
@@ -20,6 +21,7 @@ from shared.provisioners.cloud import CloudProvisioner, build_cloud_provisioner
 from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
+from shared.templates.provisioner import load_templates
 
 # Types whose renewal is off unless switched on (endpoint grouping by subject).
 RENEWAL_DISABLED_BY_DEFAULT = {"ACME", "OIDC"}
@@ -79,7 +81,12 @@ class Provisioners:
         *,
         global_claims: Mapping[str, Any],
         audiences: Audiences,
+        base_dir: Path | None = None,
     ) -> None:
+        configs = list(configs)
+        # Certificate templates are parsed now, so a broken one stops the CA from starting.
+        self.x509_templates = load_templates(configs, "x509", base_dir)
+        self.ssh_templates = load_templates(configs, "ssh", base_dir)
         self._all: list[AnyProvisioner] = []
         self._jwk_by_id: dict[str, JWKProvisioner] = {}
         self._by_name: dict[str, AnyProvisioner] = {}

@@ -22,7 +22,7 @@ from shared.errors import Unauthorized
 from shared.keys.base import PublicKey
 from shared.provisioners.base import ReplayClaim
 from shared.provisioners.registry import ListedProvisioner
-from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times, token_hash
+from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times, require_jti
 from shared.ssh.certificate import HOST_CERT, USER_CERT, SSHCertificate, parse_certificate
 from shared.ssh.wire import WireError, b64decode_strict
 
@@ -96,16 +96,11 @@ def verify_sshpop(
     peeked.verify_signature(cert.key.key, _algorithms(cert.key.key))
     claims = peeked.claims
     expires = check_times(claims, now, max_lifetime=MAX_TOKEN_LIFETIME)
-    if not audiences.matches(peeked.audiences, operation):
+    # The audience may carry the provisioner's own fragment (`#sshpop/<name>`) and no other.
+    if not audiences.matches(peeked.audiences, operation, fragment=provisioner.ref.id):
         raise Unauthorized("sshpop token has invalid audience claim (aud)")
-    for aud in peeked.audiences:
-        _, sep, fragment = aud.partition("#")
-        if sep and fragment != provisioner.ref.id:
-            raise Unauthorized("sshpop token has invalid audience claim (aud)")
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("sshpop token subject cannot be empty")
-    jti = claims.get("jti")
-    key = jti if isinstance(jti, str) and jti and len(jti) <= 256 else token_hash(peeked.raw)
-    replay = ReplayClaim(namespace=f"ott:{provisioner.ref.id}", key=key, expires_at=expires)
+    replay = ReplayClaim(namespace=f"ott:{provisioner.ref.id}", key=require_jti(claims), expires_at=expires)
     return SSHPOPAuthorization(certificate=cert, provisioner=provisioner, subject=sub, replay=replay)

@@ -178,6 +178,20 @@ def default_leaf_extensions(
     """
     ku, eku = _leaf_constants(isinstance(public_key, rsa.RSAPublicKey))
     exts: list[x509.Extension[x509.ExtensionType]] = [ku, eku, x509.Extension(san.oid, san_critical, san)]
+    exts += ca_leaf_extensions(provisioner=provisioner, crl_url=crl_url, ocsp_url=ocsp_url,
+                               ca_issuers_url=ca_issuers_url)
+    return exts
+
+
+def ca_leaf_extensions(
+    *,
+    provisioner: x509.Extension[x509.UnrecognizedExtension] | None,
+    crl_url: str | None = None,
+    ocsp_url: str | None = None,
+    ca_issuers_url: str | None = None,
+) -> list[x509.Extension[x509.ExtensionType]]:
+    """What the CA adds after a leaf's own extensions (default profile or template): CDP, AIA, provisioner."""
+    exts: list[x509.Extension[x509.ExtensionType]] = []
     if crl_url:
         exts.append(_crl_distribution_point(crl_url))
     if ocsp_url or ca_issuers_url:

@@ -211,3 +211,32 @@ def test_webhook_sink_needs_a_secret_and_a_plain_url(monkeypatch: pytest.MonkeyP
         open_sinks(["webhook:https://user:pw@example.com/hook"])
     with pytest.raises(ConfigError):
         open_sinks(["webhook:ftp://example.com/hook"])
+
+
+def test_a_hanging_receiver_delays_one_issuance_not_every_one(
+    services: Services, authority_dir: Path, clock: FixedClock
+) -> None:
+    """The circuit breaker: after one timeout, events are kept for the sweep without waiting."""
+    import time
+
+    hang = socket.socket()
+    hang.bind(("127.0.0.1", 0))
+    hang.listen(16)  # accepts connections in the backlog and never answers
+    try:
+        for sink in services.sinks:
+            inner = getattr(sink, "sink", None)
+            if inner is not None:
+                inner.url = f"http://127.0.0.1:{hang.getsockname()[1]}/hook"
+                inner._deadline, inner._timeout = 0.5, 0.5
+        started = time.monotonic()
+        _issue(services, authority_dir, "first.example.com")
+        first = time.monotonic() - started
+        started = time.monotonic()
+        for n in range(3):
+            _issue(services, authority_dir, f"next{n}.example.com")
+        rest = time.monotonic() - started
+        assert first >= 0.5
+        assert rest < first, (first, rest)
+        assert len(_deliveries(services, "pending")) == 8  # every event kept for the sweep
+    finally:
+        hang.close()

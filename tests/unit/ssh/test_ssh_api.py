@@ -207,6 +207,15 @@ def test_host_renews_with_sshpop_into_the_same_endpoint(api, authority_dir: Path
     assert got == (first[0], str(old.serial))
 
 
+@pytest.mark.parametrize("fragment", ["jwk/admin", "sshpop/other"])
+def test_sshpop_token_for_another_provisioner_fragment_is_refused(api, authority_dir: Path, tmp_path: Path, fragment) -> None:
+    key, crt = issue_host(api, authority_dir, tmp_path)
+    old = parse_certificate(base64.b64decode(crt))
+    r = api.post("/1.0/ssh/renew", json={"ott": sshpop_token(crt, key, str(old.serial), fragment=fragment)})
+    refused(r, 401)
+    assert ssh_rows(authority_dir) == 1
+
+
 def test_rekey_takes_the_new_key(api, authority_dir: Path, tmp_path: Path) -> None:
     key, crt = issue_host(api, authority_dir, tmp_path)
     _, new_pub = keygen(tmp_path, "newkey", "-t", "ed25519")

@@ -1,0 +1,120 @@
+"""`cirrus linked add|report`: register a linked authority; report certificates to a central Cirrus."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from shared.cli.ca_client import ca_url, ssl_context
+from shared.cli.errors import CLIError
+from shared.cli.files import load_chain, read
+from shared.cli.folder import load_settings
+from shared.clock import SystemClock
+from shared.errors import BackendError
+from shared.linked.client import batches, issued_item, post_report, revoked_item
+from shared.linked.registry import LinkError
+from shared.linked.registry import register as register_link
+from shared.store.open import open_store
+
+#: Files `cirrus linked report DIR` reads in a folder (others are skipped).
+_CERT_SUFFIXES = (".crt", ".pem", ".cer", ".der")
+
+
+def register(sub: Any) -> None:
+    """Add `cirrus linked`."""
+    p = sub.add_parser("linked", help="linked authorities: CAs you run that report to this one")
+    lsub = p.add_subparsers(dest="linked_command", metavar="ACTION")
+    ap = lsub.add_parser("add", help="register a linked authority; prints its token once")
+    ap.add_argument("name", help="a name for it (lowercase letters, digits, '-')")
+    ap.add_argument("--root", required=True, type=Path, action="append", help="its root certificate (PEM)")
+    ap.add_argument("--intermediate", type=Path, action="append", default=[], help="its intermediate (PEM)")
+    ap.add_argument("--client-certificate", type=Path,
+                    help="a client certificate (issued by this authority) it may use over mTLS instead of the token")
+    ap.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
+    ap.set_defaults(func=cmd_add)
+    rp = lsub.add_parser("report", help="report certificates from files or folders to a central Cirrus")
+    rp.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR", help="certificates (PEM or DER)")
+    rp.add_argument("--ca-url", required=True, help="the central Cirrus's URL (https://host:port)")
+    rp.add_argument("--token-file", required=True, type=Path, help="file holding the token `linked add` printed")
+    rp.add_argument("--root", type=Path, help="root certificate the central Cirrus's TLS chains to")
+    rp.add_argument("--revoked", action="store_true", help="report them revoked (now), not issued")
+    rp.add_argument("--reason-code", type=int, default=0, help="CRLReason code of --revoked (default 0)")
+    rp.set_defaults(func=cmd_report, dir=None)
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    """Register a linked authority; print its token."""
+    settings = load_settings(args.dir)
+    roots = [c for path in args.root for c in load_chain(path)]
+    intermediates = [c for path in args.intermediate for c in load_chain(path)]
+    client = load_chain(args.client_certificate)[0] if args.client_certificate else None
+    clock = SystemClock()
+    store = open_store(settings.store, clock=clock)
+    try:
+        token = register_link(store, args.name, roots=roots, intermediates=intermediates, client_certificate=client,
+                             now=clock.now())
+    except LinkError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        store.close()
+    print(token)
+    return 0
+
+
+def _certificate_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in _CERT_SUFFIXES)
+            if not found:
+                raise CLIError(f"no certificate files ({', '.join(_CERT_SUFFIXES)}) in folder {path}")
+            files += found
+        elif not path.exists():
+            raise CLIError(f"no such file or folder: {path}")
+        else:
+            files.append(path)
+    return files
+
+
+def _leaf(path: Path) -> bytes:
+    """The DER of the first certificate in a PEM or DER file."""
+    data = read(path, "certificate")
+    try:
+        if b"-----BEGIN" in data:
+            cert = x509.load_pem_x509_certificates(data)[0]
+        else:
+            cert = x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise CLIError(f"{path} holds no PEM or DER certificate") from exc
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Post the certificates; print one line per certificate with what the central Cirrus did."""
+    token = read(args.token_file, "token file").decode("utf-8", "replace").strip()
+    if not token or any(c.isspace() for c in token):
+        raise CLIError(f"{args.token_file} holds no token (the line `cirrus linked add` printed)")
+    base = ca_url(args)
+    ctx = ssl_context(args) if args.root else None
+    files = _certificate_files(args.paths)
+    now = dt.datetime.now(dt.UTC)
+    items = [
+        revoked_item(_leaf(f), revoked_at=now, reason_code=args.reason_code) if args.revoked else issued_item(_leaf(f))
+        for f in files
+    ]
+    done = 0
+    for batch in batches(items):
+        try:
+            results = post_report(base, token, batch, ctx=ctx)
+        except BackendError as exc:
+            raise CLIError(str(exc)) from exc
+        for result in results:
+            index = int(result.get("index", 0))
+            print(f"{files[done + index]}: {result.get('status')} (serial {result.get('serial')})")
+        done += len(batch)
+    return 0

@@ -1,0 +1,103 @@
+"""The RA's `Authority` (upstream's certificates, no key) and its own TLS certificate for `cirrus up`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
+
+from shared.authority import Authority, AuthorityStores
+from shared.clock import Clock
+from shared.errors import ConfigError, Unavailable
+from shared.keys.adapter import as_private_key
+from shared.keys.base import PublicKey
+from shared.ra.upstream import UpstreamCA
+from shared.x509.names import split_sans
+from shared.x509.profile import Issuer
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+    from shared.events.base import EventSink
+    from shared.policy.issuance import IssuancePolicies
+    from shared.provisioners.registry import Provisioners
+    from shared.store.base import Store
+
+
+class _KeylessSigner:
+    """The upstream intermediate's public key, with no private half: an RA never signs."""
+
+    def __init__(self, public_key: PublicKey) -> None:
+        self._public = public_key
+
+    def public_key(self) -> PublicKey:
+        return self._public
+
+    def sign(self, data: bytes) -> bytes:
+        raise Unavailable("this registration authority holds no signing key")
+
+
+def keyless_issuer(intermediate: x509.Certificate) -> Issuer:
+    """An `Issuer` for the upstream's intermediate (mTLS and chain answers need it; signing refuses)."""
+    public = intermediate.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        raise ConfigError("the upstream intermediate's key type is not supported")
+    return Issuer.of(intermediate, as_private_key(_KeylessSigner(public)))
+
+
+def registration_authority(
+    settings: Settings,
+    upstream: UpstreamCA,
+    *,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    provisioners: Provisioners,
+    store: Store,
+    clock: Clock,
+    sinks: Sequence[EventSink],
+    policy: IssuancePolicies,
+) -> Authority:
+    """The RA's `Authority`: this instance's provisioners and store, upstream's certificates, no key.
+
+    `crt` names the upstream intermediate (mTLS renewals and `/intermediates` need it);
+    CRL/OCSP/AIA URLs are upstream's business, so none are put in (the leaf is upstream's).
+    """
+    return Authority(
+        authority_id=settings.authority_id,
+        issuer=keyless_issuer(intermediates[0]),
+        intermediates=intermediates,
+        roots=roots,
+        provisioners=provisioners,
+        stores=AuthorityStores(issuance=store, revocations=store, endpoints=store),
+        clock=clock,
+        backdate=settings.backdate,
+        sinks=sinks,
+        policy=policy,
+        upstream=upstream,
+    )
+
+
+def upstream_server_certificate(
+    upstream: UpstreamCA, key: ec.EllipticCurvePrivateKey, names: Sequence[str]
+) -> x509.Certificate:
+    """`cirrus up` at an RA: its TLS certificate for `dnsNames` comes from the upstream too.
+
+    Raises:
+        CAError: as `UpstreamCA.issue` (the server does not start without upstream).
+    """
+    sans = split_sans([n.strip("[]") for n in names])
+    cn = next((d for d in sans.dns if len(d) <= 64), "")
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(subject)
+        .add_extension(x509.SubjectAlternativeName(sans.general_names()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert, _ = upstream.issue(csr, common_name=cn, sans=sans, window=None)  # upstream's default lifetime
+    return cert
+
+

@@ -1,0 +1,60 @@
+"""Go `text/template` + sprig, as step-ca renders certificate templates.
+
+Why hand-written: users migrating from step-ca bring templates in Go's template language, and no
+Python package implements it (Jinja2 is a different language: other whitespace control, truthiness,
+pipelines and functions). The engine is a tokenizer (`lexer`), a parser (`parser`) and an
+evaluator (`execute`) over JSON-like data only, with Go's builtins (`builtins`) and the sprig
+functions step-ca users rely on plus step's `fail` (`sprig`). Every failure is a `TemplateError`
+naming the template line; every run is bounded in steps, depth and output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.templates.builtins import BUILTINS
+from shared.templates.errors import TemplateError
+from shared.templates.execute import Limits, execute
+from shared.templates.functions import Func
+from shared.templates.parser import parse
+from shared.templates.sprig import SPRIG
+from shared.templates.values import GoStruct, GoTyped, normalize
+
+FUNCS: dict[str, Func] = {**BUILTINS, **SPRIG}
+MAX_TEMPLATE_BYTES = 256 * 1024
+
+
+class Template:
+    """A parsed template, ready to render many times."""
+
+    def __init__(self, text: str, name: str = "template") -> None:
+        if len(text) > MAX_TEMPLATE_BYTES:
+            raise TemplateError(f"template longer than {MAX_TEMPLATE_BYTES} bytes", 0, name)
+        self.name = name
+        try:
+            self.trees = parse(text, name, FUNCS)
+        except RecursionError:
+            raise TemplateError("template nesting too deep", 0, name) from None
+
+    def render(self, data: Any, limits: Limits | None = None) -> str:
+        """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
+        try:
+            value = normalize(data)
+        except TemplateError as exc:
+            raise TemplateError(exc.message, 0, self.name) from None
+        try:
+            text = execute(self.name, self.trees, FUNCS, value, limits or Limits())
+        except TemplateError as exc:
+            if exc.name != self.name:
+                raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None
+            raise
+        # Go writes raw bytes; invalid UTF-8 in the output is shown as U+FFFD.
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def render(text: str, data: Any, name: str = "template", limits: Limits | None = None) -> str:
+    """Parse and render in one step."""
+    return Template(text, name).render(data, limits)
+
+
+__all__ = ["MAX_TEMPLATE_BYTES", "GoStruct", "GoTyped", "Limits", "Template", "TemplateError", "render"]

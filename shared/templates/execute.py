@@ -1,0 +1,420 @@
+"""The evaluator: walks a parsed template over JSON-like data, as `text/template/exec.go` does.
+
+Safe by construction: the only values are the data given and what the functions return (no
+attribute access on Python objects, no I/O), and every run is bounded in steps, template call
+depth and output size; exceeding a bound is a `TemplateError`, never a hang.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.templates import nodes as n
+from shared.templates.errors import TemplateError
+from shared.templates.functions import Func, FuncError
+from shared.templates.values import I64, MISSING, GoStruct, GoTyped, sprint_value, truth, type_name
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on one rendering."""
+
+    max_steps: int = 1_000_000
+    max_depth: int = 100
+    max_output: int = 1 << 20
+
+
+NO_FINAL: Any = object()  # "no piped value" (Go's missingVal), distinct from an invalid value
+
+
+class _Break(Exception):
+    pass
+
+
+class _Continue(Exception):
+    pass
+
+
+_GO_TYPES = {"any": "interface {}", "value": "reflect.Value", "string": "string", "int": "int",
+             "int64": "int64", "float64": "float64", "bool": "bool", "map": "map[string]interface {}",
+             "list": "[]interface {}"}
+
+
+class State:
+    """One execution: variables, output, counters."""
+
+    def __init__(self, name: str, trees: dict[str, n.ListNode], funcs: dict[str, Func], limits: Limits) -> None:
+        self.name = name
+        self.trees = trees
+        self.funcs = funcs
+        self.limits = limits
+        self.vars: list[tuple[str, Any]] = []
+        self.out: list[str] = []
+        self.size = 0
+        self.steps = 0
+        self.depth = 0
+        self.line = 0
+
+    def fail(self, message: str, line: int | None = None) -> TemplateError:
+        return TemplateError(message, line if line is not None else self.line, self.name)
+
+    def step(self, node: n.Node) -> None:
+        self.line = node.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
+
+    def write(self, text: str) -> None:
+        self.size += len(text)
+        if self.size > self.limits.max_output:
+            raise self.fail(f"template output exceeds {self.limits.max_output} bytes")
+        self.out.append(text)
+
+    # --- variables ---------------------------------------------------------------------------
+
+    def set_var(self, name: str, value: Any) -> None:
+        for i in range(len(self.vars) - 1, -1, -1):
+            if self.vars[i][0] == name:
+                self.vars[i] = (name, value)
+                return
+        raise self.fail(f"undefined variable: {name}")
+
+    def var_value(self, name: str) -> Any:
+        for i in range(len(self.vars) - 1, -1, -1):
+            if self.vars[i][0] == name:
+                return self.vars[i][1]
+        raise self.fail(f"undefined variable: {name}")
+
+    # --- walking -----------------------------------------------------------------------------
+
+    def walk(self, dot: Any, node: n.Node) -> None:
+        self.step(node)
+        if isinstance(node, n.Text):
+            self.write(node.text)
+        elif isinstance(node, n.Action):
+            value = self.eval_pipeline(dot, node.pipe)
+            if not node.pipe.decl:
+                self.write(sprint_value(value))
+        elif isinstance(node, n.ListNode):
+            for child in node.nodes:
+                self.walk(dot, child)
+        elif isinstance(node, n.Branch):
+            if node.kind == "range":
+                self.walk_range(dot, node)
+            else:
+                mark = len(self.vars)
+                value = self.eval_pipeline(dot, node.pipe)
+                if truth(value):
+                    self.walk(value if node.kind == "with" else dot, node.body)
+                elif node.else_body is not None:
+                    self.walk(dot, node.else_body)
+                del self.vars[mark:]
+        elif isinstance(node, n.TemplateCall):
+            self.walk_template(dot, node)
+        elif isinstance(node, n.Break):
+            raise _Break()
+        elif isinstance(node, n.Continue):
+            raise _Continue()
+        else:
+            raise self.fail("unknown node")
+
+    def walk_range(self, dot: Any, node: n.Branch) -> None:
+        mark = len(self.vars)
+        value = self.eval_pipeline(dot, node.pipe)
+        decl = node.pipe.decl
+        items: list[tuple[Any, Any]]
+        if isinstance(value, list):
+            items = [(i, v) for i, v in enumerate(value)]
+        elif isinstance(value, dict):
+            items = [(k, value[k]) for k in sorted(value)]
+        elif value is MISSING or value is None:
+            items = []
+        else:
+            raise self.fail(f"range can't iterate over {sprint_value(value)}", node.line)
+        inner = len(self.vars)
+        for key, elem in items:
+            self.step(node)
+            if decl:
+                if node.pipe.is_assign:
+                    self.set_var(decl[0], key if len(decl) > 1 else elem)
+                    if len(decl) > 1:
+                        self.set_var(decl[1], elem)
+                else:
+                    self.vars[-1] = (self.vars[-1][0], elem)
+                    if len(decl) > 1:
+                        self.vars[-2] = (self.vars[-2][0], key)
+            try:
+                self.walk(elem, node.body)
+            except _Continue:
+                pass
+            except _Break:
+                del self.vars[inner:]
+                break
+            del self.vars[inner:]
+        if not items and node.else_body is not None:
+            self.walk(dot, node.else_body)
+        del self.vars[mark:]
+
+    def walk_template(self, dot: Any, node: n.TemplateCall) -> None:
+        tree = self.trees.get(node.name)
+        if tree is None:
+            raise self.fail(f"template {node.name!r} not defined", node.line)
+        if self.depth >= self.limits.max_depth:
+            raise self.fail(f"exceeded maximum template depth ({self.limits.max_depth})", node.line)
+        new_dot = self.eval_pipeline(dot, node.pipe) if node.pipe is not None else MISSING
+        saved = self.vars
+        self.vars = [("$", new_dot)]
+        self.depth += 1
+        try:
+            self.walk(new_dot, tree)
+        finally:
+            self.depth -= 1
+            self.vars = saved
+
+    # --- pipelines and commands --------------------------------------------------------------
+
+    def eval_pipeline(self, dot: Any, pipe: n.Pipe) -> Any:
+        self.step(pipe)
+        value: Any = NO_FINAL
+        for cmd in pipe.cmds:
+            value = self.eval_command(dot, cmd, value)
+        if value is None:
+            value = MISSING
+        for name in pipe.decl:
+            if pipe.is_assign:
+                self.set_var(name, value)
+            else:
+                self.vars.append((name, value))
+        return value
+
+    def eval_command(self, dot: Any, cmd: n.Command, final: Any) -> Any:
+        first = cmd.args[0]
+        self.step(first)
+        if isinstance(first, n.Field):
+            return self.eval_field_chain(dot, dot, first, first.idents, cmd.args, final)
+        if isinstance(first, n.Chain):
+            return self.eval_chain(dot, first, cmd.args, final)
+        if isinstance(first, n.Identifier):
+            return self.eval_function(dot, first, cmd.args, final)
+        if isinstance(first, n.Pipe):
+            self.not_a_function(cmd.args, final)
+            return self.eval_pipeline(dot, first)
+        if isinstance(first, n.Variable):
+            return self.eval_variable(dot, first, cmd.args, final)
+        self.not_a_function(cmd.args, final)
+        if isinstance(first, n.Bool):
+            return first.value
+        if isinstance(first, n.Dot):
+            return dot
+        if isinstance(first, n.Nil):
+            raise self.fail("nil is not a command")
+        if isinstance(first, n.Number):
+            return self.ideal_constant(first)
+        if isinstance(first, n.String):
+            return first.value
+        raise self.fail("can't evaluate command")
+
+    def not_a_function(self, args: list[n.Node], final: Any) -> None:
+        if len(args) > 1 or final is not NO_FINAL:
+            raise self.fail("can't give argument to non-function")
+
+    def ideal_constant(self, num: n.Number) -> Any:
+        if num.ideal_float:
+            return num.float_value
+        if num.is_int:
+            if not -(1 << 63) <= num.int_value < (1 << 63):
+                raise self.fail(f"{num.text} overflows int")
+            return num.int_value
+        raise self.fail(f"{num.text} overflows int")
+
+    def eval_variable(self, dot: Any, var: n.Variable, args: list[n.Node], final: Any) -> Any:
+        value = self.var_value(var.idents[0])
+        if len(var.idents) == 1:
+            self.not_a_function(args, final)
+            return value
+        return self.eval_field_chain(dot, value, var, var.idents[1:], args, final)
+
+    def eval_chain(self, dot: Any, chain: n.Chain, args: list[n.Node], final: Any) -> Any:
+        if len(args) > 1 and False:
+            pass
+        if isinstance(chain.node, n.Pipe):
+            pipe_value = self.eval_pipeline(dot, chain.node)
+        else:
+            pipe_value = self.eval_arg(dot, "any_raw", chain.node)
+        return self.eval_field_chain(dot, pipe_value, chain, chain.fields, args, final)
+
+    def eval_field_chain(self, dot: Any, receiver: Any, node: n.Node, idents: list[str],
+                         args: list[n.Node], final: Any) -> Any:
+        for ident in idents[:-1]:
+            receiver = self.eval_field(ident, receiver, [], NO_FINAL)
+        return self.eval_field(idents[-1], receiver, args, final)
+
+    def eval_field(self, name: str, receiver: Any, args: list[n.Node], final: Any) -> Any:
+        if receiver is MISSING:
+            return MISSING
+        if receiver is None:
+            raise self.fail(f"nil pointer evaluating interface {{}}.{name}")
+        if isinstance(receiver, GoStruct):
+            if len(args) > 1 or final is not NO_FINAL:
+                raise self.fail(f"{name} has arguments but cannot be invoked as function")
+            try:
+                return receiver.field(name)
+            except KeyError:
+                raise self.fail(f"can't evaluate field {name} in type {receiver.go_type}") from None
+        if isinstance(receiver, dict):
+            if len(args) > 1 or final is not NO_FINAL:
+                raise self.fail(f"{name} is not a method but has arguments")
+            if name in receiver:
+                return receiver[name]
+            return MISSING
+        raise self.fail(f"can't evaluate field {name} in type {type_name(receiver)}")
+
+    def eval_function(self, dot: Any, ident: n.Identifier, args: list[n.Node], final: Any) -> Any:
+        name = ident.name
+        func = self.funcs.get(name)
+        if func is None:
+            raise self.fail(f"{name!r} is not a defined function")
+        call_args = args[1:]
+        num_in = len(call_args) + (0 if final is NO_FINAL else 1)
+        fixed = func.params
+        if func.variadic is not None:
+            if num_in < len(fixed):
+                raise self.fail(f"wrong number of args for {name}: want at least {len(fixed)} got {len(call_args)}")
+        elif num_in != len(fixed):
+            raise self.fail(f"wrong number of args for {name}: want {len(fixed)} got {num_in}")
+        if name in ("and", "or"):
+            value: Any = MISSING
+            for arg in call_args:
+                value = self.eval_arg(dot, "value", arg)
+                if truth(value) == (name == "or"):
+                    return value
+            if final is not NO_FINAL:
+                value = self.validate(final, "value")
+            return value
+        argv: list[Any] = []
+        for i, arg in enumerate(call_args):
+            typ = fixed[i] if i < len(fixed) else func.variadic
+            assert typ is not None
+            argv.append(self.eval_arg(dot, typ, arg))
+        if final is not NO_FINAL:
+            i = len(call_args)
+            typ = fixed[i] if i < len(fixed) else func.variadic
+            assert typ is not None
+            argv.append(self.validate(final, typ))
+        self.line = ident.line
+        try:
+            return func.call(*argv)
+        except FuncError as exc:
+            raise self.fail(f"error calling {name}: {exc}", ident.line) from None
+        except TemplateError as exc:
+            raise TemplateError(f"error calling {name}: {exc.message}", ident.line, self.name,
+                                failed=exc.failed, reason=exc.reason) from None
+        except (ValueError, TypeError, ArithmeticError, LookupError, OverflowError, RecursionError,
+                MemoryError) as exc:
+            raise self.fail(f"error calling {name}: {exc}", ident.line) from None
+
+    def eval_arg(self, dot: Any, typ: str, node: n.Node) -> Any:
+        self.step(node)
+        if isinstance(node, n.Dot):
+            return self.validate(dot, typ)
+        if isinstance(node, n.Nil):
+            if typ in ("any", "map", "list", "any_raw"):
+                return None
+            if typ == "value":
+                return None
+            raise self.fail(f"cannot assign nil to {_GO_TYPES.get(typ, typ)}")
+        if isinstance(node, n.Field):
+            return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL), typ)
+        if isinstance(node, n.Variable):
+            return self.validate(self.eval_variable(dot, node, [node], NO_FINAL), typ)
+        if isinstance(node, n.Pipe):
+            return self.validate(self.eval_pipeline(dot, node), typ)
+        if isinstance(node, n.Identifier):
+            return self.validate(self.eval_function(dot, node, [node], NO_FINAL), typ)
+        if isinstance(node, n.Chain):
+            return self.validate(self.eval_chain(dot, node, [node], NO_FINAL), typ)
+        # Literals, converted by the parameter's type.
+        if typ in ("any", "value", "any_raw"):
+            if isinstance(node, n.Bool):
+                return node.value
+            if isinstance(node, n.Number):
+                return self.ideal_constant(node)
+            if isinstance(node, n.String):
+                return node.value
+        elif (typ == "bool" and isinstance(node, n.Bool)) or (typ == "string" and isinstance(node, n.String)):
+            return node.value
+        elif typ in ("int", "int64") and isinstance(node, n.Number):
+            if not node.is_int:
+                raise self.fail(f"expected integer; found {node.text}")
+            return I64(node.int_value) if typ == "int64" else node.int_value
+        elif typ == "float64" and isinstance(node, n.Number):
+            if not node.is_float:
+                raise self.fail(f"expected float; found {node.text}")
+            return node.float_value
+        names = {"bool": "bool", "string": "string", "int": "integer", "int64": "integer", "float64": "float"}
+        expected = names.get(typ)
+        if expected is not None:
+            raise self.fail(f"expected {expected}; found {_node_text(node)}")
+        raise self.fail(f"can't handle {_node_text(node)} for arg of type {_GO_TYPES.get(typ, typ)}")
+
+    def validate(self, value: Any, typ: str) -> Any:
+        if typ == "any_raw":
+            return value
+        if value is MISSING:
+            if typ == "value":
+                return MISSING
+            if typ in ("any", "map", "list"):
+                return None
+            raise self.fail(f"invalid value; expected {_GO_TYPES[typ]}")
+        if typ in ("any", "value"):
+            return value
+        ok = False
+        if typ == "string":
+            ok = isinstance(value, str)
+        elif typ == "int":
+            ok = isinstance(value, int) and not isinstance(value, (bool, I64))
+        elif typ == "int64":
+            ok = isinstance(value, I64)
+        elif typ == "float64":
+            ok = isinstance(value, float)
+        elif typ == "bool":
+            ok = isinstance(value, bool)
+        elif typ == "map":
+            ok = isinstance(value, dict) and type_name(value) == "map[string]interface {}"
+        elif typ == "list":
+            ok = isinstance(value, list) and type_name(value) == "[]interface {}"
+        if not ok:
+            got = "interface {}" if value is None else type_name(value)
+            raise self.fail(f"wrong type for value; expected {_GO_TYPES[typ]}; got {got}")
+        return value
+
+
+def _node_text(node: n.Node) -> str:
+    if isinstance(node, n.Number):
+        return node.text
+    if isinstance(node, n.String):
+        return repr(node.value)
+    if isinstance(node, n.Bool):
+        return "true" if node.value else "false"
+    return type(node).__name__.lower()
+
+
+def execute(name: str, trees: dict[str, n.ListNode], funcs: dict[str, Func], data: Any, limits: Limits) -> str:
+    """Render template `name` over `data` (already normalized)."""
+    state = State(name, trees, funcs, limits)
+    tree = trees.get(name)
+    if tree is None:
+        raise TemplateError(f"{name!r} is an incomplete or empty template", 0, name)
+    root = MISSING if data is None else data
+    state.vars = [("$", root)]
+    try:
+        state.walk(root, tree)
+    except (_Break, _Continue):
+        raise state.fail("break or continue outside range") from None
+    except RecursionError:
+        raise state.fail("template nesting too deep") from None
+    return "".join(state.out)
+
+
+__all__ = ["GoTyped", "Limits", "execute"]

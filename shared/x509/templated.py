@@ -1,0 +1,374 @@
+"""The certificate a rendered step-ca X.509 template describes (reference section 4.4).
+
+A provisioner's template renders to JSON in step's `x509util.Certificate` shape; this module turns
+that JSON into the subject and the extensions of a leaf, in the order Cirrus's default profile
+uses, so step's DefaultLeafTemplate yields today's default leaf byte for byte. The public key
+always comes from the request; SKI and AKI are computed at signing; anything a template cannot be
+trusted with (a CA certificate, the key identifiers) is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from shared.templates.errors import TemplateError
+from shared.templates.values import GoStruct, GoTyped
+from shared.x509.profile import encoded
+
+KEY_USAGE_NAMES = {
+    "digitalsignature": "digital_signature", "contentcommitment": "content_commitment",
+    "nonrepudiation": "content_commitment", "keyencipherment": "key_encipherment",
+    "dataencipherment": "data_encipherment", "keyagreement": "key_agreement", "certsign": "key_cert_sign",
+    "crlsign": "crl_sign", "encipheronly": "encipher_only", "decipheronly": "decipher_only",
+}
+EXT_KEY_USAGE_NAMES = {
+    "any": x509.ObjectIdentifier("2.5.29.37.0"), "serverauth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "clientauth": ExtendedKeyUsageOID.CLIENT_AUTH, "codesigning": ExtendedKeyUsageOID.CODE_SIGNING,
+    "emailprotection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "ipsecendsystem": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.5"),
+    "ipsectunnel": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.6"), "ipsecuser": x509.ObjectIdentifier("1.3.6.1.5.5.7.3.7"),
+    "timestamping": ExtendedKeyUsageOID.TIME_STAMPING, "ocspsigning": ExtendedKeyUsageOID.OCSP_SIGNING,
+    "microsoftservergatedcrypto": x509.ObjectIdentifier("1.3.6.1.4.1.311.10.3.3"),
+    "netscapeservergatedcrypto": x509.ObjectIdentifier("2.16.840.1.113730.4.1"),
+    "microsoftcommercialcodesigning": x509.ObjectIdentifier("1.3.6.1.4.1.311.2.1.22"),
+    "microsoftkernelcodesigning": x509.ObjectIdentifier("1.3.6.1.4.1.311.61.1.1"),
+}
+# pkix.Name.ToRDNSequence's order, which step-ca's subjects follow.
+SUBJECT_FIELDS = (
+    ("country", NameOID.COUNTRY_NAME), ("organization", NameOID.ORGANIZATION_NAME),
+    ("organizationalUnit", NameOID.ORGANIZATIONAL_UNIT_NAME), ("locality", NameOID.LOCALITY_NAME),
+    ("province", NameOID.STATE_OR_PROVINCE_NAME), ("streetAddress", NameOID.STREET_ADDRESS),
+    ("postalCode", NameOID.POSTAL_CODE), ("serialNumber", NameOID.SERIAL_NUMBER),
+    ("commonName", NameOID.COMMON_NAME),
+)
+_COMPUTED = {x509.SubjectKeyIdentifier.oid, x509.AuthorityKeyIdentifier.oid}
+
+
+@dataclass(frozen=True, slots=True)
+class TemplatedLeaf:
+    """Subject, SANs and extensions (without SKI/AKI and the CA's own CDP/AIA/provisioner extensions)."""
+
+    subject: x509.Name
+    common_name: str
+    sans: tuple[x509.GeneralName, ...]
+    extensions: tuple[x509.Extension[x509.ExtensionType], ...]
+    not_before: str | None
+    not_after: str | None
+
+
+def _fail(message: str) -> TemplateError:
+    return TemplateError(message)
+
+
+def _strings(value: Any, field: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise _fail(f"field {field!r} must be a string or a list of strings")
+
+
+def _oid(text: Any, field: str) -> x509.ObjectIdentifier:
+    if not isinstance(text, str):
+        raise _fail(f"{field}: an OID must be a string")
+    try:
+        return x509.ObjectIdentifier(text)
+    except ValueError:
+        raise _fail(f"{field}: {text!r} is not an OID") from None
+
+
+def subject_name(value: Any, field: str = "subject") -> x509.Name:
+    """A subject object (or a bare common name) as an X.509 Name in Go's attribute order."""
+    if value is None:
+        return x509.Name([])
+    if isinstance(value, str):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)] if value else [])
+    if not isinstance(value, dict):
+        raise _fail(f"field {field!r} must be an object or a string")
+    attrs: list[x509.NameAttribute[str]] = []
+    try:
+        for key, oid in SUBJECT_FIELDS:
+            for text in _strings(value.get(key), f"{field}.{key}"):
+                if text:
+                    attrs.append(x509.NameAttribute(oid, text))
+        for extra in value.get("extraNames") or []:
+            if not isinstance(extra, dict) or not isinstance(extra.get("value"), str):
+                raise _fail(f"{field}.extraNames: each entry needs a type (OID) and a string value")
+            attrs.append(x509.NameAttribute(_oid(extra.get("type"), f"{field}.extraNames"), extra["value"]))
+    except ValueError as exc:
+        raise _fail(f"{field}: {exc}") from None
+    return x509.Name(attrs)
+
+
+def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise _fail(f"{field}: {text!r} is not an IP address") from None
+
+
+def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
+    """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order."""
+    dns = _strings(doc.get("dnsNames"), "dnsNames")
+    ips = [_ip(t, "ipAddresses") for t in _strings(doc.get("ipAddresses"), "ipAddresses")]
+    emails = _strings(doc.get("emailAddresses"), "emailAddresses")
+    uris = _strings(doc.get("uris"), "uris")
+    sans = doc.get("sans") or []
+    if not isinstance(sans, list):
+        raise _fail("field 'sans' must be a list")
+    for san in sans:
+        if not isinstance(san, dict) or not isinstance(san.get("value"), str):
+            raise _fail("each entry of 'sans' needs a type and a string value")
+        kind = str(san.get("type") or "auto").lower()
+        text = san["value"]
+        if kind == "auto":
+            kind = "ip" if _is_ip(text) else "email" if "@" in text else "uri" if "://" in text else "dns"
+        if kind == "dns":
+            dns.append(text)
+        elif kind == "ip":
+            ips.append(_ip(text, "sans"))
+        elif kind == "email":
+            emails.append(text)
+        elif kind == "uri":
+            uris.append(text)
+        else:
+            raise _fail(f"sans: type {san.get('type')!r} is not supported")
+    out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    out += [x509.IPAddress(i) for i in ips]
+    out += [x509.RFC822Name(e) for e in emails]
+    out += [x509.UniformResourceIdentifier(u) for u in uris]
+    return out
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _key_usage(names: list[str]) -> x509.KeyUsage:
+    flags = dict.fromkeys(KEY_USAGE_NAMES.values(), False)
+    for name in names:
+        attr = KEY_USAGE_NAMES.get(name.lower())
+        if attr is None:
+            raise _fail(f"keyUsage: unknown usage {name!r}")
+        flags[attr] = True
+    if (flags["encipher_only"] or flags["decipher_only"]) and not flags["key_agreement"]:
+        raise _fail("keyUsage: encipherOnly and decipherOnly need keyAgreement")
+    return x509.KeyUsage(**flags)
+
+
+# Templates name the same few usages for every leaf: their extensions are built and DER-encoded once
+# (`encoded`, as the default profile does). Bounded: names outside the tables are refused first.
+@functools.lru_cache(maxsize=256)
+def _key_usage_extension(names: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
+    ku = _key_usage(list(names))
+    return encoded(x509.Extension(ku.oid, True, ku))
+
+
+@functools.lru_cache(maxsize=256)
+def _ext_key_usage_extension(names: tuple[str, ...], oids: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
+    usages: list[x509.ObjectIdentifier] = []
+    for name in names:
+        oid = EXT_KEY_USAGE_NAMES.get(name)
+        if oid is None:
+            raise _fail(f"extKeyUsage: unknown usage {name!r}")
+        usages.append(oid)
+    usages += [_oid(t, "unknownExtKeyUsage") for t in oids]
+    eku = x509.ExtendedKeyUsage(usages)
+    return encoded(x509.Extension(eku.oid, False, eku))
+
+
+def _b64(text: Any, field: str) -> bytes:
+    if not isinstance(text, str):
+        raise _fail(f"{field} must be base64 text")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail(f"{field} is not valid base64") from None
+
+
+def _name_constraints(value: Any) -> x509.Extension[x509.ExtensionType] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _fail("field 'nameConstraints' must be an object")
+
+    def collect(prefix: str) -> list[x509.GeneralName] | None:
+        out: list[x509.GeneralName] = []
+        out += [x509.DNSName(t) for t in _strings(value.get(f"{prefix}DNSDomains"), f"{prefix}DNSDomains")]
+        for t in _strings(value.get(f"{prefix}IPRanges"), f"{prefix}IPRanges"):
+            try:
+                out.append(x509.IPAddress(ipaddress.ip_network(t)))
+            except ValueError:
+                raise _fail(f"nameConstraints.{prefix}IPRanges: {t!r} is not a CIDR range") from None
+        out += [x509.RFC822Name(t) for t in _strings(value.get(f"{prefix}EmailAddresses"), f"{prefix}EmailAddresses")]
+        uris = _strings(value.get(f"{prefix}URIDomains"), f"{prefix}URIDomains")
+        out += [x509.UniformResourceIdentifier(t) for t in uris]
+        return out or None
+
+    permitted, excluded = collect("permitted"), collect("excluded")
+    if permitted is None and excluded is None:
+        return None
+    nc = x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded)
+    return x509.Extension(nc.oid, bool(value.get("critical")), nc)
+
+
+def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
+    """The leaf described by a rendered (and decoded) X.509 template."""
+    subject = subject_name(doc.get("subject"))
+    cn_attrs = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    common_name = str(cn_attrs[0].value) if cn_attrs else ""
+    exts: list[x509.Extension[x509.ExtensionType]] = []
+    usages = _strings(doc.get("keyUsage"), "keyUsage")
+    if usages:
+        exts.append(_key_usage_extension(tuple(u.lower() for u in usages)))
+    ekus = tuple(n.lower() for n in _strings(doc.get("extKeyUsage"), "extKeyUsage"))
+    unknown = tuple(_strings(doc.get("unknownExtKeyUsage"), "unknownExtKeyUsage"))
+    if ekus or unknown:
+        exts.append(_ext_key_usage_extension(ekus, unknown))
+    general = _general_names(doc)
+    if general:
+        san = x509.SubjectAlternativeName(general)
+        exts.append(x509.Extension(san.oid, not common_name and len(subject) == 0, san))
+    bc = doc.get("basicConstraints")
+    if bc is not None:
+        if not isinstance(bc, dict):
+            raise _fail("field 'basicConstraints' must be an object")
+        if bc.get("isCA"):
+            raise _fail("basicConstraints: a provisioner template cannot issue a CA certificate")
+        exts.append(x509.Extension(x509.BasicConstraints.oid, True, x509.BasicConstraints(ca=False, path_length=None)))
+    policies = [_oid(t, "policyIdentifiers") for t in _strings(doc.get("policyIdentifiers"), "policyIdentifiers")]
+    if policies:
+        cp = x509.CertificatePolicies([x509.PolicyInformation(p, None) for p in policies])
+        exts.append(x509.Extension(cp.oid, False, cp))
+    nc = _name_constraints(doc.get("nameConstraints"))
+    if nc is not None:
+        exts.append(nc)
+    for raw in doc.get("extensions") or []:
+        if not isinstance(raw, dict):
+            raise _fail("each entry of 'extensions' needs an id, critical and a base64 DER value")
+        oid = _oid(raw.get("id"), "extensions")
+        if oid in _COMPUTED:
+            raise _fail(f"extensions: {oid.dotted_string} is set by the CA")
+        value = x509.UnrecognizedExtension(oid, _b64(raw.get("value"), "extensions.value"))
+        exts.append(x509.Extension(oid, bool(raw.get("critical")), value))
+    oids = [e.oid for e in exts]
+    if len(set(oids)) != len(oids):
+        raise _fail("the template sets an extension twice")
+    not_before, not_after = doc.get("notBefore"), doc.get("notAfter")
+    return TemplatedLeaf(subject, common_name, tuple(general), tuple(exts),
+                         not_before if isinstance(not_before, str) else None,
+                         not_after if isinstance(not_after, str) else None)
+
+
+_NAME_FIELDS = (
+    ("Country", "country", NameOID.COUNTRY_NAME), ("Organization", "organization", NameOID.ORGANIZATION_NAME),
+    ("OrganizationalUnit", "organizationalUnit", NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ("Locality", "locality", NameOID.LOCALITY_NAME), ("Province", "province", NameOID.STATE_OR_PROVINCE_NAME),
+    ("StreetAddress", "streetAddress", NameOID.STREET_ADDRESS), ("PostalCode", "postalCode", NameOID.POSTAL_CODE),
+)
+
+
+def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct:
+    """x509util.Subject: Go field names for templates, step's JSON names for toJson."""
+    fields: list[tuple[str, str | None, bool, Any]] = []
+    for go, js, oid in _NAME_FIELDS:
+        values = [str(a.value) for a in name.get_attributes_for_oid(oid)] if name is not None else []
+        fields.append((go, js, True, values or None))
+    serial = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER) if name is not None else []
+    fields.append(("SerialNumber", "serialNumber", True, str(serial[0].value) if serial else ""))
+    if name is not None and not common_name:
+        cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = str(cns[0].value) if cns else ""
+    fields.append(("CommonName", "commonName", True, common_name))
+    fields.append(("ExtraNames", "extraNames", True, None))
+    return GoStruct("x509util.Subject", fields)
+
+
+def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
+    """[]x509util.SubjectAlternativeName: `.Type`/`.Value` in templates, type/value in JSON."""
+    out: list[GoStruct] = []
+    for name in general_names:
+        if isinstance(name, x509.DNSName):
+            kind, value = "dns", name.value
+        elif isinstance(name, x509.IPAddress):
+            kind, value = "ip", str(name.value)
+        elif isinstance(name, x509.RFC822Name):
+            kind, value = "email", name.value
+        elif isinstance(name, x509.UniformResourceIdentifier):
+            kind, value = "uri", name.value
+        else:
+            continue
+        out.append(GoStruct("x509util.SubjectAlternativeName",
+                            [("Type", "type", False, kind), ("Value", "value", False, value),
+                             ("ASN1Value", "asn1Value", True, None)]))
+    return out
+
+
+def _public_key(rsa_key: bool) -> GoTyped:
+    return GoTyped("*rsa.PublicKey" if rsa_key else "*ecdsa.PublicKey", "ptr", None, "&{...}")
+
+
+def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_key: bool) -> GoStruct:
+    """*x509util.CertificateRequest as `.Insecure.CR` (the request's own, unverified names)."""
+    names: list[x509.GeneralName] = []
+    if csr is not None:
+        try:
+            names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        except (x509.ExtensionNotFound, ValueError):
+            names = []
+    extensions: list[GoStruct] = []
+    if csr is not None:
+        for ext in csr.extensions:
+            # step marks the request's SAN critical when its subject is empty (fixSubjectAltName).
+            critical = ext.critical or (ext.oid == x509.SubjectAlternativeName.oid and len(csr.subject) == 0)
+            try:
+                der = ext.value.public_bytes()
+            except (NotImplementedError, ValueError):
+                continue
+            extensions.append(GoStruct("x509util.Extension", [
+                ("ID", "id", False, ext.oid.dotted_string), ("Critical", "critical", False, critical),
+                ("Value", "value", False, base64.b64encode(der).decode())]))
+    dns = [n.value for n in names if isinstance(n, x509.DNSName)]
+    emails = [n.value for n in names if isinstance(n, x509.RFC822Name)]
+    ips = [str(n.value) for n in names if isinstance(n, x509.IPAddress)]
+    uris = [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
+    return GoStruct("*x509util.CertificateRequest", [
+        ("Version", "version", False, 0),
+        ("Subject", "subject", False, go_subject(csr.subject if csr is not None else None)),
+        ("DNSNames", "dnsNames", False, dns or None), ("EmailAddresses", "emailAddresses", False, emails or None),
+        ("IPAddresses", "ipAddresses", False, ips or None), ("URIs", "uris", False, uris or None),
+        ("SANs", "sans", False, None), ("Extensions", "extensions", False, extensions or None),
+        ("SignatureAlgorithm", "signatureAlgorithm", False, ""),
+        ("PublicKey", None, False, _public_key(rsa_key)),
+        ("PublicKeyAlgorithm", None, False, "RSA" if rsa_key else "ECDSA"),
+    ])
+
+
+def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
+                  csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
+                  user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.Insecure.CR`,
+    `.Insecure.User` and the provisioner's templateData as top-level keys (reference 4.2)."""
+    data: dict[str, Any] = dict(extra or {})
+    data.update({
+        "Subject": go_subject(common_name=common_name),
+        "SANs": go_sans(general_names),
+        "Token": dict(token or {}),
+        "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": dict(user or {})},
+    })
+    return data

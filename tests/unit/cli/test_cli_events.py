@@ -1,0 +1,94 @@
+"""`cirrus events tail`: the event log for people (issue 17 item 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from werkzeug.test import Client
+
+from shared.cli import main as cirrus
+from tests.helpers import make_csr, mint_sign_token, mint_token, sign_claims
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _issue(api: Client, authority_dir: Path, name: str) -> str:
+    csr, _ = make_csr(name, [name])
+    answer = api.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(authority_dir, name, [name])})
+    assert answer.status_code == 201, answer.text
+    from cryptography import x509
+
+    return str(x509.load_pem_x509_certificate(answer.get_json()["crt"].encode()).serial_number)
+
+
+def test_tail_prints_recent_events_and_filters_by_type(
+    api: Client, authority_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _issue(api, authority_dir, "one.example.com")
+    _issue(api, authority_dir, "two.example.com")
+    token = mint_token(authority_dir, sign_claims(first, None, op="revoke"))
+    assert api.post("/1.0/revoke", json={"serial": first, "ott": token, "passive": True}).status_code == 200
+
+    assert cirrus(["events", "tail", "--dir", str(authority_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    kinds = [line.split()[1] for line in lines]
+    assert kinds.count("certificate.issued") == 2 and kinds.count("endpoint.created") == 2
+    assert kinds[-1] == "certificate.revoked" and f"serial={first}" in lines[-1]
+
+    assert cirrus(["events", "tail", "--dir", str(authority_dir), "--type", "certificate.revoked", "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["type"] for e in events] == ["dev.cirrus.certificate.revoked"]
+    assert events[0]["specversion"] == "1.0" and events[0]["data"]["serial"] == first
+
+    assert cirrus(["events", "tail", "--dir", str(authority_dir), "--limit", "1"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_follow_prints_new_events(api: Client, authority_dir: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "events", "tail", "--dir", str(authority_dir), "--follow",
+         "--json", "--interval", "0.1", "--type", "certificate.issued"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)  # let it print the (empty) past and start polling
+        serial = _issue(api, authority_dir, "later.example.com")
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert json.loads(line)["data"]["serial"] == serial
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--since", "\uff12h"], "not a duration"),
+        (["--since=0s"], "positive"),
+        (["--limit", "0"], "from 1 to 10000"),
+    ],
+)
+def test_tail_mistakes_are_one_line(authority_dir: Path, args: list[str], message: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "events", "tail", "--dir", str(authority_dir), *args],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[-1], run.stderr
+
+
+def test_tail_on_a_folder_that_is_not_an_authority(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "events", "tail", "--dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
