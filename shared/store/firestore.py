@@ -51,7 +51,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import secrets
-import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -70,8 +69,6 @@ T = TypeVar("T")
 
 # Commits of one transaction the SDK tries before contention counts as a transient failure.
 _TRANSACTION_ATTEMPTS = 5
-# Longest random pause (seconds) before the second run of a transaction's body, doubled per run.
-_CONTENTION_PAUSE = 0.05
 _ESCAPE = re.compile("~(7E|2F)")
 
 
@@ -309,23 +306,11 @@ class FirestoreStore(ShardedQueries):
         meets "transaction is invalid or closed"), so it is transient here: the store's retry
         runs the whole operation again in a fresh transaction, whose reads find the
         operation's own write id if the first commit landed.
-
-        Before each re-run the body pauses a random moment (at most `_CONTENTION_PAUSE`,
-        doubled per run): transactions that collided on one document (the same token sent to
-        several instances, or issuances into one endpoint) then re-read at different times, so
-        one commits before the others read. Without it, contenders that restart together can
-        collide again on every run; the Firestore emulator, which ends a lock conflict by
-        timing out every party, does so until the deadline (tests/e2e/test_many_instances.py).
         """
         committing = False
-        runs = 0
 
         def run(tx: Any) -> None:
-            nonlocal committing, runs
-            committing = False
-            runs += 1
-            if runs > 1:
-                time.sleep(self._retry.rand() * _CONTENTION_PAUSE * 2 ** (runs - 2))
+            nonlocal committing
             body(tx)
             committing = True
 
