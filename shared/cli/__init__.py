@@ -22,6 +22,7 @@ _MODULES = (
     "shared.cli.ocsp",
     "shared.cli.acme",
     "shared.cli.ca",
+    "shared.cli.usage",
     "shared.cli.bootstrap",
     "shared.cli.ssh",
     "shared.cli.dashboard",

@@ -152,6 +152,37 @@ class RevocationStore(RevocationReader, Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointMonth:
+    """One endpoint's usage in one calendar month (UTC), as the stores keep it (`shared.metering`).
+
+    `billable_from`/`billable_to` bound the instants of the month at which the endpoint had an
+    active certificate (`billable_to` exclusive); `peak_active` is the most active at once.
+    `authority_id` and `name` are copied from the endpoint so a report reads nothing else.
+    """
+
+    month: str
+    endpoint_id: str
+    authority_id: str
+    name: str
+    billable_from: dt.datetime
+    billable_to: dt.datetime
+    peak_active: int
+
+
+@runtime_checkable
+class UsageReader(Protocol):
+    """The per-endpoint-month usage records, maintained by every issuance and revocation."""
+
+    def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:
+        """Return the month's records (`YYYY-MM`), ordered by endpoint id.
+
+        Raises:
+            ValueError: `month` is not a `YYYY-MM` month.
+        """
+        ...
+
+
 class EventLog(Protocol):
     """The append-only event log."""
 

@@ -1,18 +1,28 @@
 """The serverless `Store`: Cloud Firestore (native mode).
 
 Every method is one durable operation built from Firestore's own atomic
-primitives, without read-then-write races and, on the issuance path, without
-reads at all:
+primitives, without read-then-write races:
 
 - Single-use claims (token `jti`s, ACME nonces) and create-if-absent records
   use `create()`, which the server rejects if the document exists: two
   instances can never both win.
-- An issuance is one atomic batch: the certificate document (carrying the
-  issuance's events) and, when the endpoint is new, the endpoint document,
-  both as creates. If the endpoint already exists the batch is re-sent with
-  the certificate alone, so the first endpoint is kept. Document writes per
-  issued certificate: the token claim (1) + the certificate with its events
-  (1) + the endpoint only when it is new (1) = at most 3.
+- An issuance is one transaction: it reads the token claim, the certificate
+  and endpoint documents (to tell a replay, a serial clash or an existing
+  endpoint), the endpoint's certificates still active after the new one starts
+  with their revocations, and the endpoint-month usage documents the new
+  certificate spans (`firestore_usage`); then it creates the claim, the
+  certificate (carrying the issuance's events) and, when new, the endpoint, and
+  sets those usage documents. Usage needs the reads, and keeping it in the same
+  transaction is what makes it exact with several instances writing at once.
+  The usage documents are the lock: the endpoint's certificates are queried
+  after them and outside the transaction's lock set (`firestore_usage` says
+  why that stays exact), so issuances into different endpoints never wait on
+  each other.
+  Document writes per issued certificate: the claim (1) + the certificate (1)
+  + the endpoint only when new (1) + one usage document per month the
+  certificate spans (1, or 2 across a month end).
+- A revocation is one transaction the same way: the revocation document and
+  the usage documents of the months it cut short.
 - Compare-and-set documents carry a version; an update is sent with the
   server's `update_time` as precondition, so a concurrent writer makes it fail
   instead of being overwritten.
@@ -45,16 +55,20 @@ import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from shared import metering
 from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.retry import Attempt, RetryPolicy
-from shared.store import codec, firestore_shards
+from shared.store import codec, firestore_shards, firestore_usage
 from shared.store import firestore_docs as docs
+from shared.store.base import EndpointMonth
 from shared.store.firestore_queries import ShardedQueries
 
 T = TypeVar("T")
 
+# Commits of one transaction the SDK tries before contention counts as a transient failure.
+_TRANSACTION_ATTEMPTS = 5
 _ESCAPE = re.compile("~(7E|2F)")
 
 
@@ -96,13 +110,14 @@ class FirestoreStore(ShardedQueries):
         from google.api_core import exceptions as api_exceptions
         from google.auth import exceptions as auth_exceptions
         from google.cloud import firestore
-        from google.cloud.firestore_v1 import FieldFilter, Increment
+        from google.cloud.firestore_v1 import FieldFilter, Increment, transactional
         from google.cloud.firestore_v1.field_path import FieldPath
 
         self._api = api_exceptions
         self._auth = auth_exceptions
         self._filter = FieldFilter
         self._increment = Increment
+        self._transactional = transactional
         self._field_path = FieldPath
         self._document_id = FieldPath.document_id()
         self._ascending = firestore.Query.ASCENDING
@@ -120,6 +135,7 @@ class FirestoreStore(ShardedQueries):
         self._clock: Clock = clock or SystemClock()
         self._retry = retry or RetryPolicy()
         self.prefix = prefix
+        self._meter = firestore_usage.FirestoreMeter(col=self._col, client=self._client, field_filter=FieldFilter)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -211,7 +227,7 @@ class FirestoreStore(ShardedQueries):
         events: Sequence[Event] = (),
         claim: TokenClaim | None = None,
     ) -> None:
-        """Write the token claim, the certificate (with its events) and a new endpoint in one atomic batch."""
+        """Write the claim, the certificate (with its events), a new endpoint and the usage in one transaction."""
         codec.check_issuance(certificate, new_endpoint)
         write_id = secrets.token_hex(8)
         cert_fields = {
@@ -234,46 +250,102 @@ class FirestoreStore(ShardedQueries):
             claim_fields = {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id}
             claim_fields["shard"] = self._shard(claim_ref.id)
 
-        def commit(a: Attempt, with_endpoint: bool) -> None:
-            batch = self._client.batch()
-            if claim_ref is not None:
-                batch.create(claim_ref, claim_fields)
-            batch.create(cert_ref, cert_fields)
-            if with_endpoint:
-                batch.create(endpoint_ref, endpoint_fields)
-            batch.commit(**self._kw(a))
+        endpoint_id = certificate.endpoint_id
+        new_interval = metering.active_interval(
+            not_before_us=codec.to_epoch_us(certificate.not_before),
+            not_after_us=codec.to_epoch_us(certificate.not_after),
+            issued_at_us=codec.to_epoch_us(certificate.issued_at),
+            revoked_at_us=None,
+        )
+        months = metering.months_overlapping(new_interval)
+        owner_ref = self._col(docs.ENDPOINTS).document(docs.doc_id(endpoint_id))
 
-        def landed_or_raise(a: Attempt) -> bool:
-            """After AlreadyExists: True if our own earlier attempt landed; raise if a claim/serial clash."""
-            # The batch is atomic: our write id on the claim (or the certificate) means all of it landed.
-            if claim_ref is not None:
-                snap = claim_ref.get(**self._kw(a))
-                if snap.exists:
-                    if (snap.to_dict() or {}).get("w") == write_id:
-                        return True
-                    raise TokenAlreadyUsed()
-            if cert_ref.get(**self._kw(a)).exists:
-                if self._is_own_write(cert_ref, write_id, a):
-                    return True
+        def body(tx: Any, a: Attempt) -> None:
+            kw = self._kw(a)
+            refs = [r for r in (claim_ref, cert_ref, owner_ref) if r is not None]
+            snaps = {s.reference.path: s for s in self._client.get_all(refs, transaction=tx, **kw)}
+            if claim_ref is not None and snaps[claim_ref.path].exists:
+                if (snaps[claim_ref.path].to_dict() or {}).get("w") == write_id:
+                    return  # our earlier attempt landed (the transaction is atomic)
+                raise TokenAlreadyUsed()
+            if snaps[cert_ref.path].exists:
+                if (snaps[cert_ref.path].to_dict() or {}).get("w") == write_id:
+                    return
                 raise Conflict(f"certificate with serial number '{certificate.serial}' already exists")
-            return False
+            owner_snap = snaps[owner_ref.path]
+            if owner_snap.exists:
+                owner_fields = owner_snap.to_dict() or {}
+                owner = (str(owner_fields["authority_id"]), str(owner_fields["name"]))
+            elif new_endpoint is not None:
+                owner = (new_endpoint.authority_id, new_endpoint.name)
+            else:
+                owner = (certificate.authority_id, "")
+            current = self._meter.read_months(tx, kw, endpoint_id, months)  # first: see `firestore_usage`
+            others = self._meter.intervals(tx, kw, endpoint_id, new_interval, skip=certificate.serial) if months else []
+            usage = metering.after_issuance(
+                new_interval, others, {m: firestore_usage.usage_of(f) for m, f in current.items()}
+            )
+            if claim_ref is not None:
+                tx.create(claim_ref, claim_fields)
+            tx.create(cert_ref, cert_fields)
+            if endpoint_ref is not None and not owner_snap.exists:
+                tx.create(endpoint_ref, endpoint_fields)
+            self._meter.write_months(tx, endpoint_id, owner, current, dict(usage))
 
         def op(a: Attempt) -> None:
-            with_endpoint = endpoint_ref is not None
-            for _ in range(2):
-                try:
-                    commit(a, with_endpoint)
-                    return
-                except self._api.AlreadyExists:
-                    if landed_or_raise(a):
-                        return
-                    if not with_endpoint:
-                        raise
-                    # The endpoint exists (another instance grouped the same subject
-                    # first): keep it and attach the certificate to it.
-                    with_endpoint = False
+            self._transaction(lambda tx: body(tx, a))
 
         self._run("record_issuance", op)
+
+    def _transaction(self, body: Callable[[Any], None]) -> None:
+        """Run `body(transaction)` in one Firestore transaction (reads first, then writes, all or nothing).
+
+        The SDK re-runs the body when the commit is aborted by contention (keeping the
+        transaction's place in line). Any failure of the commit itself is ambiguous (it may
+        have been applied with its answer lost, and the SDK's own resend of that commit then
+        meets "transaction is invalid or closed"), so it is transient here: the store's retry
+        runs the whole operation again in a fresh transaction, whose reads find the
+        operation's own write id if the first commit landed.
+        """
+        committing = False
+
+        def run(tx: Any) -> None:
+            nonlocal committing
+            body(tx)
+            committing = True
+
+        try:
+            self._transactional(run)(self._client.transaction(max_attempts=_TRANSACTION_ATTEMPTS))
+        except ValueError as exc:
+            if isinstance(exc.__cause__, self._api.Aborted):
+                raise BackendError("firestore transaction: aborted by contention", transient=True) from exc
+            # A failure before the transaction began (BeginTransaction unanswered) makes the
+            # SDK's clean-up rollback raise ValueError ("no transaction ID"): the API error it
+            # was cleaning up after is the one that counts.
+            earlier = exc.__context__
+            if isinstance(earlier, self._api.GoogleAPICallError | self._api.RetryError):
+                if committing:
+                    raise BackendError(f"firestore commit: {type(earlier).__name__}", transient=True) from earlier
+                raise earlier from None
+            raise
+        except self._api.GoogleAPICallError as exc:
+            if committing:
+                raise BackendError(f"firestore commit: {type(exc).__name__}: {exc}", transient=True) from exc
+            raise
+
+    def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:
+        """Return a month's endpoint-month records, by endpoint id (one equality query)."""
+        metering.parse_month(month)
+        query = self._col(firestore_usage.ENDPOINT_MONTHS).where(filter=self._filter("month", "==", month))
+        if authority_id is not None:
+            query = query.where(filter=self._filter("authority_id", "==", authority_id))
+
+        def op(a: Attempt) -> list[EndpointMonth]:
+            found = [firestore_usage.endpoint_month_from_fields(s.to_dict()) for s in query.stream(**self._kw(a))]
+            found.sort(key=lambda r: r.endpoint_id)
+            return found
+
+        return self._run("list_endpoint_months", op)
 
     # ----------------------------------------------------------------- endpoints
 
@@ -334,13 +406,39 @@ class FirestoreStore(ShardedQueries):
             "shard": self._shard(docs.doc_id(revocation.serial)),
         }
         ref = self._col(docs.REVOCATIONS).document(docs.doc_id(revocation.serial))
+        cert_ref = self._col(docs.CERTIFICATES).document(docs.doc_id(revocation.serial))
+        revoked_iso = fields["revoked_at"]
+
+        def body(tx: Any, a: Attempt) -> None:
+            kw = self._kw(a)
+            snaps = {s.reference.path: s for s in self._client.get_all([ref, cert_ref], transaction=tx, **kw)}
+            if snaps[ref.path].exists:
+                if (snaps[ref.path].to_dict() or {}).get("w") == write_id:
+                    return
+                raise AlreadyRevoked(revocation.serial)
+            cert = snaps[cert_ref.path].to_dict() if snaps[cert_ref.path].exists else None
+            months: list[str] = []
+            if cert is not None:
+                before = firestore_usage.interval_of(cert, None)
+                after = firestore_usage.interval_of(cert, revoked_iso)
+                months = metering.revocation_months(before, after)
+            if cert is None or not months:
+                tx.create(ref, fields)
+                return
+            endpoint_id = str(cert["endpoint_id"])
+            window = (metering.month_bounds(months[0])[0], metering.month_bounds(months[-1])[1])
+            current = self._meter.read_months(tx, kw, endpoint_id, months)  # first: see `firestore_usage`
+            intervals = self._meter.intervals(tx, kw, endpoint_id, window, revoked={revocation.serial: revoked_iso})
+            owner = (str(cert["authority_id"]), "")
+            if any(m not in current for m in months):
+                owner_snap = self._col(docs.ENDPOINTS).document(docs.doc_id(endpoint_id)).get(transaction=tx, **kw)
+                if owner_snap.exists:
+                    owner = (str(owner_snap.get("authority_id")), str(owner_snap.get("name")))
+            tx.create(ref, fields)
+            self._meter.write_months(tx, endpoint_id, owner, current, metering.after_revocation(months, intervals))
 
         def op(a: Attempt) -> None:
-            try:
-                ref.create(fields, **self._kw(a))
-            except self._api.AlreadyExists:
-                if not self._is_own_write(ref, write_id, a):
-                    raise AlreadyRevoked(revocation.serial) from None
+            self._transaction(lambda tx: body(tx, a))
 
         self._run("revoke", op)
 

@@ -13,6 +13,7 @@ Layout (every collection name carries the store's prefix `P`):
 | `P` + `events` | event id | events appended on their own (`append_events`) |
 | `P` + `claims` | sha256(namespace, key) | one used token or nonce, `expireAt` for TTL |
 | `P` + `counters` | name | `value`, incremented by a server-side transform |
+| `P` + `endpoint_months` | month, a vertical bar, endpoint id | usage of one endpoint-month (`firestore_usage`) |
 | `P` + `collections`/{c}/`P` + `documents` | id | a versioned JSON document, optional `expireAt` |
 
 Events are stored inside the document of the fact they describe, so an
@@ -25,6 +26,10 @@ earliest and latest event time, fixed-width ISO strings that sort as times);
 Certificates, revocations, events and claims also carry `shard`, a digest of
 the document id mod N (`firestore_shards`): every index over a time field leads
 with it, so no index range rises at the full write rate (docs/scale.md).
+The endpoint-month documents need none: no query orders them by time, their
+ids are random after the month, and `billable_from`/`billable_to` are not
+indexed. The metering query's `(endpoint_id, not_after)` index is bounded to
+one endpoint's certificates by its leading equality.
 
 Times inside records use the shared codec's fixed-width ISO strings, so range
 queries on them order correctly; only `expireAt` is a Firestore timestamp,

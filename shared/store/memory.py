@@ -18,11 +18,12 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from shared import metering
 from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
-from shared.store.base import IssuanceWrite
+from shared.store.base import EndpointMonth, IssuanceWrite
 
 
 class MemoryStore:
@@ -41,6 +42,8 @@ class MemoryStore:
         self._counters: dict[str, int] = {}
         # (collection, id) -> (JSON text, version, expires_at in epoch us or None)
         self._documents: dict[tuple[str, str], tuple[str, int, int | None]] = {}
+        # (month, endpoint id) -> usage, authority id, name (`shared.metering`)
+        self._usage: dict[tuple[str, str], tuple[metering.MonthUsage, str, str]] = {}
         self._closed = False
 
     # ----------------------------------------------------------------- TokenLedger
@@ -151,6 +154,7 @@ class MemoryStore:
             self._by_endpoint.setdefault(cert.endpoint_id, []).append(
                 (codec.to_epoch_us(cert.issued_at), cert.serial)
             )
+            self._meter_issuance(cert)
             self._add_events(normalised)
 
     # ----------------------------------------------------------------- endpoints
@@ -207,7 +211,70 @@ class MemoryStore:
             if rev.serial in self._revocations:
                 raise AlreadyRevoked(rev.serial)
             self._revocations[rev.serial] = rev
+            self._meter_revocation(rev)
             self._add_events(normalised)
+
+    # ----------------------------------------------------------------- usage
+
+    def _interval(self, cert: CertificateRecord) -> metering.Interval:
+        rev = self._revocations.get(cert.serial)
+        return metering.active_interval(
+            not_before_us=codec.to_epoch_us(cert.not_before),
+            not_after_us=codec.to_epoch_us(cert.not_after),
+            issued_at_us=codec.to_epoch_us(cert.issued_at),
+            revoked_at_us=codec.to_epoch_us(rev.revoked_at) if rev is not None else None,
+        )
+
+    def _endpoint_intervals(self, endpoint_id: str, skip: str = "") -> list[metering.Interval]:
+        return [
+            self._interval(self._certificates[serial])
+            for _, serial in self._by_endpoint.get(endpoint_id, [])
+            if serial != skip
+        ]
+
+    def _store_usage(self, cert: CertificateRecord, usage: dict[str, metering.MonthUsage | None]) -> None:
+        endpoint = self._endpoints.get(cert.endpoint_id)
+        owner = (endpoint.authority_id, endpoint.name) if endpoint is not None else (cert.authority_id, "")
+        for month, u in usage.items():
+            key = (month, cert.endpoint_id)
+            if u is None:
+                self._usage.pop(key, None)
+                continue
+            old = self._usage.get(key)
+            self._usage[key] = (u, *(old[1:] if old is not None else owner))
+
+    def _meter_issuance(self, cert: CertificateRecord) -> None:
+        """Fold a certificate just recorded into its endpoint's month records (under the lock)."""
+        new = self._interval(cert)
+        current = {
+            m: found[0]
+            for m in metering.months_overlapping(new)
+            if (found := self._usage.get((m, cert.endpoint_id))) is not None
+        }
+        updated = metering.after_issuance(new, self._endpoint_intervals(cert.endpoint_id, cert.serial), current)
+        self._store_usage(cert, dict(updated))
+
+    def _meter_revocation(self, rev: Revocation) -> None:
+        """Recompute the month records a revocation just recorded cut short (under the lock)."""
+        cert = self._certificates.get(rev.serial)
+        if cert is None:
+            return
+        after = self._interval(cert)
+        before = (after[0], max(after[0], codec.to_epoch_us(cert.not_after)))
+        months = metering.revocation_months(before, after)
+        self._store_usage(cert, metering.after_revocation(months, self._endpoint_intervals(cert.endpoint_id)))
+
+    def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:
+        """Return a month's endpoint-month records, by endpoint id."""
+        metering.parse_month(month)
+        f = codec.from_epoch_us
+        with self._lock:
+            found = [
+                EndpointMonth(m, e, auth, name, f(u.billable_from_us), f(u.billable_to_us), u.peak_active)
+                for (m, e), (u, auth, name) in self._usage.items()
+                if m == month and (authority_id is None or auth == authority_id)
+            ]
+        return sorted(found, key=lambda r: r.endpoint_id)
 
     # ----------------------------------------------------------------- events
 

@@ -66,8 +66,8 @@ from typing import Any, Literal
 from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
-from shared.store import codec, sqlite_files
-from shared.store.base import IssuanceWrite
+from shared.store import codec, sqlite_files, sqlite_usage
+from shared.store.base import EndpointMonth, IssuanceWrite
 from shared.store.sqlite_schema import MIGRATE_1_TO_2 as _MIGRATE_1_TO_2  # noqa: F401 - tests import it here
 from shared.store.sqlite_schema import (
     SCHEMA_VERSION,  # noqa: F401 - the store's public constant
@@ -526,6 +526,7 @@ class SQLiteStore:
             if "UNIQUE" not in str(exc):
                 raise
             raise Conflict(f"certificate with serial number '{serial}' already exists") from None
+        sqlite_usage.meter_issuance(conn, cert_row)
         conn.executemany(_EVENT_INSERT, event_rows)
 
     # ----------------------------------------------------------------- endpoints
@@ -592,7 +593,15 @@ class SQLiteStore:
                 if "UNIQUE" not in str(exc):
                     raise
                 raise AlreadyRevoked(revocation.serial) from None
+            sqlite_usage.meter_revocation(conn, revocation.serial, row[2])
             conn.executemany(_EVENT_INSERT, (codec.event_to_row(e) for e in events))
+
+    # ----------------------------------------------------------------- usage
+
+    def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:
+        """Return a month's endpoint-month records, by endpoint id (`sqlite_usage`)."""
+        with self._read("list endpoint months") as conn:
+            return sqlite_usage.list_endpoint_months(conn, month, authority_id)
 
     # ----------------------------------------------------------------- events
 

@@ -4,7 +4,7 @@ Split from `shared.store.sqlite` (which keeps connections, locking and the store
 operations) so the record layout and its migrations read in one place. The schema is
 created on open, idempotently, and versioned in `schema_version`; an older file is
 upgraded in place inside the schema transaction (all of it or none of it), see
-`MIGRATE_1_TO_2` and `MIGRATE_2_TO_3`.
+`MIGRATE_1_TO_2`, `MIGRATE_2_TO_3` and `MIGRATE_3_TO_4`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlite3
 
 from shared.errors import ConfigError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
         id TEXT NOT NULL,
@@ -61,6 +61,29 @@ MIGRATE_2_TO_3: tuple[str, ...] = (
     "UPDATE schema_version SET version = 3 WHERE id = 1",
 )
 
+_ENDPOINT_MONTHS_TABLE = """CREATE TABLE IF NOT EXISTS endpoint_months (
+        month TEXT NOT NULL,
+        endpoint_id TEXT NOT NULL,
+        authority_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        billable_from INTEGER NOT NULL,
+        billable_to INTEGER NOT NULL,
+        peak_active INTEGER NOT NULL,
+        PRIMARY KEY (month, endpoint_id)
+    ) WITHOUT ROWID"""
+# An endpoint's certificates still active after an instant: what metering reads per write.
+_CERTIFICATES_BY_ENDPOINT_EXPIRY = (
+    "CREATE INDEX IF NOT EXISTS certificates_by_endpoint_expiry ON certificates (endpoint_id, not_after)"
+)
+
+# Version 3 -> 4: endpoint-month usage records (`shared.metering`), kept by every issuance
+# and revocation. The table and the index are created, then `sqlite_usage.backfill` builds
+# the records of the certificates already stored, all in the schema transaction.
+MIGRATE_3_TO_4: tuple[str, ...] = (
+    _ENDPOINT_MONTHS_TABLE,
+    _CERTIFICATES_BY_ENDPOINT_EXPIRY,
+)
+
 _SCHEMA: tuple[str, ...] = (
     _USED_TOKENS_TABLE,
     # Unique by digest, not by (namespace, key): see `_claim_digest`.
@@ -87,6 +110,9 @@ _SCHEMA: tuple[str, ...] = (
     )""",
     """CREATE INDEX IF NOT EXISTS certificates_by_endpoint
         ON certificates (endpoint_id, issued_at, serial)""",
+    _CERTIFICATES_BY_ENDPOINT_EXPIRY,
+    # One row per (month, endpoint) with an active certificate: the usage report reads these.
+    _ENDPOINT_MONTHS_TABLE,
     # The published serial index reads new issuances by (issued_at, serial) cursor.
     """CREATE INDEX IF NOT EXISTS certificates_by_authority_issued
         ON certificates (authority_id, issued_at, serial)""",
@@ -175,6 +201,13 @@ def create_or_upgrade(conn: sqlite3.Connection) -> None:
         conn.create_function("cirrus_claim_digest", 2, claim_digest, deterministic=True)
         for statement in MIGRATE_2_TO_3:
             conn.execute(statement)
+    if row is not None and row[0] in (1, 2, 3):
+        from shared.store import sqlite_usage  # the backfill needs the metering code, only here
+
+        for statement in MIGRATE_3_TO_4:
+            conn.execute(statement)
+        sqlite_usage.backfill(conn)
+        conn.execute("UPDATE schema_version SET version = 4 WHERE id = 1")
     for statement in _SCHEMA:
         conn.execute(statement)
     if row is None:

@@ -31,6 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 STORE_SOURCES = {
     "FirestoreStore": REPO / "shared" / "store" / "firestore.py",
     "ShardedQueries": REPO / "shared" / "store" / "firestore_queries.py",
+    "FirestoreMeter": REPO / "shared" / "store" / "firestore_usage.py",
 }
 INDEX_FILE = REPO / "shared" / "store" / "firestore_indexes.json"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -102,6 +103,12 @@ def record_queries() -> dict[str, list[Query]]:
             "list_revocations": lambda: store.list_revocations("ca", not_after_since=NOW),
             "list_events": lambda: (store.list_events(), store.list_events(since=NOW)),
             "find_documents": lambda: store.find_documents("acme_orders", "account", "a1"),
+            "list_endpoint_months": lambda: (
+                store.list_endpoint_months("2026-01"),
+                store.list_endpoint_months("2026-01", authority_id="ca"),
+            ),
+            # the endpoint's active certificates, read inside record_issuance's and revoke's transaction
+            "intervals": lambda: store._meter.intervals(None, {}, "ep", (0, 1)),
             "backfill_shards": store.backfill_shards,
         }
         for name, call in calls.items():
@@ -248,8 +255,29 @@ TIME_FIELDS = {
     "events": {"ev_first", "ev_last"},
     "claims": {"expireAt"},
     "endpoints": {"created_at"},
+    # billable_to follows the newest certificate's not_after, billable_from its month's first
+    # issuance: both rise with time as issuances rewrite the month documents. (`month` is a time
+    # too, but constant for a whole month: its index entries sort by document id,
+    # "YYYY-MM|endpoint id", random after the month, so they scatter; list_endpoint_months needs it.)
+    "endpoint_months": {"billable_from", "billable_to"},
 }
 SHARD = "shard"
+# An equality on a field whose values are random keys, leading the index, bounds each index
+# range to one key: the metering read (certificates of one endpoint with not_after after a
+# time, in issuance's and revocation's transaction) uses (endpoint_id, not_after). Endpoint ids
+# are random on Firestore (`FirestoreStore.endpoint_id_order`; endpoints from before that keep
+# their ids but gain no new neighbours in time order), so concurrent issuances write entries
+# scattered over the endpoint ids, and not_after rises only within one endpoint, at that
+# endpoint's own issuance rate (which its transaction serialises anyway): no range rises at the
+# service's rate. Sharding it instead would cost N queries inside every issuance's transaction.
+RANDOM_KEY_PREFIX = {"certificates": "endpoint_id"}
+
+
+def bounded_by_random_key(collection: str, leading: str) -> bool:
+    """Is an index on `collection` leading with `leading` one random key's range (see above)?"""
+    from shared.store.firestore import FirestoreStore
+
+    return RANDOM_KEY_PREFIX.get(collection) == leading and FirestoreStore.endpoint_id_order == "random"
 
 
 def unsharded_time_indexes(spec: dict[str, Any]) -> list[str]:
@@ -258,7 +286,7 @@ def unsharded_time_indexes(spec: dict[str, Any]) -> list[str]:
     for ix in spec["indexes"]:
         fields = [f["fieldPath"] for f in ix["fields"]]
         timed = set(fields) & TIME_FIELDS.get(ix["collectionGroup"], set())
-        if timed and fields[0] != SHARD:
+        if timed and fields[0] != SHARD and not bounded_by_random_key(ix["collectionGroup"], fields[0]):
             problems.append(f"composite {ix['collectionGroup']}{fields} holds {sorted(timed)} without a leading shard")
     exempted = {(o["collectionGroup"], o["fieldPath"]) for o in spec.get("fieldOverrides", []) if not o.get("indexes")}
     for collection, fields in TIME_FIELDS.items():
@@ -290,5 +318,39 @@ def test_every_time_ordered_query_reads_one_shard(recorded: dict[str, list[Query
     for method, queries in recorded.items():
         for q in queries:
             timed = {f for f, _ in [*q["filters"], *q["orders"]]} & TIME_FIELDS.get(q["collection"], set())
-            if timed:
+            leading = q["filters"][0] if q["filters"] else ("", "")
+            if timed and not (leading[1] == "EQUAL" and bounded_by_random_key(q["collection"], leading[0])):
                 assert (SHARD, "EQUAL") in q["filters"], f"{method} queries {sorted(timed)} unsharded: {q}"
+
+
+def test_the_random_key_exception_is_narrow() -> None:
+    """The checker itself: (endpoint_id, not_after) passes only on certificates, and only as the leading field."""
+    spec = json.loads(INDEX_FILE.read_text(encoding="utf-8"))
+    assert {
+        "collectionGroup": "certificates",
+        "queryScope": "COLLECTION",
+        "fields": [
+            {"fieldPath": "endpoint_id", "order": "ASCENDING"},
+            {"fieldPath": "not_after", "order": "ASCENDING"},
+        ],
+    } in spec["indexes"]
+    spec["indexes"] += [
+        {"collectionGroup": "revocations", "fields": [{"fieldPath": "endpoint_id"}, {"fieldPath": "not_after"}]},
+        {
+            "collectionGroup": "certificates",
+            "fields": [{"fieldPath": "authority_id"}, {"fieldPath": "endpoint_id"}, {"fieldPath": "not_after"}],
+        },
+    ]
+    spec["fieldOverrides"] = [o for o in spec["fieldOverrides"] if o["collectionGroup"] != "endpoint_months"]
+    problems = unsharded_time_indexes(spec)
+    assert len(problems) == 4, problems
+    assert "revocations['endpoint_id', 'not_after']" in problems[0]
+    assert "['authority_id', 'endpoint_id', 'not_after']" in problems[1]
+    assert "endpoint_months.billable_from" in problems[2] and "endpoint_months.billable_to" in problems[3]
+
+
+def test_the_metering_query_leads_with_its_endpoint(recorded: dict[str, list[Query]]) -> None:
+    """The one time-ranged query without a shard is bounded to one endpoint by an equality."""
+    (query,) = recorded["intervals"]
+    assert query["collection"] == "certificates"
+    assert query["filters"] == [("endpoint_id", "EQUAL"), ("not_after", "GREATER_THAN")]

@@ -223,20 +223,18 @@ def test_record_issuance_during_outage_writes_nothing(
     assert [e.id for e in observer.list_events()] == ["e-200"]
 
 
-def test_issuance_to_existing_endpoint_interrupted_between_its_two_commits(
+def test_issuance_to_existing_endpoint_is_one_commit_and_keeps_the_endpoint(
     store: FirestoreStore, faults: Faults, observer: FirestoreStore
 ) -> None:
-    """The endpoint exists, so the certificate goes in a second commit; that one fails."""
+    """The endpoint exists: the transaction reads it, so the certificate goes in the one commit
+    (no "exists" refusal and second commit, which the batch of earlier releases needed)."""
     observer.record_issuance(cert("300", "ep-3"), new_endpoint=endpoint("ep-3"))
-    # Commit 1 (certificate + endpoint) reaches the emulator and is refused as "exists";
-    # every commit after it (the certificate alone, and all retries) fails unsent.
-    faults.allow_then_fail[COMMIT] = 1
-    with pytest.raises(Unavailable):
-        store.record_issuance(cert("301", "ep-3"), new_endpoint=dataclasses.replace(endpoint("ep-3"), name="other"))
+    faults.allow_then_fail[COMMIT] = 1  # one commit goes through, every later one fails unsent
+    store.record_issuance(cert("301", "ep-3"), new_endpoint=dataclasses.replace(endpoint("ep-3"), name="other"))
     assert faults.delivered.count(COMMIT) == 1
-    assert observer.get_certificate("301") is None
+    assert observer.get_certificate("301") == cert("301", "ep-3")
     assert observer.get_endpoint("ep-3") == endpoint("ep-3")
-    assert [c.serial for c in observer.list_certificates_by_endpoint("ep-3")] == ["300"]
+    assert [c.serial for c in observer.list_certificates_by_endpoint("ep-3")] == ["300", "301"]
 
 
 # --------------------------------------------------------------------------- the emulator itself stops

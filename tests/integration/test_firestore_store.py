@@ -9,6 +9,7 @@ purges and the URL forms.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import random
 import uuid
@@ -20,7 +21,7 @@ from firestore_grpc import BATCH_GET, COMMIT, PROJECT, RUN_QUERY, Faults, faulty
 
 from shared.clock import FixedClock
 from shared.errors import ConfigError
-from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, Revocation
+from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, Revocation, TokenClaim
 from shared.retry import RetryPolicy
 from shared.store import firestore_queries
 from shared.store.firestore import FirestoreStore, from_url
@@ -98,40 +99,50 @@ def raw(store: FirestoreStore, collection: str, doc: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- cost per certificate
 
 
-def test_new_endpoint_issuance_costs_three_writes_and_no_reads(store: FirestoreStore, faults: Faults) -> None:
-    """/sign: token claim + certificate (with both events) + new endpoint."""
-    assert store.claim("jti", "token-1", T0 + HOUR)
+def test_new_endpoint_issuance_costs_four_writes_in_one_commit(store: FirestoreStore, faults: Faults) -> None:
+    """/sign: token claim + certificate (with both events) + new endpoint + its month's usage, one commit.
+
+    The reads usage needs (one batch of the claim, certificate and endpoint; one of the month
+    documents; one query of the endpoint's active certificates) go in the same transaction.
+    """
     store.record_issuance(
         cert("1001"),
         new_endpoint=endpoint(),
         events=[event("issued-1001"), event("endpoint-created-1")],
+        claim=TokenClaim("jti", "token-1", T0 + HOUR),
     )
-    assert len(faults.writes) == 3
-    assert faults.delivered.count(COMMIT) == 2
-    assert BATCH_GET not in faults.delivered and RUN_QUERY not in faults.delivered
+    assert len(faults.writes) == 4
+    assert faults.delivered.count(COMMIT) == 1
+    assert faults.delivered.count(BATCH_GET) == 2 and faults.delivered.count(RUN_QUERY) == 1
 
 
-def test_renewal_costs_two_writes_and_no_reads(store: FirestoreStore, faults: Faults) -> None:
-    """/renew with a token: claim + certificate (with its event); the endpoint exists."""
+def test_renewal_costs_three_writes_in_one_commit(store: FirestoreStore, faults: Faults) -> None:
+    """/renew with a token: claim + certificate (with its event) + the month's usage; the endpoint exists.
+
+    The renewed certificate is still active, so its revocation is read too (one more batch).
+    """
     store.record_issuance(cert("1"), new_endpoint=endpoint())
     faults.writes.clear()
     faults.delivered.clear()
-    assert store.claim("jti", "token-2", T0 + HOUR)
-    store.record_issuance(cert("2"), events=[event("renewed-2")])
-    assert len(faults.writes) == 2
-    assert faults.delivered.count(COMMIT) == 2
-    assert BATCH_GET not in faults.delivered
+    store.record_issuance(
+        cert("2", issued_at=T0 + HOUR), events=[event("renewed-2")], claim=TokenClaim("jti", "token-2", T0 + HOUR)
+    )
+    assert len(faults.writes) == 3
+    assert faults.delivered.count(COMMIT) == 1
+    assert faults.delivered.count(BATCH_GET) == 3 and faults.delivered.count(RUN_QUERY) == 1
+    assert [(r.endpoint_id, r.peak_active) for r in store.list_endpoint_months("2025-01")] == [("ep-1", 2)]
 
 
 def test_issuance_into_an_endpoint_that_appeared_meanwhile(store: FirestoreStore, faults: Faults) -> None:
-    """Grouping race: the endpoint already exists; one extra read, the certificate alone is written."""
+    """Grouping race: the endpoint already exists; the transaction sees it and writes the certificate alone."""
     store.record_issuance(cert("1"), new_endpoint=endpoint())
     faults.writes.clear()
     faults.delivered.clear()
-    store.record_issuance(cert("2"), new_endpoint=endpoint(), events=[event("e2")])
-    assert faults.delivered.count(COMMIT) == 2  # refused batch, then the certificate alone
-    assert len(faults.documents_read) == 1
+    store.record_issuance(cert("2"), new_endpoint=dataclasses.replace(endpoint(), name="other"), events=[event("e2")])
+    assert faults.delivered.count(COMMIT) == 1
+    assert len(faults.writes) == 2  # the certificate and the month's usage; no endpoint
     assert [c.serial for c in store.list_certificates_by_endpoint("ep-1")] == ["1", "2"]
+    assert store.get_endpoint("ep-1") == endpoint()
 
 
 # --------------------------------------------------------------------------- events inside their documents

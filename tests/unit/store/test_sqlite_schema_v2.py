@@ -24,7 +24,7 @@ from shared.model import (
     ProvisionerRef,
     TokenClaim,
 )
-from shared.store.sqlite import _MIGRATE_1_TO_2, SQLiteStore
+from shared.store.sqlite import _MIGRATE_1_TO_2, SCHEMA_VERSION, SQLiteStore
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 US = 1_735_689_600_000_000  # T0 in microseconds
@@ -161,7 +161,7 @@ def test_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path) 
     db = tmp_path / "v1.db"
     _v1_file(db)
     store = SQLiteStore(db, clock=FixedClock(T0))
-    assert store.schema_version() == 3
+    assert store.schema_version() == SCHEMA_VERSION
     cert = store.get_certificate("7")
     assert cert is not None and cert.der == b"\x30\x00" and cert.sans == ("host",)
     assert [c.serial for c in store.list_certificates_by_endpoint("ep")] == ["7"]
@@ -187,7 +187,7 @@ def test_version_1_file_is_upgraded_in_place_and_keeps_its_data(tmp_path: Path) 
     assert indexes == {"events", "events_by_time"}  # no autoindex on id any more
     raw.close()
     again = SQLiteStore(db)  # reopening an upgraded file changes nothing
-    assert again.schema_version() == 3 and len(again.list_events()) == 3
+    assert again.schema_version() == SCHEMA_VERSION and len(again.list_events()) == 3
     again.close()
 
 
@@ -204,7 +204,7 @@ def test_version_2_file_gets_digest_keyed_used_tokens_and_keeps_its_claims(tmp_p
     raw.close()
 
     store = SQLiteStore(db, clock=FixedClock(T0))
-    assert store.schema_version() == 3
+    assert store.schema_version() == SCHEMA_VERSION
     assert store.claim("jti", "used", T0 + HOUR) is False  # claims made before the upgrade still hold
     assert store.claim("ott:p", "jti-2", T0 + HOUR) is False
     assert store.claim("ott:p", "jti-3", T0 + HOUR) is True
