@@ -293,7 +293,20 @@ class FirestoreStore(ShardedQueries):
             self._meter.write_months(tx, endpoint_id, owner, current, dict(usage))
 
         def op(a: Attempt) -> None:
-            self._transaction(lambda tx: body(tx, a))
+            try:
+                self._transaction(lambda tx: body(tx, a))
+            except BackendError as exc:
+                # Several instances redeeming one token contend on its claim document; a loser
+                # whose transaction kept aborting must still learn the definite answer (401),
+                # not a 503: read the claim outside the transaction.
+                if claim_ref is None or not exc.transient:
+                    raise
+                snap = claim_ref.get(**self._kw(a))
+                if not snap.exists:
+                    raise
+                if (snap.to_dict() or {}).get("w") == write_id:
+                    return  # our own commit landed; its answer was lost
+                raise TokenAlreadyUsed() from None
 
         self._run("record_issuance", op)
 
@@ -329,8 +342,9 @@ class FirestoreStore(ShardedQueries):
                 raise earlier from None
             raise
         except self._api.GoogleAPICallError as exc:
-            if committing:
-                raise BackendError(f"firestore commit: {type(exc).__name__}: {exc}", transient=True) from exc
+            if committing or isinstance(exc, self._api.Aborted):
+                # Aborted before the commit too: a read lost its lock to another transaction.
+                raise BackendError(f"firestore transaction: {type(exc).__name__}", transient=True) from exc
             raise
 
     def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:
