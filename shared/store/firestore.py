@@ -136,6 +136,7 @@ class FirestoreStore(ShardedQueries):
         self._retry = retry or RetryPolicy()
         self.prefix = prefix
         self._meter = firestore_usage.FirestoreMeter(col=self._col, client=self._client, field_filter=FieldFilter)
+        _bound_transaction_rpcs(self._client, self._retry.attempt_timeout)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -737,3 +738,27 @@ def from_url(url: str, *, clock: Clock) -> FirestoreStore:
         retry=retry,
         shards=shards,
     )
+
+
+def _bound_transaction_rpcs(client: Any, timeout: float) -> None:
+    """Give the SDK's transaction RPCs (BeginTransaction, Commit, Rollback) our bounds.
+
+    The SDK's `Transaction` calls them without retry or timeout arguments, so they fall
+    back to the generated client's defaults: retries on UNAVAILABLE for up to 60 s. With
+    Firestore unreachable, one `record_issuance` then hung for a minute instead of failing
+    within the store's retry deadline and answering 503. Calls that pass their own retry
+    and timeout (our batches and reads) are unchanged.
+    """
+    api = client._firestore_api
+    for name in ("begin_transaction", "commit", "rollback"):
+        original = getattr(api, name)
+        if getattr(original, "_cirrus_bounded", False):
+            continue
+
+        def bounded(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            kwargs.setdefault("retry", None)
+            kwargs.setdefault("timeout", timeout)
+            return _original(*args, **kwargs)
+
+        bounded._cirrus_bounded = True  # type: ignore[attr-defined]
+        setattr(api, name, bounded)
