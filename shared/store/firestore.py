@@ -136,7 +136,7 @@ class FirestoreStore(ShardedQueries):
         self._retry = retry or RetryPolicy()
         self.prefix = prefix
         self._meter = firestore_usage.FirestoreMeter(col=self._col, client=self._client, field_filter=FieldFilter)
-        _bound_transaction_rpcs(self._client, self._retry.attempt_timeout)
+        _bound_transaction_rpcs(self._client, self._retry.deadline)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -741,23 +741,33 @@ def from_url(url: str, *, clock: Clock) -> FirestoreStore:
 
 
 def _bound_transaction_rpcs(client: Any, timeout: float) -> None:
-    """Give the SDK's transaction RPCs (BeginTransaction, Commit, Rollback) our bounds.
+    """Give the SDK's BeginTransaction and Rollback our bounds.
 
     The SDK's `Transaction` calls them without retry or timeout arguments, so they fall
     back to the generated client's defaults: retries on UNAVAILABLE for up to 60 s. With
-    Firestore unreachable, one `record_issuance` then hung for a minute instead of failing
-    within the store's retry deadline and answering 503. Calls that pass their own retry
+    Firestore unreachable, one `record_issuance` then hung for a minute in BeginTransaction
+    instead of failing within the store's retry deadline and answering 503. Commit keeps the
+    SDK's behaviour: it may wait on other transactions' locks (contention on one endpoint),
+    and cutting that wait short turns contention into 503s. Calls that pass their own retry
     and timeout (our batches and reads) are unchanged.
     """
+    from google.api_core import exceptions as api_exceptions
+    from google.api_core import retry as api_retry
+
+    # Only the wait for an unreachable service is bounded; no per-call timeout, so a call
+    # that waits its turn behind another transaction is not cut short.
+    retry = api_retry.Retry(
+        predicate=api_retry.if_exception_type(api_exceptions.ServiceUnavailable),
+        initial=0.1, maximum=1.0, multiplier=2.0, timeout=timeout,
+    )  # fmt: skip
     api = client._firestore_api
-    for name in ("begin_transaction", "commit", "rollback"):
+    for name in ("begin_transaction", "rollback"):
         original = getattr(api, name)
         if getattr(original, "_cirrus_bounded", False):
             continue
 
         def bounded(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            kwargs.setdefault("retry", None)
-            kwargs.setdefault("timeout", timeout)
+            kwargs.setdefault("retry", retry)
             return _original(*args, **kwargs)
 
         bounded._cirrus_bounded = True  # type: ignore[attr-defined]
