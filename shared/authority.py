@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -37,8 +36,9 @@ from shared.events.base import (
     CERTIFICATE_REKEYED,
     CERTIFICATE_RENEWED,
     ENDPOINT_CREATED,
-    EVENT_SOURCE,
     EventSink,
+    authority_event,
+    publish_to_sinks,
 )
 from shared.groupcommit import CommitGroup
 from shared.issued import AuthorityStores, Issued
@@ -484,22 +484,11 @@ class Authority:
         return Issued(certificate=cert, chain=self.intermediates, record=record, chain_pem=self._chain_pem)
 
     def _event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
-        return Event(
-            id=secrets.token_hex(16),
-            type=etype,
-            source=f"{EVENT_SOURCE}/{self.authority_id}",
-            subject=subject,
-            time=now,
-            data=data,
-        )
+        return authority_event(self.authority_id, etype, subject, now, data)
 
     def _publish(self, events: Sequence[Event]) -> None:
         """Hand events to the sinks; a sink failure never undoes the issuance."""
-        for sink in self._sinks:
-            try:
-                sink.publish(events)
-            except Exception:
-                log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)
+        publish_to_sinks(self._sinks, events, log=log)
 
     # ------------------------------------------- registration authority
     def _issue_upstream(

@@ -8,8 +8,11 @@ an issuance: the event stays in the log for a later sweep to re-deliver.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from shared.model import Event
 
@@ -34,3 +37,24 @@ class EventSink(Protocol):
     def publish(self, events: Sequence[Event]) -> None:
         """Deliver events; raise `shared.errors.BackendError` on failure."""
         ...
+
+
+def authority_event(authority_id: str, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
+    """A CloudEvents-shaped event of one authority (X.509 and SSH issuance share this shape)."""
+    return Event(
+        id=secrets.token_hex(16),
+        type=etype,
+        source=f"{EVENT_SOURCE}/{authority_id}",
+        subject=subject,
+        time=now,
+        data=data,
+    )
+
+
+def publish_to_sinks(sinks: Sequence[EventSink], events: Sequence[Event], *, log: logging.Logger) -> None:
+    """Hand events to every sink; a sink failure never undoes the fact (the event log keeps it)."""
+    for sink in sinks:
+        try:
+            sink.publish(events)
+        except Exception:
+            log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)

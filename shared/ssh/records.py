@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,8 +17,9 @@ from shared.events.base import (
     CERTIFICATE_REKEYED,
     CERTIFICATE_RENEWED,
     ENDPOINT_CREATED,
-    EVENT_SOURCE,
     EventSink,
+    authority_event,
+    publish_to_sinks,
 )
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim
 from shared.provisioners.base import ReplayClaim
@@ -95,19 +95,8 @@ class SSHRecorder:
 
     def event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
         """A CloudEvents-shaped event of this authority."""
-        return Event(
-            id=secrets.token_hex(16),
-            type=etype,
-            source=f"{EVENT_SOURCE}/{self._authority_id}",
-            subject=subject,
-            time=now,
-            data=data,
-        )
+        return authority_event(self._authority_id, etype, subject, now, data)
 
     def publish(self, events: Sequence[Event]) -> None:
         """Hand events to the sinks; a sink failure never undoes the issuance (the log keeps them)."""
-        for sink in self._sinks:
-            try:
-                sink.publish(events)
-            except Exception:
-                log.warning("event sink %s failed; events stay in the log", type(sink).__name__, exc_info=True)
+        publish_to_sinks(self._sinks, events, log=log)
