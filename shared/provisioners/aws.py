@@ -31,10 +31,10 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from jwt.algorithms import HMACAlgorithm
 from jwt.exceptions import InvalidKeyError
 
-from shared.claims import Claims, resolve_claims
+from shared.claims import resolve_claims
 from shared.errors import ConfigError, Unauthorized
 from shared.model import ProvisionerRef
-from shared.provisioners.base import RevokeAuthorization, SignAuthorization
+from shared.provisioners.base import RevokeAuthorization, RoutedProvisioner, SignAuthorization
 from shared.provisioners.iid import (
     CSRNames,
     audience_matches,
@@ -101,7 +101,7 @@ def internal_dns_name(private: str, region: str) -> str:
     return f"ip-{private.replace('.', '-')}.{region}.compute.internal"
 
 
-class AWSProvisioner:
+class AWSProvisioner(RoutedProvisioner):
     """A step-ca `AWS` provisioner."""
 
     def __init__(self, *, config: Mapping[str, Any], global_claims: Mapping[str, Any], audiences: Audiences) -> None:
@@ -125,25 +125,6 @@ class AWSProvisioner:
         self._ref = ProvisionerRef(id=self._token_id, name=name, type="AWS")
         self._claims = resolve_claims(config.get("claims"), global_claims)
         self._audiences = audiences
-
-    @property
-    def ref(self) -> ProvisionerRef:
-        """Id (`aws/<name>`), name and type."""
-        return self._ref
-
-    @property
-    def token_id(self) -> str:
-        """The `aud` fragment that routes tokens here."""
-        return self._token_id
-
-    @property
-    def claims(self) -> Claims:
-        """Resolved claims."""
-        return self._claims
-
-    def public_json(self) -> dict[str, Any]:
-        """The config block as `GET /provisioners` returns it."""
-        return dict(self._config)
 
     def _document_signed(self, document: bytes, signature: bytes) -> bool:
         for key in self._keys:

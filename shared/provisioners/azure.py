@@ -24,10 +24,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from shared.claims import Claims, resolve_claims
+from shared.claims import resolve_claims
 from shared.errors import ConfigError, Unauthorized, Unavailable
 from shared.model import ProvisionerRef
-from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAuthorization
+from shared.provisioners.base import ConfiguredProvisioner, ReplayClaim, RevokeAuthorization, SignAuthorization
 from shared.provisioners.iid import TOFU_LIFETIME, CSRNames, cirrus_options, string_list
 from shared.provisioners.jwks import Fetch, RemoteKeySet, fetch_json
 from shared.provisioners.ssh_sign import SSHIdentity, iid_ssh_authorization
@@ -54,7 +54,7 @@ def parse_mirid(mirid: object) -> tuple[str, str, str] | None:
     return parts[2], parts[4], parts[8]
 
 
-class AzureProvisioner:
+class AzureProvisioner(ConfiguredProvisioner):
     """A step-ca `Azure` provisioner."""
 
     def __init__(
@@ -94,23 +94,9 @@ class AzureProvisioner:
         self._keys: RemoteKeySet | None = None
 
     @property
-    def ref(self) -> ProvisionerRef:
-        """Id (`azure/<name>`), name and type."""
-        return self._ref
-
-    @property
     def tenant_id(self) -> str:
         """The `tid` that routes tokens here."""
         return self._tenant
-
-    @property
-    def claims(self) -> Claims:
-        """Resolved claims."""
-        return self._claims
-
-    def public_json(self) -> dict[str, Any]:
-        """The config block as `GET /provisioners` returns it."""
-        return dict(self._config)
 
     def _discovered(self) -> tuple[str, RemoteKeySet]:
         with self._lock:

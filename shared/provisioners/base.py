@@ -95,3 +95,40 @@ class Provisioner(Protocol):
     def public_json(self) -> dict[str, Any]:
         """The provisioner's JSON as `GET /provisioners` shows it."""
         ...
+
+
+class ConfiguredProvisioner:
+    """What every configured provisioner shares: its config block, reference and claims.
+
+    Each provisioner type's constructor sets `_config`, `_ref` and `_claims`;
+    these accessors were written out seven times before they lived here.
+    """
+
+    _config: dict[str, Any]
+    _ref: ProvisionerRef
+    _claims: Claims
+
+    @property
+    def ref(self) -> ProvisionerRef:
+        """Id, name and type."""
+        return self._ref
+
+    @property
+    def claims(self) -> Claims:
+        """Resolved claims."""
+        return self._claims
+
+    def public_json(self) -> dict[str, Any]:
+        """The config block as `GET /provisioners` returns it (step-ca lists every field, secrets of OIDC included)."""
+        return dict(self._config)
+
+
+class RoutedProvisioner(ConfiguredProvisioner):
+    """A provisioner whose tokens are routed by an audience fragment (`<type>/<name>`)."""
+
+    _token_id: str
+
+    @property
+    def token_id(self) -> str:
+        """The `aud` fragment that routes tokens here."""
+        return self._token_id

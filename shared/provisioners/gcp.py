@@ -17,10 +17,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from shared.claims import Claims, resolve_claims
+from shared.claims import resolve_claims
 from shared.errors import ConfigError, Unauthorized
 from shared.model import ProvisionerRef
-from shared.provisioners.base import RevokeAuthorization, SignAuthorization
+from shared.provisioners.base import RevokeAuthorization, RoutedProvisioner, SignAuthorization
 from shared.provisioners.iid import (
     CSRNames,
     audience_matches,
@@ -46,7 +46,7 @@ def _text(block: Mapping[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-class GCPProvisioner:
+class GCPProvisioner(RoutedProvisioner):
     """A step-ca `GCP` provisioner."""
 
     def __init__(
@@ -76,25 +76,6 @@ class GCPProvisioner:
         if not isinstance(url, str):
             raise ConfigError(f"provisioner {name!r}: cirrus.jwksURL must be a URL")
         self._keys = key_set or RemoteKeySet(url)
-
-    @property
-    def ref(self) -> ProvisionerRef:
-        """Id (`gcp/<name>`), name and type."""
-        return self._ref
-
-    @property
-    def token_id(self) -> str:
-        """The `aud` fragment that routes tokens here."""
-        return self._token_id
-
-    @property
-    def claims(self) -> Claims:
-        """Resolved claims."""
-        return self._claims
-
-    def public_json(self) -> dict[str, Any]:
-        """The config block as `GET /provisioners` returns it."""
-        return dict(self._config)
 
     def _verify(self, peeked: PeekedToken, now: dt.datetime) -> tuple[dict[str, Any], dict[str, Any], dt.datetime]:
         keys = self._keys.keys_for(peeked.header.get("kid"))

@@ -14,10 +14,10 @@ from typing import Any
 
 import jwt
 
-from shared.claims import Claims, resolve_claims
+from shared.claims import resolve_claims
 from shared.errors import ConfigError, Unauthorized
 from shared.model import ProvisionerRef
-from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAuthorization
+from shared.provisioners.base import ConfiguredProvisioner, ReplayClaim, RevokeAuthorization, SignAuthorization
 from shared.provisioners.tokens import (
     MAX_TOKEN_LIFETIME,
     Audiences,
@@ -58,7 +58,7 @@ def algorithms_for_jwk(jwk: Mapping[str, Any]) -> list[str]:
     return allowed
 
 
-class JWKProvisioner:
+class JWKProvisioner(ConfiguredProvisioner):
     """A step-ca `JWK` provisioner."""
 
     def __init__(
@@ -92,29 +92,15 @@ class JWKProvisioner:
         self._fragment = f"jwk/{name}"
 
     @property
-    def ref(self) -> ProvisionerRef:
-        """Id (`name:kid`), name and type."""
-        return self._ref
-
-    @property
     def kid(self) -> str:
         """The key id tokens carry in their header."""
         return self._kid
-
-    @property
-    def claims(self) -> Claims:
-        """Resolved claims."""
-        return self._claims
 
     @property
     def encrypted_key(self) -> str | None:
         """The password-encrypted private JWK (compact JWE), if configured."""
         value = self._config.get("encryptedKey")
         return value if isinstance(value, str) and value else None
-
-    def public_json(self) -> dict[str, Any]:
-        """The config block as `GET /provisioners` returns it."""
-        return dict(self._config)
 
     def _verify(self, peeked: PeekedToken, operation: str, now: dt.datetime) -> tuple[dict[str, Any], dt.datetime]:
         peeked.verify_signature(self._key, self._algorithms)

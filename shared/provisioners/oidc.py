@@ -22,10 +22,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from cryptography import x509
 
-from shared.claims import Claims, resolve_claims
+from shared.claims import resolve_claims
 from shared.errors import ConfigError, Unauthorized, Unavailable
 from shared.model import ProvisionerRef
-from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAuthorization
+from shared.provisioners.base import ConfiguredProvisioner, ReplayClaim, RevokeAuthorization, SignAuthorization
 from shared.provisioners.iid import string_list
 from shared.provisioners.jwks import Fetch, RemoteKeySet, fetch_json
 from shared.provisioners.keyalgs import algorithms_for_key
@@ -58,7 +58,7 @@ class _Names:
         return self.subject, self.sans
 
 
-class OIDCProvisioner:
+class OIDCProvisioner(ConfiguredProvisioner):
     """A step-ca `OIDC` provisioner."""
 
     def __init__(
@@ -95,23 +95,9 @@ class OIDCProvisioner:
         self._keys: RemoteKeySet | None = None
 
     @property
-    def ref(self) -> ProvisionerRef:
-        """Id (`oidc/<name>`), name and type."""
-        return self._ref
-
-    @property
     def client_id(self) -> str:
         """The `azp`/`aud` that routes tokens here."""
         return self._client_id
-
-    @property
-    def claims(self) -> Claims:
-        """Resolved claims."""
-        return self._claims
-
-    def public_json(self) -> dict[str, Any]:
-        """The config block as `GET /provisioners` returns it (step-ca lists `clientSecret` too)."""
-        return dict(self._config)
 
     @property
     def admins(self) -> tuple[str, ...]:

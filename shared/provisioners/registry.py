@@ -12,11 +12,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from shared.claims import Claims, resolve_claims
+from shared.claims import resolve_claims
 from shared.decimal_text import parse_hex
 from shared.errors import BadRequest, ConfigError, Unauthorized
 from shared.model import ProvisionerRef
 from shared.provisioners.azure import AzureProvisioner
+from shared.provisioners.base import ConfiguredProvisioner
 from shared.provisioners.cloud import CloudProvisioner, build_cloud_provisioner
 from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.oidc import OIDCProvisioner
@@ -27,7 +28,7 @@ from shared.templates.provisioner import load_templates
 RENEWAL_DISABLED_BY_DEFAULT = {"ACME", "OIDC"}
 
 
-class ListedProvisioner:
+class ListedProvisioner(ConfiguredProvisioner):
     """A provisioner known from config whose token flow is not served here (e.g. ACME)."""
 
     def __init__(self, *, config: Mapping[str, Any], global_claims: Mapping[str, Any]) -> None:
@@ -49,23 +50,10 @@ class ListedProvisioner:
         )
 
     @property
-    def ref(self) -> ProvisionerRef:
-        """Id, name and type."""
-        return self._ref
-
-    @property
-    def claims(self) -> Claims:
-        """Resolved claims."""
-        return self._claims
-
-    @property
     def config(self) -> Mapping[str, Any]:
         """The raw config block."""
         return self._config
 
-    def public_json(self) -> dict[str, Any]:
-        """The config block as listed."""
-        return dict(self._config)
 
 
 AnyProvisioner = JWKProvisioner | CloudProvisioner | ListedProvisioner

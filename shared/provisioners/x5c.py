@@ -22,10 +22,16 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from shared.claims import Claims, resolve_claims
+from shared.claims import resolve_claims
 from shared.errors import ConfigError, Unauthorized
 from shared.model import ProvisionerRef
-from shared.provisioners.base import ReplayClaim, RevokeAuthorization, SignAuthorization, ValidityLimit
+from shared.provisioners.base import (
+    ReplayClaim,
+    RevokeAuthorization,
+    RoutedProvisioner,
+    SignAuthorization,
+    ValidityLimit,
+)
 from shared.provisioners.iid import audience_matches
 from shared.provisioners.keyalgs import algorithms_for_key
 from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times, require_jti
@@ -54,7 +60,7 @@ def load_roots(raw: object, name: str) -> list[x509.Certificate]:
     return roots
 
 
-class X5CProvisioner:
+class X5CProvisioner(RoutedProvisioner):
     """A step-ca `X5C` provisioner."""
 
     def __init__(self, *, config: Mapping[str, Any], global_claims: Mapping[str, Any], audiences: Audiences) -> None:
@@ -67,25 +73,6 @@ class X5CProvisioner:
         self._ref = ProvisionerRef(id=self._token_id, name=name, type="X5C")
         self._claims = resolve_claims(config.get("claims"), global_claims)
         self._audiences = audiences
-
-    @property
-    def ref(self) -> ProvisionerRef:
-        """Id (`x5c/<name>`), name and type."""
-        return self._ref
-
-    @property
-    def token_id(self) -> str:
-        """The `aud` fragment that routes tokens here."""
-        return self._token_id
-
-    @property
-    def claims(self) -> Claims:
-        """Resolved claims."""
-        return self._claims
-
-    def public_json(self) -> dict[str, Any]:
-        """The config block as `GET /provisioners` returns it."""
-        return dict(self._config)
 
     def _leaf(self, peeked: PeekedToken, now: dt.datetime) -> x509.Certificate:
         raw = peeked.header.get("x5c")
