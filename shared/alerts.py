@@ -17,20 +17,29 @@ warning always leaves time for the renewal the lifetime implies.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography import x509
 
-from shared.events.base import AUTHORITY_EXPIRING, ENDPOINT_EXPIRED, ENDPOINT_EXPIRING, EVENT_SOURCE, EventSink
+from shared.events.base import (
+    AUTHORITY_EXPIRING,
+    ENDPOINT_EXPIRED,
+    ENDPOINT_EXPIRING,
+    EventSink,
+    authority_event,
+    publish_to_sinks,
+)
 from shared.model import CertificateRecord, Event
 from shared.store.base import CertificateReader, EventLog, RevocationReader, TokenLedger
 
 #: How far ahead the expiring scan looks unless configured (covers third-of-lifetime windows
 #: of certificates up to 90 days).
 DEFAULT_HORIZON = dt.timedelta(days=30)
+_log = logging.getLogger(__name__)
+
 # How far back the expired check looks: a sweep that was down this long still reports.
 EXPIRED_LOOKBACK = dt.timedelta(days=1)
 
@@ -121,22 +130,14 @@ def run_expiry_alerts(
             if not stores.ledger.claim(f"alert:{kind}", serial, not_after + EXPIRED_LOOKBACK):
                 continue
             raised.append(
-                Event(
-                    id=uuid.uuid4().hex,
-                    type=kind,
-                    source=f"{EVENT_SOURCE}/{authority_id}",
-                    subject=endpoint_id,
-                    time=now,
-                    data={"endpointId": endpoint_id, "serial": serial, "notAfter": not_after.isoformat()},
+                authority_event(
+                    authority_id, kind, endpoint_id, now,
+                    {"endpointId": endpoint_id, "serial": serial, "notAfter": not_after.isoformat()},
                 )
-            )
+            )  # fmt: skip
     if raised:
         stores.events.append_events(raised)
-        for sink in sinks:
-            try:
-                sink.publish(raised)
-            except Exception:  # noqa: S112 - the events stay in the log for re-delivery
-                continue
+        publish_to_sinks(sinks, raised, log=_log)
     return raised
 
 
@@ -168,18 +169,13 @@ def run_authority_alerts(
         if not ledger.claim(f"alert:{AUTHORITY_EXPIRING}", serial, not_after + EXPIRED_LOOKBACK):
             continue
         raised.append(
-            Event(
-                id=uuid.uuid4().hex, type=AUTHORITY_EXPIRING, source=f"{EVENT_SOURCE}/{authority_id}",
-                subject=serial, time=now,
-                data={"authorityId": authority_id, "serial": serial, "subject": cert.subject.rfc4514_string(),
-                      "notAfter": not_after.isoformat()},
+            authority_event(
+                authority_id, AUTHORITY_EXPIRING, serial, now,
+                {"authorityId": authority_id, "serial": serial, "subject": cert.subject.rfc4514_string(),
+                 "notAfter": not_after.isoformat()},
             )
         )  # fmt: skip
     if raised:
         events.append_events(raised)
-        for sink in sinks:
-            try:
-                sink.publish(raised)
-            except Exception:  # noqa: S112 - the events stay in the log for re-delivery
-                continue
+        publish_to_sinks(sinks, raised, log=_log)
     return raised

@@ -87,23 +87,16 @@ def _rotate_responder(services: Services, factory: Any) -> None:
 
 def _crl_failed(services: Services, authority_id: str | None, exc: Exception) -> None:
     """Record and send `dev.cirrus.crl.failed` (best effort: the failure itself is what matters)."""
-    import uuid
+    import logging
 
-    from shared.events.base import CRL_FAILED, EVENT_SOURCE
-    from shared.model import Event
+    from shared.events.base import CRL_FAILED, authority_event, publish_to_sinks
 
     owner = authority_id or services.settings.authority_id
-    event = Event(
-        id=uuid.uuid4().hex, type=CRL_FAILED, source=f"{EVENT_SOURCE}/{owner}", subject=owner,
-        time=services.clock.now(), data={"authorityId": owner, "error": type(exc).__name__},
-    )  # fmt: skip
+    data = {"authorityId": owner, "error": type(exc).__name__}
+    event = authority_event(owner, CRL_FAILED, owner, services.clock.now(), data)
     try:
         services.store.append_events([event])
-        for sink in services.sinks:
-            try:
-                sink.publish([event])
-            except Exception:  # noqa: S112 - kept for re-delivery by the sink's tracker
-                continue
+        publish_to_sinks(services.sinks, [event], log=logging.getLogger(__name__))
     except Exception:  # noqa: S110 - the store may be what failed; the caller re-raises the cause
         pass
 
