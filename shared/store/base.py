@@ -183,6 +183,33 @@ class UsageReader(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class MonthTotal:
+    """A month's usage in two numbers: billable endpoints and endpoint-months (`shared.usage`)."""
+
+    month: str
+    endpoints: int
+    endpoint_months: int
+
+
+@runtime_checkable
+class UsageTotals(Protocol):
+    """A month's totals computed by the store (an aggregate query), without reading every record.
+
+    The dashboard's chart shows twelve months; reading each month's records would read
+    one record per billable endpoint per month. `endpoint_months` follows `metering.units`:
+    `endpoints + sum(max(0, peak_active - 3))`.
+    """
+
+    def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
+        """The month's totals (zero when it has no records).
+
+        Raises:
+            ValueError: `month` is not a `YYYY-MM` month.
+        """
+        ...
+
+
 class EventLog(Protocol):
     """The append-only event log."""
 
