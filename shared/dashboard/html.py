@@ -52,6 +52,11 @@ button.danger{background:#a50e0e}
 ol.timeline{list-style:none;border-left:3px solid #12355b;padding-left:1rem}
 ol.timeline li{margin:.6rem 0}
 .error{color:#a50e0e}
+svg.chart{max-width:48rem;height:auto}
+svg.chart .bar{fill:#0b57d0}svg.chart .bar.selected{fill:#12355b}
+svg.chart .axis{stroke:#1a1a1a}svg.chart .grid{stroke:#c4c7c5;stroke-dasharray:2 3}
+svg.chart text{fill:#1a1a1a;font-size:11px}
+figure{margin:1rem 0}
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:.5rem;background:#fff;color:#0b57d0;padding:.3rem}
 """
 
@@ -69,7 +74,7 @@ def url(path: str, **query: object) -> str:
 
 
 NAV = (("/endpoints", "Endpoints"), ("/certificates", "Certificates"), ("/authorities", "Authorities"),
-       ("/provisioners", "Provisioners"), ("/events", "Events"))
+       ("/provisioners", "Provisioners"), ("/events", "Events"), ("/usage", "Usage"))
 
 
 def page(title: str, body: str, *, signed_in: bool = True, csrf: str = "", status: int = 200) -> Response:
