@@ -46,7 +46,8 @@ label{margin-right:.3rem}
 input,select,button{font:inherit;padding:.2rem .4rem;margin-right:.6rem}
 button{background:#0b57d0;color:#fff;border:0;border-radius:3px;cursor:pointer}
 button.danger{background:#a50e0e}
-.revoked{color:#a50e0e;font-weight:bold}
+.revoked,.failed{color:#a50e0e;font-weight:bold}
+.delivered{color:#146c2e}.pending{color:#5f4b00}
 .expired{color:#5f4b00}
 .active{color:#146c2e}
 ol.timeline{list-style:none;border-left:3px solid #12355b;padding-left:1rem}
