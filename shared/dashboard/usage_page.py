@@ -1,15 +1,19 @@
 """The dashboard's usage page: one month's endpoint-months, its endpoints, and a year's chart.
 
 It reads the stores' per-month usage records (`shared.metering` keeps them with every
-issuance and revocation), never certificates: the month's lines are one record per
-billable endpoint (`shared.usage.read_report`, the same report `cirrus usage` prints),
-and the chart's twelve totals are one aggregate query per month (`UsageTotals`).
-The lines are paged by endpoint id; the CSV export is the whole month, as `cirrus usage --csv`.
+issuance and revocation), never certificates, and never a whole month for one page: the
+month's total is one aggregate query (`UsageQueries.usage_total`), its lines one page of
+records by endpoint id (`page_endpoint_months`), and the chart twelve aggregates. The totals
+of the chart's other months are kept in this instance's memory for `CHART_CACHE_SECONDS`
+(a late linked report may still change a past month; the page's own month and the current
+one are always read). The CSV export is the whole month, as `cirrus usage --csv`. A store
+without `UsageQueries` is read whole (`shared.usage.read_report`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -19,13 +23,14 @@ from shared import metering
 from shared.dashboard.chart import bar_chart
 from shared.dashboard.html import e, page, respond, table, url
 from shared.dashboard.listing import PAGE_SIZE
-from shared.store.base import MonthTotal, UsageReader, UsageTotals
-from shared.usage import read_report, report_csv
+from shared.store.base import MonthTotal, UsageQueries, UsageReader
+from shared.usage import build_report, read_report, report_csv
 
 if TYPE_CHECKING:
     from shared.runtime import Services
 
 CHART_MONTHS = 12
+CHART_CACHE_SECONDS = 300.0
 _ID_LIMIT = 200
 
 
@@ -49,10 +54,26 @@ def months_ending(month: str, count: int) -> list[str]:
 
 def month_total(store: UsageReader, month: str) -> MonthTotal:
     """A month's totals: the store's aggregate when it has one, else from the month's records."""
-    if isinstance(store, UsageTotals):
+    if isinstance(store, UsageQueries):
         return store.usage_total(month)
     report = read_report(store, month)
     return MonthTotal(month, len(report.lines), report.endpoint_months)
+
+
+def chart_totals(s: Services, months: list[str], *, fresh: str, known: MonthTotal) -> list[MonthTotal]:
+    """The totals of `months`: `known` as read, `fresh` read now, the others from this
+    instance's cache when recent."""
+    cache: dict[str, tuple[float, MonthTotal]] = s.lazy("dashboard_usage_totals", lambda _s: {})
+    now = time.monotonic()
+    cache[known.month] = (now, known)
+    out = []
+    for month in months:
+        hit = cache.get(month)
+        if (month == fresh and month != known.month) or hit is None or now - hit[0] > CHART_CACHE_SECONDS:
+            hit = (now, month_total(s.store, month))  # type: ignore[arg-type]
+            cache[month] = hit
+        out.append(hit[1])
+    return out
 
 
 def usage(s: Services, query: Mapping[str, str], csrf: str) -> Response:
@@ -67,15 +88,20 @@ def usage(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     except ValueError:
         return page("Usage", '<p class="error" role="alert">The month must be written YYYY-MM, '
                     "for example 2026-03.</p>", csrf=csrf, status=400)  # fmt: skip
-    report = read_report(store, month)
     if query.get("format") == "csv":
-        response = respond(report_csv(report), content_type="text/csv; charset=utf-8")
+        response = respond(report_csv(read_report(store, month)), content_type="text/csv; charset=utf-8")
         response.headers["Content-Disposition"] = f'attachment; filename="usage-{month}.csv"'
         return response
     after = query.get("after", "")[:_ID_LIMIT]
-    rest = [line for line in report.lines if line.endpoint_id > after] if after else list(report.lines)
+    if isinstance(store, UsageQueries):
+        total = store.usage_total(month)
+        rest = list(build_report(month, store.page_endpoint_months(month, after=after, limit=PAGE_SIZE + 1)).lines)
+    else:
+        report = read_report(store, month)
+        total = MonthTotal(month, len(report.lines), report.endpoint_months)
+        rest = [line for line in report.lines if line.endpoint_id > after]
     rows = rest[:PAGE_SIZE]
-    totals = [month_total(store, m) for m in months_ending(current, CHART_MONTHS)]
+    totals = chart_totals(s, months_ending(current, CHART_MONTHS), fresh=current, known=total)
     with_data = [t.month for t in totals if t.endpoints]
     picker = (
         f'<form method="get" action="{url("/usage")}"><label for="month">Month (UTC)</label>'
@@ -90,8 +116,8 @@ def usage(s: Services, query: Mapping[str, str], csrf: str) -> Response:
         + "</p></nav>"
     )  # fmt: skip
     summary = (
-        f'<p role="status" id="usage-total"><strong>{report.endpoint_months}</strong> endpoint-months in {e(month)} '
-        f"from {len(report.lines)} billable endpoints.</p>"
+        f'<p role="status" id="usage-total"><strong>{total.endpoint_months}</strong> endpoint-months in {e(month)} '
+        f"from {total.endpoints} billable endpoints.</p>"
     )
     lines = table(f"Endpoints billed in {month}",
                   ["Endpoint", "Name", "Endpoint-months", "Peak active", "Billable from", "Billable to"],

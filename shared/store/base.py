@@ -193,13 +193,20 @@ class MonthTotal:
 
 
 @runtime_checkable
-class UsageTotals(Protocol):
-    """A month's totals computed by the store (an aggregate query), without reading every record.
+class UsageQueries(Protocol):
+    """The dashboard's reads of the usage records: a month's totals by an aggregate query, and
+    its records a page at a time, so neither reads one record per billable endpoint.
 
-    The dashboard's chart shows twelve months; reading each month's records would read
-    one record per billable endpoint per month. `endpoint_months` follows `metering.units`:
-    `endpoints + sum(max(0, peak_active - 3))`.
+    `endpoint_months` follows `metering.units`: `endpoints + sum(max(0, peak_active - 3))`.
     """
+
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """The month's records with endpoint id above `after`, by endpoint id, at most `limit`.
+
+        Raises:
+            ValueError: `month` is not a `YYYY-MM` month.
+        """
+        ...
 
     def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
         """The month's totals (zero when it has no records).

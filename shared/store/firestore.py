@@ -362,6 +362,20 @@ class FirestoreStore(ShardedQueries):
 
         return self._run("list_endpoint_months", op)
 
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's records by endpoint id: equality on month, range and order on
+        `endpoint_id` (composite index (month, endpoint_id))."""
+        metering.parse_month(month)
+        query = self._col(firestore_usage.ENDPOINT_MONTHS).where(filter=self._filter("month", "==", month))
+        if after:
+            query = query.where(filter=self._filter("endpoint_id", ">", after))
+        query = query.order_by("endpoint_id", direction=self._ascending).limit(limit)
+
+        def op(a: Attempt) -> list[EndpointMonth]:
+            return [firestore_usage.endpoint_month_from_fields(s.to_dict()) for s in query.stream(**self._kw(a))]
+
+        return self._run("page_endpoint_months", op)
+
     def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
         """A month's totals by two aggregation queries (count; count and sum above the included three).
 

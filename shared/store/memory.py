@@ -276,6 +276,10 @@ class MemoryStore:
             ]
         return sorted(found, key=lambda r: r.endpoint_id)
 
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's endpoint-month records, by endpoint id."""
+        return [r for r in self.list_endpoint_months(month) if r.endpoint_id > after][:limit]
+
     def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
         """A month's totals from its records."""
         metering.parse_month(month)

@@ -603,6 +603,11 @@ class SQLiteStore:
         with self._read("list endpoint months") as conn:
             return sqlite_usage.list_endpoint_months(conn, month, authority_id)
 
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's endpoint-month records, by endpoint id (`sqlite_usage`)."""
+        with self._read("page endpoint months") as conn:
+            return sqlite_usage.list_endpoint_months(conn, month, None, after=after, limit=limit)
+
     def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
         """A month's totals, one aggregate query (`sqlite_usage`)."""
         with self._read("usage total") as conn:

@@ -170,8 +170,10 @@ def _backfill_one(
     _write(conn, endpoint_id, authority, dict(metering.after_revocation(months, intervals)))
 
 
-def list_endpoint_months(conn: sqlite3.Connection, month: str, authority_id: str | None) -> list[EndpointMonth]:
-    """A month's rows ordered by endpoint id."""
+def list_endpoint_months(
+    conn: sqlite3.Connection, month: str, authority_id: str | None, *, after: str = "", limit: int | None = None
+) -> list[EndpointMonth]:
+    """A month's rows ordered by endpoint id (those above `after`, at most `limit`: the primary key's range)."""
     metering.parse_month(month)
     sql = (
         "SELECT endpoint_id, authority_id, name, billable_from, billable_to, peak_active "
@@ -180,8 +182,15 @@ def list_endpoint_months(conn: sqlite3.Connection, month: str, authority_id: str
     params: tuple[Any, ...] = (month,)
     if authority_id is not None:
         sql += " AND authority_id = ?"
-        params = (month, authority_id)
-    rows: Iterable[Any] = conn.execute(sql + " ORDER BY endpoint_id", params).fetchall()
+        params = (*params, authority_id)
+    if after:
+        sql += " AND endpoint_id > ?"
+        params = (*params, after)
+    sql += " ORDER BY endpoint_id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = (*params, limit)
+    rows: Iterable[Any] = conn.execute(sql, params).fetchall()
     # Instants repeat (the month's first and last for every endpoint active all month):
     # each is decoded once, and equal instants share one datetime.
     decoded: dict[int, Any] = {}

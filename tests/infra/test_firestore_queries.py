@@ -114,6 +114,8 @@ def record_queries() -> dict[str, list[Query]]:
                 store.list_endpoint_months("2026-01"),
                 store.list_endpoint_months("2026-01", authority_id="ca"),
             ),
+            "page_endpoint_months": lambda: (
+                store.page_endpoint_months("2026-01"), store.page_endpoint_months("2026-01", after="ep", limit=5)),
             "usage_total": lambda: (store.usage_total("2026-01"), store.usage_total("2026-01", authority_id="ca")),
             # the endpoint's active certificates, read inside record_issuance's and revoke's transaction
             "intervals": lambda: store._meter.intervals(None, {}, "ep", (0, 1)),
