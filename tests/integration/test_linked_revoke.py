@@ -105,13 +105,17 @@ def ocsp_status(base: str, root: Path, cert: x509.Certificate, issuer: x509.Cert
         return ocsp.load_der_ocsp_response(r.read()).certificate_status
 
 
-def revoked_events(folder: Path, serial: str) -> int:
+def events_of(folder: Path, etype: str, subject: str | None = None) -> int:
     s = build_services(Settings.load(folder / "config.json"))
     try:
         return sum(1 for ev in s.store.list_events(limit=10000)
-                   if ev.type.endswith("certificate.revoked") and ev.subject == serial)  # fmt: skip
+                   if ev.type.endswith(etype) and subject in (None, ev.subject))  # fmt: skip
     finally:
         s.close()
+
+
+def revoked_events(folder: Path, serial: str) -> int:
+    return events_of(folder, "certificate.revoked", serial)
 
 
 def test_dashboard_revocation_reaches_the_linked_cirrus(central: str, authority_dir: Path, other_dir: Path,  # noqa: F811
@@ -147,6 +151,8 @@ def test_dashboard_revocation_reaches_the_linked_cirrus(central: str, authority_
         assert again.status_code == 400  # nothing revoked twice
     assert revoked_events(authority_dir, serial) == 1
     assert revoked_events(other_dir, serial) == 1
+    # Each `cirrus up` recorded its provisioners once at its start (provisioner.changed).
+    assert events_of(authority_dir, "provisioner.changed") == events_of(other_dir, "provisioner.changed") == 1
     seen = endpoints_at(authority_dir)
     assert [c["status"] for c in seen["edge.linked.example"]["certificates"]] == ["revoked"]
 
