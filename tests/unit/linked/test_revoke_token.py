@@ -70,3 +70,36 @@ def test_only_the_hash_is_kept_and_the_cli_prints_a_token(authority_dir: Path, s
     assert token.split(".")[1] not in str(data) and len(str(data["tokenHash"])) == 64
     assert cli_main(["linked", "revoke-token", "--dir", str(authority_dir / "missing")]) != 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("extra", "token_text", "message"), [
+    (["--revoke-url", "https://edge.example:9443/revoke"], None, "go together"),
+    (["--revoke-url", "http://edge.example:9443/revoke"], "rvk-x.y", "must be an https:// URL"),
+    (["--revoke-url", "https://edge.example/revoke"], "two words", "without spaces"),
+    (["--revoke-url", "https://edge.example/revoke"], "", "give both"),
+    (["--revoke-url", "https://edge.example/revoke", "--revoke-token-file", "/nonexistent/token"], None, "token"),
+])  # fmt: skip
+def test_linked_add_revoke_endpoint_mistakes_are_one_line(
+    authority_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], token_text: str | None,
+    message: str,
+) -> None:
+    if token_text is not None:
+        (tmp_path / "tok").write_text(token_text + "\n")
+        extra = [*extra, "--revoke-token-file", str(tmp_path / "tok")]
+    root = str(authority_dir / "certs" / "root_ca.crt")
+    assert cli_main(["linked", "add", "edge", "--root", root, *extra, "--dir", str(authority_dir)]) != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+
+
+def test_linked_add_keeps_the_revoke_endpoint(authority_dir: Path, services: Services, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    (tmp_path / "tok").write_text("rvk-0123456789ab." + "B" * 43 + "\n")
+    root = str(authority_dir / "certs" / "root_ca.crt")
+    assert cli_main(["linked", "add", "edge", "--root", root, "--revoke-url", "https://edge.example/revoke",
+                     "--revoke-token-file", str(tmp_path / "tok"), "--dir", str(authority_dir)]) == 0  # fmt: skip
+    from shared.linked.registry import load
+
+    link = load(services.store, "edge")
+    assert link is not None and link.revoke_url == "https://edge.example/revoke"
+    assert link.revoke_token == "rvk-0123456789ab." + "B" * 43 and "B" * 43 not in repr(link)
