@@ -88,8 +88,13 @@ class Revoker:
         reason: object,
         passive: object,
         client_certificate: x509.Certificate | None,
+        delegate: str | None = None,
     ) -> Revocation:
         """`POST /revoke` as step-ca defines it.
+
+        `delegate`: the id of the revoke token the request carried, already authenticated
+        (`shared.linked.revoke_tokens`: a central Cirrus revoking what this linked one issued);
+        it stands for the one-time token or client certificate.
 
         Raises:
             BadRequest, Unauthorized, Forbidden, NotFound, NotImplementedYet, AlreadyRevoked.
@@ -108,6 +113,11 @@ class Revoker:
         if passive is not True:  # step-ca's RevokeRequest.Validate: checked after serial and reason
             raise NotImplementedYet("non-passive revocation not implemented")
         now = self._clock.now()
+        if delegate is not None:
+            if ott not in (None, ""):
+                raise BadRequest("send either a revoke token or an ott, not both")
+            return self._record_revocation(self._own_record(serial_dec), reason_code=code, reason=str(reason or ""),
+                                           provisioner_id=f"revoke-token/{delegate}", mtls=False)  # fmt: skip
         if isinstance(ott, str) and ott:
             peeked = peek(ott)
             provisioner = self._provisioners.for_token(peeked)

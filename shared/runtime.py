@@ -167,11 +167,15 @@ class Services:
         )
 
     def redeliver_events(self) -> int:
-        """Retry events a sink failed to take (due ones); return how many were delivered now."""
+        """Retry events a sink failed to take, and linked revocations not delivered (due ones); return how
+        many were delivered now."""
         from shared.events.delivery import TrackedSink, redeliver
+        from shared.linked.revoke import LinkedRevoker
 
         tracked = [s for s in self.sinks if isinstance(s, TrackedSink)]
-        return redeliver(tracked, now=self.clock.now()).delivered
+        # Revocations made here of linked authorities' certificates that did not reach them yet.
+        linked = LinkedRevoker(store=self.store, clock=self.clock, sinks=self.sinks).retry_due()  # type: ignore[arg-type]
+        return redeliver(tracked, now=self.clock.now()).delivered + linked
 
     def close(self) -> None:
         """Release backends."""

@@ -131,5 +131,9 @@ def sweep(event: Any) -> dict[str, int]:
     purge_documents = getattr(s.store, "purge_expired_documents", None)  # Firestore relies on TTL
     documents = int(purge_documents(now)) if purge_documents is not None else 0
     alerts = s.expiry_alerts()
+    from shared.provisioners.changes import check_services
+
+    changed = check_services(s) is not None  # a redeploy that changed the provisioners: one event
     redelivered = s.redeliver_events()  # after the alerts, so a failed alert is retried next sweep
-    return {"purgedTokens": purged, "purgedDocuments": documents, "alerts": alerts, "redelivered": redelivered}
+    return {"purgedTokens": purged, "purgedDocuments": documents, "alerts": alerts, "redelivered": redelivered,
+            "provisionersChanged": int(changed)}

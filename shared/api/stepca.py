@@ -24,6 +24,7 @@ from shared.authority import Issued
 from shared.decimal_text import parse_decimal
 from shared.errors import BadRequest, NotFound, NotImplementedYet, PayloadTooLarge, Unauthorized
 from shared.groupcommit import ENVIRON_KEY
+from shared.linked.revoke_tokens import authenticate_revoke_token, is_revoke_token
 from shared.provisioners.renew_token import verify_renew_token
 from shared.runtime import Services
 
@@ -257,6 +258,10 @@ class StepCAAPI:
 
     def _revoke(self, request: Request) -> Response:
         body: dict[str, Any] = read_json_object(request, max_bytes=self._max)
+        authorization = request.headers.get("Authorization")
+        delegate = None
+        if is_revoke_token(authorization):  # a central Cirrus revoking what this linked one issued
+            delegate = authenticate_revoke_token(self._s.store, str(authorization))
         self._s.revoker.revoke_request(
             serial=body.get("serial"),
             ott=body.get("ott"),
@@ -264,6 +269,7 @@ class StepCAAPI:
             reason=body.get("reason"),
             passive=body.get("passive"),
             client_certificate=client_certificate(request),
+            delegate=delegate,
         )
         if self._s.settings.crl.publish_on_revoke:
             _publish_now(self._s)

@@ -1,4 +1,5 @@
-"""`cirrus linked add|report`: register a linked authority; report certificates to a central Cirrus."""
+"""`cirrus linked add|report|revoke-token`: register a linked authority; report certificates to a central
+Cirrus; issue the token a central Cirrus revokes with."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from shared.errors import BackendError
 from shared.linked.client import batches, issued_item, post_report, revoked_item
 from shared.linked.registry import LinkError
 from shared.linked.registry import register as register_link
+from shared.linked.revoke_tokens import issue_revoke_token
 from shared.store.open import open_store
 
 #: Files `cirrus linked report DIR` reads in a folder (others are skipped).
@@ -35,8 +37,16 @@ def register(sub: Any) -> None:
     ap.add_argument("--intermediate", type=Path, action="append", default=[], help="its intermediate (PEM)")
     ap.add_argument("--client-certificate", type=Path,
                     help="a client certificate (issued by this authority) it may use over mTLS instead of the token")
+    ap.add_argument("--revoke-url", default="",
+                    help="where revocations made here of its certificates go (a linked Cirrus: https://HOST:PORT/revoke)")
+    ap.add_argument("--revoke-token-file", type=Path,
+                    help="file holding the token it accepts there (a linked Cirrus: `cirrus linked revoke-token`)")
     ap.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
     ap.set_defaults(func=cmd_add)
+    tp = lsub.add_parser("revoke-token", help="at a linked Cirrus: print a token a central Cirrus revokes with")
+    tp.add_argument("--label", default="central", help="who holds it (kept with its hash)")
+    tp.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
+    tp.set_defaults(func=cmd_revoke_token)
     rp = lsub.add_parser("report", help="report certificates from files or folders to a central Cirrus")
     rp.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR", help="certificates (PEM or DER)")
     rp.add_argument("--ca-url", required=True, help="the central Cirrus's URL (https://host:port)")
@@ -53,16 +63,33 @@ def cmd_add(args: argparse.Namespace) -> int:
     roots = [c for path in args.root for c in load_chain(path)]
     intermediates = [c for path in args.intermediate for c in load_chain(path)]
     client = load_chain(args.client_certificate)[0] if args.client_certificate else None
+    if bool(args.revoke_url) != bool(args.revoke_token_file):
+        raise CLIError("--revoke-url and --revoke-token-file go together")
+    revoke_token = ""
+    if args.revoke_token_file:
+        revoke_token = read(args.revoke_token_file, "revoke token file").decode("utf-8", "replace").strip()
     clock = SystemClock()
     store = open_store(settings.store, clock=clock)
     try:
         token = register_link(store, args.name, roots=roots, intermediates=intermediates, client_certificate=client,
-                             now=clock.now())
+                              revoke_url=args.revoke_url, revoke_token=revoke_token, now=clock.now())
     except LinkError as exc:
         raise CLIError(str(exc)) from exc
     finally:
         store.close()
     print(token)
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    """Print a new revoke token (this instance keeps only its hash)."""
+    settings = load_settings(args.dir)
+    clock = SystemClock()
+    store = open_store(settings.store, clock=clock)
+    try:
+        print(issue_revoke_token(store, label=args.label, now=clock.now()))
+    finally:
+        store.close()
     return 0
 
 

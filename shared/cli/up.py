@@ -241,6 +241,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         probe.issuing()  # and on a key that cannot be opened or does not match the intermediate
         at_rest.check(settings)  # after the store opened (it narrows its own files' modes)
+        from shared.provisioners.changes import check_services
+
+        check_services(probe)  # `provisioner.changed` when the config's provisioners differ from the last run's
     finally:
         probe.close()
     from shared.api.app import CirrusApp

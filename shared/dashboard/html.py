@@ -46,12 +46,18 @@ label{margin-right:.3rem}
 input,select,button{font:inherit;padding:.2rem .4rem;margin-right:.6rem}
 button{background:#0b57d0;color:#fff;border:0;border-radius:3px;cursor:pointer}
 button.danger{background:#a50e0e}
-.revoked{color:#a50e0e;font-weight:bold}
+.revoked,.failed{color:#a50e0e;font-weight:bold}
+.delivered{color:#146c2e}.pending{color:#5f4b00}
 .expired{color:#5f4b00}
 .active{color:#146c2e}
 ol.timeline{list-style:none;border-left:3px solid #12355b;padding-left:1rem}
 ol.timeline li{margin:.6rem 0}
 .error{color:#a50e0e}
+svg.chart{max-width:48rem;height:auto}
+svg.chart .bar{fill:#0b57d0}svg.chart .bar.selected{fill:#12355b}
+svg.chart .axis{stroke:#1a1a1a}svg.chart .grid{stroke:#c4c7c5;stroke-dasharray:2 3}
+svg.chart text{fill:#1a1a1a;font-size:11px}
+figure{margin:1rem 0}
 .skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:.5rem;background:#fff;color:#0b57d0;padding:.3rem}
 """
 
@@ -69,7 +75,7 @@ def url(path: str, **query: object) -> str:
 
 
 NAV = (("/endpoints", "Endpoints"), ("/certificates", "Certificates"), ("/authorities", "Authorities"),
-       ("/provisioners", "Provisioners"), ("/events", "Events"))
+       ("/provisioners", "Provisioners"), ("/events", "Events"), ("/usage", "Usage"))
 
 
 def page(title: str, body: str, *, signed_in: bool = True, csrf: str = "", status: int = 200) -> Response:

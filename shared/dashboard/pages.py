@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 from shared.dashboard import listing
 from shared.dashboard.html import csv_response, e, page, table, url
 from shared.errors import CAError
+from shared.linked import revoke as linked_revoke
 from shared.model import CertificateRecord
 from shared.revocation import ALLOWED_REASONS
 from shared.x509.serials import parse_serial
@@ -231,8 +232,13 @@ def certificate(s: Services, serial: str, csrf: str, *, message: str = "") -> Re
     if revocation is not None:
         body += (f"<dt>Revoked</dt><dd>{e(_ts(revocation.revoked_at))}, reason "
                  f"{e(REASONS.get(revocation.reason_code, revocation.reason_code))}</dd>")
+    sent = linked_revoke.delivery(s.store, record.serial) if record.authority_id != s.settings.authority_id else None
+    if sent is not None:
+        body += f'<dt>Delivered to linked authority {e(sent.get("link", ""))}</dt><dd id="linked-delivery">'
+        body += _delivery_text(sent) + "</dd>"
     body += "</dl>"
-    if revocation is None and record.authority_id == s.settings.authority_id:
+    own = record.authority_id == s.settings.authority_id
+    if revocation is None and (own or linked_revoke.revocable_link(s.store, record) is not None):
         codes = [c for c in sorted(ALLOWED_REASONS) if c in REASONS]
         options = "".join(f'<option value="{c}">{e(REASONS[c])}</option>' for c in codes)
         body += (
@@ -266,6 +272,16 @@ def revoke(s: Services, serial: str, reason: int, subject: str, csrf: str) -> Re
     record = _record(s, serial)
     if record is None:
         return page("Certificate not found", "<p>No such certificate.</p>", csrf=csrf, status=404)
+    if record.authority_id != s.settings.authority_id:  # a linked authority's: recorded here, delivered there
+        try:
+            sent = linked_revoke.LinkedRevoker(store=s.store, clock=s.clock, sinks=s.sinks).revoke(  # type: ignore[arg-type]
+                record, reason_code=reason, reason=f"dashboard: {subject}"[:256])
+        except CAError as exc:
+            return page("Revocation refused", f'<p class="error" role="alert">{e(exc)}</p>', csrf=csrf,
+                        status=exc.status)  # fmt: skip
+        return certificate(s, record.serial, csrf, message="Certificate revoked here; " + (
+            "the linked authority revoked it." if sent.get("state") == "delivered"
+            else "delivery to the linked authority failed and will be retried."))  # fmt: skip
     try:
         s.revoker.revoke(record.serial, reason_code=reason, reason=f"dashboard: {subject}"[:256],
                          provisioner_id="", mtls=False)
@@ -279,6 +295,17 @@ def revoke(s: Services, serial: str, reason: int, subject: str, csrf: str) -> Re
         except Exception:
             logging.getLogger("cirrus.crl").warning("publish-on-revoke failed; the schedule will retry", exc_info=True)
     return certificate(s, record.serial, csrf, message="Certificate revoked.")
+
+
+def _delivery_text(sent: Mapping[str, Any]) -> str:
+    """A linked revocation's delivery state in words (`shared.linked.revoke`)."""
+    state, tries = str(sent.get("state", "")), int(sent.get("attempts", 0))
+    if state == "delivered":
+        return f'{_status("delivered")} {e(_ts(dt.datetime.fromisoformat(str(sent["deliveredAt"]))))}'
+    error = f'; last error: {e(sent.get("lastError"))}' if sent.get("lastError") else ""
+    if state == "dead":
+        return f'{_status("failed")} after {tries} attempts, no more retries{error}'
+    return f'{_status("failed" if tries else "pending")} after {tries} attempts, retried by the sweep{error}'
 
 
 def _cert_rows(certs: list[x509.Certificate]) -> list[list[str]]:

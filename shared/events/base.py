@@ -29,6 +29,7 @@ ENDPOINT_EXPIRED = "dev.cirrus.endpoint.expired"
 CRL_PUBLISHED = "dev.cirrus.crl.published"
 CRL_FAILED = "dev.cirrus.crl.failed"
 AUTHORITY_EXPIRING = "dev.cirrus.authority.expiring"
+PROVISIONER_CHANGED = "dev.cirrus.provisioner.changed"
 
 
 class EventSink(Protocol):

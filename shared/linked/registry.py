@@ -21,7 +21,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -32,6 +32,7 @@ from shared.errors import Unauthorized
 
 COLLECTION = "linked_authorities"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]{1,512}\Z")
 _BEARER = re.compile(r"Bearer ([a-z0-9][a-z0-9-]{0,62})\.([A-Za-z0-9_-]{43})\Z")
 
 
@@ -69,6 +70,8 @@ class LinkedAuthority:
 
     name: str
     anchors: tuple[x509.Certificate, ...]
+    revoke_url: str = ""
+    revoke_token: str = field(default="", repr=False)
 
     @property
     def authority_id(self) -> str:
@@ -120,6 +123,8 @@ def register(
     roots: Sequence[x509.Certificate],
     intermediates: Sequence[x509.Certificate] = (),
     client_certificate: x509.Certificate | None = None,
+    revoke_url: str = "",
+    revoke_token: str = "",
     now: dt.datetime,
 ) -> str:
     """Store a linked authority and return its bearer token (shown once, never stored).
@@ -130,9 +135,15 @@ def register(
     of its token: that certificate (pinned by its SHA-256; one the TLS server verifies, so one
     chaining to this authority's roots) then stands for it.
 
+    `revoke_url` and `revoke_token` (optional, together): where a revocation made here of one
+    of its certificates is delivered (`shared.linked.revoke`), e.g. a linked Cirrus's
+    `https://host:port/revoke` and a token its `cirrus linked revoke-token` printed. The token is
+    kept as given, since it is presented to the linked authority.
+
     Raises:
-        LinkError: a bad name, anchors that are not CAs or do not chain, a name taken.
+        LinkError: a bad name, anchors that are not CAs or do not chain, a name taken, a bad revoke endpoint.
     """
+    check_revoke_endpoint(revoke_url, revoke_token)
     if not _NAME.match(name):
         raise LinkError(f"linked authority name {name!r}: use 1 to 63 lowercase letters, digits and '-'")
     if not roots:
@@ -158,9 +169,33 @@ def register(
     }
     if client_certificate is not None:
         data["clientCertSha256"] = certificate_pin(client_certificate)
+    if revoke_url:
+        data["revokeUrl"], data["revokeToken"] = revoke_url, revoke_token
     if not documents.create_document(COLLECTION, name, data):
         raise LinkError(f"a linked authority named {name!r} exists")
     return token
+
+
+def check_revoke_endpoint(url: str, token: str) -> None:
+    """An https URL of at most 2,000 characters and a token of printable ASCII without spaces, or neither.
+
+    Raises:
+        LinkError: one without the other, a URL that is not https://, or a malformed token.
+    """
+    if not url and not token:
+        return
+    if not url or not token:
+        raise LinkError("give both a revoke URL and a revoke token, or neither")
+    if not url.startswith("https://") or len(url) > 2000 or not url.isprintable() or " " in url:
+        raise LinkError("the revoke URL must be an https:// URL")
+    if not _TOKEN_TEXT.match(token):
+        raise LinkError("the revoke token must be 1 to 512 printable ASCII characters without spaces")
+
+
+def load(documents: LinkDocuments, name: str) -> LinkedAuthority | None:
+    """The linked authority registered under `name`, or None."""
+    found = documents.get_document(COLLECTION, name) if _NAME.match(name) else None
+    return _linked(found[0]) if found else None
 
 
 def certificate_pin(certificate: x509.Certificate) -> str:
@@ -170,7 +205,8 @@ def certificate_pin(certificate: x509.Certificate) -> str:
 
 def _linked(data: dict[str, Any]) -> LinkedAuthority:
     anchors = tuple(x509.load_pem_x509_certificate(p.encode()) for p in data.get("anchors", []))
-    return LinkedAuthority(name=str(data["name"]), anchors=anchors)
+    return LinkedAuthority(name=str(data["name"]), anchors=anchors, revoke_url=str(data.get("revokeUrl", "")),
+                           revoke_token=str(data.get("revokeToken", "")))  # fmt: skip
 
 
 def authenticate_certificate(documents: LinkFinder, certificate: x509.Certificate) -> LinkedAuthority:

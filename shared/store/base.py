@@ -183,6 +183,40 @@ class UsageReader(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class MonthTotal:
+    """A month's usage in two numbers: billable endpoints and endpoint-months (`shared.usage`)."""
+
+    month: str
+    endpoints: int
+    endpoint_months: int
+
+
+@runtime_checkable
+class UsageQueries(Protocol):
+    """The dashboard's reads of the usage records: a month's totals by an aggregate query, and
+    its records a page at a time, so neither reads one record per billable endpoint.
+
+    `endpoint_months` follows `metering.units`: `endpoints + sum(max(0, peak_active - 3))`.
+    """
+
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """The month's records with endpoint id above `after`, by endpoint id, at most `limit`.
+
+        Raises:
+            ValueError: `month` is not a `YYYY-MM` month.
+        """
+        ...
+
+    def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
+        """The month's totals (zero when it has no records).
+
+        Raises:
+            ValueError: `month` is not a `YYYY-MM` month.
+        """
+        ...
+
+
 class EventLog(Protocol):
     """The append-only event log."""
 

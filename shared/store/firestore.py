@@ -62,7 +62,7 @@ from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenCl
 from shared.retry import Attempt, RetryPolicy
 from shared.store import codec, firestore_shards, firestore_usage
 from shared.store import firestore_docs as docs
-from shared.store.base import EndpointMonth
+from shared.store.base import EndpointMonth, MonthTotal
 from shared.store.firestore_queries import ShardedQueries
 
 T = TypeVar("T")
@@ -361,6 +361,46 @@ class FirestoreStore(ShardedQueries):
             return found
 
         return self._run("list_endpoint_months", op)
+
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's records by endpoint id: equality on month, range and order on
+        `endpoint_id` (composite index (month, endpoint_id))."""
+        metering.parse_month(month)
+        query = self._col(firestore_usage.ENDPOINT_MONTHS).where(filter=self._filter("month", "==", month))
+        if after:
+            query = query.where(filter=self._filter("endpoint_id", ">", after))
+        query = query.order_by("endpoint_id", direction=self._ascending).limit(limit)
+
+        def op(a: Attempt) -> list[EndpointMonth]:
+            return [firestore_usage.endpoint_month_from_fields(s.to_dict()) for s in query.stream(**self._kw(a))]
+
+        return self._run("page_endpoint_months", op)
+
+    def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
+        """A month's totals by two aggregation queries (count; count and sum above the included three).
+
+        `endpoint_months = count + sum(peak) - 3 * count(peak > 3)` over the records with
+        `peak_active > 3`; no record is read. Index: (month, peak_active) in firestore_indexes.json.
+        """
+        metering.parse_month(month)
+        extra = metering.EXTRA_ABOVE
+        query = self._col(firestore_usage.ENDPOINT_MONTHS).where(filter=self._filter("month", "==", month))
+        if authority_id is not None:
+            query = query.where(filter=self._filter("authority_id", "==", authority_id))
+        every = query.where(filter=self._filter("peak_active", ">", 0)).count(alias="n")
+        above = query.where(filter=self._filter("peak_active", ">", extra))
+        above_agg = above.count(alias="n").sum("peak_active", alias="s")
+
+        def values(agg: Any, a: Attempt) -> dict[str, int]:
+            found = agg.get(**self._kw(a))
+            return {r.alias: int(r.value or 0) for row in found for r in row}
+
+        def op(a: Attempt) -> MonthTotal:
+            n = values(every, a).get("n", 0)
+            big = values(above_agg, a)
+            return MonthTotal(month, n, n + big.get("s", 0) - extra * big.get("n", 0))
+
+        return self._run("usage_total", op)
 
     # ----------------------------------------------------------------- endpoints
 

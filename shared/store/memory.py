@@ -23,7 +23,7 @@ from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
-from shared.store.base import EndpointMonth, IssuanceWrite
+from shared.store.base import EndpointMonth, IssuanceWrite, MonthTotal
 
 
 class MemoryStore:
@@ -275,6 +275,18 @@ class MemoryStore:
                 if m == month and (authority_id is None or auth == authority_id)
             ]
         return sorted(found, key=lambda r: r.endpoint_id)
+
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's endpoint-month records, by endpoint id."""
+        return [r for r in self.list_endpoint_months(month) if r.endpoint_id > after][:limit]
+
+    def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
+        """A month's totals from its records."""
+        metering.parse_month(month)
+        with self._lock:
+            peaks = [u.peak_active for (m, _e), (u, auth, _n) in self._usage.items()
+                     if m == month and u.peak_active > 0 and (authority_id is None or auth == authority_id)]
+        return MonthTotal(month, len(peaks), sum(metering.units(p) for p in peaks))
 
     # ----------------------------------------------------------------- events
 

@@ -67,7 +67,7 @@ from shared.clock import Clock, SystemClock
 from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec, sqlite_files, sqlite_usage
-from shared.store.base import EndpointMonth, IssuanceWrite
+from shared.store.base import EndpointMonth, IssuanceWrite, MonthTotal
 from shared.store.sqlite_schema import MIGRATE_1_TO_2 as _MIGRATE_1_TO_2  # noqa: F401 - tests import it here
 from shared.store.sqlite_schema import (
     SCHEMA_VERSION,  # noqa: F401 - the store's public constant
@@ -602,6 +602,16 @@ class SQLiteStore:
         """Return a month's endpoint-month records, by endpoint id (`sqlite_usage`)."""
         with self._read("list endpoint months") as conn:
             return sqlite_usage.list_endpoint_months(conn, month, authority_id)
+
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's endpoint-month records, by endpoint id (`sqlite_usage`)."""
+        with self._read("page endpoint months") as conn:
+            return sqlite_usage.list_endpoint_months(conn, month, None, after=after, limit=limit)
+
+    def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
+        """A month's totals, one aggregate query (`sqlite_usage`)."""
+        with self._read("usage total") as conn:
+            return sqlite_usage.usage_total(conn, month, authority_id)
 
     # ----------------------------------------------------------------- events
 

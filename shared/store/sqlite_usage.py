@@ -18,7 +18,7 @@ from typing import Any
 
 from shared import metering
 from shared.store import codec
-from shared.store.base import EndpointMonth
+from shared.store.base import EndpointMonth, MonthTotal
 
 # certificate row positions (codec.CERTIFICATE_COLUMNS)
 _SERIAL, _AUTHORITY, _NOT_BEFORE, _NOT_AFTER, _ENDPOINT, _ISSUED_AT = 0, 1, 4, 5, 9, 13
@@ -170,8 +170,10 @@ def _backfill_one(
     _write(conn, endpoint_id, authority, dict(metering.after_revocation(months, intervals)))
 
 
-def list_endpoint_months(conn: sqlite3.Connection, month: str, authority_id: str | None) -> list[EndpointMonth]:
-    """A month's rows ordered by endpoint id."""
+def list_endpoint_months(
+    conn: sqlite3.Connection, month: str, authority_id: str | None, *, after: str = "", limit: int | None = None
+) -> list[EndpointMonth]:
+    """A month's rows ordered by endpoint id (those above `after`, at most `limit`: the primary key's range)."""
     metering.parse_month(month)
     sql = (
         "SELECT endpoint_id, authority_id, name, billable_from, billable_to, peak_active "
@@ -180,8 +182,15 @@ def list_endpoint_months(conn: sqlite3.Connection, month: str, authority_id: str
     params: tuple[Any, ...] = (month,)
     if authority_id is not None:
         sql += " AND authority_id = ?"
-        params = (month, authority_id)
-    rows: Iterable[Any] = conn.execute(sql + " ORDER BY endpoint_id", params).fetchall()
+        params = (*params, authority_id)
+    if after:
+        sql += " AND endpoint_id > ?"
+        params = (*params, after)
+    sql += " ORDER BY endpoint_id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params = (*params, limit)
+    rows: Iterable[Any] = conn.execute(sql, params).fetchall()
     # Instants repeat (the month's first and last for every endpoint active all month):
     # each is decoded once, and equal instants share one datetime.
     decoded: dict[int, Any] = {}
@@ -193,3 +202,19 @@ def list_endpoint_months(conn: sqlite3.Connection, month: str, authority_id: str
         return value
 
     return [EndpointMonth(month, r[0], r[1], r[2], f(r[3]), f(r[4]), r[5]) for r in rows]
+
+
+def usage_total(conn: sqlite3.Connection, month: str, authority_id: str | None) -> MonthTotal:
+    """A month's totals in one aggregate over its rows (the primary key's `month` prefix)."""
+    metering.parse_month(month)
+    extra = metering.EXTRA_ABOVE
+    sql = (
+        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN peak_active > ? THEN peak_active - ? ELSE 0 END), 0) "
+        "FROM endpoint_months WHERE month = ? AND peak_active > 0"
+    )
+    params: tuple[Any, ...] = (extra, extra, month)
+    if authority_id is not None:
+        sql += " AND authority_id = ?"
+        params = (*params, authority_id)
+    count, above = conn.execute(sql, params).fetchone()
+    return MonthTotal(month, int(count), int(count) + int(above))

@@ -16,7 +16,7 @@ from test_store_contract import run_threads
 
 from shared.endpoints import endpoint_for_sign
 from shared.model import CertificateKind, CertificateRecord, Endpoint, ProvisionerRef, Revocation, subject_key
-from shared.store.base import Store
+from shared.store.base import MonthTotal, Store, UsageQueries
 from shared.usage import UsageReport, read_report, report_json
 
 UTC = dt.UTC
@@ -141,6 +141,20 @@ def test_four_and_five_concurrently_active_certificates(store: Store) -> None:
     march = read_report(store, "2026-03")
     assert lines(march) == {"ep-4": (2, 4), "ep-5": (3, 5), "ep-seq": (1, 1)}
     assert march.endpoint_months == 2 + 3 + 1
+    # The store's own aggregate (the dashboard's chart) agrees without reading the records:
+    # three endpoints, 2 + 3 + 1 endpoint-months; none in February.
+    assert isinstance(store, UsageQueries)
+    assert store.usage_total("2026-03") == MonthTotal("2026-03", 3, 6)
+    assert store.usage_total("2026-03", authority_id="auth-1") == MonthTotal("2026-03", 3, 6)
+    assert store.usage_total("2026-03", authority_id="other") == MonthTotal("2026-03", 0, 0)
+    assert store.usage_total("2026-02") == MonthTotal("2026-02", 0, 0)
+    # And its pages by endpoint id: two, then the rest after the last id shown.
+    first = store.page_endpoint_months("2026-03", limit=2)
+    assert [(r.endpoint_id, r.peak_active) for r in first] == [("ep-4", 4), ("ep-5", 5)]
+    rest = store.page_endpoint_months("2026-03", after=first[-1].endpoint_id, limit=2)
+    assert [r.endpoint_id for r in rest] == ["ep-seq"] and rest[0].month == "2026-03"
+    assert store.page_endpoint_months("2026-03", after="ep-seq") == []
+    assert store.page_endpoint_months("2026-02") == []
 
 
 def test_revocation_mid_month_keeps_the_past_peak_and_lowers_the_future(store: Store) -> None:
@@ -170,6 +184,9 @@ def test_revocation_mid_month_keeps_the_past_peak_and_lowers_the_future(store: S
     assert lines(may) == {"ep-r": (2, 4)}
     assert may.lines[0].billable_to == z(at(5, 10))
     assert read_report(store, "2026-06").endpoint_months == 0
+    # Totals after revocations: April 3 + 1, May 2 (ep-r's peak 4), June nothing.
+    assert isinstance(store, UsageQueries)
+    assert [store.usage_total(m).endpoint_months for m in ("2026-04", "2026-05", "2026-06")] == [4, 2, 0]
 
 
 def test_a_certificate_spanning_two_months_counts_in_each(store: Store) -> None:

@@ -196,6 +196,15 @@ def test_dashboard_in_chromium(server: Any,  # noqa: F811 - the imported fixture
                 assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
                 _accessibility(page)
             page.screenshot(path=str(shots / "7-events.png"), full_page=True)
+
+            # Usage: this month's two endpoints (shop revoked today still counts), the year's SVG chart.
+            response = page.goto(base + "/dashboard/usage")
+            assert response is not None and response.status == 200
+            assert page.locator("#usage-total strong").inner_text() == "2"
+            chart = page.get_by_role("img", name=re.compile("Endpoint-months per month"))
+            assert chart.count() == 1 and page.locator("svg.chart rect.bar").count() == 12
+            _accessibility(page)
+            page.screenshot(path=str(shots / "8-usage.png"), full_page=True)
         finally:
             browser.close()
-    assert len(list(shots.glob("*.png"))) == 7
+    assert len(list(shots.glob("*.png"))) == 8

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,19 @@ def test_sign_through_function(client, authority_dir: Path) -> None:
 def test_sweep_event(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CIRRUS_CONFIG", str(authority_dir / "config.json"))
     handlers.reset()
-    assert handlers.sweep(None) == {"purgedTokens": 0, "purgedDocuments": 0, "alerts": 0, "redelivered": 0}
+    quiet = {"purgedTokens": 0, "purgedDocuments": 0, "alerts": 0, "redelivered": 0, "provisionersChanged": 0}
+    # The first sweep records the provisioners (one provisioner.changed), later ones find no change.
+    assert handlers.sweep(None) == {**quiet, "provisionersChanged": 1}
+    assert handlers.sweep(None) == quiet
+    # A redeploy with one provisioner fewer: the next sweep of a new instance raises one event.
+    config = json.loads((authority_dir / "config.json").read_text())
+    gone = config["authority"]["provisioners"].pop()
+    (authority_dir / "config.json").write_text(json.dumps(config))
+    handlers.reset()
+    assert handlers.sweep(None) == {**quiet, "provisionersChanged": 1}
+    assert handlers.sweep(None) == quiet
+    events = [e for e in handlers.services().store.list_events(limit=1000) if e.type.endswith("provisioner.changed")]
+    assert len(events) == 2 and [p["name"] for p in events[1].data["removed"]] == [gone["name"]]
     handlers.reset()
 
 

@@ -50,6 +50,7 @@ def record_queries() -> dict[str, list[Query]]:
     pytest.importorskip("google.cloud.firestore")
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import firestore
+    from google.cloud.firestore_v1.aggregation import AggregationQuery
     from google.cloud.firestore_v1.base_query import BaseQuery
     from google.cloud.firestore_v1.query import Query as FsQuery
 
@@ -85,8 +86,14 @@ def record_queries() -> dict[str, list[Query]]:
         )
         return iter(())
 
+    def aggregate(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stream(self._nested_query)  # an aggregation is served by its query's index
+        return []
+
     original = FsQuery.stream
+    original_aggregate = AggregationQuery.get
     FsQuery.stream = stream  # type: ignore[method-assign]
+    AggregationQuery.get = aggregate  # type: ignore[method-assign]
     try:
         calls = {
             "purge_expired": lambda: store.purge_expired(NOW),
@@ -107,6 +114,9 @@ def record_queries() -> dict[str, list[Query]]:
                 store.list_endpoint_months("2026-01"),
                 store.list_endpoint_months("2026-01", authority_id="ca"),
             ),
+            "page_endpoint_months": lambda: (
+                store.page_endpoint_months("2026-01"), store.page_endpoint_months("2026-01", after="ep", limit=5)),
+            "usage_total": lambda: (store.usage_total("2026-01"), store.usage_total("2026-01", authority_id="ca")),
             # the endpoint's active certificates, read inside record_issuance's and revoke's transaction
             "intervals": lambda: store._meter.intervals(None, {}, "ep", (0, 1)),
             "backfill_shards": store.backfill_shards,
@@ -116,6 +126,7 @@ def record_queries() -> dict[str, list[Query]]:
             call()
     finally:
         FsQuery.stream = original  # type: ignore[method-assign]
+        AggregationQuery.get = original_aggregate  # type: ignore[method-assign]
     return seen
 
 

@@ -53,14 +53,14 @@ def cirrus(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 @contextlib.contextmanager
-def serve(folder: Path, log_path: Path) -> Iterator[str]:
-    """`cirrus up` for `folder` on a free loopback port; yields its URL."""
-    port = free_port()
+def serve(folder: Path, log_path: Path, *, port: int | None = None, workers: int = 1) -> Iterator[str]:
+    """`cirrus up` for `folder` on a loopback port (a free one unless given); yields its URL."""
+    port = port or free_port()
     cfg = json.loads((folder / "config.json").read_text())
     cfg["address"] = f"127.0.0.1:{port}"
     (folder / "config.json").write_text(json.dumps(cfg))
     log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--dir", str(folder), "--workers", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--dir", str(folder), "--workers", str(workers)],
                             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             cwd=ROOT)  # fmt: skip
     try:

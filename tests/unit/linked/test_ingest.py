@@ -23,6 +23,7 @@ from shared.config import Settings
 from shared.endpoints import describe
 from shared.linked.registry import authority_id_of, register
 from shared.runtime import Services, build_services
+from shared.usage import read_report
 from tests.helpers import make_csr, mint_sign_token
 
 
@@ -128,6 +129,10 @@ def test_nothing_is_counted_twice(api: Client, services: Services, other_api: Cl
     assert post(api, token, [revoke]).get_json()["results"][0]["status"] == "replayed"
     assert len(services.store.list_events(limit=1000)) == events_before + 1  # only the revocation
     assert len([e for e in services.store.list_endpoints() if e.authority_id == authority_id_of("edge")]) == 1
+    # Usage counts the endpoint once, with one certificate at its peak, however often it was reported.
+    month = f"{cert.not_valid_before_utc.year:04d}-{cert.not_valid_before_utc.month:02d}"
+    usage = read_report(services.store, month, authority_id=authority_id_of("edge"))  # type: ignore[arg-type]
+    assert (usage.endpoint_months, [line.peak_active for line in usage.lines]) == (1, [1])
 
 
 def test_revoked_before_reported_issued_records_both(
