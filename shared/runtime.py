@@ -259,7 +259,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         sinks=sinks,
         upstream=upstream,
     )
-    return Services(
+    services = Services(
         settings=settings,
         clock=clock,
         store=store,
@@ -273,6 +273,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         sinks=sinks,
         ra_upstream=upstream,
     )
+    if settings.authorities:  # further issuing authorities: their chains are checked now, keys on first use
+        from shared.authorities import hosted
+
+        hosted(services)
+    return services
 
 
 def _crl_url_function(settings: Settings) -> Any:
