@@ -145,6 +145,17 @@ def hosted(services: Services) -> HostedAuthorities:
     return built
 
 
+def open_all(services: Services) -> None:
+    """Open every further authority's key now (`cirrus up` fails at start on a wrong one).
+
+    Raises:
+        ConfigError: a key that cannot be opened or is not its certificate's.
+    """
+    if services.settings.authorities:
+        for authority in hosted(services).others:
+            authority.authority()
+
+
 def build_hosted(services: Services) -> HostedAuthorities:
     """Build every `authorities` entry from the settings.
 

@@ -143,7 +143,8 @@ class Services:
         from shared.linked.registry import linked_authority_ids
 
         # Linked authorities' certificates are alerted on like this authority's own (shared.linked).
-        authority_ids = [self.settings.authority_id, *linked_authority_ids(self.store)]
+        authority_ids = [self.settings.authority_id, *(a.authority_id for a in self.settings.authorities),
+                         *linked_authority_ids(self.store)]
         return sum(
             len(
                 run_expiry_alerts(

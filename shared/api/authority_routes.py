@@ -4,12 +4,22 @@
 `/<prefix>/1.0/`) answer as the default mount does, for that authority only:
 its chain, its provisioners, its key. `/<prefix>/crl` serves its full CRL. A
 prefix no authority has is not mounted, so it gets the step-ca 404 JSON.
+
+ACME stays at `/acme/{provisioner}/`: `AuthorityFinalizers` hands each order to
+the authority its ACME provisioner belongs to.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
+
+from cryptography import x509
 from werkzeug.wrappers import Request, Response
 
+from shared.acme.finalize import IssuedChain
+from shared.acme.identifiers import Identifier
+from shared.api.acme_mount import AuthorityFinalizer
 from shared.api.app import Mount
 from shared.api.render import json_response
 from shared.api.stepca import StepCAAPI
@@ -50,3 +60,48 @@ def _crl(request: Request, services: Services, authority: HostedAuthority) -> Re
     )
     status, headers, payload = endpoint.handle_crl(request.method, "", request.query_string.decode("latin-1"))
     return Response(payload, status=status, headers=headers)
+
+
+class AuthorityFinalizers:
+    """ACME at `/acme/{provisioner}/` for every authority's ACME provisioners.
+
+    Each order is checked, finalized and revoked by the authority its provisioner
+    belongs to (`shared.acme.finalize.Finalizer` and `Revoker` by delegation).
+    """
+
+    def __init__(self, services: Services, default: AuthorityFinalizer) -> None:
+        self._s = services
+        self._default = default
+        self._built: dict[str, AuthorityFinalizer] = {}
+
+    def _for(self, provisioner: str) -> AuthorityFinalizer:
+        chosen = hosted(self._s).by_provisioner(provisioner)
+        if chosen is None:
+            return self._default
+        found = self._built.get(chosen.name)
+        if found is None:
+            found = self._built[chosen.name] = AuthorityFinalizer(authority=chosen.authority(), revoker=chosen.revoker)
+        return found
+
+    def check_identifiers(self, identifiers: Sequence[Identifier], *, provisioner: str) -> None:
+        """As `AuthorityFinalizer.check_identifiers`, at the provisioner's authority."""
+        self._for(provisioner).check_identifiers(identifiers, provisioner=provisioner)
+
+    def issue(
+        self,
+        csr: x509.CertificateSigningRequest,
+        identifiers: Sequence[Identifier],
+        *,
+        provisioner: str,
+        account_id: str,
+        replaces: str | None,
+        not_before: dt.datetime | None,
+        not_after: dt.datetime | None,
+    ) -> IssuedChain:
+        """As `AuthorityFinalizer.issue`, signed by the provisioner's authority."""
+        return self._for(provisioner).issue(csr, identifiers, provisioner=provisioner, account_id=account_id,
+                                            replaces=replaces, not_before=not_before, not_after=not_after)  # fmt: skip
+
+    def revoke(self, serial: str, *, reason_code: int, provisioner: str, account_id: str | None) -> None:
+        """As `AuthorityFinalizer.revoke`: only the provisioner's authority's certificates."""
+        self._for(provisioner).revoke(serial, reason_code=reason_code, provisioner=provisioner, account_id=account_id)

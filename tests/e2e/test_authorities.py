@@ -345,15 +345,75 @@ def test_a_chain_off_the_root_and_a_wrong_key_are_refused(deployment: Deployment
             hosted(services).by_id("deep").authority()  # type: ignore[union-attr]
     finally:
         services.close()
+    # `cirrus up` opens every authority's key before serving, and says so in one line.
+    run = _cirrus_up(d)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1, run.stderr
+    assert "authority 'deep': the key does not match its certificate" in lines[0]
+
+
+def _cirrus_up(d: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "shared.cli", "up", "--dir", str(d)], capture_output=True,
+                          text=True, timeout=60, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                                                      "PATH": "/usr/bin:/bin"})  # fmt: skip
 
 
 def test_cirrus_up_refuses_a_bad_authorities_block_in_one_line(deployment: Deployment) -> None:
     config = _config(deployment.dir)
     config["authorities"][1]["prefix"] = "teams"
     (deployment.dir / "config.json").write_text(json.dumps(config))
-    run = subprocess.run([sys.executable, "-m", "shared.cli", "up", "--dir", str(deployment.dir)], capture_output=True,
-                         text=True, timeout=60, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-                                                     "PATH": "/usr/bin:/bin"})  # fmt: skip
+    run = _cirrus_up(deployment.dir)
     assert run.returncode != 0
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "prefix 'teams' is used twice" in lines[0], run.stderr
+
+
+def test_acme_orders_are_signed_by_their_provisioners_authority(deployment: Deployment, tmp_path: Path) -> None:
+    from tests.unit.acme.acme_support import ACMETestClient, HTTP01Responder, b64
+    from tests.unit.acme.acme_support import make_csr as acme_csr
+
+    responder = HTTP01Responder()
+    config = _config(deployment.dir)
+    config["authorities"][1]["provisioners"].append({"type": "ACME", "name": "deep-acme", "cirrus": {
+        "allowLoopback": True, "validationTimeout": 3, "http01Port": responder.port}})  # fmt: skip
+    (deployment.dir / "config.json").write_text(json.dumps(config))
+    services = build_services(Settings.load(deployment.dir / "config.json"))
+    try:
+        client = ACMETestClient(CirrusApp(services, mounts=default_mounts(services)),
+                                base="http://localhost/acme/deep-acme")  # fmt: skip
+        assert client.register().status_code == 201
+        order = client.post(client.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "127.0.0.1"}]})
+        assert order.status_code == 201, order.get_json()
+        authz = client.post(order.get_json()["authorizations"][0], None).get_json()
+        challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
+        responder.tokens[challenge["token"]] = client.key_authorization(challenge["token"])
+        assert client.post(challenge["url"], {}).get_json()["status"] == "valid"
+        _, csr = acme_csr(["127.0.0.1"])
+        final = client.post(order.get_json()["finalize"], {"csr": b64(csr)})
+        assert final.status_code == 200, final.get_json()
+        chain = x509.load_pem_x509_certificates(client.post(final.get_json()["certificate"], None).data)
+        # The leaf from deep's key, then deep and the mid CA: the whole chain up to the root.
+        assert chain[1:] == x509.load_pem_x509_certificates(deployment.chains["deep"].read_bytes())
+        assert chain[0].issuer == _crt(deployment.issuers["deep"]).subject
+        assert _verify(deployment, _pem(chain[0]).decode(), deployment.chains["deep"], tmp_path).returncode == 0
+    finally:
+        responder.close()
+        services.close()
+
+
+def test_expiry_alerts_cover_every_authority(deployment: Deployment) -> None:
+    import datetime as dt
+
+    from shared.clock import FixedClock
+
+    clock = FixedClock(dt.datetime.now(dt.UTC))
+    services = build_services(Settings.load(deployment.dir / "config.json"), clock=clock)
+    try:
+        api = Client(CirrusApp(services, mounts=default_mounts(services)))
+        csr, _ = make_csr("lapsing.example.com", ["lapsing.example.com"])
+        answer = api.post("/sign", json={"csr": csr, "ott": _token(deployment, "teams-admin", "lapsing.example.com")})
+        assert answer.status_code == 201, answer.text
+        clock.advance(dt.timedelta(hours=17))  # a 24 h certificate with 7 h left: inside its 8 h window
+        assert services.expiry_alerts() == 1
+    finally:
+        services.close()
