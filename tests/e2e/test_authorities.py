@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -54,9 +55,12 @@ def _pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-@pytest.fixture
-def deployment(authority_dir: Path, tmp_path: Path) -> Iterator[Deployment]:
-    d, off = authority_dir, tmp_path / "offline"
+@pytest.fixture(scope="module")
+def _ceremony(_authority_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hierarchy, made once per module with the ceremony commands; each test gets a copy."""
+    base = tmp_path_factory.mktemp("authorities")
+    d, off = base / "ca", base / "offline"
+    shutil.copytree(_authority_template, d)
     off.mkdir()
     pw = str(d / "secrets" / "password")
     root = off / "root.crt"
@@ -93,9 +97,16 @@ def deployment(authority_dir: Path, tmp_path: Path) -> Iterator[Deployment]:
     config["crl"] = {**config.get("crl", {}), "baseURL": "http://ca.test"}
     (d / "config.json").write_text(json.dumps(config))
 
+    (off / "chain-deep.crt").write_bytes(deep.read_bytes() + mid.read_bytes())
+    return base
+
+
+@pytest.fixture
+def deployment(_ceremony: Path, tmp_path: Path) -> Iterator[Deployment]:
+    shutil.copytree(_ceremony, tmp_path / "deployment")
+    d, off = tmp_path / "deployment" / "ca", tmp_path / "deployment" / "offline"
+    root, default, teams, deep, chain_deep = (off / f"{n}.crt" for n in ("root", "default", "teams", "deep", "chain-deep"))
     services = build_services(Settings.load(d / "config.json"))
-    chain_deep = off / "chain-deep.pem"
-    chain_deep.write_bytes(deep.read_bytes() + mid.read_bytes())
     try:
         yield Deployment(
             dir=d, root=root, issuers={"default": default, "teams": teams, "deep": deep},
