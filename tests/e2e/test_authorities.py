@@ -428,3 +428,26 @@ def test_expiry_alerts_cover_every_authority(deployment: Deployment) -> None:
         assert services.expiry_alerts() == 1
     finally:
         services.close()
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--authority", "people", "--prefix", "acme"], "prefix 'acme' is a route the CA already serves"),
+        (["--authority", "teams", "--prefix", "deep"], "prefix 'deep' is used twice"),
+        (["--prefix", "people"], "--prefix needs --authority"),
+        (["--authority", "people", "--chain", "MID"], "is not issued by"),
+    ],
+)
+def test_install_authority_mistakes_are_one_clear_line(deployment: Deployment, extra: list[str], message: str) -> None:
+    before = (deployment.dir / "config.json").read_text()
+    extra = [str(deployment.chains["deep"]) if e == "MID" else e for e in extra]  # teams is not under the mid CA
+    run = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "ca", "install", "--dir", str(deployment.dir), "--cert",
+         str(deployment.issuers["teams"]), "--kms", "softkms:path=secrets/teams_key", *extra],
+        capture_output=True, text=True, timeout=60,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1 and message in lines[0], run.stderr
+    assert (deployment.dir / "config.json").read_text() == before  # nothing written
