@@ -451,3 +451,19 @@ def test_install_authority_mistakes_are_one_clear_line(deployment: Deployment, e
     lines = run.stderr.strip().splitlines()
     assert run.returncode != 0 and len(lines) == 1 and message in lines[0], run.stderr
     assert (deployment.dir / "config.json").read_text() == before  # nothing written
+
+
+def test_cirrus_crl_show_for_each_authority(deployment: Deployment) -> None:
+    from shared.cli.crl import run_publish
+
+    run_publish(deployment.services)
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"}
+    for authority in ("teams", "deep"):
+        run = subprocess.run([sys.executable, "-m", "shared.cli", "crl", "show", "--dir", str(deployment.dir),
+                              "--authority", authority, "--json"], capture_output=True, text=True, env=env)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        assert json.loads(run.stdout)["issuer"] == _crt(deployment.issuers[authority]).subject.rfc4514_string()
+    run = subprocess.run([sys.executable, "-m", "shared.cli", "crl", "show", "--dir", str(deployment.dir),
+                          "--authority", "nobody"], capture_output=True, text=True, env=env)  # fmt: skip
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1 and "no authority 'nobody'" in lines[0], run.stderr
