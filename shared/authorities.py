@@ -333,3 +333,17 @@ class AuthorityScope:
             return self._s.revoker
         chosen = directory.for_token(ott) if isinstance(ott, str) and ott else directory.for_certificate(certificate)
         return chosen.revoker if chosen is not None else self._s.revoker
+
+
+def client_ca_certificates(services: Services) -> list[x509.Certificate]:
+    """What `cirrus up`'s TLS layer verifies client certificates against: the roots, and every
+    authority's intermediates to build paths with (step-ca's client CAs are roots + intermediates).
+
+    step's client library sends its leaf and one CA certificate, so a leaf two levels below the
+    root reaches it only if the server knows the CA in between. OpenSSL still requires a path to
+    a self-signed root: an intermediate in this list is not a trust anchor on its own.
+    """
+    certificates = [*services.roots, *services.intermediates]
+    if services.settings.authorities:
+        certificates.extend(c for h in hosted(services).others for c in h.intermediates)
+    return certificates
