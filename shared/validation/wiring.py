@@ -118,6 +118,24 @@ def _further_signer(services: Services, authority: HostedAuthority) -> Signer:
     return open_signer(authority.settings.key, password_file=services.settings.password_file)
 
 
+def _further_ocsp(services: Services) -> list[OCSPAuthority]:
+    """The further authorities this instance can sign OCSP answers for (their own CA keys).
+
+    One whose key cannot be opened here (an `ocsp` function without a role on it) is left
+    out, so its certificates get `unauthorized` rather than the whole responder failing.
+    """
+    answered = []
+    for h in _further(services):
+        try:
+            signer = _further_signer(services, h)
+        except (ConfigError, BackendError) as exc:
+            _log.warning("OCSP: no answers for authority %s: its key is not usable here (%s)", h.name, exc)
+            continue
+        answered.append(OCSPAuthority(authority_id=h.authority_id, certificate=h.certificate, signer=signer,
+                                      shards=services.settings.crl.shards))  # fmt: skip
+    return answered
+
+
 def crl_publisher(services: Services) -> CRLPublisher:
     """The CRL publisher for the issuing authority."""
     settings = services.settings
@@ -197,11 +215,7 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 responder_signer=responder_signer,
                 responder_certificates=delegated,
             ),
-            *(
-                OCSPAuthority(authority_id=h.authority_id, certificate=h.certificate,
-                              signer=_further_signer(services, h), shards=settings.crl.shards)
-                for h in _further(services)
-            ),
+            *_further_ocsp(services),
         ],
         crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
         issued=PublishedSerials(blobs=published, clock=services.clock, recheck=recheck),

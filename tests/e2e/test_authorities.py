@@ -467,3 +467,31 @@ def test_cirrus_crl_show_for_each_authority(deployment: Deployment) -> None:
                           "--authority", "nobody"], capture_output=True, text=True, env=env)  # fmt: skip
     lines = run.stderr.strip().splitlines()
     assert run.returncode != 0 and len(lines) == 1 and "no authority 'nobody'" in lines[0], run.stderr
+
+
+def test_ocsp_without_one_authoritys_key_still_answers_for_the_others(deployment: Deployment) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+
+    from shared.cli.crl import run_publish
+
+    dep = deployment
+    leaves = {a: _sign_and_key(dep, f"{a}-admin", f"{a}.example.com")[0] for a in ("teams", "deep")}
+    run_publish(dep.services)
+    (dep.dir / "secrets" / "deep_key").unlink()  # an `ocsp` instance with no role on deep's key
+    services = build_services(Settings.load(dep.dir / "config.json"))
+    try:
+        api = Client(CirrusApp(services, mounts=default_mounts(services)))
+        for authority, expected in (("teams", ocsp.OCSPResponseStatus.SUCCESSFUL),
+                                    ("deep", ocsp.OCSPResponseStatus.UNAUTHORIZED)):  # fmt: skip
+            request = ocsp.OCSPRequestBuilder().add_certificate(
+                leaves[authority], _crt(dep.issuers[authority]), hashes.SHA1()).build()  # fmt: skip
+            answer = api.post("/ocsp", data=request.public_bytes(serialization.Encoding.DER),
+                              headers={"Content-Type": "application/ocsp-request"})  # fmt: skip
+            assert answer.status_code == 200, answer.data
+            response = ocsp.load_der_ocsp_response(answer.data)
+            assert response.response_status == expected, authority
+            if expected == ocsp.OCSPResponseStatus.SUCCESSFUL:
+                assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
+    finally:
+        services.close()
