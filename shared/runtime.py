@@ -156,16 +156,28 @@ class Services:
                 )
             )
             for authority_id in authority_ids
-        ) + len(
-            run_authority_alerts(
-                [*self.intermediates, *self.roots],
-                authority_id=self.settings.authority_id,
-                ledger=self.store,
-                events=self.store,
-                now=self.clock.now(),
-                sinks=self.sinks,
+        ) + sum(
+            len(
+                run_authority_alerts(
+                    certificates,
+                    authority_id=authority_id,
+                    ledger=self.store,
+                    events=self.store,
+                    now=self.clock.now(),
+                    sinks=self.sinks,
+                )
             )
+            for authority_id, certificates in self._ca_certificates()
         )
+
+    def _ca_certificates(self) -> list[tuple[str, list[x509.Certificate]]]:
+        """Each authority's CA certificates to warn about (the roots with the default authority's)."""
+        found = [(self.settings.authority_id, [*self.intermediates, *self.roots])]
+        if self.settings.authorities:
+            from shared.authorities import hosted
+
+            found.extend((h.authority_id, h.intermediates) for h in hosted(self).others)
+        return found
 
     def redeliver_events(self) -> int:
         """Retry events a sink failed to take (due ones); return how many were delivered now."""

@@ -495,3 +495,18 @@ def test_ocsp_without_one_authoritys_key_still_answers_for_the_others(deployment
                 assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
     finally:
         services.close()
+
+
+def test_authority_expiring_alerts_cover_every_authoritys_chain(deployment: Deployment) -> None:
+    import datetime as dt
+
+    from shared.clock import FixedClock
+
+    clock = FixedClock(dt.datetime.now(dt.UTC) + dt.timedelta(days=300))  # 65 days left for the 365-day CAs
+    services = build_services(Settings.load(deployment.dir / "config.json"), clock=clock)
+    try:
+        # default, teams and deep; not the mid CA (400 days: 100 left) nor the root.
+        assert services.expiry_alerts() == 3
+        assert services.expiry_alerts() == 0  # once each
+    finally:
+        services.close()
