@@ -5,8 +5,8 @@
 its chain, its provisioners, its key. `/<prefix>/crl` serves its full CRL. A
 prefix no authority has is not mounted, so it gets the step-ca 404 JSON.
 
-ACME stays at `/acme/{provisioner}/`: `AuthorityFinalizers` hands each order to
-the authority its ACME provisioner belongs to.
+ACME at `/acme/{provisioner}/` (and `/<prefix>/acme/{provisioner}/` for the prefix's own ACME
+provisioners): `AuthorityFinalizers` hands each order to the authority its provisioner belongs to.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def _mount(authority: HostedAuthority) -> Mount:
     def serve(request: Request, services: Services, tail: str) -> Response:
         if tail in ("/crl", "/1.0/crl"):
             return _crl(request, services, authority)
+        for acme_mount in ("/acme", "/2.0/acme"):
+            if tail.startswith(acme_mount + "/"):
+                return _acme(request, services, authority, tail[len(acme_mount) :])
         api: StepCAAPI = services.lazy(
             f"stepca:{authority.prefix}", lambda s: StepCAAPI(s, AuthorityScope(s, only=authority))
         )
@@ -47,6 +50,19 @@ def _mount(authority: HostedAuthority) -> Mount:
         return response if response is not None else json_response(_NOT_FOUND, 404)
 
     return serve
+
+
+def _acme(request: Request, services: Services, authority: HostedAuthority, tail: str) -> Response:
+    """`/<prefix>/acme/{provisioner}/...`: ACME for this authority's ACME provisioners only.
+
+    The ACME server spells its URLs from the request's own path, so the directory and
+    every link it hands out stay under the prefix.
+    """
+    from shared.api.mounts import acme
+
+    if authority.provisioners.by_name(tail.lstrip("/").partition("/")[0]) is None:
+        return json_response(_NOT_FOUND, 404)
+    return acme(request, services, tail)
 
 
 def _crl(request: Request, services: Services, authority: HostedAuthority) -> Response:

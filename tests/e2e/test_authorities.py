@@ -407,6 +407,13 @@ def test_acme_orders_are_signed_by_their_provisioners_authority(deployment: Depl
         assert chain[1:] == x509.load_pem_x509_certificates(deployment.chains["deep"].read_bytes())
         assert chain[0].issuer == _crt(deployment.issuers["deep"]).subject
         assert _verify(deployment, _pem(chain[0]).decode(), deployment.chains["deep"], tmp_path).returncode == 0
+        # The same provisioner under deep's prefix: every URL the server hands out stays there.
+        prefixed = ACMETestClient(client.http.application, base="http://localhost/deep/acme/deep-acme")
+        assert prefixed.directory["newOrder"] == "http://localhost/deep/acme/deep-acme/new-order"
+        assert prefixed.register().status_code == 201
+        assert prefixed.kid is not None and prefixed.kid.startswith("http://localhost/deep/acme/deep-acme/")
+        # Another authority's prefix does not serve deep's ACME provisioner.
+        assert client.http.get("/teams/acme/deep-acme/directory").status_code == 404
     finally:
         responder.close()
         services.close()
