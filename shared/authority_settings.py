@@ -29,9 +29,10 @@ from typing import Any
 
 from shared.errors import ConfigError
 
-# Usable as a blob name component (`crl/<id>.crl`) and as one URL path segment.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Usable as a blob name component (`crl/<id>.crl`) and as one URL path segment; matched with
+# `fullmatch` (a `$` would let a trailing newline through).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")
+_PREFIX = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 # First path segments the deployment already serves: a prefix may not shadow them.
 RESERVED_PREFIXES = frozenset({
     "acme", "admin", "crl", "dashboard", "federation", "health", "internal", "intermediates", "inventory",
@@ -82,17 +83,17 @@ def parse_authorities(
     for index, entry in enumerate(raw):
         name = entry.get("name")
         where = f"authorities[{index}]"
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ConfigError(f"config: {where}.name must be 1-63 letters, digits, '-' or '_'")
         where = f"authority {name!r}"
         authority_id = entry.get("authorityId", name)
-        if not isinstance(authority_id, str) or not _NAME.match(authority_id):
+        if not isinstance(authority_id, str) or not _NAME.fullmatch(authority_id):
             raise ConfigError(f"config: {where}: authorityId must be 1-63 letters, digits, '-' or '_'")
         if authority_id in ids:
             raise ConfigError(f"config: {where}: authority name/id {authority_id!r} is used twice")
         ids.add(authority_id)
         prefix = entry.get("prefix", "")
-        if not isinstance(prefix, str) or (prefix and not _PREFIX.match(prefix)):
+        if not isinstance(prefix, str) or (prefix and not _PREFIX.fullmatch(prefix)):
             raise ConfigError(f"config: {where}: prefix must be one lowercase URL path segment")
         if prefix in RESERVED_PREFIXES:
             raise ConfigError(f"config: {where}: prefix {prefix!r} is a route the CA already serves")
