@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.e2e.test_authorities import _ceremony  # noqa: F401  (the hierarchy, made by the ceremony commands)
+from tests.e2e.multi_authority import _ceremony  # noqa: F401  (the hierarchy, made by the ceremony commands)
 from tests.interop.test_cli_session import server  # noqa: F401  (the `cirrus up` fixture)
 from tests.interop.test_step_client import stepclient  # noqa: F401  (the Go client, built once)
 
