@@ -225,6 +225,7 @@ def _install(args: argparse.Namespace) -> int:
             written = install_authority(directory, name=a.authority, prefix=a.prefix, certificate=cert, chain=chain,
                                         key_uri=uri, signer=signer)  # fmt: skip
             print(f"installed: authority {a.authority!r} issues with {cert.subject.rfc4514_string()} ({written})")
+            print(f"its provisioners are the `provisioners` list of its entry in {directory}/config.json")
             print("restart `cirrus up` (or redeploy the functions) to use it")
             return 0
         if a.prefix is not None:
