@@ -57,20 +57,25 @@ def open_or_create(keys: KeyManager, uri: str, key_type: KeyType | None) -> Sign
 
 def make_root(
     signer: Signer, *, common_name: str, organization: str | None, days: int, now: dt.datetime,
-    path_length: int | None = 1,
+    path_length: int = 1,
 ) -> x509.Certificate:  # fmt: skip
-    """A self-signed root certificate for the signer's key."""
+    """A self-signed root certificate for the signer's key.
+
+    `path_length` 1 allows root -> issuing intermediate; 2 or more allow intermediates
+    that certify further intermediates (several levels of issuing authorities).
+    """
     _check_days(days)
     if not is_ca_key_type_ok(signer.public_key()):
         raise CeremonyError("the root key type cannot sign certificates")
-    if path_length != 1:
-        raise CeremonyError("roots are made with path length 1 (root -> issuing intermediate)")
+    if not 1 <= path_length <= 8:
+        raise CeremonyError("a root's path length must be between 1 and 8")
     return self_signed_root(
         key=as_private_key(signer),
         subject=ca_name(common_name, organization),
         serial=random_serial(),
         not_before=now - BACKDATE,
         not_after=now + dt.timedelta(days=days),
+        path_length=path_length,
     )
 
 

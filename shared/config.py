@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.alerts import DEFAULT_HORIZON, AlertWindows
+from shared.authority_settings import AuthoritySettings, parse_authorities
 from shared.durations import parse_duration
 from shared.errors import ConfigError
 
@@ -115,6 +116,7 @@ class Settings:
     alert_windows: AlertWindows = field(default_factory=AlertWindows)
     max_body_bytes: int = MAX_BODY_BYTES
     raw: Mapping[str, Any] = field(default_factory=dict)
+    authorities: tuple[AuthoritySettings, ...] = ()  # further issuing authorities (shared.authorities)
 
     @classmethod
     def load(cls, path: Path, *, overrides: Mapping[str, str] | None = None) -> Settings:
@@ -215,6 +217,11 @@ class Settings:
             sinks_raw = [x.strip() for x in sinks_raw.split(",") if x.strip()]
         if not isinstance(sinks_raw, list) or not all(isinstance(x, str) for x in sinks_raw):
             raise ConfigError("config: 'events.sinks' must be a list of sink URLs")
+        authority_id = str(authority.get("authorityId") or ZERO_AUTHORITY_ID)
+        authorities = parse_authorities(merged.get("authorities"), resolve=lambda v: _resolve(base_dir, v),
+                                        default_id=authority_id, default_provisioners=provisioners)
+        if authorities and ("ra" in merged or merged.get("issuerURL")):
+            raise ConfigError("config: 'authorities' needs a signing deployment (not with 'ra' or 'issuerURL')")
         return cls(
             base_dir=base_dir,
             roots=tuple(Path(_resolve(base_dir, r)) for r in roots_list),
@@ -224,7 +231,7 @@ class Settings:
             address=str(merged.get("address") or DEFAULT_ADDRESS),
             dns_names=tuple(dns_names),
             common_name=str(merged.get("commonName") or "Cirrus Online CA"),
-            authority_id=str(authority.get("authorityId") or ZERO_AUTHORITY_ID),
+            authority_id=authority_id,
             provisioners=tuple(provisioners),
             global_claims=claims,
             backdate=backdate,
@@ -238,6 +245,7 @@ class Settings:
             issuer_url=str(merged.get("issuerURL") or ""),
             alert_windows=_alert_windows(merged.get("alerts") or {}, provisioners),
             raw=merged,
+            authorities=authorities,
         )
 
 

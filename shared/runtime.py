@@ -143,7 +143,8 @@ class Services:
         from shared.linked.registry import linked_authority_ids
 
         # Linked authorities' certificates are alerted on like this authority's own (shared.linked).
-        authority_ids = [self.settings.authority_id, *linked_authority_ids(self.store)]
+        authority_ids = [self.settings.authority_id, *(a.authority_id for a in self.settings.authorities),
+                         *linked_authority_ids(self.store)]
         return sum(
             len(
                 run_expiry_alerts(
@@ -155,16 +156,28 @@ class Services:
                 )
             )
             for authority_id in authority_ids
-        ) + len(
-            run_authority_alerts(
-                [*self.intermediates, *self.roots],
-                authority_id=self.settings.authority_id,
-                ledger=self.store,
-                events=self.store,
-                now=self.clock.now(),
-                sinks=self.sinks,
+        ) + sum(
+            len(
+                run_authority_alerts(
+                    certificates,
+                    authority_id=authority_id,
+                    ledger=self.store,
+                    events=self.store,
+                    now=self.clock.now(),
+                    sinks=self.sinks,
+                )
             )
+            for authority_id, certificates in self._ca_certificates()
         )
+
+    def _ca_certificates(self) -> list[tuple[str, list[x509.Certificate]]]:
+        """Each authority's CA certificates to warn about (the roots with the default authority's)."""
+        found = [(self.settings.authority_id, [*self.intermediates, *self.roots])]
+        if self.settings.authorities:
+            from shared.authorities import hosted
+
+            found.extend((h.authority_id, h.intermediates) for h in hosted(self).others)
+        return found
 
     def redeliver_events(self) -> int:
         """Retry events a sink failed to take, and linked revocations not delivered (due ones); return how
@@ -263,7 +276,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         sinks=sinks,
         upstream=upstream,
     )
-    return Services(
+    services = Services(
         settings=settings,
         clock=clock,
         store=store,
@@ -277,6 +290,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         sinks=sinks,
         ra_upstream=upstream,
     )
+    if settings.authorities:  # further issuing authorities: their chains are checked now, keys on first use
+        from shared.authorities import hosted
+
+        hosted(services)
+    return services
 
 
 def _crl_url_function(settings: Settings) -> Any:

@@ -20,7 +20,8 @@ TLS: the server certificate is issued by the CA's own intermediate for its
 `dnsNames` (24 h, renewed at two thirds of its life by reloading the context
 in place); client certificates are requested but not required
 (`CERT_OPTIONAL`, like Go's VerifyClientCertIfGiven) and verified against the
-roots, which is what mTLS renew/rekey/revoke rely on.
+roots (with every authority's intermediates to build paths from), which is what mTLS
+renew/rekey/revoke rely on.
 """
 
 from __future__ import annotations
@@ -119,9 +120,12 @@ def tls_context(services: Services, runtime_dir: Path) -> tuple[ssl.SSLContext, 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    from shared.authorities import client_ca_certificates
+
     ctx.load_verify_locations(
-        cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in services.roots)
+        cadata="".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in client_ca_certificates(services))
     )
+    ctx.verify_flags &= ~ssl.VERIFY_X509_PARTIAL_CHAIN  # an intermediate is no trust anchor (see above)
     ctx.set_alpn_protocols(["http/1.1"])
     expires = _load_server_cert(ctx, services, runtime_dir)
     return ctx, expires

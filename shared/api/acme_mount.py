@@ -31,6 +31,7 @@ from shared.x509.names import split_sans
 
 if TYPE_CHECKING:
     from shared.acme.server import ACMEServer
+    from shared.api.authority_routes import AuthorityFinalizers
     from shared.issuer_link import IssuerLink
     from shared.runtime import Services
 
@@ -187,13 +188,22 @@ def build_acme(services: Services) -> ACMEServer:
         for p in services.settings.provisioners
         if str(p.get("type", "")).upper() == "ACME"
     }
-    finalizer: AuthorityFinalizer
+    finalizer: AuthorityFinalizer | AuthorityFinalizers
     if services.issuer_link is not None:
         finalizer = RemoteFinalizer(
             link=services.issuer_link, revoker=services.revoker, provisioners=services.provisioners
         )
     else:
         finalizer = AuthorityFinalizer(authority=services.issuing(), revoker=services.revoker)
+        if services.settings.authorities:  # further issuing authorities' ACME provisioners (shared.authorities)
+            from shared.api.authority_routes import AuthorityFinalizers
+
+            configs.update({
+                str(p["name"]): ACMEProvisionerConfig.from_json(p)
+                for a in services.settings.authorities for p in a.provisioners
+                if str(p.get("type", "")).upper() == "ACME"
+            })  # fmt: skip
+            finalizer = AuthorityFinalizers(services, finalizer)
     return ACMEServer(
         clock=services.clock,
         documents=services.store,

@@ -67,6 +67,10 @@ def default_mounts(services: Services) -> dict[str, Mount]:
         "/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl, "/acme": acme, "/2.0/acme": acme, "/dashboard": dashboard,
     }
     mounts.update({"/ssh": ssh, "/1.0/ssh": ssh, "/linked": linked})
+    if services.settings.authorities:  # `/<prefix>/...` of further issuing authorities (imports ACME's parts)
+        from shared.api.authority_routes import authority_mounts
+
+        mounts.update(authority_mounts(services))
     return mounts
 
 

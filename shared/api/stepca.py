@@ -20,6 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from shared import __version__
 from shared.api.render import json_response, read_json_object, read_json_object_environ
+from shared.authorities import AuthorityScope
 from shared.authority import Issued
 from shared.decimal_text import parse_decimal
 from shared.errors import BadRequest, NotFound, NotImplementedYet, PayloadTooLarge, Unauthorized
@@ -121,8 +122,10 @@ _STATIC: dict[str, tuple[str, frozenset[str]]] = {
 class StepCAAPI:
     """Dispatches step-ca routes to the services."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, scope: AuthorityScope | None = None) -> None:
+        """`scope`: the authority a prefix mount serves (shared.authorities); default: chosen per request."""
         self._s = services
+        self._scope = scope or AuthorityScope(services)
         self._max = services.settings.max_body_bytes
 
     def dispatch(self, request: Request, path: str) -> Response | None:
@@ -162,12 +165,12 @@ class StepCAAPI:
         return Response("".join(_pem(c) for c in self._s.roots), mimetype="application/x-pem-file")
 
     def _intermediates(self, request: Request) -> Response:
-        if not self._s.intermediates:
+        if not self._scope.intermediates:
             raise NotImplementedYet("no intermediates configured")
-        return json_response({"crts": [_pem(c) for c in self._s.intermediates]}, 201)
+        return json_response({"crts": [_pem(c) for c in self._scope.intermediates]}, 201)
 
     def _intermediates_pem(self, request: Request) -> Response:
-        return Response("".join(_pem(c) for c in self._s.intermediates), mimetype="application/x-pem-file")
+        return Response("".join(_pem(c) for c in self._scope.intermediates), mimetype="application/x-pem-file")
 
     def _federation(self, request: Request) -> Response:
         return json_response({"crts": [_pem(c) for c in self._s.roots]}, 201)
@@ -181,11 +184,11 @@ class StepCAAPI:
                 limit = min(max(parse_decimal(raw_limit, max_digits=6), 1), 100)
             except ValueError as exc:
                 raise BadRequest("limit must be an integer") from exc
-        items, next_cursor = self._s.provisioners.page(cursor, limit)
+        items, next_cursor = self._scope.provisioners.page(cursor, limit)
         return json_response({"provisioners": items, "nextCursor": next_cursor})
 
     def _encrypted_key(self, request: Request, kid: str) -> Response:
-        p = self._s.provisioners.jwk_by_kid(kid)
+        p = self._scope.provisioners.jwk_by_kid(kid)
         if p is None or p.encrypted_key is None:
             raise NotFound("encrypted key not found")
         return json_response({"key": p.encrypted_key})
@@ -222,7 +225,7 @@ class StepCAAPI:
         return 201, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))], payload
 
     def _issue(self, body: dict[str, Any], group: Any) -> Issued:
-        return self._s.issuing().sign(
+        return self._scope.for_token(body.get("ott")).sign(
             csr_pem=body.get("csr"),
             ott=body.get("ott"),
             not_before=body.get("notBefore"),
@@ -233,7 +236,8 @@ class StepCAAPI:
     def _renew(self, request: Request) -> Response:
         cert = client_certificate(request)
         if cert is not None and self._s.issuer_link is None:
-            return sign_response(self._s.issuing().renew(certificate=cert, group=request.environ.get(ENVIRON_KEY)))
+            renewer = self._scope.for_certificate(cert)
+            return sign_response(renewer.renew(certificate=cert, group=request.environ.get(ENVIRON_KEY)))
         forwarded = self._forward(request)
         if forwarded is not None:
             return forwarded
@@ -241,10 +245,12 @@ class StepCAAPI:
         if token is None:
             raise Unauthorized("missing client certificate or bearer token")
         leaf, replay = verify_renew_token(
-            token, roots=self._s.roots, audiences=self._s.audiences, now=self._s.clock.now()
+            token, roots=self._s.roots, audiences=self._scope.audiences, now=self._s.clock.now()
         )
         return sign_response(
-            self._s.issuing().renew(certificate=leaf, replay=replay, group=request.environ.get(ENVIRON_KEY))
+            self._scope.for_certificate(leaf).renew(
+                certificate=leaf, replay=replay, group=request.environ.get(ENVIRON_KEY)
+            )
         )
 
     def _rekey(self, request: Request) -> Response:
@@ -253,7 +259,9 @@ class StepCAAPI:
             raise Unauthorized("missing client certificate")
         body = read_json_object(request, max_bytes=self._max)
         return sign_response(
-            self._s.issuing().rekey(certificate=cert, csr_pem=body.get("csr"), group=request.environ.get(ENVIRON_KEY))
+            self._scope.for_certificate(cert).rekey(
+                certificate=cert, csr_pem=body.get("csr"), group=request.environ.get(ENVIRON_KEY)
+            )
         )
 
     def _revoke(self, request: Request) -> Response:
@@ -262,7 +270,7 @@ class StepCAAPI:
         delegate = None
         if is_revoke_token(authorization):  # a central Cirrus revoking what this linked one issued
             delegate = authenticate_revoke_token(self._s.store, str(authorization))
-        self._s.revoker.revoke_request(
+        self._scope.revoker(body.get("ott"), client_certificate(request)).revoke_request(
             serial=body.get("serial"),
             ott=body.get("ott"),
             reason_code=body.get("reasonCode"),

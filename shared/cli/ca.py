@@ -5,6 +5,7 @@
     cirrus ca sign-intermediate --root-kms URI --root root.crt CSR --out int.crt [--path-len N]
         [--permit-dns D]... [--exclude-dns D]... [--permit-ip CIDR]... [--days D]
     cirrus ca install --dir DIR --cert int.crt --kms URI [--chain upper.crt] [--root root.crt]
+    cirrus ca install --dir DIR --authority NAME [--prefix P] --cert int.crt --kms URI [--chain upper.crt]
     cirrus ca bootstrap --dir DIR --root-kms URI --intermediate-kms URI --ocsp-kms URI [--create KEY-TYPE]
 
 Each step runs where its key is (see shared/ceremony.py). softkms keys are
@@ -55,6 +56,8 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, type=Path, help="where to write the root certificate (PEM)")
     p.add_argument("--name", default="Cirrus", help="CA name: subject 'NAME Root CA', organization NAME")
     p.add_argument("--days", type=int, default=3650, help="validity in days (default 3650)")
+    p.add_argument("--path-len", type=int, default=1,
+                   help="intermediates allowed below the root (default 1; 2 for root -> CA -> issuing CA)")
     key_options(p)
     p.set_defaults(func=_root)
 
@@ -88,6 +91,9 @@ def register(sub: Any) -> None:
     p.add_argument("--chain", type=Path, help="certificates between it and the root, issuer order (PEM)")
     p.add_argument("--root", type=Path, help="a new root certificate (default: keep the authority's)")
     p.add_argument("--password-file", type=Path, help="password of a softkms key (default: the authority's)")
+    p.add_argument("--authority", metavar="NAME",
+                   help="install as the further issuing authority NAME (its `authorities` entry) instead")
+    p.add_argument("--prefix", help="with --authority: serve its step-ca API under /PREFIX/")
     p.set_defaults(func=_install)
 
     p = steps.add_parser("bootstrap", help="a new authority whose root, intermediate and OCSP keys are in a KMS/HSM")
@@ -154,7 +160,7 @@ def _root(args: argparse.Namespace) -> int:
         _check_out(a.out)
         signer = open_or_create(_keys(a.password_file), a.kms, _key_type(a.create))
         cert = make_root(signer, common_name=f"{a.name} Root CA", organization=a.name, days=a.days,
-                         now=SystemClock().now())  # fmt: skip
+                         now=SystemClock().now(), path_length=a.path_len)  # fmt: skip
         _write(a.out, cert.public_bytes(serialization.Encoding.PEM))
         print(f"root certificate: {a.out}\nfingerprint (SHA-256): {cert.fingerprint(_sha256()).hex()}")
         return 0
@@ -211,6 +217,19 @@ def _install(args: argparse.Namespace) -> int:
         else:
             uri_abs = uri
         signer = open_or_create(_keys(password if password.exists() else None), uri_abs, None)
+        if a.authority is not None:
+            if a.root is not None:
+                raise CeremonyError("--root cannot change the root of a further authority")
+            from shared.authority_install import install_authority
+
+            written = install_authority(directory, name=a.authority, prefix=a.prefix, certificate=cert, chain=chain,
+                                        key_uri=uri, signer=signer)  # fmt: skip
+            print(f"installed: authority {a.authority!r} issues with {cert.subject.rfc4514_string()} ({written})")
+            print(f"its provisioners are the `provisioners` list of its entry in {directory}/config.json")
+            print("restart `cirrus up` (or redeploy the functions) to use it")
+            return 0
+        if a.prefix is not None:
+            raise CeremonyError("--prefix needs --authority")
         install(directory, certificate=cert, chain=chain, key_uri=uri, signer=signer, root=root)
         print(f"installed: {directory}/config.json now issues with {cert.subject.rfc4514_string()}")
         print("restart `cirrus up` (or redeploy the functions) to use it")

@@ -35,6 +35,8 @@ def register(sub: Any) -> None:
     show.add_argument("--dir", required=True, type=Path, help="authority folder made by `cirrus init`")
     show.add_argument("--shard", type=_shard, default=None, help="shard number (partitioned CRLs, 0..1023)")
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--authority", metavar="ID", default=None,
+                      help="a further issuing authority's id (`authorities`; default: the default authority)")
     show.set_defaults(func=cmd_show)
 
 
@@ -163,8 +165,12 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     services = _services(args.dir)
     try:
+        authority_id = args.authority or services.settings.authority_id
+        known = {services.settings.authority_id, *(a.authority_id for a in services.settings.authorities)}
+        if authority_id not in known:
+            raise CLIError(f"no authority {authority_id!r} in this deployment")
         store = blobs(services)
-        blob = store.read(blob_name(services.settings.authority_id, args.shard))
+        blob = store.read(blob_name(authority_id, args.shard))
     finally:
         services.close()
     if blob is None:
@@ -172,7 +178,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         crl = x509.load_der_x509_crl(blob.data)
     except ValueError as exc:
-        raise CLIError(f"the published CRL {blob_name(services.settings.authority_id, args.shard)} is not DER") from exc
+        raise CLIError(f"the published CRL {blob_name(authority_id, args.shard)} is not DER") from exc
     number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     info = {
         "issuer": crl.issuer.rfc4514_string(),

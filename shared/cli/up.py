@@ -233,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
 
         init_authority(directory)
         print(f"Created a new authority in {directory}", flush=True)
+    from shared.authorities import open_all
     from shared.runtime import build_services
 
     settings = load_settings(directory)
@@ -240,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     probe = build_services(settings)  # fail fast, in the parent, on a bad config
     try:
         probe.issuing()  # and on a key that cannot be opened or does not match the intermediate
+        open_all(probe)  # the same for each further issuing authority (shared.authorities)
         at_rest.check(settings)  # after the store opened (it narrows its own files' modes)
         from shared.provisioners.changes import check_services
 

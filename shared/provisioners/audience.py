@@ -67,10 +67,13 @@ def split_audience(aud: str) -> tuple[str, str, str | None] | None:
 class Audiences:
     """The audiences the CA accepts, per operation."""
 
-    def __init__(self, hosts: Iterable[str]) -> None:
+    def __init__(self, hosts: Iterable[str], *, prefixes: Iterable[str] = ("",)) -> None:
+        """`prefixes`: the mounts the operations are served under (`""` and `"/teams"` for an
+        authority reached both by provisioner at the root and at its own `/teams/` prefix)."""
         self._hosts = frozenset(h.strip().strip("[]").lower() for h in hosts if h and h.strip("[] "))
+        mounts = tuple(prefixes)
         self._paths = {
-            op: frozenset(p for path in paths for p in (f"/1.0/{path}", f"/{path}"))
+            op: frozenset(f"{m}{p}" for m in mounts for path in paths for p in (f"/1.0/{path}", f"/{path}"))
             for op, paths in OPERATION_PATHS.items()
         }
 

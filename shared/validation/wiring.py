@@ -34,6 +34,7 @@ from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, 
 from shared.validation.serial_index import IssuedSince, PublishedSerials, SerialIndexPublisher
 
 if TYPE_CHECKING:
+    from shared.authorities import HostedAuthority
     from shared.blobs.base import BlobStore
     from shared.keys.base import Signer
     from shared.runtime import Services
@@ -101,6 +102,40 @@ def _holds_ca_key(services: Services) -> bool:
         return False
 
 
+def _further(services: Services) -> tuple[HostedAuthority, ...]:
+    """The deployment's further issuing authorities (`authorities`; shared.authorities): each
+    gets its own CRL and OCSP identity, signed with its own key (no delegated responder)."""
+    if not services.settings.authorities:
+        return ()
+    from shared.authorities import hosted
+
+    return hosted(services).others
+
+
+def _further_signer(services: Services, authority: HostedAuthority) -> Signer:
+    from shared.runtime import open_signer
+
+    return open_signer(authority.settings.key, password_file=services.settings.password_file)
+
+
+def _further_ocsp(services: Services) -> list[OCSPAuthority]:
+    """The further authorities this instance can sign OCSP answers for (their own CA keys).
+
+    One whose key cannot be opened here (an `ocsp` function without a role on it) is left
+    out, so its certificates get `unauthorized` rather than the whole responder failing.
+    """
+    answered = []
+    for h in _further(services):
+        try:
+            signer = _further_signer(services, h)
+        except (ConfigError, BackendError) as exc:
+            _log.warning("OCSP: no answers for authority %s: its key is not usable here (%s)", h.name, exc)
+            continue
+        answered.append(OCSPAuthority(authority_id=h.authority_id, certificate=h.certificate, signer=signer,
+                                      shards=services.settings.crl.shards))  # fmt: skip
+    return answered
+
+
 def crl_publisher(services: Services) -> CRLPublisher:
     """The CRL publisher for the issuing authority."""
     settings = services.settings
@@ -126,7 +161,11 @@ def crl_publisher(services: Services) -> CRLPublisher:
         blobs=blobs(services),
         clock=services.clock,
         schedule=schedule,
-        authorities=[authority],
+        authorities=[authority, *(
+            CRLAuthority(authority_id=h.authority_id, certificate=h.certificate,
+                         signer=_further_signer(services, h), shards=settings.crl.shards)
+            for h in _further(services)
+        )],
     )
 
 
@@ -139,7 +178,7 @@ def serial_index_publisher(services: Services) -> SerialIndexPublisher:
         issued=store,
         blobs=blobs(services),
         clock=services.clock,
-        authority_ids=[services.settings.authority_id],
+        authority_ids=[services.settings.authority_id, *(h.authority_id for h in _further(services))],
         # A long-lived publisher (`cirrus up` runs it every few seconds) looks back fully once
         # a minute; a scheduled function's runs are minutes apart, so each of them looks back fully.
         quick_overlap=INDEX_QUICK_OVERLAP,
@@ -175,7 +214,8 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 shards=settings.crl.shards,
                 responder_signer=responder_signer,
                 responder_certificates=delegated,
-            )
+            ),
+            *_further_ocsp(services),
         ],
         crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
         issued=PublishedSerials(blobs=published, clock=services.clock, recheck=recheck),

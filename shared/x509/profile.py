@@ -288,9 +288,10 @@ def _ca_extensions(path_length: int | None) -> list[x509.Extension[x509.Extensio
 
 
 def self_signed_root(
-    *, key: IssuerKey, subject: x509.Name, serial: int, not_before: dt.datetime, not_after: dt.datetime
+    *, key: IssuerKey, subject: x509.Name, serial: int, not_before: dt.datetime, not_after: dt.datetime,
+    path_length: int = 1,
 ) -> x509.Certificate:
-    """A self-signed root (no AKI needed, X509-07) with pathLen 1."""
+    """A self-signed root (no AKI needed, X509-07): pathLen 1 (root -> issuing CA) unless deeper."""
     public = key.public_key()
     builder = (
         x509.CertificateBuilder()
@@ -301,7 +302,7 @@ def self_signed_root(
         .not_valid_before(whole_seconds(not_before))
         .not_valid_after(whole_seconds(not_after))
     )
-    for ext in _ca_extensions(1):
+    for ext in _ca_extensions(path_length):
         builder = builder.add_extension(ext.value, ext.critical)
     builder = builder.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
     return builder.sign(key, signature_hash(public))
