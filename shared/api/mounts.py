@@ -61,12 +61,20 @@ def linked(request: Request, services: Services, tail: str) -> Response:
     return serve(request, services, tail)
 
 
+def admin_inventories(request: Request, services: Services, tail: str) -> Response:
+    """Inventories behind an admin token (imported on first use)."""
+    from shared.api.admin_inventory import admin_inventories as serve
+
+    return serve(request, services, tail)
+
+
 def default_mounts(services: Services) -> dict[str, Mount]:
     """Every mount the single-process server serves."""
     mounts: dict[str, Mount] = {
         "/ocsp": ocsp, "/crl": crl, "/1.0/crl": crl, "/acme": acme, "/2.0/acme": acme, "/dashboard": dashboard,
     }
     mounts.update({"/ssh": ssh, "/1.0/ssh": ssh, "/linked": linked})
+    mounts["/admin/inventories"] = admin_inventories
     return mounts
 
 
