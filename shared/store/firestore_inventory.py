@@ -171,10 +171,7 @@ class FirestoreInventories:
         """A page of entries in key order (none without the inventory)."""
         if limit <= 0:
             return []
-        query = self._entries(name).order_by("key", direction=self._ascending)
-        if after:
-            query = query.where(filter=self._filter("key", ">", after))
-        query = query.limit(limit)
+        query = self._entries_page_query(name, after, limit)
         inv_ref = self._inventory_ref(name)
 
         def op(a: Attempt) -> list[tuple[str, dict[str, Any]]]:
@@ -183,6 +180,13 @@ class FirestoreInventories:
             return [(str(s.get("key")), entry_from_text(str(s.get("data")))) for s in query.stream(**self._kw(a))]
 
         return self._run("list_inventory_entries", op)
+
+    def _entries_page_query(self, name: str, after: str, limit: int) -> Any:
+        """Entries after a key, in key order: the `key` field's automatic single-field index."""
+        query = self._entries(name).order_by("key", direction=self._ascending)
+        if after:
+            query = query.where(filter=self._filter("key", ">", after))
+        return query.limit(limit)
 
     def delete_inventory_entry(self, name: str, key: str) -> bool:
         """Delete one entry."""
