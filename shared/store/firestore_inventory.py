@@ -1,10 +1,12 @@
 """The Firestore store's inventories (mixed into `FirestoreStore`; the contract is `shared.inventory.base`).
 
 Layout: `P + inventories`/{name} holds `name`, `kind` and `created` (the codec's ISO text);
-its subcollection `P + entries`/{key} holds `key` (the raw key, which the pages order by:
+its subcollection `P + inventory_entries`/{key} holds `key` (the raw key, which the pages order by:
 Firestore orders strings by their UTF-8 bytes, i.e. by code point, like the other backends)
 and `data` (the entry's compact JSON text, so no Firestore map-key or nesting rule applies).
-Document ids go through `firestore_docs.doc_id`.
+Document ids go through `firestore_docs.doc_id`; `data` is exempt from indexing
+(`firestore_indexes.json`): nothing queries it, and up to 8 KiB of text per entry would be
+index writes for nothing.
 
 An import writes in transactions of up to `_BATCH` entries, each of which reads the
 inventory document first (so none lands in an inventory deleted meanwhile). A delete removes
@@ -26,7 +28,7 @@ from shared.store.firestore_docs import doc_id
 T = TypeVar("T")
 
 INVENTORIES = "inventories"
-ENTRIES = "entries"
+ENTRIES = "inventory_entries"
 _BATCH = 400
 
 
