@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import Any
 
 import pytest
@@ -20,6 +21,12 @@ from shared.dashboard.session import issue_admin_token
 from shared.runtime import Services
 
 BASE = "/admin/inventories"
+LONG = os.environ.get("CIRRUS_LONG_PROPERTIES") == "1"
+RUNS = [
+    pytest.param(150, id="ci"),
+    pytest.param(3000, id="long",
+                 marks=[pytest.mark.slow, pytest.mark.skipif(not LONG, reason="set CIRRUS_LONG_PROPERTIES=1")]),
+]
 
 
 @pytest.fixture
@@ -116,10 +123,11 @@ _BODY = st.one_of(
 
 
 @pytest.mark.hostile
-def test_hostile_requests_never_answer_5xx(api: Client, services: Services, token: str) -> None:
+@pytest.mark.parametrize("examples", RUNS)
+def test_hostile_requests_never_answer_5xx(api: Client, services: Services, token: str, examples: int) -> None:
     api.put(f"{BASE}/hosts", json={"kind": "hosts"}, headers=_h(token))
 
-    @settings(max_examples=150, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=examples, derandomize=not LONG, database=None, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
     @given(method=st.sampled_from(["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"]),
            segments=st.lists(_SEGMENT, max_size=4), body=_BODY,
