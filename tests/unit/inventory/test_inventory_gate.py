@@ -19,7 +19,7 @@ from shared.api.app import CirrusApp
 from shared.api.mounts import default_mounts
 from shared.claims import resolve_claims
 from shared.config import Settings
-from shared.errors import ConfigError, Forbidden
+from shared.errors import ConfigError, Forbidden, Unavailable
 from shared.inventory.base import Inventory
 from shared.inventory.gate import InventoryOption, credential_key, inventory_entry
 from shared.model import ProvisionerRef
@@ -106,6 +106,8 @@ def test_require_and_restrict_names() -> None:
     missing = InventoryOption("no-such-inventory", "san", require=True)
     with pytest.raises(Forbidden):
         inventory_entry(missing, store, _auth(), common_name="", names=[])
+    with pytest.raises(Unavailable):  # an option but no store to read: refused, never issued unchecked
+        inventory_entry(lenient, None, _auth(), common_name="", names=[])
 
 
 @pytest.fixture
