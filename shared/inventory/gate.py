@@ -119,7 +119,7 @@ def inventory_entry(
     common_name: str,
     names: Iterable[str],
 ) -> dict[str, Any] | None:
-    """The entry for this request (`{}` when none), or None when the provisioner has no option.
+    """The entry for this X.509 request (`{}` when none), or None when the provisioner has no option.
 
     Raises:
         Forbidden: `require` and no entry, or `restrictNames` and a name outside the entry's.
@@ -127,9 +127,26 @@ def inventory_entry(
     """
     if option is None:
         return None
+    return entry_for_key(option, reader, credential_key(option, auth), common_name=common_name, names=names)
+
+
+def entry_for_key(
+    option: InventoryOption,
+    reader: InventoryReader | None,
+    key: str | None,
+    *,
+    common_name: str,
+    names: Iterable[str],
+) -> dict[str, Any]:
+    """The option applied to a key already taken from the credential (the SSH path can call this with
+    its own key and principals as `names`): the entry, or `{}` when there is none and it is not required.
+
+    Raises:
+        Forbidden: `require` and no entry, or `restrictNames` and a name outside the entry's.
+        Unavailable: no inventory store.
+    """
     if reader is None:
         raise Unavailable("inventory lookups are not available")
-    key = credential_key(option, auth)
     entry = reader.get_inventory_entry(option.name, key) if key is not None else None
     if entry is None:
         if option.require:
