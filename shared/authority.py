@@ -41,6 +41,7 @@ from shared.events.base import (
     publish_to_sinks,
 )
 from shared.groupcommit import CommitGroup
+from shared.inventory.gate import inventory_entry
 from shared.issued import AuthorityStores, Issued
 from shared.keys.base import PublicKey
 from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
@@ -234,6 +235,8 @@ class Authority:
             window = auth.validity_limit.clip(window, explicit=not_after not in (None, ""))
         check_window(window, now=now, minimum=auth.claims.min_tls, maximum=auth.claims.max_tls, backdate=self._backdate)
         self._policy.check(auth.provisioner.id, common_name, sans)
+        inventory = inventory_entry(self.provisioners.inventory_options.get(auth.provisioner.name),
+                                    self._stores.inventories, auth, common_name=common_name, names=sans.all)
         skey = subject_key(common_name, sans.all)
         if previous is not None:
             endpoint = Endpoint(
@@ -264,7 +267,7 @@ class Authority:
         serial = self._serials()
         names: tuple[str, tuple[str, ...]] | None = (
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
-        templated = self._templated_leaf(public_key, sans, common_name, auth, serial, csr)
+        templated = self._templated_leaf(public_key, sans, common_name, auth, serial, csr, inventory)
         if templated is not None:
             subject, extensions = templated
             names = None  # recorded from the certificate: the template may have changed them
@@ -315,7 +318,7 @@ class Authority:
 
     def _templated_leaf(
         self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int,
-        csr: x509.CertificateSigningRequest | None,
+        csr: x509.CertificateSigningRequest | None, inventory: dict[str, Any] | None = None,
     ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]] | None:
         """Subject and extensions from the provisioner's `options.x509` template, if it has one (issue 15)."""
         configured = self.provisioners.x509_templates.get(auth.provisioner.name)
@@ -323,6 +326,8 @@ class Authority:
             return None
         data = template_data(common_name, sans.general_names(), rsa_key=isinstance(public_key, rsa.RSAPublicKey),
                              csr=csr, token=dict(auth.token_claims), extra=configured.data)
+        if inventory is not None:  # `.Inventory`: the provisioner's inventory entry (shared.inventory.gate)
+            data["Inventory"] = inventory
         try:
             leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
         except TemplateError as exc:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from shared.inventory.base import InventoryReader
 from shared.model import CertificateRecord
 from shared.store.base import EndpointStore, IssuanceLedger, RevocationReader
 
@@ -42,5 +43,6 @@ class AuthorityStores:
     issuance: IssuanceLedger
     revocations: RevocationReader
     endpoints: EndpointStore
+    inventories: InventoryReader | None = None  # provisioners' `options.inventory` (shared.inventory.gate)
 
 

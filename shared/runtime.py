@@ -256,7 +256,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
                 intermediates=intermediates,
                 roots=roots,
                 provisioners=provisioners,
-                stores=AuthorityStores(issuance=store, revocations=store, endpoints=store),
+                stores=AuthorityStores(issuance=store, revocations=store, endpoints=store, inventories=store),
                 clock=clock,
                 backdate=settings.backdate,
                 crl_url=_crl_url_function(settings),

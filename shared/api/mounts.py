@@ -61,6 +61,13 @@ def linked(request: Request, services: Services, tail: str) -> Response:
     return serve(request, services, tail)
 
 
+def admin_inventories(request: Request, services: Services, tail: str) -> Response:
+    """Inventories behind an admin token (imported on first use)."""
+    from shared.api.admin_inventory import admin_inventories as serve
+
+    return serve(request, services, tail)
+
+
 def default_mounts(services: Services) -> dict[str, Mount]:
     """Every mount the single-process server serves."""
     mounts: dict[str, Mount] = {
@@ -71,6 +78,7 @@ def default_mounts(services: Services) -> dict[str, Mount]:
         from shared.api.authority_routes import authority_mounts
 
         mounts.update(authority_mounts(services))
+    mounts["/admin/inventories"] = admin_inventories
     return mounts
 
 

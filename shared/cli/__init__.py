@@ -30,6 +30,7 @@ _MODULES = (
     "shared.cli.template",
     "shared.cli.linked",
     "shared.cli.events",
+    "shared.cli.inventory",
 )
 
 

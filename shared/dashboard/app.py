@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
 
-from shared.dashboard import oidc, pages, session, usage_page
+from shared.dashboard import inventory_pages, oidc, pages, session, usage_page
 from shared.dashboard.html import BASE, STYLESHEET, e, page, redirect, respond, url
 from shared.revocation import ALLOWED_REASONS
 
@@ -107,6 +107,10 @@ def dashboard(request: Request, s: Services, tail: str) -> Response:
         return pages.events(s, query, sess.csrf)
     if path == "/usage":
         return usage_page.usage(s, query, sess.csrf)
+    if path == "/inventories":
+        return inventory_pages.inventories(s, query, sess.csrf)
+    if path.startswith("/inventories/"):
+        return inventory_pages.inventory(s, path[len("/inventories/"):], query, sess.csrf)
     return page("Not found", "<p>No such page.</p>", csrf=sess.csrf, status=404)
 
 

@@ -75,7 +75,7 @@ def url(path: str, **query: object) -> str:
 
 
 NAV = (("/endpoints", "Endpoints"), ("/certificates", "Certificates"), ("/authorities", "Authorities"),
-       ("/provisioners", "Provisioners"), ("/events", "Events"), ("/usage", "Usage"))
+       ("/provisioners", "Provisioners"), ("/inventories", "Inventories"), ("/events", "Events"), ("/usage", "Usage"))
 
 
 def page(title: str, body: str, *, signed_in: bool = True, csrf: str = "", status: int = 200) -> Response:

@@ -215,6 +215,7 @@ class AWSProvisioner(RoutedProvisioner):
             credential_id=doc["accountId"],
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=CSRNames(common_names=(subject,), forced=forced, check_cn=True),
+            identity={"instanceID": doc["instanceId"], "account": doc["accountId"]},
         )
 
     def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:

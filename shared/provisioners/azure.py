@@ -159,6 +159,7 @@ class AzureProvisioner(ConfiguredProvisioner):
             credential_id=self._tenant,
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=CSRNames(common_names=(vm,), forced=(vm,) if self._disable_custom_sans else None),
+            identity={"instanceID": vm, "account": subscription},
         )
 
     def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:

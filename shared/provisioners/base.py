@@ -68,6 +68,8 @@ class SignAuthorization:
     # identity allows: this returns (common name, SANs) or raises Forbidden; None = the token's names.
     names_from_csr: Callable[[x509.CertificateSigningRequest], tuple[str, tuple[str, ...]]] | None = None
     validity_limit: ValidityLimit | None = None
+    # What a cloud instance identity proves (`instanceID`, `account`): inventory lookup keys.
+    identity: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

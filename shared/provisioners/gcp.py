@@ -148,6 +148,7 @@ class GCPProvisioner(RoutedProvisioner):
             credential_id=sub if isinstance(sub, str) else "",
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=names,
+            identity={"instanceID": instance_id, "account": project},
         )
 
     def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:

@@ -15,6 +15,7 @@ from typing import Any
 from shared.claims import resolve_claims
 from shared.decimal_text import parse_hex
 from shared.errors import BadRequest, ConfigError, Unauthorized
+from shared.inventory.gate import load_inventory_options
 from shared.model import ProvisionerRef
 from shared.provisioners.azure import AzureProvisioner
 from shared.provisioners.base import ConfiguredProvisioner
@@ -75,6 +76,7 @@ class Provisioners:
         # Certificate templates are parsed now, so a broken one stops the CA from starting.
         self.x509_templates = load_templates(configs, "x509", base_dir)
         self.ssh_templates = load_templates(configs, "ssh", base_dir)
+        self.inventory_options = load_inventory_options(configs)  # `options.inventory`, checked now too
         self._all: list[AnyProvisioner] = []
         self._jwk_by_id: dict[str, JWKProvisioner] = {}
         self._by_name: dict[str, AnyProvisioner] = {}

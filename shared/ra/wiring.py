@@ -71,7 +71,7 @@ def registration_authority(
         intermediates=intermediates,
         roots=roots,
         provisioners=provisioners,
-        stores=AuthorityStores(issuance=store, revocations=store, endpoints=store),
+        stores=AuthorityStores(issuance=store, revocations=store, endpoints=store, inventories=store),
         clock=clock,
         backdate=settings.backdate,
         sinks=sinks,

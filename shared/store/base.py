@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from shared.inventory.base import InventoryStore
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 
 
@@ -326,6 +327,7 @@ class Store(
     EventLog,
     Counter,
     DocumentStore,
+    InventoryStore,
     Protocol,
 ):
     """Every role; what a backend implements and the composition root holds."""

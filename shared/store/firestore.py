@@ -63,6 +63,7 @@ from shared.retry import Attempt, RetryPolicy
 from shared.store import codec, firestore_shards, firestore_usage
 from shared.store import firestore_docs as docs
 from shared.store.base import EndpointMonth, MonthTotal
+from shared.store.firestore_inventory import FirestoreInventories
 from shared.store.firestore_queries import ShardedQueries
 
 T = TypeVar("T")
@@ -72,7 +73,7 @@ _TRANSACTION_ATTEMPTS = 5
 _ESCAPE = re.compile("~(7E|2F)")
 
 
-class FirestoreStore(ShardedQueries):
+class FirestoreStore(ShardedQueries, FirestoreInventories):
     """Every storage role on Cloud Firestore (or its emulator)."""
 
     # Endpoint ids Cirrus mints for this store (`shared.endpoints`): random, since

@@ -24,9 +24,10 @@ from shared.errors import AlreadyRevoked, Conflict, TokenAlreadyUsed
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec
 from shared.store.base import EndpointMonth, IssuanceWrite, MonthTotal
+from shared.store.memory_inventory import MemoryInventories
 
 
-class MemoryStore:
+class MemoryStore(MemoryInventories):
     """Every storage role, held in dictionaries behind one lock."""
 
     def __init__(self, *, clock: Clock | None = None) -> None:
@@ -44,6 +45,7 @@ class MemoryStore:
         self._documents: dict[tuple[str, str], tuple[str, int, int | None]] = {}
         # (month, endpoint id) -> usage, authority id, name (`shared.metering`)
         self._usage: dict[tuple[str, str], tuple[metering.MonthUsage, str, str]] = {}
+        self._inventories = {}  # `memory_inventory`
         self._closed = False
 
     # ----------------------------------------------------------------- TokenLedger

@@ -68,6 +68,7 @@ from shared.errors import AlreadyRevoked, BackendError, ConfigError, Conflict, T
 from shared.model import CertificateRecord, Endpoint, Event, Revocation, TokenClaim
 from shared.store import codec, sqlite_files, sqlite_usage
 from shared.store.base import EndpointMonth, IssuanceWrite, MonthTotal
+from shared.store.sqlite_inventory import SQLiteInventories
 from shared.store.sqlite_schema import MIGRATE_1_TO_2 as _MIGRATE_1_TO_2  # noqa: F401 - tests import it here
 from shared.store.sqlite_schema import (
     SCHEMA_VERSION,  # noqa: F401 - the store's public constant
@@ -160,7 +161,7 @@ def _backend_error(exc: sqlite3.Error, what: str) -> BackendError:
     return BackendError(f"sqlite store: {what} failed: {exc}", transient=transient)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteInventories):
     """Every storage role on one SQLite database file."""
 
     def __init__(

@@ -4,7 +4,7 @@ Split from `shared.store.sqlite` (which keeps connections, locking and the store
 operations) so the record layout and its migrations read in one place. The schema is
 created on open, idempotently, and versioned in `schema_version`; an older file is
 upgraded in place inside the schema transaction (all of it or none of it), see
-`MIGRATE_1_TO_2`, `MIGRATE_2_TO_3` and `MIGRATE_3_TO_4`.
+`MIGRATE_1_TO_2`, `MIGRATE_2_TO_3`, `MIGRATE_3_TO_4` and `MIGRATE_4_TO_5`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlite3
 
 from shared.errors import ConfigError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
         id TEXT NOT NULL,
@@ -82,6 +82,24 @@ _CERTIFICATES_BY_ENDPOINT_EXPIRY = (
 MIGRATE_3_TO_4: tuple[str, ...] = (
     _ENDPOINT_MONTHS_TABLE,
     _CERTIFICATES_BY_ENDPOINT_EXPIRY,
+)
+
+_INVENTORIES_TABLE = """CREATE TABLE IF NOT EXISTS inventories (
+        name TEXT PRIMARY KEY NOT NULL,
+        kind TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID"""
+_INVENTORY_ENTRIES_TABLE = """CREATE TABLE IF NOT EXISTS inventory_entries (
+        inventory TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (inventory, key)
+    ) WITHOUT ROWID"""
+
+# Version 4 -> 5: inventories (`shared.store.sqlite_inventory`); two new tables, nothing to copy.
+MIGRATE_4_TO_5: tuple[str, ...] = (
+    _INVENTORIES_TABLE,
+    _INVENTORY_ENTRIES_TABLE,
 )
 
 _SCHEMA: tuple[str, ...] = (
@@ -160,6 +178,8 @@ _SCHEMA: tuple[str, ...] = (
     )""",
     """CREATE INDEX IF NOT EXISTS documents_by_expiry
         ON documents (expires_at) WHERE expires_at IS NOT NULL""",
+    _INVENTORIES_TABLE,
+    _INVENTORY_ENTRIES_TABLE,
 )
 
 
@@ -208,6 +228,10 @@ def create_or_upgrade(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
         sqlite_usage.backfill(conn)
         conn.execute("UPDATE schema_version SET version = 4 WHERE id = 1")
+    if row is not None and row[0] in (1, 2, 3, 4):
+        for statement in MIGRATE_4_TO_5:
+            conn.execute(statement)
+        conn.execute("UPDATE schema_version SET version = 5 WHERE id = 1")
     for statement in _SCHEMA:
         conn.execute(statement)
     if row is None:

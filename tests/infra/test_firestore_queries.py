@@ -32,6 +32,7 @@ STORE_SOURCES = {
     "FirestoreStore": REPO / "shared" / "store" / "firestore.py",
     "ShardedQueries": REPO / "shared" / "store" / "firestore_queries.py",
     "FirestoreMeter": REPO / "shared" / "store" / "firestore_usage.py",
+    "FirestoreInventories": REPO / "shared" / "store" / "firestore_inventory.py",
 }
 INDEX_FILE = REPO / "shared" / "store" / "firestore_indexes.json"
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -120,6 +121,11 @@ def record_queries() -> dict[str, list[Query]]:
             # the endpoint's active certificates, read inside record_issuance's and revoke's transaction
             "intervals": lambda: store._meter.intervals(None, {}, "ep", (0, 1)),
             "backfill_shards": store.backfill_shards,
+            "list_inventories": store.list_inventories,
+            "_entries_page_query": lambda: (
+                store._entries_page_query("hosts", "", 10).stream(),
+                store._entries_page_query("hosts", "vm-1", 10).stream(),
+            ),
         }
         for name, call in calls.items():
             current[0] = name

@@ -74,14 +74,14 @@ def test_version_3_file_is_upgraded_with_the_records_its_certificates_imply(tmp_
         "2026-03": [],
     }
     store = SQLiteStore(db)
-    assert store.schema_version() == SCHEMA_VERSION == 4
+    assert store.schema_version() == SCHEMA_VERSION == 5
     assert _usage(store) == kept
     # and the upgraded file keeps them up to date
     store.record_issuance(_cert("4", "ep-2", T0 + 40 * DAY, 3))
     assert [(r.endpoint_id, r.peak_active) for r in store.list_endpoint_months("2026-03")] == [("ep-2", 1)]
     store.close()
     again = SQLiteStore(db)  # reopening changes nothing
-    assert again.schema_version() == 4 and len(again.list_endpoint_months("2026-02")) == 1
+    assert again.schema_version() == 5 and len(again.list_endpoint_months("2026-02")) == 1
     again.close()
 
 

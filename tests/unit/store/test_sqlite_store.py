@@ -67,11 +67,11 @@ def test_wal_mode_and_pragmas(store: SQLiteStore, db: Path) -> None:
 def test_schema_is_versioned_and_reopen_is_idempotent(db: Path) -> None:
     first = SQLiteStore(db)
     first.record_issuance(_cert("1"))
-    assert first.schema_version() == SCHEMA_VERSION == 4
+    assert first.schema_version() == SCHEMA_VERSION == 5
     first.close()
     second = SQLiteStore(db)
     assert second.get_certificate("1") == _cert("1")
-    assert second.schema_version() == 4
+    assert second.schema_version() == 5
     assert _raw(db).execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
     second.close()
 
