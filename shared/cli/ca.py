@@ -6,6 +6,7 @@
         [--permit-dns D]... [--exclude-dns D]... [--permit-ip CIDR]... [--days D]
     cirrus ca install --dir DIR --cert int.crt --kms URI [--chain upper.crt] [--root root.crt]
     cirrus ca bootstrap --dir DIR --root-kms URI --intermediate-kms URI --ocsp-kms URI [--create KEY-TYPE]
+    cirrus ca stage-intermediate | activate | intermediates | revoke-intermediate  (shared/cli/ca_rotation.py)
 
 Each step runs where its key is (see shared/ceremony.py). softkms keys are
 encrypted files (`--password-file`), the form meant to be kept offline.
@@ -88,6 +89,8 @@ def register(sub: Any) -> None:
     p.add_argument("--chain", type=Path, help="certificates between it and the root, issuer order (PEM)")
     p.add_argument("--root", type=Path, help="a new root certificate (default: keep the authority's)")
     p.add_argument("--password-file", type=Path, help="password of a softkms key (default: the authority's)")
+    p.add_argument("--stage", action="store_true", help="stage it beside the current one (see stage-intermediate)")
+    p.add_argument("--not-before", help="with --stage: switch to it at this time (RFC 3339)")
     p.set_defaults(func=_install)
 
     p = steps.add_parser("bootstrap", help="a new authority whose root, intermediate and OCSP keys are in a KMS/HSM")
@@ -101,6 +104,10 @@ def register(sub: Any) -> None:
     p.add_argument("--address", default="127.0.0.1:9443", help="address `cirrus up` listens on")
     key_options(p)
     p.set_defaults(func=_bootstrap)
+
+    from shared.cli import ca_rotation
+
+    ca_rotation.register(steps, key_options=key_options)
 
 
 def _fail(step: str, message: str) -> int:
@@ -197,6 +204,13 @@ def _sign_intermediate(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
+    if args.stage:  # rotation: beside the current intermediate, not instead of it
+        from shared.cli.ca_rotation import run_stage
+
+        return _guard("install", args, run_stage)
+    if args.not_before:
+        return _fail("install", "--not-before needs --stage")
+
     def run(a: argparse.Namespace) -> int:
         directory = a.dir.resolve()
         if not (directory / "config.json").is_file():

@@ -1,0 +1,213 @@
+"""Intermediate rotation and revocation (issue 16 item 4), end to end.
+
+A second intermediate is made with the `cirrus ca` ceremony steps (its key a softkms file, the root
+key the one `cirrus init` left in the folder), staged in the authority's store and activated while
+clients keep asking a running `cirrus up` for certificates: none may fail, both intermediates must
+sign, and every certificate must chain (openssl) through the intermediate its answer names. Then the
+old intermediate is revoked in the root's ARL: the ARL verifies against the root, the old
+intermediate's certificates no longer renew, the new one's do.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from werkzeug.test import Client
+
+from shared.api.app import CirrusApp
+from shared.api.mounts import default_mounts
+from shared.config import Settings
+from shared.rotation import fingerprint
+from shared.runtime import build_services
+from tests.helpers import make_csr, mint_sign_token
+from tests.interop.test_cli_session import cirrus, server  # noqa: F401 - the `cirrus up` fixture
+
+
+def new_intermediate(authority_dir: Path, tmp_path: Path, name: str) -> tuple[Path, str]:
+    """A new intermediate certified by the folder's root: (certificate path, key URI)."""
+    password = str(authority_dir / "secrets" / "password")
+    uri = f"softkms:path={authority_dir}/secrets/{name.lower()}_key"
+    csr, crt = tmp_path / f"{name}.csr", tmp_path / f"{name}.crt"
+    cirrus("ca", "intermediate-csr", "--kms", uri, "--create", "EC-P256", "--name", name, "--out", str(csr),
+           "--password-file", password)  # fmt: skip
+    cirrus("ca", "sign-intermediate", str(csr), "--root-kms", f"softkms:path={authority_dir}/secrets/root_ca_key",
+           "--root", str(authority_dir / "certs" / "root_ca.crt"), "--out", str(crt), "--days", "30",
+           "--password-file", password)  # fmt: skip
+    return crt, uri
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _openssl_verify(root: Path, intermediate_pem: str, leaves: list[str], tmp_path: Path, tag: str) -> None:
+    """`openssl verify` of every leaf with only the one intermediate given as untrusted."""
+    inter = tmp_path / f"{tag}-int.pem"
+    inter.write_text(intermediate_pem)
+    files = []
+    for i, pem in enumerate(leaves):
+        f = tmp_path / f"{tag}-{i}.pem"
+        f.write_text(pem)
+        files.append(str(f))
+    out = subprocess.run(["openssl", "verify", "-CAfile", str(root), "-untrusted", str(inter), *files],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count(": OK") == len(leaves)
+
+
+def test_concurrent_clients_see_no_failure_while_cirrus_up_switches_intermediate(
+    server: Any, authority_dir: Path, tmp_path: Path  # noqa: F811 - the imported fixture
+) -> None:
+    proc, log_path = server
+    address = json.loads((authority_dir / "config.json").read_text())["address"]
+    root = authority_dir / "certs" / "root_ca.crt"
+    ctx = ssl.create_default_context(cafile=str(root))
+    old = x509.load_pem_x509_certificates((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())[0]
+    new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+    new = x509.load_pem_x509_certificate(new_crt.read_bytes())
+
+    answers: list[tuple[str, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+    switched = threading.Event()
+    after_switch = [0]
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            name = f"c{n}-{i}.example.com"
+            i += 1
+            csr, _ = make_csr(name, [name])
+            body = json.dumps({"csr": csr, "ott": mint_sign_token(authority_dir, name, [name])}).encode()
+            req = urllib.request.Request(f"https://{address}/1.0/sign", data=body,
+                                         headers={"Content-Type": "application/json"})  # fmt: skip
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+                    got = json.loads(resp.read())
+                    status = resp.status
+            except Exception as exc:
+                with lock:
+                    failures.append(repr(exc))
+                continue
+            with lock:
+                if status != 201:
+                    failures.append(f"status {status}")
+                    continue
+                answers.append((got["crt"], got["ca"]))
+                if switched.is_set() and x509.load_pem_x509_certificate(got["ca"].encode()) == new:
+                    after_switch[0] += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)  # traffic on the old intermediate first
+        # Staged while the server runs (it was never in its config), then activated.
+        out = cirrus("ca", "stage-intermediate", "--dir", str(authority_dir), "--cert", str(new_crt), "--kms", new_uri)
+        assert "staged" in out.stdout
+        cirrus("ca", "activate", "--dir", str(authority_dir), "--cert", str(new_crt))
+        switched.set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and after_switch[0] < 20:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert proc.poll() is None, log_path.read_text()
+    assert failures == [], failures[:5]
+    by_ca: dict[str, list[str]] = {}
+    for crt, ca in answers:
+        leaf = x509.load_pem_x509_certificate(crt.encode())
+        issuer = x509.load_pem_x509_certificate(ca.encode())
+        leaf.verify_directly_issued_by(issuer)  # the chain in the answer is the intermediate that signed it
+        by_ca.setdefault(fingerprint(issuer), []).append(crt)
+    assert set(by_ca) == {fingerprint(old), fingerprint(new)}, {k[:8]: len(v) for k, v in by_ca.items()}
+    for cert in (old, new):
+        _openssl_verify(root, _pem(cert), by_ca[fingerprint(cert)], tmp_path, fingerprint(cert)[:8])
+    listing = cirrus("ca", "intermediates", "--dir", str(authority_dir)).stdout
+    assert f"* {fingerprint(new)}" in listing and f"  {fingerprint(old)}" in listing
+
+
+def _issue(api: Client, authority_dir: Path, name: str) -> dict[str, Any]:
+    csr, _ = make_csr(name, [name])
+    r = api.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(authority_dir, name, [name])})
+    assert r.status_code == 201, r.text
+    body: dict[str, Any] = r.get_json()
+    return body
+
+
+def _mtls(crt_pem: str) -> dict[str, str]:
+    return {"SSL_CLIENT_CERT": crt_pem}
+
+
+def test_revoked_intermediate_is_in_the_root_arl_and_its_certificates_stop_renewing(
+    authority_dir: Path, tmp_path: Path
+) -> None:
+    root = authority_dir / "certs" / "root_ca.crt"
+    old_path = authority_dir / "certs" / "intermediate_ca.crt"
+    services = build_services(Settings.load(authority_dir / "config.json"))
+    api = Client(CirrusApp(services, mounts=default_mounts(services)))
+    try:
+        before = _issue(api, authority_dir, "old.example.com")
+        new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+        cirrus("ca", "install", "--stage", "--dir", str(authority_dir), "--cert", str(new_crt), "--kms", new_uri)
+        cirrus("ca", "activate", "--dir", str(authority_dir), "--cert", str(new_crt))
+        services.rotating.rotation.recheck = 0  # type: ignore[union-attr] - see the change now, not in 5 s
+        after = _issue(api, authority_dir, "new.example.com")
+        new = x509.load_pem_x509_certificate(new_crt.read_bytes())
+        assert x509.load_pem_x509_certificate(after["ca"].encode()) == new
+        # Before the revocation the old intermediate's certificate still renews (with the new one).
+        r = api.post("/1.0/renew", environ_overrides=_mtls(before["crt"]))
+        assert r.status_code == 201, r.text
+        assert x509.load_pem_x509_certificate(r.get_json()["ca"].encode()) == new
+
+        out = cirrus("ca", "revoke-intermediate", "--root-kms", f"softkms:path={authority_dir}/secrets/root_ca_key",
+                     "--root", str(root), "--cert", str(old_path), "--dir", str(authority_dir), "--reason",
+                     "superseded", "--password-file", str(authority_dir / "secrets" / "password"))  # fmt: skip
+        assert "cRLNumber 1" in out.stdout
+        arls = list((authority_dir / "published" / "crl").glob("root-*.crl"))
+        assert len(arls) == 1
+        check = subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(arls[0]), "-CAfile", str(root),
+                                "-verify", "-noout", "-text"], capture_output=True, text=True)  # fmt: skip
+        assert check.returncode == 0 and "verify OK" in check.stderr + check.stdout, check.stderr
+        old = x509.load_pem_x509_certificates(old_path.read_bytes())[0]
+        arl = x509.load_der_x509_crl(arls[0].read_bytes())
+        assert [r.serial_number for r in arl] == [old.serial_number]
+        # A relying party checking the ARL refuses the old intermediate's leaves.
+        leaf, arl_pem = tmp_path / "old-leaf.pem", tmp_path / "arl.pem"
+        leaf.write_text(before["crt"])
+        subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(arls[0]), "-out", str(arl_pem)], check=True)
+        refused = subprocess.run(["openssl", "verify", "-crl_check_all", "-CAfile", str(root), "-untrusted",
+                                  str(old_path), "-CRLfile", str(arl_pem), str(leaf)], capture_output=True, text=True)  # fmt: skip
+        assert refused.returncode != 0 and "revoked" in refused.stdout + refused.stderr
+
+        # Another instance (the first one re-reads the ARL within its recheck time) refuses the renewal.
+        fresh = build_services(Settings.load(authority_dir / "config.json"))
+        fresh_api = Client(CirrusApp(fresh, mounts=default_mounts(fresh)))
+        try:
+            for client in (fresh_api,):
+                r = client.post("/1.0/renew", environ_overrides=_mtls(before["crt"]))
+                assert r.status_code == 401, r.text
+                assert r.get_json()["message"] == "the certificate's issuing intermediate has been revoked"
+                r = client.post("/1.0/renew", environ_overrides=_mtls(after["crt"]))
+                assert r.status_code == 201, r.text
+        finally:
+            fresh.close()
+        # A second revocation of the same intermediate is refused with one clear line.
+        again = cirrus("ca", "revoke-intermediate", "--root-kms", f"softkms:path={authority_dir}/secrets/root_ca_key",
+                       "--root", str(root), "--cert", str(old_path), "--dir", str(authority_dir),
+                       "--password-file", str(authority_dir / "secrets" / "password"), check=False)  # fmt: skip
+        assert again.returncode != 0 and again.stderr.strip().count("\n") == 0 and "already revoked" in again.stderr
+    finally:
+        services.close()
