@@ -16,9 +16,10 @@ from shared.runtime import Services
 
 def ocsp(request: Request, services: Services, tail: str) -> Response:
     """RFC 6960 / 5019 OCSP at `/ocsp` (POST body or base64 GET path)."""
+    from shared.validation.generations import lazy_name
     from shared.validation.wiring import ocsp_endpoint
 
-    endpoint = services.lazy("ocsp", ocsp_endpoint)
+    endpoint = services.lazy(lazy_name(services, "ocsp"), ocsp_endpoint)  # rebuilt for a new generation
     body = request.get_data(cache=False) if request.method == "POST" else b""
     status, headers, payload = endpoint.handle_ocsp(request.method, tail, body)
     return Response(payload, status=status, headers=headers)

@@ -51,10 +51,11 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
     This path holds the CA key, so it also renews the delegated OCSP responder
     certificate when due (at half-life, or at once after a responder key change).
     """
+    from shared.validation.generations import lazy_name
     from shared.validation.wiring import crl_publisher, responder_rotator
 
-    try:
-        publisher = services.lazy("crl_publisher", crl_publisher)
+    try:  # rebuilt when an intermediate generation is staged (shared.rotation)
+        publisher = services.lazy(lazy_name(services, "crl_publisher"), crl_publisher)
         results: list[PublishResult] = publisher.publish(authority_id)
     except Exception as exc:
         _crl_failed(services, authority_id, exc)

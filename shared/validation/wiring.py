@@ -120,13 +120,15 @@ def crl_publisher(services: Services) -> CRLPublisher:
         signer=_signer(services),
         shards=settings.crl.shards,
     )
-    return CRLPublisher(
-        revocations=services.store,
+    from shared.validation.generations import GenerationRevocations, crl_authorities, crl_ids
+
+    return CRLPublisher(  # the base's CRL and one per staged intermediate generation (shared.rotation)
+        revocations=GenerationRevocations(services.store, crl_ids(services)),
         counter=services.store,
         blobs=blobs(services),
         clock=services.clock,
         schedule=schedule,
-        authorities=[authority],
+        authorities=[authority, *crl_authorities(services, settings.crl.shards)],
     )
 
 
@@ -163,6 +165,8 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             responder_key=responder_signer.public_key(),
         )
     has_ca_key = responder_signer is None or _holds_ca_key(services)
+    from shared.validation.generations import GenerationSerials, crl_ids, ocsp_authorities
+
     # A local folder answers a generation check with one stat(); object storage costs a
     # request, so a function instance looks for a new CRL or serial index once a minute.
     recheck = dt.timedelta(seconds=5 if settings.blobs.startswith("file:") else 60)
@@ -175,10 +179,13 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 shards=settings.crl.shards,
                 responder_signer=responder_signer,
                 responder_certificates=delegated,
-            )
+            ),
+            *ocsp_authorities(services, settings.crl.shards),  # staged generations (shared.rotation)
         ],
         crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
-        issued=PublishedSerials(blobs=published, clock=services.clock, recheck=recheck),
+        issued=GenerationSerials(
+            PublishedSerials(blobs=published, clock=services.clock, recheck=recheck), crl_ids(services)
+        ),
         clock=services.clock,
         crl_base_url=settings.crl.base_url or None,
     )

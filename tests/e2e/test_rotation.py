@@ -20,15 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
 from werkzeug.test import Client
 
 from shared.api.app import CirrusApp
 from shared.api.mounts import default_mounts
+from shared.cli.crl import run_publish
 from shared.config import Settings
 from shared.rotation import fingerprint
 from shared.runtime import build_services
-from tests.helpers import make_csr, mint_sign_token
+from tests.helpers import make_csr, mint_sign_token, mint_token, sign_claims
 from tests.interop.test_cli_session import cirrus, server  # noqa: F401 - the `cirrus up` fixture
 
 
@@ -209,5 +212,76 @@ def test_revoked_intermediate_is_in_the_root_arl_and_its_certificates_stop_renew
                        "--root", str(root), "--cert", str(old_path), "--dir", str(authority_dir),
                        "--password-file", str(authority_dir / "secrets" / "password"), check=False)  # fmt: skip
         assert again.returncode != 0 and again.stderr.strip().count("\n") == 0 and "already revoked" in again.stderr
+    finally:
+        services.close()
+
+
+def _revoke(api: Client, authority_dir: Path, crt_pem: str) -> None:
+    serial = str(x509.load_pem_x509_certificate(crt_pem.encode()).serial_number)
+    tok = mint_token(authority_dir, sign_claims(serial, None, op="revoke"))
+    r = api.post("/1.0/revoke", json={"serial": serial, "ott": tok, "passive": True, "reasonCode": 1})
+    assert r.status_code == 200, r.text
+
+
+def _ocsp_status(api: Client, leaf_pem: str, issuer_pem: str) -> tuple[ocsp.OCSPCertStatus, ocsp.OCSPResponse]:
+    leaf = x509.load_pem_x509_certificate(leaf_pem.encode())
+    issuer = x509.load_pem_x509_certificate(issuer_pem.encode())
+    req = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+    r = api.post("/ocsp", data=req.public_bytes(serialization.Encoding.DER),
+                 headers={"Content-Type": "application/ocsp-request"})  # fmt: skip
+    assert r.status_code == 200
+    answer = ocsp.load_der_ocsp_response(r.get_data())
+    assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+    return answer.certificate_status, answer
+
+
+def test_each_generation_keeps_its_own_crl_and_ocsp_signed_by_its_own_key(authority_dir: Path, tmp_path: Path) -> None:
+    root = authority_dir / "certs" / "root_ca.crt"
+    old_pem = (authority_dir / "certs" / "intermediate_ca.crt").read_text()
+    services = build_services(Settings.load(authority_dir / "config.json"))
+    api = Client(CirrusApp(services, mounts=default_mounts(services)))
+    try:
+        old_leaf = _issue(api, authority_dir, "old.example.com")
+        new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+        cirrus("ca", "stage-intermediate", "--dir", str(authority_dir), "--cert", str(new_crt), "--kms", new_uri)
+        cirrus("ca", "activate", "--dir", str(authority_dir), "--cert", str(new_crt))
+        services.rotating.rotation.recheck = 0  # type: ignore[union-attr] - see the change now, not in 5 s
+        new_leaf, new_good = _issue(api, authority_dir, "new.example.com"), _issue(api, authority_dir, "ok.example.com")
+        assert new_leaf["ca"] == new_good["ca"] == new_crt.read_text()
+        _revoke(api, authority_dir, old_leaf["crt"])
+        _revoke(api, authority_dir, new_leaf["crt"])
+        results = run_publish(services)
+        new = x509.load_pem_x509_certificate(new_crt.read_bytes())
+        gen_id = f"{services.settings.authority_id}-{fingerprint(new)[:16]}"
+        assert {r.authority_id for r in results} == {services.settings.authority_id, gen_id}
+        crl_dir = authority_dir / "published" / "crl"
+
+        def verify(leaf: dict[str, Any], crl_id: str) -> subprocess.CompletedProcess[str]:
+            paths = [tmp_path / f"{crl_id}.pem", tmp_path / "leaf.pem", tmp_path / "int.pem"]
+            subprocess.run(["openssl", "crl", "-inform", "DER", "-in", str(crl_dir / f"{crl_id}.crl"),
+                            "-out", str(paths[0])], check=True)  # fmt: skip
+            paths[1].write_text(leaf["crt"])
+            paths[2].write_text(leaf["ca"])
+            return subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", str(root), "-untrusted",
+                                   str(paths[2]), "-CRLfile", str(paths[0]), str(paths[1])],
+                                  capture_output=True, text=True)  # fmt: skip
+
+        base_id = services.settings.authority_id
+        for leaf, crl_id in ((old_leaf, base_id), (new_leaf, gen_id)):
+            out = verify(leaf, crl_id)
+            assert out.returncode != 0 and "certificate revoked" in out.stdout + out.stderr, out.stdout + out.stderr
+        out = verify(new_good, gen_id)
+        assert out.returncode == 0, out.stdout + out.stderr
+        # The old key's CRL is no use for the new intermediate's leaves: its issuer is not theirs.
+        out = verify(new_good, base_id)
+        assert out.returncode != 0 and "unable to get certificate CRL" in out.stdout + out.stderr
+
+        for leaf, issuer_pem, expected in ((old_leaf, old_pem, ocsp.OCSPCertStatus.REVOKED),
+                                           (new_leaf, new_leaf["ca"], ocsp.OCSPCertStatus.REVOKED),
+                                           (new_good, new_good["ca"], ocsp.OCSPCertStatus.GOOD)):  # fmt: skip
+            status, answer = _ocsp_status(api, leaf["crt"], issuer_pem)
+            assert status == expected
+            signer = x509.load_pem_x509_certificate(issuer_pem.encode()).public_key()
+            signer.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(answer.signature_hash_algorithm))  # type: ignore[union-attr, call-arg, arg-type]
     finally:
         services.close()
