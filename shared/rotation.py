@@ -372,6 +372,11 @@ class RotatingIssuer(Generic[T]):
         self._built: dict[str, T] = {}
         self._lock = threading.Lock()
 
+    @property
+    def opened(self) -> list[str]:
+        """Fingerprints of the generations whose issuing object (and key) this instance has built."""
+        return list(self._built)
+
     def current(self) -> T:
         """The issuing object of the generation active now."""
         return self.for_generation(self.rotation.active())

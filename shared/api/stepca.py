@@ -161,12 +161,13 @@ class StepCAAPI:
         return Response("".join(_pem(c) for c in self._s.roots), mimetype="application/x-pem-file")
 
     def _intermediates(self, request: Request) -> Response:
-        if not self._s.intermediates:
+        intermediates = self._s.active_intermediates()
+        if not intermediates:
             raise NotImplementedYet("no intermediates configured")
-        return json_response({"crts": [_pem(c) for c in self._s.intermediates]}, 201)
+        return json_response({"crts": [_pem(c) for c in intermediates]}, 201)
 
     def _intermediates_pem(self, request: Request) -> Response:
-        return Response("".join(_pem(c) for c in self._s.intermediates), mimetype="application/x-pem-file")
+        return Response("".join(_pem(c) for c in self._s.active_intermediates()), mimetype="application/x-pem-file")
 
     def _federation(self, request: Request) -> Response:
         return json_response({"crts": [_pem(c) for c in self._s.roots]}, 201)
