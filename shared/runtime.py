@@ -282,6 +282,8 @@ def _rotating_authority(
     def verify(gen: Generation) -> None:
         from shared.ceremony import CeremonyError, verify_chain
 
+        if gen.certificate.issuer == gen.certificate.subject:
+            raise ConfigError("a self-signed certificate is a root, not an intermediate")
         for root in roots:
             try:
                 verify_chain(gen.chain[0], gen.chain[1:], root)

@@ -108,6 +108,8 @@ def run_stage(a: argparse.Namespace) -> int:
     chain = _read_pem_certs(a.chain) if a.chain else []
     not_before = _parse_time(a.not_before)
     roots = [c for path in settings.roots for c in _read_pem_certs(path)]
+    if cert.issuer == cert.subject or cert in roots:
+        raise CeremonyError("that certificate is a root, not an intermediate")
     if not any(_reaches(cert, chain, root) for root in roots):
         raise CeremonyError("the intermediate does not chain to the authority's root")
     uri = a.kms

@@ -10,6 +10,7 @@ intermediate's certificates no longer renew, the new one's do.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import ssl
 import subprocess
@@ -19,6 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -27,6 +29,7 @@ from werkzeug.test import Client
 
 from shared.api.app import CirrusApp
 from shared.api.mounts import default_mounts
+from shared.cli import main as cirrus_main
 from shared.cli.crl import run_publish
 from shared.config import Settings
 from shared.rotation import fingerprint
@@ -36,15 +39,16 @@ from tests.interop.test_cli_session import cirrus, server  # noqa: F401 - the `c
 
 
 def new_intermediate(authority_dir: Path, tmp_path: Path, name: str) -> tuple[Path, str]:
-    """A new intermediate certified by the folder's root: (certificate path, key URI)."""
+    """A new intermediate certified by the folder's root: (certificate path, key URI). In-process: fast."""
     password = str(authority_dir / "secrets" / "password")
     uri = f"softkms:path={authority_dir}/secrets/{name.lower()}_key"
     csr, crt = tmp_path / f"{name}.csr", tmp_path / f"{name}.crt"
-    cirrus("ca", "intermediate-csr", "--kms", uri, "--create", "EC-P256", "--name", name, "--out", str(csr),
-           "--password-file", password)  # fmt: skip
-    cirrus("ca", "sign-intermediate", str(csr), "--root-kms", f"softkms:path={authority_dir}/secrets/root_ca_key",
-           "--root", str(authority_dir / "certs" / "root_ca.crt"), "--out", str(crt), "--days", "30",
-           "--password-file", password)  # fmt: skip
+    assert cirrus_main(["ca", "intermediate-csr", "--kms", uri, "--create", "EC-P256", "--name", name,
+                        "--out", str(csr), "--password-file", password]) == 0  # fmt: skip
+    assert cirrus_main(["ca", "sign-intermediate", str(csr), "--root-kms",
+                        f"softkms:path={authority_dir}/secrets/root_ca_key", "--root",
+                        str(authority_dir / "certs" / "root_ca.crt"), "--out", str(crt), "--days", "30",
+                        "--password-file", password]) == 0  # fmt: skip
     return crt, uri
 
 
@@ -285,3 +289,67 @@ def test_each_generation_keeps_its_own_crl_and_ocsp_signed_by_its_own_key(author
             signer.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(answer.signature_hash_algorithm))  # type: ignore[union-attr, call-arg, arg-type]
     finally:
         services.close()
+
+
+def test_a_scheduled_switch_happens_on_its_own_and_every_chain_follows(authority_dir: Path, tmp_path: Path) -> None:
+    from shared.clock import FixedClock, SystemClock
+    from shared.server import issue_server_certificate
+
+    new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+    switch = SystemClock().now() + dt.timedelta(seconds=90)  # within the test tokens' lifetime
+    cirrus("ca", "install", "--stage", "--not-before", switch.isoformat(), "--dir", str(authority_dir),
+           "--cert", str(new_crt), "--kms", new_uri)  # fmt: skip
+    clock = FixedClock(switch - dt.timedelta(seconds=60))
+    services = build_services(Settings.load(authority_dir / "config.json"), clock=clock)
+    api = Client(CirrusApp(services, mounts=default_mounts(services)))
+    old_pem = (authority_dir / "certs" / "intermediate_ca.crt").read_text()
+    try:
+        assert _issue(api, authority_dir, "before.example.com")["ca"] == old_pem
+        assert api.get("/intermediates").get_json()["crts"] == [old_pem]
+        clock.set(switch)  # no activation, no restart: the switch time has come
+        services.rotating.rotation.recheck = 0  # type: ignore[union-attr]
+        assert _issue(api, authority_dir, "after.example.com")["ca"] == new_crt.read_text()
+        assert api.get("/intermediates").get_json()["crts"] == [new_crt.read_text()]
+        assert api.get("/intermediates.pem").get_data(as_text=True) == new_crt.read_text()
+        # `cirrus up` renews its own TLS certificate with the active intermediate and sends that chain.
+        cert_path, _, _ = issue_server_certificate(services, tmp_path)
+        server_chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
+        new = x509.load_pem_x509_certificate(new_crt.read_bytes())
+        assert server_chain[1:] == [new]
+        server_chain[0].verify_directly_issued_by(new)
+    finally:
+        services.close()
+
+
+@pytest.mark.parametrize(
+    "step, message",
+    [
+        (["stage-intermediate", "--cert", "{old}", "--kms", "{key}"], "not the one the certificate certifies"),
+        (["stage-intermediate", "--cert", "{root}", "--kms", "{key}"], "a root, not an intermediate"),
+        (["stage-intermediate", "--cert", "{new}", "--kms", "{key}", "--not-before", "tomorrow"], "RFC 3339"),
+        (["activate", "--fingerprint", "ab" * 32], "no such intermediate"),
+        (["activate", "--fingerprint", "xyz"], "64 hex digits"),
+        (["install", "--cert", "{new}", "--kms", "{key}", "--not-before", "2030-01-01T00:00:00Z"], "needs --stage"),
+    ],
+)
+def test_rotation_mistakes_are_one_clear_line(step: list[str], message: str, authority_dir: Path,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+    values = {"old": str(authority_dir / "certs" / "intermediate_ca.crt"), "root": str(authority_dir / "certs" /
+              "root_ca.crt"), "new": str(new_crt), "key": new_uri}  # fmt: skip
+    args = ["ca", step[0], "--dir", str(authority_dir), *(a.format(**values) for a in step[1:])]
+    capsys.readouterr()
+    assert cirrus_main(args) != 0
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+
+
+def test_revoke_intermediate_with_a_wrong_root_key_is_one_clear_line(authority_dir: Path, tmp_path: Path) -> None:
+    out = cirrus("ca", "revoke-intermediate", "--root-kms", f"softkms:path={authority_dir}/secrets/intermediate_ca_key",
+                 "--root", str(authority_dir / "certs" / "root_ca.crt"), "--cert",
+                 str(authority_dir / "certs" / "intermediate_ca.crt"), "--dir", str(authority_dir),
+                 "--password-file", str(authority_dir / "secrets" / "password"), check=False)  # fmt: skip
+    assert out.returncode != 0 and out.stderr.strip().count("\n") == 0, out.stderr
+    assert "root key does not match" in out.stderr
+    assert not list((authority_dir / "published").glob("crl/root-*.crl"))
