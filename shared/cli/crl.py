@@ -81,9 +81,14 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
 
 
 def _rotate_responder(services: Services, factory: Any) -> None:
+    from shared.validation.generations import generation_responder_rotators, lazy_name
+
     rotator = services.lazy("ocsp_responder_rotator", factory)
     if rotator is not None:
         rotator.ensure()
+    # One delegated responder certificate per staged intermediate generation (shared.rotation).
+    for extra in services.lazy(lazy_name(services, "ocsp_generation_rotators"), generation_responder_rotators):
+        extra.ensure()
 
 
 def _crl_failed(services: Services, authority_id: str | None, exc: Exception) -> None:

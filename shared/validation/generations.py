@@ -8,9 +8,12 @@ authority id when the publisher or responder asks for them (see the rotation
 module for why every generation's CRL may list all of the authority's revoked
 serials).
 
-A generation whose key this instance cannot open (the deployed `ocsp`
-function holds only its responder key) is left out and logged: OCSP answers
-`unauthorized` for its certificates there, as for any CA it does not serve.
+With a delegated OCSP responder key (`ocsp.responderKey`), each generation
+gets its own delegated responder certificate, issued by that generation (a
+delegated responder must be certified by the CA whose certificates it answers
+for, OCSP-05) and stored under the generation's CRL id; the deployed `ocsp`
+function, which holds only the responder key, answers with it. Without one, a
+generation whose key this instance cannot open is left out and logged.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from shared.model import Revocation
 from shared.store.base import RevocationReader
 from shared.validation.ocsp import IssuedSerials, OCSPAuthority
 from shared.validation.publisher import CRLAuthority
+from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, ResponderRotator
 
 if TYPE_CHECKING:
     from shared.keys.base import Signer
     from shared.rotation import Generation
     from shared.runtime import Services
+    from shared.x509.profile import Issuer
 
 _log = logging.getLogger(__name__)
 
@@ -56,7 +61,9 @@ def lazy_name(services: Services, name: str) -> str:
     return f"{name}:{digest}"
 
 
-def _opened(services: Services, generations: Sequence[Generation]) -> list[tuple[Generation, Signer]]:
+def _opened(
+    services: Services, generations: Sequence[Generation], *, quiet: bool = False
+) -> list[tuple[Generation, Signer]]:
     from shared.runtime import open_signer
 
     out: list[tuple[Generation, Signer]] = []
@@ -64,7 +71,8 @@ def _opened(services: Services, generations: Sequence[Generation]) -> list[tuple
         try:
             out.append((gen, open_signer(gen.key_uri, password_file=services.settings.password_file)))
         except (ConfigError, BackendError) as exc:
-            _log.warning("intermediate %s: key not usable here (%s); no CRL/OCSP for it", gen.crl_id, exc)
+            log = _log.info if quiet else _log.warning  # quiet: a delegated responder answers instead
+            log("intermediate %s: key not usable here (%s)", gen.crl_id, exc)
     return out
 
 
@@ -76,12 +84,61 @@ def crl_authorities(services: Services, shards: int) -> list[CRLAuthority]:
     ]
 
 
-def ocsp_authorities(services: Services, shards: int) -> list[OCSPAuthority]:
-    """One OCSP issuer per staged generation, its responses signed by its own key."""
-    return [
-        OCSPAuthority(authority_id=g.crl_id, certificate=g.certificate, signer=signer, shards=shards)
-        for g, signer in _opened(services, staged_generations(services))
-    ]
+def ocsp_authorities(services: Services, shards: int, responder_signer: Signer | None = None) -> list[OCSPAuthority]:
+    """One OCSP issuer per staged generation.
+
+    With a responder key, each generation has its own delegated responder
+    certificate (issued by that generation, OCSP-05), read as the base's is;
+    its own key signs where this instance holds it, as the fallback.
+    """
+    out = []
+    for gen in staged_generations(services):
+        opened = _opened(services, [gen], quiet=responder_signer is not None)
+        signer = opened[0][1] if opened else None
+        if signer is None and responder_signer is None:
+            continue
+        delegated = None
+        if responder_signer is not None:
+            delegated = DelegatedResponder(
+                documents=_responder_documents(services), clock=services.clock, authority_id=gen.crl_id,
+                ca_certificate=gen.certificate, responder_key=responder_signer.public_key(),
+            )  # fmt: skip
+        out.append(OCSPAuthority(authority_id=gen.crl_id, certificate=gen.certificate, signer=signer, shards=shards,
+                                 responder_signer=responder_signer, responder_certificates=delegated))  # fmt: skip
+    return out
+
+
+def _responder_documents(services: Services) -> BlobDocuments:
+    """Where responders read delegated certificates: the bucket copy the rotators mirror (as for the base)."""
+    from shared.validation.wiring import blobs
+
+    return BlobDocuments(blobs=blobs(services))
+
+
+def base_issuer(services: Services) -> Issuer:
+    """The configured (base) intermediate's issuer, even after another generation took over issuance."""
+    rotating = services.rotating
+    if rotating is None:
+        return services.issuing().issuer
+    return rotating.for_generation(rotating.rotation.base).issuer
+
+
+def generation_responder_rotators(services: Services) -> list[ResponderRotator]:
+    """Rotators of the staged generations' delegated OCSP certificates (empty without a responder key)."""
+    from shared.validation.wiring import _responder_signer, blobs
+
+    signer = _responder_signer(services)
+    rotating = services.rotating
+    if signer is None or rotating is None:
+        return []
+    out = []
+    for gen in staged_generations(services):
+        out.append(ResponderRotator(
+            documents=services.store, clock=services.clock, authority_id=gen.crl_id,
+            issuer=rotating.for_generation(gen).issuer, responder_key=signer.public_key(),
+            lifetime=services.settings.ocsp.responder_lifetime, mirror=blobs(services),
+        ))  # fmt: skip
+    return out
 
 
 def crl_ids(services: Services) -> dict[str, str]:

@@ -71,6 +71,8 @@ def _responder_signer(services: Services) -> Signer | None:
 
 def responder_rotator(services: Services) -> ResponderRotator | None:
     """Renews the delegated OCSP responder certificate; needs the CA key (None if no responder key)."""
+    from shared.validation.generations import base_issuer
+
     settings = services.settings
     signer = _responder_signer(services)
     if signer is None:
@@ -79,7 +81,7 @@ def responder_rotator(services: Services) -> ResponderRotator | None:
         documents=services.store,
         clock=services.clock,
         authority_id=settings.authority_id,
-        issuer=services.issuing().issuer,
+        issuer=base_issuer(services),  # the configured intermediate's, whichever generation issues now
         responder_key=signer.public_key(),
         lifetime=settings.ocsp.responder_lifetime,
         mirror=blobs(services),  # the ocsp function reads the bucket copy, never the store
@@ -180,7 +182,7 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 responder_signer=responder_signer,
                 responder_certificates=delegated,
             ),
-            *ocsp_authorities(services, settings.crl.shards),  # staged generations (shared.rotation)
+            *ocsp_authorities(services, settings.crl.shards, responder_signer),  # staged generations
         ],
         crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
         issued=GenerationSerials(
