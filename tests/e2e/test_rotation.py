@@ -358,3 +358,25 @@ def test_revoke_intermediate_with_a_wrong_root_key_is_one_clear_line(authority_d
     assert out.returncode != 0 and out.stderr.strip().count("\n") == 0, out.stderr
     assert "root key does not match" in out.stderr
     assert not list((authority_dir / "published").glob("crl/root-*.crl"))
+
+
+def test_acme_finalize_switches_too(authority_dir: Path, tmp_path: Path) -> None:
+    """The ACME server is built once per instance; its finalizer must still sign with the generation issuing now."""
+    from shared.acme.identifiers import Identifier
+    from shared.api.acme_mount import build_acme
+
+    services = build_services(Settings.load(authority_dir / "config.json"))
+    try:
+        server = services.lazy("acme", build_acme)  # built before the switch
+        new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+        cirrus_main(["ca", "stage-intermediate", "--dir", str(authority_dir), "--cert", str(new_crt), "--kms", new_uri])
+        cirrus_main(["ca", "activate", "--dir", str(authority_dir), "--cert", str(new_crt)])
+        services.rotating.rotation.recheck = 0  # type: ignore[union-attr]
+        csr = x509.load_pem_x509_csr(make_csr("acme.example.com", ["acme.example.com"])[0].encode())
+        issued = server._svc.finalizer.issue(csr, [Identifier("dns", "acme.example.com")], provisioner="acme",
+                                             account_id="acct", replaces=None, not_before=None, not_after=None)  # fmt: skip
+        new = x509.load_pem_x509_certificate(new_crt.read_bytes())
+        assert issued.chain == (new,)
+        issued.leaf.verify_directly_issued_by(new)
+    finally:
+        services.close()
