@@ -370,6 +370,7 @@ class RotatingIssuer(Generic[T]):
         self.rotation = rotation
         self._build = build
         self._built: dict[str, T] = {}
+        self._last: T | None = None
         self._lock = threading.Lock()
 
     @property
@@ -378,8 +379,24 @@ class RotatingIssuer(Generic[T]):
         return list(self._built)
 
     def current(self) -> T:
-        """The issuing object of the generation active now."""
-        return self.for_generation(self.rotation.active())
+        """The issuing object of the generation active now.
+
+        If that generation cannot be built here (its key cannot be opened: a missing
+        permission on the new KMS key, say), issuance stays with the last generation
+        that worked and the failure is logged at each attempt, rather than every
+        request failing from the switch on.
+        """
+        gen = self.rotation.active()
+        try:
+            built = self.for_generation(gen)
+        except (ConfigError, BackendError) as exc:
+            last = self._last
+            if last is None:
+                raise
+            _log.error("intermediate %s cannot issue here (%s); staying with the previous one", gen.crl_id, exc)
+            return last
+        self._last = built
+        return built
 
     def for_generation(self, gen: Generation) -> T:
         """The issuing object of `gen` (built on first use)."""

@@ -250,3 +250,27 @@ def test_arl_revocation_is_published_verified_and_read_online(tmp_path: Any) -> 
     assert not online.is_revoked(inter)
     with pytest.raises(RevocationCeremonyError, match="not signed by this root"):
         revoke_intermediate(root_signer=root_signer, root=root, intermediate=None, blobs=blobs, now=T0)
+
+
+def test_a_generation_whose_key_cannot_be_opened_leaves_issuance_with_the_previous_one(
+    three: list[x509.Certificate], caplog: pytest.LogCaptureFixture
+) -> None:
+    from shared.rotation import RotatingIssuer
+
+    store = MemoryStore()
+    rotation = IntermediateRotation(authority_id="a1", base=_gen(three[0], base=True), documents=store,
+                                    clock_now=FixedClock(T0).now, recheck=0)  # fmt: skip
+
+    def build(gen: Generation) -> str:
+        if not gen.base:
+            raise ConfigError("permission denied on the key")
+        return "base-authority"
+
+    issuing = RotatingIssuer(rotation, build)
+    with pytest.raises(ConfigError):
+        RotatingIssuer(rotation, lambda g: build(_gen(three[1]))).current()  # nothing to fall back on
+    assert issuing.current() == "base-authority"
+    stage(store, "a1", chain=[three[1]], key_uri="k", not_before=T0)
+    assert rotation.active().certificate == three[1]
+    assert issuing.current() == "base-authority"
+    assert "cannot issue here" in caplog.text
