@@ -248,6 +248,21 @@ def activate(documents: Documents, authority_id: str, *, fp: str, at: dt.datetim
     _update(documents, authority_id, change)
 
 
+def retire(documents: Documents, authority_id: str, *, fp: str) -> bool:
+    """Remove a staged generation and its activations; False if it was not staged."""
+
+    def change(data: dict[str, Any]) -> bool:
+        staged = data.get("staged", [])
+        kept = [e for e in staged if fingerprint(_load_chain(e["chain"].encode(), "staged")[0]) != fp]
+        if len(kept) == len(staged):
+            return False
+        data["staged"] = kept
+        data.get("activations", {}).pop(fp, None)
+        return True
+
+    return _update(documents, authority_id, change)
+
+
 def _update(documents: Documents, authority_id: str, change: Callable[[dict[str, Any]], bool]) -> bool:
     for _ in range(16):
         found = documents.get_document(COLLECTION, authority_id)

@@ -4,6 +4,7 @@
     cirrus ca install --stage ...            (the same as stage-intermediate)
     cirrus ca activate --dir DIR (--cert int.crt | --fingerprint HEX) [--at TIME]
     cirrus ca intermediates --dir DIR        (the generations and which one issues now)
+    cirrus ca retire-intermediate --dir DIR (--cert int.crt | --fingerprint HEX)
     cirrus ca revoke-intermediate --root-kms URI --root root.crt --cert int.crt (--blobs URL | --dir DIR)
         [--reason N]
 
@@ -43,6 +44,13 @@ def register(steps: Any, *, key_options: Any) -> None:
     which.add_argument("--fingerprint", help="its SHA-256 fingerprint (hex, as `cirrus ca intermediates` shows)")
     p.add_argument("--at", help="switch time (RFC 3339, default now)")
     p.set_defaults(func=lambda a: _guard("activate", a, _activate))
+
+    p = steps.add_parser("retire-intermediate", help="forget a staged intermediate once its certificates expired")
+    p.add_argument("--dir", required=True, type=Path, help="the authority's folder (config.json)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cert", type=Path, help="the intermediate certificate (PEM)")
+    which.add_argument("--fingerprint", help="its SHA-256 fingerprint (hex)")
+    p.set_defaults(func=lambda a: _guard("retire-intermediate", a, _retire))
 
     p = steps.add_parser("intermediates", help="list the intermediate generations and which one issues now")
     p.add_argument("--dir", required=True, type=Path, help="the authority's folder (config.json)")
@@ -139,13 +147,45 @@ def _reaches(cert: x509.Certificate, chain: list[x509.Certificate], root: x509.C
     return True
 
 
-def _activate(a: argparse.Namespace) -> int:
-    from shared.rotation import activate, fingerprint
+def _fingerprint_arg(a: argparse.Namespace) -> str:
+    from shared.rotation import fingerprint
 
-    settings = _authority(a.dir)
     fp = fingerprint(_read_pem_certs(a.cert)[0]) if a.cert else (a.fingerprint or "").lower()
     if len(fp) != 64 or any(ch not in "0123456789abcdef" for ch in fp):
         raise CeremonyError("--fingerprint: expected 64 hex digits (SHA-256)")
+    return fp
+
+
+def _retire(a: argparse.Namespace) -> int:
+    from shared.rotation import choose_active, retire
+
+    settings = _authority(a.dir)
+    fp = _fingerprint_arg(a)
+    services = _services(settings)
+    try:
+        generations = services.rotating.rotation.generations()
+        now = services.clock.now()
+        found = next((g for g in generations if g.fingerprint == fp), None)
+        if found is not None and found.base:
+            raise CeremonyError("that is the configured intermediate (crt/key); `cirrus ca install` replaces it")
+        if found is not None and choose_active(generations, now) is found:
+            raise CeremonyError("that intermediate issues now: activate another one first")
+        if not retire(services.store, settings.authority_id, fp=fp):
+            raise CeremonyError("no such staged intermediate (one in config.json's intermediates is removed there)")
+        if found is not None and found.certificate.not_valid_after_utc > now:
+            print(f"note: it is valid until {found.certificate.not_valid_after_utc.isoformat()}; certificates it "
+                  "signed get no new CRL or OCSP answers from now on")  # fmt: skip
+    finally:
+        services.close()
+    print(f"retired {fp[:16]}...")
+    return 0
+
+
+def _activate(a: argparse.Namespace) -> int:
+    from shared.rotation import activate
+
+    settings = _authority(a.dir)
+    fp = _fingerprint_arg(a)
     at = _parse_time(a.at) or SystemClock().now()
     services = _services(settings)
     try:

@@ -380,3 +380,26 @@ def test_acme_finalize_switches_too(authority_dir: Path, tmp_path: Path) -> None
         issued.leaf.verify_directly_issued_by(new)
     finally:
         services.close()
+
+
+def test_roll_back_then_retire(authority_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    d = str(authority_dir)
+    old = authority_dir / "certs" / "intermediate_ca.crt"
+    new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+    assert cirrus_main(["ca", "stage-intermediate", "--dir", d, "--cert", str(new_crt), "--kms", new_uri]) == 0
+    assert cirrus_main(["ca", "activate", "--dir", d, "--cert", str(new_crt)]) == 0
+    capsys.readouterr()
+    assert cirrus_main(["ca", "retire-intermediate", "--dir", d, "--cert", str(new_crt)]) == 1
+    assert "issues now" in capsys.readouterr().err
+    assert cirrus_main(["ca", "retire-intermediate", "--dir", d, "--cert", str(old)]) == 1
+    assert "configured intermediate" in capsys.readouterr().err
+    assert cirrus_main(["ca", "activate", "--dir", d, "--cert", str(old)]) == 0  # roll back
+    capsys.readouterr()
+    assert cirrus_main(["ca", "intermediates", "--dir", d]) == 0
+    assert f"* {fingerprint(x509.load_pem_x509_certificates(old.read_bytes())[0])}" in capsys.readouterr().out
+    assert cirrus_main(["ca", "retire-intermediate", "--dir", d, "--cert", str(new_crt)]) == 0
+    capsys.readouterr()
+    assert cirrus_main(["ca", "intermediates", "--dir", d]) == 0
+    listing = capsys.readouterr().out
+    assert fingerprint(x509.load_pem_x509_certificate(new_crt.read_bytes())) not in listing
+    assert len(listing.strip().splitlines()) == 1
