@@ -93,16 +93,15 @@ class Generation:
     not_before: dt.datetime | None = None  # scheduled switch time; None: only by activation
     activations: tuple[dt.datetime, ...] = ()
     base: bool = False
+    fingerprint: str = field(init=False)  # SHA-256 hex of the intermediate, computed once (a per-request key)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprint", fingerprint(self.chain[0]))
 
     @property
     def certificate(self) -> x509.Certificate:
         """The intermediate itself."""
         return self.chain[0]
-
-    @property
-    def fingerprint(self) -> str:
-        """SHA-256 hex of the intermediate."""
-        return fingerprint(self.chain[0])
 
     def switch_time(self, now: dt.datetime) -> dt.datetime | None:
         """When this generation last became the one to issue with (None: not yet)."""
@@ -310,6 +309,7 @@ class IntermediateRotation:
     _snapshot: _Snapshot | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refreshing: bool = False
+    _memo: tuple[list[Generation], dt.datetime, dt.datetime, Generation] | None = None
 
     def generations(self) -> list[Generation]:
         """Every known generation (base first), refreshed when the snapshot is older than `recheck`."""
@@ -336,8 +336,20 @@ class IntermediateRotation:
         return generations
 
     def active(self) -> Generation:
-        """The generation to issue with now."""
-        return choose_active(self.generations(), self.clock_now())
+        """The generation to issue with now.
+
+        The choice is kept until the snapshot changes or the next switch time comes (it
+        is asked for on every request).
+        """
+        generations = self.generations()
+        now = self.clock_now()
+        memo = self._memo
+        if memo is not None and memo[0] is generations and memo[1] <= now < memo[2]:
+            return memo[3]
+        chosen = choose_active(generations, now)
+        upcoming = [t for g in generations for t in (g.not_before, *g.activations) if t is not None and t > now]
+        self._memo = (generations, now, min(upcoming) if upcoming else dt.datetime.max.replace(tzinfo=dt.UTC), chosen)
+        return chosen
 
     def issuer_of(self, certificate: x509.Certificate) -> Generation | None:
         """The known generation whose key signed `certificate`, if any."""
