@@ -191,6 +191,8 @@ def test_revoked_intermediate_is_in_the_root_arl_and_its_certificates_stop_renew
         old = x509.load_pem_x509_certificates(old_path.read_bytes())[0]
         arl = x509.load_der_x509_crl(arls[0].read_bytes())
         assert [r.serial_number for r in arl] == [old.serial_number]
+        served = api.get(f"/crl/{arls[0].name}")  # relying parties fetch it where they fetch the CRLs
+        assert served.status_code == 200 and served.get_data() == arls[0].read_bytes()
         # A relying party checking the ARL refuses the old intermediate's leaves.
         leaf, arl_pem = tmp_path / "old-leaf.pem", tmp_path / "arl.pem"
         leaf.write_text(before["crt"])
