@@ -34,7 +34,8 @@ from shared.x509.profile import Issuer
 if TYPE_CHECKING:
     from shared.issuer_link import IssuerLink
     from shared.ra import UpstreamCA
-    from shared.rotation import Generation, RotatingIssuer
+    from shared.rotation import RotatingIssuer
+    from shared.rotation_record import Generation
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -277,7 +278,8 @@ def _rotating_authority(
 ) -> RotatingIssuer[Authority]:  # fmt: skip
     """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation)."""
     from shared.intermediate_revocation import RevokedIntermediates
-    from shared.rotation import Generation, IntermediateRotation, RotatingIssuer, config_generations, issuer_revoked
+    from shared.rotation import IntermediateRotation, RotatingIssuer, issuer_revoked
+    from shared.rotation_record import Generation, config_generations
 
     def verify(gen: Generation) -> None:
         from shared.ceremony import CeremonyError, verify_chain

@@ -109,7 +109,7 @@ def _store(settings: Any) -> Any:
 
 def run_stage(a: argparse.Namespace) -> int:
     """Check the intermediate (its key, its chain to the root) and add it to the rotation record."""
-    from shared.rotation import fingerprint, stage
+    from shared.rotation_record import fingerprint, stage
 
     settings = _authority(a.dir)
     cert = _read_pem_certs(a.cert)[0]
@@ -148,7 +148,7 @@ def _reaches(cert: x509.Certificate, chain: list[x509.Certificate], root: x509.C
 
 
 def _fingerprint_arg(a: argparse.Namespace) -> str:
-    from shared.rotation import fingerprint
+    from shared.rotation_record import fingerprint
 
     fp = fingerprint(_read_pem_certs(a.cert)[0]) if a.cert else (a.fingerprint or "").lower()
     if len(fp) != 64 or any(ch not in "0123456789abcdef" for ch in fp):
@@ -157,7 +157,7 @@ def _fingerprint_arg(a: argparse.Namespace) -> str:
 
 
 def _retire(a: argparse.Namespace) -> int:
-    from shared.rotation import choose_active, retire
+    from shared.rotation_record import choose_active, retire
 
     settings = _authority(a.dir)
     fp = _fingerprint_arg(a)
@@ -182,7 +182,7 @@ def _retire(a: argparse.Namespace) -> int:
 
 
 def _activate(a: argparse.Namespace) -> int:
-    from shared.rotation import activate
+    from shared.rotation_record import activate
 
     settings = _authority(a.dir)
     fp = _fingerprint_arg(a)
@@ -210,7 +210,7 @@ def _services(settings: Any) -> Any:
 
 
 def _list(a: argparse.Namespace) -> int:
-    from shared.rotation import choose_active
+    from shared.rotation_record import choose_active
 
     settings = _authority(a.dir)
     services = _services(settings)

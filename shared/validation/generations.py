@@ -33,7 +33,7 @@ from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, 
 
 if TYPE_CHECKING:
     from shared.keys.base import Signer
-    from shared.rotation import Generation
+    from shared.rotation_record import Generation
     from shared.runtime import Services
     from shared.x509.profile import Issuer
 

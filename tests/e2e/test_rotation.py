@@ -32,7 +32,7 @@ from shared.api.mounts import default_mounts
 from shared.cli import main as cirrus_main
 from shared.cli.crl import run_publish
 from shared.config import Settings
-from shared.rotation import fingerprint
+from shared.rotation_record import fingerprint
 from shared.runtime import build_services
 from tests.helpers import make_csr, mint_sign_token, mint_token, sign_claims
 from tests.interop.test_cli_session import cirrus, server  # noqa: F401 - the `cirrus up` fixture

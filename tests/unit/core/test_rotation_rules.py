@@ -24,9 +24,9 @@ from shared.intermediate_revocation import (
     revoke_intermediate,
 )
 from shared.keys.softkms import SoftKMS
-from shared.rotation import (
+from shared.rotation import IntermediateRotation
+from shared.rotation_record import (
     Generation,
-    IntermediateRotation,
     activate,
     choose_active,
     config_generations,
