@@ -23,7 +23,10 @@ Why no failed request: the state is re-read at most every `recheck` seconds
 snapshot; each generation's `Authority` (its key opened once) is cached, and
 a request uses one `Authority` from start to end, so its certificate and its
 `certChain` are always the same generation's. A store read that fails keeps
-the last snapshot (logged) instead of failing issuance.
+the last snapshot (logged) instead of failing issuance, and a generation whose
+key cannot be opened here leaves issuance with the previous one (logged).
+Why not re-read the config file instead: Cloud Function instances cannot see
+a changed file without a redeploy; the store is what they all share.
 
 CRLs: one CRL per signing intermediate. The base keeps the authority's CRL
 (`crl/<authority id>.crl`, the distribution point its certificates carry);
@@ -37,6 +40,12 @@ issuer (or be an indirect CRL, which few relying parties support). Revocations
 are stored per authority, not per intermediate, so each generation's CRL
 lists every revoked serial of the authority; serials are random 128-bit
 numbers, so a relying party never matches another generation's entry.
+OCSP follows the same split (`shared.validation.generations`): each
+generation's answers are signed by its own key or by a delegated responder
+certificate that generation issued.
+
+Revoking an intermediate is `shared.intermediate_revocation` (the root's ARL);
+`issuer_revoked` below is the check `Authority` runs before a renewal.
 """
 
 from __future__ import annotations
