@@ -101,12 +101,6 @@ def _authority(directory: Path) -> Any:
         raise CeremonyError(str(exc)) from exc
 
 
-def _store(settings: Any) -> Any:
-    from shared.store.open import open_store
-
-    return open_store(settings.store, clock=SystemClock())
-
-
 def run_stage(a: argparse.Namespace) -> int:
     """Check the intermediate (its key, its chain to the root) and add it to the rotation record."""
     from shared.rotation_record import fingerprint, stage
@@ -127,11 +121,13 @@ def run_stage(a: argparse.Namespace) -> int:
     signer = _keys(password if password is not None and password.exists() else None).signer(uri)
     if signer.public_key() != cert.public_key():
         raise CeremonyError("the key at the URI is not the one the certificate certifies")
-    store = _store(settings)
+    services = _services(settings)
     try:
-        added = stage(store, settings.authority_id, chain=[cert, *chain], key_uri=uri, not_before=not_before)
+        added = stage(services.store, settings.authority_id, chain=[cert, *chain], key_uri=uri,
+                      not_before=not_before)  # fmt: skip
+        _mirror(services)
     finally:
-        store.close()
+        services.close()
     fp = fingerprint(cert)
     print(f"{'staged' if added else 'already staged'}: {cert.subject.rfc4514_string()} (fingerprint {fp})")
     when = f"from {not_before.isoformat()}" if not_before else f"after `cirrus ca activate --fingerprint {fp}`"
@@ -172,6 +168,7 @@ def _retire(a: argparse.Namespace) -> int:
             raise CeremonyError("that intermediate issues now: activate another one first")
         if not retire(services.store, settings.authority_id, fp=fp):
             raise CeremonyError("no such staged intermediate (one in config.json's intermediates is removed there)")
+        _mirror(services)
         if found is not None and found.certificate.not_valid_after_utc > now:
             print(f"note: it is valid until {found.certificate.not_valid_after_utc.isoformat()}; certificates it "
                   "signed get no new CRL or OCSP answers from now on")  # fmt: skip
@@ -193,10 +190,22 @@ def _activate(a: argparse.Namespace) -> int:
         if fp not in known:
             raise CeremonyError("no such intermediate: stage it first (`cirrus ca stage-intermediate`)")
         activate(services.store, settings.authority_id, fp=fp, at=at)
+        _mirror(services)
     finally:
         services.close()
     print(f"activated {fp[:16]}... from {at.isoformat()}")
     return 0
+
+
+def _mirror(services: Any) -> None:
+    """Copy the record to the bucket for OCSP responders now (the next CRL publication would too)."""
+    from shared.errors import ConfigError
+    from shared.validation.rotation_mirror import mirror_rotation_record
+
+    try:
+        mirror_rotation_record(services)
+    except (BackendError, ConfigError, OSError) as exc:
+        print(f"note: the bucket copy for OCSP responders is updated at the next CRL publication ({exc})")
 
 
 def _services(settings: Any) -> Any:

@@ -61,6 +61,7 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
         _crl_failed(services, authority_id, exc)
         raise
     from shared.ssh.publish import publish_krl
+    from shared.validation.rotation_mirror import mirror_rotation_record
 
     # The serial index, the responder certificate and the SSH KRL are independent: one
     # failing (say, an SSH key this function cannot read) must not stop the others, or
@@ -70,6 +71,7 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
         lambda: run_publish_index(services, authority_id=authority_id),
         lambda: _rotate_responder(services, responder_rotator),
         lambda: publish_krl(services),  # the SSH KRL beside the CRLs
+        lambda: mirror_rotation_record(services),  # the intermediates, for OCSP without store access
     ):
         try:
             step()

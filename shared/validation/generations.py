@@ -8,6 +8,10 @@ authority id when the publisher or responder asks for them (see the rotation
 module for why every generation's CRL may list all of the authority's revoked
 serials).
 
+The OCSP responder learns the generations from the bucket copy of the
+rotation record (`shared.validation.rotation_mirror`), because the deployed
+`ocsp` function has no store access.
+
 With a delegated OCSP responder key (`ocsp.responderKey`), each generation
 gets its own delegated responder certificate, issued by that generation (a
 delegated responder must be certified by the CA whose certificates it answers
@@ -40,21 +44,28 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 
-def staged_generations(services: Services) -> list[Generation]:
-    """The generations other than the base (empty without rotation, or when the record cannot be read)."""
+def staged_generations(services: Services, *, published: bool = False) -> list[Generation]:
+    """The generations other than the base (empty without rotation, or when the record cannot be read).
+
+    `published`: as the bucket copy has them (`shared.validation.rotation_mirror`), for
+    the OCSP responder, which may have no store access; else as the store has them.
+    """
+    from shared.validation.rotation_mirror import mirror_view
+
     rotating = services.rotating
     if rotating is None:
         return []
+    view = mirror_view(services) if published else rotating.rotation
     try:
-        return [g for g in rotating.rotation.generations() if not g.base]
+        return [g for g in view.generations() if not g.base] if view is not None else []
     except (BackendError, ConfigError) as exc:
         _log.warning("intermediate generations not readable (%s); CRL/OCSP for the base only", exc)
         return []
 
 
-def lazy_name(services: Services, name: str) -> str:
+def lazy_name(services: Services, name: str, *, published: bool = False) -> str:
     """`name` for `Services.lazy`, changed when the set of generations changes (so it is rebuilt)."""
-    staged = staged_generations(services)
+    staged = staged_generations(services, published=published)
     if not staged:
         return name
     digest = hashlib.sha256("".join(g.fingerprint for g in staged).encode()).hexdigest()[:16]
@@ -92,8 +103,12 @@ def ocsp_authorities(services: Services, shards: int, responder_signer: Signer |
     its own key signs where this instance holds it, as the fallback.
     """
     out = []
-    for gen in staged_generations(services):
-        opened = _opened(services, [gen], quiet=responder_signer is not None)
+    published = staged_generations(services, published=True)
+    # Key URIs come from the store, where this instance can read it (not in the deployed `ocsp`).
+    keys = {g.fingerprint: g for g in staged_generations(services)} if published else {}
+    for gen in published:
+        with_key = keys.get(gen.fingerprint)
+        opened = _opened(services, [with_key], quiet=responder_signer is not None) if with_key is not None else []
         signer = opened[0][1] if opened else None
         if signer is None and responder_signer is None:
             continue
@@ -141,9 +156,9 @@ def generation_responder_rotators(services: Services) -> list[ResponderRotator]:
     return out
 
 
-def crl_ids(services: Services) -> dict[str, str]:
+def crl_ids(services: Services, *, published: bool = False) -> dict[str, str]:
     """Generation CRL id -> authority id."""
-    return {g.crl_id: services.settings.authority_id for g in staged_generations(services)}
+    return {g.crl_id: services.settings.authority_id for g in staged_generations(services, published=published)}
 
 
 class GenerationRevocations:

@@ -186,7 +186,7 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
         ],
         crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
         issued=GenerationSerials(
-            PublishedSerials(blobs=published, clock=services.clock, recheck=recheck), crl_ids(services)
+            PublishedSerials(blobs=published, clock=services.clock, recheck=recheck), crl_ids(services, published=True)
         ),
         clock=services.clock,
         crl_base_url=settings.crl.base_url or None,

@@ -405,3 +405,34 @@ def test_roll_back_then_retire(authority_dir: Path, tmp_path: Path, capsys: pyte
     listing = capsys.readouterr().out
     assert fingerprint(x509.load_pem_x509_certificate(new_crt.read_bytes())) not in listing
     assert len(listing.strip().splitlines()) == 1
+
+
+def test_an_ocsp_responder_without_store_access_answers_for_a_staged_generation(
+    authority_dir: Path, tmp_path: Path
+) -> None:
+    """The deployed `ocsp` function reads only the bucket: it learns the generations from the record's copy there."""
+    raw = json.loads((authority_dir / "config.json").read_text())
+    raw["key"] = "softkms:path=secrets/not_shipped_to_this_function"  # no CA key either
+    raw["store"] = "memory:"  # and no view of the store the others share
+    (authority_dir / "config-ocsp.json").write_text(json.dumps(raw))
+    publisher = build_services(Settings.load(authority_dir / "config.json"))
+    responder = build_services(Settings.load(authority_dir / "config-ocsp.json"))
+    try:
+        api = Client(CirrusApp(publisher, mounts=default_mounts(publisher)))
+        new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+        cirrus_main(["ca", "stage-intermediate", "--dir", str(authority_dir), "--cert", str(new_crt), "--kms", new_uri])
+        cirrus_main(["ca", "activate", "--dir", str(authority_dir), "--cert", str(new_crt)])
+        publisher.rotating.rotation.recheck = 0  # type: ignore[union-attr]
+        leaf = _issue(api, authority_dir, "leaf.example.com")
+        assert leaf["ca"] == new_crt.read_text()
+        run_publish(publisher)  # the generation's CRL, its delegated responder certificate, the record's copy
+        copy = next(authority_dir.glob("published/rotation/*.json")).read_text()
+        assert new_crt.read_text().strip().splitlines()[1] in copy and "softkms" not in copy  # chains, no key URIs
+        status, answer = _ocsp_status(Client(CirrusApp(responder, mounts=default_mounts(responder))), leaf["crt"],
+                                      leaf["ca"])  # fmt: skip
+        assert status == ocsp.OCSPCertStatus.GOOD
+        assert len(answer.certificates) == 1
+        answer.certificates[0].verify_directly_issued_by(x509.load_pem_x509_certificate(new_crt.read_bytes()))
+    finally:
+        publisher.close()
+        responder.close()
