@@ -436,3 +436,24 @@ def test_an_ocsp_responder_without_store_access_answers_for_a_staged_generation(
     finally:
         publisher.close()
         responder.close()
+
+
+def test_an_intermediate_staged_in_config_json_switches_at_its_time(authority_dir: Path, tmp_path: Path) -> None:
+    from shared.errors import ConfigError
+
+    new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+    raw = json.loads((authority_dir / "config.json").read_text())
+    raw["intermediates"] = [{"crt": str(new_crt), "key": new_uri, "notBefore": "2020-01-01T00:00:00Z"}]
+    raw["rotation"] = {"recheck": "100ms"}
+    (authority_dir / "config.json").write_text(json.dumps(raw))
+    services = build_services(Settings.load(authority_dir / "config.json"))
+    try:
+        api = Client(CirrusApp(services, mounts=default_mounts(services)))
+        assert _issue(api, authority_dir, "cfg.example.com")["ca"] == new_crt.read_text()
+    finally:
+        services.close()
+    for bad, message in (({"recheck": "soon"}, "rotation.recheck"), ({"every": "5s"}, "rotation must be")):
+        raw["rotation"] = bad
+        (authority_dir / "config.json").write_text(json.dumps(raw))
+        with pytest.raises(ConfigError, match=message):
+            build_services(Settings.load(authority_dir / "config.json"))
