@@ -63,6 +63,7 @@ from cryptography import x509
 from shared.errors import BackendError, ConfigError
 from shared.rotation_record import (
     COLLECTION,
+    DEFAULT_RECHECK,
     Documents,
     Generation,
     choose_active,
@@ -70,7 +71,6 @@ from shared.rotation_record import (
     stored_generations,
 )
 
-DEFAULT_RECHECK = 5.0  # seconds between reads of the store document, per instance
 _log = logging.getLogger(__name__)
 
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from shared.errors import BackendError, ConfigError
 
 COLLECTION = "intermediates"
+DEFAULT_RECHECK = 5.0  # seconds between reads of the store document, per instance
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -141,6 +142,30 @@ def config_generations(raw: object, *, base_dir: Path, authority_id: str) -> lis
         out.append(Generation(chain=chain, key_uri=entry["key"], crl_id=generation_crl_id(authority_id, chain[0]),
                               not_before=_parse_time(entry.get("notBefore"), f"{what}.notBefore")))  # fmt: skip
     return out
+
+
+def rotation_recheck(raw: object) -> float:
+    """`rotation.recheck` (a duration, default 5s): how stale an instance's view of the active intermediate may be.
+
+    Why configurable: each recheck is one store read per instance; a deployment with many
+    instances may trade a slower switch for fewer reads.
+    """
+    from shared.durations import parse_duration
+
+    if raw is None:
+        return DEFAULT_RECHECK
+    if not isinstance(raw, dict) or set(raw) - {"recheck"}:
+        raise ConfigError('config: rotation must be {"recheck": "<duration>"}')
+    value = raw.get("recheck", "5s")
+    if not isinstance(value, str):
+        raise ConfigError('config: rotation.recheck must be a duration such as "5s"')
+    try:
+        seconds = parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise ConfigError(f"config: rotation.recheck: {exc}") from exc
+    if not 0 < seconds <= 3600:
+        raise ConfigError("config: rotation.recheck must be between 1ms and 1h")
+    return seconds
 
 
 def stored_generations(data: Mapping[str, Any], authority_id: str) -> list[Generation]:

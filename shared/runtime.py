@@ -279,7 +279,7 @@ def _rotating_authority(
     """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation)."""
     from shared.intermediate_revocation import RevokedIntermediates
     from shared.rotation import IntermediateRotation, RotatingIssuer, issuer_revoked
-    from shared.rotation_record import Generation, config_generations
+    from shared.rotation_record import Generation, config_generations, rotation_recheck
 
     def verify(gen: Generation) -> None:
         from shared.ceremony import CeremonyError, verify_chain
@@ -296,7 +296,7 @@ def _rotating_authority(
 
     rotation = IntermediateRotation(
         authority_id=settings.authority_id,
-        recheck=_rotation_recheck(settings.raw.get("rotation")),
+        recheck=rotation_recheck(settings.raw.get("rotation")),
         base=Generation(chain=tuple(intermediates), key_uri=settings.key, crl_id=settings.authority_id, base=True),
         documents=store,  # type: ignore[arg-type]
         clock_now=clock.now,
@@ -334,31 +334,6 @@ def _rotating_authority(
         )
 
     return RotatingIssuer(rotation, build)
-
-
-def _rotation_recheck(raw: object) -> float:
-    """`rotation.recheck` (a duration, default 5s): how stale an instance's view of the active intermediate may be.
-
-    Why configurable: each recheck is one store read per instance; a deployment with many
-    instances may trade a slower switch for fewer reads.
-    """
-    from shared.durations import parse_duration
-    from shared.rotation import DEFAULT_RECHECK
-
-    if raw is None:
-        return DEFAULT_RECHECK
-    if not isinstance(raw, dict) or set(raw) - {"recheck"}:
-        raise ConfigError('config: rotation must be {"recheck": "<duration>"}')
-    value = raw.get("recheck", "5s")
-    if not isinstance(value, str):
-        raise ConfigError('config: rotation.recheck must be a duration such as "5s"')
-    try:
-        seconds = parse_duration(value).total_seconds()
-    except ValueError as exc:
-        raise ConfigError(f"config: rotation.recheck: {exc}") from exc
-    if not 0 < seconds <= 3600:
-        raise ConfigError("config: rotation.recheck must be between 1ms and 1h")
-    return seconds
 
 
 def _crl_url_function(settings: Settings, crl_id: str | None = None) -> Any:
