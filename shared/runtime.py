@@ -32,6 +32,7 @@ from shared.store.open import open_store
 from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
+    from shared.intermediate_revocation import RevokedIntermediates
     from shared.issuer_link import IssuerLink
     from shared.ra import UpstreamCA
     from shared.rotation import RotatingIssuer
@@ -277,7 +278,6 @@ def _rotating_authority(
     provisioners: Provisioners, store: Store, clock: Clock, sinks: list[EventSink], policy: IssuancePolicies,
 ) -> RotatingIssuer[Authority]:  # fmt: skip
     """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation)."""
-    from shared.intermediate_revocation import RevokedIntermediates
     from shared.rotation import IntermediateRotation, RotatingIssuer, issuer_revoked
     from shared.rotation_record import Generation, config_generations, rotation_recheck
 
@@ -307,6 +307,7 @@ def _rotating_authority(
 
     def revoked() -> RevokedIntermediates:
         from shared.blobs.open import open_blobs
+        from shared.intermediate_revocation import RevokedIntermediates  # on the first renewal, not at start
 
         return RevokedIntermediates(blobs=open_blobs(settings.blobs), roots=roots)
 
