@@ -293,7 +293,7 @@ class AuthorityScope:
     @property
     def intermediates(self) -> list[x509.Certificate]:
         """`/intermediates`: the mount's authority's chain (root excluded)."""
-        return self.only.intermediates if self.only is not None else self._s.intermediates
+        return self.only.intermediates if self.only is not None else self._s.active_intermediates()
 
     @property
     def provisioners(self) -> Provisioners:

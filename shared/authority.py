@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from shared.clock import Clock
 from shared.csr_policy import check_csr_against_token
 from shared.endpoints import endpoint_for_sign, endpoint_id_order
-from shared.errors import BadRequest, Forbidden
+from shared.errors import BadRequest, Forbidden, Unauthorized
 from shared.events.base import (
     CERTIFICATE_ISSUED,
     CERTIFICATE_REKEYED,
@@ -94,8 +94,11 @@ class Authority:
         sinks: Sequence[EventSink] = (),
         policy: IssuancePolicies | None = None,
         upstream: UpstreamIssuer | None = None,
+        issuer_revoked: Callable[[x509.Certificate], bool] | None = None,
     ) -> None:
         self.authority_id = authority_id
+        # Whether the intermediate that signed a certificate is in its root's ARL (shared.rotation).
+        self._issuer_revoked = issuer_revoked
         self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
         self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
@@ -378,6 +381,8 @@ class Authority:
         csr: x509.CertificateSigningRequest | None = None,
     ) -> Issued:
         now = self._clock.now()
+        if self._issuer_revoked is not None and self._issuer_revoked(old):
+            raise Unauthorized("the certificate's issuing intermediate has been revoked")
         record = renewable_record(
             old,
             authority_id=self.authority_id,

@@ -32,8 +32,11 @@ from shared.store.open import open_store
 from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
+    from shared.intermediate_revocation import RevokedIntermediates
     from shared.issuer_link import IssuerLink
     from shared.ra import UpstreamCA
+    from shared.rotation import RotatingIssuer
+    from shared.rotation_record import Generation
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -88,6 +91,7 @@ class Services:
     issuer_link: IssuerLink | None = None
     sinks: list[EventSink] = field(default_factory=list)
     ra_upstream: UpstreamCA | None = None  # registration authority mode (shared.ra)
+    rotating: RotatingIssuer[Authority] | None = None  # intermediate generations (shared.rotation)
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -107,6 +111,8 @@ class Services:
         """
         if self.authority_factory is None:
             return None
+        if self.rotating is not None:  # the generation active now, re-read with a short TTL
+            return self.rotating.current()
         built: Authority = self.lazy("authority", lambda _s: self.authority_factory())
         return built
 
@@ -115,8 +121,15 @@ class Services:
         """Replace the issuing authority (tests wire one with a different key backend)."""
         with self._lock:
             self.extras["authority"] = value
+            self.rotating = None
         if self.authority_factory is None:
             self.authority_factory = lambda: value
+
+    def active_intermediates(self) -> list[x509.Certificate]:
+        """The chain of the intermediate issuing now (`/intermediates`); no key is opened for it."""
+        if self.rotating is None:
+            return self.intermediates
+        return list(self.rotating.rotation.active().chain)
 
     def issuing(self) -> Authority:
         """The in-process issuing authority.
@@ -225,6 +238,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
     upstream: UpstreamCA | None = None
+    rotating: RotatingIssuer[Authority] | None = None
     if settings.issuer_url:
         from shared.issuer_link import IssuerLink
 
@@ -245,26 +259,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
                 store=store, clock=clock, sinks=sinks, policy=policy,
             )
     else:
-
-        def authority_factory() -> Authority:
-            signer = open_signer(settings.key, password_file=settings.password_file)
-            if signer.public_key().public_numbers() != intermediates[0].public_key().public_numbers():  # type: ignore[union-attr]
-                raise ConfigError("the key does not match the intermediate certificate")
-            return Authority(
-                authority_id=settings.authority_id,
-                issuer=Issuer.of(intermediates[0], as_private_key(signer)),
-                intermediates=intermediates,
-                roots=roots,
-                provisioners=provisioners,
-                stores=AuthorityStores(issuance=store, revocations=store, endpoints=store, inventories=store),
-                clock=clock,
-                backdate=settings.backdate,
-                crl_url=_crl_url_function(settings),
-                ocsp_url=settings.crl.ocsp_url or None,
-                ca_issuers_url=settings.crl.ca_issuers_url or None,
-                sinks=sinks,
-                policy=policy,
-            )
+        rotating = _rotating_authority(settings, intermediates=intermediates, roots=roots, provisioners=provisioners,
+                                       store=store, clock=clock, sinks=sinks, policy=policy)  # fmt: skip
+        authority_factory = rotating.current
 
     revoker = Revoker(
         authority_id=settings.authority_id,
@@ -289,6 +286,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         issuer_link=issuer_link,
         sinks=sinks,
         ra_upstream=upstream,
+        rotating=rotating,
     )
     if settings.authorities:  # further issuing authorities: their chains are checked now, keys on first use
         from shared.authorities import hosted
@@ -297,13 +295,77 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     return services
 
 
-def _crl_url_function(settings: Settings) -> Any:
-    """CDP URL per serial when a public CRL base URL is configured."""
+def _rotating_authority(
+    settings: Settings, *, intermediates: list[x509.Certificate], roots: list[x509.Certificate],
+    provisioners: Provisioners, store: Store, clock: Clock, sinks: list[EventSink], policy: IssuancePolicies,
+) -> RotatingIssuer[Authority]:  # fmt: skip
+    """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation)."""
+    from shared.rotation import IntermediateRotation, RotatingIssuer, issuer_revoked
+    from shared.rotation_record import Generation, config_generations, rotation_recheck
+
+    def verify(gen: Generation) -> None:
+        from shared.ceremony import CeremonyError, verify_chain
+
+        if gen.certificate.issuer == gen.certificate.subject:
+            raise ConfigError("a self-signed certificate is a root, not an intermediate")
+        for root in roots:
+            try:
+                verify_chain(gen.chain[0], gen.chain[1:], root)
+            except CeremonyError:
+                continue
+            return
+        raise ConfigError("the intermediate does not chain to a configured root")
+
+    rotation = IntermediateRotation(
+        authority_id=settings.authority_id,
+        recheck=rotation_recheck(settings.raw.get("rotation")),
+        base=Generation(chain=tuple(intermediates), key_uri=settings.key, crl_id=settings.authority_id, base=True),
+        documents=store,  # type: ignore[arg-type]
+        clock_now=clock.now,
+        configured=config_generations(settings.raw.get("intermediates"), base_dir=settings.base_dir,
+                                      authority_id=settings.authority_id),
+        verify=verify,
+    )
+
+    def revoked() -> RevokedIntermediates:
+        from shared.blobs.open import open_blobs
+        from shared.intermediate_revocation import RevokedIntermediates  # on the first renewal, not at start
+
+        return RevokedIntermediates(blobs=open_blobs(settings.blobs), roots=roots)
+
+    revoked_check = issuer_revoked(rotation, revoked)
+
+    def build(gen: Generation) -> Authority:
+        signer = open_signer(gen.key_uri, password_file=settings.password_file)
+        if signer.public_key().public_numbers() != gen.certificate.public_key().public_numbers():  # type: ignore[union-attr]
+            raise ConfigError("the key does not match the intermediate certificate")
+        return Authority(
+            authority_id=settings.authority_id,
+            issuer=Issuer.of(gen.certificate, as_private_key(signer)),
+            intermediates=list(gen.chain),
+            roots=roots,
+            provisioners=provisioners,
+            stores=AuthorityStores(issuance=store, revocations=store, endpoints=store, inventories=store),
+            clock=clock,
+            backdate=settings.backdate,
+            crl_url=_crl_url_function(settings, gen.crl_id),
+            ocsp_url=settings.crl.ocsp_url or None,
+            ca_issuers_url=settings.crl.ca_issuers_url or None,
+            sinks=sinks,
+            policy=policy,
+            issuer_revoked=revoked_check,
+        )
+
+    return RotatingIssuer(rotation, build)
+
+
+def _crl_url_function(settings: Settings, crl_id: str | None = None) -> Any:
+    """CDP URL per serial when a public CRL base URL is configured (`crl_id`: a generation's CRL)."""
     if not settings.crl.enabled or not settings.crl.base_url:
         return None
     from shared.validation.partition import crl_url, shard_for_serial
 
-    base, shards, authority_id = settings.crl.base_url, settings.crl.shards, settings.authority_id
+    base, shards, authority_id = settings.crl.base_url, settings.crl.shards, crl_id or settings.authority_id
 
     def url(serial: int) -> str:
         shard = shard_for_serial(serial, shards) if shards else None

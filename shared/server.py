@@ -90,9 +90,12 @@ def issue_server_certificate(services: Services, directory: Path) -> tuple[Path,
 
         cert = upstream_server_certificate(s.ra_upstream, key, s.settings.dns_names)
         not_after = cert.not_valid_after_utc
+        chain = s.intermediates
     else:
+        authority = s.issuing()  # the generation active now (shared.rotation), its key and its chain
+        chain = authority.intermediates
         cert = sign_certificate(
-            s.issuing().issuer,
+            authority.issuer,
             subject=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, s.settings.common_name)]),
             public_key=key.public_key(),
             serial=random_serial(),
@@ -103,7 +106,7 @@ def issue_server_certificate(services: Services, directory: Path) -> tuple[Path,
     fd, cert_path = tempfile.mkstemp(dir=directory, prefix="server-", suffix=".crt")
     with os.fdopen(fd, "wb") as fh:
         fh.write(cert.public_bytes(serialization.Encoding.PEM))
-        for c in s.intermediates:
+        for c in chain:
             fh.write(c.public_bytes(serialization.Encoding.PEM))
     fd, key_path = tempfile.mkstemp(dir=directory, prefix="server-", suffix=".key")
     with os.fdopen(fd, "wb") as fh:

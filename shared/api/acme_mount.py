@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -42,8 +42,12 @@ NONCE_KEY_ID = "acme-nonce-key"
 class AuthorityFinalizer:
     """`shared.acme.finalize.Finalizer` and `Revoker` on top of the authority."""
 
-    def __init__(self, *, authority: Authority, revoker: AuthorityRevoker) -> None:
+    def __init__(
+        self, *, authority: Authority, revoker: AuthorityRevoker, current: Callable[[], Authority] | None = None
+    ) -> None:
+        """`current`, when given, names the authority issuing now (shared.rotation) at each finalize."""
         self._authority = authority
+        self._current = current
         self._revoker = revoker
         self._provisioners = authority.provisioners
 
@@ -72,7 +76,8 @@ class AuthorityFinalizer:
         not_after: dt.datetime | None,
     ) -> IssuedChain:
         """Sign and record a certificate for exactly `identifiers`."""
-        issued = self._authority.issue_for_identifiers(
+        authority = self._current() if self._current is not None else self._authority
+        issued = authority.issue_for_identifiers(
             provisioner_name=provisioner,
             csr=csr,
             names=[i.value for i in identifiers],
@@ -194,7 +199,9 @@ def build_acme(services: Services) -> ACMEServer:
             link=services.issuer_link, revoker=services.revoker, provisioners=services.provisioners
         )
     else:
-        finalizer = AuthorityFinalizer(authority=services.issuing(), revoker=services.revoker)
+        # Built once per instance, so it asks for the generation issuing now at each finalize.
+        finalizer = AuthorityFinalizer(authority=services.issuing(), revoker=services.revoker,
+                                       current=services.issuing)  # fmt: skip
         if services.settings.authorities:  # further issuing authorities' ACME provisioners (shared.authorities)
             from shared.api.authority_routes import AuthorityFinalizers
 

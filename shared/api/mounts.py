@@ -16,9 +16,11 @@ from shared.runtime import Services
 
 def ocsp(request: Request, services: Services, tail: str) -> Response:
     """RFC 6960 / 5019 OCSP at `/ocsp` (POST body or base64 GET path)."""
+    from shared.validation.generations import lazy_name
     from shared.validation.wiring import ocsp_endpoint
 
-    endpoint = services.lazy("ocsp", ocsp_endpoint)
+    # Rebuilt when the bucket's copy of the rotation record names another set of intermediates.
+    endpoint = services.lazy(lazy_name(services, "ocsp", published=True), ocsp_endpoint)
     body = request.get_data(cache=False) if request.method == "POST" else b""
     status, headers, payload = endpoint.handle_ocsp(request.method, tail, body)
     return Response(payload, status=status, headers=headers)

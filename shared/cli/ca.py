@@ -7,6 +7,7 @@
     cirrus ca install --dir DIR --cert int.crt --kms URI [--chain upper.crt] [--root root.crt]
     cirrus ca install --dir DIR --authority NAME [--prefix P] --cert int.crt --kms URI [--chain upper.crt]
     cirrus ca bootstrap --dir DIR --root-kms URI --intermediate-kms URI --ocsp-kms URI [--create KEY-TYPE]
+    cirrus ca stage-intermediate | activate | intermediates | revoke-intermediate  (shared/cli/ca_rotation.py)
 
 Each step runs where its key is (see shared/ceremony.py). softkms keys are
 encrypted files (`--password-file`), the form meant to be kept offline.
@@ -94,6 +95,8 @@ def register(sub: Any) -> None:
     p.add_argument("--authority", metavar="NAME",
                    help="install as the further issuing authority NAME (its `authorities` entry) instead")
     p.add_argument("--prefix", help="with --authority: serve its step-ca API under /PREFIX/")
+    p.add_argument("--stage", action="store_true", help="stage it beside the current one (see stage-intermediate)")
+    p.add_argument("--not-before", help="with --stage: switch to it at this time (RFC 3339)")
     p.set_defaults(func=_install)
 
     p = steps.add_parser("bootstrap", help="a new authority whose root, intermediate and OCSP keys are in a KMS/HSM")
@@ -107,6 +110,10 @@ def register(sub: Any) -> None:
     p.add_argument("--address", default="127.0.0.1:9443", help="address `cirrus up` listens on")
     key_options(p)
     p.set_defaults(func=_bootstrap)
+
+    from shared.cli import ca_rotation
+
+    ca_rotation.register(steps, key_options=key_options)
 
 
 def _fail(step: str, message: str) -> int:
@@ -203,6 +210,13 @@ def _sign_intermediate(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
+    if args.stage:  # rotation: beside the current intermediate, not instead of it
+        from shared.cli.ca_rotation import run_stage
+
+        return _guard("install", args, run_stage)
+    if args.not_before:
+        return _fail("install", "--not-before needs --stage")
+
     def run(a: argparse.Namespace) -> int:
         directory = a.dir.resolve()
         if not (directory / "config.json").is_file():

@@ -53,15 +53,17 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
     This path holds the CA key, so it also renews the delegated OCSP responder
     certificate when due (at half-life, or at once after a responder key change).
     """
+    from shared.validation.generations import lazy_name
     from shared.validation.wiring import crl_publisher, responder_rotator
 
-    try:
-        publisher = services.lazy("crl_publisher", crl_publisher)
+    try:  # rebuilt when an intermediate generation is staged (shared.rotation)
+        publisher = services.lazy(lazy_name(services, "crl_publisher"), crl_publisher)
         results: list[PublishResult] = publisher.publish(authority_id)
     except Exception as exc:
         _crl_failed(services, authority_id, exc)
         raise
     from shared.ssh.publish import publish_krl
+    from shared.validation.rotation_mirror import mirror_rotation_record
 
     # The serial index, the responder certificate and the SSH KRL are independent: one
     # failing (say, an SSH key this function cannot read) must not stop the others, or
@@ -71,6 +73,7 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
         lambda: run_publish_index(services, authority_id=authority_id),
         lambda: _rotate_responder(services, responder_rotator),
         lambda: publish_krl(services),  # the SSH KRL beside the CRLs
+        lambda: mirror_rotation_record(services),  # the intermediates, for OCSP without store access
     ):
         try:
             step()
@@ -82,9 +85,14 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
 
 
 def _rotate_responder(services: Services, factory: Any) -> None:
+    from shared.validation.generations import generation_responder_rotators, lazy_name
+
     rotator = services.lazy("ocsp_responder_rotator", factory)
     if rotator is not None:
         rotator.ensure()
+    # One delegated responder certificate per staged intermediate generation (shared.rotation).
+    for extra in services.lazy(lazy_name(services, "ocsp_generation_rotators"), generation_responder_rotators):
+        extra.ensure()
 
 
 def _crl_failed(services: Services, authority_id: str | None, exc: Exception) -> None:

@@ -72,6 +72,8 @@ def _responder_signer(services: Services) -> Signer | None:
 
 def responder_rotator(services: Services) -> ResponderRotator | None:
     """Renews the delegated OCSP responder certificate; needs the CA key (None if no responder key)."""
+    from shared.validation.generations import base_issuer
+
     settings = services.settings
     signer = _responder_signer(services)
     if signer is None:
@@ -80,7 +82,7 @@ def responder_rotator(services: Services) -> ResponderRotator | None:
         documents=services.store,
         clock=services.clock,
         authority_id=settings.authority_id,
-        issuer=services.issuing().issuer,
+        issuer=base_issuer(services),  # the configured intermediate's, whichever generation issues now
         responder_key=signer.public_key(),
         lifetime=settings.ocsp.responder_lifetime,
         mirror=blobs(services),  # the ocsp function reads the bucket copy, never the store
@@ -155,13 +157,15 @@ def crl_publisher(services: Services) -> CRLPublisher:
         signer=_signer(services),
         shards=settings.crl.shards,
     )
-    return CRLPublisher(
-        revocations=services.store,
+    from shared.validation.generations import GenerationRevocations, crl_authorities, crl_ids
+
+    return CRLPublisher(  # the base's CRL and one per staged intermediate generation (shared.rotation)
+        revocations=GenerationRevocations(services.store, crl_ids(services)),
         counter=services.store,
         blobs=blobs(services),
         clock=services.clock,
         schedule=schedule,
-        authorities=[authority, *(
+        authorities=[authority, *crl_authorities(services, settings.crl.shards), *(
             CRLAuthority(authority_id=h.authority_id, certificate=h.certificate,
                          signer=_further_signer(services, h), shards=settings.crl.shards)
             for h in _further(services)
@@ -202,6 +206,8 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             responder_key=responder_signer.public_key(),
         )
     has_ca_key = responder_signer is None or _holds_ca_key(services)
+    from shared.validation.generations import GenerationSerials, crl_ids, ocsp_authorities
+
     # A local folder answers a generation check with one stat(); object storage costs a
     # request, so a function instance looks for a new CRL or serial index once a minute.
     recheck = dt.timedelta(seconds=5 if settings.blobs.startswith("file:") else 60)
@@ -215,10 +221,13 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 responder_signer=responder_signer,
                 responder_certificates=delegated,
             ),
-            *_further_ocsp(services),
+            *ocsp_authorities(services, settings.crl.shards, responder_signer),  # staged generations
+            *_further_ocsp(services),  # further issuing authorities
         ],
         crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
-        issued=PublishedSerials(blobs=published, clock=services.clock, recheck=recheck),
+        issued=GenerationSerials(
+            PublishedSerials(blobs=published, clock=services.clock, recheck=recheck), crl_ids(services, published=True)
+        ),
         clock=services.clock,
         crl_base_url=settings.crl.base_url or None,
     )

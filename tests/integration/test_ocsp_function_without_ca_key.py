@@ -94,7 +94,7 @@ def test_responder_without_the_ca_key_signs_only_with_its_delegated_certificate(
         assert isinstance(signer_key, ec.EllipticCurvePublicKey)
         assert signer_key.public_numbers() != ca.public_key().public_numbers()  # type: ignore[union-attr]
         signer_key.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
-        assert responder.extras.get("authority") is None  # the CA key was never opened here
+        assert responder.rotating is not None and responder.rotating.opened == []  # the CA key was never opened here
     finally:
         publisher.close()
         responder.close()
