@@ -68,6 +68,10 @@ class SignAuthorization:
     # identity allows: this returns (common name, SANs) or raises Forbidden; None = the token's names.
     names_from_csr: Callable[[x509.CertificateSigningRequest], tuple[str, tuple[str, ...]]] | None = None
     validity_limit: ValidityLimit | None = None
+    # The certificate that authorized the request (X5C's leaf): `.AuthorizationCrt` in templates,
+    # `x5cCertificate` and `authorizationPrincipal` (its common name) in webhook requests.
+    authorization_crt: x509.Certificate | None = None
+    authorization_principal: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
 from shared.templates.provisioner import load_templates
+from shared.webhooks.config import load_webhooks
 
 # Types whose renewal is off unless switched on (endpoint grouping by subject).
 RENEWAL_DISABLED_BY_DEFAULT = {"ACME", "OIDC"}
@@ -87,6 +88,7 @@ class Provisioners:
         # Certificate templates are parsed now, so a broken one stops the CA from starting.
         self.x509_templates = load_templates(configs, "x509", base_dir)
         self.ssh_templates = load_templates(configs, "ssh", base_dir)
+        self.webhooks = load_webhooks(configs)  # shared.webhooks: checked now, like the templates
         self._all: list[AnyProvisioner] = []
         self._jwk_by_id: dict[str, JWKProvisioner] = {}
         self._by_name: dict[str, AnyProvisioner] = {}

@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
 from shared.templates.values import GoStruct, GoTyped
+from shared.x509.authorization_crt import go_x509_certificate
 from shared.x509.profile import encoded
 
 KEY_USAGE_NAMES = {
@@ -361,9 +362,11 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
 
 def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
                   csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
-                  user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+                  authorization_crt: x509.Certificate | None = None) -> dict[str, Any]:
     """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.Insecure.CR`,
-    `.Insecure.User` and the provisioner's templateData as top-level keys (reference 4.2)."""
+    `.Insecure.User`, `.AuthorizationCrt` (X5C) and the provisioner's templateData as top-level
+    keys (reference 4.2); `shared.webhooks` adds `.Webhooks`."""
     data: dict[str, Any] = dict(extra or {})
     data.update({
         "Subject": go_subject(common_name=common_name),
@@ -371,4 +374,6 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
         "Token": dict(token or {}),
         "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": dict(user or {})},
     })
+    if authorization_crt is not None:
+        data["AuthorizationCrt"] = go_x509_certificate(authorization_crt)
     return data

@@ -1,0 +1,130 @@
+"""A provisioner's webhooks around one issuance: ENRICHING before templating, AUTHORIZING before handing out.
+
+As in step-ca: every ENRICHING hook of the certificate type runs, in config order, before the
+template renders; each must allow, and its `data` becomes `.Webhooks.<name>`. Every AUTHORIZING
+hook then sees the certificate and must allow. The hook's URL is a template over the same data.
+
+One difference in timing, not in outcome: step-ca asks AUTHORIZING hooks before its CAS signs;
+Cirrus asks them right after `sign_certificate` and before the record is written, so the hook sees
+the exact certificate (serial, key identifiers, the CA's own extensions) rather than a
+reconstruction. A denied certificate is never recorded nor returned: it is an orphan signature,
+which DESIGN's rule already allows for a failure between signing and recording.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cryptography import x509
+
+from shared.clock import Clock
+from shared.errors import CAError, Forbidden
+from shared.provisioners.base import SignAuthorization
+from shared.templates import TemplateError
+from shared.webhooks.body import Caller, encode_body, go_time, x509_certificate_body, x509_request_body
+from shared.webhooks.certificate import certificate_json
+from shared.webhooks.config import AUTHORIZING, ENRICHING, Webhook, check_url
+
+if TYPE_CHECKING:
+    from shared.webhooks.client import Answer
+
+log = logging.getLogger("cirrus.webhooks")
+
+
+class WebhookCaller(Protocol):
+    """Sends one signed request body to one hook (`shared.webhooks.client.WebhookClient`)."""
+
+    def call(self, hook: Webhook, url: str, body: bytes, *, request_id: str = "") -> Answer:
+        """The hook's allowing answer; raises a CAError otherwise."""
+        ...
+
+
+class IssuanceWebhooks:
+    """The configured hooks of every provisioner, and the client that calls them."""
+
+    def __init__(self, *, hooks: Mapping[str, tuple[Webhook, ...]], client: WebhookCaller, clock: Clock) -> None:
+        self._hooks = dict(hooks)
+        self._client = client
+        self._clock = clock
+
+    def of(self, provisioner: str, cert_type: str) -> tuple[Webhook, ...]:
+        """The hooks of `provisioner` that run for an "X509" or "SSH" issuance (empty: nothing to do)."""
+        hooks = self._hooks.get(provisioner)
+        if not hooks:
+            return ()
+        return tuple(h for h in hooks if h.applies_to(cert_type))
+
+    def enrich(self, hooks: tuple[Webhook, ...], body: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask every ENRICHING hook; their `data` by hook name (`.Webhooks`).
+
+        Raises:
+            Forbidden: a hook denied or answered wrongly (403).
+            Unavailable: a hook could not be reached in time (503).
+        """
+        out: dict[str, Any] = {}
+        for hook in hooks:
+            if hook.kind == ENRICHING:
+                out[hook.name] = self._ask(hook, body, data).data
+        return out
+
+    def authorize(self, hooks: tuple[Webhook, ...], body: dict[str, Any], data: Mapping[str, Any]) -> None:
+        """Ask every AUTHORIZING hook; return only if all allow.
+
+        Raises:
+            Forbidden: a hook denied or answered wrongly (403).
+            Unavailable: a hook could not be reached in time (503).
+        """
+        for hook in hooks:
+            if hook.kind == AUTHORIZING:
+                self._ask(hook, body, data)
+
+    def _ask(self, hook: Webhook, body: dict[str, Any], data: Mapping[str, Any]) -> Answer:
+        try:
+            url = hook.url.render(data)
+        except TemplateError:
+            raise Forbidden(f"webhook {hook.name}: its url template failed") from None
+        problem = check_url(url)
+        if problem is not None:
+            raise Forbidden(f"webhook {hook.name}: its url {problem}")
+        body["timestamp"] = go_time(self._clock.now())
+        try:
+            return self._client.call(hook, url, encode_body(body))
+        except CAError as exc:
+            log.info("webhook refused the issuance", extra={"webhook": hook.name, "status": exc.status})
+            raise
+
+
+class X509Webhooks(IssuanceWebhooks):
+    """The X.509 issuance's two steps, with step-ca's bodies."""
+
+    def enrich_x509(self, hooks: tuple[Webhook, ...], auth: SignAuthorization,
+                    csr: x509.CertificateSigningRequest | None, public_key: Any, data: dict[str, Any]) -> None:
+        """Run the ENRICHING hooks and put their data in `data["Webhooks"]` (step-ca sets it only then)."""
+        if any(h.kind == ENRICHING for h in hooks):
+            body = x509_request_body(caller_of(auth), csr, public_key, self._clock.now())
+            data["Webhooks"] = self.enrich(hooks, body, data)
+
+    def authorize_x509(self, hooks: tuple[Webhook, ...], auth: SignAuthorization, cert: x509.Certificate,
+                       data: Mapping[str, Any]) -> None:
+        """Run the AUTHORIZING hooks over the certificate about to be handed out."""
+        if any(h.kind == AUTHORIZING for h in hooks):
+            body = x509_certificate_body(caller_of(auth), certificate_json(cert), cert.public_key(),
+                                         cert.not_valid_before_utc, cert.not_valid_after_utc, self._clock.now())
+            self.authorize(hooks, body, data)
+
+
+def caller_of(auth: SignAuthorization) -> Caller:
+    """Who asks, as the request body names it."""
+    return Caller(auth.provisioner.name, auth.authorization_crt, auth.authorization_principal)
+
+
+def x509_webhooks(hooks: Mapping[str, tuple[Webhook, ...]], *, roots: Sequence[x509.Certificate],
+                  clock: Clock) -> X509Webhooks | None:
+    """The authority's webhooks with the default client (TLS trusting the CA's roots); None without hooks."""
+    if not hooks:
+        return None
+    from shared.webhooks.client import WebhookClient  # http.client and ssl: only for authorities with hooks
+
+    return X509Webhooks(hooks=hooks, client=WebhookClient(roots=roots), clock=clock)
