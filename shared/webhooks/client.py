@@ -179,14 +179,17 @@ class WebhookClient:
 
 
 def _read_bounded(response: http.client.HTTPResponse) -> bytes | None:
-    declared = response.getheader("Content-Length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_ANSWER_BYTES:
+    """The body, None when over the limit; a body shorter than its Content-Length is a transport failure."""
+    declared = response.length  # http.client's parse of Content-Length (None: chunked or until close)
+    if declared is not None and declared > MAX_ANSWER_BYTES:
         return None
     chunks: list[bytes] = []
     size = 0
     while True:
         chunk = response.read(8192)
         if not chunk:
+            if response.length:  # read(amt) does not raise on a cut-off body; the remainder is still owed
+                raise http.client.IncompleteRead(b"".join(chunks), response.length)
             return b"".join(chunks)
         size += len(chunk)
         if size > MAX_ANSWER_BYTES:
