@@ -212,3 +212,31 @@ def test_secrets_stay_out_of_repr(authority_dir: Path) -> None:
 
     loaded = load_one("p", hook("h", "https://hooks.example.com/x", "ENRICHING", bearerToken="tok-secret"), 0)
     assert "tok-secret" not in repr(loaded) and "secret=" not in repr(loaded)
+
+
+def test_acme_issuance_runs_the_hooks_without_a_token(receiver: Receiver, authority_dir: Path) -> None:
+    """ACME finalize (`issue_for_identifiers`) calls the ACME provisioner's hooks as step-ca does."""
+    from shared.errors import Forbidden
+
+    path = authority_dir / "config.json"
+    config = json.loads(path.read_text())
+    acme = next(p for p in config["authority"]["provisioners"] if p["type"] == "ACME")
+    acme["options"] = {"x509": {"template": TEMPLATE}, "webhooks": [
+        hook("inventory", receiver.base + "/enrich", "ENRICHING"),
+        hook("gate", receiver.base + "/authorize", "AUTHORIZING")]}
+    path.write_text(json.dumps(config))
+    services = build_services(Settings.load(path))
+    receiver.routes["/enrich"] = answer(True, {"team": "web", "alias": "www.example.com"})
+    receiver.routes["/authorize"] = answer(True)
+    pem, _ = make_csr("app.example.com", ["app.example.com"])
+    csr = x509.load_pem_x509_csr(pem.encode())
+    issued = services.issuing().issue_for_identifiers(provisioner_name=acme["name"], csr=csr,
+                                                      names=["app.example.com"])
+    san = issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["app.example.com", "www.example.com"]
+    assert receiver.seen[0].json()["provisionerName"] == acme["name"]
+    receiver.routes["/authorize"] = answer(False)
+    with pytest.raises(Forbidden, match="did not allow"):
+        services.issuing().issue_for_identifiers(provisioner_name=acme["name"], csr=csr, names=["app.example.com"])
+    assert rows(authority_dir)["certificates"] == 1
+    services.close()
