@@ -54,7 +54,7 @@ from shared.templates import TemplateError
 from shared.templates.fields import decode_rendered
 from shared.validity import check_window, requested_window
 from shared.webhooks.config import Webhook
-from shared.webhooks.issuance import X509Webhooks, x509_webhooks
+from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
 from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans
 from shared.x509.profile import (
@@ -95,11 +95,11 @@ class Authority:
         sinks: Sequence[EventSink] = (),
         policy: IssuancePolicies | None = None,
         upstream: UpstreamIssuer | None = None,
-        webhooks: X509Webhooks | None = None,
+        webhooks: ProvisionerWebhooks | None = None,
     ) -> None:
         self.authority_id = authority_id
         # The provisioners' `options.webhooks` (shared.webhooks); None when no provisioner has any.
-        self._webhooks = webhooks if webhooks is not None else x509_webhooks(
+        self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
             provisioners.webhooks, roots=roots, clock=clock)
         self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.

@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from shared.templates.values import to_json
 from shared.x509.templated import go_certificate_request
+
+if TYPE_CHECKING:  # the X.509 path does not import the SSH modules
+    from shared.ssh.certificate import SSHCertificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,3 +115,26 @@ def x509_certificate_body(caller: Caller, certificate: Mapping[str, Any], public
 def encode_body(body: Mapping[str, Any]) -> bytes:
     """The request body's bytes (compact JSON; the signature covers exactly these bytes)."""
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def ssh_request_body(caller: Caller, key_blob: bytes, cert_type: str, key_id: str, principals: Sequence[str],
+                     now: dt.datetime) -> dict[str, Any]:
+    """ENRICHING, SSH: `sshCertificateRequest` (`publicKey` is the key's wire blob)."""
+    body = _base(caller, now)
+    body["sshCertificateRequest"] = {"publicKey": _b64(key_blob), "type": cert_type, "keyID": key_id,
+                                     "principals": list(principals)}
+    return body
+
+
+def ssh_certificate_body(caller: Caller, cert: SSHCertificate, now: dt.datetime) -> dict[str, Any]:
+    """AUTHORIZING, SSH: `sshCertificate` (sshutil.Certificate + key, signing key, validity in unix seconds)."""
+    body = _base(caller, now)
+    body["sshCertificate"] = {
+        "nonce": _b64(cert.nonce) if cert.nonce else None,
+        "serial": cert.serial, "type": cert.type_name, "keyId": cert.key_id, "principals": list(cert.principals),
+        "criticalOptions": dict(cert.critical_options) or None, "extensions": dict(cert.extensions) or None,
+        "reserved": None,
+        "publicKey": _b64(cert.key.blob), "signatureKey": _b64(cert.signature_key),
+        "validBefore": cert.valid_before, "validAfter": cert.valid_after,
+    }
+    return body

@@ -23,11 +23,22 @@ from shared.clock import Clock
 from shared.errors import CAError, Forbidden
 from shared.provisioners.base import SignAuthorization
 from shared.templates import TemplateError
-from shared.webhooks.body import Caller, encode_body, go_time, x509_certificate_body, x509_request_body
+from shared.webhooks.body import (
+    Caller,
+    encode_body,
+    go_time,
+    ssh_certificate_body,
+    ssh_request_body,
+    x509_certificate_body,
+    x509_request_body,
+)
 from shared.webhooks.certificate import certificate_json
 from shared.webhooks.config import AUTHORIZING, ENRICHING, Webhook, check_url
 
 if TYPE_CHECKING:
+    from shared.ssh.certificate import SSHCertificate
+    from shared.ssh.options import SSHSignAuthorization
+    from shared.ssh.wire import SSHPublicKey
     from shared.webhooks.client import Answer
 
 log = logging.getLogger("cirrus.webhooks")
@@ -96,8 +107,8 @@ class IssuanceWebhooks:
             raise
 
 
-class X509Webhooks(IssuanceWebhooks):
-    """The X.509 issuance's two steps, with step-ca's bodies."""
+class ProvisionerWebhooks(IssuanceWebhooks):
+    """The two steps of an X.509 or SSH issuance, with step-ca's bodies."""
 
     def enrich_x509(self, hooks: tuple[Webhook, ...], auth: SignAuthorization,
                     csr: x509.CertificateSigningRequest | None, public_key: Any, data: dict[str, Any]) -> None:
@@ -115,16 +126,44 @@ class X509Webhooks(IssuanceWebhooks):
             self.authorize(hooks, body, data)
 
 
+    def enrich_ssh(self, hooks: tuple[Webhook, ...], auth: SSHSignAuthorization, key: SSHPublicKey,
+                   token: Mapping[str, Any], user: object) -> dict[str, Any]:
+        """SSH ENRICHING hooks over `sshCertificateRequest`.
+
+        Returns the data the hooks' URLs render over (sshutil's `.Type`, `.KeyID`, `.Principals`,
+        `.Token`, `.Insecure.User`) with `.Webhooks` set when an ENRICHING hook ran; the SSH
+        template, when the provisioner has one, reads `.Webhooks` from it.
+        """
+        from shared.ssh.certificate import CERT_TYPE_NAMES
+
+        cert_type = CERT_TYPE_NAMES.get(auth.cert_type, str(auth.cert_type))
+        data: dict[str, Any] = {
+            "Type": cert_type, "KeyID": auth.key_id, "Principals": list(auth.principals), "Token": dict(token),
+            "Insecure": {"User": dict(user) if isinstance(user, dict) else {}},
+        }
+        if any(h.kind == ENRICHING for h in hooks):
+            body = ssh_request_body(Caller(auth.provisioner_name), key.blob, cert_type, auth.key_id, auth.principals,
+                                    self._clock.now())
+            data["Webhooks"] = self.enrich(hooks, body, data)
+        return data
+
+    def authorize_ssh(self, hooks: tuple[Webhook, ...], provisioner: str, cert: SSHCertificate,
+                      data: Mapping[str, Any]) -> None:
+        """SSH AUTHORIZING hooks over the signed certificate (`sshCertificate`), before it is recorded."""
+        if any(h.kind == AUTHORIZING for h in hooks):
+            self.authorize(hooks, ssh_certificate_body(Caller(provisioner), cert, self._clock.now()), data)
+
+
 def caller_of(auth: SignAuthorization) -> Caller:
     """Who asks, as the request body names it."""
     return Caller(auth.provisioner.name, auth.authorization_crt, auth.authorization_principal)
 
 
-def x509_webhooks(hooks: Mapping[str, tuple[Webhook, ...]], *, roots: Sequence[x509.Certificate],
-                  clock: Clock) -> X509Webhooks | None:
+def provisioner_webhooks(hooks: Mapping[str, tuple[Webhook, ...]], *, roots: Sequence[x509.Certificate],
+                         clock: Clock) -> ProvisionerWebhooks | None:
     """The authority's webhooks with the default client (TLS trusting the CA's roots); None without hooks."""
     if not hooks:
         return None
     from shared.webhooks.client import WebhookClient  # http.client and ssl: only for authorities with hooks
 
-    return X509Webhooks(hooks=hooks, client=WebhookClient(roots=roots), clock=clock)
+    return ProvisionerWebhooks(hooks=hooks, client=WebhookClient(roots=roots), clock=clock)
