@@ -139,7 +139,6 @@ def test_an_unreachable_hook_is_a_503_and_nothing_recorded(receiver: Receiver, a
     assert r.status_code == 503, r.text
     assert r.get_json() == {"status": 503, "message": "webhook gate: unreachable"}
     assert rows(authority_dir) == NO_ROWS
-    # The token was not spent: once the hook is back, the same request succeeds.
 
 
 def test_a_slow_hook_times_out_as_a_503(receiver: Receiver, authority_dir: Path) -> None:
