@@ -135,7 +135,8 @@ class WebhookClient:
     def _post(self, url: str, body: bytes, headers: dict[str, str], deadline: float) -> tuple[int, bytes | None]:
         """(status, body or None when longer than the limit); raises `_Expired` or `_Transport`."""
         parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
+        host = parts.hostname or ""  # without brackets: with an explicit port, http.client takes an IPv6 host as is
+        port = parts.port or (443 if parts.scheme == "https" else 80)
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
@@ -144,9 +145,9 @@ class WebhookClient:
             raise _Expired
         conn: http.client.HTTPConnection
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(host, parts.port, timeout=remaining, context=self._tls())
+            conn = http.client.HTTPSConnection(host, port, timeout=remaining, context=self._tls())
         else:
-            conn = http.client.HTTPConnection(host, parts.port, timeout=remaining)
+            conn = http.client.HTTPConnection(host, port, timeout=remaining)
         expired = threading.Event()
 
         def cut() -> None:

@@ -39,6 +39,7 @@ DEFAULT_TIMEOUT = 5.0
 MAX_TIMEOUT = 30.0
 MAX_WEBHOOKS = 16
 MIN_SECRET_BYTES = 16
+MAX_URL = 2048
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # step-ca's webhook ids are UUIDs; one not given is derived from the provisioner and hook names,
 # so it stays the same across restarts and instances (a receiver may key its secrets by it).
@@ -67,6 +68,8 @@ class Webhook:
 
 def check_url(url: str) -> str | None:
     """Why `url` may not be called (None when it may): https, a host, no user info; http only to loopback."""
+    if len(url) > MAX_URL or any(c.isspace() or not c.isprintable() for c in url):
+        return f"must be at most {MAX_URL} printable characters without spaces"
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname

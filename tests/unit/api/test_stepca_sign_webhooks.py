@@ -239,3 +239,18 @@ def test_acme_issuance_runs_the_hooks_without_a_token(receiver: Receiver, author
         services.issuing().issue_for_identifiers(provisioner_name=acme["name"], csr=csr, names=["app.example.com"])
     assert rows(authority_dir)["certificates"] == 1
     services.close()
+
+
+def test_a_url_template_cannot_inject_a_header(receiver: Receiver, authority_dir: Path) -> None:
+    """The rendered URL is checked again: request data cannot smuggle CR LF into the hook's request."""
+    receiver.routes["/"] = answer(True, {})
+    api = configure(authority_dir, {"webhooks": [
+        hook("inventory", receiver.base + "/enrich/{{ .Insecure.User.site }}", "ENRICHING")]})
+    r = sign(api, authority_dir, templateData={"site": "berlin"})
+    assert r.status_code == 201, r.text
+    assert receiver.seen[0].path == "/enrich/berlin"
+    r = sign(api, authority_dir, templateData={"site": "x HTTP/1.1\r\nX-Injected: 1\r\n\r\n"})
+    assert r.status_code == 403, r.text
+    assert r.get_json()["message"] == (
+        "webhook inventory: its url must be at most 2048 printable characters without spaces")
+    assert len(receiver.seen) == 1 and rows(authority_dir)["certificates"] == 1

@@ -187,3 +187,29 @@ def test_https_hooks_are_trusted_through_the_cas_roots(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_ipv6_loopback_hook_is_reached() -> None:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b'{"allow": true, "data": "' + self.headers["Host"].encode() + b'"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    class Server6(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    server = Server6(("::1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://[::1]:{server.server_address[1]}/hook"
+    try:
+        assert WebhookClient().call(_hook(url), url, b"{}").data == f"[::1]:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
