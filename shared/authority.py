@@ -56,7 +56,7 @@ from shared.validity import check_window, requested_window
 from shared.webhooks.config import Webhook
 from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
-from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans
+from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, sans_of_names, split_sans
 from shared.x509.profile import (
     Issuer,
     ca_leaf_extensions,
@@ -348,6 +348,8 @@ class Authority:
             raise BadRequest(exc.reason if exc.failed else f"certificate template: {exc}") from exc
         if not leaf.sans and not leaf.common_name:
             raise BadRequest("certificate template: the certificate needs a subject alternative name")
+        # Names a template added (from templateData, webhook data...) meet the same policy as the token's.
+        self._policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
         prov_ext = None
         if not auth.claims.disable_smallstep_extensions:
             prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)

@@ -13,6 +13,7 @@ import base64
 import binascii
 import functools
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -145,11 +146,27 @@ def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
             uris.append(text)
         else:
             raise _fail(f"sans: type {san.get('type')!r} is not supported")
+    for name in dns:  # a template (or a webhook's data in it) must not put a malformed name in the certificate
+        if not _dns_syntax(name):
+            raise _fail(f"dnsNames: {name!r} is not a DNS name")
     out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     out += [x509.IPAddress(i) for i in ips]
     out += [x509.RFC822Name(e) for e in emails]
     out += [x509.UniformResourceIdentifier(u) for u in uris]
     return out
+
+
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _dns_syntax(name: str) -> bool:
+    """RFC 5280's preferred name syntax (letters of either case, digit-only labels allowed), `*.` wildcard."""
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    return all(_DNS_LABEL.fullmatch(label) for label in labels)
 
 
 def _is_ip(text: str) -> bool:

@@ -254,3 +254,31 @@ def test_a_url_template_cannot_inject_a_header(receiver: Receiver, authority_dir
     assert r.get_json()["message"] == (
         "webhook inventory: its url must be at most 2048 printable characters without spaces")
     assert len(receiver.seen) == 1 and rows(authority_dir)["certificates"] == 1
+
+
+def test_enriched_names_meet_the_provisioners_policy(receiver: Receiver, authority_dir: Path) -> None:
+    """A name the template takes from a hook's data is held to the same policy as the token's names."""
+    path = authority_dir / "config.json"
+    config = json.loads(path.read_text())
+    config["authority"]["provisioners"][0]["policy"] = {"x509": {"allow": {"dns": ["*.example.com"]}}}
+    path.write_text(json.dumps(config))
+    receiver.routes["/enrich/"] = answer(True, {"team": "payments", "alias": "app.payments.internal"})
+    receiver.routes["/authorize"] = answer(True)
+    api = configure(authority_dir, hooks(receiver))
+    r = sign(api, authority_dir)
+    assert r.status_code == 403, r.text
+    assert "app.payments.internal" in r.get_json()["message"]
+    assert [s.path for s in receiver.seen] == ["/enrich/app.example.com"]  # refused before signing
+    receiver.routes["/enrich/"] = answer(True, {"team": "payments", "alias": "pay.example.com"})
+    assert sign(api, authority_dir).status_code == 201
+    assert rows(authority_dir)["certificates"] == 1
+
+
+def test_a_malformed_enriched_name_is_a_400(receiver: Receiver, authority_dir: Path) -> None:
+    receiver.routes["/enrich/"] = answer(True, {"team": "payments", "alias": "-bad-.example.com"})
+    receiver.routes["/authorize"] = answer(True)
+    api = configure(authority_dir, hooks(receiver))
+    r = sign(api, authority_dir)
+    assert r.status_code == 400, r.text
+    assert "'-bad-.example.com' is not a DNS name" in r.get_json()["message"]
+    assert rows(authority_dir) == NO_ROWS

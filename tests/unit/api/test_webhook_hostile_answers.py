@@ -91,4 +91,4 @@ def test_hostile_webhook_answers_never_5xx_but_503_and_never_a_refused_certifica
 
 @pytest.mark.slow
 def test_hostile_webhook_answers_longer_run(authority_dir: Path) -> None:
-    _check(authority_dir, 1000)
+    _check(authority_dir, 300)
