@@ -22,7 +22,7 @@ from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
 from shared.templates.provisioner import load_templates
-from shared.webhooks.config import load_webhooks
+from shared.webhooks.config import load_webhooks, without_secrets
 
 # Types whose renewal is off unless switched on (endpoint grouping by subject).
 RENEWAL_DISABLED_BY_DEFAULT = {"ACME", "OIDC"}
@@ -197,7 +197,7 @@ class Provisioners:
         items = self._all[start : start + limit]
         end = start + len(items)
         next_cursor = f"{end:08x}{_cursor_digest(self._all[end - 1])}" if end < len(self._all) and items else ""
-        return [p.public_json() for p in items], next_cursor
+        return [without_secrets(p.public_json()) for p in items], next_cursor
 
 
 def _cursor_digest(p: AnyProvisioner) -> str:

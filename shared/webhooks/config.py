@@ -66,6 +66,11 @@ class Webhook:
         return self.cert_type in ("ALL", cert_type)
 
 
+def default_id(provisioner: str, name: str) -> str:
+    """The id of a hook configured without one."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{provisioner}\x00{name}"))
+
+
 def check_url(url: str) -> str | None:
     """Why `url` may not be called (None when it may): https, a host, no user info; http only to loopback."""
     if len(url) > MAX_URL or any(c.isspace() or not c.isprintable() for c in url):
@@ -174,7 +179,7 @@ def load_one(provisioner: str, entry: Any, index: int) -> Webhook:
         url = Template(url_text, name=f"{name}.url")
     except TemplateError as exc:
         raise ConfigError(f"{where}: url: {exc}") from None
-    hook_id = _text(entry, "id", where) or str(uuid.uuid5(_ID_NAMESPACE, f"{provisioner}\x00{name}"))
+    hook_id = _text(entry, "id", where) or default_id(provisioner, name)
     if len(hook_id) > 128 or not hook_id.isprintable():
         raise ConfigError(f"{where}: id must be printable text of at most 128 characters")
     disable = entry.get("disableTLSClientAuth", False)
@@ -211,4 +216,30 @@ def load_webhooks(configs: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Webho
             raise ConfigError(f"provisioner {name!r}: two webhooks are named {duplicate!r}")
         if hooks:
             out[name] = hooks
+    return out
+
+
+_LISTED = ("id", "name", "url", "kind", "certType", "disableTLSClientAuth")
+
+
+def without_secrets(provisioner: Mapping[str, Any]) -> dict[str, Any]:
+    """A provisioner block as `GET /provisioners` may show it: each webhook as step-ca lists one.
+
+    step-ca keeps a hook's secret, bearer token and basic credentials out of its JSON (`json:"-"`);
+    Cirrus's config block holds them, so the listing keeps only the fields step-ca shows (and
+    the id a receiver is told in `X-Smallstep-Webhook-ID`).
+    """
+    out = dict(provisioner)
+    options = out.get("options")
+    if not isinstance(options, Mapping) or not isinstance(options.get("webhooks"), list):
+        return out
+    name = str(out.get("name", ""))
+    listed = []
+    for entry in options["webhooks"]:
+        if isinstance(entry, Mapping):
+            shown = {k: entry[k] for k in _LISTED if k in entry}
+            if "id" not in shown and isinstance(entry.get("name"), str):
+                shown["id"] = default_id(name, entry["name"])
+            listed.append(shown)
+    out["options"] = {**options, "webhooks": listed}
     return out

@@ -282,3 +282,16 @@ def test_a_malformed_enriched_name_is_a_400(receiver: Receiver, authority_dir: P
     assert r.status_code == 400, r.text
     assert "'-bad-.example.com' is not a DNS name" in r.get_json()["message"]
     assert rows(authority_dir) == NO_ROWS
+
+
+def test_the_provisioner_listing_shows_hooks_without_their_secrets(receiver: Receiver, authority_dir: Path) -> None:
+    """GET /provisioners is public: a hook is listed as step-ca lists one (no secret, token or password)."""
+    receiver.routes["/enrich/"] = answer(True, {"team": "t", "alias": "a.example.com"})
+    api = configure(authority_dir, hooks(receiver))
+    listed = api.get("/provisioners").get_json()["provisioners"][0]["options"]["webhooks"]
+    text = json.dumps(listed)
+    assert SECRET_B64 not in text and "tok-123" not in text and "pw-1" not in text
+    assert [h["name"] for h in listed] == ["inventory", "gate"]
+    assert set(listed[1]) == {"id", "name", "url", "kind", "certType"}
+    sign(api, authority_dir)  # the id listed is the one the hook is sent
+    assert receiver.seen[0].headers["x-smallstep-webhook-id"] == listed[0]["id"]
