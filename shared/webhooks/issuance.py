@@ -52,8 +52,8 @@ class WebhookCaller(Protocol):
         ...
 
 
-class IssuanceWebhooks:
-    """The configured hooks of every provisioner, and the client that calls them."""
+class ProvisionerWebhooks:
+    """The configured hooks of every provisioner, the client that calls them, and step-ca's bodies."""
 
     def __init__(self, *, hooks: Mapping[str, tuple[Webhook, ...]], client: WebhookCaller, clock: Clock) -> None:
         self._hooks = dict(hooks)
@@ -105,10 +105,6 @@ class IssuanceWebhooks:
         except CAError as exc:
             log.info("webhook refused the issuance", extra={"webhook": hook.name, "status": exc.status})
             raise
-
-
-class ProvisionerWebhooks(IssuanceWebhooks):
-    """The two steps of an X.509 or SSH issuance, with step-ca's bodies."""
 
     def enrich_x509(self, hooks: tuple[Webhook, ...], auth: SignAuthorization,
                     csr: x509.CertificateSigningRequest | None, public_key: Any, data: dict[str, Any]) -> None:
