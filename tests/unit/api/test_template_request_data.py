@@ -20,6 +20,7 @@ from shared.config import Settings
 from shared.runtime import build_services
 from shared.templates import Template
 from shared.x509.authorization_crt import go_x509_certificate
+from tests.helpers import make_csr, mint_sign_token
 from tests.unit.api.test_stepca_sign import rows
 from tests.unit.api.test_stepca_sign_webhooks import configure, sign
 from tests.unit.provisioners import test_x5c
@@ -63,6 +64,18 @@ def test_template_data_that_is_not_an_object_is_a_400(authority_dir: Path) -> No
     for bad in (["team", "blue"], "team=blue", 7):
         r = sign(api, authority_dir, templateData=bad)
         assert r.status_code == 400 and r.get_json()["message"] == "templateData must be a JSON object"
+    assert rows(authority_dir)["certificates"] == 0
+
+
+def test_template_data_with_a_number_beyond_float64_is_a_400(authority_dir: Path) -> None:
+    """Go's decoder refuses such a number; it was an OverflowError here (a 500)."""
+    api = configure(authority_dir, {"x509": {"template": USER_TEMPLATE}})
+    csr, _ = make_csr("app.example.com", ["app.example.com"])
+    body = ('{"csr": %s, "ott": "%s", "templateData": {"team": %s}}'
+            % (json.dumps(csr), mint_sign_token(authority_dir, "app.example.com"), "9" * 400))
+    r = api.post("/1.0/sign", data=body, content_type="application/json")
+    assert r.status_code == 400, r.text
+    assert "data number out of range" in r.get_json()["message"]
     assert rows(authority_dir)["certificates"] == 0
 
 
