@@ -41,6 +41,7 @@ MAX_WEBHOOKS = 16
 MIN_SECRET_BYTES = 16
 MAX_URL = 2048
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_HOST_PART = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
 # step-ca's webhook ids are UUIDs; one not given is derived from the provisioner and hook names,
 # so it stays the same across restarts and instances (a receiver may key its secrets by it).
 _ID_NAMESPACE = uuid.UUID("5d4c7a50-8f0e-4b8e-9c52-6b1f1f3c2a11")
@@ -171,10 +172,17 @@ def load_one(provisioner: str, entry: Any, index: int) -> Webhook:
     url_text = _text(entry, "url", where)
     if not url_text:
         raise ConfigError(f"{where}: url is required")
-    if "{{" not in url_text:
-        problem = check_url(url_text)
-        if problem is not None:
-            raise ConfigError(f"{where}: url {problem}")
+    # The scheme, host and port are fixed here: a template may shape only the path and query (and the
+    # rendered URL is checked again), so request data can never choose which server the CA calls.
+    static = url_text.split("{{", 1)[0]
+    if "{{" in url_text:
+        host_part = _HOST_PART.match(static)
+        if host_part is None:
+            raise ConfigError(f"{where}: url may use a template only after its scheme, host and port")
+        static = host_part.group(0)
+    problem = check_url(static)
+    if problem is not None:
+        raise ConfigError(f"{where}: url {problem}")
     try:
         url = Template(url_text, name=f"{name}.url")
     except TemplateError as exc:

@@ -190,6 +190,9 @@ def test_authorizing_without_a_template_sees_the_default_profile(receiver: Recei
     ({"certType": "PGP"}, "certType must be"),
     ({"timeout": 600}, "timeout must be"),
     ({"url": "https://h.example.com/{{ .Token.sub "}, "url:"),
+    ({"url": "{{ .Insecure.User.url }}"}, "template only after its scheme, host and port"),
+    ({"url": "https://{{ .Token.sub }}.hooks.example.com/x"}, "template only after its scheme, host and port"),
+    ({"url": "http://hooks.example.com/{{ .Token.sub }}"}, "must use https"),
 ])
 def test_bad_webhook_config_is_refused_at_load_naming_the_hook(authority_dir: Path, entry: dict[str, Any],
                                                                says: str) -> None:
