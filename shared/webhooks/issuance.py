@@ -7,8 +7,8 @@ hook then sees the certificate and must allow. The hook's URL is a template over
 One difference in timing, not in outcome: step-ca asks AUTHORIZING hooks before its CAS signs;
 Cirrus asks them right after `sign_certificate` and before the record is written, so the hook sees
 the exact certificate (serial, key identifiers, the CA's own extensions) rather than a
-reconstruction. A denied certificate is never recorded nor returned: it is an orphan signature,
-which DESIGN's rule already allows for a failure between signing and recording.
+reconstruction. A denied certificate is never recorded nor returned: an orphan signature nobody
+received, as after any failure between signing and recording (see `shared.authority`).
 """
 
 from __future__ import annotations
