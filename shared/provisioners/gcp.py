@@ -164,10 +164,10 @@ class GCPProvisioner:
                 token_expires=expires,
             ),
             token_claims=claims,
+            authorization_principal=instance_id,  # step-ca's webhook `authorizationPrincipal`
             credential_id=sub if isinstance(sub, str) else "",
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=names,
-            authorization_principal=instance_id,  # step-ca's webhook `authorizationPrincipal`
         )
 
     def authorize_ssh_sign(self, peeked: PeekedToken, now: dt.datetime, request: SSHOptions) -> SSHSignAuthorization:

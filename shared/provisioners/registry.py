@@ -22,7 +22,6 @@ from shared.provisioners.jwk import JWKProvisioner
 from shared.provisioners.oidc import OIDCProvisioner
 from shared.provisioners.tokens import Audiences, PeekedToken
 from shared.templates.provisioner import load_templates
-from shared.webhooks.config import load_webhooks, without_secrets
 
 # Types whose renewal is off unless switched on (endpoint grouping by subject).
 RENEWAL_DISABLED_BY_DEFAULT = {"ACME", "OIDC"}
@@ -85,10 +84,13 @@ class Provisioners:
         base_dir: Path | None = None,
     ) -> None:
         configs = list(configs)
+        from shared.webhooks.config import load_webhooks  # light: the template engine loads only for hooks
+
+        self.webhooks = load_webhooks(configs)  # `options.webhooks`, checked now like the templates
+
         # Certificate templates are parsed now, so a broken one stops the CA from starting.
         self.x509_templates = load_templates(configs, "x509", base_dir)
         self.ssh_templates = load_templates(configs, "ssh", base_dir)
-        self.webhooks = load_webhooks(configs)  # shared.webhooks: checked now, like the templates
         self._all: list[AnyProvisioner] = []
         self._jwk_by_id: dict[str, JWKProvisioner] = {}
         self._by_name: dict[str, AnyProvisioner] = {}
@@ -197,7 +199,11 @@ class Provisioners:
         items = self._all[start : start + limit]
         end = start + len(items)
         next_cursor = f"{end:08x}{_cursor_digest(self._all[end - 1])}" if end < len(self._all) and items else ""
-        return [without_secrets(p.public_json()) for p in items], next_cursor
+        if self.webhooks:  # hooks' secrets sit in their blocks; the listing shows them as step-ca does
+            from shared.webhooks.config import without_secrets
+
+            return [without_secrets(p.public_json()) for p in items], next_cursor
+        return [p.public_json() for p in items], next_cursor
 
 
 def _cursor_digest(p: AnyProvisioner) -> str:

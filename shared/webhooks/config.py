@@ -23,13 +23,14 @@ import binascii
 import ipaddress
 import re
 import urllib.parse
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ConfigError
-from shared.templates import Template, TemplateError
+
+if TYPE_CHECKING:
+    from shared.templates import Template
 
 ENRICHING = "ENRICHING"
 AUTHORIZING = "AUTHORIZING"
@@ -44,7 +45,7 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _HOST_PART = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*[/?#]")
 # step-ca's webhook ids are UUIDs; one not given is derived from the provisioner and hook names,
 # so it stays the same across restarts and instances (a receiver may key its secrets by it).
-_ID_NAMESPACE = uuid.UUID("5d4c7a50-8f0e-4b8e-9c52-6b1f1f3c2a11")
+_ID_NAMESPACE = "5d4c7a50-8f0e-4b8e-9c52-6b1f1f3c2a11"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,9 @@ class Webhook:
 
 def default_id(provisioner: str, name: str) -> str:
     """The id of a hook configured without one."""
-    return str(uuid.uuid5(_ID_NAMESPACE, f"{provisioner}\x00{name}"))
+    import uuid  # only for configs with hooks: this module loads with every provisioner registry
+
+    return str(uuid.uuid5(uuid.UUID(_ID_NAMESPACE), f"{provisioner}\x00{name}"))
 
 
 def check_url(url: str) -> str | None:
@@ -183,6 +186,8 @@ def load_one(provisioner: str, entry: Any, index: int) -> Webhook:
     problem = check_url(static)
     if problem is not None:
         raise ConfigError(f"{where}: url {problem}")
+    from shared.templates import Template, TemplateError  # the engine, only when a provisioner has hooks
+
     try:
         url = Template(url_text, name=f"{name}.url")
     except TemplateError as exc:
