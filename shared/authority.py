@@ -93,14 +93,11 @@ class Authority:
         ocsp_url: str | None = None,
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
+        webhooks: ProvisionerWebhooks | None = None,
         policy: IssuancePolicies | None = None,
         upstream: UpstreamIssuer | None = None,
-        webhooks: ProvisionerWebhooks | None = None,
     ) -> None:
         self.authority_id = authority_id
-        # The provisioners' `options.webhooks` (shared.webhooks); None when no provisioner has any.
-        self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
-            provisioners.webhooks, roots=roots, clock=clock)
         self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
         self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
@@ -117,6 +114,9 @@ class Authority:
         self._ocsp_url = ocsp_url
         self._ca_issuers_url = ca_issuers_url
         self._sinks = list(sinks)
+        # The provisioners' `options.webhooks` (shared.webhooks); None when no provisioner has any.
+        self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
+            provisioners.webhooks, roots=roots, clock=clock)
 
     # ----------------------------------------------------------------- sign
     def sign(
