@@ -54,8 +54,10 @@ from shared.store.base import IssuanceWrite
 from shared.templates import TemplateError
 from shared.templates.fields import decode_rendered
 from shared.validity import check_window, requested_window
+from shared.webhooks.config import Webhook
+from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
-from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, split_sans
+from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, sans_of_names, split_sans
 from shared.x509.profile import (
     Issuer,
     ca_leaf_extensions,
@@ -92,6 +94,7 @@ class Authority:
         ocsp_url: str | None = None,
         ca_issuers_url: str | None = None,
         sinks: Sequence[EventSink] = (),
+        webhooks: ProvisionerWebhooks | None = None,
         policy: IssuancePolicies | None = None,
         upstream: UpstreamIssuer | None = None,
         issuer_revoked: Callable[[x509.Certificate], bool] | None = None,
@@ -115,6 +118,9 @@ class Authority:
         self._ocsp_url = ocsp_url
         self._ca_issuers_url = ca_issuers_url
         self._sinks = list(sinks)
+        # The provisioners' `options.webhooks` (shared.webhooks); None when no provisioner has any.
+        self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
+            provisioners.webhooks, roots=roots, clock=clock)
 
     # ----------------------------------------------------------------- sign
     def sign(
@@ -125,8 +131,11 @@ class Authority:
         not_before: object = None,
         not_after: object = None,
         group: CommitGroup | None = None,
+        template_data: object = None,
     ) -> Issued:
         """`POST /sign`: a one-time token and a CSR in, a certificate out.
+
+        `template_data` is the request's `templateData` (`.Insecure.User` in custom templates).
 
         With `group` (the HTTP loop's, see `shared.groupcommit`) the issuance
         is recorded with the group's commit instead of at once; the caller's
@@ -141,6 +150,8 @@ class Authority:
             raise BadRequest("missing csr")
         if not isinstance(ott, str) or not ott:
             raise BadRequest("missing ott")
+        if template_data is not None and not isinstance(template_data, dict):
+            raise BadRequest("templateData must be a JSON object")
         csr, csr_key = parse_csr_and_key(csr_pem)
         now = self._clock.now()
         peeked = peek(ott)
@@ -159,7 +170,7 @@ class Authority:
             check_csr_against_token(csr, auth, sans)
         return self._issue_new(
             auth, public_key=public_key, sans=sans, common_name=auth.subject,
-            not_before=not_before, not_after=not_after, now=now, group=group, csr=csr,
+            not_before=not_before, not_after=not_after, now=now, group=group, csr=csr, user=template_data,
         )
 
     def issue_for_identifiers(
@@ -225,6 +236,7 @@ class Authority:
         previous: CertificateRecord | None = None,
         group: CommitGroup | None = None,
         csr: x509.CertificateSigningRequest | None = None,
+        user: Mapping[str, Any] | None = None,
     ) -> Issued:
         """Validity, endpoint, claim, sign, record: the tail every fresh issuance shares."""
         window = requested_window(
@@ -264,13 +276,25 @@ class Authority:
                 check_common_name(common_name)
             except ValueError as exc:  # the token's subject, which becomes the CN
                 raise Forbidden(f"invalid subject: {exc}") from exc
+        hooks = self._webhooks.of(auth.provisioner.name, "X509") if self._webhooks is not None else ()
+        configured = self.provisioners.x509_templates.get(auth.provisioner.name)
+        data: dict[str, Any] = {}
+        if hooks or configured is not None:
+            data = template_data(common_name, sans.general_names(), rsa_key=isinstance(public_key, rsa.RSAPublicKey),
+                                 csr=csr, token=dict(auth.token_claims), user=user,
+                                 extra=configured.data if configured is not None else None,
+                                 authorization_crt=auth.authorization_crt)
+        if inventory is not None and configured is not None:  # `.Inventory`: the entry shared.inventory found
+            data["Inventory"] = inventory
+        if hooks and self._webhooks is not None:  # ENRICHING: `.Webhooks` before the template renders
+            self._webhooks.enrich_x509(hooks, auth, csr, public_key, data)
         if self._upstream is not None:  # registration authority: every check above ran here
             return self._issue_upstream(self._upstream, auth, csr, sans, common_name, window, endpoint, is_new,
-                                        previous, claim=claim, group=group, now=now)
+                                        previous, claim=claim, group=group, now=now, hooks=(hooks, data))
         serial = self._serials()
         names: tuple[str, tuple[str, ...]] | None = (
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
-        templated = self._templated_leaf(public_key, sans, common_name, auth, serial, csr, inventory)
+        templated = self._templated_leaf(auth, serial, data) if configured is not None else None
         if templated is not None:
             subject, extensions = templated
             names = None  # recorded from the certificate: the template may have changed them
@@ -286,6 +310,8 @@ class Authority:
             not_after=window.not_after,
             extensions=extensions,
         )
+        if hooks and self._webhooks is not None:  # AUTHORIZING: before anything is recorded or returned
+            self._webhooks.authorize_x509(hooks, auth, cert, data)
         return self._record(
             cert,
             auth.provisioner,
@@ -320,23 +346,18 @@ class Authority:
         )
 
     def _templated_leaf(
-        self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int,
-        csr: x509.CertificateSigningRequest | None, inventory: dict[str, Any] | None = None,
-    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]] | None:
-        """Subject and extensions from the provisioner's `options.x509` template, if it has one (issue 15)."""
-        configured = self.provisioners.x509_templates.get(auth.provisioner.name)
-        if configured is None:
-            return None
-        data = template_data(common_name, sans.general_names(), rsa_key=isinstance(public_key, rsa.RSAPublicKey),
-                             csr=csr, token=dict(auth.token_claims), extra=configured.data)
-        if inventory is not None:  # `.Inventory`: the provisioner's inventory entry (shared.inventory.gate)
-            data["Inventory"] = inventory
+        self, auth: SignAuthorization, serial: int, data: Mapping[str, Any],
+    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]]:
+        """Subject and extensions from the provisioner's `options.x509` template over `data` (issue 15)."""
+        configured = self.provisioners.x509_templates[auth.provisioner.name]
         try:
             leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
         except TemplateError as exc:
             raise BadRequest(exc.reason if exc.failed else f"certificate template: {exc}") from exc
         if not leaf.sans and not leaf.common_name:
             raise BadRequest("certificate template: the certificate needs a subject alternative name")
+        # Names a template added (from templateData, webhook data...) meet the same policy as the token's.
+        self._policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
         prov_ext = None
         if not auth.claims.disable_smallstep_extensions:
             prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)
@@ -516,11 +537,14 @@ class Authority:
         claim: bool,
         group: CommitGroup | None,
         now: dt.datetime,
+        hooks: tuple[tuple[Webhook, ...], dict[str, Any]] = ((), {}),
     ) -> Issued:
         """`shared.ra`: the upstream signs what this pipeline authorized; recorded here as a local issuance."""
         if not sans.all:
             raise Forbidden("certificate must have at least one subject alternative name")
         cert, chain = upstream.issue(csr, common_name=common_name, sans=sans, window=window)
+        if hooks[0] and self._webhooks is not None:  # AUTHORIZING, as for a certificate signed here
+            self._webhooks.authorize_x509(hooks[0], auth, cert, hooks[1])
         issued = self._record(
             cert, auth.provisioner, endpoint, now, renewed_from=previous.serial if previous is not None else None,
             operation="sign", new_endpoint=is_new, create_endpoint=previous is None,

@@ -103,7 +103,8 @@ def _issue(
     csr: x509.CertificateSigningRequest,
     idents: list[Identifier],
 ) -> dict[str, Any]:
-    """Issue for an order marked `processing`; record `valid` with the chains, or `invalid` on a refusal.
+    """Issue for an order marked `processing`; record `valid` with the chains, or `invalid` on a refusal
+    (an unavailable dependency, 503, puts it back to `ready` instead).
 
     Each outcome is recorded only while the order is still this finalize's `processing`: an
     issuance that outlived `orders.ORDER_PROCESSING_STALE` finds the order already `invalid` (a poll
@@ -127,6 +128,10 @@ def _issue(
         )
     except CAError as err:
         problem = from_ca_error(err)
+        if err.status == 503:  # unavailable (a webhook, a backend): not a refusal; the order may be finalized again
+            svc.repo.mutate(ORDERS, order_id, lambda d: {**d, "status": "ready"} if ours(d) else None,
+                            current=processing)
+            raise problem from err
 
         def fail(d: dict[str, Any]) -> dict[str, Any] | None:
             if not ours(d):

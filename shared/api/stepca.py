@@ -231,6 +231,7 @@ class StepCAAPI:
             not_before=body.get("notBefore"),
             not_after=body.get("notAfter"),
             group=group,
+            template_data=body.get("templateData"),
         )
 
     def _renew(self, request: Request) -> Response:

@@ -212,6 +212,7 @@ class AWSProvisioner(RoutedProvisioner):
                 token_expires=expires,
             ),
             token_claims=claims,
+            authorization_principal=doc["instanceId"],  # step-ca's webhook `authorizationPrincipal`
             credential_id=doc["accountId"],
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=CSRNames(common_names=(subject,), forced=forced, check_cn=True),

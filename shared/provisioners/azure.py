@@ -156,6 +156,7 @@ class AzureProvisioner(ConfiguredProvisioner):
             sans=(),
             replay=replay,
             token_claims=claims,
+            authorization_principal=str(claims.get("oid") or ""),  # step-ca's webhook `authorizationPrincipal`
             credential_id=self._tenant,
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=CSRNames(common_names=(vm,), forced=(vm,) if self._disable_custom_sans else None),

@@ -63,6 +63,10 @@ class SignAuthorization:
     token_claims: Mapping[str, Any] = field(default_factory=dict)
     csr_fingerprint: str | None = None
     credential_id: str = ""
+    # The certificate that authorized the request (X5C's leaf): `.AuthorizationCrt` in templates and
+    # `x5cCertificate` in webhook requests; `authorizationPrincipal` there (its CN, or an instance id).
+    authorization_crt: x509.Certificate | None = None
+    authorization_principal: str = ""
     renewal_enabled: bool = True
     # Instance-identity provisioners (GCP, AWS, Azure) take the names from the CSR, within what the
     # identity allows: this returns (common name, SANs) or raises Forbidden; None = the token's names.

@@ -145,6 +145,7 @@ class GCPProvisioner(RoutedProvisioner):
                 token_expires=expires,
             ),
             token_claims=claims,
+            authorization_principal=instance_id,  # step-ca's webhook `authorizationPrincipal`
             credential_id=sub if isinstance(sub, str) else "",
             renewal_enabled=not self._claims.disable_renewal,
             names_from_csr=names,

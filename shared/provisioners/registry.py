@@ -73,6 +73,10 @@ class Provisioners:
         base_dir: Path | None = None,
     ) -> None:
         configs = list(configs)
+        from shared.webhooks.config import load_webhooks  # light: the template engine loads only for hooks
+
+        self.webhooks = load_webhooks(configs)  # `options.webhooks`, checked now like the templates
+
         # Certificate templates are parsed now, so a broken one stops the CA from starting.
         self.x509_templates = load_templates(configs, "x509", base_dir)
         self.ssh_templates = load_templates(configs, "ssh", base_dir)
@@ -185,6 +189,10 @@ class Provisioners:
         items = self._all[start : start + limit]
         end = start + len(items)
         next_cursor = f"{end:08x}{_cursor_digest(self._all[end - 1])}" if end < len(self._all) and items else ""
+        if self.webhooks:  # hooks' secrets sit in their blocks; the listing shows them as step-ca does
+            from shared.webhooks.config import without_secrets
+
+            return [without_secrets(p.public_json()) for p in items], next_cursor
         return [p.public_json() for p in items], next_cursor
 
 

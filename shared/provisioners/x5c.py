@@ -140,6 +140,8 @@ class X5CProvisioner(RoutedProvisioner):
             token_claims=claims,
             renewal_enabled=not self._claims.disable_renewal,
             validity_limit=ValidityLimit(leaf.not_valid_before_utc, leaf.not_valid_after_utc),
+            authorization_crt=leaf,
+            authorization_principal=_common_name(leaf),
         )
 
     def authorize_revoke(self, peeked: PeekedToken, now: dt.datetime) -> RevokeAuthorization:
@@ -150,3 +152,8 @@ class X5CProvisioner(RoutedProvisioner):
         """
         claims, _, replay = self._verify(peeked, "revoke", now)
         return RevokeAuthorization(provisioner=self._ref, serial=claims["sub"], replay=replay)
+
+
+def _common_name(leaf: x509.Certificate) -> str:
+    names = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""

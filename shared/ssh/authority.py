@@ -54,6 +54,7 @@ from shared.ssh.records import SSHRecorder
 from shared.ssh.sshpop import SSHPOPAuthorization, verify_sshpop
 from shared.ssh.wire import SSHPublicKey, public_key_blob
 from shared.store.base import DocumentStore, EndpointStore, IssuanceLedger, RevocationStore, TokenLedger
+from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
 
 FOREVER = 2**64 - 1
 
@@ -105,8 +106,12 @@ class SSHAuthority:
         sinks: Sequence[EventSink] = (),
         add_user_principal: str = DEFAULT_ADD_USER_PRINCIPAL,
         add_user_command: str = DEFAULT_ADD_USER_COMMAND,
+        webhooks: ProvisionerWebhooks | None = None,
     ) -> None:
         self.authority_id = authority_id
+        # The provisioners' `options.webhooks` for certType SSH/ALL (shared.webhooks); None: none configured.
+        self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
+            provisioners.webhooks, roots=(), clock=clock)
         self._add_user_principal = add_user_principal
         self._add_user_command = add_user_command
         self._signers = signers
@@ -158,9 +163,15 @@ class SSHAuthority:
         else:
             raise Unauthorized("provisioner does not issue SSH certificates")
         replay = auth.replay
+        hooks = self._webhooks.of(auth.provisioner_name, "SSH") if self._webhooks is not None else ()
+        hook_data: dict[str, Any] = {}
+        if hooks and self._webhooks is not None:  # ENRICHING, before the certificate is shaped
+            hook_data = self._webhooks.enrich_ssh(hooks, auth, key, peeked.claims, body.get("templateData"))
         after, before = resolve_validity(auth, request, now=now, backdate=self._backdate)
         extensions = dict(DEFAULT_USER_EXTENSIONS) if auth.cert_type == USER_CERT else {}
         cert = self._sign(key, auth.cert_type, auth.key_id, auth.principals, after, before, {}, extensions)
+        if hooks and self._webhooks is not None:  # AUTHORIZING, before anything is recorded or returned
+            self._webhooks.authorize_ssh(hooks, auth.provisioner_name, cert, hook_data)
         skey = make_subject_key(auth.key_id, auth.principals)
         endpoint = endpoint_for_sign(
             authority_id=self.authority_id,

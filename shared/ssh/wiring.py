@@ -9,6 +9,7 @@ from shared.keys.registry import KeyManagers
 from shared.ssh.add_user import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL
 from shared.ssh.authority import SSHAuthority
 from shared.ssh.keys import open_ssh_signers, ssh_key_uris
+from shared.webhooks.issuance import provisioner_webhooks
 
 
 def ssh_authority(services: Any) -> SSHAuthority | None:
@@ -38,4 +39,5 @@ def ssh_authority(services: Any) -> SSHAuthority | None:
         sinks=services.sinks,
         add_user_principal=principal,
         add_user_command=command,
+        webhooks=provisioner_webhooks(services.provisioners.webhooks, roots=services.roots, clock=services.clock),
     )

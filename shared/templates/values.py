@@ -113,18 +113,26 @@ def normalize(value: Any, depth: int = 0) -> Any:
     if kind is list or kind is tuple:
         return [normalize(v, depth + 1) for v in value]
     if kind is int:
-        return float(value)
+        return _float(value)
     if isinstance(value, (GoTyped, GoStruct)):
         return value
     if isinstance(value, (bool, str, float)):
         return value
     if isinstance(value, int):
-        return float(value)
+        return _float(value)
     if isinstance(value, dict):
         return normalize(dict(value), depth)
     if isinstance(value, (list, tuple)):
         return normalize(list(value), depth)
     raise TemplateError(f"unsupported data type {type(value).__name__}")
+
+
+def _float(value: int) -> float:
+    """A JSON integer as Go's float64; one beyond its range fails as Go's decoder does (not an OverflowError)."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise TemplateError("data number out of range") from None
 
 
 def type_name(v: Any) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -252,3 +253,13 @@ def common_name_of(name: x509.Name) -> str:
     attrs = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
     value = attrs[0].value if attrs else ""
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def sans_of_names(names: Sequence[x509.GeneralName]) -> SANs:
+    """GeneralNames (e.g. what a template put in a certificate) split by type, for a policy check."""
+    dns = tuple(n.value for n in names if isinstance(n, x509.DNSName))
+    ips = tuple(n.value for n in names if isinstance(n, x509.IPAddress)
+                if isinstance(n.value, ipaddress.IPv4Address | ipaddress.IPv6Address))
+    emails = tuple(n.value for n in names if isinstance(n, x509.RFC822Name))
+    uris = tuple(n.value for n in names if isinstance(n, x509.UniformResourceIdentifier))
+    return SANs(dns=dns, ips=ips, emails=emails, uris=uris, all=(*dns, *map(str, ips), *emails, *uris))

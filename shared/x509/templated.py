@@ -13,6 +13,7 @@ import base64
 import binascii
 import functools
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
 from shared.templates.values import GoStruct, GoTyped
+from shared.x509.authorization_crt import go_x509_certificate
 from shared.x509.profile import encoded
 
 KEY_USAGE_NAMES = {
@@ -144,11 +146,27 @@ def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
             uris.append(text)
         else:
             raise _fail(f"sans: type {san.get('type')!r} is not supported")
+    for name in dns:  # a template (or a webhook's data in it) must not put a malformed name in the certificate
+        if not _dns_syntax(name):
+            raise _fail(f"dnsNames: {name!r} is not a DNS name")
     out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     out += [x509.IPAddress(i) for i in ips]
     out += [x509.RFC822Name(e) for e in emails]
     out += [x509.UniformResourceIdentifier(u) for u in uris]
     return out
+
+
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def _dns_syntax(name: str) -> bool:
+    """RFC 5280's preferred name syntax (letters of either case, digit-only labels allowed), `*.` wildcard."""
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    return all(_DNS_LABEL.fullmatch(label) for label in labels)
 
 
 def _is_ip(text: str) -> bool:
@@ -361,9 +379,11 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
 
 def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
                   csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
-                  user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                  user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+                  authorization_crt: x509.Certificate | None = None) -> dict[str, Any]:
     """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.Insecure.CR`,
-    `.Insecure.User` and the provisioner's templateData as top-level keys (reference 4.2)."""
+    `.Insecure.User`, `.AuthorizationCrt` (X5C) and the provisioner's templateData as top-level
+    keys (reference 4.2); `shared.webhooks` adds `.Webhooks`."""
     data: dict[str, Any] = dict(extra or {})
     data.update({
         "Subject": go_subject(common_name=common_name),
@@ -371,4 +391,6 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
         "Token": dict(token or {}),
         "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": dict(user or {})},
     })
+    if authorization_crt is not None:
+        data["AuthorizationCrt"] = go_x509_certificate(authorization_crt)
     return data

@@ -52,3 +52,28 @@ def test_close_primes_rsa_key_is_bad_csr(client: ACMETestClient, fin: str, ca: T
     _, der = make_csr(["127.0.0.1"], key=close_primes_rsa_key())
     assert "Fermat" in _bad_csr(client, fin, der)
     assert not ca.issued
+
+
+def test_an_unavailable_issuer_leaves_the_order_ready(client: ACMETestClient, fin: str, ca: TestCA,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 503 from issuance (an unreachable webhook) is not a refusal: the order can be finalized again."""
+    from shared.errors import Unavailable
+
+    real = ca.issue
+    calls: list[int] = []
+
+    def unavailable_once(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise Unavailable("webhook gate: unreachable")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ca, "issue", unavailable_once)
+    _, good = make_csr(["127.0.0.1"])
+    r = client.post(fin, {"csr": b64(good)})
+    assert r.status_code == 503, r.data
+    assert r.get_json()["type"] == P + "serverInternal" and r.headers["Retry-After"]
+    r = client.post(fin, {"csr": b64(good)})
+    assert r.status_code == 200, r.data
+    assert r.get_json()["status"] == "valid" and len(ca.issued) == 1
+    ca.issued.clear()
