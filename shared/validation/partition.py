@@ -14,7 +14,9 @@ import re
 
 from shared.decimal_text import parse_decimal
 
-_AUTHORITY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# fullmatch, never match with `$`: `$` also matches before a trailing newline,
+# so `x\n` passed and became the object name `crl/x\n.crl`.
+_AUTHORITY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def shard_for_serial(serial: int, shards: int) -> int:
@@ -32,7 +34,7 @@ def shard_for_serial(serial: int, shards: int) -> int:
 
 def blob_name(authority_id: str, shard: int | None) -> str:
     """The object name a CRL is published under: `crl/<id>.crl` or `crl/<id>/<shard>.crl`."""
-    if not _AUTHORITY_ID.match(authority_id):
+    if not _AUTHORITY_ID.fullmatch(authority_id):
         raise ValueError(f"authority id {authority_id!r} is not usable in a URL")
     if shard is None:
         return f"crl/{authority_id}.crl"
@@ -71,10 +73,10 @@ def parse_blob_path(path: str) -> tuple[str, int | None] | None:
     parts = path.split("/")
     if len(parts) == 1 and parts[0].endswith(".crl"):
         aid = parts[0][:-4]
-        return (aid, None) if _AUTHORITY_ID.match(aid) else None
+        return (aid, None) if _AUTHORITY_ID.fullmatch(aid) else None
     if len(parts) == 2 and parts[1].endswith(".crl"):
         aid = parts[0]
         # ASCII digits only: "²" passed isdigit() and then failed int() (a 500).
         shard = parse_decimal(parts[1][:-4], max_digits=6)
-        return (aid, shard) if _AUTHORITY_ID.match(aid) else None
+        return (aid, shard) if _AUTHORITY_ID.fullmatch(aid) else None
     return None
