@@ -42,6 +42,7 @@ from shared.revocation import Revoker
 from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
+    from shared.intermediate_revocation import RevokedIntermediates
     from shared.runtime import Services
 
 HOSTED_EXTRA = "hosted_authorities"
@@ -213,9 +214,23 @@ def _factory(
             ca_issuers_url=entry.ca_issuers_url or None,
             sinks=services.sinks,
             policy=IssuancePolicies.build(None, provisioners),
+            intermediate_revoked=lambda cert: revoked_intermediates(services).is_revoked(cert),
         )
 
     return build
+
+
+def revoked_intermediates(services: Services) -> RevokedIntermediates:
+    """The roots' ARLs as the further authorities check them before signing (one view per instance)."""
+
+    def build(s: Services) -> RevokedIntermediates:
+        from shared.blobs.open import open_blobs
+        from shared.intermediate_revocation import RevokedIntermediates
+
+        return RevokedIntermediates(blobs=open_blobs(s.settings.blobs), roots=s.roots)
+
+    view: RevokedIntermediates = services.lazy("revoked_intermediates", build)
+    return view
 
 
 def crl_url_for(services: Services, authority_id: str) -> Callable[[int], str] | None:

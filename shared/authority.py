@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from shared.clock import Clock
 from shared.csr_policy import check_csr_against_token
 from shared.endpoints import endpoint_for_sign, endpoint_id_order
-from shared.errors import BadRequest, Forbidden, Unauthorized
+from shared.errors import BadRequest, Forbidden, Unauthorized, Unavailable
 from shared.events.base import (
     CERTIFICATE_ISSUED,
     CERTIFICATE_REKEYED,
@@ -98,10 +98,13 @@ class Authority:
         policy: IssuancePolicies | None = None,
         upstream: UpstreamIssuer | None = None,
         issuer_revoked: Callable[[x509.Certificate], bool] | None = None,
+        intermediate_revoked: Callable[[x509.Certificate], bool] | None = None,
     ) -> None:
         self.authority_id = authority_id
         # Whether the intermediate that signed a certificate is in its root's ARL (shared.rotation).
         self._issuer_revoked = issuer_revoked
+        # Whether a root's ARL lists an intermediate: this one must not sign once it does.
+        self._intermediate_revoked = intermediate_revoked
         self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
         self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
@@ -239,6 +242,7 @@ class Authority:
         user: Mapping[str, Any] | None = None,
     ) -> Issued:
         """Validity, endpoint, claim, sign, record: the tail every fresh issuance shares."""
+        self._refuse_if_signing_revoked()
         window = requested_window(
             not_before=not_before,
             not_after=not_after,
@@ -404,6 +408,7 @@ class Authority:
         now = self._clock.now()
         if self._issuer_revoked is not None and self._issuer_revoked(old):
             raise Unauthorized("the certificate's issuing intermediate has been revoked")
+        self._refuse_if_signing_revoked()
         record = renewable_record(
             old,
             authority_id=self.authority_id,
@@ -442,6 +447,20 @@ class Authority:
             claim=replay,
             group=group,
         )
+
+    def _refuse_if_signing_revoked(self) -> None:
+        """503 before anything is signed, claimed or recorded if a root's ARL lists this intermediate.
+
+        `cirrus ca revoke-intermediate` refuses the generation that issues now, but
+        an ARL published from another machine (or before a rollback) can still name
+        it; a CA must never sign under a revoked intermediate, so issuance stops
+        until the operator activates a successor. A registration authority signs
+        nothing here, so it has nothing to check.
+        """
+        if self._upstream is None and self._intermediate_revoked is not None and self.intermediates \
+                and self._intermediate_revoked(self.intermediates[0]):  # fmt: skip
+            raise Unavailable("the issuing intermediate has been revoked; issuance resumes once its successor "
+                              "is activated")  # fmt: skip
 
     # ---------------------------------------------------------- recording
     def _record(

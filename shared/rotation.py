@@ -234,19 +234,48 @@ class RevokedCheck(Protocol):
     def is_revoked(self, intermediate: x509.Certificate) -> bool: ...
 
 
+def opened_once(revoked: Callable[[], RevokedCheck]) -> Callable[[], RevokedCheck]:
+    """`revoked()` called on first use only (it opens the blob store), then the same view.
+
+    Both checks below share one view per instance, so the ARL is read once per recheck.
+    """
+    opened: list[RevokedCheck] = []
+    lock = threading.Lock()
+
+    def get() -> RevokedCheck:
+        if not opened:
+            with lock:
+                if not opened:
+                    opened.append(revoked())
+        return opened[0]
+
+    return get
+
+
+def intermediate_revoked(view: Callable[[], RevokedCheck]) -> Callable[[x509.Certificate], bool]:
+    """A check for `Authority` before it signs: does a root's ARL list this intermediate?
+
+    Asked on every issuance: the view answers from memory and re-reads the ARL
+    at most every 30 s per instance (`RevokedIntermediates`). `view` is an
+    `opened_once` getter.
+    """
+
+    def check(intermediate: x509.Certificate) -> bool:
+        return view().is_revoked(intermediate)
+
+    return check
+
+
 def issuer_revoked(
-    rotation: IntermediateRotation, revoked: Callable[[], RevokedCheck]
+    rotation: IntermediateRotation, view: Callable[[], RevokedCheck]
 ) -> Callable[[x509.Certificate], bool]:
     """A check for `Authority`: was the certificate signed by a generation the root's ARL lists?
 
-    `revoked` is called on first use (it opens the blob store).
+    `view` is an `opened_once` getter (the blob store is opened on first use).
     """
-    opened: list[RevokedCheck] = []
 
     def check(certificate: x509.Certificate) -> bool:
-        if not opened:
-            opened.append(revoked())
-        arl = opened[0]
+        arl = view()
         if not any(arl.is_revoked(g.certificate) for g in rotation.generations()):
             return False  # the usual case: nothing revoked, no signature to check
         gen = rotation.issuer_of(certificate)

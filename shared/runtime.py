@@ -300,7 +300,13 @@ def _rotating_authority(
     provisioners: Provisioners, store: Store, clock: Clock, sinks: list[EventSink], policy: IssuancePolicies,
 ) -> RotatingIssuer[Authority]:  # fmt: skip
     """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation)."""
-    from shared.rotation import IntermediateRotation, RotatingIssuer, issuer_revoked
+    from shared.rotation import (
+        IntermediateRotation,
+        RotatingIssuer,
+        intermediate_revoked,
+        issuer_revoked,
+        opened_once,
+    )
     from shared.rotation_record import Generation, config_generations, rotation_recheck
 
     def verify(gen: Generation) -> None:
@@ -333,7 +339,9 @@ def _rotating_authority(
 
         return RevokedIntermediates(blobs=open_blobs(settings.blobs), roots=roots)
 
-    revoked_check = issuer_revoked(rotation, revoked)
+    arl_view = opened_once(revoked)
+    revoked_check = issuer_revoked(rotation, arl_view)
+    signing_check = intermediate_revoked(arl_view)
 
     def build(gen: Generation) -> Authority:
         signer = open_signer(gen.key_uri, password_file=settings.password_file)
@@ -354,6 +362,7 @@ def _rotating_authority(
             sinks=sinks,
             policy=policy,
             issuer_revoked=revoked_check,
+            intermediate_revoked=signing_check,
         )
 
     return RotatingIssuer(rotation, build)

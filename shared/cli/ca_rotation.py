@@ -249,6 +249,10 @@ def _revoke(a: argparse.Namespace) -> int:
         raise CeremonyError("--days must be between 1 and 3650")
     blobs_url = a.blobs if a.blobs else _authority(a.dir).blobs
     signer = _keys(a.password_file).signer(a.root_kms)
+    if signer.public_key() != root.public_key():  # the inputs first, then the deployment
+        raise CeremonyError("the root key does not match the root certificate")
+    if a.dir and inter is not None:
+        _refuse_if_issuing(_authority(a.dir), inter)
     try:
         published = revoke_intermediate(root_signer=signer, root=root, intermediate=inter, blobs=open_blobs(blobs_url),
                                         now=SystemClock().now(), reason_code=_REASONS[a.reason],
@@ -260,6 +264,30 @@ def _revoke(a: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_if_issuing(settings: Any, intermediate: x509.Certificate) -> None:
+    """Refuse to revoke an intermediate that signs now (the default's active generation or a further
+    authority's certificate): its authority would stop issuing (503) until a successor is activated.
+
+    Only `--dir` gives the command the deployment to check; with `--blobs` alone the
+    online check (`Authority` refuses to sign under a listed intermediate) is what protects.
+    """
+    from shared.rotation_record import fingerprint
+
+    fp = fingerprint(intermediate)
+    for entry in settings.authorities:  # further authorities have one intermediate each, no rotation
+        if any(fingerprint(c) == fp for c in _read_pem_certs(entry.chain)[:1]):
+            raise CeremonyError(f"authority {entry.name!r} issues with that intermediate: give it a new one "
+                                "in config.json's authorities first, then revoke this one")  # fmt: skip
+    from shared.runtime import build_services
+
+    services = build_services(settings)
+    try:
+        active = services.rotating.rotation.active() if services.rotating is not None else None
+    finally:
+        services.close()
+    if active is not None and active.fingerprint == fp:
+        raise CeremonyError("that intermediate issues now: stage and activate its successor first "
+                            "(`cirrus ca stage-intermediate`, then `cirrus ca activate`), then revoke it")  # fmt: skip
 
 # The ceremony steps' helpers (one clear line per mistake, PEM reading, key managers) live in
 # shared.cli.ca, which imports this module; these reach them at call time.
