@@ -43,6 +43,7 @@ from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
     from shared.intermediate_revocation import RevokedIntermediates
+    from shared.rotation import RevokedCheck
     from shared.runtime import Services
 
 HOSTED_EXTRA = "hosted_authorities"
@@ -220,8 +221,12 @@ def _factory(
     return build
 
 
-def revoked_intermediates(services: Services) -> RevokedIntermediates:
-    """The roots' ARLs as the further authorities check them before signing (one view per instance)."""
+def revoked_intermediates(services: Services) -> RevokedCheck:
+    """The roots' ARLs as the further authorities check them before signing (one view per instance,
+    the default authority's when it has one, so the ARL is read once per recheck)."""
+    rotating = services.rotating
+    if rotating is not None and rotating.revoked_view is not None:
+        return rotating.revoked_view()
 
     def build(s: Services) -> RevokedIntermediates:
         from shared.blobs.open import open_blobs

@@ -190,6 +190,8 @@ class RotatingIssuer(Generic[T]):
         self._built: dict[str, T] = {}
         self._last: T | None = None
         self._lock = threading.Lock()
+        # The roots' ARLs as this instance sees them (`opened_once`): further authorities share it.
+        self.revoked_view: Callable[[], RevokedCheck] | None = None
 
     @property
     def opened(self) -> list[str]:

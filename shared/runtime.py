@@ -365,7 +365,9 @@ def _rotating_authority(
             intermediate_revoked=signing_check,
         )
 
-    return RotatingIssuer(rotation, build)
+    rotating = RotatingIssuer(rotation, build)
+    rotating.revoked_view = arl_view
+    return rotating
 
 
 def _crl_url_function(settings: Settings, crl_id: str | None = None) -> Any:
