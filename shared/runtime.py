@@ -7,6 +7,7 @@ instance builds its `Services` on first use and keeps them for its lifetime.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from cryptography import x509
 from shared.authority import Authority, AuthorityStores
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
-from shared.errors import ConfigError
+from shared.errors import BackendError, ConfigError
 from shared.events.base import EventSink
 from shared.keys.adapter import as_private_key
 from shared.keys.base import Signer
@@ -184,8 +185,19 @@ class Services:
         )
 
     def _ca_certificates(self) -> list[tuple[str, list[x509.Certificate]]]:
-        """Each authority's CA certificates to warn about (the roots with the default authority's)."""
-        found = [(self.settings.authority_id, [*self.intermediates, *self.roots])]
+        """Each authority's CA certificates to warn about (the roots with the default authority's).
+
+        The default authority's are every intermediate generation's chain (shared.rotation): a
+        staged successor that lapses before it is activated strands the rotation, and an old
+        generation still signs CRLs and OCSP answers for its certificates.
+        """
+        own = [*self.intermediates]
+        if self.rotating is not None:
+            try:
+                own.extend(c for gen in self.rotating.rotation.generations() for c in gen.chain if c not in own)
+            except (BackendError, ConfigError) as exc:  # the configured chain is still checked
+                logging.getLogger(__name__).warning("intermediate generations not readable for alerts: %s", exc)
+        found = [(self.settings.authority_id, [*own, *self.roots])]
         if self.settings.authorities:
             from shared.authorities import hosted
 
