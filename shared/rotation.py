@@ -178,6 +178,25 @@ class IntermediateRotation:
         return out
 
 
+def chain_verifier(roots: Sequence[x509.Certificate]) -> Callable[[Generation], None]:
+    """`IntermediateRotation.verify`: a staged chain is used only if it reaches one of `roots`."""
+
+    def verify(gen: Generation) -> None:
+        from shared.ceremony import CeremonyError, verify_chain
+
+        if gen.certificate.issuer == gen.certificate.subject:
+            raise ConfigError("a self-signed certificate is a root, not an intermediate")
+        for root in roots:
+            try:
+                verify_chain(gen.chain[0], gen.chain[1:], root)
+            except CeremonyError:
+                continue
+            return
+        raise ConfigError("the intermediate does not chain to a configured root")
+
+    return verify
+
+
 T = TypeVar("T")
 
 

@@ -129,6 +129,10 @@ class Services:
     def active_intermediates(self) -> list[x509.Certificate]:
         """The chain of the intermediate issuing now (`/intermediates`); no key is opened for it."""
         if self.rotating is None:
+            if self.issuer_link is not None:  # a forwarding function: the bucket copy of the record
+                from shared.validation.rotation_mirror import forwarding_chain
+
+                return forwarding_chain(self)
             return self.intermediates
         return list(self.rotating.rotation.active().chain)
 
@@ -315,24 +319,12 @@ def _rotating_authority(
     from shared.rotation import (
         IntermediateRotation,
         RotatingIssuer,
+        chain_verifier,
         intermediate_revoked,
         issuer_revoked,
         opened_once,
     )
     from shared.rotation_record import Generation, config_generations, rotation_recheck
-
-    def verify(gen: Generation) -> None:
-        from shared.ceremony import CeremonyError, verify_chain
-
-        if gen.certificate.issuer == gen.certificate.subject:
-            raise ConfigError("a self-signed certificate is a root, not an intermediate")
-        for root in roots:
-            try:
-                verify_chain(gen.chain[0], gen.chain[1:], root)
-            except CeremonyError:
-                continue
-            return
-        raise ConfigError("the intermediate does not chain to a configured root")
 
     rotation = IntermediateRotation(
         authority_id=settings.authority_id,
@@ -342,7 +334,7 @@ def _rotating_authority(
         clock_now=clock.now,
         configured=config_generations(settings.raw.get("intermediates"), base_dir=settings.base_dir,
                                       authority_id=settings.authority_id),
-        verify=verify,
+        verify=chain_verifier(roots),
     )
 
     def revoked() -> RevokedIntermediates:

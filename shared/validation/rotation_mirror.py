@@ -19,7 +19,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+
 from shared.blobs.base import BlobStore, PreconditionFailed
+from shared.errors import BackendError, ConfigError
 from shared.rotation_record import COLLECTION
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from shared.runtime import Services
 
 _EXTRA = "rotation_mirror_view"
+_FORWARDING = "rotation_forwarding_view"
 _log = logging.getLogger(__name__)
 
 
@@ -91,6 +95,41 @@ def mirror_rotation_record(services: Services) -> bool:
     return True
 
 
+def forwarding_chain(services: Services) -> list[x509.Certificate]:
+    """`/intermediates` of a function that forwards signing to the issuer function (`issuerURL`).
+
+    Such a function has no key and builds no rotation of its own, so without this it
+    would answer the configured intermediate during and after a rotation. It reads the
+    bucket copy, as the OCSP responder does (and with the same recheck); a copy that
+    cannot be read leaves the configured chain (logged), never a failed request.
+    """
+    view: IntermediateRotation | None = services.extras.get(_FORWARDING)
+    if view is None:
+        from shared.rotation import IntermediateRotation, chain_verifier
+        from shared.rotation_record import Generation, config_generations, rotation_recheck
+        from shared.validation.wiring import blobs
+
+        settings = services.settings
+        base = Generation(chain=tuple(services.intermediates), key_uri="", crl_id=settings.authority_id, base=True)
+        view = services.extras.setdefault(_FORWARDING, IntermediateRotation(
+            authority_id=settings.authority_id, base=base, documents=MirroredRecord(blobs(services)),
+            clock_now=services.clock.now, verify=chain_verifier(services.roots),
+            configured=config_generations(settings.raw.get("intermediates"), base_dir=settings.base_dir,
+                                          authority_id=settings.authority_id),
+            recheck=max(rotation_recheck(settings.raw.get("rotation")), _bucket_recheck(services)),
+        ))  # fmt: skip
+    try:
+        return list(view.active().chain)
+    except (BackendError, ConfigError, OSError) as exc:
+        _log.warning("bucket copy of the rotation record not readable (%s); answering the configured chain", exc)
+        return services.intermediates
+
+
+def _bucket_recheck(services: Services) -> float:
+    """A local folder answers with one stat(); object storage costs a request, so once a minute."""
+    return 5.0 if services.settings.blobs.startswith("file:") else 60.0
+
+
 def mirror_view(services: Services) -> IntermediateRotation | None:
     """The generations as the bucket copy has them (one view per instance; None without rotation)."""
     rotating = services.rotating
@@ -102,8 +141,7 @@ def mirror_view(services: Services) -> IntermediateRotation | None:
         from shared.validation.wiring import blobs
 
         own = rotating.rotation
-        # A local folder answers with one stat(); object storage costs a request, so once a minute.
-        recheck = 5.0 if services.settings.blobs.startswith("file:") else 60.0
+        recheck = _bucket_recheck(services)
         view = services.extras.setdefault(_EXTRA, IntermediateRotation(
             authority_id=own.authority_id, base=own.base, documents=MirroredRecord(blobs(services)),
             clock_now=own.clock_now, configured=own.configured, verify=own.verify, recheck=recheck,

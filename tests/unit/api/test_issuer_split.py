@@ -93,3 +93,29 @@ def test_issuer_unreachable_is_503(authority_dir: Path) -> None:
     r = api.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(authority_dir, "down.example.com")})
     assert r.status_code == 503 and r.get_json()["status"] == 503 and "Traceback" not in r.text
     public.close()
+
+
+def test_intermediates_of_a_forwarding_function_follow_the_active_generation(
+    split, authority_dir: Path, tmp_path: Path
+) -> None:
+    """The public function has no rotation of its own: it reads the bucket copy, as OCSP does."""
+    from shared.cli import main as cirrus_main
+    from tests.e2e.test_rotation import new_intermediate
+
+    public, api = split
+    base = (authority_dir / "certs" / "intermediate_ca.crt").read_text()
+    assert api.get("/intermediates").get_json()["crts"] == [base]
+    new_crt, new_uri = new_intermediate(authority_dir, tmp_path, "Gen2")
+    assert cirrus_main(["ca", "stage-intermediate", "--dir", str(authority_dir), "--cert", str(new_crt),
+                        "--kms", new_uri]) == 0  # fmt: skip
+    assert cirrus_main(["ca", "activate", "--dir", str(authority_dir), "--cert", str(new_crt)]) == 0
+    view = public.extras.get("rotation_forwarding_view")
+    if view is not None:
+        view.recheck = 0  # the next read, not the next 5 s
+    assert api.get("/intermediates").get_json()["crts"] == [new_crt.read_text()]
+    assert api.get("/intermediates.pem").get_data(as_text=True) == new_crt.read_text()
+    # And the issuer's answers name the same intermediate.
+    csr, _ = make_csr("gen2.example.com")
+    r = api.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(authority_dir, "gen2.example.com")})
+    assert r.status_code == 201, r.text
+    assert r.get_json()["ca"] == new_crt.read_text()
