@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
 
-from shared.dashboard import inventory_pages, oidc, pages, session, usage_page
+from shared.dashboard import authority_page, inventory_pages, oidc, pages, session, usage_page
 from shared.dashboard.html import BASE, STYLESHEET, e, page, redirect, respond, url
 from shared.revocation import ALLOWED_REASONS
 
@@ -100,7 +100,7 @@ def dashboard(request: Request, s: Services, tail: str) -> Response:
     if path.startswith("/certificates/") and _ID.fullmatch(path[len("/certificates/"):]):
         return pages.certificate(s, path[len("/certificates/"):], sess.csrf)
     if path == "/authorities":
-        return pages.authorities(s, sess.csrf)
+        return authority_page.authorities(s, sess.csrf)
     if path == "/provisioners":
         return pages.provisioners(s, query, sess.csrf)
     if path == "/events":

@@ -126,3 +126,32 @@ def list_by_expiry(
     if len(rows) > limit and page:
         return page, (page[-1][0], page[-1][1])
     return page, None
+
+
+def list_by_expiry_across(
+    store: ExpiringCertificates,
+    *,
+    authority_ids: Sequence[str],
+    start: dt.datetime,
+    after_serial: str = "",
+    limit: int = PAGE_SIZE,
+) -> tuple[list[tuple[dt.datetime, str, str, str]], tuple[dt.datetime, str] | None]:
+    """`list_by_expiry` over several authorities, merged by `(not_after, serial)`: every authority of
+    the deployment on one list with one cursor.
+
+    Each authority's range query reads at most one page past the cursor, so a page costs
+    one bounded query per authority (a deployment has a handful). Returns
+    `(not_after, serial, endpoint_id, authority_id)` rows and the next cursor (None at the end).
+    """
+    merged: list[tuple[dt.datetime, str, str, str]] = []
+    more = False
+    for authority_id in dict.fromkeys(authority_ids):
+        rows, cursor = list_by_expiry(store, authority_id=authority_id, start=start, after_serial=after_serial,
+                                      limit=limit)  # fmt: skip
+        merged.extend((*row, authority_id) for row in rows)
+        more = more or cursor is not None
+    merged.sort(key=lambda r: (r[0], r[1]))
+    page = merged[:limit]
+    if (more or len(merged) > limit) and page:
+        return page, (page[-1][0], page[-1][1])
+    return page, None

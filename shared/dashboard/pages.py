@@ -7,13 +7,10 @@ does sign-in, CSRF and routing. Every value shown goes through `html.e`.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from werkzeug.wrappers import Response
 
 from shared.dashboard import listing
@@ -25,6 +22,7 @@ from shared.revocation import ALLOWED_REASONS
 from shared.x509.serials import parse_serial
 
 if TYPE_CHECKING:
+    from shared.revocation import Revoker
     from shared.runtime import Services
 
 REASONS = {0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged", 4: "superseded",
@@ -180,6 +178,27 @@ def _record(s: Services, serial: str) -> CertificateRecord | None:
         return None
 
 
+def _authority_ids(s: Services) -> list[str]:
+    """Every authority whose certificates the deployment records: its own, its further issuing
+    authorities (`authorities`), and the linked ones that report here."""
+    from shared.linked.registry import linked_authority_ids
+
+    return [s.settings.authority_id, *(a.authority_id for a in s.settings.authorities),
+            *linked_authority_ids(s.store)]  # fmt: skip
+
+
+def _issuing_revoker(s: Services, record: CertificateRecord) -> Revoker | None:
+    """The `Revoker` of the hosted authority that issued `record` (None: a linked authority's)."""
+    if record.authority_id == s.settings.authority_id:
+        return s.revoker
+    if not s.settings.authorities:
+        return None
+    from shared.authorities import hosted
+
+    found = hosted(s).by_id(record.authority_id)
+    return found.revoker if found is not None else None
+
+
 def certificates(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     """Current certificates by expiry (soonest first), keyset paged, with a serial lookup; `?format=csv`."""
     serial = _text(query, "serial", 100)
@@ -190,23 +209,24 @@ def certificates(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     now = s.clock.now()
     after = _text(query, "after", 300)
     start, after_serial = _expiry_cursor(after, now)
-    rows, cursor = listing.list_by_expiry(
-        s.store, authority_id=s.settings.authority_id, start=start, after_serial=after_serial,  # type: ignore[arg-type]
+    rows, cursor = listing.list_by_expiry_across(
+        s.store, authority_ids=_authority_ids(s), start=start, after_serial=after_serial,  # type: ignore[arg-type]
     )
     statuses = ["revoked" if s.store.get_revocation(r[1]) is not None else "active" for r in rows]
     if query.get("format") == "csv":
-        return csv_response("certificates.csv", ["serial", "endpoint_id", "not_after", "status"],
-                            ([r[1], r[2], _ts(r[0]), st] for r, st in zip(rows, statuses, strict=True)))
+        return csv_response("certificates.csv", ["serial", "endpoint_id", "not_after", "status", "authority_id"],
+                            ([r[1], r[2], _ts(r[0]), st, r[3]] for r, st in zip(rows, statuses, strict=True)))
     body = (
         f'<form method="get" action="{url("/certificates")}" role="search"><label for="serial">Serial number</label>'
         f'<input id="serial" name="serial" value="{e(serial)}"><button type="submit">Find</button></form>'
     )
     if serial:
         body += f'<p class="error" role="alert">No certificate with serial {e(serial)}.</p>'
-    body += table("Current certificates, soonest expiry first", ["Serial", "Endpoint", "Expires", "Status"], [
+    body += table("Current certificates, soonest expiry first", ["Serial", "Endpoint", "Expires", "Status",
+                                                                  "Authority"], [
         [f'<a href="{url("/certificates/" + r[1])}">{e(r[1])}</a>',
          f'<a href="{url("/endpoints/" + r[2])}">{e(r[2])}</a>',
-         e(_ts(r[0])), _status(st)] for r, st in zip(rows, statuses, strict=True)])
+         e(_ts(r[0])), _status(st), e(r[3])] for r, st in zip(rows, statuses, strict=True)])
     if cursor is not None:
         nxt = url("/certificates", after=f"{cursor[0].isoformat()},{cursor[1]}")
         body += f'<p><a rel="next" href="{nxt}">Next page</a></p>'
@@ -232,12 +252,12 @@ def certificate(s: Services, serial: str, csrf: str, *, message: str = "") -> Re
     if revocation is not None:
         body += (f"<dt>Revoked</dt><dd>{e(_ts(revocation.revoked_at))}, reason "
                  f"{e(REASONS.get(revocation.reason_code, revocation.reason_code))}</dd>")
-    sent = linked_revoke.delivery(s.store, record.serial) if record.authority_id != s.settings.authority_id else None
+    own = _issuing_revoker(s, record) is not None
+    sent = linked_revoke.delivery(s.store, record.serial) if not own else None
     if sent is not None:
         body += f'<dt>Delivered to linked authority {e(sent.get("link", ""))}</dt><dd id="linked-delivery">'
         body += _delivery_text(sent) + "</dd>"
     body += "</dl>"
-    own = record.authority_id == s.settings.authority_id
     if revocation is None and (own or linked_revoke.revocable_link(s.store, record) is not None):
         codes = [c for c in sorted(ALLOWED_REASONS) if c in REASONS]
         options = "".join(f'<option value="{c}">{e(REASONS[c])}</option>' for c in codes)
@@ -272,7 +292,8 @@ def revoke(s: Services, serial: str, reason: int, subject: str, csrf: str) -> Re
     record = _record(s, serial)
     if record is None:
         return page("Certificate not found", "<p>No such certificate.</p>", csrf=csrf, status=404)
-    if record.authority_id != s.settings.authority_id:  # a linked authority's: recorded here, delivered there
+    revoker = _issuing_revoker(s, record)  # the authority that issued it (shared.authorities)
+    if revoker is None:  # a linked authority's: recorded here, delivered there
         try:
             sent = linked_revoke.LinkedRevoker(store=s.store, clock=s.clock, sinks=s.sinks).revoke(  # type: ignore[arg-type]
                 record, reason_code=reason, reason=f"dashboard: {subject}"[:256])
@@ -283,7 +304,7 @@ def revoke(s: Services, serial: str, reason: int, subject: str, csrf: str) -> Re
             "the linked authority revoked it." if sent.get("state") == "delivered"
             else "delivery to the linked authority failed and will be retried."))  # fmt: skip
     try:
-        s.revoker.revoke(record.serial, reason_code=reason, reason=f"dashboard: {subject}"[:256],
+        revoker.revoke(record.serial, reason_code=reason, reason=f"dashboard: {subject}"[:256],
                          provisioner_id="", mtls=False)
     except CAError as exc:
         return page("Revocation refused", f'<p class="error" role="alert">{e(exc)}</p>', csrf=csrf, status=exc.status)
@@ -306,36 +327,6 @@ def _delivery_text(sent: Mapping[str, Any]) -> str:
     if state == "dead":
         return f'{_status("failed")} after {tries} attempts, no more retries{error}'
     return f'{_status("failed" if tries else "pending")} after {tries} attempts, retried by the sweep{error}'
-
-
-def _cert_rows(certs: list[x509.Certificate]) -> list[list[str]]:
-    return [[e(c.subject.rfc4514_string()), e(_ts(c.not_valid_before_utc)), e(_ts(c.not_valid_after_utc)),
-             e(hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest())] for c in certs]
-
-
-def authorities(s: Services, csrf: str) -> Response:
-    """The root(s), intermediates, and the CRL/OCSP configuration with the last publication."""
-    headers = ["Subject", "Not before", "Not after", "SHA-256 fingerprint"]
-    crl = s.settings.crl
-    last = ""
-    recent = s.store.list_events(since=s.clock.now() - 2 * crl.publish_interval, limit=1000)
-    published = [ev for ev in recent if ev.type.endswith("crl.published")]
-    if published:
-        last = _ts(published[-1].time)
-    responder = "delegated responder key" if s.settings.ocsp.responder_key else "the issuing CA key"
-    body = (
-        table("Root certificates", headers, _cert_rows(s.roots))
-        + table("Intermediate certificates", headers, _cert_rows(s.intermediates))
-        + "<h2>Revocation status</h2><dl>"
-        f"<dt>CRL</dt><dd>{'enabled' if crl.enabled else 'disabled'}; published every {e(crl.publish_interval)}, "
-        f"{e(crl.shards) if crl.shards else 'one'} shard(s); "
-        f"last published {e(last or 'not in the recent event log')}</dd>"
-        f"<dt>CRL URL</dt><dd>{e(crl.base_url or 'not set')}</dd>"
-        f"<dt>OCSP URL</dt><dd>{e(crl.ocsp_url or 'not set')}</dd>"
-        f"<dt>OCSP responder</dt><dd>{responder}</dd>"
-        f"<dt>Publish on revoke</dt><dd>{'yes' if crl.publish_on_revoke else 'no'}</dd></dl>"
-    )
-    return page("Authorities", body, csrf=csrf)
 
 
 def provisioners(s: Services, query: Mapping[str, str], csrf: str) -> Response:
