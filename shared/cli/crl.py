@@ -93,6 +93,11 @@ def _rotate_responder(services: Services, factory: Any) -> None:
     # One delegated responder certificate per staged intermediate generation (shared.rotation).
     for extra in services.lazy(lazy_name(services, "ocsp_generation_rotators"), generation_responder_rotators):
         extra.ensure()
+    from shared.validation.wiring import further_responder_rotators
+
+    # And one per further issuing authority (`authorities`), for the same responder key.
+    for further in services.lazy("ocsp_further_rotators", further_responder_rotators):
+        further.ensure()
 
 
 def _crl_failed(services: Services, authority_id: str | None, exc: Exception) -> None:

@@ -86,20 +86,25 @@ def _default(s: Services) -> _Shown:
             _log.warning("dashboard: intermediate generations not readable: %s", exc)
     if not generations and chain:
         generations = [("active", None, chain[0], settings.authority_id)]
-    if settings.ocsp.responder_key:
-        responder = "delegated responder certificate"
-        from shared.validation.responder_cert import load_responder_certificate
-
-        try:
-            stored = load_responder_certificate(s.store, settings.authority_id)  # type: ignore[arg-type]
-        except BackendError:
-            stored = None
-        cert = stored[0] if stored is not None else None
-        responder += f", valid until {_ts(cert.not_valid_after_utc)}" if cert is not None else ", not issued yet"
-    else:
-        responder = "the issuing CA key"
     return _Shown(name="default", authority_id=settings.authority_id, prefix="", chain=chain,
-                  generations=generations, ocsp_url=settings.crl.ocsp_url, responder=responder)  # fmt: skip
+                  generations=generations, ocsp_url=settings.crl.ocsp_url,
+                  responder=_responder(s, settings.authority_id))  # fmt: skip
+
+
+def _responder(s: Services, authority_id: str) -> str:
+    """What signs an authority's OCSP answers: its delegated responder certificate (with `ocsp.responderKey`,
+    one per authority, renewed at CRL publication) or its CA key."""
+    if not s.settings.ocsp.responder_key:
+        return "the issuing CA key"
+    from shared.validation.responder_cert import load_responder_certificate
+
+    try:
+        stored = load_responder_certificate(s.store, authority_id)  # type: ignore[arg-type]
+    except BackendError:
+        stored = None
+    cert = stored[0] if stored is not None else None
+    when = f"valid until {_ts(cert.not_valid_after_utc)}" if cert is not None else "not issued yet"
+    return f"delegated responder certificate, {when}"
 
 
 def _further(s: Services) -> list[_Shown]:
@@ -110,7 +115,7 @@ def _further(s: Services) -> list[_Shown]:
     return [
         _Shown(name=h.name, authority_id=h.authority_id, prefix=h.prefix, chain=h.intermediates,
                generations=[("active", None, h.certificate, h.authority_id)],
-               ocsp_url=h.settings.ocsp_url or s.settings.crl.ocsp_url, responder="its issuing CA key")
+               ocsp_url=h.settings.ocsp_url or s.settings.crl.ocsp_url, responder=_responder(s, h.authority_id))
         for h in hosted(s).others
     ]  # fmt: skip
 

@@ -106,7 +106,7 @@ def _holds_ca_key(services: Services) -> bool:
 
 def _further(services: Services) -> tuple[HostedAuthority, ...]:
     """The deployment's further issuing authorities (`authorities`; shared.authorities): each
-    gets its own CRL and OCSP identity, signed with its own key (no delegated responder)."""
+    gets its own CRL and OCSP identity, signed with its own key or its delegated responder."""
     if not services.settings.authorities:
         return ()
     from shared.authorities import hosted
@@ -120,22 +120,54 @@ def _further_signer(services: Services, authority: HostedAuthority) -> Signer:
     return open_signer(authority.settings.key, password_file=services.settings.password_file)
 
 
-def _further_ocsp(services: Services) -> list[OCSPAuthority]:
-    """The further authorities this instance can sign OCSP answers for (their own CA keys).
+def _further_ocsp(services: Services, responder_signer: Signer | None = None) -> list[OCSPAuthority]:
+    """The further authorities this instance answers OCSP for.
 
-    One whose key cannot be opened here (an `ocsp` function without a role on it) is left
+    With `ocsp.responderKey` each further authority has its own delegated responder
+    certificate for that one key (issued by its CA, OCSP-05, as the default authority's and
+    each intermediate generation's are), read from the bucket copy; its CA key, where this
+    instance can open it, is the fallback. Without a responder key its CA key signs, and
+    one whose key cannot be opened here (an `ocsp` function without a role on it) is left
     out, so its certificates get `unauthorized` rather than the whole responder failing.
     """
     answered = []
     for h in _further(services):
+        signer: Signer | None
         try:
             signer = _further_signer(services, h)
         except (ConfigError, BackendError) as exc:
-            _log.warning("OCSP: no answers for authority %s: its key is not usable here (%s)", h.name, exc)
-            continue
+            if responder_signer is None:
+                _log.warning("OCSP: no answers for authority %s: its key is not usable here (%s)", h.name, exc)
+                continue
+            signer = None  # the delegated responder answers; no CA-key fallback here
+        delegated = None
+        if responder_signer is not None:
+            delegated = DelegatedResponder(
+                documents=BlobDocuments(blobs=blobs(services)), clock=services.clock, authority_id=h.authority_id,
+                ca_certificate=h.certificate, responder_key=responder_signer.public_key(),
+            )  # fmt: skip
         answered.append(OCSPAuthority(authority_id=h.authority_id, certificate=h.certificate, signer=signer,
-                                      shards=services.settings.crl.shards))  # fmt: skip
+                                      shards=services.settings.crl.shards, responder_signer=responder_signer,
+                                      responder_certificates=delegated))  # fmt: skip
     return answered
+
+
+def further_responder_rotators(services: Services) -> list[ResponderRotator]:
+    """Rotators of the further authorities' delegated OCSP certificates (empty without a responder key).
+
+    Run where CRLs are published (that path holds the further authorities' keys: it signs their CRLs).
+    """
+    signer = _responder_signer(services)
+    if signer is None:
+        return []
+    return [
+        ResponderRotator(
+            documents=services.store, clock=services.clock, authority_id=h.authority_id,
+            issuer=h.authority().issuer, responder_key=signer.public_key(),
+            lifetime=services.settings.ocsp.responder_lifetime, mirror=blobs(services),
+        )
+        for h in _further(services)
+    ]  # fmt: skip
 
 
 def crl_publisher(services: Services) -> CRLPublisher:
@@ -222,7 +254,7 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
                 responder_certificates=delegated,
             ),
             *ocsp_authorities(services, settings.crl.shards, responder_signer),  # staged generations
-            *_further_ocsp(services),  # further issuing authorities
+            *_further_ocsp(services, responder_signer),  # further issuing authorities
         ],
         crls=PublishedCRLs(blobs=published, clock=services.clock, recheck=recheck),
         issued=GenerationSerials(

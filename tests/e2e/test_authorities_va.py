@@ -116,13 +116,62 @@ def test_cirrus_crl_show_for_each_authority(deployment: Deployment) -> None:
     assert run.returncode != 0 and len(lines) == 1 and "no authority 'nobody'" in lines[0], run.stderr
 
 
-def test_ocsp_without_one_authoritys_key_still_answers_for_the_others(deployment: Deployment) -> None:
+def _ask_ocsp(api: Client, leaf: x509.Certificate, issuer: x509.Certificate) -> Any:
     from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+
+    request = ocsp.OCSPRequestBuilder().add_certificate(leaf, issuer, hashes.SHA1()).build()
+    answer = api.post("/ocsp", data=request.public_bytes(serialization.Encoding.DER),
+                      headers={"Content-Type": "application/ocsp-request"})  # fmt: skip
+    assert answer.status_code == 200, answer.data
+    return ocsp.load_der_ocsp_response(answer.data)
+
+
+def test_ocsp_without_one_authoritys_key_answers_through_its_delegated_responder(deployment: Deployment) -> None:
+    """Each further authority has its own delegated responder certificate for the one responder key
+    (`cirrus init` configures `ocsp.responderKey`): an `ocsp` instance without the CA key still answers."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509 import ocsp
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    from shared.cli.crl import run_publish
+
+    dep = deployment
+    leaves = {a: sign_and_key(dep, f"{a}-admin", f"{a}.example.com")[0] for a in ("teams", "deep")}
+    run_publish(dep.services)  # holds every CA key: issues each authority's delegated certificate
+    (dep.dir / "secrets" / "deep_key").unlink()  # an `ocsp` instance with no role on deep's key
+    services = build_services(Settings.load(dep.dir / "config.json"))
+    try:
+        api = Client(CirrusApp(services, mounts=default_mounts(services)))
+        for authority in ("teams", "deep"):
+            ca = crt_of(dep.issuers[authority])
+            response = _ask_ocsp(api, leaves[authority], ca)
+            assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL, authority
+            assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
+            (responder,) = response.certificates  # the delegated certificate, issued by this authority's CA
+            responder.verify_directly_issued_by(ca)
+            eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
+            assert responder.public_key() != ca.public_key()
+            public = responder.public_key()
+            assert isinstance(public, ec.EllipticCurvePublicKey)
+            public.verify(response.signature, response.tbs_response_bytes,
+                          ec.ECDSA(response.signature_hash_algorithm))  # type: ignore[arg-type]  # fmt: skip
+    finally:
+        services.close()
+
+
+def test_ocsp_without_a_responder_key_or_one_authoritys_key_still_answers_for_the_others(
+    deployment: Deployment,
+) -> None:
     from cryptography.x509 import ocsp
 
     from shared.cli.crl import run_publish
 
     dep = deployment
+    config = json.loads((dep.dir / "config.json").read_text())
+    config.pop("ocsp", None)  # no delegated responders: each CA key signs its own answers
+    (dep.dir / "config.json").write_text(json.dumps(config))
     leaves = {a: sign_and_key(dep, f"{a}-admin", f"{a}.example.com")[0] for a in ("teams", "deep")}
     run_publish(dep.services)
     (dep.dir / "secrets" / "deep_key").unlink()  # an `ocsp` instance with no role on deep's key
@@ -131,15 +180,11 @@ def test_ocsp_without_one_authoritys_key_still_answers_for_the_others(deployment
         api = Client(CirrusApp(services, mounts=default_mounts(services)))
         for authority, expected in (("teams", ocsp.OCSPResponseStatus.SUCCESSFUL),
                                     ("deep", ocsp.OCSPResponseStatus.UNAUTHORIZED)):  # fmt: skip
-            request = ocsp.OCSPRequestBuilder().add_certificate(
-                leaves[authority], crt_of(dep.issuers[authority]), hashes.SHA1()).build()  # fmt: skip
-            answer = api.post("/ocsp", data=request.public_bytes(serialization.Encoding.DER),
-                              headers={"Content-Type": "application/ocsp-request"})  # fmt: skip
-            assert answer.status_code == 200, answer.data
-            response = ocsp.load_der_ocsp_response(answer.data)
+            response = _ask_ocsp(api, leaves[authority], crt_of(dep.issuers[authority]))
             assert response.response_status == expected, authority
             if expected == ocsp.OCSPResponseStatus.SUCCESSFUL:
                 assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
+                assert response.certificates == []  # signed by the CA itself
     finally:
         services.close()
 
