@@ -54,6 +54,7 @@ ROLE_NEEDS = {
     ("acme", "roles/storage.objectViewer"): "shared/api/mounts.py: def crl",
     ("ocsp", "roles/storage.objectViewer"): "shared/blobs/gcs.py: def read",
     ("dashboard", "roles/storage.objectViewer"): "shared/dashboard/authority_page.py: read_arl",
+    ("issuer", "roles/storage.objectViewer"): "shared/intermediate_revocation.py: def read_arl",
     ("crl_publish", "roles/storage.objectUser"): "shared/blobs/gcs.py: if_generation_match",
 }
 EXPECTED_KEY_GRANTS = {
@@ -71,6 +72,7 @@ EXPECTED_BUCKET_GRANTS = {
     ("ca_api", "roles/storage.objectViewer"),
     ("acme", "roles/storage.objectViewer"),
     ("ocsp", "roles/storage.objectViewer"),
+    ("issuer", "roles/storage.objectViewer"),
     ("dashboard", "roles/storage.objectViewer"),
     ("crl_publish", "roles/storage.objectUser"),
 }

@@ -5,7 +5,8 @@
 #   ca_api       datastore.user               invoke issuer; publish events; objectViewer on the CRL bucket (serves /crl)
 #   acme         datastore.user               invoke issuer; publish events; objectViewer on the CRL bucket (serves /crl)
 #   ocsp         -                            signerVerifier on the OCSP responder key; objectViewer on the CRL bucket
-#   issuer       datastore.user               signerVerifier on the intermediate key; publish events
+#   issuer       datastore.user               signerVerifier on the intermediate key; publish events; objectViewer on the
+#                                             CRL bucket (the roots' ARLs: never sign or renew under a revoked intermediate)
 #   dashboard    datastore.user               publish events (reads everything; writes revocations, sign-in tokens);
 #                                             objectViewer on the CRL bucket (CRL and ARL status on the authorities page)
 #   crl_publish  datastore.user               signerVerifier on the CRL-signing (intermediate) key; publicKeyViewer on the
@@ -147,14 +148,16 @@ locals {
   }
 
   # ca_api and acme serve /crl (shared/api/mounts.py) from the bucket; ocsp
-  # reads the CRLs, the serial index and its certificate; the dashboard reads
-  # the CRLs and the roots' ARLs for its authorities page; crl_publish reads and
+  # reads the CRLs, the serial index and its certificate; issuer reads the
+  # roots' ARLs before it signs; the dashboard reads the CRLs and the ARLs for
+  # its authorities page; crl_publish reads and
   # overwrites (an overwrite needs objects.delete) what it publishes:
   # objectUser, which unlike objectAdmin cannot change object ACLs or IAM.
   crl_bucket_roles = {
     ca_api      = "roles/storage.objectViewer"
     acme        = "roles/storage.objectViewer"
     ocsp        = "roles/storage.objectViewer"
+    issuer      = "roles/storage.objectViewer"
     dashboard   = "roles/storage.objectViewer"
     crl_publish = "roles/storage.objectUser"
   }
