@@ -144,3 +144,28 @@ def test_a_further_authority_stops_signing_under_its_revoked_intermediate(
         assert r.status_code == 201, r.text
     finally:
         services.close()
+
+
+def test_acme_finalize_under_a_revoked_intermediate_is_unavailable_not_a_refusal(authority_dir: Path) -> None:
+    """A 503 (not a 4xx) so the ACME order returns to `ready` and can be finalized after the switch."""
+    from cryptography import x509
+
+    from shared.acme.identifiers import Identifier
+    from shared.api.acme_mount import build_acme
+    from shared.errors import Unavailable
+
+    secrets = authority_dir / "secrets"
+    blobs = Settings.load(authority_dir / "config.json").blobs
+    assert cirrus_main(_revoke_args(secrets / "root_ca_key", authority_dir / "certs" / "root_ca.crt",
+                                    authority_dir / "certs" / "intermediate_ca.crt", secrets / "password",
+                                    ["--blobs", blobs])) == 0  # fmt: skip
+    services = build_services(Settings.load(authority_dir / "config.json"))
+    try:
+        server = services.lazy("acme", build_acme)
+        csr = x509.load_pem_x509_csr(make_csr("acme.example.com", ["acme.example.com"])[0].encode())
+        with pytest.raises(Unavailable, match="issuing intermediate has been revoked"):
+            server._svc.finalizer.issue(csr, [Identifier("dns", "acme.example.com")], provisioner="acme",
+                                        account_id="acct", replaces=None, not_before=None, not_after=None)  # fmt: skip
+        assert _nothing_recorded(services) == (0, 0)
+    finally:
+        services.close()
