@@ -13,7 +13,7 @@ from shared.acme.ratelimit import check_new_account, client_address
 from shared.acme.repo import ACCOUNT_KEYS, ACCOUNTS, ORDERS, new_id, ts
 
 _MAX_CONTACTS = 10
-_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z")
 
 
 def check_contacts(value: Any) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from shared.acme.problems import ACMEProblem
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
 
 @dataclass(frozen=True, slots=True, order=True)

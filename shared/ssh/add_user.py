@@ -18,7 +18,7 @@ from shared.ssh.certificate import USER_CERT, SSHCertificate
 
 DEFAULT_ADD_USER_PRINCIPAL = "provisioner"
 DEFAULT_ADD_USER_COMMAND = "sudo useradd -m <principal>; nc -q0 localhost 22"
-_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\Z")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
-_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+_EMAIL_LOCAL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}\Z")
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
