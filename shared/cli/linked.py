@@ -1,10 +1,11 @@
 """`cirrus linked add|report|revoke-token`: register a linked authority; report certificates to a central
-Cirrus; issue the token a central Cirrus revokes with."""
+Cirrus; issue, list and withdraw the tokens a central Cirrus revokes with."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,11 @@ from shared.cli.errors import CLIError
 from shared.cli.files import load_chain, read
 from shared.cli.folder import load_settings
 from shared.clock import SystemClock
-from shared.errors import BackendError
+from shared.errors import BackendError, Conflict, NotFound
 from shared.linked.client import batches, issued_item, post_report, revoked_item
 from shared.linked.registry import LinkError
 from shared.linked.registry import register as register_link
-from shared.linked.revoke_tokens import issue_revoke_token
+from shared.linked.revoke_tokens import issue_revoke_token, list_revoke_tokens, withdraw_revoke_token
 from shared.store.open import open_store
 
 #: Files `cirrus linked report DIR` reads in a folder (others are skipped).
@@ -43,8 +44,13 @@ def register(sub: Any) -> None:
                     help="file holding the token it accepts there (a linked Cirrus: `cirrus linked revoke-token`)")
     ap.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
     ap.set_defaults(func=cmd_add)
-    tp = lsub.add_parser("revoke-token", help="at a linked Cirrus: print a token a central Cirrus revokes with")
+    tp = lsub.add_parser("revoke-token", help="at a linked Cirrus: print a token a central Cirrus revokes with "
+                                              "(or list them, or withdraw one)")  # fmt: skip
     tp.add_argument("--label", default="central", help="who holds it (kept with its hash)")
+    what = tp.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="list the tokens issued here (id, label, created, withdrawn)")
+    what.add_argument("--withdraw", metavar="ID", help="withdraw the token with this id (rvk-...): refused from now on")
+    tp.add_argument("--json", action="store_true", help="with --list or --withdraw: print JSON")
     tp.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
     tp.set_defaults(func=cmd_revoke_token)
     rp = lsub.add_parser("report", help="report certificates from files or folders to a central Cirrus")
@@ -87,7 +93,21 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     clock = SystemClock()
     store = open_store(settings.store, clock=clock)
     try:
-        print(issue_revoke_token(store, label=args.label, now=clock.now()))
+        if args.list:
+            tokens = list_revoke_tokens(store)
+            if args.json:
+                print(json.dumps([t.as_json() for t in tokens], indent=2))
+            for t in tokens if not args.json else ():
+                state = f"withdrawn {t.withdrawn_at}" if t.withdrawn_at else "active"
+                print(f"{t.id}  {state:<40} created {t.created_at}  label={t.label!r}")
+        elif args.withdraw is not None:
+            try:
+                token = withdraw_revoke_token(store, args.withdraw, now=clock.now())
+            except (NotFound, Conflict) as exc:
+                raise CLIError(str(exc)) from None
+            print(json.dumps(token.as_json()) if args.json else f"{token.id} withdrawn {token.withdrawn_at}")
+        else:
+            print(issue_revoke_token(store, label=args.label, now=clock.now()))
     finally:
         store.close()
     return 0
