@@ -90,6 +90,7 @@ _BY_TYPE: dict[str, tuple[str, ...]] = {
     "crl.failed": ("authorityId", "error"),
     "authority.expiring": ("subject",),
     "endpoint.created": ("name",),
+    "certificate.revoked": ("revokeToken",),  # at a linked Cirrus: the central asked, with this token
 }
 #: Lists are cut to this many items in a line (the JSON form has them all).
 _LIST_ITEMS = 5

@@ -120,3 +120,19 @@ def test_tail_summarises_inventory_provisioner_and_linked_events(
     names = ",".join(p.ref.name for p in sorted(services.provisioners, key=lambda p: p.ref.id))
     assert f"added=[{names}]" in lines["provisioner.changed"]
     assert "serial=1234 endpointId=ep-1 reasonCode=1 linkedAuthority=edge" in lines["certificate.revoked"]
+
+
+def test_tail_names_the_revoke_token_a_central_revoked_with(
+    api: Client, services: Services, authority_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At a linked Cirrus, a revocation the central delivered shows which revoke token it came with."""
+    from shared.linked.revoke_tokens import issue_revoke_token
+
+    serial = _issue(api, authority_dir, "edge.example.com")
+    token = issue_revoke_token(services.store, label="central", now=services.clock.now())
+    r = api.post("/1.0/revoke", json={"serial": serial, "reasonCode": 4, "passive": True},
+                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert cirrus(["events", "tail", "--dir", str(authority_dir), "--type", "certificate.revoked"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert f"serial={serial}" in line and "reasonCode=4" in line and f"revokeToken={token.split('.')[0]}" in line
