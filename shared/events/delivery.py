@@ -121,7 +121,8 @@ class TrackedSink:
         deferred: list[Event] = deferred_of(events) if deferred_of is not None else []
         if deferred:
             self._keep(deferred, attempts=0, due=self.clock.now())
-            events = [e for e in events if e not in deferred]
+            later = {e.id for e in deferred}
+            events = [e for e in events if e.id not in later]
             if not events:
                 return
         if self.monotonic() < self._paused_until:
