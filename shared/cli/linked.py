@@ -1,5 +1,6 @@
-"""`cirrus linked add|report|revoke-token`: register a linked authority; report certificates to a central
-Cirrus; issue, list and withdraw the tokens a central Cirrus revokes with."""
+"""`cirrus linked add|set-revoke|report|revoke-token`: register a linked authority and change its revoke
+endpoint; report certificates to a central Cirrus; issue, list and withdraw the tokens a central Cirrus
+revokes with."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from shared.cli.folder import load_settings
 from shared.clock import SystemClock
 from shared.errors import BackendError, Conflict, NotFound
 from shared.linked.client import batches, issued_item, post_report, revoked_item
-from shared.linked.registry import LinkError
+from shared.linked.registry import LinkError, set_revoke_endpoint
 from shared.linked.registry import register as register_link
 from shared.linked.revoke_tokens import issue_revoke_token, list_revoke_tokens, withdraw_revoke_token
 from shared.store.open import open_store
@@ -44,6 +45,13 @@ def register(sub: Any) -> None:
                     help="file holding the token it accepts there (a linked Cirrus: `cirrus linked revoke-token`)")
     ap.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
     ap.set_defaults(func=cmd_add)
+    sp = lsub.add_parser("set-revoke", help="change where revocations of a linked authority's certificates go "
+                                            "(a new revoke token from it)")  # fmt: skip
+    sp.add_argument("name", help="the linked authority's name")
+    sp.add_argument("--revoke-url", required=True, help="its revoke endpoint (a linked Cirrus: https://HOST:PORT/revoke)")
+    sp.add_argument("--revoke-token-file", required=True, type=Path, help="file holding the token it accepts there")
+    sp.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
+    sp.set_defaults(func=cmd_set_revoke)
     tp = lsub.add_parser("revoke-token", help="at a linked Cirrus: print a token a central Cirrus revokes with "
                                               "(or list them, or withdraw one)")  # fmt: skip
     tp.add_argument("--label", default="central", help="who holds it (kept with its hash)")
@@ -84,6 +92,22 @@ def cmd_add(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(token)
+    return 0
+
+
+def cmd_set_revoke(args: argparse.Namespace) -> int:
+    """Replace a link's revoke URL and token (the central's half of rotating a revoke token)."""
+    settings = load_settings(args.dir)
+    token = read(args.revoke_token_file, "revoke token file").decode("utf-8", "replace").strip()
+    clock = SystemClock()
+    store = open_store(settings.store, clock=clock)
+    try:
+        set_revoke_endpoint(store, args.name, revoke_url=args.revoke_url, revoke_token=token)
+    except LinkError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        store.close()
+    print(f"revocations of {args.name}'s certificates now go to {args.revoke_url}")
     return 0
 
 
