@@ -54,6 +54,7 @@ from shared.store.base import IssuanceWrite
 from shared.templates import TemplateError
 from shared.templates.fields import decode_rendered
 from shared.validity import check_window, requested_window
+from shared.webhooks.certificate import requested_certificate_json
 from shared.webhooks.config import Webhook
 from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
 from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
@@ -561,9 +562,10 @@ class Authority:
         """`shared.ra`: the upstream signs what this pipeline authorized; recorded here as a local issuance."""
         if not sans.all:
             raise Forbidden("certificate must have at least one subject alternative name")
+        if hooks[0] and self._webhooks is not None and csr is not None:  # AUTHORIZING before anything is forwarded
+            planned = requested_certificate_json(common_name, sans, self.issuer.certificate.subject)
+            self._webhooks.authorize_x509_request(hooks[0], auth, planned, csr.public_key(), window, hooks[1])
         cert, chain = upstream.issue(csr, common_name=common_name, sans=sans, window=window)
-        if hooks[0] and self._webhooks is not None:  # AUTHORIZING, as for a certificate signed here
-            self._webhooks.authorize_x509(hooks[0], auth, cert, hooks[1])
         issued = self._record(
             cert, auth.provisioner, endpoint, now, renewed_from=previous.serial if previous is not None else None,
             operation="sign", new_endpoint=is_new, create_endpoint=previous is None,

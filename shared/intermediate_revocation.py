@@ -30,11 +30,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shared.blobs.base import BlobStore, PreconditionFailed
+from shared.blobs.base import Blob, BlobStore, PreconditionFailed
 from shared.errors import BackendError
 from shared.keys.base import Signer
 from shared.validation.crl import CRLBuilder, CRLScope, RevokedEntry
@@ -63,7 +64,16 @@ def arl_blob_name(root: x509.Certificate) -> str:
     return blob_name(root_id(root), None)
 
 
-def read_arl(blobs: BlobStore, root: x509.Certificate) -> tuple[x509.CertificateRevocationList, int] | None:
+class ARLSource(Protocol):
+    """Where published ARLs are read: the blob store, or (a registration authority) the upstream's
+    `/crl/` over HTTPS (`shared.ra.arl`)."""
+
+    def read(self, name: str) -> Blob | None:
+        """The object, or None if absent; raises `BackendError` when it cannot tell."""
+        ...
+
+
+def read_arl(blobs: ARLSource, root: x509.Certificate) -> tuple[x509.CertificateRevocationList, int] | None:
     """The published ARL of `root` and its blob generation, or None if none is published.
 
     Raises:
@@ -164,7 +174,7 @@ class RevokedIntermediates:
     does not verify counts as no information and is logged.
     """
 
-    def __init__(self, *, blobs: BlobStore, roots: Sequence[x509.Certificate], recheck: float = 30.0,
+    def __init__(self, *, blobs: ARLSource, roots: Sequence[x509.Certificate], recheck: float = 30.0,
                  monotonic: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self._blobs = blobs
         self._roots = list(roots)

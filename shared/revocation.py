@@ -24,6 +24,8 @@ from shared.provisioners.tokens import peek
 from shared.store.base import CertificateReader, RevocationStore, TokenLedger
 from shared.x509.serials import parse_serial
 
+#: The provisioner id prefix of a revocation asked for with a revoke token (`shared.linked.revoke_tokens`).
+_DELEGATED = "revoke-token/"
 ALLOWED_REASONS = {r.value for r in RevocationReason} - {
     RevocationReason.CERTIFICATE_HOLD,
     RevocationReason.REMOVE_FROM_CRL,
@@ -117,7 +119,7 @@ class Revoker:
             if ott not in (None, ""):
                 raise BadRequest("send either a revoke token or an ott, not both")
             return self._record_revocation(self._own_record(serial_dec), reason_code=code, reason=str(reason or ""),
-                                           provisioner_id=f"revoke-token/{delegate}", mtls=False)  # fmt: skip
+                                           provisioner_id=f"{_DELEGATED}{delegate}", mtls=False)  # fmt: skip
         if isinstance(ott, str) and ott:
             peeked = peek(ott)
             provisioner = self._provisioners.for_token(peeked)
@@ -196,6 +198,10 @@ class Revoker:
                 "endpointId": record.endpoint_id,
                 "reasonCode": reason_code,
                 "authorityId": self._authority_id,
+                # Asked by a central Cirrus with a revoke token: its report back is deferred
+                # (`shared.linked.sink`), as the central is waiting on this very request.
+                **({"revokeToken": provisioner_id.removeprefix(_DELEGATED)} if provisioner_id.startswith(_DELEGATED)
+                   else {}),
             },
         )
         if self._upstream is not None:  # nothing is recorded here unless upstream revoked it

@@ -261,18 +261,19 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         issuer_link = IssuerLink(settings.issuer_url)
     elif "ra" in settings.raw:  # registration authority: no key, an upstream CA signs (shared.ra)
         from shared.ra import UpstreamCA, ra_settings, registration_authority
+        from shared.ra.wiring import renewal_check
 
         if settings.crl.enabled:
             raise ConfigError("config: a registration authority publishes no CRLs (the upstream's cover its"
                               " certificates): set crl.enabled to false")
-        upstream = UpstreamCA.from_settings(
-            ra_settings(settings.raw["ra"], base_dir=settings.base_dir, default_roots=settings.roots), clock=clock
-        )
+        ra = ra_settings(settings.raw["ra"], base_dir=settings.base_dir, default_roots=settings.roots)
+        upstream = UpstreamCA.from_settings(ra, clock=clock)
+        ra_revoked = renewal_check(upstream, ra.arl, blobs=settings.blobs, intermediates=intermediates, roots=roots)
 
         def authority_factory() -> Authority:
             return registration_authority(
                 settings, upstream, intermediates=intermediates, roots=roots, provisioners=provisioners,
-                store=store, clock=clock, sinks=sinks, policy=policy,
+                store=store, clock=clock, sinks=sinks, policy=policy, issuer_revoked=ra_revoked,
             )
     else:
         rotating = _rotating_authority(settings, intermediates=intermediates, roots=roots, provisioners=provisioners,

@@ -15,7 +15,7 @@ import argparse
 import collections
 import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +80,51 @@ def _events_since(store: Any, since: dt.datetime) -> Iterator[Event]:
         since = edge
 
 
+#: The data fields shown, in this order, when an event has them (every type).
+_COMMON = ("serial", "endpointId", "reasonCode", "notAfter", "linkedAuthority")
+#: Further fields of the types whose main facts are not in the common ones.
+_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "inventory.changed": ("inventory", "kind", "action", "count", "keys", "actor"),
+    "provisioner.changed": ("added", "removed", "changed"),
+    "crl.published": ("authorityId", "crlNumber", "entries"),
+    "crl.failed": ("authorityId", "error"),
+    "authority.expiring": ("subject",),
+    "endpoint.created": ("name",),
+    "certificate.revoked": ("revokeToken",),  # at a linked Cirrus: the central asked, with this token
+}
+#: Lists are cut to this many items in a line (the JSON form has them all).
+_LIST_ITEMS = 5
+
+
+def _value(value: Any) -> str:
+    """One field for a line: a provisioner list as its names, other lists comma-joined, cut short."""
+    if isinstance(value, list):
+        names = [str(v.get("name") or v.get("id", "")) if isinstance(v, dict) else str(v) for v in value]
+        shown = ",".join(names[:_LIST_ITEMS]) + (f",+{len(names) - _LIST_ITEMS}" if len(names) > _LIST_ITEMS else "")
+        return _printable(f"[{shown}]")
+    return _printable(str(value))
+
+
+def _printable(text: str) -> str:
+    """A field as one line of at most 200 characters: event data can hold names an outside party
+    chose (inventory keys, linked reports), so control characters and spaces are escaped and
+    never reach the terminal as such."""
+    text = "".join(c if c.isprintable() and c != " " else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text)  # fmt: skip
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _detail(kind: str, data: Mapping[str, Any]) -> str:
+    """`key=value` pairs of an event's main fields: the common ones, then its type's own."""
+    keys = _COMMON + tuple(k for k in _BY_TYPE.get(kind, ()) if k not in _COMMON)
+    return " ".join(f"{k}={_value(data[k])}" for k in keys if k in data and data[k] not in (None, "", []))
+
+
 def _line(event: Event, as_json: bool) -> str:
     if as_json:
         return event.to_cloudevent_json()
-    data = event.data
-    detail = " ".join(f"{k}={data[k]}" for k in ("serial", "endpointId", "reasonCode", "notAfter") if k in data)
     kind = event.type.removeprefix("dev.cirrus.")
+    detail = _detail(kind, event.data)
     return f"{event.time.isoformat(timespec='seconds')}  {kind:<22} {event.subject}  {detail}".rstrip()
 
 

@@ -1,10 +1,12 @@
-"""`cirrus linked add|report|revoke-token`: register a linked authority; report certificates to a central
-Cirrus; issue the token a central Cirrus revokes with."""
+"""`cirrus linked add|set-revoke|report|revoke-token`: register a linked authority and change its revoke
+endpoint; report certificates to a central Cirrus; issue, list and withdraw the tokens a central Cirrus
+revokes with."""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,11 @@ from shared.cli.errors import CLIError
 from shared.cli.files import load_chain, read
 from shared.cli.folder import load_settings
 from shared.clock import SystemClock
-from shared.errors import BackendError
+from shared.errors import BackendError, Conflict, NotFound
 from shared.linked.client import batches, issued_item, post_report, revoked_item
-from shared.linked.registry import LinkError
+from shared.linked.registry import LinkError, set_revoke_endpoint
 from shared.linked.registry import register as register_link
-from shared.linked.revoke_tokens import issue_revoke_token
+from shared.linked.revoke_tokens import issue_revoke_token, list_revoke_tokens, withdraw_revoke_token
 from shared.store.open import open_store
 
 #: Files `cirrus linked report DIR` reads in a folder (others are skipped).
@@ -43,8 +45,20 @@ def register(sub: Any) -> None:
                     help="file holding the token it accepts there (a linked Cirrus: `cirrus linked revoke-token`)")
     ap.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
     ap.set_defaults(func=cmd_add)
-    tp = lsub.add_parser("revoke-token", help="at a linked Cirrus: print a token a central Cirrus revokes with")
+    sp = lsub.add_parser("set-revoke", help="change where revocations of a linked authority's certificates go "
+                                            "(a new revoke token from it)")  # fmt: skip
+    sp.add_argument("name", help="the linked authority's name")
+    sp.add_argument("--revoke-url", required=True, help="its revoke endpoint (a linked Cirrus: https://HOST:PORT/revoke)")
+    sp.add_argument("--revoke-token-file", required=True, type=Path, help="file holding the token it accepts there")
+    sp.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
+    sp.set_defaults(func=cmd_set_revoke)
+    tp = lsub.add_parser("revoke-token", help="at a linked Cirrus: print a token a central Cirrus revokes with "
+                                              "(or list them, or withdraw one)")  # fmt: skip
     tp.add_argument("--label", default="central", help="who holds it (kept with its hash)")
+    what = tp.add_mutually_exclusive_group()
+    what.add_argument("--list", action="store_true", help="list the tokens issued here (id, label, created, withdrawn)")
+    what.add_argument("--withdraw", metavar="ID", help="withdraw the token with this id (rvk-...): refused from now on")
+    tp.add_argument("--json", action="store_true", help="with --list or --withdraw: print JSON")
     tp.add_argument("--dir", required=True, type=Path, help="this authority's folder (made by `cirrus init`)")
     tp.set_defaults(func=cmd_revoke_token)
     rp = lsub.add_parser("report", help="report certificates from files or folders to a central Cirrus")
@@ -81,13 +95,43 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_set_revoke(args: argparse.Namespace) -> int:
+    """Replace a link's revoke URL and token (the central's half of rotating a revoke token)."""
+    settings = load_settings(args.dir)
+    token = read(args.revoke_token_file, "revoke token file").decode("utf-8", "replace").strip()
+    clock = SystemClock()
+    store = open_store(settings.store, clock=clock)
+    try:
+        set_revoke_endpoint(store, args.name, revoke_url=args.revoke_url, revoke_token=token)
+    except LinkError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        store.close()
+    print(f"revocations of {args.name}'s certificates now go to {args.revoke_url}")
+    return 0
+
+
 def cmd_revoke_token(args: argparse.Namespace) -> int:
     """Print a new revoke token (this instance keeps only its hash)."""
     settings = load_settings(args.dir)
     clock = SystemClock()
     store = open_store(settings.store, clock=clock)
     try:
-        print(issue_revoke_token(store, label=args.label, now=clock.now()))
+        if args.list:
+            tokens = list_revoke_tokens(store)
+            if args.json:
+                print(json.dumps([t.as_json() for t in tokens], indent=2))
+            for t in tokens if not args.json else ():
+                state = f"withdrawn {t.withdrawn_at}" if t.withdrawn_at else "active"
+                print(f"{t.id}  {state:<40} created {t.created_at}  label={t.label!r}")
+        elif args.withdraw is not None:
+            try:
+                token = withdraw_revoke_token(store, args.withdraw, now=clock.now())
+            except (NotFound, Conflict) as exc:
+                raise CLIError(str(exc)) from None
+            print(json.dumps(token.as_json()) if args.json else f"{token.id} withdrawn {token.withdrawn_at}")
+        else:
+            print(issue_revoke_token(store, label=args.label, now=clock.now()))
     finally:
         store.close()
     return 0

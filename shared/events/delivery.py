@@ -68,6 +68,14 @@ class FallibleSink(EventSink, Protocol):
         ...
 
 
+class DeferringSink(EventSink, Protocol):
+    """A sink that must not deliver some events inside the request that raised them (optional)."""
+
+    def deferred_of(self, events: Sequence[Event]) -> list[Event]:
+        """The events to leave to the sweep."""
+        ...
+
+
 def sink_id(name: str) -> str:
     """A short stable id for a sink spec (the spec itself may be long)."""
     return hashlib.sha256(name.encode()).hexdigest()[:16]
@@ -105,7 +113,18 @@ class TrackedSink:
     _paused_until: float = field(default=0.0, init=False, repr=False)
 
     def publish(self, events: Sequence[Event]) -> None:
-        """Deliver; record what was not taken; raise if anything was not."""
+        """Deliver; record what was not taken; raise if anything was not.
+
+        Events the sink asks to defer (`DeferringSink`) are recorded due at once and left to
+        the sweep, without an attempt here and without pausing the sink."""
+        deferred_of = getattr(self.sink, "deferred_of", None)
+        deferred: list[Event] = deferred_of(events) if deferred_of is not None else []
+        if deferred:
+            self._keep(deferred, attempts=0, due=self.clock.now())
+            later = {e.id for e in deferred}
+            events = [e for e in events if e.id not in later]
+            if not events:
+                return
         if self.monotonic() < self._paused_until:
             failed = list(events)  # the sink failed moments ago: keep these for the sweep
         else:
@@ -115,16 +134,20 @@ class TrackedSink:
         if not failed:
             return
         now = self.clock.now()
-        for event in failed:
+        self._keep(failed, attempts=1, due=now + backoff(1))
+        raise BackendError(f"event sink {sink_id(self.name)}: {len(failed)} events kept for re-delivery")
+
+    def _keep(self, events: Sequence[Event], *, attempts: int, due: dt.datetime) -> None:
+        """Record each event as a pending delivery the sweep makes from `due` on."""
+        now = self.clock.now()
+        for event in events:
             self.documents.create_document(
                 COLLECTION,
                 f"{sink_id(self.name)}-{event.id}",
-                {"sink": sink_id(self.name), "state": "pending", "attempts": 1, "eventId": event.id,
-                 "eventType": event.type, "next": (now + backoff(1)).isoformat(),
-                 "event": event.to_cloudevent_json()},
+                {"sink": sink_id(self.name), "state": "pending", "attempts": attempts, "eventId": event.id,
+                 "eventType": event.type, "next": due.isoformat(), "event": event.to_cloudevent_json()},
                 expires_at=now + KEEP,
             )  # fmt: skip
-        raise BackendError(f"event sink {sink_id(self.name)}: {len(failed)} events kept for re-delivery")
 
     def _attempt(self, events: Sequence[Event]) -> list[Event]:
         failed_of = getattr(self.sink, "failed_of", None)

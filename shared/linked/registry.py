@@ -176,6 +176,37 @@ def register(
     return token
 
 
+class LinkUpdates(LinkDocuments, Protocol):
+    """Changing a registered link (its revoke endpoint)."""
+
+    def update_document(self, collection: str, doc_id: str, data: dict[str, Any], *, expected_version: int) -> bool:
+        """Compare-and-set replace."""
+        ...
+
+
+def set_revoke_endpoint(documents: LinkUpdates, name: str, *, revoke_url: str, revoke_token: str,
+                        attempts: int = 5) -> None:  # fmt: skip
+    """Replace a link's revoke URL and token: rotating the revoke token the linked Cirrus issued.
+
+    Deliveries still pending read the link at each attempt, so they go out with the new token.
+
+    Raises:
+        LinkError: no such link, a bad revoke endpoint, or the record kept changing.
+    """
+    check_revoke_endpoint(revoke_url, revoke_token)
+    if not revoke_url:
+        raise LinkError("give the revoke URL and the revoke token")
+    for _ in range(attempts):
+        found = documents.get_document(COLLECTION, name) if _NAME.match(name) else None
+        if found is None:
+            raise LinkError(f"no linked authority named {name!r}")
+        data, version = found
+        if documents.update_document(COLLECTION, name, {**data, "revokeUrl": revoke_url, "revokeToken": revoke_token},
+                                     expected_version=version):  # fmt: skip
+            return
+    raise LinkError(f"the linked authority {name!r} kept changing; try again")
+
+
 def check_revoke_endpoint(url: str, token: str) -> None:
     """An https URL of at most 2,000 characters and a token of printable ASCII without spaces, or neither.
 

@@ -7,6 +7,10 @@ without it the system's trust store is used). It is tracked like any sink that c
 it, and each report item carries the CloudEvents `id`, so a re-delivery the central already
 took is answered `replayed` and counted once.
 
+A revocation a central Cirrus asked for (with a revoke token, `shared.linked.revoke`) is not
+reported from inside that request: `deferred_of` names it and it is left to the sweep, so the
+central's `/revoke` answer never waits on a report to that same central.
+
 Events carry the serial, never the certificate; the sink reads the DER from the store
 (the event is published after the record is committed, so it is there).
 """
@@ -55,6 +59,13 @@ class LinkedSink:
             else:
                 out.append(issued_item(record.der, report_id=event.id))
         return out
+
+    def deferred_of(self, events: Sequence[Event]) -> list[Event]:
+        """The events not to report inside the request that raised them: revocations a central
+        Cirrus asked for with a revoke token. The central is waiting on that `/revoke`, and
+        with one worker it cannot take a report until it has its answer (a deadlock until its
+        timeout), so `TrackedSink` keeps these for the sweep, which reports them afterwards."""
+        return [e for e in events if e.type == CERTIFICATE_REVOKED and e.data.get("revokeToken")]
 
     def publish(self, events: Sequence[Event]) -> None:
         """Report; raise `BackendError` when the central did not take a report (kept for re-delivery)."""

@@ -15,6 +15,7 @@ import jwt
 from shared.errors import ConfigError
 
 DEFAULT_TIMEOUT = 10.0
+ARL_SOURCES = ("upstream", "blobs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,8 @@ class RASettings:
     key: Path
     roots: tuple[Path, ...]
     timeout: float = DEFAULT_TIMEOUT
+    #: Where the root's ARL is read for renewals (`shared.ra.arl`): "upstream" or "blobs".
+    arl: str = "upstream"
 
 
 def ra_settings(raw: object, *, base_dir: Path, default_roots: Sequence[Path]) -> RASettings:
@@ -56,8 +59,12 @@ def ra_settings(raw: object, *, base_dir: Path, default_roots: Sequence[Path]) -
     timeout = raw.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, int | float) or isinstance(timeout, bool) or not 0 < timeout <= 120:
         raise ConfigError("config: 'ra.timeout' must be a number of seconds in (0, 120]")
+    arl = raw.get("arl", "upstream")
+    if arl not in ARL_SOURCES:
+        raise ConfigError("config: 'ra.arl' must be \"upstream\" (its /crl/) or \"blobs\" (this deployment's storage)")
     return RASettings(
-        upstream=upstream.rstrip("/"), provisioner=provisioner, key=base_dir / key, roots=roots, timeout=float(timeout)
+        upstream=upstream.rstrip("/"), provisioner=provisioner, key=base_dir / key, roots=roots, timeout=float(timeout),
+        arl=str(arl),
     )
 
 

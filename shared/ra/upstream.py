@@ -92,6 +92,21 @@ class UpstreamCA:
         pem = "".join(r.public_bytes(serialization.Encoding.PEM).decode() for r in self._roots)
         self._tls = ssl.create_default_context(cadata=pem)
 
+    @property
+    def url(self) -> str:
+        """The upstream's base URL."""
+        return self._url
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """TLS to the upstream, pinned to its root."""
+        return self._tls
+
+    @property
+    def timeout(self) -> float:
+        """Seconds per upstream request."""
+        return self._timeout
+
     @classmethod
     def from_settings(cls, settings: RASettings, *, clock: Clock) -> UpstreamCA:
         """Open the credential and pinned root a `RASettings` names.

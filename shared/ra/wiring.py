@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -59,11 +59,13 @@ def registration_authority(
     clock: Clock,
     sinks: Sequence[EventSink],
     policy: IssuancePolicies,
+    issuer_revoked: Callable[[x509.Certificate], bool] | None = None,
 ) -> Authority:
     """The RA's `Authority`: this instance's provisioners and store, upstream's certificates, no key.
 
     `crt` names the upstream intermediate (mTLS renewals and `/intermediates` need it);
     CRL/OCSP/AIA URLs are upstream's business, so none are put in (the leaf is upstream's).
+    `issuer_revoked`: the root ARL check renewals pass first (`shared.ra.arl`).
     """
     return Authority(
         authority_id=settings.authority_id,
@@ -77,6 +79,7 @@ def registration_authority(
         sinks=sinks,
         policy=policy,
         upstream=upstream,
+        issuer_revoked=issuer_revoked,
     )
 
 
@@ -101,3 +104,32 @@ def upstream_server_certificate(
     return cert
 
 
+
+
+def renewal_check(
+    upstream: UpstreamCA, source: str, *, blobs: str, intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+) -> Callable[[x509.Certificate], bool]:
+    """The RA's renewal check against the root's ARL (`shared.ra.arl`), read from the upstream's
+    `/crl/` or from this deployment's blob store (`blobs`, a URL); opened on the first renewal."""
+    opened: list[Callable[[x509.Certificate], bool]] = []
+
+    def check(certificate: x509.Certificate) -> bool:
+        if not opened:
+            from shared.intermediate_revocation import ARLSource, RevokedIntermediates
+            from shared.ra.arl import UpstreamARL, issuer_revoked
+
+            def revoked() -> RevokedIntermediates:
+                source_of: ARLSource
+                if source == "blobs":
+                    from shared.blobs.open import open_blobs
+
+                    source_of = open_blobs(blobs)
+                else:
+                    source_of = UpstreamARL(upstream.url, tls=upstream.tls, timeout=upstream.timeout)
+                return RevokedIntermediates(blobs=source_of, roots=roots)
+
+            opened.append(issuer_revoked(intermediates, revoked))
+        return opened[0](certificate)
+
+    return check

@@ -13,9 +13,10 @@ import json
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509.oid import AuthorityInformationAccessOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from shared.templates.values import to_json
+from shared.x509.names import SANs
 from shared.x509.templated import EXT_KEY_USAGE_NAMES, go_subject
 
 _KEY_USAGE = (
@@ -90,6 +91,22 @@ def certificate_json(cert: x509.Certificate) -> dict[str, Any]:
             raw.append({"id": ext.oid.dotted_string, "critical": ext.critical, "value": base64.b64encode(der).decode()})
     doc["extensions"] = raw or None
     return doc
+
+
+def requested_certificate_json(common_name: str, sans: SANs, issuer: x509.Name) -> dict[str, Any]:
+    """`x509util.Certificate` JSON of a certificate another authority will sign (registration authority).
+
+    An RA must not forward what a hook would deny, so its AUTHORIZING hooks are asked before the
+    upstream signs: they see what the RA asks for (subject, SANs, issuer) and what the RA checks the
+    upstream's answer against; the upstream's own extensions and serial are not known yet (as in
+    step-ca, where the hook runs on the template's output before a serial is drawn).
+    """
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
+    return {
+        "version": 3, "subject": _subject(subject), "issuer": _subject(issuer), "serialNumber": None,
+        "dnsNames": list(sans.dns) or None, "ipAddresses": [str(i) for i in sans.ips] or None,
+        "emailAddresses": list(sans.emails) or None, "uris": list(sans.uris) or None, "extensions": None,
+    }
 
 
 def _subject(name: x509.Name) -> Any:

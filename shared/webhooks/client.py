@@ -16,7 +16,8 @@ No message carries the URL, a secret or the answer's raw bytes.
 Why `http.client` and not `urllib.request` (as the event sink uses) or a client library: the whole
 call, headers and a slowly dripped body included, must end by the deadline. A socket timeout only
 bounds each read, so a watchdog shuts the socket down when the deadline passes; `http.client` gives
-that socket, never follows redirects and never reads proxy settings from the environment.
+that socket, never follows redirects and never reads proxy settings from the environment. The
+host name is resolved before connecting, also bounded by the deadline (`shared.webhooks.resolve`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,15 @@ from shared.strict_json import loads_strict
 from shared.templates.errors import TemplateError
 from shared.templates.values import normalize
 from shared.webhooks.config import Webhook
+from shared.webhooks.resolve import (
+    PinnedHTTPConnection,
+    PinnedHTTPSConnection,
+    ResolutionFailed,
+    ResolutionTimedOut,
+    Resolve,
+    resolve_within,
+    system_resolve,
+)
 
 MAX_ANSWER_BYTES = 64 * 1024
 SIGNATURE_HEADER = "X-Smallstep-Signature"
@@ -80,10 +90,12 @@ class WebhookClient:
         roots: Sequence[x509.Certificate] = (),
         retry_delay: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        resolve: Resolve = system_resolve,
     ) -> None:
         self._roots_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in roots)
         self._retry_delay = retry_delay
         self._clock = clock
+        self._resolve = resolve
         self._context: ssl.SSLContext | None = None
 
     def _tls(self) -> ssl.SSLContext:
@@ -143,11 +155,24 @@ class WebhookClient:
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise _Expired
+        try:  # resolution inside the deadline too (shared.webhooks.resolve)
+            addresses = resolve_within(host, port, remaining, self._resolve)
+        except ResolutionTimedOut:
+            raise _Expired from None
+        except ResolutionFailed:
+            raise _Transport from None
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise _Expired
+
+        def left() -> float:
+            return deadline - self._clock()
+
         conn: http.client.HTTPConnection
         if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(host, port, timeout=remaining, context=self._tls())
+            conn = PinnedHTTPSConnection(host, port, addresses=addresses, remaining=left, context=self._tls())
         else:
-            conn = http.client.HTTPConnection(host, port, timeout=remaining)
+            conn = PinnedHTTPConnection(host, port, addresses=addresses, remaining=left)
         expired = threading.Event()
 
         def cut() -> None:

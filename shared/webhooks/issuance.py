@@ -9,6 +9,10 @@ Cirrus asks them right after `sign_certificate` and before the record is written
 the exact certificate (serial, key identifiers, the CA's own extensions) rather than a
 reconstruction. A denied certificate is never recorded nor returned: an orphan signature nobody
 received, as after any failure between signing and recording (see `shared.authority`).
+
+A registration authority (`shared.ra`) signs nothing itself: it asks its AUTHORIZING hooks before
+it forwards the request, over the certificate it asks the upstream for
+(`authorize_x509_request`), so a denied request never reaches the upstream.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
     from shared.ssh.certificate import SSHCertificate
     from shared.ssh.options import SSHSignAuthorization
     from shared.ssh.wire import SSHPublicKey
+    from shared.validity import Window
     from shared.webhooks.client import Answer
 
 log = logging.getLogger("cirrus.webhooks")
@@ -119,6 +124,16 @@ class ProvisionerWebhooks:
         if any(h.kind == AUTHORIZING for h in hooks):
             body = x509_certificate_body(caller_of(auth), certificate_json(cert), cert.public_key(),
                                          cert.not_valid_before_utc, cert.not_valid_after_utc, self._clock.now())
+            self.authorize(hooks, body, data)
+
+    def authorize_x509_request(self, hooks: tuple[Webhook, ...], auth: SignAuthorization,
+                               certificate: Mapping[str, Any], public_key: Any, window: Window,
+                               data: Mapping[str, Any]) -> None:  # fmt: skip
+        """The AUTHORIZING hooks over a certificate another authority is about to be asked for
+        (`shared.webhooks.certificate.requested_certificate_json`): a registration authority."""
+        if any(h.kind == AUTHORIZING for h in hooks):
+            body = x509_certificate_body(caller_of(auth), certificate, public_key, window.not_before,
+                                         window.not_after, self._clock.now())  # fmt: skip
             self.authorize(hooks, body, data)
 
 

@@ -28,7 +28,7 @@ from cryptography.x509 import ocsp
 
 from shared.clock import FixedClock
 from shared.config import Settings
-from shared.linked.revoke import COLLECTION, LinkedRevoker
+from shared.linked.revoke import COLLECTION, TIMEOUT, LinkedRevoker
 from shared.runtime import build_services
 from tests.integration.test_linked_mode import (  # noqa: F401 - fixtures
     _other_template,
@@ -43,9 +43,10 @@ from tests.integration.test_linked_mode import (  # noqa: F401 - fixtures
 
 @pytest.fixture
 def central(authority_dir: Path, tmp_path: Path) -> Iterator[str]:
-    """The central authority served by `cirrus up` with two workers: while one waits on the linked
-    instance's `/revoke`, the other takes the report the linked instance sends meanwhile."""
-    with serve(authority_dir, tmp_path / "central.log", workers=2) as url:
+    """The central authority served by `cirrus up` with ONE worker: while it waits on the linked
+    instance's `/revoke` it can take nothing else, so the linked instance must not report the
+    revocation back inside that request (it used to: a deadlock until the 5 s timeout)."""
+    with serve(authority_dir, tmp_path / "central.log", workers=1) as url:
         yield url
 
 
@@ -133,19 +134,29 @@ def test_dashboard_revocation_reaches_the_linked_cirrus(central: str, authority_
         web, csrf = dashboard(central, authority_dir)
         page = web.get(f"{central}/dashboard/certificates/{serial}", timeout=30)
         assert page.status_code == 200 and f"/dashboard/certificates/{serial}/revoke" in page.text
+        started = time.monotonic()
         done = web.post(f"{central}/dashboard/certificates/{serial}/revoke",
                         data={"csrf": csrf, "reason": "1", "confirm": "yes"}, timeout=60)  # fmt: skip
+        took = time.monotonic() - started
         assert done.status_code == 200, done.text[:2000]
-        assert "the linked authority revoked it." in done.text
+        assert "the linked authority revoked it." in done.text, done.text[-3000:]
         assert re.search(r'id="linked-delivery"><span class="delivered">delivered</span>', done.text)
+        assert took < TIMEOUT - 1, f"the revocation took {took:.1f} s: the central waited on its own report"
 
         # The linked Cirrus revoked it: its own store, and its OCSP responder (from its published CRL).
         issuer = x509.load_pem_x509_certificates((other_dir / "certs" / "intermediate_ca.crt").read_bytes())[0]
         root = other_dir / "certs" / "root_ca.crt"
         wait_for("the linked OCSP says revoked",
                  lambda: ocsp_status(other_url, root, cert, issuer) == ocsp.OCSPCertStatus.REVOKED)  # fmt: skip
-        # The linked instance reports its revocation back (linked mode): the central keeps one.
-        wait_for("the revocation was reported back", lambda: _reports_at(authority_dir, serial) == 2)
+        # The linked instance reports its revocation back (linked mode) from its sweep, after
+        # the answer: the central keeps one.
+        assert _reports_at(authority_dir, serial) == 1  # the issuance only, so far
+        linked_sweep = build_services(Settings.load(other_dir / "config.json"))
+        try:
+            assert linked_sweep.redeliver_events() == 1 and linked_sweep.redeliver_events() == 0
+        finally:
+            linked_sweep.close()
+        assert _reports_at(authority_dir, serial) == 2
         again = web.post(f"{central}/dashboard/certificates/{serial}/revoke",
                          data={"csrf": csrf, "reason": "1", "confirm": "yes"}, timeout=60)  # fmt: skip
         assert again.status_code == 400  # nothing revoked twice

@@ -13,6 +13,10 @@ import pytest
 from werkzeug.test import Client
 
 from shared.cli import main as cirrus
+from shared.events.base import CERTIFICATE_REVOKED, authority_event
+from shared.inventory.changes import changes_for
+from shared.provisioners.changes import check_services
+from shared.runtime import Services
 from tests.helpers import make_csr, mint_sign_token, mint_token, sign_claims
 
 REPO = Path(__file__).resolve().parents[3]
@@ -92,3 +96,43 @@ def test_tail_on_a_folder_that_is_not_an_authority(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert run.returncode == 1 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_tail_summarises_inventory_provisioner_and_linked_events(
+    services: Services, authority_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each newer event type shows its key fields in the line, not just its subject."""
+    changes = changes_for(services, actor="ops@example.com")
+    changes.create("hosts", "hosts")
+    changes.put("hosts", {"web-1": {"name": "web"}, "db 2": {"name": "db"}})
+    assert check_services(services) is not None  # the first record of this authority's provisioners
+    now = services.clock.now()
+    services.store.append_events([authority_event(
+        "linked-edge", CERTIFICATE_REVOKED, "1234", now,
+        {"serial": "1234", "endpointId": "ep-1", "reasonCode": 1, "linkedAuthority": "edge"})])  # fmt: skip
+
+    assert cirrus(["events", "tail", "--dir", str(authority_dir)]) == 0
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()}
+    inventory = lines["inventory.changed"]
+    assert "inventory=hosts kind=hosts action=imported count=2" in inventory
+    assert "actor=ops@example.com" in inventory
+    assert "keys=[db\\x202,web-1]" in inventory  # one field stays one word
+    names = ",".join(p.ref.name for p in sorted(services.provisioners, key=lambda p: p.ref.id))
+    assert f"added=[{names}]" in lines["provisioner.changed"]
+    assert "serial=1234 endpointId=ep-1 reasonCode=1 linkedAuthority=edge" in lines["certificate.revoked"]
+
+
+def test_tail_names_the_revoke_token_a_central_revoked_with(
+    api: Client, services: Services, authority_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At a linked Cirrus, a revocation the central delivered shows which revoke token it came with."""
+    from shared.linked.revoke_tokens import issue_revoke_token
+
+    serial = _issue(api, authority_dir, "edge.example.com")
+    token = issue_revoke_token(services.store, label="central", now=services.clock.now())
+    r = api.post("/1.0/revoke", json={"serial": serial, "reasonCode": 4, "passive": True},
+                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert cirrus(["events", "tail", "--dir", str(authority_dir), "--type", "certificate.revoked"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert f"serial={serial}" in line and "reasonCode=4" in line and f"revokeToken={token.split('.')[0]}" in line

@@ -20,8 +20,9 @@ def test_valid_block_resolves_paths_and_defaults_root(tmp_path: Path) -> None:
     got = ra_settings(GOOD, base_dir=tmp_path, default_roots=[tmp_path / "root.crt"])
     assert got == RASettings(
         upstream="https://ca.internal:9443", provisioner="ra", key=tmp_path / "secrets/up.jwk",
-        roots=(tmp_path / "root.crt",), timeout=10.0,
+        roots=(tmp_path / "root.crt",), timeout=10.0, arl="upstream",
     )
+    assert ra_settings({**GOOD, "arl": "blobs"}, base_dir=tmp_path, default_roots=[]).arl == "blobs"
 
 
 @pytest.mark.parametrize(
@@ -33,6 +34,8 @@ def test_valid_block_resolves_paths_and_defaults_root(tmp_path: Path) -> None:
         ({"root": 3}, "ra.root"),
         ({"timeout": 0}, "ra.timeout"),
         ({"timeout": True}, "ra.timeout"),
+        ({"arl": "https://elsewhere/arl.crl"}, "ra.arl"),
+        ({"arl": None}, "ra.arl"),
     ],
 )
 def test_invalid_fields(tmp_path: Path, change: dict[str, Any], message: str) -> None:

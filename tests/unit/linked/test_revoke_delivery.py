@@ -136,3 +136,45 @@ def test_a_link_without_a_revoke_endpoint_offers_no_revoke(
     # Without the CSRF token nothing happens either.
     r = api.post(f"{BASE}/dashboard/certificates/{serial}/revoke", data={"reason": "1", "confirm": "yes"})
     assert r.status_code == 403 and services.store.find_documents(COLLECTION, "state", "pending") == []
+
+
+def test_rotating_the_revoke_token(
+    api: Client, services: Services, other: Services, other_api: Client, other_dir: Path,  # noqa: F811
+    linked_url: str, authority_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The linked side withdraws the old token; deliveries with it are refused (401) and kept; the
+    central takes the new one (`cirrus linked set-revoke`) and the sweep then delivers."""
+    from shared.cli import main as cli_main
+    from shared.linked.revoke_tokens import withdraw_revoke_token
+
+    old = issue_revoke_token(other.store, label="central", now=other.clock.now())
+    cert = reported(services, other_api, other_dir, revoke_url=f"{linked_url}/revoke", token=old)
+    serial = str(cert.serial_number)
+    new = issue_revoke_token(other.store, label="central-2", now=other.clock.now())
+    withdraw_revoke_token(other.store, old.split(".")[0], now=other.clock.now())
+
+    csrf = sign_in(api, services)
+    status, text = dashboard_revoke(api, csrf, serial)
+    assert status == 200 and "answered 401: invalid revoke token" in text
+    assert other.store.get_revocation(serial) is None
+
+    (tmp_path / "new-token").write_text(new + "\n")
+    assert cli_main(["linked", "set-revoke", "edge", "--revoke-url", f"{linked_url}/revoke",
+                     "--revoke-token-file", str(tmp_path / "new-token"), "--dir", str(authority_dir)]) == 0  # fmt: skip
+    assert "now go to" in capsys.readouterr().out
+    later = FixedClock(services.clock.now() + dt.timedelta(minutes=5))
+    assert LinkedRevoker(store=services.store, clock=later).retry_due() == 1  # type: ignore[arg-type]
+    sent = delivery(services.store, serial)
+    assert sent is not None and (sent["state"], sent["attempts"]) == ("delivered", 2)
+    assert other.store.get_revocation(serial) is not None
+
+    # Mistakes are one line each, nothing changed.
+    for args, message in ((["nobody"], "no linked authority named 'nobody'"),
+                          (["edge", "--revoke-url", "http://x/revoke"], "https://")):  # fmt: skip
+        argv = ["linked", "set-revoke", *args]
+        if "--revoke-url" not in argv:
+            argv += ["--revoke-url", f"{linked_url}/revoke"]
+        argv += ["--revoke-token-file", str(tmp_path / "new-token"), "--dir", str(authority_dir)]
+        assert cli_main(argv) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,8 @@ from shared.cli import main as cli_main
 from shared.linked.revoke_tokens import COLLECTION, authenticate_revoke_token, issue_revoke_token
 from shared.runtime import Services
 from tests.helpers import make_csr, mint_sign_token
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def issue(api: Client, authority_dir: Path, name: str) -> str:
@@ -103,3 +109,45 @@ def test_linked_add_keeps_the_revoke_endpoint(authority_dir: Path, services: Ser
     link = load(services.store, "edge")
     assert link is not None and link.revoke_url == "https://edge.example/revoke"
     assert link.revoke_token == "rvk-0123456789ab." + "B" * 43 and "B" * 43 not in repr(link)
+
+
+def test_a_withdrawn_revoke_token_is_refused_and_listed(api: Client, services: Services, authority_dir: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    """Rotation at the linked side: issue a new token, then `--withdraw` the old one (401 from then on)."""
+    assert cli_main(["linked", "revoke-token", "--label", "old central", "--dir", str(authority_dir)]) == 0
+    old = capsys.readouterr().out.strip()
+    assert cli_main(["linked", "revoke-token", "--label", "new central", "--dir", str(authority_dir)]) == 0
+    new = capsys.readouterr().out.strip()
+    old_id, new_id = old.split(".")[0], new.split(".")[0]
+    serial = issue(api, authority_dir, "rotated.example.com")
+
+    assert cli_main(["linked", "revoke-token", "--withdraw", old_id, "--dir", str(authority_dir)]) == 0
+    assert capsys.readouterr().out.startswith(f"{old_id} withdrawn ")
+    status, body = revoke(api, old, serial)
+    assert (status, body) == (401, {"status": 401, "message": "invalid revoke token"})
+    assert services.store.get_revocation(serial) is None
+
+    assert cli_main(["linked", "revoke-token", "--list", "--json", "--dir", str(authority_dir)]) == 0
+    listed = {t["id"]: t for t in json.loads(capsys.readouterr().out)}
+    assert listed[old_id]["label"] == "old central" and listed[old_id]["withdrawnAt"]
+    assert listed[new_id]["withdrawnAt"] is None and "tokenHash" not in listed[new_id]
+    assert cli_main(["linked", "revoke-token", "--list", "--dir", str(authority_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{old_id}  withdrawn ") for line in lines)
+    assert any(line.startswith(f"{new_id}  active ") and "label='new central'" in line for line in lines)
+
+    assert revoke(api, new, serial) == (200, {"status": "ok"})  # the new token still revokes
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--withdraw", "rvk-000000000000"], "no revoke token rvk-000000000000"),
+    (["--withdraw", "central"], "ids look like rvk-"),
+    (["--withdraw", "rvk-000000000000", "--list"], "not allowed with argument"),
+])
+def test_withdraw_mistakes_are_one_line(authority_dir: Path, args: list[str], message: str) -> None:
+    run = subprocess.run([sys.executable, "-m", "shared.cli", "linked", "revoke-token", *args,
+                          "--dir", str(authority_dir)], capture_output=True, text=True, cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], run.stderr
