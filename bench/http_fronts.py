@@ -38,7 +38,8 @@ Method (fixed, so runs compare):
   three, over TLS on raw sockets: the smuggling heads of
   tests/unit/core/test_http_front.py, oversized heads, slow clients
   (dripping head / body bytes: when is the connection cut?), and whether
-  `BENCH_SLOW_CLIENTS` dripping connections lock out a normal client.
+  `BENCH_SLOW_CLIENTS` dripping connections lock out a normal client
+  (`BENCH_HOSTILE=0` skips them; `python bench/http_fronts.py hostile` runs only them).
 Prints one JSON object.
 
 Run: python bench/http_fronts.py          (needs wrk, pebble-challtestsrv, granian, gunicorn)
@@ -78,6 +79,7 @@ ACME_ORDERS = int(os.environ.get("BENCH_ACME_ORDERS", "20"))
 GROUP_COMMIT = os.environ.get("BENCH_GROUP_COMMIT", "1") != "0"
 SLOW_CLIENTS = int(os.environ.get("BENCH_SLOW_CLIENTS", "40"))
 DRIP_FOR = float(os.environ.get("BENCH_DRIP_SECONDS", "45"))
+HOSTILE = os.environ.get("BENCH_HOSTILE", "1") != "0"
 FRONTS = [f for f in os.environ.get("BENCH_FRONTS", "ours,granian,gunicorn").split(",") if f]
 
 
@@ -521,6 +523,51 @@ def fronts_running(work: Path, ca: Path) -> Iterator[dict[str, tuple[subprocess.
                 proc.kill()
 
 
+def cpu_times() -> tuple[float, float]:
+    """(all, idle) jiffies of the whole machine, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]
+
+
+def sched_times(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a server, its children and all their threads."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    ran = waited = 0.0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    run_ns, wait_ns, _ = (int(x) for x in (task / "schedstat").read_text().split())
+                    ran += run_ns / 1e9
+                    waited += wait_ns / 1e9
+    return ran, waited
+
+
+def measured_level(ca: Path, conns: int, pid: int, port: int, workdir: Path) -> dict[str, float]:
+    """`run_level`, plus how much CPU the server got and how idle the machine was meanwhile.
+
+    On this shared machine a front's throughput is also its share of contended cores: the
+    kernel shares CPU per thread, and a front with more runnable threads gets more of it.
+    `server_cores` (certificates/s x CPU per certificate) shows that share, and
+    `server_ran_pct_of_runnable` how much of the time its threads were ready to run they
+    actually ran; with the cores to itself a front would reach about cores / CPU per certificate.
+    """
+    from sign_throughput import run_level
+
+    total0, idle0 = cpu_times()
+    ran0, waited0 = sched_times(pid)
+    result = run_level(ca, conns, pid, port, workdir)
+    ran1, waited1 = sched_times(pid)
+    total1, idle1 = cpu_times()
+    # Of the time the server's threads wanted a CPU, the part they got it (the rest: others ran).
+    result["server_ran_pct_of_runnable"] = round(100 * (ran1 - ran0) / max(ran1 - ran0 + waited1 - waited0, 1e-9), 1)
+    result["server_cores"] = round(result["certs_per_s"] * result["server_cpu_ms_per_cert"] / 1000, 2)
+    result["machine_idle_pct"] = round(100 * (idle1 - idle0) / max(total1 - total0, 1), 1)
+    return result
+
+
 Rounds = dict[str, dict[int, list[dict[str, float]]]]  # front -> level -> one result per round
 
 
@@ -532,6 +579,13 @@ def table_row(name: str, sign: Rounds, acme: dict[str, list[float]]) -> dict[str
         row[f"c{c}_certs_per_s"] = round(median([x["certs_per_s"] for x in rounds]), 1)
         row[f"c{c}_server_cpu_ms_per_cert"] = round(median([x["server_cpu_ms_per_cert"] for x in rounds]), 3)
         row[f"c{c}_non_2xx"] = sum(int(x["non_2xx"]) for x in rounds)
+        row[f"c{c}_server_cores"] = round(median([x["server_cores"] for x in rounds]), 2)
+        row[f"c{c}_machine_idle_pct"] = round(median([x["machine_idle_pct"] for x in rounds]), 1)
+        row[f"c{c}_server_ran_pct_of_runnable"] = round(median([x["server_ran_pct_of_runnable"] for x in rounds]), 1)
+        # cores / server CPU per certificate: the ceiling with the machine to itself (the load client ignored)
+        row[f"c{c}_cpu_bound_certs_per_s"] = round(
+            median([1000 * (os.cpu_count() or 1) / x["server_cpu_ms_per_cert"] for x in rounds]), 0
+        )
         if "ours" in sign:
             pairs = zip(rounds, sign["ours"][c], strict=True)
             row[f"c{c}_ratio_to_ours"] = round(median([x["certs_per_s"] / o["certs_per_s"] for x, o in pairs]), 3)
@@ -547,7 +601,6 @@ def table_row(name: str, sign: Rounds, acme: dict[str, list[float]]) -> dict[str
 
 def bench() -> dict[str, Any]:
     from acme_orders import Driver
-    from sign_throughput import run_level
 
     from tests.unit.acme.acme_support import ChallTestSrv, HTTP01Responder
 
@@ -584,7 +637,7 @@ def bench() -> dict[str, Any]:
                 for c in LEVELS:
                     for name in order:
                         proc, port, _d = running[name]
-                        sign[name][c].append(run_level(ca, c, proc.pid, port, work / f"wrk-{name}"))
+                        sign[name][c].append(measured_level(ca, c, proc.pid, port, work / f"wrk-{name}"))
                 for name in order:
                     acme[name].append(acme_rate(drivers[name], f"r{r}.{name}", ACME_ORDERS))
                 progress = {
@@ -596,13 +649,15 @@ def bench() -> dict[str, Any]:
             table = [table_row(name, sign, acme) for name in names]
             out["results"] = table
             out["per_round"] = {
-                name: {"sign": {str(c): [x["certs_per_s"] for x in sign[name][c]] for c in LEVELS},
+                name: {"sign": {str(c): [[x["certs_per_s"], x["server_cpu_ms_per_cert"], x["server_cores"]]
+                                         for x in sign[name][c]] for c in LEVELS},
                        "acme": [round(a, 2) for a in acme[name]]}
                 for name in names
             }
-            checks = hostile_checks({name: port for name, (_p, port, _d) in running.items()})
-            out["hostile"] = {name: summarize_hostile(c) for name, c in checks.items()}
-            out["hostile_detail"] = checks
+            if HOSTILE:
+                checks = hostile_checks({name: port for name, (_p, port, _d) in running.items()})
+                out["hostile"] = {name: summarize_hostile(c) for name, c in checks.items()}
+                out["hostile_detail"] = checks
     finally:
         responder.close()
         dns.close()
