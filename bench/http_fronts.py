@@ -42,7 +42,9 @@ Method (fixed, so runs compare):
   (`BENCH_HOSTILE=0` skips them; `python bench/http_fronts.py hostile` runs only them).
 Prints one JSON object.
 
-Run: python bench/http_fronts.py          (needs wrk, pebble-challtestsrv, granian, gunicorn)
+Run: python bench/http_fronts.py
+Needs: apt-get install wrk pebble; pip install granian gunicorn certbot (gunicorn also comes with
+functions-framework; neither server is a dependency of Cirrus itself, only of this comparison).
 """
 
 from __future__ import annotations
