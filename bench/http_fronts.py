@@ -15,9 +15,9 @@ Method (fixed, so runs compare):
   - ours: `cirrus up` as shipped (event loop per worker, group commit per loop turn);
   - granian: `--interface wsgi`, `BENCH_THREADS` blocking threads per worker;
   - gunicorn: `-k gthread`, `BENCH_THREADS` threads per worker.
-  The granian and gunicorn launchers (`serve` below) build the same app
+  The granian and gunicorn launcher (`bench/front_launch.py`) builds the same app
   (`CirrusApp` with the same mounts and the workers' shared ACME nonce
-  ledger, created before the workers fork) and run the same background
+  ledger, created before the workers fork) and runs the same background
   process (WAL checkpoints, CRL schedule) beside the workers. Requests
   there run on threads, so the loop-turn group commit has nothing to hook
   into; with `BENCH_GROUP_COMMIT=1` (default) each worker runs a commit
@@ -34,7 +34,7 @@ Method (fixed, so runs compare):
 - `BENCH_ROUNDS` rounds; in each the fronts take turns (the order rotates per
   round), so a noisy moment of the shared machine hits all of them; ratios to
   ours are taken within a round and their median is reported.
-- The hostile checks (`hostile_checks`) run once at the end against all
+- The hostile checks (`bench/http_hostile.py`) run once at the end against all
   three, over TLS on raw sockets: the smuggling heads of
   tests/unit/core/test_http_front.py, oversized heads, slow clients
   (dripping head / body bytes: when is the connection cut?), and whether
@@ -53,24 +53,22 @@ import argparse
 import contextlib
 import json
 import os
-import queue
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from http_hostile import DRIP_FOR, hostile_checks, summarize_hostile  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
@@ -79,373 +77,10 @@ WORKERS = int(os.environ.get("BENCH_WORKERS", str(os.cpu_count() or 1)))
 THREADS = int(os.environ.get("BENCH_THREADS", "8"))
 ACME_ORDERS = int(os.environ.get("BENCH_ACME_ORDERS", "20"))
 GROUP_COMMIT = os.environ.get("BENCH_GROUP_COMMIT", "1") != "0"
-SLOW_CLIENTS = int(os.environ.get("BENCH_SLOW_CLIENTS", "40"))
-DRIP_FOR = float(os.environ.get("BENCH_DRIP_SECONDS", "45"))
 HOSTILE = os.environ.get("BENCH_HOSTILE", "1") != "0"
 FRONTS = [f for f in os.environ.get("BENCH_FRONTS", "ours,granian,gunicorn").split(",") if f]
 
 
-# ------------------------------------------------------------------ the app under a threaded front
-class ThreadCommitGroup:
-    """Group commit for a thread-per-request front: one commit thread records the writes of concurrent requests.
-
-    The authority hands `add()` its issuance write instead of committing it
-    (`shared.groupcommit`'s contract). Here `add()` blocks the request thread
-    until the commit thread has recorded its write together with whatever
-    other threads queued meanwhile, then publishes the events and returns, or
-    raises the error its write met; so the request answers exactly as if it
-    had committed alone (nothing is answered before it is recorded).
-    """
-
-    def __init__(self, ledger: Any) -> None:
-        self._ledger = ledger
-        self._queue: queue.SimpleQueue[tuple[Any, list[BaseException | None], threading.Event]] = queue.SimpleQueue()
-        threading.Thread(target=self._run, daemon=True, name="group-commit").start()
-
-    def add(self, write: Any, publish: Callable[[], None]) -> None:
-        outcome: list[BaseException | None] = []
-        done = threading.Event()
-        self._queue.put((write, outcome, done))
-        done.wait()
-        if outcome[0] is not None:
-            raise outcome[0]
-        publish()
-
-    def _run(self) -> None:
-        from shared.errors import BackendError, Unavailable
-
-        while True:
-            batch = [self._queue.get()]
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                outcomes: list[BaseException | None] = list(self._ledger.record_issuances([b[0] for b in batch]))
-            except Exception as exc:  # the commit itself: nothing was recorded
-                failure: BaseException = (
-                    Unavailable("the certificate could not be recorded; retry later")
-                    if isinstance(exc, BackendError)
-                    else exc
-                )
-                outcomes = [failure] * len(batch)
-            for (_write, outcome, done), result in zip(batch, outcomes, strict=True):
-                outcome.append(result)
-                done.set()
-
-
-class LazyApp:
-    """The `cirrus up` app, built once per worker process on its first request (after the fork)."""
-
-    def __init__(self, directory: Path, ledger: Any, group_commit: bool) -> None:
-        self._directory = directory
-        self._ledger = ledger
-        self._group_commit = group_commit
-        self._lock = threading.Lock()
-        self._pid = 0
-        self._app: Any = None
-        self._group: ThreadCommitGroup | None = None
-
-    def _build(self) -> None:
-        from shared.acme.nonce_ledger import NONCE_LEDGER_EXTRA
-        from shared.api.app import CirrusApp
-        from shared.api.mounts import default_direct_mounts, default_mounts
-        from shared.cli.folder import load_settings
-        from shared.runtime import build_services
-        from shared.store.base import BatchIssuanceLedger
-
-        services = build_services(load_settings(self._directory))
-        services.extras[NONCE_LEDGER_EXTRA] = self._ledger
-        self._app = CirrusApp(services, mounts=default_mounts(services), direct=default_direct_mounts(services))
-        store = services.store
-        self._group = (
-            ThreadCommitGroup(store) if self._group_commit and isinstance(store, BatchIssuanceLedger) else None
-        )
-        self._pid = os.getpid()
-
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        if self._pid != os.getpid():
-            with self._lock:
-                if self._pid != os.getpid():
-                    self._build()
-        if self._group is not None:
-            from shared.api.wsgi import COMMIT_GROUP_KEY
-
-            environ[COMMIT_GROUP_KEY] = self._group
-        result: Iterable[bytes] = self._app(environ, start_response)
-        return result
-
-
-def _background(settings: Any) -> int:
-    """Fork the process that runs `cirrus up`'s background work (checkpoints, CRLs)."""
-    from shared.cli.up import background_tasks
-
-    pid = os.fork()
-    if pid:
-        return pid
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        background_tasks(stop, settings)
-        stop.wait()
-    finally:
-        os._exit(0)
-
-
-def serve(front: str, directory: Path, port: int, workers: int, threads: int, group_commit: bool) -> None:
-    """Serve the authority in `directory` with granian or gunicorn, as `cirrus up` would."""
-    from shared.acme.nonce_ledger import SharedNonceLedger
-    from shared.cli.folder import load_settings
-    from shared.cli.up import configure_logging
-    from shared.runtime import build_services
-    from shared.server import issue_server_certificate
-
-    settings = load_settings(directory)
-    runtime = Path(tempfile.mkdtemp(prefix="cirrus-front-"))
-    probe = build_services(settings)
-    try:
-        cert, key, _ = issue_server_certificate(probe, runtime)
-    finally:
-        probe.close()
-    configure_logging("INFO")
-    app = LazyApp(directory, SharedNonceLedger(workers), group_commit)
-    background = _background(settings)
-    try:
-        if front == "granian":
-            from granian import Granian
-            from granian.constants import HTTPModes, Interfaces, SSLProtocols
-            from granian.http import HTTP1Settings
-
-            Granian(
-                "cirrus",
-                address="127.0.0.1",
-                port=port,
-                interface=Interfaces.WSGI,
-                http=HTTPModes.http1,
-                # Its hardening knobs set as close to ours as they go: the head's deadline
-                # (ours: 10 s) and the read buffer (ours: 64 KiB head, then the body).
-                http1_settings=HTTP1Settings(header_read_timeout=10_000, max_buffer_size=64 * 1024),
-                workers=workers,
-                blocking_threads=threads,
-                ssl_cert=cert,
-                ssl_key=key,
-                ssl_protocol_min=SSLProtocols.tls12,
-                log_level="warning",
-            ).serve(target_loader=lambda _target: app)
-        elif front == "gunicorn":
-            from gunicorn.app.base import BaseApplication
-
-            class Gunicorn(BaseApplication):  # type: ignore[misc]
-                def load_config(self) -> None:
-                    for k, v in {
-                        "bind": f"127.0.0.1:{port}",
-                        "workers": workers,
-                        "worker_class": "gthread",
-                        "threads": threads,
-                        "certfile": str(cert),
-                        "keyfile": str(key),
-                        "loglevel": "warning",
-                    }.items():
-                        self.cfg.set(k, v)
-
-                def load(self) -> Any:
-                    return app
-
-            Gunicorn().run()
-        else:
-            raise SystemExit(f"unknown front {front!r}")
-    finally:
-        os.kill(background, signal.SIGTERM)
-        os.waitpid(background, 0)
-        shutil.rmtree(runtime, ignore_errors=True)
-
-
-# ------------------------------------------------------------------ hostile checks (raw sockets over TLS)
-# Every hostile request names /nope: the app answers 404 to any method there, so a 404 means the
-# front passed the request on, and any other 4xx is the front's own refusal.
-SMUGGLING = {
-    "cl_te": b"POST /nope HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-    "te_cl": b"POST /nope HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
-    "duplicate_cl_same": b"POST /nope HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
-    "duplicate_cl_differ": b"POST /nope HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\ncontent-length: 5\r\n\r\nabcde",
-    "cl_list": b"POST /nope HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 3\r\n\r\nabc",
-    "obs_fold_space": b"GET /nope HTTP/1.1\r\nHost: h\r\nX-A: one\r\n two\r\n\r\n",
-    "obs_fold_tab": b"GET /nope HTTP/1.1\r\nHost: h\r\nX-A: one\r\n\ttwo\r\n\r\n",
-    "space_before_colon": b"GET /nope HTTP/1.1\r\nHost: h\r\nX-A : v\r\n\r\n",
-    "bare_cr_in_value": b"GET /nope HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n",
-    "nul_in_value": b"GET /nope HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n",
-    "two_hosts": b"GET /nope HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-}
-OVERSIZED = {
-    "header_value_100k": b"GET /nope HTTP/1.1\r\nHost: h\r\nX-Big: " + b"x" * 100_000 + b"\r\n\r\n",
-    "header_lines_500": b"GET /nope HTTP/1.1\r\nHost: h\r\n" + b"X: y\r\n" * 500 + b"\r\n",
-    "target_20k": b"GET /nope" + b"a" * 20_000 + b" HTTP/1.1\r\nHost: h\r\n\r\n",
-    "body_cl_100m": b"POST /nope HTTP/1.1\r\nHost: h\r\nContent-Length: 100000000\r\n\r\n",
-}
-PASSED_ON = "404"  # the app's answer for /nope
-SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n"
-
-
-def _tls(port: int, timeout: float) -> ssl.SSLSocket:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE  # the checks are about HTTP framing, not the certificate
-    ctx.set_alpn_protocols(["http/1.1"])
-    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    return ctx.wrap_socket(raw, server_hostname="localhost")
-
-
-def _read_all(c: ssl.SSLSocket, until: float) -> bytes:
-    chunks = []
-    while time.monotonic() < until:
-        try:
-            data = c.recv(65536)
-        except TimeoutError:
-            break
-        except (OSError, ssl.SSLError):
-            break
-        if not data:
-            break
-        chunks.append(data)
-    return b"".join(chunks)
-
-
-def _statuses(answer: bytes) -> list[str]:
-    return [line.split(b" ")[1].decode() for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.")]
-
-
-def framing_check(port: int, raw: bytes, smuggle: bool) -> dict[str, Any]:
-    """Send `raw` (plus a second request when `smuggle`); what came back, and was the second one answered?"""
-    try:
-        with _tls(port, 5) as c:
-            c.sendall(raw + (SMUGGLED if smuggle else b""))
-            answer = _read_all(c, time.monotonic() + 5)
-    except OSError as exc:
-        return {"statuses": [], "closed": True, "error": type(exc).__name__}
-    statuses = _statuses(answer)
-    out: dict[str, Any] = {"statuses": statuses}
-    out["refused"] = bool(statuses) and statuses[0].startswith("4") and statuses[0] != PASSED_ON
-    if smuggle:
-        out["second_request_answered"] = len(statuses) > 1 or b"smuggled" in answer
-    return out
-
-
-def drip_check(port: int, at_once: bytes, dripped: bytes, every: float, give_up: float) -> dict[str, Any]:
-    """Send `at_once`, then `dripped` a byte every `every` s: when (if ever, within `give_up` s) is it cut off?"""
-    started = time.monotonic()
-    try:
-        with _tls(port, give_up + 5) as c:
-            c.sendall(at_once)
-            c.settimeout(every)
-            for i in range(len(dripped)):
-                if time.monotonic() - started > give_up:
-                    return {"cut_off_after_s": None, "held_for_s": round(time.monotonic() - started, 1)}
-                try:
-                    c.sendall(dripped[i : i + 1])
-                except OSError:
-                    break
-                try:
-                    if not c.recv(65536):  # closed, or an answer (408) came back
-                        break
-                    break
-                except (TimeoutError, ssl.SSLWantReadError):
-                    continue
-                except OSError:
-                    break
-            else:
-                return {"cut_off_after_s": None, "completed": True}
-    except OSError:
-        pass
-    return {"cut_off_after_s": round(time.monotonic() - started, 1)}
-
-
-def lockout_check(port: int, slow: int, hold: float, body: bool = False) -> dict[str, Any]:
-    """Open `slow` connections that drip their heads (or bodies); is a normal client still answered meanwhile?"""
-    stop = threading.Event()
-
-    def dripper() -> None:
-        with contextlib.suppress(OSError), _tls(port, hold + 10) as c:
-            if body:  # a whole head for the real /sign, then its body a byte at a time
-                c.sendall(b"POST /1.0/sign HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n")
-            else:
-                c.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n")
-            while not stop.wait(0.5):
-                c.sendall(b"b" if body else b"X-Drip: 1\r\n")
-
-    threads = [threading.Thread(target=dripper, daemon=True) for _ in range(slow)]
-    for t in threads:
-        t.start()
-    time.sleep(2.0)
-    started = time.monotonic()
-    try:
-        with _tls(port, hold) as c:
-            c.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
-            answer = _read_all(c, time.monotonic() + hold)
-        ok = _statuses(answer)[:1] == ["200"]
-    except OSError:
-        ok = False
-    waited = round(time.monotonic() - started, 2)
-    stop.set()
-    for t in threads:
-        t.join(15)
-    return {"slow_connections": slow, "normal_client_served": ok, "waited_s": waited}
-
-
-def hostile_checks(ports: dict[str, int], drip: float = DRIP_FOR) -> dict[str, dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {name: {} for name in ports}
-    for name, port in ports.items():
-        for case, raw in SMUGGLING.items():
-            results[name][case] = framing_check(port, raw, smuggle=True)
-        for case, raw in OVERSIZED.items():
-            results[name][case] = framing_check(port, raw, smuggle=False)
-    # The slow cases take up to DRIP_FOR each: all fronts and cases at once.
-    slow_cases: dict[str, tuple[bytes, bytes]] = {
-        "slow_head": (b"", b"GET /health HTTP/1.1\r\nHost: h\r\nX-Padding: " + b"p" * 400 + b"\r\n\r\n"),
-        "slow_body": (b"POST /1.0/sign HTTP/1.1\r\nHost: h\r\nContent-Length: 400\r\n\r\n", b"b" * 400),
-    }
-    with ThreadPoolExecutor(max_workers=len(ports) * len(slow_cases)) as pool:
-        futures = {
-            (name, case): pool.submit(drip_check, port, at_once, dripped, 0.2, drip)
-            for name, port in ports.items()
-            for case, (at_once, dripped) in slow_cases.items()
-        }
-        for (name, case), fut in futures.items():
-            results[name][case] = fut.result()
-    for name, port in ports.items():
-        results[name]["slow_head_lockout"] = lockout_check(port, SLOW_CLIENTS, 10.0)
-        results[name]["slow_body_lockout"] = lockout_check(port, SLOW_CLIENTS, 10.0, body=True)
-    return results
-
-
-def summarize_hostile(checks: dict[str, Any], drip: float = DRIP_FOR) -> dict[str, str]:
-    """One word per check: what a reader of the table needs."""
-    out: dict[str, str] = {}
-    for case in [*SMUGGLING, *OVERSIZED]:
-        r = checks[case]
-        if r.get("second_request_answered"):
-            out[case] = "SMUGGLED: the bytes after it were read as a second request"
-        elif r["refused"]:
-            out[case] = f"refused {r['statuses'][0]}"
-        elif r["statuses"]:
-            out[case] = f"PASSED ON to the app ({r['statuses'][0]})" + (", then closed" if case in SMUGGLING else "")
-        else:
-            out[case] = "no answer within 5 s"
-    for case in ("slow_head", "slow_body"):
-        cut = checks[case].get("cut_off_after_s")
-        out[case] = f"cut off at {cut} s" if cut is not None else f"NOT cut off in {drip:.0f} s"
-    for case in ("slow_head_lockout", "slow_body_lockout"):
-        lock = checks[case]
-        out[case] = (
-            f"served in {lock['waited_s']} s beside {lock['slow_connections']} slow"
-            if lock["normal_client_served"]
-            else f"LOCKED OUT by {lock['slow_connections']} slow connections"
-        )
-    return out
-
-
-# ------------------------------------------------------------------ the benchmark
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -483,7 +118,7 @@ def start_front(front: str, ca: Path, port: int) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "shared.cli", "up", "--dir", str(ca), "--address", f"127.0.0.1:{port}",
                 "--workers", str(WORKERS)]
     else:
-        argv = [sys.executable, str(Path(__file__).resolve()), "serve", front, str(ca), str(port),
+        argv = [sys.executable, str(Path(__file__).resolve().with_name("front_launch.py")), front, str(ca), str(port),
                 "--workers", str(WORKERS), "--threads", str(THREADS)]
         if not GROUP_COMMIT:
             argv.append("--no-group-commit")
@@ -670,19 +305,9 @@ def bench() -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     sub = ap.add_subparsers(dest="command")
-    s = sub.add_parser("serve", help="(internal) serve an authority folder with granian or gunicorn")
-    s.add_argument("front", choices=("granian", "gunicorn"))
-    s.add_argument("dir", type=Path)
-    s.add_argument("port", type=int)
-    s.add_argument("--workers", type=int, default=WORKERS)
-    s.add_argument("--threads", type=int, default=THREADS)
-    s.add_argument("--no-group-commit", action="store_true")
     h = sub.add_parser("hostile", help="only the hostile checks, against fronts started here")
     h.add_argument("--drip", type=float, default=DRIP_FOR)
     args = ap.parse_args()
-    if args.command == "serve":
-        serve(args.front, args.dir.resolve(), args.port, args.workers, args.threads, not args.no_group_commit)
-        return
     if args.command == "hostile":
         from tests.unit.acme.acme_support import ChallTestSrv, HTTP01Responder
 
