@@ -15,6 +15,44 @@ per core instead (sharing one listening socket), so each worker runs this loop: 
 sockets under `selectors` (epoll), TLS handshakes and reads driven by
 readiness, and each complete request handed to the WSGI app inline.
 
+Why not a well-kept server (granian's WSGI mode, gunicorn's gthread worker),
+measured for issue 18 with `bench/http_fronts.py`: the same `cirrus up` app
+(same store, nonce ledger, background process; on the threaded fronts a
+commit thread batches the issuance writes of concurrent requests, as the loop
+turn does here) served by each at once, 2 workers each, 8 threads per worker
+for the other two; `/sign` at c=16 (wrk, one-time tokens) and complete ACME
+orders, the fronts taking turns, 5 rounds, medians, ratios taken within a
+round. 2026-12-07, 2-core VM shared with other work (never idle during the
+runs; one of four runs shown, the others' ratios in brackets):
+
+| front | c=16 certs/s | ratio | CPU ms/cert | ACME orders/s | hostile checks (below) |
+|---|---|---|---|---|---|
+| ours | 567 | 1 | 1.61 | 24.5 | all pass |
+| granian 2.8.9 | 568 | 1.00 (1.24, 2.82, 1.72) | 1.86 (1.13x) | 29.0 (0.98x) | slow body, lock-out, Host |
+| gunicorn 27.0.1 | 481 | 0.85 (1.24, 1.78, 1.85) | 2.44 (1.48x) | 29.2 (0.99x) | slow head and body, lock-out |
+
+On a shared machine throughput follows the CPU share a front gets, and one
+with more runnable threads gets more (granian and gunicorn used 1.1-1.2 cores
+to our 0.9 in the run shown; 1.0 to our 0.4 in the 2.82 run), while per
+certificate they cost 0.97-1.21x (granian) and 0.97-1.48x (gunicorn) our
+CPU. (Their commit thread batched 2.7-3.4 writes per commit at c=16; a run
+without it gave 1.08x and 1.46x, within the noise.) So granian cleared the
+90 % bar in every run and gunicorn in three of four; the hostile checks (raw
+sockets over TLS) decide. All three refuse obs-fold, differing duplicate
+Content-Lengths and heads over 64 KiB (granian once its buffer is set to
+that). Granian answers CL+TE by the chunked framing
+and closes (RFC 9112 s.6.3 allows it; we refuse with 400), passes a request
+with two Host headers to the app (s.3.2 says 400), cuts a slow head at its
+header deadline but never a slow body, and 40 connections dripping `/sign`
+bodies hold all its blocking threads (a WSGI app reads `wsgi.input` on one),
+so a newcomer is not served. Gunicorn has no head or body deadline at all: 40
+dripping connections lock everyone out. And `cirrus up`'s mTLS renew, rekey
+and revoke need the verified client certificate: granian's WSGI environ has
+no place for it, gunicorn leaves the app to dig it out of its socket
+(`gunicorn.socket`). Granian also copies the process environment into every
+request's environ. So `cirrus up` keeps this server; tests/unit/core/
+test_http_front.py holds the same checks against it.
+
 Requests that wait on the network rather than the CPU (an ACME challenge
 validation fetching from the client, or a forward to a remote issuer) must
 not stall the other connections, so the caller can name them with the

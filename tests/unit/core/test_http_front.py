@@ -1,4 +1,4 @@
-"""The HTTP front against hostile clients, over raw sockets (issue 12, items 8, 12 and 14).
+"""The HTTP front against hostile clients, over raw sockets (issue 12, items 8, 12 and 14; issue 18, item 5).
 
 Every case asserts the same three things: the offending connection gets a 4xx
 or is closed, other clients keep being served, and the loop (the worker) is
@@ -124,6 +124,50 @@ def test_heads_that_could_be_read_two_ways_get_400_and_close(port: int, raw: byt
         out = read_until_closed(c)  # closed after the 400: nothing after it is read as a request
     assert status_of(out) == b"HTTP/1.1 400 Bad Request" and b"smuggled" not in out
     still_serving(port)
+
+
+def test_one_header_over_the_head_limit_gets_431_and_the_worker_lives(port: int) -> None:
+    """Oversized heads: a single 65 KiB header value (the head limit is 64 KiB) is refused, not buffered on."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"x" * (65 * 1024) + b"\r\n\r\n")
+        out = read_until_closed(c)
+    assert status_of(out) == b"HTTP/1.1 431 Request Header Fields Too Large"
+    still_serving(port)
+
+
+def test_a_head_that_never_ends_is_refused_at_the_limit_not_at_its_deadline(port: int) -> None:
+    """70 KiB of one header line and no end: 431 as soon as the buffer passes the limit (FAST's deadline is 0.5 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"x" * (70 * 1024))
+        started = time.monotonic()
+        out = read_until_closed(c)
+        elapsed = time.monotonic() - started
+    assert status_of(out) == b"HTTP/1.1 431 Request Header Fields Too Large" and elapsed < FAST.header_timeout
+    still_serving(port)
+
+
+def test_many_slow_clients_do_not_hold_up_a_newcomer() -> None:
+    """Slowloris against the whole worker: 40 connections dripping heads or bodies tie up nothing a
+    newcomer needs (the loop buffers a request before the app sees it; no thread waits on a client).
+    The deadlines here are long, so the newcomer is served beside them, not after they are cut off."""
+    with serving(app, limits=Limits(header_timeout=10.0, request_timeout=20.0)) as port:
+        slow = []
+        try:
+            for _ in range(40):  # paced: the test server's listen backlog is 8
+                slow.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+                time.sleep(0.01)
+            for i, c in enumerate(slow):
+                c.sendall(b"POST /s HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nb" if i % 2
+                          else b"GET /s HTTP/1.1\r\nHost: h\r\nX-Drip: 1\r\n")
+            time.sleep(0.2)
+            for c in slow:
+                c.sendall(b"b" if slow.index(c) % 2 else b"X-Drip: 2\r\n")
+            started = time.monotonic()
+            still_serving(port)
+            assert time.monotonic() - started < 2.0
+        finally:
+            for c in slow:
+                c.close()
 
 
 def test_a_chunked_upload_without_content_length_still_gets_411(port: int) -> None:
