@@ -16,7 +16,6 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from shared.authority import Authority, AuthorityStores
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.errors import ConfigError
@@ -32,6 +31,7 @@ from shared.store.open import open_store
 from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
+    from shared.authority import Authority
     from shared.issuer_link import IssuerLink
     from shared.ra import UpstreamCA
 
@@ -230,6 +230,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     else:
 
         def authority_factory() -> Authority:
+            from shared.authority import Authority, AuthorityStores  # the issuing pipeline: signers only
+
             signer = open_signer(settings.key, password_file=settings.password_file)
             if signer.public_key().public_numbers() != intermediates[0].public_key().public_numbers():  # type: ignore[union-attr]
                 raise ConfigError("the key does not match the intermediate certificate")
