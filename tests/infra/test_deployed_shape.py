@@ -333,6 +333,7 @@ def test_example_exposes_what_the_docs_tell_users_to_set() -> None:
     example = parse_dir(EXAMPLE)
     call = example["module"]["cirrus"]
     for name in ("external_url", "intermediate_key_version", "ocsp_responder_key_version", "max_instances",
-                 "key_ring_name", "firestore_database", "crl_bucket_location"):
+                 "min_instances", "instance_concurrency", "key_ring_name", "firestore_database",
+                 "crl_bucket_location"):
         assert name in example["variable"], f"the example has no variable {name}"
         assert call.get(name) == f"${{var.{name}}}", f"the example does not pass {name} to the module"
