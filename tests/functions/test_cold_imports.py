@@ -137,7 +137,8 @@ def test_ocsp_first_answer_loads_neither_the_store_sdk_nor_the_step_ca_app(publi
 
 
 def test_ca_api_first_sign_loads_no_validation_authority_and_no_acme(authority_dir: Path) -> None:
-    """A `/1.0/sign` on a cold ca_api loads the issuing pipeline, not the OCSP/CRL code or the ACME server."""
+    """A `/1.0/sign` on a cold ca_api loads the issuing pipeline, not the OCSP/CRL code, the ACME server,
+    the other provisioner types or the template engine (no provisioner here has a template)."""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -154,3 +155,8 @@ def test_ca_api_first_sign_loads_no_validation_authority_and_no_acme(authority_d
     assert "shared.authority" in modules
     assert _loaded(SDKS, modules) == []
     assert _loaded(("shared.validation", "shared.acme", "shared.dashboard", "shared.ssh"), modules) == []
+    # no provisioner has a template here: the template engine stays unloaded
+    engine = ("shared.templates.parser", "shared.templates.execute", "shared.templates.sprig", "shared.templates.lexer")
+    assert _loaded(engine, modules) == []
+    others = ("shared.provisioners.oidc", "shared.provisioners.azure", "shared.provisioners.gcp", "shared.provisioners.aws")
+    assert _loaded(others, modules) == []
