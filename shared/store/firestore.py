@@ -132,7 +132,9 @@ class FirestoreStore(ShardedQueries):
             if "_sdk" in self.__dict__:  # another thread connected while this one waited
                 connected: _SDK = self.__dict__["_sdk"]
                 return connected
-            return _connect(self._given_client, self._project, self._database, self._retry.deadline)
+            sdk = _connect(self._given_client, self._project, self._database, self._retry.deadline)
+            self.__dict__["_sdk"] = sdk  # before the lock is released (3.12's cached_property has none)
+            return sdk
 
     @functools.cached_property
     def _client(self) -> Any:
