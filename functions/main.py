@@ -1,15 +1,4 @@
-"""Cloud Functions entry points: each decodes, calls one handler, encodes.
-
-The last lines freeze the garbage collector's view of the heap: the Functions Framework's gunicorn
-imports this module in its master process and then forks the worker that serves requests. Without
-the freeze, each full collection in the worker (the first request's lazy imports allocate enough to
-trigger several) walks every object inherited from the master, writing its GC header, so the
-kernel copies page after page of shared memory: measured here, a cold `/sign` answered 17 % later
-than with the freeze (bench/cold_start.py). The collection before it keeps garbage out of the
-frozen set. This is the pattern the `gc.freeze` documentation gives for pre-fork servers.
-"""
-
-import gc
+"""Cloud Functions entry points: each decodes, calls one handler, encodes."""
 
 import functions_framework
 
@@ -56,7 +45,3 @@ def crl_publish(cloud_event):  # type: ignore[no-untyped-def]
 def sweep(cloud_event):  # type: ignore[no-untyped-def]
     """Scheduled housekeeping (Cloud Scheduler -> Pub/Sub)."""
     handlers.sweep(cloud_event)
-
-
-gc.collect()
-gc.freeze()

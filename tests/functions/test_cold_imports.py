@@ -79,21 +79,6 @@ def test_importing_the_entry_points_loads_no_sdk_and_no_step_ca_app() -> None:
     assert _loaded((*STEP_CA, "shared.runtime", "shared.validation"), modules) == []
 
 
-def test_the_entry_module_freezes_what_it_imported_before_the_worker_fork() -> None:
-    """Objects imported before gunicorn forks are out of the collector's reach (see functions/main.py)."""
-    code = (
-        "import gc, sys\n"
-        "assert gc.get_freeze_count() == 0\n"
-        "import functions.main\n"
-        "import functions_framework\n"
-        "frozen = gc.get_freeze_count()\n"
-        "assert frozen > 1000, frozen\n"  # the framework's and our modules' objects
-        "assert gc.isenabled()\n"  # later garbage is still collected
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                   check=True, timeout=60)  # fmt: skip
-
-
 @pytest.fixture
 def published(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, bytes]:
     """An authority that issued one certificate and published its CRL; the OCSP request for it."""
