@@ -12,6 +12,10 @@ What a cold instance pays, measured on this machine for every entry point of `fu
   port every 2 ms, so the figure includes how long the server takes to listen. Split into
   `listen_ms` (process start, imports, gunicorn fork, socket bound) and `first_request_ms` (the first
   request itself: building the instance's services from settings, lazy imports, the work).
+- `cpu_ms`: CPU time (user + system) the server process and its worker used, from spawn to shutdown
+  after the first answer (shutdown adds a few ms). Wall time on a machine shared with other work
+  swings by tens of percent from one run to the next; CPU time moves far less, so it is the figure
+  to compare trees by there (the Firestore emulator's own work is not in it).
 - `module_import_ms`: `python -X importtime -c "import functions.main"`, cumulative time of that
   import (what every function pays before it can serve), and `first_call_import_ms`: the imports the
   function's first request triggers lazily (same tool, counted after a marker).
@@ -43,6 +47,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -193,6 +198,7 @@ def cold_start(tree: Path, name: str, signature: str, env: dict[str, str], fixtu
     cmd = [sys.executable, "-m", "functions_framework", "--target", name, "--source",
            str(tree / "functions" / "main.py"), "--signature-type", signature, "--host", "127.0.0.1",
            "--port", str(port)]  # fmt: skip
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         cmd, cwd=tree, env=_tree_env(tree, env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -225,11 +231,12 @@ def cold_start(tree: Path, name: str, signature: str, env: dict[str, str], fixtu
                 raise RuntimeError("ocsp: answer is not DER")
             if name == "ca_api" and b"BEGIN CERTIFICATE" not in payload:
                 raise RuntimeError("ca_api: /sign answered no certificate")
-            return {
+            timings = {
                 "first_answer_ms": (t_done - t0) * 1000,
                 "listen_ms": (t_listen - t0) * 1000,
                 "first_request_ms": (t_done - t_listen) * 1000,
             }
+            break
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -238,6 +245,11 @@ def cold_start(tree: Path, name: str, signature: str, env: dict[str, str], fixtu
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+    # CPU time of the server (gunicorn's master, and its worker, which the master reaps on SIGTERM):
+    # it moves far less than wall time with other load on the machine, so it compares trees best there.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timings["cpu_ms"] = (usage.ru_utime - usage0.ru_utime + usage.ru_stime - usage0.ru_stime) * 1000
+    return timings
 
 
 # ------------------------------------------------------------------ import times
@@ -333,7 +345,7 @@ def _entry(
         entry["failed_runs"] = errors
     if not runs or not profiles:
         return entry
-    for key in ("first_answer_ms", "listen_ms", "first_request_ms"):
+    for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms"):
         entry[key] = summary([r[key] for r in runs])
     for key in ("module_import_ms", "first_call_import_ms"):
         entry[key] = summary([pr[key] for pr in profiles])
@@ -386,7 +398,7 @@ def measure(trees: dict[str, Path], functions: dict[str, str], env: dict[str, st
         this, base = per_tree.get("this", {}), per_tree.get("baseline", {})
         entry["ratio"] = {
             key: round(this[key]["median"] / base[key]["median"], 2)
-            for key in ("first_answer_ms", "listen_ms", "first_request_ms", "module_import_ms")
+            for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms", "module_import_ms")
             if key in this and key in base and base[key]["median"]
         }
         results[name] = entry
