@@ -160,3 +160,30 @@ def test_ca_api_first_sign_loads_no_validation_authority_and_no_acme(authority_d
     assert _loaded(engine, modules) == []
     others = ("shared.provisioners.oidc", "shared.provisioners.azure", "shared.provisioners.gcp", "shared.provisioners.aws")
     assert _loaded(others, modules) == []
+
+
+def test_a_first_sign_builds_no_router(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`/sign` is answered from the static routes; the Werkzeug router (its URL builders compiled per
+    rule) is made only for a path with parameters."""
+    from shared.api.stepca import url_map
+
+    monkeypatch.setenv("CIRRUS_CONFIG", str(authority_dir / "config.json"))
+    handlers.reset()
+    url_map.cache_clear()
+    try:
+        client = create_app("ca_api", MAIN).test_client()
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cold.example.com")]))
+            .sign(key, hashes.SHA256())
+        )
+        r = client.post("/1.0/sign", json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode(),
+                                           "ott": mint_sign_token(authority_dir, "cold.example.com")})  # fmt: skip
+        assert r.status_code == 201, r.get_data(as_text=True)
+        assert url_map.cache_info().currsize == 0
+        assert client.get("/1.0/sign").status_code == 405  # a wrong method still gets step-ca's answer
+        assert client.get("/root/" + "00" * 32).status_code == 404  # a parameter: the router is built
+        assert url_map.cache_info().currsize == 1
+    finally:
+        handlers.reset()
