@@ -367,10 +367,11 @@ def measure(trees: dict[str, Path], functions: dict[str, str], env: dict[str, st
     runs = {(t, n): [] for t in labels for n in functions}  # type: dict[tuple[str, str], list[dict[str, float]]]
     profiles = {(t, n): [] for t in labels for n in functions}  # type: dict[tuple[str, str], list[dict[str, Any]]]
     errors = {(t, n): [] for t in labels for n in functions}  # type: dict[tuple[str, str], list[str]]
-    # Warm the OS page cache and the .pyc files once per tree, as a deployed image has them.
-    first = next(iter(functions))
+    # Warm the OS page cache and write the .pyc files once per tree and function (each function
+    # imports its own modules), as a deployed image has them.
     for tree in trees.values():
-        cold_start(tree, first, functions[first], env, fixture)
+        for name, signature in functions.items():
+            cold_start(tree, name, signature, env, fixture)
     for i in range(repeat):
         order = labels if i % 2 == 0 else labels[::-1]
         for name, signature in functions.items():
