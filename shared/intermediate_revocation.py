@@ -38,7 +38,6 @@ from cryptography.hazmat.primitives import serialization
 from shared.blobs.base import Blob, BlobStore, PreconditionFailed
 from shared.errors import BackendError
 from shared.keys.base import Signer
-from shared.validation.crl import CRLBuilder, CRLScope, RevokedEntry
 from shared.validation.partition import blob_name
 
 CRL_CONTENT_TYPE = "application/pkix-crl"
@@ -128,6 +127,8 @@ def revoke_intermediate(
     if reason_code not in (0, 1, 2, 3, 4, 5, 9):
         raise RevocationCeremonyError("reason must be one of 0-5 or 9 (RFC 5280 CRLReason for a CA)")
     current = read_arl(blobs, root)
+    from shared.validation.crl import CRLBuilder, CRLScope, RevokedEntry  # the ceremony only, not issuance
+
     entries: list[RevokedEntry] = []
     number = 1
     generation = 0
