@@ -54,7 +54,8 @@ def add_key(docs: DocumentStore, clock: Clock, *, provisioner: str, reference: s
     """Create a key; return `(kid, base64url HMAC key)` (the secret is shown only here)."""
     if reference and any(k.reference == reference and not k.removed for k in list_keys(docs, provisioner=provisioner)):
         raise ValueError(f"an EAB key with reference {reference!r} already exists")
-    kid = secrets.token_urlsafe(16)
+    # Hex, not base64url: a kid starting with '-' read as an option by `cirrus acme eab remove KID`.
+    kid = secrets.token_hex(16)
     secret = secrets.token_bytes(32)
     data = {
         "provisioner": provisioner,

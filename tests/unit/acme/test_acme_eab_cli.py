@@ -47,3 +47,14 @@ def test_eab_cli_roundtrip(authority_dir: Path, capsys: pytest.CaptureFixture[st
 def test_eab_cli_unknown_provisioner(authority_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["acme", "eab", "add", "--dir", str(authority_dir), "--provisioner", "nope"]) == 1
     assert "no ACME provisioner" in capsys.readouterr().err
+
+
+def test_every_kid_can_be_passed_to_remove_as_an_argument() -> None:
+    """A base64url kid began with '-' one time in 64, and `cirrus acme eab remove KID` then read it as an option."""
+    from shared.clock import SystemClock
+    from shared.store.memory import MemoryStore
+
+    store = MemoryStore()
+    kids = [eab.add_key(store, SystemClock(), provisioner="acme")[0] for _ in range(300)]
+    assert all(not k.startswith("-") and k.isalnum() for k in kids)
+    assert len(set(kids)) == len(kids)
