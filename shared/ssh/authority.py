@@ -52,6 +52,7 @@ from shared.ssh.options import (
 )
 from shared.ssh.records import SSHRecorder
 from shared.ssh.sshpop import SSHPOPAuthorization, verify_sshpop
+from shared.ssh.templated import apply_ssh_template
 from shared.ssh.wire import SSHPublicKey, public_key_blob
 from shared.store.base import DocumentStore, EndpointStore, IssuanceLedger, RevocationStore, TokenLedger
 
@@ -158,9 +159,15 @@ class SSHAuthority:
         else:
             raise Unauthorized("provisioner does not issue SSH certificates")
         replay = auth.replay
-        after, before = resolve_validity(auth, request, now=now, backdate=self._backdate)
         extensions = dict(DEFAULT_USER_EXTENSIONS) if auth.cert_type == USER_CERT else {}
-        cert = self._sign(key, auth.cert_type, auth.key_id, auth.principals, after, before, {}, extensions)
+        critical: dict[str, str] = {}
+        template = self._provisioners.ssh_templates.get(auth.provisioner_name)
+        if template is not None:  # the provisioner's `options.ssh` template (issue 15)
+            auth, fields = apply_ssh_template(template, auth, request=request, key=key, token=peeked.claims,
+                                              user=body.get("templateData"))
+            extensions, critical = fields.extensions, fields.critical_options
+        after, before = resolve_validity(auth, request, now=now, backdate=self._backdate)
+        cert = self._sign(key, auth.cert_type, auth.key_id, auth.principals, after, before, critical, extensions)
         skey = make_subject_key(auth.key_id, auth.principals)
         endpoint = endpoint_for_sign(
             authority_id=self.authority_id,

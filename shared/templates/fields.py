@@ -26,9 +26,8 @@ X509_FIELDS: dict[str, tuple[str, ...]] = {
 }
 SSH_FIELDS: dict[str, tuple[str, ...]] = {
     "type": ("str",), "keyId": ("str",), "principals": ("list",), "extensions": ("obj",),
-    "criticalOptions": ("obj",), "validAfter": ("str", "num"), "validBefore": ("str", "num"),
-    "serial": ("num",), "nonce": ("str",), "reserved": ("str",),
-}
+    "criticalOptions": ("obj",), "serial": ("num",), "nonce": ("str",), "reserved": ("str",),
+}  # sshutil.Certificate's validAfter/validBefore are `json:"-"`: ignored, whatever their type
 
 
 def _matches(value: Any, shape: str) -> bool:
