@@ -266,8 +266,7 @@ class Authority:
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
         templated = self._templated_leaf(public_key, sans, common_name, auth, serial, csr)
         if templated is not None:
-            subject, extensions = templated
-            names = None  # recorded from the certificate: the template may have changed them
+            subject, extensions, names = templated  # the names the template put in the certificate
         else:
             extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
@@ -316,7 +315,7 @@ class Authority:
     def _templated_leaf(
         self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int,
         csr: x509.CertificateSigningRequest | None,
-    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]] | None:
+    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]], tuple[str, tuple[str, ...]]] | None:
         """Subject and extensions from the provisioner's `options.x509` template, if it has one (issue 15)."""
         configured = self.provisioners.x509_templates.get(auth.provisioner.name)
         if configured is None:
@@ -336,7 +335,7 @@ class Authority:
             provisioner=prov_ext, crl_url=self._crl_url(serial) if self._crl_url else None,
             ocsp_url=self._ocsp_url, ca_issuers_url=self._ca_issuers_url,
         )]
-        return leaf.subject, extensions
+        return leaf.subject, extensions, (leaf.common_name, leaf.san_strings)
 
     # ------------------------------------------------------- renew / rekey
     def renew(

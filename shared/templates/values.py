@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +68,26 @@ class GoTyped:
     text: str = ""
 
 
+class Lazy:
+    """A struct field's value computed the first time a template reads it.
+
+    Why: step-ca hands every template the whole request (`.Insecure.CR`: subject, names,
+    extensions), but most templates read one or two fields of it; building the rest for every
+    certificate cost more CPU than rendering the template. Only Cirrus's own code makes these.
+    """
+
+    __slots__ = ("compute",)
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+
 class GoStruct:
     """A Go struct value, as step-ca hands templates its own types (`.Subject`, `.SANs`, `.Insecure.CR`).
 
     Templates reach fields by their Go names (`.Subject.CommonName`); `toJson` writes the JSON names
     in declaration order, dropping `omitempty` fields that are empty and fields tagged `json:"-"`.
+    A field's value may be `Lazy`: it is computed on first read and kept.
     """
 
     __slots__ = ("fields", "go_type", "values")
@@ -83,7 +99,10 @@ class GoStruct:
 
     def field(self, name: str) -> Any:
         """The field's value; KeyError when the struct has no such field."""
-        return self.values[name]
+        value = self.values[name]
+        if type(value) is Lazy:
+            value = self.values[name] = value.compute()
+        return value
 
 
 def go_bytes(s: str) -> bytes:
@@ -271,7 +290,7 @@ def sprint_value(v: Any, top: bool = True) -> str:
     if isinstance(v, GoTyped):
         return v.text
     if isinstance(v, GoStruct):
-        body = "{" + " ".join(sprint_value(v.values[go], False) for go, _, _ in v.fields) + "}"
+        body = "{" + " ".join(sprint_value(v.field(go), False) for go, _, _ in v.fields) + "}"
         return "&" + body if v.go_type.startswith("*") else body
     return "<nil>"
 
@@ -333,7 +352,7 @@ def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
     if kind is GoStruct:
         parts = []
         for go, js, omit in v.fields:
-            value = v.values[go]
+            value = v.field(go)
             if js is None or (omit and not truth(value)):
                 continue
             parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))
@@ -358,7 +377,7 @@ def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
     if isinstance(v, GoStruct):
         parts = []
         for go, js, omit in v.fields:
-            value = v.values[go]
+            value = v.field(go)
             if js is None or (omit and not truth(value)):
                 continue
             parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
-from shared.templates.values import GoStruct, GoTyped
+from shared.templates.values import GoStruct, GoTyped, Lazy
 from shared.x509.profile import encoded
 
 KEY_USAGE_NAMES = {
@@ -63,6 +63,11 @@ class TemplatedLeaf:
     extensions: tuple[x509.Extension[x509.ExtensionType], ...]
     not_before: str | None
     not_after: str | None
+
+    @property
+    def san_strings(self) -> tuple[str, ...]:
+        """The SANs as `names.sans_of` reads them back from the certificate (records, events)."""
+        return tuple(str(g.value) if isinstance(g, x509.IPAddress) else g.value for g in self.sans)
 
 
 def _fail(message: str) -> TemplateError:
@@ -323,36 +328,64 @@ def _public_key(rsa_key: bool) -> GoTyped:
     return GoTyped("*rsa.PublicKey" if rsa_key else "*ecdsa.PublicKey", "ptr", None, "&{...}")
 
 
-def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_key: bool) -> GoStruct:
-    """*x509util.CertificateRequest as `.Insecure.CR` (the request's own, unverified names)."""
-    names: list[x509.GeneralName] = []
-    if csr is not None:
-        try:
-            names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-        except (x509.ExtensionNotFound, ValueError):
-            names = []
+def _csr_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
+    try:
+        return list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+
+
+def _csr_extensions(csr: x509.CertificateSigningRequest) -> list[GoStruct] | None:
     extensions: list[GoStruct] = []
-    if csr is not None:
-        for ext in csr.extensions:
-            # step marks the request's SAN critical when its subject is empty (fixSubjectAltName).
-            critical = ext.critical or (ext.oid == x509.SubjectAlternativeName.oid and len(csr.subject) == 0)
-            try:
-                der = ext.value.public_bytes()
-            except (NotImplementedError, ValueError):
-                continue
-            extensions.append(GoStruct("x509util.Extension", [
-                ("ID", "id", False, ext.oid.dotted_string), ("Critical", "critical", False, critical),
-                ("Value", "value", False, base64.b64encode(der).decode())]))
-    dns = [n.value for n in names if isinstance(n, x509.DNSName)]
-    emails = [n.value for n in names if isinstance(n, x509.RFC822Name)]
-    ips = [str(n.value) for n in names if isinstance(n, x509.IPAddress)]
-    uris = [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
+    for ext in csr.extensions:
+        # step marks the request's SAN critical when its subject is empty (fixSubjectAltName).
+        critical = ext.critical or (ext.oid == x509.SubjectAlternativeName.oid and len(csr.subject) == 0)
+        try:
+            der = ext.value.public_bytes()
+        except (NotImplementedError, ValueError):
+            continue
+        extensions.append(GoStruct("x509util.Extension", [
+            ("ID", "id", False, ext.oid.dotted_string), ("Critical", "critical", False, critical),
+            ("Value", "value", False, base64.b64encode(der).decode())]))
+    return extensions or None
+
+
+def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_key: bool) -> GoStruct:
+    """*x509util.CertificateRequest as `.Insecure.CR` (the request's own, unverified names).
+
+    The fields drawn from the CSR are `Lazy`: most templates read one of them (step's default leaf
+    template only `.PublicKey`), and parsing the rest for every certificate was most of a
+    template's cost per certificate.
+    """
+    subject: Any
+    dns: Any
+    emails: Any
+    ips: Any
+    uris: Any
+    extensions: Any
+    if csr is None:
+        subject, dns, emails, ips, uris, extensions = go_subject(None), None, None, None, None, None
+    else:
+        names: list[list[x509.GeneralName]] = []
+
+        def of_type(kind: type[x509.GeneralName]) -> list[Any] | None:
+            if not names:
+                names.append(_csr_names(csr))
+            found = [str(g.value) if kind is x509.IPAddress else g.value for g in names[0] if isinstance(g, kind)]
+            return found or None
+
+        subject = Lazy(lambda: go_subject(csr.subject))
+        dns = Lazy(lambda: of_type(x509.DNSName))
+        emails = Lazy(lambda: of_type(x509.RFC822Name))
+        ips = Lazy(lambda: of_type(x509.IPAddress))
+        uris = Lazy(lambda: of_type(x509.UniformResourceIdentifier))
+        extensions = Lazy(lambda: _csr_extensions(csr))
     return GoStruct("*x509util.CertificateRequest", [
         ("Version", "version", False, 0),
-        ("Subject", "subject", False, go_subject(csr.subject if csr is not None else None)),
-        ("DNSNames", "dnsNames", False, dns or None), ("EmailAddresses", "emailAddresses", False, emails or None),
-        ("IPAddresses", "ipAddresses", False, ips or None), ("URIs", "uris", False, uris or None),
-        ("SANs", "sans", False, None), ("Extensions", "extensions", False, extensions or None),
+        ("Subject", "subject", False, subject),
+        ("DNSNames", "dnsNames", False, dns), ("EmailAddresses", "emailAddresses", False, emails),
+        ("IPAddresses", "ipAddresses", False, ips), ("URIs", "uris", False, uris),
+        ("SANs", "sans", False, None), ("Extensions", "extensions", False, extensions),
         ("SignatureAlgorithm", "signatureAlgorithm", False, ""),
         ("PublicKey", None, False, _public_key(rsa_key)),
         ("PublicKeyAlgorithm", None, False, "RSA" if rsa_key else "ECDSA"),
