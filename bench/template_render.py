@@ -10,13 +10,14 @@ Method (fixed, so runs compare):
   profile), step's DefaultLeafTemplate, or CUSTOM (token claims, templateData, sprig calls, a
   policy OID); `POST /1.0/sign` through the full WSGI app in process (Werkzeug's test client), one
   request at a time, tokens and CSRs made before timing. CPU is `time.process_time()` (this
-  process only, so other load on a shared machine adds little); the three run in turn for
-  --rounds rounds of --sign-n requests and each round's extra is taken within the round; the
-  medians are printed with every round.
+  process only, so other load on a shared machine adds little, though it still perturbs caches);
+  the three run in turn, each leading in turn, for --rounds short rounds of --sign-n requests;
+  each round's extra is taken within the round and the median over rounds is printed with every
+  round.
 - "leaf_*": the leaf build and signature alone (no token, CSR or store), default profile vs the
   template rendered and mapped onto the same certificate, alternated the same way.
 
-Usage: python bench/template_render.py [--n 3000] [--repeat 3] [--sign-n 300] [--rounds 5] > result.json
+Usage: python bench/template_render.py [--n 3000] [--repeat 3] [--sign-n 100] [--rounds 15] > result.json
 """
 
 from __future__ import annotations
@@ -135,8 +136,12 @@ def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
         made = {kind: _authority(Path(tmp), kind, options) for kind, options in kinds.items()}
         for d, api, _ in made.values():
             _sign_cpu(api, d, csr, 20)  # warm: imports, caches, SQLite pages
-        for _ in range(rounds):
-            row = {kind: round(_sign_cpu(api, d, csr, n), 1) for kind, (d, api, _) in made.items()}
+        order = list(made)
+        for r in range(rounds):
+            row: dict[str, float] = {}
+            for kind in order[r % 3:] + order[:r % 3]:  # each kind leads in turn: no position bias
+                d, api, _ = made[kind]
+                row[kind] = round(_sign_cpu(api, d, csr, n), 1)
             per_round.append(row)
         for _, _, services in made.values():
             services.close()
@@ -154,8 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--sign-n", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sign-n", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     data = x509_data()
     template = Template(DEFAULT_LEAF, "leaf")

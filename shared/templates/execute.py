@@ -89,15 +89,22 @@ class State:
     # --- walking -----------------------------------------------------------------------------
 
     def walk(self, dot: Any, node: n.Node) -> None:
-        self.step(node)
-        if isinstance(node, n.Text):
-            self.write(node.text)
-        elif isinstance(node, n.Action):
-            value = self.eval_pipeline(dot, node.pipe)
-            if not node.pipe.decl:
-                self.write(sprint_value(value))
-        elif isinstance(node, n.ListNode):
-            for child in node.nodes:
+        # `step` and `write` inlined, and exact-type tests (the node classes have no subclasses):
+        # this loop is most of a render's time.
+        self.line = node.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
+        kind = type(node)
+        if kind is n.Text:
+            self.write(node.text)  # type: ignore[attr-defined]
+        elif kind is n.Action:
+            pipe = node.pipe  # type: ignore[attr-defined]
+            value = self.eval_pipeline(dot, pipe)
+            if not pipe.decl:
+                self.write(value if type(value) is str else sprint_value(value))
+        elif kind is n.ListNode:
+            for child in node.nodes:  # type: ignore[attr-defined]
                 self.walk(dot, child)
         elif isinstance(node, n.Branch):
             if node.kind == "range":
@@ -191,12 +198,13 @@ class State:
     def eval_command(self, dot: Any, cmd: n.Command, final: Any) -> Any:
         first = cmd.args[0]
         self.step(first)
-        if isinstance(first, n.Field):
-            return self.eval_field_chain(dot, dot, first, first.idents, cmd.args, final)
+        kind = type(first)
+        if kind is n.Identifier:
+            return self.eval_function(dot, first, cmd.args, final)  # type: ignore[arg-type]
+        if kind is n.Field:
+            return self.eval_field_chain(dot, dot, first, first.idents, cmd.args, final)  # type: ignore[attr-defined]
         if isinstance(first, n.Chain):
             return self.eval_chain(dot, first, cmd.args, final)
-        if isinstance(first, n.Identifier):
-            return self.eval_function(dot, first, cmd.args, final)
         if isinstance(first, n.Pipe):
             self.not_a_function(cmd.args, final)
             return self.eval_pipeline(dot, first)
@@ -246,9 +254,17 @@ class State:
 
     def eval_field_chain(self, dot: Any, receiver: Any, node: n.Node, idents: list[str],
                          args: list[n.Node], final: Any) -> Any:
-        for ident in idents[:-1]:
-            receiver = self.eval_field(ident, receiver, [], NO_FINAL)
-        return self.eval_field(idents[-1], receiver, args, final)
+        last = len(idents) - 1
+        for i, ident in enumerate(idents):
+            # Fast path: a data map (not the last link, which may be given arguments) read by key.
+            if i < last and type(receiver) is dict:
+                receiver = receiver.get(ident, MISSING)
+                continue
+            if i < last:
+                receiver = self.eval_field(ident, receiver, [], NO_FINAL)
+            else:
+                return self.eval_field(ident, receiver, args, final)
+        return receiver
 
     def eval_field(self, name: str, receiver: Any, args: list[n.Node], final: Any) -> Any:
         if receiver is MISSING:
@@ -316,6 +332,12 @@ class State:
 
     def eval_arg(self, dot: Any, typ: str, node: n.Node) -> Any:
         self.step(node)
+        kind = type(node)
+        if kind is n.Field:
+            return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL),  # type: ignore[attr-defined]
+                                 typ)
+        if kind is n.String and typ in ("any", "value", "any_raw", "string"):
+            return node.value  # type: ignore[attr-defined]
         if isinstance(node, n.Dot):
             return self.validate(dot, typ)
         if isinstance(node, n.Nil):
@@ -359,7 +381,7 @@ class State:
         raise self.fail(f"can't handle {_node_text(node)} for arg of type {_GO_TYPES.get(typ, typ)}")
 
     def validate(self, value: Any, typ: str) -> Any:
-        if typ == "any_raw":
+        if typ == "any_raw" or (typ == "any" and value is not MISSING):
             return value
         if value is MISSING:
             if typ == "value":

@@ -104,6 +104,25 @@ class GoStruct:
             value = self.values[name] = value.compute()
         return value
 
+    @classmethod
+    def of(cls, layout: StructLayout, values: dict[str, Any]) -> GoStruct:
+        """A struct of a layout made once (no per-value copy of the field list); `values` by Go name."""
+        obj = cls.__new__(cls)
+        obj.go_type = layout.go_type
+        obj.fields = layout.fields
+        obj.values = values
+        return obj
+
+
+class StructLayout:
+    """A Go struct type's fields, for `GoStruct.of`: (Go name, JSON name or None, omitempty)."""
+
+    __slots__ = ("fields", "go_type")
+
+    def __init__(self, go_type: str, fields: list[tuple[str, str | None, bool]]) -> None:
+        self.go_type = go_type
+        self.fields = fields
+
 
 def go_bytes(s: str) -> bytes:
     """A string's bytes as Go sees them (invalid UTF-8 kept as lone surrogates round-trips)."""
@@ -127,10 +146,17 @@ def normalize(value: Any, depth: int = 0) -> Any:
         for k, v in value.items():
             if type(k) is not str:
                 raise TemplateError("data keys must be strings")
-            out[k] = normalize(v, depth + 1)
+            # Leaves inline (most of a token's claims): a call per value was most of this copy's time.
+            t = type(v)
+            if t is str or t is float or t is bool or v is None or t is GoStruct:
+                out[k] = v
+            elif t is int:
+                out[k] = float(v)
+            else:
+                out[k] = normalize(v, depth + 1)
         return out
     if kind is list or kind is tuple:
-        return [normalize(v, depth + 1) for v in value]
+        return [v if type(v) is str or type(v) is GoStruct else normalize(v, depth + 1) for v in value]
     if kind is int:
         return float(value)
     if isinstance(value, (GoTyped, GoStruct)):
@@ -340,6 +366,35 @@ def json_float(f: float) -> str:
     return format_float(f, "f", -1)
 
 
+_JSON_KEYS: dict[tuple[str, bool], str] = {}  # a struct's JSON names, encoded once (a bounded set: Cirrus's types)
+
+
+def _struct_json(v: GoStruct, escape_html: bool, depth: int) -> str:
+    parts = []
+    values = v.values
+    for go, js, omit in v.fields:
+        if js is None:
+            continue
+        value = values[go]
+        if value is None:
+            if omit:
+                continue
+        elif type(value) is Lazy:
+            value = v.field(go)
+        if omit and not truth(value):
+            continue
+        key = _JSON_KEYS.get((js, escape_html))
+        if key is None:
+            key = _JSON_KEYS[(js, escape_html)] = json_string(js, escape_html) + ":"
+        if value is None:
+            parts.append(key + "null")
+        elif type(value) is str:
+            parts.append(key + json_string(value, escape_html))
+        else:
+            parts.append(key + to_json(value, escape_html, depth + 1))
+    return "{" + ",".join(parts) + "}"
+
+
 def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
     """json.Marshal of a value (compact, map keys sorted)."""
     kind = type(v)
@@ -350,13 +405,7 @@ def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
     if v is None or v is MISSING:
         return "null"
     if kind is GoStruct:
-        parts = []
-        for go, js, omit in v.fields:
-            value = v.field(go)
-            if js is None or (omit and not truth(value)):
-                continue
-            parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))
-        return "{" + ",".join(parts) + "}"
+        return _struct_json(v, escape_html, depth)
     if kind is list:
         return "[" + ",".join([to_json(x, escape_html, depth + 1) for x in v]) + "]"
     if isinstance(v, bool):
@@ -375,11 +424,5 @@ def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
     if isinstance(v, GoTyped):
         return to_json(v.json, escape_html, depth + 1)
     if isinstance(v, GoStruct):
-        parts = []
-        for go, js, omit in v.fields:
-            value = v.field(go)
-            if js is None or (omit and not truth(value)):
-                continue
-            parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))
-        return "{" + ",".join(parts) + "}"
+        return _struct_json(v, escape_html, depth)
     return "null"

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
-from shared.templates.values import GoStruct, GoTyped, Lazy
+from shared.templates.values import GoStruct, GoTyped, Lazy, StructLayout
 from shared.x509.profile import encoded
 
 KEY_USAGE_NAMES = {
@@ -77,9 +77,9 @@ def _fail(message: str) -> TemplateError:
 def _strings(value: Any, field: str) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str):
+    if type(value) is str:
         return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if type(value) is list and all(type(v) is str for v in value):
         return list(value)
     raise _fail(f"field {field!r} must be a string or a list of strings")
 
@@ -104,7 +104,14 @@ def subject_name(value: Any, field: str = "subject") -> x509.Name:
     attrs: list[x509.NameAttribute[str]] = []
     try:
         for key, oid in SUBJECT_FIELDS:
-            for text in _strings(value.get(key), f"{field}.{key}"):
+            item = value.get(key)
+            if item is None:
+                continue
+            if type(item) is str:
+                if item:
+                    attrs.append(x509.NameAttribute(oid, item))
+                continue
+            for text in _strings(item, f"{field}.{key}"):
                 if text:
                     attrs.append(x509.NameAttribute(oid, text))
         for extra in value.get("extraNames") or []:
@@ -125,17 +132,20 @@ def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 
 def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
     """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order."""
-    dns = _strings(doc.get("dnsNames"), "dnsNames")
-    ips = [_ip(t, "ipAddresses") for t in _strings(doc.get("ipAddresses"), "ipAddresses")]
-    emails = _strings(doc.get("emailAddresses"), "emailAddresses")
-    uris = _strings(doc.get("uris"), "uris")
-    sans = doc.get("sans") or []
+    get = doc.get
+    dns = _strings(get("dnsNames"), "dnsNames")
+    raw_ips = get("ipAddresses")
+    ips = [_ip(t, "ipAddresses") for t in _strings(raw_ips, "ipAddresses")] if raw_ips is not None else []
+    emails = _strings(get("emailAddresses"), "emailAddresses")
+    uris = _strings(get("uris"), "uris")
+    sans = get("sans") or []
     if not isinstance(sans, list):
         raise _fail("field 'sans' must be a list")
     for san in sans:
         if not isinstance(san, dict) or not isinstance(san.get("value"), str):
             raise _fail("each entry of 'sans' needs a type and a string value")
-        kind = str(san.get("type") or "auto").lower()
+        kind = san.get("type") or "auto"
+        kind = kind.lower() if type(kind) is str else str(kind).lower()
         text = san["value"]
         if kind == "auto":
             kind = "ip" if _is_ip(text) else "email" if "@" in text else "uri" if "://" in text else "dns"
@@ -150,9 +160,12 @@ def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
         else:
             raise _fail(f"sans: type {san.get('type')!r} is not supported")
     out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    out += [x509.IPAddress(i) for i in ips]
-    out += [x509.RFC822Name(e) for e in emails]
-    out += [x509.UniformResourceIdentifier(u) for u in uris]
+    if ips:
+        out += [x509.IPAddress(i) for i in ips]
+    if emails:
+        out += [x509.RFC822Name(e) for e in emails]
+    if uris:
+        out += [x509.UniformResourceIdentifier(u) for u in uris]
     return out
 
 
@@ -234,9 +247,13 @@ def _name_constraints(value: Any) -> x509.Extension[x509.ExtensionType] | None:
 
 def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     """The leaf described by a rendered (and decoded) X.509 template."""
-    subject = subject_name(doc.get("subject"))
-    cn_attrs = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(cn_attrs[0].value) if cn_attrs else ""
+    raw_subject = doc.get("subject")
+    subject = subject_name(raw_subject)
+    if type(raw_subject) is dict and type(raw_subject.get("commonName")) is str and raw_subject["commonName"]:
+        common_name = raw_subject["commonName"]  # the first CN attribute, when the template gives one string
+    else:
+        cn_attrs = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = str(cn_attrs[0].value) if cn_attrs else ""
     exts: list[x509.Extension[x509.ExtensionType]] = []
     usages = _strings(doc.get("keyUsage"), "keyUsage")
     if usages:
@@ -288,44 +305,46 @@ _NAME_FIELDS = (
 )
 
 
+_SUBJECT_LAYOUT = StructLayout("x509util.Subject", [
+    *((go, js, True) for go, js, _ in _NAME_FIELDS), ("SerialNumber", "serialNumber", True),
+    ("CommonName", "commonName", True), ("ExtraNames", "extraNames", True)])
+_SAN_LAYOUT = StructLayout("x509util.SubjectAlternativeName",
+                           [("Type", "type", False), ("Value", "value", False), ("ASN1Value", "asn1Value", True)])
+_SAN_KINDS: dict[type, str] = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.RFC822Name: "email",
+                               x509.UniformResourceIdentifier: "uri"}
+
+
 def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct:
     """x509util.Subject: Go field names for templates, step's JSON names for toJson."""
-    fields: list[tuple[str, str | None, bool, Any]] = []
-    for go, js, oid in _NAME_FIELDS:
-        values = [str(a.value) for a in name.get_attributes_for_oid(oid)] if name is not None else []
-        fields.append((go, js, True, values or None))
-    serial = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER) if name is not None else []
-    fields.append(("SerialNumber", "serialNumber", True, str(serial[0].value) if serial else ""))
-    if name is not None and not common_name:
+    if name is None:  # the usual leaf: a common name only
+        values: dict[str, Any] = dict.fromkeys(("Country", "Organization", "OrganizationalUnit", "Locality",
+                                                "Province", "StreetAddress", "PostalCode", "ExtraNames"))
+        values["SerialNumber"] = ""
+        values["CommonName"] = common_name
+        return GoStruct.of(_SUBJECT_LAYOUT, values)
+    values = {}
+    for go, _, oid in _NAME_FIELDS:
+        values[go] = [str(a.value) for a in name.get_attributes_for_oid(oid)] or None
+    serial = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER)
+    values["SerialNumber"] = str(serial[0].value) if serial else ""
+    if not common_name:
         cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
         common_name = str(cns[0].value) if cns else ""
-    fields.append(("CommonName", "commonName", True, common_name))
-    fields.append(("ExtraNames", "extraNames", True, None))
-    return GoStruct("x509util.Subject", fields)
+    values["CommonName"] = common_name
+    values["ExtraNames"] = None
+    return GoStruct.of(_SUBJECT_LAYOUT, values)
 
 
 def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
     """[]x509util.SubjectAlternativeName: `.Type`/`.Value` in templates, type/value in JSON."""
     out: list[GoStruct] = []
     for name in general_names:
-        if isinstance(name, x509.DNSName):
-            kind, value = "dns", name.value
-        elif isinstance(name, x509.IPAddress):
-            kind, value = "ip", str(name.value)
-        elif isinstance(name, x509.RFC822Name):
-            kind, value = "email", name.value
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            kind, value = "uri", name.value
-        else:
+        kind = _SAN_KINDS.get(type(name))
+        if kind is None:
             continue
-        out.append(GoStruct("x509util.SubjectAlternativeName",
-                            [("Type", "type", False, kind), ("Value", "value", False, value),
-                             ("ASN1Value", "asn1Value", True, None)]))
+        value = str(name.value) if kind == "ip" else name.value
+        out.append(GoStruct.of(_SAN_LAYOUT, {"Type": kind, "Value": value, "ASN1Value": None}))
     return out
-
-
-def _public_key(rsa_key: bool) -> GoTyped:
-    return GoTyped("*rsa.PublicKey" if rsa_key else "*ecdsa.PublicKey", "ptr", None, "&{...}")
 
 
 def _csr_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
@@ -357,14 +376,10 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
     template only `.PublicKey`), and parsing the rest for every certificate was most of a
     template's cost per certificate.
     """
-    subject: Any
-    dns: Any
-    emails: Any
-    ips: Any
-    uris: Any
-    extensions: Any
     if csr is None:
-        subject, dns, emails, ips, uris, extensions = go_subject(None), None, None, None, None, None
+        values: dict[str, Any] = {"Version": 0, "Subject": go_subject(None), "DNSNames": None,
+                                  "EmailAddresses": None, "IPAddresses": None, "URIs": None, "SANs": None,
+                                  "Extensions": None}
     else:
         names: list[list[x509.GeneralName]] = []
 
@@ -374,22 +389,25 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
             found = [str(g.value) if kind is x509.IPAddress else g.value for g in names[0] if isinstance(g, kind)]
             return found or None
 
-        subject = Lazy(lambda: go_subject(csr.subject))
-        dns = Lazy(lambda: of_type(x509.DNSName))
-        emails = Lazy(lambda: of_type(x509.RFC822Name))
-        ips = Lazy(lambda: of_type(x509.IPAddress))
-        uris = Lazy(lambda: of_type(x509.UniformResourceIdentifier))
-        extensions = Lazy(lambda: _csr_extensions(csr))
-    return GoStruct("*x509util.CertificateRequest", [
-        ("Version", "version", False, 0),
-        ("Subject", "subject", False, subject),
-        ("DNSNames", "dnsNames", False, dns), ("EmailAddresses", "emailAddresses", False, emails),
-        ("IPAddresses", "ipAddresses", False, ips), ("URIs", "uris", False, uris),
-        ("SANs", "sans", False, None), ("Extensions", "extensions", False, extensions),
-        ("SignatureAlgorithm", "signatureAlgorithm", False, ""),
-        ("PublicKey", None, False, _public_key(rsa_key)),
-        ("PublicKeyAlgorithm", None, False, "RSA" if rsa_key else "ECDSA"),
-    ])
+        values = {"Version": 0, "Subject": Lazy(lambda: go_subject(csr.subject)),
+                  "DNSNames": Lazy(lambda: of_type(x509.DNSName)),
+                  "EmailAddresses": Lazy(lambda: of_type(x509.RFC822Name)),
+                  "IPAddresses": Lazy(lambda: of_type(x509.IPAddress)),
+                  "URIs": Lazy(lambda: of_type(x509.UniformResourceIdentifier)), "SANs": None,
+                  "Extensions": Lazy(lambda: _csr_extensions(csr))}
+    values["SignatureAlgorithm"] = ""
+    values["PublicKey"] = _RSA_KEY if rsa_key else _EC_KEY
+    values["PublicKeyAlgorithm"] = "RSA" if rsa_key else "ECDSA"
+    return GoStruct.of(_CR_LAYOUT, values)
+
+
+_CR_LAYOUT = StructLayout("*x509util.CertificateRequest", [
+    ("Version", "version", False), ("Subject", "subject", False), ("DNSNames", "dnsNames", False),
+    ("EmailAddresses", "emailAddresses", False), ("IPAddresses", "ipAddresses", False), ("URIs", "uris", False),
+    ("SANs", "sans", False), ("Extensions", "extensions", False), ("SignatureAlgorithm", "signatureAlgorithm", False),
+    ("PublicKey", None, False), ("PublicKeyAlgorithm", None, False)])
+_RSA_KEY = GoTyped("*rsa.PublicKey", "ptr", None, "&{...}")
+_EC_KEY = GoTyped("*ecdsa.PublicKey", "ptr", None, "&{...}")
 
 
 def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
