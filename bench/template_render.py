@@ -9,15 +9,16 @@ Method (fixed, so runs compare):
   (`cirrus init`, EC P-256, SQLite store) whose JWK provisioner has no template (the default
   profile), step's DefaultLeafTemplate, or CUSTOM (token claims, templateData, sprig calls, a
   policy OID); `POST /1.0/sign` through the full WSGI app in process (Werkzeug's test client), one
-  request at a time, tokens and CSRs made before timing. CPU is `time.process_time()` (this
-  process only, so other load on a shared machine adds little, though it still perturbs caches);
-  the three run in turn, each leading in turn, for --rounds short rounds of --sign-n requests;
-  each round's extra is taken within the round and the median over rounds is printed with every
-  round.
+  request at a time, tokens and CSRs made before timing. CPU is `time.process_time()` around
+  each request, the three kinds called in turn request by request (so other load on a shared
+  machine falls on each alike; timing whole batches of one kind swung the ratio by +-50 % here),
+  the lead rotating each round; each round's extra is taken within the round and the median over
+  --rounds rounds of --sign-n requests per kind is printed with every round.
 - "leaf_*": the leaf build and signature alone (no token, CSR or store), default profile vs the
-  template rendered and mapped onto the same certificate, alternated the same way.
+  template rendered and mapped onto the same certificate, alternated call by call the same way
+  (--n calls per round).
 
-Usage: python bench/template_render.py [--n 3000] [--repeat 3] [--sign-n 100] [--rounds 15] > result.json
+Usage: python bench/template_render.py [--n 3000] [--repeat 3] [--sign-n 200] [--rounds 7] > result.json
 """
 
 from __future__ import annotations
@@ -94,13 +95,6 @@ def _best_rate(fn: object, n: int, repeat: int) -> float:
     return best
 
 
-def _cpu_us(fn: Callable[[], None], n: int) -> float:
-    start = time.process_time()
-    for _ in range(n):
-        fn()
-    return (time.process_time() - start) / n * 1e6
-
-
 def _authority(root: Path, name: str, options: dict[str, Any] | None) -> tuple[Path, Client, Any]:
     d = root / name
     init_authority(d, name="Bench", p2c=1000)
@@ -112,19 +106,30 @@ def _authority(root: Path, name: str, options: dict[str, Any] | None) -> tuple[P
     return d, Client(CirrusApp(services, mounts=default_mounts(services))), services
 
 
-def _sign_cpu(api: Client, d: Path, csr: str, n: int) -> float:
-    tokens = [mint_token(d, sign_claims("app.example.com", ["app.example.com"])) for _ in range(n)]
-    start = time.process_time()
-    for token in tokens:
-        r = api.post("/1.0/sign", json={"csr": csr, "ott": token})
-        if r.status_code != 201:
-            raise SystemExit(f"sign failed: {r.status_code} {r.get_data(as_text=True)}")
-    return (time.process_time() - start) / n * 1e6
+def _post(api: Client, csr: str, token: str) -> None:
+    r = api.post("/1.0/sign", json={"csr": csr, "ott": token})
+    if r.status_code != 201:
+        raise SystemExit(f"sign failed: {r.status_code} {r.get_data(as_text=True)}")
+
+
+def _interleaved_cpu(kinds: dict[str, Callable[[int], None]], n: int, r: int) -> dict[str, float]:
+    """CPU microseconds per call of each kind, the kinds called in turn call by call (so load from
+    other processes falls on each alike), the lead rotating with the round `r`."""
+    order = list(kinds)
+    order = order[r % len(order):] + order[:r % len(order)]
+    spent = dict.fromkeys(order, 0.0)
+    clock = time.process_time
+    for i in range(n):
+        for kind in order:
+            start = clock()
+            kinds[kind](i)
+            spent[kind] += clock() - start
+    return {kind: round(spent[kind] / n * 1e6, 1) for kind in kinds}
 
 
 def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
     """CPU per `/1.0/sign` for the default profile, step's default leaf template and CUSTOM."""
-    kinds: dict[str, dict[str, Any] | None] = {
+    options: dict[str, dict[str, Any] | None] = {
         "default_profile": None,
         "step_default_leaf_template": {"x509": {"template": DEFAULT_LEAF}},
         "custom_template": {"x509": {"template": CUSTOM,
@@ -133,21 +138,21 @@ def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
     csr, _ = make_csr("app.example.com", ["app.example.com"])
     per_round: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        made = {kind: _authority(Path(tmp), kind, options) for kind, options in kinds.items()}
-        for d, api, _ in made.values():
-            _sign_cpu(api, d, csr, 20)  # warm: imports, caches, SQLite pages
-        order = list(made)
+        made = {kind: _authority(Path(tmp), kind, opts) for kind, opts in options.items()}
+        for d, api, _ in made.values():  # warm: imports, caches, SQLite pages
+            for _ in range(20):
+                _post(api, csr, mint_token(d, sign_claims("app.example.com", ["app.example.com"])))
         for r in range(rounds):
-            row: dict[str, float] = {}
-            for kind in order[r % 3:] + order[:r % 3]:  # each kind leads in turn: no position bias
-                d, api, _ = made[kind]
-                row[kind] = round(_sign_cpu(api, d, csr, n), 1)
-            per_round.append(row)
+            tokens = {kind: [mint_token(d, sign_claims("app.example.com", ["app.example.com"])) for _ in range(n)]
+                      for kind, (d, _, _) in made.items()}
+            calls: dict[str, Callable[[int], None]] = {
+                kind: (lambda i, api=api, ts=tokens[kind]: _post(api, csr, ts[i]))  # type: ignore[misc]
+                for kind, (_, api, _) in made.items()}
+            per_round.append(_interleaved_cpu(calls, n, r))
         for _, _, services in made.values():
             services.close()
     out: dict[str, Any] = {"sign_requests_per_round": n, "sign_rounds": per_round}
-    base = statistics.median(r["default_profile"] for r in per_round)
-    out["sign_default_profile_cpu_us"] = round(base, 1)
+    out["sign_default_profile_cpu_us"] = round(statistics.median(r["default_profile"] for r in per_round), 1)
     for kind in ("step_default_leaf_template", "custom_template"):
         out[f"sign_{kind}_cpu_us"] = round(statistics.median(r[kind] for r in per_round), 1)
         extra = statistics.median(r[kind] / r["default_profile"] - 1 for r in per_round)
@@ -159,8 +164,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--sign-n", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--sign-n", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     data = x509_data()
     template = Template(DEFAULT_LEAF, "leaf")
@@ -195,7 +200,10 @@ def main() -> None:
     render_rate = _best_rate(render, args.n, args.repeat)
     parse_rate = _best_rate(parse_and_render, args.n, args.repeat)
     # Interleaved rounds: each round times both builds (CPU time), the extra is taken within a round.
-    leaf_rounds = [(_cpu_us(leaf_default, args.n), _cpu_us(leaf_template, args.n)) for _ in range(args.rounds)]
+    leaf_rounds = []
+    for r in range(args.rounds):
+        row = _interleaved_cpu({"default": lambda _: leaf_default(), "template": lambda _: leaf_template()}, args.n, r)
+        leaf_rounds.append((row["default"], row["template"]))
     result: dict[str, Any] = {
         "benchmark": "template_render",
         "template": "step DefaultLeafTemplate",
