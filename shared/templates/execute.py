@@ -182,7 +182,10 @@ class State:
     # --- pipelines and commands --------------------------------------------------------------
 
     def eval_pipeline(self, dot: Any, pipe: n.Pipe) -> Any:
-        self.step(pipe)
+        self.line = pipe.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
         value: Any = NO_FINAL
         for cmd in pipe.cmds:
             value = self.eval_command(dot, cmd, value)
@@ -197,7 +200,10 @@ class State:
 
     def eval_command(self, dot: Any, cmd: n.Command, final: Any) -> Any:
         first = cmd.args[0]
-        self.step(first)
+        self.line = first.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
         kind = type(first)
         if kind is n.Identifier:
             return self.eval_function(dot, first, cmd.args, final)  # type: ignore[arg-type]
@@ -309,15 +315,13 @@ class State:
                 value = self.validate(final, "value")
             return value
         argv: list[Any] = []
-        for i, arg in enumerate(call_args):
-            typ = fixed[i] if i < len(fixed) else func.variadic
-            assert typ is not None
-            argv.append(self.eval_arg(dot, typ, arg))
+        nfixed = len(fixed)
+        i = 0
+        for arg in call_args:
+            argv.append(self.eval_arg(dot, fixed[i] if i < nfixed else func.variadic, arg))  # type: ignore[arg-type]
+            i += 1
         if final is not NO_FINAL:
-            i = len(call_args)
-            typ = fixed[i] if i < len(fixed) else func.variadic
-            assert typ is not None
-            argv.append(self.validate(final, typ))
+            argv.append(self.validate(final, fixed[i] if i < nfixed else func.variadic))  # type: ignore[arg-type]
         self.line = ident.line
         try:
             return func.call(*argv)
@@ -331,7 +335,10 @@ class State:
             raise self.fail(f"error calling {name}: {exc}", ident.line) from None
 
     def eval_arg(self, dot: Any, typ: str, node: n.Node) -> Any:
-        self.step(node)
+        self.line = node.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
         kind = type(node)
         if kind is n.Field:
             return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL),  # type: ignore[attr-defined]

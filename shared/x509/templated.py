@@ -210,6 +210,13 @@ def _ext_key_usage_extension(names: tuple[str, ...], oids: tuple[str, ...]) -> x
     return encoded(x509.Extension(eku.oid, False, eku))
 
 
+@functools.lru_cache(maxsize=256)
+def _policies_extension(oids: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
+    """Certificate policies by OID, built and encoded once (a provisioner's template names the same few)."""
+    cp = x509.CertificatePolicies([x509.PolicyInformation(_oid(t, "policyIdentifiers"), None) for t in oids])
+    return encoded(x509.Extension(cp.oid, False, cp))
+
+
 def _b64(text: Any, field: str) -> bytes:
     if not isinstance(text, str):
         raise _fail(f"{field} must be base64 text")
@@ -273,10 +280,9 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
         if bc.get("isCA"):
             raise _fail("basicConstraints: a provisioner template cannot issue a CA certificate")
         exts.append(x509.Extension(x509.BasicConstraints.oid, True, x509.BasicConstraints(ca=False, path_length=None)))
-    policies = [_oid(t, "policyIdentifiers") for t in _strings(doc.get("policyIdentifiers"), "policyIdentifiers")]
+    policies = tuple(_strings(doc.get("policyIdentifiers"), "policyIdentifiers"))
     if policies:
-        cp = x509.CertificatePolicies([x509.PolicyInformation(p, None) for p in policies])
-        exts.append(x509.Extension(cp.oid, False, cp))
+        exts.append(_policies_extension(policies))
     nc = _name_constraints(doc.get("nameConstraints"))
     if nc is not None:
         exts.append(nc)
