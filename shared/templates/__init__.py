@@ -22,6 +22,7 @@ from shared.templates.values import GoStruct, GoTyped, normalize
 
 FUNCS: dict[str, Func] = {**BUILTINS, **SPRIG}
 MAX_TEMPLATE_BYTES = 256 * 1024
+_LIMITS = Limits()
 
 
 class Template:
@@ -43,7 +44,7 @@ class Template:
         except TemplateError as exc:
             raise TemplateError(exc.message, 0, self.name) from None
         try:
-            text = execute(self.name, self.trees, FUNCS, value, limits or Limits())
+            text = execute(self.name, self.trees, FUNCS, value, limits or _LIMITS)
         except TemplateError as exc:
             if exc.name != self.name:
                 raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None

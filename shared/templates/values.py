@@ -124,6 +124,19 @@ class StructLayout:
         self.fields = fields
 
 
+class PreparedData(dict):  # type: ignore[type-arg]
+    """Template data some of whose keys (`prepared`) hold values already as Go sees them (Cirrus's
+    own structs, numbers as float64, containers fresh for this render), so `Template.render` does
+    not copy them again; every other key (templateData, `.Inventory`, `.Webhooks`...) is normalized
+    as usual. A copy made with dict() is plain data again, normalized whole."""
+
+    __slots__ = ("prepared",)
+
+    def __init__(self, values: dict[str, Any], prepared: frozenset[str]) -> None:
+        super().__init__(values)
+        self.prepared = prepared
+
+
 def go_bytes(s: str) -> bytes:
     """A string's bytes as Go sees them (invalid UTF-8 kept as lone surrogates round-trips)."""
     return s.encode("utf-8", "surrogateescape")
@@ -137,6 +150,13 @@ def go_string(b: bytes) -> str:
 def normalize(value: Any, depth: int = 0) -> Any:
     """Data as Go's encoding/json would decode it: every number a float64, containers copied."""
     kind = type(value)
+    if kind is PreparedData:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TemplateError("data keys must be strings")
+            out[k] = v if k in value.prepared else normalize(v, depth + 1)
+        return out
     if kind is str or kind is float or kind is bool or value is None:
         return value
     if depth > 200:

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
-from shared.templates.values import GoStruct, GoTyped, Lazy, StructLayout
+from shared.templates.values import GoStruct, GoTyped, Lazy, PreparedData, StructLayout, normalize
 from shared.x509.profile import encoded
 
 KEY_USAGE_NAMES = {
@@ -425,7 +425,12 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
     data.update({
         "Subject": go_subject(common_name=common_name),
         "SANs": go_sans(general_names),
-        "Token": dict(token or {}),
-        "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": dict(user or {})},
+        "Token": normalize(dict(token or {})),
+        "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": normalize(dict(user or {}))},
     })
-    return data
+    # A plain dict to callers (other parts of issuance add `.Inventory`, `.Webhooks`); the keys built
+    # here are already as Go sees them, so rendering does not copy them a second time.
+    return PreparedData(data, _PREPARED)
+
+
+_PREPARED = frozenset({"Subject", "SANs", "Token", "Insecure"})
