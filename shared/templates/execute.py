@@ -97,7 +97,11 @@ class State:
             raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
         kind = type(node)
         if kind is n.Text:
-            self.write(node.text)  # type: ignore[attr-defined]
+            text = node.text  # type: ignore[attr-defined]
+            self.size += len(text)
+            if self.size > self.limits.max_output:
+                raise self.fail(f"template output exceeds {self.limits.max_output} bytes")
+            self.out.append(text)
         elif kind is n.Action:
             pipe = node.pipe  # type: ignore[attr-defined]
             value = self.eval_pipeline(dot, pipe)
@@ -341,8 +345,18 @@ class State:
             raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
         kind = type(node)
         if kind is n.Field:
-            return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL),  # type: ignore[attr-defined]
-                                 typ)
+            # `.A.B.C` read link by link here for data maps and Cirrus's structs (most arguments are
+            # such fields); anything else (missing, nil, other types, errors) goes through eval_field.
+            receiver = dot
+            for ident in node.idents:  # type: ignore[attr-defined]
+                t = type(receiver)
+                if t is dict:
+                    receiver = receiver.get(ident, MISSING)
+                elif t is GoStruct and ident in receiver.values:
+                    receiver = receiver.field(ident)
+                else:
+                    receiver = self.eval_field(ident, receiver, [node], NO_FINAL)
+            return receiver if typ == "any" and receiver is not MISSING else self.validate(receiver, typ)
         if kind is n.String and typ in ("any", "value", "any_raw", "string"):
             return node.value  # type: ignore[attr-defined]
         if isinstance(node, n.Dot):

@@ -63,11 +63,7 @@ class TemplatedLeaf:
     extensions: tuple[x509.Extension[x509.ExtensionType], ...]
     not_before: str | None
     not_after: str | None
-
-    @property
-    def san_strings(self) -> tuple[str, ...]:
-        """The SANs as `names.sans_of` reads them back from the certificate (records, events)."""
-        return tuple(str(g.value) if isinstance(g, x509.IPAddress) else g.value for g in self.sans)
+    san_strings: tuple[str, ...] = ()  # the SANs as `names.sans_of` reads them back (records, events)
 
 
 def _fail(message: str) -> TemplateError:
@@ -130,8 +126,9 @@ def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         raise _fail(f"{field}: {text!r} is not an IP address") from None
 
 
-def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
-    """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order."""
+def _general_names(doc: dict[str, Any]) -> tuple[list[x509.GeneralName], tuple[str, ...]]:
+    """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order, and the
+    same names as text (as `names.sans_of` reads them back from the certificate)."""
     get = doc.get
     dns = _strings(get("dnsNames"), "dnsNames")
     raw_ips = get("ipAddresses")
@@ -160,13 +157,17 @@ def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
         else:
             raise _fail(f"sans: type {san.get('type')!r} is not supported")
     out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    strings = list(dns)
     if ips:
         out += [x509.IPAddress(i) for i in ips]
+        strings += [str(i) for i in ips]
     if emails:
         out += [x509.RFC822Name(e) for e in emails]
+        strings += emails
     if uris:
         out += [x509.UniformResourceIdentifier(u) for u in uris]
-    return out
+        strings += uris
+    return out, tuple(strings)
 
 
 def _is_ip(text: str) -> bool:
@@ -269,7 +270,7 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     unknown = tuple(_strings(doc.get("unknownExtKeyUsage"), "unknownExtKeyUsage"))
     if ekus or unknown:
         exts.append(_ext_key_usage_extension(ekus, unknown))
-    general = _general_names(doc)
+    general, san_strings = _general_names(doc)
     if general:
         san = x509.SubjectAlternativeName(general)
         exts.append(x509.Extension(san.oid, not common_name and len(subject) == 0, san))
@@ -300,7 +301,7 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     not_before, not_after = doc.get("notBefore"), doc.get("notAfter")
     return TemplatedLeaf(subject, common_name, tuple(general), tuple(exts),
                          not_before if isinstance(not_before, str) else None,
-                         not_after if isinstance(not_after, str) else None)
+                         not_after if isinstance(not_after, str) else None, san_strings)
 
 
 _NAME_FIELDS = (
@@ -425,7 +426,7 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
     data.update({
         "Subject": go_subject(common_name=common_name),
         "SANs": go_sans(general_names),
-        "Token": normalize(dict(token or {})),
+        "Token": normalize(token if type(token) is dict else dict(token or {})),
         "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": normalize(dict(user or {}))},
     })
     # A plain dict to callers (other parts of issuance add `.Inventory`, `.Webhooks`); the keys built
