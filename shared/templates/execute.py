@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.templates import nodes as n
+from shared.templates.arguments import GO_TYPES, check_value, ideal_constant, literal_arg
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func, FuncError
-from shared.templates.values import I64, MISSING, GoStruct, GoTyped, sprint_value, truth, type_name
+from shared.templates.values import MISSING, GoStruct, GoTyped, sprint_value, truth, type_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,6 @@ class _Break(Exception):
 class _Continue(Exception):
     pass
 
-
-_GO_TYPES = {"any": "interface {}", "value": "reflect.Value", "string": "string", "int": "int",
-             "int64": "int64", "float64": "float64", "bool": "bool", "map": "map[string]interface {}",
-             "list": "[]interface {}"}
 
 
 class State:
@@ -228,7 +225,7 @@ class State:
         if isinstance(first, n.Nil):
             raise self.fail("nil is not a command")
         if isinstance(first, n.Number):
-            return self.ideal_constant(first)
+            return ideal_constant(first, self.fail)
         if isinstance(first, n.String):
             return first.value
         raise self.fail("can't evaluate command")
@@ -236,15 +233,6 @@ class State:
     def not_a_function(self, args: list[n.Node], final: Any) -> None:
         if len(args) > 1 or final is not NO_FINAL:
             raise self.fail("can't give argument to non-function")
-
-    def ideal_constant(self, num: n.Number) -> Any:
-        if num.ideal_float:
-            return num.float_value
-        if num.is_int:
-            if not -(1 << 63) <= num.int_value < (1 << 63):
-                raise self.fail(f"{num.text} overflows int")
-            return num.int_value
-        raise self.fail(f"{num.text} overflows int")
 
     def eval_variable(self, dot: Any, var: n.Variable, args: list[n.Node], final: Any) -> Any:
         value = self.var_value(var.idents[0])
@@ -366,7 +354,7 @@ class State:
                 return None
             if typ == "value":
                 return None
-            raise self.fail(f"cannot assign nil to {_GO_TYPES.get(typ, typ)}")
+            raise self.fail(f"cannot assign nil to {GO_TYPES.get(typ, typ)}")
         if isinstance(node, n.Field):
             return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL), typ)
         if isinstance(node, n.Variable):
@@ -377,70 +365,12 @@ class State:
             return self.validate(self.eval_function(dot, node, [node], NO_FINAL), typ)
         if isinstance(node, n.Chain):
             return self.validate(self.eval_chain(dot, node, [node], NO_FINAL), typ)
-        # Literals, converted by the parameter's type.
-        if typ in ("any", "value", "any_raw"):
-            if isinstance(node, n.Bool):
-                return node.value
-            if isinstance(node, n.Number):
-                return self.ideal_constant(node)
-            if isinstance(node, n.String):
-                return node.value
-        elif (typ == "bool" and isinstance(node, n.Bool)) or (typ == "string" and isinstance(node, n.String)):
-            return node.value
-        elif typ in ("int", "int64") and isinstance(node, n.Number):
-            if not node.is_int:
-                raise self.fail(f"expected integer; found {node.text}")
-            return I64(node.int_value) if typ == "int64" else node.int_value
-        elif typ == "float64" and isinstance(node, n.Number):
-            if not node.is_float:
-                raise self.fail(f"expected float; found {node.text}")
-            return node.float_value
-        names = {"bool": "bool", "string": "string", "int": "integer", "int64": "integer", "float64": "float"}
-        expected = names.get(typ)
-        if expected is not None:
-            raise self.fail(f"expected {expected}; found {_node_text(node)}")
-        raise self.fail(f"can't handle {_node_text(node)} for arg of type {_GO_TYPES.get(typ, typ)}")
+        return literal_arg(node, typ, self.fail)
 
     def validate(self, value: Any, typ: str) -> Any:
         if typ == "any_raw" or (typ == "any" and value is not MISSING):
             return value
-        if value is MISSING:
-            if typ == "value":
-                return MISSING
-            if typ in ("any", "map", "list"):
-                return None
-            raise self.fail(f"invalid value; expected {_GO_TYPES[typ]}")
-        if typ in ("any", "value"):
-            return value
-        ok = False
-        if typ == "string":
-            ok = isinstance(value, str)
-        elif typ == "int":
-            ok = isinstance(value, int) and not isinstance(value, (bool, I64))
-        elif typ == "int64":
-            ok = isinstance(value, I64)
-        elif typ == "float64":
-            ok = isinstance(value, float)
-        elif typ == "bool":
-            ok = isinstance(value, bool)
-        elif typ == "map":
-            ok = isinstance(value, dict) and type_name(value) == "map[string]interface {}"
-        elif typ == "list":
-            ok = isinstance(value, list) and type_name(value) == "[]interface {}"
-        if not ok:
-            got = "interface {}" if value is None else type_name(value)
-            raise self.fail(f"wrong type for value; expected {_GO_TYPES[typ]}; got {got}")
-        return value
-
-
-def _node_text(node: n.Node) -> str:
-    if isinstance(node, n.Number):
-        return node.text
-    if isinstance(node, n.String):
-        return repr(node.value)
-    if isinstance(node, n.Bool):
-        return "true" if node.value else "false"
-    return type(node).__name__.lower()
+        return check_value(value, typ, self.fail)
 
 
 def execute(name: str, trees: dict[str, n.ListNode], funcs: dict[str, Func], data: Any, limits: Limits) -> str:
