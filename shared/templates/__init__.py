@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.templates.builtins import BUILTINS
+from shared.templates.compiled import compile_template
 from shared.templates.errors import TemplateError
 from shared.templates.execute import Limits, execute
 from shared.templates.functions import Func
@@ -36,6 +37,7 @@ class Template:
             self.trees = parse(text, name, FUNCS)
         except RecursionError:
             raise TemplateError("template nesting too deep", 0, name) from None
+        self._compiled = compile_template(name, self.trees, FUNCS)
 
     def render(self, data: Any, limits: Limits | None = None) -> str:
         """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
@@ -43,8 +45,11 @@ class Template:
             value = normalize(data)
         except TemplateError as exc:
             raise TemplateError(exc.message, 0, self.name) from None
+        limits = limits or _LIMITS
+        text = self._compiled.render(value, limits.max_output) if self._compiled is not None else None
         try:
-            text = execute(self.name, self.trees, FUNCS, value, limits or _LIMITS)
+            if text is None:  # not compiled, or the compiled run gave up: the walker renders (and errs)
+                text = execute(self.name, self.trees, FUNCS, value, limits)
         except TemplateError as exc:
             if exc.name != self.name:
                 raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None
