@@ -10,7 +10,7 @@ would see with a named type (e.g. the CSR's public key as `*rsa.PublicKey` for `
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,7 +131,7 @@ class PreparedData(dict):  # type: ignore[type-arg]
 
     __slots__ = ("prepared",)
 
-    def __init__(self, values: dict[str, Any], prepared: frozenset[str]) -> None:
+    def __init__(self, values: Mapping[str, Any], prepared: frozenset[str]) -> None:
         super().__init__(values)
         self.prepared = prepared
 

@@ -137,16 +137,15 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
                   user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.Insecure.CR`,
     `.Insecure.User` and the provisioner's templateData as top-level keys (reference 4.2)."""
-    data: dict[str, Any] = dict(extra or {})
-    data.update({
-        "Subject": go_subject(common_name=common_name),
-        "SANs": go_sans(general_names),
-        "Token": normalize(token if type(token) is dict else dict(token or {})),
-        "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": normalize(dict(user or {}))},
-    })
     # A plain dict to callers (other parts of issuance add `.Inventory`, `.Webhooks`); the keys built
     # here are already as Go sees them, so rendering does not copy them a second time.
-    return PreparedData(data, _PREPARED)
+    data = PreparedData(extra or {}, _PREPARED)
+    data["Subject"] = go_subject(common_name=common_name)
+    data["SANs"] = go_sans(general_names)
+    data["Token"] = normalize(token if type(token) is dict else dict(token or {}))
+    data["Insecure"] = {"CR": go_certificate_request(csr, rsa_key=rsa_key),
+                        "User": normalize(user if type(user) is dict else dict(user or {}))}
+    return data
 
 
 _PREPARED = frozenset({"Subject", "SANs", "Token", "Insecure"})
