@@ -301,8 +301,7 @@ class Authority:
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
         templated = self._templated_leaf(auth, serial, data) if configured is not None else None
         if templated is not None:
-            subject, extensions = templated
-            names = None  # recorded from the certificate: the template may have changed them
+            subject, extensions, names = templated  # the names the template put in the certificate
         else:
             extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
@@ -352,8 +351,8 @@ class Authority:
 
     def _templated_leaf(
         self, auth: SignAuthorization, serial: int, data: Mapping[str, Any],
-    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]]:
-        """Subject and extensions from the provisioner's `options.x509` template over `data` (issue 15)."""
+    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]], tuple[str, tuple[str, ...]]]:
+        """Subject, extensions and names from the provisioner's `options.x509` template over `data` (issue 15)."""
         configured = self.provisioners.x509_templates[auth.provisioner.name]
         try:
             leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
@@ -370,7 +369,7 @@ class Authority:
             provisioner=prov_ext, crl_url=self._crl_url(serial) if self._crl_url else None,
             ocsp_url=self._ocsp_url, ca_issuers_url=self._ca_issuers_url,
         )]
-        return leaf.subject, extensions
+        return leaf.subject, extensions, (leaf.common_name, leaf.san_strings)
 
     # ------------------------------------------------------- renew / rekey
     def renew(

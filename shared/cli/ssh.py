@@ -51,6 +51,8 @@ def register(sub: Any) -> None:
     q.add_argument("--key", type=Path, default=None, help="provisioner private JWK (default DIR/secrets/...)")
     q.add_argument("--provisioner", default=None, help="JWK provisioner name")
     q.add_argument("--out", type=Path, default=None, help="certificate file (default key-cert.pub)")
+    q.add_argument("--set", action="append", default=None, metavar="KEY=VALUE", dest="template_set",
+                   help="template data for the provisioner's SSH template (.Insecure.User.KEY), as step's --set")
     common(q)
     q.set_defaults(func=cmd_certificate)
 
@@ -149,6 +151,17 @@ def _write_cert(path: Path, crt: object) -> None:
     path.write_text(f"{alg} {crt}\n")
 
 
+def _template_data(pairs: list[str]) -> dict[str, str]:
+    """step's `--set key=value` pairs as the request's templateData."""
+    data: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClientError(f"--set {pair[:64]!r}: expected KEY=VALUE")
+        data[key] = value
+    return data
+
+
 def cmd_certificate(args: argparse.Namespace) -> int:
     """Sign a public key."""
 
@@ -165,6 +178,8 @@ def cmd_certificate(args: argparse.Namespace) -> int:
                            headers={"kid": jwk["kid"], "typ": "JWT"})
         body = {"publicKey": public_key, "ott": token, "certType": cert_type, "keyID": a.key_id,
                 "principals": principals}
+        if a.template_set:
+            body["templateData"] = _template_data(a.template_set)
         resp = request(f"{ca_url(a)}/1.0/ssh/sign", ctx=ssl_context(a), body=body)
         out = a.out or _cert_path(a.public_key)
         _write_cert(out, resp.get("crt"))

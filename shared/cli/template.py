@@ -2,7 +2,9 @@
 
 Renders the template with the same engine issuance uses (Go `text/template` + sprig, as step-ca)
 and prints the rendered JSON; a template that fails to parse, calls `fail`, renders invalid JSON or
-gives a field the wrong type is reported with its template line and exit status 1.
+gives a field the wrong type is reported with its template line and exit status 1. With `--ssh`
+the output is also checked as SSH issuance checks it (`shared.ssh.templated`: type user or host,
+string principals and options, no serial), so a preview that passes renders the same at issuance.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.cli.errors import CLIError
+from shared.ssh.templated import templated_ssh
 from shared.templates import Template, TemplateError
 from shared.templates.fields import decode_rendered
 
@@ -63,7 +66,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     try:
         rendered = Template(text, name=args.file.name).render(data)
         value = decode_rendered(rendered, ssh=args.ssh, name=args.file.name)
+        if args.ssh:  # what issuance would refuse: an unknown type, non-string principals, a serial...
+            templated_ssh(value)
     except TemplateError as exc:
+        if exc.name != args.file.name:
+            exc = TemplateError(exc.message, exc.line, args.file.name)
         raise CLIError(str(exc)) from exc
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     return 0

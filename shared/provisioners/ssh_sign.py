@@ -16,8 +16,10 @@ what the verified identity may put in the certificate (reference s.2.3, 3.4):
   a subset of the instance's own names under `disableCustomSANs` (and default
   to them), and must be given otherwise.
 
-Hand-written rather than templated: Cirrus has no SSH template engine, and the
-default templates reduce to these rules.
+Hand-written rather than rendered: step's default SSH templates reduce to these
+rules (a test renders them and compares field by field), and skipping the render
+saves its CPU; a provisioner's own `options.ssh` template is applied over them in
+`shared.ssh.templated`.
 """
 
 from __future__ import annotations
@@ -85,8 +87,10 @@ class SSHIdentity:
         if not self.claims.enable_ssh_ca:
             raise Unauthorized(f"sshCA is disabled for {self.ref.type.lower()} provisioner '{self.ref.name}'")
 
-    def authorization(self, cert_type: int, key_id: str, principals: tuple[str, ...]) -> SSHSignAuthorization:
-        """The authorization for the certificate's fields (validity from the request and the claims)."""
+    def authorization(self, cert_type: int, key_id: str, principals: tuple[str, ...], *,
+                      proven: tuple[int, str, tuple[str, ...]] | None = None) -> SSHSignAuthorization:
+        """The authorization for the certificate's fields (validity from the request and the claims);
+        `proven` is what the identity itself proves, when a template should see other values."""
         return SSHSignAuthorization(
             provisioner_id=self.ref.id,
             provisioner_name=self.ref.name,
@@ -99,6 +103,7 @@ class SSHIdentity:
             valid_before=None,
             replay=self.replay,
             renewal_enabled=not self.claims.disable_renewal,
+            template_identity=proven,
         )
 
 
@@ -137,7 +142,12 @@ def oidc_ssh_authorization(
             raise BadRequest("ssh certificate keyID cannot be empty")
         if not request.principals:
             raise BadRequest("ssh certificate principals cannot be empty")
-        return identity.authorization(CERT_TYPES[request.cert_type], request.key_id, request.principals)
+        try:  # step-ca's template data for an admin still holds the e-mail's user names
+            proven = (USER_CERT, email, oidc_principals(email))
+        except Unauthorized:
+            proven = (USER_CERT, email, (email,))
+        return identity.authorization(CERT_TYPES[request.cert_type], request.key_id, request.principals,
+                                      proven=proven)
     principals = oidc_principals(email)
     _match("user", principals, request)
     return identity.authorization(USER_CERT, email, principals)
@@ -165,4 +175,5 @@ def iid_ssh_authorization(
         _match("host", (), request)
         if not request.principals:
             raise BadRequest("ssh certificate principals cannot be empty")
-    return identity.authorization(HOST_CERT, key_id, request.principals or principals)
+    return identity.authorization(HOST_CERT, key_id, request.principals or principals,
+                                  proven=(HOST_CERT, key_id, principals))

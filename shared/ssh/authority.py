@@ -52,6 +52,7 @@ from shared.ssh.options import (
 )
 from shared.ssh.records import SSHRecorder
 from shared.ssh.sshpop import SSHPOPAuthorization, verify_sshpop
+from shared.ssh.templated import apply_ssh_template
 from shared.ssh.wire import SSHPublicKey, public_key_blob
 from shared.store.base import DocumentStore, EndpointStore, IssuanceLedger, RevocationStore, TokenLedger
 from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
@@ -167,9 +168,16 @@ class SSHAuthority:
         hook_data: dict[str, Any] = {}
         if hooks and self._webhooks is not None:  # ENRICHING, before the certificate is shaped
             hook_data = self._webhooks.enrich_ssh(hooks, auth, key, peeked.claims, body.get("templateData"))
-        after, before = resolve_validity(auth, request, now=now, backdate=self._backdate)
         extensions = dict(DEFAULT_USER_EXTENSIONS) if auth.cert_type == USER_CERT else {}
-        cert = self._sign(key, auth.cert_type, auth.key_id, auth.principals, after, before, {}, extensions)
+        critical: dict[str, str] = {}
+        template = self._provisioners.ssh_templates.get(auth.provisioner_name)
+        if template is not None:  # the provisioner's `options.ssh` template (issue 15), `.Webhooks` included
+            extra = {"Webhooks": hook_data["Webhooks"]} if "Webhooks" in hook_data else None
+            auth, fields = apply_ssh_template(template, auth, request=request, key=key, token=peeked.claims,
+                                              user=body.get("templateData"), extra=extra)
+            extensions, critical = fields.extensions, fields.critical_options
+        after, before = resolve_validity(auth, request, now=now, backdate=self._backdate)
+        cert = self._sign(key, auth.cert_type, auth.key_id, auth.principals, after, before, critical, extensions)
         if hooks and self._webhooks is not None:  # AUTHORIZING, before anything is recorded or returned
             self._webhooks.authorize_ssh(hooks, auth.provisioner_name, cert, hook_data)
         skey = make_subject_key(auth.key_id, auth.principals)

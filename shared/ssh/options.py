@@ -121,6 +121,9 @@ class SSHSignAuthorization:
     valid_before: int | None
     replay: ReplayClaim
     renewal_enabled: bool
+    # What the credential proves, as a template's `.Type`/`.KeyID`/`.Principals` (step-ca's
+    # CreateTemplateData) when it differs from what is granted (instance identities, OIDC admins).
+    template_identity: tuple[int, str, tuple[str, ...]] | None = None
 
 
 def jwk_ssh_authorization(

@@ -38,6 +38,13 @@ def _funcs() -> dict[str, Func]:
     return {**BUILTINS, **SPRIG}
 
 
+@functools.cache
+def _default_limits() -> Limits:
+    from shared.templates.execute import Limits
+
+    return Limits()
+
+
 def __getattr__(name: str) -> Any:
     """`Limits` and `FUNCS`, importing the engine when first asked for (PEP 562)."""
     if name == "Limits":
@@ -56,23 +63,28 @@ class Template:
         if len(text) > MAX_TEMPLATE_BYTES:
             raise TemplateError(f"template longer than {MAX_TEMPLATE_BYTES} bytes", 0, name)
         self.name = name
+        from shared.templates.compiled import compile_template
         from shared.templates.parser import parse
 
         try:
             self.trees = parse(text, name, _funcs())
         except RecursionError:
             raise TemplateError("template nesting too deep", 0, name) from None
+        self._compiled = compile_template(name, self.trees, _funcs())
 
     def render(self, data: Any, limits: Limits | None = None) -> str:
         """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
-        from shared.templates.execute import Limits, execute
+        from shared.templates.execute import execute
 
         try:
             value = normalize(data)
         except TemplateError as exc:
             raise TemplateError(exc.message, 0, self.name) from None
+        limits = limits or _default_limits()
+        text = self._compiled.render(value, limits.max_output) if self._compiled is not None else None
         try:
-            text = execute(self.name, self.trees, _funcs(), value, limits or Limits())
+            if text is None:  # not compiled, or the compiled run gave up: the walker renders (and errs)
+                text = execute(self.name, self.trees, _funcs(), value, limits)
         except TemplateError as exc:
             if exc.name != self.name:
                 raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.templates import nodes as n
+from shared.templates.arguments import GO_TYPES, check_value, ideal_constant, literal_arg
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func, FuncError
-from shared.templates.values import I64, MISSING, GoStruct, GoTyped, sprint_value, truth, type_name
+from shared.templates.values import MISSING, GoStruct, GoTyped, sprint_value, truth, type_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,6 @@ class _Break(Exception):
 class _Continue(Exception):
     pass
 
-
-_GO_TYPES = {"any": "interface {}", "value": "reflect.Value", "string": "string", "int": "int",
-             "int64": "int64", "float64": "float64", "bool": "bool", "map": "map[string]interface {}",
-             "list": "[]interface {}"}
 
 
 class State:
@@ -89,15 +86,26 @@ class State:
     # --- walking -----------------------------------------------------------------------------
 
     def walk(self, dot: Any, node: n.Node) -> None:
-        self.step(node)
-        if isinstance(node, n.Text):
-            self.write(node.text)
-        elif isinstance(node, n.Action):
-            value = self.eval_pipeline(dot, node.pipe)
-            if not node.pipe.decl:
-                self.write(sprint_value(value))
-        elif isinstance(node, n.ListNode):
-            for child in node.nodes:
+        # `step` and `write` inlined, and exact-type tests (the node classes have no subclasses):
+        # this loop is most of a render's time.
+        self.line = node.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
+        kind = type(node)
+        if kind is n.Text:
+            text = node.text  # type: ignore[attr-defined]
+            self.size += len(text)
+            if self.size > self.limits.max_output:
+                raise self.fail(f"template output exceeds {self.limits.max_output} bytes")
+            self.out.append(text)
+        elif kind is n.Action:
+            pipe = node.pipe  # type: ignore[attr-defined]
+            value = self.eval_pipeline(dot, pipe)
+            if not pipe.decl:
+                self.write(value if type(value) is str else sprint_value(value))
+        elif kind is n.ListNode:
+            for child in node.nodes:  # type: ignore[attr-defined]
                 self.walk(dot, child)
         elif isinstance(node, n.Branch):
             if node.kind == "range":
@@ -175,7 +183,10 @@ class State:
     # --- pipelines and commands --------------------------------------------------------------
 
     def eval_pipeline(self, dot: Any, pipe: n.Pipe) -> Any:
-        self.step(pipe)
+        self.line = pipe.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
         value: Any = NO_FINAL
         for cmd in pipe.cmds:
             value = self.eval_command(dot, cmd, value)
@@ -190,13 +201,17 @@ class State:
 
     def eval_command(self, dot: Any, cmd: n.Command, final: Any) -> Any:
         first = cmd.args[0]
-        self.step(first)
-        if isinstance(first, n.Field):
-            return self.eval_field_chain(dot, dot, first, first.idents, cmd.args, final)
+        self.line = first.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
+        kind = type(first)
+        if kind is n.Identifier:
+            return self.eval_function(dot, first, cmd.args, final)  # type: ignore[arg-type]
+        if kind is n.Field:
+            return self.eval_field_chain(dot, dot, first, first.idents, cmd.args, final)  # type: ignore[attr-defined]
         if isinstance(first, n.Chain):
             return self.eval_chain(dot, first, cmd.args, final)
-        if isinstance(first, n.Identifier):
-            return self.eval_function(dot, first, cmd.args, final)
         if isinstance(first, n.Pipe):
             self.not_a_function(cmd.args, final)
             return self.eval_pipeline(dot, first)
@@ -210,7 +225,7 @@ class State:
         if isinstance(first, n.Nil):
             raise self.fail("nil is not a command")
         if isinstance(first, n.Number):
-            return self.ideal_constant(first)
+            return ideal_constant(first, self.fail)
         if isinstance(first, n.String):
             return first.value
         raise self.fail("can't evaluate command")
@@ -218,15 +233,6 @@ class State:
     def not_a_function(self, args: list[n.Node], final: Any) -> None:
         if len(args) > 1 or final is not NO_FINAL:
             raise self.fail("can't give argument to non-function")
-
-    def ideal_constant(self, num: n.Number) -> Any:
-        if num.ideal_float:
-            return num.float_value
-        if num.is_int:
-            if not -(1 << 63) <= num.int_value < (1 << 63):
-                raise self.fail(f"{num.text} overflows int")
-            return num.int_value
-        raise self.fail(f"{num.text} overflows int")
 
     def eval_variable(self, dot: Any, var: n.Variable, args: list[n.Node], final: Any) -> Any:
         value = self.var_value(var.idents[0])
@@ -246,9 +252,17 @@ class State:
 
     def eval_field_chain(self, dot: Any, receiver: Any, node: n.Node, idents: list[str],
                          args: list[n.Node], final: Any) -> Any:
-        for ident in idents[:-1]:
-            receiver = self.eval_field(ident, receiver, [], NO_FINAL)
-        return self.eval_field(idents[-1], receiver, args, final)
+        last = len(idents) - 1
+        for i, ident in enumerate(idents):
+            # Fast path: a data map (not the last link, which may be given arguments) read by key.
+            if i < last and type(receiver) is dict:
+                receiver = receiver.get(ident, MISSING)
+                continue
+            if i < last:
+                receiver = self.eval_field(ident, receiver, [], NO_FINAL)
+            else:
+                return self.eval_field(ident, receiver, args, final)
+        return receiver
 
     def eval_field(self, name: str, receiver: Any, args: list[n.Node], final: Any) -> Any:
         if receiver is MISSING:
@@ -293,15 +307,13 @@ class State:
                 value = self.validate(final, "value")
             return value
         argv: list[Any] = []
-        for i, arg in enumerate(call_args):
-            typ = fixed[i] if i < len(fixed) else func.variadic
-            assert typ is not None
-            argv.append(self.eval_arg(dot, typ, arg))
+        nfixed = len(fixed)
+        i = 0
+        for arg in call_args:
+            argv.append(self.eval_arg(dot, fixed[i] if i < nfixed else func.variadic, arg))  # type: ignore[arg-type]
+            i += 1
         if final is not NO_FINAL:
-            i = len(call_args)
-            typ = fixed[i] if i < len(fixed) else func.variadic
-            assert typ is not None
-            argv.append(self.validate(final, typ))
+            argv.append(self.validate(final, fixed[i] if i < nfixed else func.variadic))  # type: ignore[arg-type]
         self.line = ident.line
         try:
             return func.call(*argv)
@@ -315,7 +327,26 @@ class State:
             raise self.fail(f"error calling {name}: {exc}", ident.line) from None
 
     def eval_arg(self, dot: Any, typ: str, node: n.Node) -> Any:
-        self.step(node)
+        self.line = node.line
+        self.steps += 1
+        if self.steps > self.limits.max_steps:
+            raise self.fail(f"template exceeded {self.limits.max_steps} evaluation steps")
+        kind = type(node)
+        if kind is n.Field:
+            # `.A.B.C` read link by link here for data maps and Cirrus's structs (most arguments are
+            # such fields); anything else (missing, nil, other types, errors) goes through eval_field.
+            receiver = dot
+            for ident in node.idents:  # type: ignore[attr-defined]
+                t = type(receiver)
+                if t is dict:
+                    receiver = receiver.get(ident, MISSING)
+                elif t is GoStruct and ident in receiver.values:
+                    receiver = receiver.field(ident)
+                else:
+                    receiver = self.eval_field(ident, receiver, [node], NO_FINAL)
+            return receiver if typ == "any" and receiver is not MISSING else self.validate(receiver, typ)
+        if kind is n.String and typ in ("any", "value", "any_raw", "string"):
+            return node.value  # type: ignore[attr-defined]
         if isinstance(node, n.Dot):
             return self.validate(dot, typ)
         if isinstance(node, n.Nil):
@@ -323,7 +354,7 @@ class State:
                 return None
             if typ == "value":
                 return None
-            raise self.fail(f"cannot assign nil to {_GO_TYPES.get(typ, typ)}")
+            raise self.fail(f"cannot assign nil to {GO_TYPES.get(typ, typ)}")
         if isinstance(node, n.Field):
             return self.validate(self.eval_field_chain(dot, dot, node, node.idents, [node], NO_FINAL), typ)
         if isinstance(node, n.Variable):
@@ -334,70 +365,12 @@ class State:
             return self.validate(self.eval_function(dot, node, [node], NO_FINAL), typ)
         if isinstance(node, n.Chain):
             return self.validate(self.eval_chain(dot, node, [node], NO_FINAL), typ)
-        # Literals, converted by the parameter's type.
-        if typ in ("any", "value", "any_raw"):
-            if isinstance(node, n.Bool):
-                return node.value
-            if isinstance(node, n.Number):
-                return self.ideal_constant(node)
-            if isinstance(node, n.String):
-                return node.value
-        elif (typ == "bool" and isinstance(node, n.Bool)) or (typ == "string" and isinstance(node, n.String)):
-            return node.value
-        elif typ in ("int", "int64") and isinstance(node, n.Number):
-            if not node.is_int:
-                raise self.fail(f"expected integer; found {node.text}")
-            return I64(node.int_value) if typ == "int64" else node.int_value
-        elif typ == "float64" and isinstance(node, n.Number):
-            if not node.is_float:
-                raise self.fail(f"expected float; found {node.text}")
-            return node.float_value
-        names = {"bool": "bool", "string": "string", "int": "integer", "int64": "integer", "float64": "float"}
-        expected = names.get(typ)
-        if expected is not None:
-            raise self.fail(f"expected {expected}; found {_node_text(node)}")
-        raise self.fail(f"can't handle {_node_text(node)} for arg of type {_GO_TYPES.get(typ, typ)}")
+        return literal_arg(node, typ, self.fail)
 
     def validate(self, value: Any, typ: str) -> Any:
-        if typ == "any_raw":
+        if typ == "any_raw" or (typ == "any" and value is not MISSING):
             return value
-        if value is MISSING:
-            if typ == "value":
-                return MISSING
-            if typ in ("any", "map", "list"):
-                return None
-            raise self.fail(f"invalid value; expected {_GO_TYPES[typ]}")
-        if typ in ("any", "value"):
-            return value
-        ok = False
-        if typ == "string":
-            ok = isinstance(value, str)
-        elif typ == "int":
-            ok = isinstance(value, int) and not isinstance(value, (bool, I64))
-        elif typ == "int64":
-            ok = isinstance(value, I64)
-        elif typ == "float64":
-            ok = isinstance(value, float)
-        elif typ == "bool":
-            ok = isinstance(value, bool)
-        elif typ == "map":
-            ok = isinstance(value, dict) and type_name(value) == "map[string]interface {}"
-        elif typ == "list":
-            ok = isinstance(value, list) and type_name(value) == "[]interface {}"
-        if not ok:
-            got = "interface {}" if value is None else type_name(value)
-            raise self.fail(f"wrong type for value; expected {_GO_TYPES[typ]}; got {got}")
-        return value
-
-
-def _node_text(node: n.Node) -> str:
-    if isinstance(node, n.Number):
-        return node.text
-    if isinstance(node, n.String):
-        return repr(node.value)
-    if isinstance(node, n.Bool):
-        return "true" if node.value else "false"
-    return type(node).__name__.lower()
+        return check_value(value, typ, self.fail)
 
 
 def execute(name: str, trees: dict[str, n.ListNode], funcs: dict[str, Func], data: Any, limits: Limits) -> str:

@@ -26,25 +26,14 @@ X509_FIELDS: dict[str, tuple[str, ...]] = {
 }
 SSH_FIELDS: dict[str, tuple[str, ...]] = {
     "type": ("str",), "keyId": ("str",), "principals": ("list",), "extensions": ("obj",),
-    "criticalOptions": ("obj",), "validAfter": ("str", "num"), "validBefore": ("str", "num"),
-    "serial": ("num",), "nonce": ("str",), "reserved": ("str",),
-}
+    "criticalOptions": ("obj",), "serial": ("num",), "nonce": ("str",), "reserved": ("str",),
+}  # sshutil.Certificate's validAfter/validBefore are `json:"-"`: ignored, whatever their type
 
 
-def _matches(value: Any, shape: str) -> bool:
-    if shape == "str":
-        return isinstance(value, str)
-    if shape == "num":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if shape == "bool":
-        return isinstance(value, bool)
-    if shape == "obj":
-        return isinstance(value, dict)
-    if shape == "list":
-        return isinstance(value, list)
-    if shape == "strs":
-        return isinstance(value, str) or (isinstance(value, list) and all(isinstance(x, str) for x in value))
-    return False
+# What json.loads makes of each JSON kind (the decoder makes exact types), for the check above.
+_KINDS: dict[type, str] = {str: "str", int: "num", float: "num", bool: "bool", dict: "obj", list: "list"}
+_X509_SHAPES = {key: frozenset(shapes) for key, shapes in X509_FIELDS.items()}
+_SSH_SHAPES = {key: frozenset(shapes) for key, shapes in SSH_FIELDS.items()}
 
 
 def _line_of(text: str, pos: int) -> int:
@@ -54,28 +43,36 @@ def _line_of(text: str, pos: int) -> int:
 def decode_rendered(text: str, *, ssh: bool, name: str = "template") -> dict[str, Any]:
     """The rendered template as a JSON object, with each known field of the right type."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise TemplateError(f"rendered template is not valid JSON: {exc.msg} (output line {exc.lineno})", 0,
                             name) from None
     except (ValueError, RecursionError) as exc:
         raise TemplateError(f"rendered template is not valid JSON: {exc}", 0, name) from None
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise TemplateError("rendered template must be a JSON object", 0, name)
-    fields = SSH_FIELDS if ssh else X509_FIELDS
+    fields = _SSH_SHAPES if ssh else _X509_SHAPES
     for key, item in value.items():
         shapes = fields.get(key)
         if shapes is None or item is None:
             continue
-        if not any(_matches(item, shape) for shape in shapes):
-            kinds = " or ".join({"str": "a string", "num": "a number", "bool": "true/false", "obj": "an object",
-                                 "list": "a list", "strs": "a string or a list of strings"}[s] for s in shapes)
-            raise TemplateError(f"field {key!r} must be {kinds}, not {_json_kind(item)}", 0, name)
+        kind = _KINDS.get(type(item))
+        if kind in shapes:
+            continue
+        if "strs" in shapes and (kind == "str" or (kind == "list" and all(type(x) is str for x in item))):
+            continue
+        order = X509_FIELDS[key] if not ssh else SSH_FIELDS[key]
+        kinds = " or ".join({"str": "a string", "num": "a number", "bool": "true/false", "obj": "an object",
+                             "list": "a list", "strs": "a string or a list of strings"}[s] for s in order)
+        raise TemplateError(f"field {key!r} must be {kinds}, not {_json_kind(item)}", 0, name)
     return value
 
 
 def _refuse_constant(token: str) -> Any:
     raise ValueError(f"{token} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder: json.loads with a hook builds one per call
 
 
 def _json_kind(value: Any) -> str:

@@ -291,6 +291,10 @@ def _plain_like(spec: _Spec) -> _Spec:
 
 def sprintf(fmt: str, args: list[Any]) -> str:
     """fmt.Sprintf with Go's verbs, flags and error forms."""
+    # The usual template call, text and plain %s over strings (`printf "%s.%s" .a .b`): no verb parsing.
+    pieces = fmt.split("%s")
+    if len(pieces) == len(args) + 1 and all(type(a) is str for a in args) and all("%" not in p for p in pieces):
+        return pieces[0] + "".join(a + p for a, p in zip(args, pieces[1:], strict=True))
     out: list[str] = []
     argi = 0
     i = 0

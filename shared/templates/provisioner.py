@@ -1,6 +1,7 @@
 """Per-provisioner certificate templates: `options.x509` / `options.ssh` with `template` (inline
 text), `templateFile` (a path, relative to the config's folder) and `templateData` (an object given
-to the template as top-level keys), as in step-ca's ca.json.
+to the template as top-level keys), as in step-ca's ca.json; an inline `template` that does not start
+with `{` is base64 of the template text, as step-ca reads it.
 
 Every template is read and parsed when the configuration loads, so a broken template is a refusal
 to start (ConfigError naming the provisioner and the template line), never a surprise at issuance.
@@ -8,6 +9,8 @@ to start (ConfigError naming the provisioner and the template line), never a sur
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,11 +65,26 @@ def _load_one(name: str, kind: str, options: Any, base_dir: Path | None) -> Prov
         return None
     if not isinstance(text, str):
         raise ConfigError(f"{where}.template must be a string")
+    if path is None and not text.strip().startswith("{"):
+        text = _from_base64(text, where)  # step-ca: inline text not starting with `{` is base64
     try:
         template = Template(text, name=label)
     except TemplateError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return ProvisionerTemplate(template, dict(data))
+
+
+def _from_base64(text: str, where: str) -> str:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(f"{where}.template is neither JSON text (starting with {{) nor base64") from None
+    if len(raw) > MAX_TEMPLATE_BYTES:
+        raise ConfigError(f"{where}.template is larger than {MAX_TEMPLATE_BYTES} bytes")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}.template (base64) is not UTF-8 text") from None
 
 
 def load_templates(configs: Iterable[Mapping[str, Any]], kind: str, base_dir: Path | None = None

@@ -19,6 +19,7 @@ from typing import Any
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func, FuncError
 from shared.templates.gofmt import go_quote
+from shared.templates.gojson import to_json
 from shared.templates.sprig_text import (
     b64dec,
     date,
@@ -38,7 +39,6 @@ from shared.templates.values import (
     StrMap,
     kind_name,
     sprint_value,
-    to_json,
     truth,
     type_name,
 )

@@ -10,7 +10,7 @@ would see with a named type (e.g. the CSR's public key as `*rsa.PublicKey` for `
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +67,26 @@ class GoTyped:
     text: str = ""
 
 
+class Lazy:
+    """A struct field's value computed the first time a template reads it.
+
+    Why: step-ca hands every template the whole request (`.Insecure.CR`: subject, names,
+    extensions), but most templates read one or two fields of it; building the rest for every
+    certificate cost more CPU than rendering the template. Only Cirrus's own code makes these.
+    """
+
+    __slots__ = ("compute",)
+
+    def __init__(self, compute: Callable[[], Any]) -> None:
+        self.compute = compute
+
+
 class GoStruct:
     """A Go struct value, as step-ca hands templates its own types (`.Subject`, `.SANs`, `.Insecure.CR`).
 
     Templates reach fields by their Go names (`.Subject.CommonName`); `toJson` writes the JSON names
     in declaration order, dropping `omitempty` fields that are empty and fields tagged `json:"-"`.
+    A field's value may be `Lazy`: it is computed on first read and kept.
     """
 
     __slots__ = ("fields", "go_type", "values")
@@ -83,7 +98,42 @@ class GoStruct:
 
     def field(self, name: str) -> Any:
         """The field's value; KeyError when the struct has no such field."""
-        return self.values[name]
+        value = self.values[name]
+        if type(value) is Lazy:
+            value = self.values[name] = value.compute()
+        return value
+
+    @classmethod
+    def of(cls, layout: StructLayout, values: dict[str, Any]) -> GoStruct:
+        """A struct of a layout made once (no per-value copy of the field list); `values` by Go name."""
+        obj = cls.__new__(cls)
+        obj.go_type = layout.go_type
+        obj.fields = layout.fields
+        obj.values = values
+        return obj
+
+
+class StructLayout:
+    """A Go struct type's fields, for `GoStruct.of`: (Go name, JSON name or None, omitempty)."""
+
+    __slots__ = ("fields", "go_type")
+
+    def __init__(self, go_type: str, fields: list[tuple[str, str | None, bool]]) -> None:
+        self.go_type = go_type
+        self.fields = fields
+
+
+class PreparedData(dict):  # type: ignore[type-arg]
+    """Template data some of whose keys (`prepared`) hold values already as Go sees them (Cirrus's
+    own structs, numbers as float64, containers fresh for this render), so `Template.render` does
+    not copy them again; every other key (templateData, `.Inventory`, `.Webhooks`...) is normalized
+    as usual. A copy made with dict() is plain data again, normalized whole."""
+
+    __slots__ = ("prepared",)
+
+    def __init__(self, values: Mapping[str, Any], prepared: frozenset[str]) -> None:
+        super().__init__(values)
+        self.prepared = prepared
 
 
 def go_bytes(s: str) -> bytes:
@@ -99,6 +149,13 @@ def go_string(b: bytes) -> str:
 def normalize(value: Any, depth: int = 0) -> Any:
     """Data as Go's encoding/json would decode it: every number a float64, containers copied."""
     kind = type(value)
+    if kind is PreparedData:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise TemplateError("data keys must be strings")
+            out[k] = v if k in value.prepared else normalize(v, depth + 1)
+        return out
     if kind is str or kind is float or kind is bool or value is None:
         return value
     if depth > 200:
@@ -108,10 +165,17 @@ def normalize(value: Any, depth: int = 0) -> Any:
         for k, v in value.items():
             if type(k) is not str:
                 raise TemplateError("data keys must be strings")
-            out[k] = normalize(v, depth + 1)
+            # Leaves inline (most of a token's claims): a call per value was most of this copy's time.
+            t = type(v)
+            if t is str or t is float or t is bool or v is None or t is GoStruct:
+                out[k] = v
+            elif t is int:
+                out[k] = float(v)
+            else:
+                out[k] = normalize(v, depth + 1)
         return out
     if kind is list or kind is tuple:
-        return [normalize(v, depth + 1) for v in value]
+        return [v if type(v) is str or type(v) is GoStruct else normalize(v, depth + 1) for v in value]
     if kind is int:
         return _float(value)
     if isinstance(value, (GoTyped, GoStruct)):
@@ -279,96 +343,6 @@ def sprint_value(v: Any, top: bool = True) -> str:
     if isinstance(v, GoTyped):
         return v.text
     if isinstance(v, GoStruct):
-        body = "{" + " ".join(sprint_value(v.values[go], False) for go, _, _ in v.fields) + "}"
+        body = "{" + " ".join(sprint_value(v.field(go), False) for go, _, _ in v.fields) + "}"
         return "&" + body if v.go_type.startswith("*") else body
     return "<nil>"
-
-
-_JSON_PLAIN = re.compile("[^\x00-\x1f\"\\\\<>&\u2028\u2029\ud800-\udfff]*")
-_JSON_PLAIN_RAW = re.compile("[^\x00-\x1f\"\\\\\u2028\u2029\ud800-\udfff]*")
-
-
-def json_string(s: str, escape_html: bool) -> str:
-    """encoding/json's string encoding (Go 1.19: \\u0008 and \\u000c, HTML escaped by default)."""
-    if (_JSON_PLAIN if escape_html else _JSON_PLAIN_RAW).fullmatch(s):
-        return '"' + s + '"'
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif o < 0x20 or (escape_html and ch in "<>&") or o in (0x2028, 0x2029):
-            out.append(f"\\u{o:04x}")
-        elif 0xD800 <= o <= 0xDFFF:
-            out.append("\\ufffd")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def json_float(f: float) -> str:
-    """encoding/json's float64 encoding."""
-    if math.isnan(f) or math.isinf(f):
-        raise TemplateError(f"json: unsupported value: {format_float(f)}")
-    a = abs(f)
-    if a != 0 and (a < 1e-6 or a >= 1e21):
-        s = format_float(f, "e", -1)
-        n = len(s)
-        if n >= 4 and s[n - 4] == "e" and s[n - 3] == "-" and s[n - 2] == "0":
-            s = s[: n - 2] + s[n - 1:]
-        return s
-    return format_float(f, "f", -1)
-
-
-def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
-    """json.Marshal of a value (compact, map keys sorted)."""
-    kind = type(v)
-    if kind is str:
-        return json_string(v, escape_html)
-    if depth > 500:
-        raise TemplateError("json: value nested too deeply")
-    if v is None or v is MISSING:
-        return "null"
-    if kind is GoStruct:
-        parts = []
-        for go, js, omit in v.fields:
-            value = v.values[go]
-            if js is None or (omit and not truth(value)):
-                continue
-            parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))
-        return "{" + ",".join(parts) + "}"
-    if kind is list:
-        return "[" + ",".join([to_json(x, escape_html, depth + 1) for x in v]) + "]"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(int(v))
-    if isinstance(v, float):
-        return json_float(v)
-    if isinstance(v, str):
-        return json_string(v, escape_html)
-    if isinstance(v, list):
-        return "[" + ",".join(to_json(x, escape_html, depth + 1) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ",".join(json_string(k, escape_html) + ":" + to_json(v[k], escape_html, depth + 1)
-                              for k in sorted(v)) + "}"
-    if isinstance(v, GoTyped):
-        return to_json(v.json, escape_html, depth + 1)
-    if isinstance(v, GoStruct):
-        parts = []
-        for go, js, omit in v.fields:
-            value = v.values[go]
-            if js is None or (omit and not truth(value)):
-                continue
-            parts.append(json_string(js, escape_html) + ":" + to_json(value, escape_html, depth + 1))
-        return "{" + ",".join(parts) + "}"
-    return "null"

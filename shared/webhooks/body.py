@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from shared.templates.values import to_json
+from shared.templates.gojson import to_json
 from shared.x509.templated import go_certificate_request
 
 if TYPE_CHECKING:  # the X.509 path does not import the SSH modules

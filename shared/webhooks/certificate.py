@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
-from shared.templates.values import to_json
+from shared.templates.gojson import to_json
 from shared.x509.names import SANs
 from shared.x509.templated import EXT_KEY_USAGE_NAMES, go_subject
 

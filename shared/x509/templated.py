@@ -14,7 +14,6 @@ import binascii
 import functools
 import ipaddress
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +21,8 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
-from shared.templates.values import GoStruct, GoTyped
-from shared.x509.authorization_crt import go_x509_certificate
 from shared.x509.profile import encoded
+from shared.x509.template_data import go_certificate_request, go_sans, go_subject, template_data
 
 KEY_USAGE_NAMES = {
     "digitalsignature": "digital_signature", "contentcommitment": "content_commitment",
@@ -65,6 +63,7 @@ class TemplatedLeaf:
     extensions: tuple[x509.Extension[x509.ExtensionType], ...]
     not_before: str | None
     not_after: str | None
+    san_strings: tuple[str, ...] = ()  # the SANs as `names.sans_of` reads them back (records, events)
 
 
 def _fail(message: str) -> TemplateError:
@@ -74,9 +73,9 @@ def _fail(message: str) -> TemplateError:
 def _strings(value: Any, field: str) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str):
+    if type(value) is str:
         return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+    if type(value) is list and all(type(v) is str for v in value):
         return list(value)
     raise _fail(f"field {field!r} must be a string or a list of strings")
 
@@ -101,7 +100,14 @@ def subject_name(value: Any, field: str = "subject") -> x509.Name:
     attrs: list[x509.NameAttribute[str]] = []
     try:
         for key, oid in SUBJECT_FIELDS:
-            for text in _strings(value.get(key), f"{field}.{key}"):
+            item = value.get(key)
+            if item is None:
+                continue
+            if type(item) is str:
+                if item:
+                    attrs.append(x509.NameAttribute(oid, item))
+                continue
+            for text in _strings(item, f"{field}.{key}"):
                 if text:
                     attrs.append(x509.NameAttribute(oid, text))
         for extra in value.get("extraNames") or []:
@@ -120,19 +126,23 @@ def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
         raise _fail(f"{field}: {text!r} is not an IP address") from None
 
 
-def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
-    """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order."""
-    dns = _strings(doc.get("dnsNames"), "dnsNames")
-    ips = [_ip(t, "ipAddresses") for t in _strings(doc.get("ipAddresses"), "ipAddresses")]
-    emails = _strings(doc.get("emailAddresses"), "emailAddresses")
-    uris = _strings(doc.get("uris"), "uris")
-    sans = doc.get("sans") or []
+def _general_names(doc: dict[str, Any]) -> tuple[list[x509.GeneralName], tuple[str, ...]]:
+    """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order, and the
+    same names as text (as `names.sans_of` reads them back from the certificate)."""
+    get = doc.get
+    dns = _strings(get("dnsNames"), "dnsNames")
+    raw_ips = get("ipAddresses")
+    ips = [_ip(t, "ipAddresses") for t in _strings(raw_ips, "ipAddresses")] if raw_ips is not None else []
+    emails = _strings(get("emailAddresses"), "emailAddresses")
+    uris = _strings(get("uris"), "uris")
+    sans = get("sans") or []
     if not isinstance(sans, list):
         raise _fail("field 'sans' must be a list")
     for san in sans:
         if not isinstance(san, dict) or not isinstance(san.get("value"), str):
             raise _fail("each entry of 'sans' needs a type and a string value")
-        kind = str(san.get("type") or "auto").lower()
+        kind = san.get("type") or "auto"
+        kind = kind.lower() if type(kind) is str else str(kind).lower()
         text = san["value"]
         if kind == "auto":
             kind = "ip" if _is_ip(text) else "email" if "@" in text else "uri" if "://" in text else "dns"
@@ -150,10 +160,17 @@ def _general_names(doc: dict[str, Any]) -> list[x509.GeneralName]:
         if not _dns_syntax(name):
             raise _fail(f"dnsNames: {name!r} is not a DNS name")
     out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    out += [x509.IPAddress(i) for i in ips]
-    out += [x509.RFC822Name(e) for e in emails]
-    out += [x509.UniformResourceIdentifier(u) for u in uris]
-    return out
+    strings = list(dns)
+    if ips:
+        out += [x509.IPAddress(i) for i in ips]
+        strings += [str(i) for i in ips]
+    if emails:
+        out += [x509.RFC822Name(e) for e in emails]
+        strings += emails
+    if uris:
+        out += [x509.UniformResourceIdentifier(u) for u in uris]
+        strings += uris
+    return out, tuple(strings)
 
 
 _DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
@@ -210,6 +227,13 @@ def _ext_key_usage_extension(names: tuple[str, ...], oids: tuple[str, ...]) -> x
     return encoded(x509.Extension(eku.oid, False, eku))
 
 
+@functools.lru_cache(maxsize=256)
+def _policies_extension(oids: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
+    """Certificate policies by OID, built and encoded once (a provisioner's template names the same few)."""
+    cp = x509.CertificatePolicies([x509.PolicyInformation(_oid(t, "policyIdentifiers"), None) for t in oids])
+    return encoded(x509.Extension(cp.oid, False, cp))
+
+
 def _b64(text: Any, field: str) -> bytes:
     if not isinstance(text, str):
         raise _fail(f"{field} must be base64 text")
@@ -247,9 +271,13 @@ def _name_constraints(value: Any) -> x509.Extension[x509.ExtensionType] | None:
 
 def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     """The leaf described by a rendered (and decoded) X.509 template."""
-    subject = subject_name(doc.get("subject"))
-    cn_attrs = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    common_name = str(cn_attrs[0].value) if cn_attrs else ""
+    raw_subject = doc.get("subject")
+    subject = subject_name(raw_subject)
+    if type(raw_subject) is dict and type(raw_subject.get("commonName")) is str and raw_subject["commonName"]:
+        common_name = raw_subject["commonName"]  # the first CN attribute, when the template gives one string
+    else:
+        cn_attrs = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        common_name = str(cn_attrs[0].value) if cn_attrs else ""
     exts: list[x509.Extension[x509.ExtensionType]] = []
     usages = _strings(doc.get("keyUsage"), "keyUsage")
     if usages:
@@ -258,7 +286,7 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     unknown = tuple(_strings(doc.get("unknownExtKeyUsage"), "unknownExtKeyUsage"))
     if ekus or unknown:
         exts.append(_ext_key_usage_extension(ekus, unknown))
-    general = _general_names(doc)
+    general, san_strings = _general_names(doc)
     if general:
         san = x509.SubjectAlternativeName(general)
         exts.append(x509.Extension(san.oid, not common_name and len(subject) == 0, san))
@@ -269,10 +297,9 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
         if bc.get("isCA"):
             raise _fail("basicConstraints: a provisioner template cannot issue a CA certificate")
         exts.append(x509.Extension(x509.BasicConstraints.oid, True, x509.BasicConstraints(ca=False, path_length=None)))
-    policies = [_oid(t, "policyIdentifiers") for t in _strings(doc.get("policyIdentifiers"), "policyIdentifiers")]
+    policies = tuple(_strings(doc.get("policyIdentifiers"), "policyIdentifiers"))
     if policies:
-        cp = x509.CertificatePolicies([x509.PolicyInformation(p, None) for p in policies])
-        exts.append(x509.Extension(cp.oid, False, cp))
+        exts.append(_policies_extension(policies))
     nc = _name_constraints(doc.get("nameConstraints"))
     if nc is not None:
         exts.append(nc)
@@ -290,107 +317,8 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     not_before, not_after = doc.get("notBefore"), doc.get("notAfter")
     return TemplatedLeaf(subject, common_name, tuple(general), tuple(exts),
                          not_before if isinstance(not_before, str) else None,
-                         not_after if isinstance(not_after, str) else None)
+                         not_after if isinstance(not_after, str) else None, san_strings)
 
 
-_NAME_FIELDS = (
-    ("Country", "country", NameOID.COUNTRY_NAME), ("Organization", "organization", NameOID.ORGANIZATION_NAME),
-    ("OrganizationalUnit", "organizationalUnit", NameOID.ORGANIZATIONAL_UNIT_NAME),
-    ("Locality", "locality", NameOID.LOCALITY_NAME), ("Province", "province", NameOID.STATE_OR_PROVINCE_NAME),
-    ("StreetAddress", "streetAddress", NameOID.STREET_ADDRESS), ("PostalCode", "postalCode", NameOID.POSTAL_CODE),
-)
-
-
-def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct:
-    """x509util.Subject: Go field names for templates, step's JSON names for toJson."""
-    fields: list[tuple[str, str | None, bool, Any]] = []
-    for go, js, oid in _NAME_FIELDS:
-        values = [str(a.value) for a in name.get_attributes_for_oid(oid)] if name is not None else []
-        fields.append((go, js, True, values or None))
-    serial = name.get_attributes_for_oid(NameOID.SERIAL_NUMBER) if name is not None else []
-    fields.append(("SerialNumber", "serialNumber", True, str(serial[0].value) if serial else ""))
-    if name is not None and not common_name:
-        cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
-        common_name = str(cns[0].value) if cns else ""
-    fields.append(("CommonName", "commonName", True, common_name))
-    fields.append(("ExtraNames", "extraNames", True, None))
-    return GoStruct("x509util.Subject", fields)
-
-
-def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
-    """[]x509util.SubjectAlternativeName: `.Type`/`.Value` in templates, type/value in JSON."""
-    out: list[GoStruct] = []
-    for name in general_names:
-        if isinstance(name, x509.DNSName):
-            kind, value = "dns", name.value
-        elif isinstance(name, x509.IPAddress):
-            kind, value = "ip", str(name.value)
-        elif isinstance(name, x509.RFC822Name):
-            kind, value = "email", name.value
-        elif isinstance(name, x509.UniformResourceIdentifier):
-            kind, value = "uri", name.value
-        else:
-            continue
-        out.append(GoStruct("x509util.SubjectAlternativeName",
-                            [("Type", "type", False, kind), ("Value", "value", False, value),
-                             ("ASN1Value", "asn1Value", True, None)]))
-    return out
-
-
-def _public_key(rsa_key: bool) -> GoTyped:
-    return GoTyped("*rsa.PublicKey" if rsa_key else "*ecdsa.PublicKey", "ptr", None, "&{...}")
-
-
-def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_key: bool) -> GoStruct:
-    """*x509util.CertificateRequest as `.Insecure.CR` (the request's own, unverified names)."""
-    names: list[x509.GeneralName] = []
-    if csr is not None:
-        try:
-            names = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-        except (x509.ExtensionNotFound, ValueError):
-            names = []
-    extensions: list[GoStruct] = []
-    if csr is not None:
-        for ext in csr.extensions:
-            # step marks the request's SAN critical when its subject is empty (fixSubjectAltName).
-            critical = ext.critical or (ext.oid == x509.SubjectAlternativeName.oid and len(csr.subject) == 0)
-            try:
-                der = ext.value.public_bytes()
-            except (NotImplementedError, ValueError):
-                continue
-            extensions.append(GoStruct("x509util.Extension", [
-                ("ID", "id", False, ext.oid.dotted_string), ("Critical", "critical", False, critical),
-                ("Value", "value", False, base64.b64encode(der).decode())]))
-    dns = [n.value for n in names if isinstance(n, x509.DNSName)]
-    emails = [n.value for n in names if isinstance(n, x509.RFC822Name)]
-    ips = [str(n.value) for n in names if isinstance(n, x509.IPAddress)]
-    uris = [n.value for n in names if isinstance(n, x509.UniformResourceIdentifier)]
-    return GoStruct("*x509util.CertificateRequest", [
-        ("Version", "version", False, 0),
-        ("Subject", "subject", False, go_subject(csr.subject if csr is not None else None)),
-        ("DNSNames", "dnsNames", False, dns or None), ("EmailAddresses", "emailAddresses", False, emails or None),
-        ("IPAddresses", "ipAddresses", False, ips or None), ("URIs", "uris", False, uris or None),
-        ("SANs", "sans", False, None), ("Extensions", "extensions", False, extensions or None),
-        ("SignatureAlgorithm", "signatureAlgorithm", False, ""),
-        ("PublicKey", None, False, _public_key(rsa_key)),
-        ("PublicKeyAlgorithm", None, False, "RSA" if rsa_key else "ECDSA"),
-    ])
-
-
-def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
-                  csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
-                  user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-                  authorization_crt: x509.Certificate | None = None) -> dict[str, Any]:
-    """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.Insecure.CR`,
-    `.Insecure.User`, `.AuthorizationCrt` (X5C) and the provisioner's templateData as top-level
-    keys (reference 4.2); `shared.webhooks` adds `.Webhooks`."""
-    data: dict[str, Any] = dict(extra or {})
-    data.update({
-        "Subject": go_subject(common_name=common_name),
-        "SANs": go_sans(general_names),
-        "Token": dict(token or {}),
-        "Insecure": {"CR": go_certificate_request(csr, rsa_key=rsa_key), "User": dict(user or {})},
-    })
-    if authorization_crt is not None:
-        data["AuthorizationCrt"] = go_x509_certificate(authorization_crt)
-    return data
+__all__ = ["TemplatedLeaf", "go_certificate_request", "go_sans", "go_subject", "subject_name", "template_data",
+           "templated_leaf"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -59,3 +60,40 @@ def test_ssh_command_errors_are_one_line(authority_dir: Path, tmp_path: Path) ->
     assert out.returncode == 1 and "bad.pub" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     out = cirrus("ssh", "init", "--dir", str(authority_dir), check=False)
     assert out.returncode == 1 and "already has SSH CA keys" in out.stderr
+
+
+SSH_TEMPLATE = """{
+	"type": {{ toJson .Type }},
+	"keyId": {{ toJson .KeyID }},
+	"principals": {{ toJson (append .Principals (printf "%s-%s" .KeyID .Insecure.User.team)) }},
+	"extensions": {"permit-pty": ""},
+	"criticalOptions": {"force-command": {{ toJson .command }}}
+}"""
+
+
+@pytest.fixture
+def templated_server(authority_dir: Path, request: pytest.FixtureRequest):
+    """`cirrus up` whose JWK provisioner has an `options.ssh` template (set before the server starts)."""
+    (authority_dir / "ssh-user.tpl").write_text(SSH_TEMPLATE)
+    path = authority_dir / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["authority"]["provisioners"][0]["options"] = {
+        "ssh": {"templateFile": "ssh-user.tpl", "templateData": {"command": "/usr/local/bin/jump"}}}
+    path.write_text(json.dumps(cfg))
+    return request.getfixturevalue("server")
+
+
+def test_ssh_certificate_with_a_provisioner_template(templated_server, authority_dir: Path, tmp_path: Path) -> None:
+    """The provisioner's SSH template (issue 15) changes principals, extensions and critical options of
+    what `cirrus ssh certificate` gets; `--set` reaches the template as `.Insecure.User`."""
+    user_key, _ = keygen(tmp_path, "id_ed25519", "-t", "ed25519")
+    cirrus("ssh", "certificate", "alice", f"{user_key}.pub", "--dir", str(authority_dir), "--set", "team=dba")
+    shown = keygen_list(tmp_path / "id_ed25519-cert.pub")
+    assert "user certificate" in shown and 'Key ID: "alice"' in shown
+    assert "Principals: \n                alice\n                alice-dba\n" in shown
+    assert "force-command /usr/local/bin/jump" in shown
+    extensions = shown.split("Extensions:")[1]
+    assert "permit-pty" in extensions and "permit-agent-forwarding" not in extensions
+    out = cirrus("ssh", "certificate", "alice", f"{user_key}.pub", "--dir", str(authority_dir), "--set", "team",
+                 check=False)
+    assert out.returncode == 1 and "expected KEY=VALUE" in out.stderr and len(out.stderr.strip().splitlines()) == 1

@@ -236,6 +236,18 @@ def ssh_data(cert_type: str = "user") -> dict[str, Any]:
     }
 
 
+def ssh_data_as_issued(cert_type: str = "user", request_principals: list[str] | None = None) -> dict[str, Any]:
+    """SSH data exactly as step-ca's CreateTemplateData leaves it (and Cirrus's ssh_template_data):
+    no `.CriticalOptions`, nil `.Extensions` for hosts, no `.Insecure.User` without request data."""
+    return {
+        "Type": cert_type, "KeyID": "web1", "Principals": ["web1.internal", "10.0.0.7"],
+        "Extensions": {"permit-X11-forwarding": "", "permit-agent-forwarding": "", "permit-port-forwarding": "",
+                       "permit-pty": "", "permit-user-rc": ""} if cert_type == "user" else None,
+        "Token": {"sub": "web1"},
+        "Insecure": {"CR": {"Type": cert_type, "KeyID": "", "Principals": request_principals}},
+    }
+
+
 def fixed_cases() -> list[tuple[str, Any]]:
     """Step-ca's default templates and the documented examples over several data sets."""
     cases: list[tuple[str, Any]] = []
@@ -243,7 +255,8 @@ def fixed_cases() -> list[tuple[str, Any]]:
         for data in (x509_data(), x509_data(rsa=True), x509_data(sans=0), x509_data(user={"ou": "eng"})):
             cases.append((text, data))
     for text in SSH_DEFAULTS.values():
-        for data in (ssh_data("user"), ssh_data("host")):
+        for data in (ssh_data("user"), ssh_data("host"), ssh_data_as_issued("user"), ssh_data_as_issued("host"),
+                     ssh_data_as_issued("host", ["web1.internal"])):
             cases.append((text, data))
     for text in DOCUMENTED:
         for data in (x509_data(), x509_data(sans=1), x509_data(user={"ou": "eng"}), ssh_data()):

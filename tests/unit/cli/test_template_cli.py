@@ -48,11 +48,27 @@ def test_fail_and_bad_json_name_the_line(tmp_path: Path) -> None:
     tpl.write_text('{"subject": {{ .Subject }}}')
     done = _cirrus("template", "render", str(tpl), "--data", '{"Subject": {"commonName": "x"}}')
     assert done.returncode == 1 and "not valid JSON" in done.stderr and len(done.stderr.splitlines()) == 1
-    tpl.write_text('{"keyUsage": {{ 5 }}}')
+    tpl.write_text('{"type": "user", "keyId": "k", "principals": ["a"], "keyUsage": {{ 5 }}}')
     done = _cirrus("template", "render", str(tpl), "--ssh")
-    assert done.returncode == 0  # keyUsage is not an SSH field: ignored, as step-ca's decoder does
+    assert done.returncode == 0, done.stderr  # keyUsage is not an SSH field: ignored, as step-ca's decoder does
     done = _cirrus("template", "render", str(tpl))
     assert done.returncode == 1 and "'keyUsage' must be" in done.stderr
+
+
+def test_ssh_semantics_refuse_what_issuance_refuses(tmp_path: Path) -> None:
+    """--ssh checks the rendered JSON as /ssh/sign does, with the template's name."""
+    tpl = tmp_path / "host.tpl"
+    for text, message in (('{"type": "router", "principals": ["a"]}', "field 'type' must be \"user\" or \"host\""),
+                          ('{"type": "host", "principals": [1]}', "field 'principals' must be a string"),
+                          ('{"type": "host", "principals": ["a"], "serial": 9}', "the CA assigns SSH serial numbers"),
+                          ('{"type": "host", "principals": ["a"], "criticalOptions": {"force-command": 1}}',
+                           "criticalOptions.force-command")):
+        tpl.write_text(text)
+        done = _cirrus("template", "render", str(tpl), "--ssh")
+        assert done.returncode == 1 and done.stdout == "", text
+        assert done.stderr.startswith("cirrus template render: template: host.tpl: ") and message in done.stderr
+        assert len(done.stderr.splitlines()) == 1
+        assert _cirrus("template", "render", str(tpl)).returncode == 0  # fine as X.509 JSON (fields unknown there)
 
 
 def test_user_mistakes_are_one_line(tmp_path: Path) -> None:

@@ -10,11 +10,13 @@ import ipaddress
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates import Template, TemplateError
 from shared.templates.fields import decode_rendered
+from shared.x509.names import common_name_of, sans_of
 from shared.x509.profile import ca_leaf_extensions, default_leaf_extensions, provisioner_extension, sign_certificate
 from shared.x509.templated import template_data, templated_leaf
 from tests.templates import corpus
@@ -98,6 +100,8 @@ def test_every_field_a_template_may_set() -> None:
     assert by_oid[x509.BasicConstraints.oid].value == x509.BasicConstraints(ca=False, path_length=None)
     nc = by_oid[x509.NameConstraints.oid]
     assert nc.critical and nc.value.permitted_subtrees == [x509.DNSName(".example.com")]  # type: ignore[attr-defined]
+    # What the record keeps is what the certificate holds, without reading it back.
+    assert (leaf.common_name, leaf.san_strings) == (common_name_of(cert.subject), tuple(sans_of(cert)))
     raw = by_oid[x509.ObjectIdentifier("1.3.6.1.4.1.99999.2")]
     assert raw.value.value == b"\x0c\x05hello" and not raw.critical  # type: ignore[attr-defined]
     assert x509.CertificatePolicies.oid in by_oid
@@ -153,3 +157,32 @@ def test_iid_and_admin_default_templates_read_the_request() -> None:
     for leaf in (iid, admin):
         assert leaf.common_name == "vm1.internal"
         assert [str(getattr(n, "value", "")) for n in leaf.sans] == ["vm1.internal", "10.1.1.1"]
+
+
+def test_the_request_reads_the_same_field_by_field_or_whole() -> None:
+    """`.Insecure.CR`'s fields are computed when first read: each read alone, and toJson of the
+    whole request, give the CSR's subject, names by type and extensions."""
+    import json
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    san = x509.SubjectAlternativeName([
+        x509.DNSName("a.example.com"), x509.IPAddress(ipaddress.ip_address("10.0.0.9")),
+        x509.RFC822Name("ops@example.com"), x509.UniformResourceIdentifier("spiffe://example.com/a"),
+        x509.DNSName("b.example.com")])
+    csr = (x509.CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ex"),
+                                    x509.NameAttribute(NameOID.COMMON_NAME, "a.example.com")]))
+           .add_extension(san, critical=False).sign(key, hashes.SHA256()))
+    fields = ["Subject.CommonName", "DNSNames", "IPAddresses", "EmailAddresses", "URIs"]
+    want = ["a.example.com", "[a.example.com b.example.com]", "[10.0.0.9]", "[ops@example.com]",
+            "[spiffe://example.com/a]"]
+    for field, expected in zip(fields, want, strict=True):
+        assert Template("{{ .Insecure.CR.%s }}" % field).render(template_data("", [], rsa_key=False, csr=csr)) == expected
+    whole = json.loads(Template("{{ toJson .Insecure.CR }}").render(template_data("", [], rsa_key=False, csr=csr)))
+    assert whole["subject"]["organization"] == ["Ex"] and whole["subject"]["commonName"] == "a.example.com"
+    assert (whole["dnsNames"], whole["ipAddresses"], whole["emailAddresses"], whole["uris"]) == (
+        ["a.example.com", "b.example.com"], ["10.0.0.9"], ["ops@example.com"], ["spiffe://example.com/a"])
+    assert [e["id"] for e in whole["extensions"]] == ["2.5.29.17"]
+    assert base64.b64decode(whole["extensions"][0]["value"]) == san.public_bytes()
+    # Without a CSR, the fields are Go's zero values.
+    assert Template("{{ toJson .Insecure.CR.DNSNames }}").render(template_data("", [], rsa_key=False)) == "null"

@@ -1,0 +1,227 @@
+"""A fast path for the templates certificates use: the parse tree turned once into Python closures.
+
+Why: a provisioner's template is rendered for every certificate, and walking the tree node by node
+(`execute`) was most of a template's CPU per certificate. Most certificate templates are text,
+actions calling functions on fields, string and number literals and sub-pipelines, and `if`/`else`;
+such a template is compiled here when it is parsed. Anything else (variables, `range`, `with`,
+`define`/`template`, `and`/`or`, functions that change their arguments) keeps the tree walker.
+
+Safe by construction, as the walker is: the closures read only the data given and call only the
+template functions. They do not reproduce the walker's error messages: when anything goes wrong
+(a wrong type, a missing field, `fail`, an output limit) the compiled run is abandoned and the
+walker renders the same template over the same data, so errors and their template lines are
+exactly the walker's. Without loops a compiled template cannot run long: its steps are bounded by
+its size; its output is bounded by `Limits.max_output`, as the walker's is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from shared.templates import nodes as n
+from shared.templates.arguments import check_value, literal_arg
+from shared.templates.errors import TemplateError
+from shared.templates.functions import Func
+from shared.templates.values import MISSING, GoStruct, sprint_value, truth
+
+
+class _Out:
+    """The output so far, bounded as the walker's is."""
+
+    __slots__ = ("limit", "parts", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.parts: list[str] = []
+        self.size = 0
+        self.limit = limit
+
+    def write(self, text: str) -> None:
+        self.size += len(text)
+        if self.size > self.limit:
+            raise _Abandon("output limit")
+        self.parts.append(text)
+
+
+Value = Callable[[Any], Any]  # dot -> value
+Emit = Callable[[Any, _Out], None]  # dot, output
+
+
+class _Unsupported(Exception):
+    pass
+
+
+class _Abandon(Exception):
+    """The compiled run gives up; the walker renders instead."""
+
+
+# Functions that change their arguments: a compiled run abandoned after calling one would leave the
+# walker's run different data. Short-circuit `and`/`or` are evaluated differently from calls.
+_EXCLUDED = frozenset({"and", "or", "set", "unset", "merge", "mergeOverwrite", "mustMerge",
+                       "mustMergeOverwrite", "call"})
+
+
+def _no_fail(message: str) -> TemplateError:
+    raise _Abandon(message)
+
+
+def _field(idents: list[str]) -> Value:
+    def read(dot: Any) -> Any:
+        receiver = dot
+        for ident in idents:
+            t = type(receiver)
+            if t is dict:
+                receiver = receiver.get(ident, MISSING)
+            elif t is GoStruct and ident in receiver.values:
+                receiver = receiver.field(ident)
+            elif receiver is not MISSING:  # a field of a missing value is missing, as in the walker
+                raise _Abandon(ident)  # nil or another type: the walker's rules and errors
+        return receiver
+
+    return read
+
+
+def _arg(node: n.Node, typ: str, funcs: dict[str, Func]) -> Value:
+    kind = type(node)
+    if kind is n.Field:
+        read = _field(node.idents)  # type: ignore[attr-defined]
+        if typ == "any":
+            return lambda dot: _any(read(dot))
+        return lambda dot: check_value(read(dot), typ, _no_fail)
+    if kind is n.Dot:
+        if typ == "any":
+            return _any
+        return lambda dot: check_value(dot, typ, _no_fail)
+    if kind is n.Pipe:
+        inner = _pipeline(node, funcs)  # type: ignore[arg-type]
+        return lambda dot: check_value(inner(dot), typ, _no_fail)
+    if kind in (n.String, n.Number, n.Bool):
+        try:
+            constant = literal_arg(node, typ, _no_fail)
+        except _Abandon:
+            raise _Unsupported() from None
+        return lambda dot: constant
+    raise _Unsupported()
+
+
+def _any(value: Any) -> Any:
+    """An interface{} parameter: a missing value is passed as nil (`check_value`'s rule)."""
+    return None if value is MISSING else value
+
+
+def _command(cmd: n.Command, funcs: dict[str, Func], piped: bool) -> Callable[[Any, Any], Any]:
+    first = cmd.args[0]
+    if type(first) is n.Field and len(cmd.args) == 1 and not piped:
+        read = _field(first.idents)  # type: ignore[attr-defined]
+        return lambda dot, final: read(dot)
+    if type(first) is not n.Identifier:
+        raise _Unsupported()
+    name = first.name  # type: ignore[attr-defined]
+    func = funcs.get(name)
+    if func is None or name in _EXCLUDED:
+        raise _Unsupported()
+    params = func.params
+    count = len(cmd.args) - 1 + (1 if piped else 0)
+    if (func.variadic is None and count != len(params)) or count < len(params):
+        raise _Unsupported()
+    types = [params[i] if i < len(params) else func.variadic for i in range(count)]
+    args = [_arg(a, types[i], funcs) for i, a in enumerate(cmd.args[1:])]  # type: ignore[arg-type]
+    final_type = types[-1] if piped else None
+    call = func.call
+
+    def run(dot: Any, final: Any) -> Any:
+        argv = [a(dot) for a in args]
+        if final_type is not None:
+            argv.append(final if final_type == "any" and final is not MISSING
+                        else check_value(final, final_type, _no_fail))
+        return call(*argv)
+
+    return run
+
+
+def _pipeline(pipe: n.Pipe, funcs: dict[str, Func]) -> Value:
+    if pipe.decl or not pipe.cmds:
+        raise _Unsupported()
+    commands = [_command(c, funcs, i > 0) for i, c in enumerate(pipe.cmds)]
+    if len(commands) == 1:
+        only = commands[0]
+
+        def single(dot: Any) -> Any:
+            value = only(dot, None)
+            return MISSING if value is None else value
+
+        return single
+
+    first, rest = commands[0], commands[1:]
+
+    def chain(dot: Any) -> Any:
+        value = first(dot, None)
+        for command in rest:
+            value = command(dot, value)  # a nil result is piped on as nil (the walker's order)
+        return MISSING if value is None else value
+
+    return chain
+
+
+def _node(node: n.Node, funcs: dict[str, Func]) -> Emit:
+    kind = type(node)
+    if kind is n.Text:
+        text = node.text  # type: ignore[attr-defined]
+        return lambda dot, out: out.write(text)
+    if kind is n.Action:
+        value = _pipeline(node.pipe, funcs)  # type: ignore[attr-defined]
+
+        def action(dot: Any, out: _Out) -> None:
+            v = value(dot)
+            out.write(v if type(v) is str else sprint_value(v))
+
+        return action
+    if kind is n.ListNode:
+        parts = [_node(c, funcs) for c in node.nodes]  # type: ignore[attr-defined]
+
+        def sequence(dot: Any, out: _Out) -> None:
+            for part in parts:
+                part(dot, out)
+
+        return sequence
+    if kind is n.Branch and node.kind == "if":  # type: ignore[attr-defined]
+        test = _pipeline(node.pipe, funcs)  # type: ignore[attr-defined]
+        body = _node(node.body, funcs)  # type: ignore[attr-defined]
+        other = _node(node.else_body, funcs) if node.else_body is not None else None  # type: ignore[attr-defined]
+
+        def branch(dot: Any, out: _Out) -> None:
+            if truth(test(dot)):
+                body(dot, out)
+            elif other is not None:
+                other(dot, out)
+
+        return branch
+    raise _Unsupported()
+
+
+class Compiled:
+    """A template's main tree as closures; `render` returns None when the walker must render."""
+
+    __slots__ = ("_emit",)
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+
+    def render(self, data: Any, max_output: int) -> str | None:
+        out = _Out(max_output)
+        try:
+            self._emit(MISSING if data is None else data, out)
+        except Exception:  # any failure: the walker renders, with its own errors
+            return None
+        return "".join(out.parts)
+
+
+def compile_template(name: str, trees: dict[str, n.ListNode], funcs: dict[str, Func]) -> Compiled | None:
+    """The compiled main tree of a parsed template, or None when it uses what only the walker runs."""
+    tree = trees.get(name)
+    if tree is None or len(trees) != 1:
+        return None
+    try:
+        return Compiled(_node(tree, funcs))
+    except (_Unsupported, RecursionError):
+        return None
