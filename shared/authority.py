@@ -285,10 +285,14 @@ class Authority:
         configured = self.provisioners.x509_templates.get(auth.provisioner.name)
         data: dict[str, Any] = {}
         if hooks or configured is not None:
-            data = template_data(common_name, sans.general_names(), rsa_key=isinstance(public_key, rsa.RSAPublicKey),
-                                 csr=csr, token=dict(auth.token_claims), user=user,
-                                 extra=configured.data if configured is not None else None,
-                                 authorization_crt=auth.authorization_crt)
+            try:
+                data = template_data(common_name, sans.general_names(),
+                                     rsa_key=isinstance(public_key, rsa.RSAPublicKey), csr=csr,
+                                     token=dict(auth.token_claims), user=user,
+                                     extra=configured.data if configured is not None else None,
+                                     authorization_crt=auth.authorization_crt)
+            except TemplateError as exc:  # the request's templateData or the token as Go would refuse them
+                raise BadRequest(f"template data: {exc.message}") from exc
         if inventory is not None and configured is not None:  # `.Inventory`: the entry shared.inventory found
             data["Inventory"] = inventory
         if hooks and self._webhooks is not None:  # ENRICHING: `.Webhooks` before the template renders

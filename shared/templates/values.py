@@ -170,7 +170,7 @@ def normalize(value: Any, depth: int = 0) -> Any:
             if t is str or t is float or t is bool or v is None or t is GoStruct:
                 out[k] = v
             elif t is int:
-                out[k] = float(v)
+                out[k] = _float(v)
             else:
                 out[k] = normalize(v, depth + 1)
         return out
