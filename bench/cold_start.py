@@ -4,12 +4,18 @@ What a cold instance pays, measured on this machine for every entry point of `fu
 (ca_api, acme, ocsp, crl_publish, sweep, and any that land later):
 
 - `first_answer_ms`: wall time from spawning `python -m functions_framework --target NAME` (the server
-  Cloud Functions 2nd gen runs: gunicorn, one worker) to the end of its first successful request. HTTP
-  functions: `GET /health` (ca_api, acme) or an OCSP POST for an issued certificate (ocsp); event
+  Cloud Functions 2nd gen runs: gunicorn, one worker) to the end of its first successful request.
+  The first request is real work: ca_api answers a `POST /1.0/sign` with a fresh JWK one-time token
+  and CSR (so it verifies the token, claims its `jti`, signs and records a certificate), ocsp a DER
+  `POST /ocsp` for an issued certificate (it reads the published CRL), acme `GET /health`; event
   functions: a Pub/Sub CloudEvent POST (binary mode, as Eventarc delivers it). The client polls the
   port every 2 ms, so the figure includes how long the server takes to listen. Split into
   `listen_ms` (process start, imports, gunicorn fork, socket bound) and `first_request_ms` (the first
   request itself: building the instance's services from settings, lazy imports, the work).
+- `cpu_ms`: CPU time (user + system) the server process and its worker used, from spawn to shutdown
+  after the first answer (shutdown adds a few ms). Wall time on a machine shared with other work
+  swings by tens of percent from one run to the next; CPU time moves far less, so it is the figure
+  to compare trees by there (the Firestore emulator's own work is not in it).
 - `module_import_ms`: `python -X importtime -c "import functions.main"`, cumulative time of that
   import (what every function pays before it can serve), and `first_call_import_ms`: the imports the
   function's first request triggers lazily (same tool, counted after a marker).
@@ -23,7 +29,13 @@ measures the same against the Firestore emulator and fake-gcs-server instead (FI
 and STORAGE_EMULATOR_HOST from `infra/emulators.sh env`): the first request then also pays the Cloud SDK
 imports and the first RPCs, which a deployed function pays against the real services.
 
-Usage: python bench/cold_start.py [--repeat 5] [--shape local|emulators|both] [--functions ca_api,ocsp] > result.json
+`--baseline DIR` names a second checkout (for example a `git worktree` of main): every repetition then
+runs each function from both trees back to back, alternating which goes first, against the same
+fixture, and the output gives each tree's figures and `ratio` (this tree's median over the
+baseline's). On a machine shared with other work, only figures taken this way compare fairly.
+
+Usage: python bench/cold_start.py [--repeat 5] [--shape local|emulators|both] [--functions ca_api,ocsp]
+       [--baseline ../main-checkout] > result.json
 """
 
 from __future__ import annotations
@@ -33,7 +45,9 @@ import ast
 import http.client
 import json
 import os
+import platform
 import re
+import resource
 import secrets
 import shutil
 import signal
@@ -43,20 +57,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 MAIN = REPO / "functions" / "main.py"
-TARGET_MS = 300.0
+TARGET_MS = 350.0
 _SIGNATURES = {"http": "http", "cloud_event": "cloudevent"}
 _IMPORTTIME = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+_SUBJECT = "bench.example.com"
 
 
-def entry_points() -> dict[str, str]:
+def entry_points(main: Path = MAIN) -> dict[str, str]:
     """Entry points of functions/main.py and their signature types (parsed, not imported)."""
     out: dict[str, str] = {}
-    for node in ast.parse(MAIN.read_text()).body:
+    for node in ast.parse(main.read_text()).body:
         if isinstance(node, ast.FunctionDef):
             for dec in node.decorator_list:
                 target = dec.func if isinstance(dec, ast.Call) else dec
@@ -81,16 +97,35 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ fixture
-def prepare(workdir: Path, overrides: dict[str, str]) -> tuple[Path, bytes]:
-    """An authority with one issued certificate and a published CRL; returns (dir, OCSP request DER)."""
+@dataclass
+class Fixture:
+    """What the first requests need: the authority, an OCSP request, and the means to mint `/sign` bodies."""
+
+    ca: Path
+    ocsp_der: bytes
+    jwk: dict[str, Any]
+    csr_pem: str
+
+    def sign_body(self) -> bytes:
+        """A `/1.0/sign` body with a fresh one-time token (each is redeemable once)."""
+        from shared.cli.client import mint_token
+
+        token = mint_token(jwk=self.jwk, provisioner="admin", subject=_SUBJECT,
+                           audience="https://127.0.0.1/1.0/sign", sans=[_SUBJECT])  # fmt: skip
+        return json.dumps({"csr": self.csr_pem, "ott": token}).encode()
+
+
+def prepare(workdir: Path, overrides: dict[str, str]) -> Fixture:
+    """An authority with one issued certificate and a published CRL, and the OCSP request for it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509 import ocsp
+    from cryptography.x509.oid import NameOID
     from werkzeug.test import Client
 
     from shared.api.app import CirrusApp
     from shared.api.mounts import default_mounts
-    from shared.cli.client import mint_token
     from shared.cli.crl import run_publish
     from shared.cli.init import init_authority
     from shared.config import Settings
@@ -101,27 +136,18 @@ def prepare(workdir: Path, overrides: dict[str, str]) -> tuple[Path, bytes]:
     init_authority(ca, name="Bench", p2c=1000)
     keys = {"CIRRUS_STORE": "store", "CIRRUS_BLOBS": "blobs"}
     settings = Settings.load(ca / "config.json", overrides={keys[k]: v for k, v in overrides.items() if k in keys})
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _SUBJECT)]))
+        .sign(key, hashes.SHA256())
+    )
+    fixture = Fixture(ca=ca, ocsp_der=b"", jwk=json.loads((ca / "secrets" / "provisioner.jwk").read_text()),
+                      csr_pem=csr.public_bytes(serialization.Encoding.PEM).decode())  # fmt: skip
     services = build_services(settings)
     try:
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        key = ec.generate_private_key(ec.SECP256R1())
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench.example.com")]))
-            .sign(key, hashes.SHA256())
-        )
-        jwk = json.loads((ca / "secrets" / "provisioner.jwk").read_text())
-        token = mint_token(
-            jwk=jwk,
-            provisioner="admin",
-            subject="bench.example.com",
-            audience="https://127.0.0.1/1.0/sign",
-            sans=["bench.example.com"],
-        )
         api = Client(CirrusApp(services, mounts=default_mounts(services)))
-        resp = api.post("/1.0/sign", json={"csr": csr.public_bytes(serialization.Encoding.PEM).decode(), "ott": token})
+        resp = api.post("/1.0/sign", data=fixture.sign_body(), content_type="application/json")
         if resp.status_code != 201:
             raise SystemExit(f"bench setup: sign failed: {resp.get_data(as_text=True)}")
         cert = x509.load_pem_x509_certificate(resp.get_json()["crt"].encode())
@@ -130,13 +156,16 @@ def prepare(workdir: Path, overrides: dict[str, str]) -> tuple[Path, bytes]:
         services.close()
     issuer = x509.load_pem_x509_certificate((ca / "certs" / "intermediate_ca.crt").read_bytes())
     req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()
-    return ca, req.public_bytes(serialization.Encoding.DER)
+    fixture.ocsp_der = req.public_bytes(serialization.Encoding.DER)
+    return fixture
 
 
 # ------------------------------------------------------------------ one cold start
-def _request_for(name: str, signature: str, ocsp_der: bytes) -> tuple[str, str, bytes, dict[str, str]]:
+def _request_for(name: str, signature: str, fixture: Fixture) -> tuple[str, str, bytes, dict[str, str]]:
     if name == "ocsp":
-        return "POST", "/ocsp", ocsp_der, {"Content-Type": "application/ocsp-request"}
+        return "POST", "/ocsp", fixture.ocsp_der, {"Content-Type": "application/ocsp-request"}
+    if name == "ca_api":
+        return "POST", "/1.0/sign", fixture.sign_body(), {"Content-Type": "application/json"}
     if signature == "http":
         return "GET", "/health", b"", {}
     body = json.dumps({"message": {"data": "eyJqb2IiOiJiZW5jaCJ9", "messageId": "1"}}).encode()
@@ -154,16 +183,26 @@ def _request_for(name: str, signature: str, ocsp_der: bytes) -> tuple[str, str, 
     )
 
 
-def cold_start(name: str, signature: str, env: dict[str, str], ocsp_der: bytes) -> dict[str, float]:
-    """Spawn the function, poll until its first request answers 200; return the timings in ms."""
+def _tree_env(tree: Path, env: dict[str, str]) -> dict[str, str]:
+    """`env` with the tree's own `shared` first on the path."""
+    out = dict(env)
+    rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO)]
+    out["PYTHONPATH"] = os.pathsep.join([str(tree), *rest])
+    return out
+
+
+def cold_start(tree: Path, name: str, signature: str, env: dict[str, str], fixture: Fixture) -> dict[str, float]:
+    """Spawn the function from `tree`, poll until its first request succeeds; return the timings in ms."""
     port = free_port()
-    method, path, body, headers = _request_for(name, signature, ocsp_der)
-    cmd = [sys.executable, "-m", "functions_framework", "--target", name, "--source", str(MAIN),
-           "--signature-type", signature, "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    method, path, body, headers = _request_for(name, signature, fixture)
+    cmd = [sys.executable, "-m", "functions_framework", "--target", name, "--source",
+           str(tree / "functions" / "main.py"), "--signature-type", signature, "--host", "127.0.0.1",
+           "--port", str(port)]  # fmt: skip
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True,
+        cmd, cwd=tree, env=_tree_env(tree, env), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = t0 + 60
@@ -178,6 +217,7 @@ def cold_start(name: str, signature: str, env: dict[str, str], ocsp_der: bytes) 
                 time.sleep(0.002)
                 continue
             t_listen = time.perf_counter()
+            conn.settimeout(30)  # the 1 s above was for connecting; a first request may take longer
             hc = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             hc.sock = conn
             hc.request(method, path, body=body or None, headers=headers)
@@ -185,15 +225,18 @@ def cold_start(name: str, signature: str, env: dict[str, str], ocsp_der: bytes) 
             payload = resp.read()
             t_done = time.perf_counter()
             hc.close()
-            if resp.status != 200:
+            if resp.status not in (200, 201):
                 raise RuntimeError(f"{name}: first request answered {resp.status}: {payload[:300]!r}")
             if name == "ocsp" and payload[:1] != b"\x30":
                 raise RuntimeError("ocsp: answer is not DER")
-            return {
+            if name == "ca_api" and b"BEGIN CERTIFICATE" not in payload:
+                raise RuntimeError("ca_api: /sign answered no certificate")
+            timings = {
                 "first_answer_ms": (t_done - t0) * 1000,
                 "listen_ms": (t_listen - t0) * 1000,
                 "first_request_ms": (t_done - t_listen) * 1000,
             }
+            break
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -202,6 +245,11 @@ def cold_start(name: str, signature: str, env: dict[str, str], ocsp_der: bytes) 
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+    # CPU time of the server (gunicorn's master, and its worker, which the master reaps on SIGTERM):
+    # it moves far less than wall time with other load on the machine, so it compares trees best there.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timings["cpu_ms"] = (usage.ru_utime - usage0.ru_utime + usage.ru_stime - usage0.ru_stime) * 1000
+    return timings
 
 
 # ------------------------------------------------------------------ import times
@@ -212,7 +260,7 @@ from functions_framework import create_app
 app = create_app({name!r}, {main!r}, signature_type={sig!r}).test_client()
 sys.stderr.write("COLD_START_MARK\\n"); sys.stderr.flush()
 r = app.open({path!r}, method={method!r}, data={body!r}, headers={headers!r})
-assert r.status_code == 200, (r.status_code, r.get_data()[:300])
+assert r.status_code in (200, 201), (r.status_code, r.get_data()[:300])
 """
 
 
@@ -231,14 +279,14 @@ def parse_importtime(text: str) -> tuple[list[tuple[int, str, int]], list[tuple[
     return before, after
 
 
-def import_profile(name: str, signature: str, env: dict[str, str], ocsp_der: bytes) -> dict[str, Any]:
+def import_profile(tree: Path, name: str, signature: str, env: dict[str, str], fixture: Fixture) -> dict[str, Any]:
     """`functions.main` import time, and the lazy imports of the function's first call (one process)."""
-    method, path, body, headers = _request_for(name, signature, ocsp_der)
-    code = _FIRST_CALL.format(name=name, main=str(MAIN), sig=signature, path=path, method=method, body=body,
-                              headers=headers)  # fmt: skip
+    method, path, body, headers = _request_for(name, signature, fixture)
+    code = _FIRST_CALL.format(name=name, main=str(tree / "functions" / "main.py"), sig=signature, path=path,
+                              method=method, body=body, headers=headers)  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-        timeout=120,
+        [sys.executable, "-X", "importtime", "-c", code], cwd=tree, env=_tree_env(tree, env), capture_output=True,
+        text=True, timeout=120,
     )  # fmt: skip
     if proc.returncode != 0:
         raise RuntimeError(f"import profile of {name} failed: {proc.stderr[-2000:]}")
@@ -283,46 +331,90 @@ def python_startup(env: dict[str, str], repeat: int) -> list[float]:
     return out
 
 
-def measure(functions: dict[str, str], env: dict[str, str], ocsp_der: bytes, repeat: int) -> dict[str, Any]:
-    """Every function `repeat` times, round-robin, so load from elsewhere on the machine spreads evenly."""
-    runs: dict[str, list[dict[str, float]]] = {n: [] for n in functions}
-    profiles: dict[str, list[dict[str, Any]]] = {n: [] for n in functions}
-    # Warm the OS page cache and the .pyc files once, as a deployed image has them.
-    first = next(iter(functions))
-    cold_start(first, functions[first], env, ocsp_der)
-    errors: dict[str, list[str]] = {n: [] for n in functions}
-    for _ in range(repeat):
+def _entry(
+    name: str,
+    signature: str,
+    fixture: Fixture,
+    runs: list[dict[str, float]],
+    profiles: list[dict[str, Any]],
+    errors: list[str],
+) -> dict[str, Any]:
+    method, path, _, _ = _request_for(name, signature, fixture)
+    entry: dict[str, Any] = {"signature": signature, "first_request": f"{method} {path}"}
+    if errors:
+        entry["failed_runs"] = errors
+    if not runs or not profiles:
+        return entry
+    for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms"):
+        entry[key] = summary([r[key] for r in runs])
+    for key in ("module_import_ms", "first_call_import_ms"):
+        entry[key] = summary([pr[key] for pr in profiles])
+    if name in ("ca_api", "ocsp"):
+        entry["target_ms"] = TARGET_MS
+        entry["meets_target"] = entry["first_answer_ms"]["median"] < TARGET_MS
+        entry["heaviest_imports"] = top_imports(profiles[len(profiles) // 2]["_lines"])
+    return entry
+
+
+def measure(trees: dict[str, Path], functions: dict[str, str], env: dict[str, str], fixture: Fixture,
+            repeat: int) -> dict[str, Any]:  # fmt: skip
+    """Every function `repeat` times from every tree, round-robin, so load from elsewhere spreads evenly.
+
+    With two trees each function runs from both back to back, the first one alternating per repetition,
+    so neither tree always gets the warmer (or the noisier) slot.
+    """
+    labels = list(trees)
+    runs = {(t, n): [] for t in labels for n in functions}  # type: dict[tuple[str, str], list[dict[str, float]]]
+    profiles = {(t, n): [] for t in labels for n in functions}  # type: dict[tuple[str, str], list[dict[str, Any]]]
+    errors = {(t, n): [] for t in labels for n in functions}  # type: dict[tuple[str, str], list[str]]
+    # Warm the OS page cache and write the .pyc files once per tree and function (each function
+    # imports its own modules), as a deployed image has them.
+    for tree in trees.values():
         for name, signature in functions.items():
-            try:
-                runs[name].append(cold_start(name, signature, env, ocsp_der))
-                profiles[name].append(import_profile(name, signature, env, ocsp_der))
-            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-                # One stuck run (a busy emulator) must not lose the others; it is reported, not hidden.
-                errors[name].append(f"{type(exc).__name__}: {str(exc)[:300]}")
-                print(f"{name}: run failed: {exc}", file=sys.stderr)
+            cold_start(tree, name, signature, env, fixture)
+    for i in range(repeat):
+        order = labels if i % 2 == 0 else labels[::-1]
+        for name, signature in functions.items():
+            for label in order:
+                key = (label, name)
+                try:
+                    runs[key].append(cold_start(trees[label], name, signature, env, fixture))
+                    profiles[key].append(import_profile(trees[label], name, signature, env, fixture))
+                except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                    # One stuck run (a busy emulator) must not lose the others; it is reported, not hidden.
+                    errors[key].append(f"{type(exc).__name__}: {str(exc)[:300]}")
+                    print(f"{label} {name}: run failed: {exc}", file=sys.stderr)
     results: dict[str, Any] = {}
     for name, signature in functions.items():
-        method, path, _, _ = _request_for(name, signature, ocsp_der)
-        entry: dict[str, Any] = {"signature": signature, "first_request": f"{method} {path}"}
-        if errors[name]:
-            entry["failed_runs"] = errors[name]
-        if not runs[name] or not profiles[name]:
-            results[name] = entry
+        per_tree = {label: _entry(name, signature, fixture, runs[(label, name)], profiles[(label, name)],
+                                  errors[(label, name)]) for label in labels}  # fmt: skip
+        for label in labels:
+            if "first_answer_ms" in per_tree[label]:
+                print(f"{label} {name}: first answer {per_tree[label]['first_answer_ms']['median']} ms "
+                      f"(median of {len(runs[(label, name)])})", file=sys.stderr)  # fmt: skip
+        if len(labels) == 1:
+            results[name] = per_tree[labels[0]]
             continue
-        for key in ("first_answer_ms", "listen_ms", "first_request_ms"):
-            entry[key] = summary([r[key] for r in runs[name]])
-        for key in ("module_import_ms", "first_call_import_ms"):
-            entry[key] = summary([pr[key] for pr in profiles[name]])
-        if name in ("ca_api", "ocsp"):
-            entry["target_ms"] = TARGET_MS
-            entry["meets_target"] = entry["first_answer_ms"]["median"] < TARGET_MS
-            entry["heaviest_imports"] = top_imports(profiles[name][len(profiles[name]) // 2]["_lines"])
+        entry: dict[str, Any] = dict(per_tree)
+        this, base = per_tree.get("this", {}), per_tree.get("baseline", {})
+        entry["ratio"] = {
+            key: round(this[key]["median"] / base[key]["median"], 2)
+            for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms", "module_import_ms")
+            if key in this and key in base and base[key]["median"]
+        }
         results[name] = entry
-        print(
-            f"{name}: first answer {entry['first_answer_ms']['median']} ms (median of {len(runs[name])})",
-            file=sys.stderr,
-        )
     return results
+
+
+def cpu_model() -> str:
+    """The processor's name (Linux), so figures are read against the machine that took them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def emulator_overrides(env: dict[str, str]) -> dict[str, str] | None:
@@ -360,9 +452,19 @@ def main() -> int:
         help="local: SQLite + blob folder; emulators: Firestore emulator + fake-gcs-server (needs "
         "FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST, from `infra/emulators.sh env`)",
     )
+    p.add_argument("--baseline", default="", help="another checkout to compare with, run alternately in the same run")
     args = p.parse_args()
 
+    trees = {"this": REPO}
+    if args.baseline:
+        baseline = Path(args.baseline).resolve()
+        if not (baseline / "functions" / "main.py").is_file():
+            p.error(f"--baseline {args.baseline}: no functions/main.py there")
+        trees["baseline"] = baseline
     functions = entry_points()
+    if args.baseline:
+        theirs = entry_points(trees["baseline"] / "functions" / "main.py")
+        functions = {n: sig for n, sig in functions.items() if theirs.get(n) == sig}
     if args.functions:
         wanted = [f.strip() for f in args.functions.split(",") if f.strip()]
         unknown = set(wanted) - set(functions)
@@ -370,7 +472,9 @@ def main() -> int:
             p.error(f"unknown function(s): {', '.join(sorted(unknown))}")
         functions = {n: functions[n] for n in wanted}
 
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("CIRRUS_")}
+    # Bytecode is written (PYTHONDONTWRITEBYTECODE dropped) so the warm-up leaves the .pyc files a deployed
+    # image has: without them every run would pay compiling `shared` from source, which no instance does.
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("CIRRUS_") and k != "PYTHONDONTWRITEBYTECODE"}
     base_env["PYTHONPATH"] = os.pathsep.join(x for x in (str(REPO), base_env.get("PYTHONPATH", "")) if x)
     shapes: dict[str, dict[str, str]] = {}
     if args.shape in ("local", "both"):
@@ -384,6 +488,8 @@ def main() -> int:
     out: dict[str, Any] = {
         "python": sys.version.split()[0],
         "cpus": os.cpu_count(),
+        "machine": cpu_model(),
+        "trees": {label: str(path) for label, path in trees.items()},
         "loadavg_before": [round(x, 2) for x in os.getloadavg()],
         "repeat": args.repeat,
         "python_startup_ms": summary(python_startup(base_env, args.repeat)),
@@ -399,14 +505,14 @@ def main() -> int:
             saved = dict(os.environ)
             os.environ.update(overrides)  # prepare() runs in this process against the same backends
             try:
-                ca, ocsp_der = prepare(workdir, overrides)
+                fixture = prepare(workdir, overrides)
             finally:
                 os.environ.clear()
                 os.environ.update(saved)
-            env["CIRRUS_CONFIG"] = str(ca / "config.json")
+            env["CIRRUS_CONFIG"] = str(fixture.ca / "config.json")
             print(f"== shape {shape}", file=sys.stderr)
             out[shape] = {"store": env.get("CIRRUS_STORE", "sqlite (config.json)"), "functions": measure(
-                functions, env, ocsp_der, args.repeat)}  # fmt: skip
+                trees, functions, env, fixture, args.repeat)}  # fmt: skip
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from shared.authority import Authority, AuthorityStores
 from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.errors import BackendError, ConfigError
@@ -33,6 +32,7 @@ from shared.store.open import open_store
 from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
+    from shared.authority import Authority
     from shared.intermediate_revocation import RevokedIntermediates
     from shared.issuer_link import IssuerLink
     from shared.ra import UpstreamCA
@@ -349,6 +349,8 @@ def _rotating_authority(
     signing_check = intermediate_revoked(arl_view)
 
     def build(gen: Generation) -> Authority:
+        from shared.authority import Authority, AuthorityStores  # the issuing pipeline: signers only
+
         signer = open_signer(gen.key_uri, password_file=settings.password_file)
         if signer.public_key().public_numbers() != gen.certificate.public_key().public_numbers():  # type: ignore[union-attr]
             raise ConfigError("the key does not match the intermediate certificate")

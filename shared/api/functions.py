@@ -3,20 +3,25 @@
 `functions/main.py` wraps each of these in a Functions Framework decorator.
 Services are built from the environment once per instance, on first use
 (`Settings.from_env`), and kept: a warm instance never rebuilds a client.
+
+Every module `functions/main.py` loads is paid by every function's cold start,
+so this one imports only Werkzeug's request types at its top: the step-ca app
+(routing, the issuing pipeline, provisioners, templates), the composition root
+and the OCSP or dashboard code are imported by the handler that serves them.
+tests/functions/test_cold_imports.py holds each function to that.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
-from shared.api.app import CirrusApp, Mount
-from shared.api.mounts import default_mounts
-from shared.config import Settings
-from shared.runtime import Services, build_services
+if TYPE_CHECKING:
+    from shared.api.app import CirrusApp, Mount
+    from shared.runtime import Services
 
 _lock = threading.Lock()
 _instance: dict[str, Any] = {}
@@ -26,6 +31,9 @@ def services() -> Services:
     """This instance's services, built on first use."""
     s = _instance.get("services")
     if s is None:
+        from shared.config import Settings
+        from shared.runtime import build_services
+
         with _lock:
             s = _instance.get("services")
             if s is None:
@@ -41,6 +49,8 @@ def _cached_app(name: str, mounts: Callable[[Services], dict[str, Mount]]) -> Ci
         with _lock:
             app = _instance.get(name)
             if app is None:
+                from shared.api.app import CirrusApp
+
                 app = CirrusApp(s, mounts=mounts(s))
                 _instance[name] = app
     return app
@@ -48,6 +58,8 @@ def _cached_app(name: str, mounts: Callable[[Services], dict[str, Mount]]) -> Ci
 
 def _app() -> CirrusApp:
     """The public app: step-ca API, ACME, OCSP, CRL."""
+    from shared.api.mounts import default_mounts
+
     return _cached_app("app", default_mounts)
 
 

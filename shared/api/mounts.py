@@ -6,12 +6,13 @@ serves only the step-ca API never imports the OCSP responder or the ACME server.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from werkzeug.wrappers import Request, Response
 
-from shared.api.app import DirectMount, Mount
-from shared.runtime import Services
+if TYPE_CHECKING:  # the OCSP function imports this module without the step-ca app behind these names
+    from shared.api.app import DirectMount, Mount
+    from shared.runtime import Services
 
 
 def ocsp(request: Request, services: Services, tail: str) -> Response:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.provisioners.aws import AWSProvisioner
-from shared.provisioners.azure import AzureProvisioner
-from shared.provisioners.gcp import GCPProvisioner
-from shared.provisioners.oidc import OIDCProvisioner
-from shared.provisioners.tokens import Audiences
-from shared.provisioners.x5c import X5CProvisioner
+if TYPE_CHECKING:  # each type's module is imported only when a provisioner of that type is configured
+    from shared.provisioners.aws import AWSProvisioner
+    from shared.provisioners.azure import AzureProvisioner
+    from shared.provisioners.gcp import GCPProvisioner
+    from shared.provisioners.oidc import OIDCProvisioner
+    from shared.provisioners.tokens import Audiences
+    from shared.provisioners.x5c import X5CProvisioner
 
-CloudProvisioner = GCPProvisioner | AWSProvisioner | AzureProvisioner | OIDCProvisioner | X5CProvisioner
+    CloudProvisioner = GCPProvisioner | AWSProvisioner | AzureProvisioner | OIDCProvisioner | X5CProvisioner
 
 
 def build_cloud_provisioner(
@@ -25,13 +26,23 @@ def build_cloud_provisioner(
     """
     ptype = str(config.get("type", "")).upper()
     if ptype == "GCP":
+        from shared.provisioners.gcp import GCPProvisioner
+
         return GCPProvisioner(config=config, global_claims=global_claims, audiences=audiences)
     if ptype == "AWS":
+        from shared.provisioners.aws import AWSProvisioner
+
         return AWSProvisioner(config=config, global_claims=global_claims, audiences=audiences)
     if ptype == "AZURE":
+        from shared.provisioners.azure import AzureProvisioner
+
         return AzureProvisioner(config=config, global_claims=global_claims)
     if ptype == "OIDC":
+        from shared.provisioners.oidc import OIDCProvisioner
+
         return OIDCProvisioner(config=config, global_claims=global_claims)
     if ptype == "X5C":
+        from shared.provisioners.x5c import X5CProvisioner
+
         return X5CProvisioner(config=config, global_claims=global_claims, audiences=audiences)
     return None

@@ -3,6 +3,11 @@
 Routing follows step-ca's `LoadByToken`: a JWK token is routed by
 `"<iss>:<header kid>"`; provisioner types whose modules have not landed yet
 are still listed (so clients see them) but cannot authorize tokens.
+
+Each provisioner type's module (and the template engine) is imported when a
+configured provisioner needs it: every Cloud Function builds this registry, and
+one that verifies no tokens (the OCSP responder) or only JWK ones should not
+load the OIDC, cloud-identity and SSH code at its cold start.
 """
 
 from __future__ import annotations
@@ -10,20 +15,26 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from shared.claims import resolve_claims
 from shared.decimal_text import parse_hex
 from shared.errors import BadRequest, ConfigError, Unauthorized
 from shared.inventory.gate import load_inventory_options
 from shared.model import ProvisionerRef
-from shared.provisioners.azure import AzureProvisioner
 from shared.provisioners.base import ConfiguredProvisioner
-from shared.provisioners.cloud import CloudProvisioner, build_cloud_provisioner
-from shared.provisioners.jwk import JWKProvisioner
-from shared.provisioners.oidc import OIDCProvisioner
-from shared.provisioners.tokens import Audiences, PeekedToken
-from shared.templates.provisioner import load_templates
+
+if TYPE_CHECKING:
+    from shared.provisioners.audience import Audiences
+    from shared.provisioners.aws import AWSProvisioner
+    from shared.provisioners.azure import AzureProvisioner
+    from shared.provisioners.cloud import CloudProvisioner
+    from shared.provisioners.gcp import GCPProvisioner
+    from shared.provisioners.jwk import JWKProvisioner
+    from shared.provisioners.oidc import OIDCProvisioner
+    from shared.provisioners.tokens import PeekedToken
+    from shared.provisioners.x5c import X5CProvisioner
+    from shared.templates.provisioner import ProvisionerTemplate
 
 # Types whose renewal is off unless switched on (endpoint grouping by subject).
 RENEWAL_DISABLED_BY_DEFAULT = {"ACME", "OIDC"}
@@ -57,8 +68,19 @@ class ListedProvisioner(ConfiguredProvisioner):
 
 
 
-AnyProvisioner = JWKProvisioner | CloudProvisioner | ListedProvisioner
-TokenProvisioner = JWKProvisioner | CloudProvisioner
+if TYPE_CHECKING:
+    AnyProvisioner = JWKProvisioner | CloudProvisioner | ListedProvisioner
+    TokenProvisioner = JWKProvisioner | CloudProvisioner
+
+
+def _load_templates(configs: list[Mapping[str, Any]], kind: str, base_dir: Path | None
+                    ) -> dict[str, ProvisionerTemplate]:  # fmt: skip
+    """`shared.templates.provisioner.load_templates`, importing the engine only when a provisioner has options."""
+    if all(config.get("options") is None for config in configs):
+        return {}
+    from shared.templates.provisioner import load_templates
+
+    return load_templates(configs, kind, base_dir)
 
 
 class Provisioners:
@@ -78,8 +100,8 @@ class Provisioners:
         self.webhooks = load_webhooks(configs)  # `options.webhooks`, checked now like the templates
 
         # Certificate templates are parsed now, so a broken one stops the CA from starting.
-        self.x509_templates = load_templates(configs, "x509", base_dir)
-        self.ssh_templates = load_templates(configs, "ssh", base_dir)
+        self.x509_templates = _load_templates(configs, "x509", base_dir)
+        self.ssh_templates = _load_templates(configs, "ssh", base_dir)
         self.inventory_options = load_inventory_options(configs)  # `options.inventory`, checked now too
         self._all: list[AnyProvisioner] = []
         self._jwk_by_id: dict[str, JWKProvisioner] = {}
@@ -91,17 +113,21 @@ class Provisioners:
         for config in configs:
             ptype = str(config.get("type", "")).upper()
             p: AnyProvisioner
-            cloud = build_cloud_provisioner(config, global_claims=global_claims, audiences=audiences)
-            if isinstance(cloud, AzureProvisioner):
-                self._by_tenant[cloud.tenant_id] = cloud
+            cloud = _cloud_provisioner(config, global_claims=global_claims, audiences=audiences)
+            if cloud is not None and ptype == "AZURE":  # the classes are not imported here: the type says
+                azure = cast("AzureProvisioner", cloud)
+                self._by_tenant[azure.tenant_id] = azure
                 p = cloud
-            elif isinstance(cloud, OIDCProvisioner):
-                self._by_client_id[cloud.client_id] = cloud
+            elif cloud is not None and ptype == "OIDC":
+                oidc = cast("OIDCProvisioner", cloud)
+                self._by_client_id[oidc.client_id] = oidc
                 p = cloud
             elif cloud is not None:
-                self._by_token_id[cloud.token_id] = cloud
+                self._by_token_id[cast("GCPProvisioner | AWSProvisioner | X5CProvisioner", cloud).token_id] = cloud
                 p = cloud
             elif ptype == "JWK":
+                from shared.provisioners.jwk import JWKProvisioner
+
                 jp = JWKProvisioner(config=config, global_claims=global_claims, audiences=audiences)
                 self._jwk_by_id[jp.ref.id] = jp
                 p = jp
@@ -194,6 +220,20 @@ class Provisioners:
 
             return [without_secrets(p.public_json()) for p in items], next_cursor
         return [p.public_json() for p in items], next_cursor
+
+
+# The types `shared.provisioners.cloud` builds (the others are JWK or listed only).
+_CLOUD_TYPES = frozenset({"GCP", "AWS", "AZURE", "OIDC", "X5C"})
+
+
+def _cloud_provisioner(config: Mapping[str, Any], *, global_claims: Mapping[str, Any], audiences: Audiences
+                       ) -> CloudProvisioner | None:  # fmt: skip
+    """`build_cloud_provisioner`, imported only for a type it builds."""
+    if str(config.get("type", "")).upper() not in _CLOUD_TYPES:
+        return None
+    from shared.provisioners.cloud import build_cloud_provisioner
+
+    return build_cloud_provisioner(config, global_claims=global_claims, audiences=audiences)
 
 
 def _cursor_digest(p: AnyProvisioner) -> str:

@@ -39,8 +39,12 @@ and a retry that meets "already exists" checks whether the document is its
 own earlier attempt. A lost counter answer can skip a number (never repeat
 one), which CRL numbering allows.
 
-The SDK (`google.cloud.firestore`, ~260 ms to import) is imported in the
-constructor only. Collection names take a configurable prefix so several
+The SDK (`google.cloud.firestore`, ~260 ms to import) is imported, and the
+client made, on the store's first operation, not in the constructor: a function
+that opens the store but never reads it (the OCSP responder answers from the
+bucket) never pays for it. The SDK's handles are `functools.cached_property`s
+over that one connection, so after it they are plain instance attributes.
+Collection names take a configurable prefix so several
 stores (tests, deployments) can share one database. The layout is described
 in `firestore_docs.py`; the composite indexes and TTL policies it needs are in
 `firestore_indexes.json`.
@@ -49,10 +53,13 @@ in `firestore_docs.py`; the composite indexes and TTL policies it needs are in
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import secrets
+import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared import metering
@@ -108,36 +115,80 @@ class FirestoreStore(ShardedQueries, FirestoreInventories):
                 without `backfill_shards`.
         """
         self.shards = firestore_shards.check_shards(shards)
-        from google.api_core import exceptions as api_exceptions
-        from google.auth import exceptions as auth_exceptions
-        from google.cloud import firestore
-        from google.cloud.firestore_v1 import FieldFilter, Increment, transactional
-        from google.cloud.firestore_v1.field_path import FieldPath
-
-        self._api = api_exceptions
-        self._auth = auth_exceptions
-        self._filter = FieldFilter
-        self._increment = Increment
-        self._transactional = transactional
-        self._field_path = FieldPath
-        self._document_id = FieldPath.document_id()
-        self._ascending = firestore.Query.ASCENDING
-        self._transient: tuple[type[BaseException], ...] = (
-            api_exceptions.ServiceUnavailable,
-            api_exceptions.DeadlineExceeded,
-            api_exceptions.Aborted,
-            api_exceptions.InternalServerError,
-            api_exceptions.ResourceExhausted,
-            api_exceptions.RetryError,
-            auth_exceptions.TransportError,
-        )
+        self._project = project
+        self._database = database
+        self._given_client = client
         self._owns_client = client is None
-        self._client = client or firestore.Client(project=project, database=database)
         self._clock: Clock = clock or SystemClock()
         self._retry = retry or RetryPolicy()
         self.prefix = prefix
-        self._meter = firestore_usage.FirestoreMeter(col=self._col, client=self._client, field_filter=FieldFilter)
-        _bound_transaction_rpcs(self._client, self._retry.deadline)
+        self._connect_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- the SDK, on first use
+
+    @functools.cached_property
+    def _sdk(self) -> _SDK:
+        """Import the SDK and make the client (once; the lock keeps two first requests to one client)."""
+        with self._connect_lock:
+            if "_sdk" in self.__dict__:  # another thread connected while this one waited
+                connected: _SDK = self.__dict__["_sdk"]
+                return connected
+            sdk = _connect(self._given_client, self._project, self._database, self._retry.deadline)
+            self.__dict__["_sdk"] = sdk  # before the lock is released (3.12's cached_property has none)
+            return sdk
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        return self._sdk.client
+
+    @functools.cached_property
+    def _api(self) -> Any:
+        return self._sdk.api_exceptions
+
+    @functools.cached_property
+    def _auth(self) -> Any:
+        return self._sdk.auth_exceptions
+
+    @functools.cached_property
+    def _filter(self) -> Any:
+        return self._sdk.firestore_v1.FieldFilter
+
+    @functools.cached_property
+    def _increment(self) -> Any:
+        return self._sdk.firestore_v1.Increment
+
+    @functools.cached_property
+    def _transactional(self) -> Any:
+        return self._sdk.firestore_v1.transactional
+
+    @functools.cached_property
+    def _field_path(self) -> Any:
+        return self._sdk.field_path
+
+    @functools.cached_property
+    def _document_id(self) -> Any:
+        return self._sdk.field_path.document_id()
+
+    @functools.cached_property
+    def _ascending(self) -> Any:
+        return self._sdk.firestore_v1.Query.ASCENDING
+
+    @functools.cached_property
+    def _transient(self) -> tuple[type[BaseException], ...]:
+        api, auth = self._sdk.api_exceptions, self._sdk.auth_exceptions
+        return (
+            api.ServiceUnavailable,
+            api.DeadlineExceeded,
+            api.Aborted,
+            api.InternalServerError,
+            api.ResourceExhausted,
+            api.RetryError,
+            auth.TransportError,
+        )
+
+    @functools.cached_property
+    def _meter(self) -> firestore_usage.FirestoreMeter:
+        return firestore_usage.FirestoreMeter(col=self._col, client=self._client, field_filter=self._filter)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -724,8 +775,8 @@ class FirestoreStore(ShardedQueries, FirestoreInventories):
     # ----------------------------------------------------------------- lifecycle
 
     def close(self) -> None:
-        """Close the gRPC channel if this store opened it."""
-        if self._owns_client:
+        """Close the gRPC channel if this store opened it (a store never used has none)."""
+        if self._owns_client and "_sdk" in self.__dict__:
             self._client.close()
 
 
@@ -779,6 +830,31 @@ def from_url(url: str, *, clock: Clock) -> FirestoreStore:
         retry=retry,
         shards=shards,
     )
+
+
+@dataclass(frozen=True)
+class _SDK:
+    """The SDK modules a store uses, and its client."""
+
+    client: Any
+    api_exceptions: Any
+    auth_exceptions: Any
+    firestore_v1: Any
+    field_path: Any
+
+
+def _connect(client: Any, project: str | None, database: str, deadline: float) -> _SDK:
+    """Import the SDK and make (or adopt) the client, with the transaction RPCs bounded by `deadline`."""
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+    from google.cloud import firestore_v1
+    from google.cloud.firestore_v1 import field_path
+
+    if client is None:
+        client = firestore_v1.Client(project=project, database=database)
+    _bound_transaction_rpcs(client, deadline)
+    return _SDK(client=client, api_exceptions=api_exceptions, auth_exceptions=auth_exceptions,
+                firestore_v1=firestore_v1, field_path=field_path.FieldPath)  # fmt: skip
 
 
 def _bound_transaction_rpcs(client: Any, timeout: float) -> None:

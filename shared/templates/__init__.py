@@ -6,22 +6,47 @@ pipelines and functions). The engine is a tokenizer (`lexer`), a parser (`parser
 evaluator (`execute`) over JSON-like data only, with Go's builtins (`builtins`) and the sprig
 functions step-ca users rely on plus step's `fail` (`sprig`). Every failure is a `TemplateError`
 naming the template line; every run is bounded in steps, depth and output.
+
+The engine's modules are imported by the first `Template`, not with this package: the issuing
+pipeline imports `TemplateError` and the value types from here for every `/sign`, and most
+provisioners have no template, so a cold Cloud Function should not load a parser it never runs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
-from shared.templates.builtins import BUILTINS
 from shared.templates.errors import TemplateError
-from shared.templates.execute import Limits, execute
-from shared.templates.functions import Func
-from shared.templates.parser import parse
-from shared.templates.sprig import SPRIG
 from shared.templates.values import GoStruct, GoTyped, normalize
 
-FUNCS: dict[str, Func] = {**BUILTINS, **SPRIG}
+if TYPE_CHECKING:
+    from shared.templates.execute import Limits
+    from shared.templates.functions import Func
+
+    FUNCS: dict[str, Func]
+
 MAX_TEMPLATE_BYTES = 256 * 1024
+
+
+@functools.cache
+def _funcs() -> dict[str, Func]:
+    """Go's builtins and the sprig functions, by name (imported on first use)."""
+    from shared.templates.builtins import BUILTINS
+    from shared.templates.sprig import SPRIG
+
+    return {**BUILTINS, **SPRIG}
+
+
+def __getattr__(name: str) -> Any:
+    """`Limits` and `FUNCS`, importing the engine when first asked for (PEP 562)."""
+    if name == "Limits":
+        from shared.templates.execute import Limits
+
+        return Limits
+    if name == "FUNCS":
+        return _funcs()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Template:
@@ -31,19 +56,23 @@ class Template:
         if len(text) > MAX_TEMPLATE_BYTES:
             raise TemplateError(f"template longer than {MAX_TEMPLATE_BYTES} bytes", 0, name)
         self.name = name
+        from shared.templates.parser import parse
+
         try:
-            self.trees = parse(text, name, FUNCS)
+            self.trees = parse(text, name, _funcs())
         except RecursionError:
             raise TemplateError("template nesting too deep", 0, name) from None
 
     def render(self, data: Any, limits: Limits | None = None) -> str:
         """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
+        from shared.templates.execute import Limits, execute
+
         try:
             value = normalize(data)
         except TemplateError as exc:
             raise TemplateError(exc.message, 0, self.name) from None
         try:
-            text = execute(self.name, self.trees, FUNCS, value, limits or Limits())
+            text = execute(self.name, self.trees, _funcs(), value, limits or Limits())
         except TemplateError as exc:
             if exc.name != self.name:
                 raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None

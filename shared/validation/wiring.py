@@ -96,9 +96,16 @@ def _holds_ca_key(services: Services) -> bool:
     config names the CA key like every function's: opening it fails there (KMS
     PermissionDenied), which means "no fallback" (tryLater until the delegated
     certificate is published), not "no OCSP".
+
+    It opens the key alone, not the issuing authority around it: building that
+    would import the whole issuing pipeline (provisioners, templates) into a
+    responder that never issues, a cold start's worth of imports for a yes/no.
     """
+    if services.authority_factory is None:  # behind an issuer link: the key is the issuer's
+        return False
     try:
-        return services.authority is not None
+        ca = services.intermediates[0].public_key()
+        return _signer(services).public_key().public_numbers() == ca.public_numbers()  # type: ignore[union-attr]
     except (ConfigError, BackendError) as exc:
         _log.info("OCSP: the CA key is not usable here (%s); answering with the delegated responder only", exc)
         return False

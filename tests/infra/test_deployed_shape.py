@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import hcl2
 import pytest
 
-from shared.api.stepca import URL_MAP
+from shared.api.stepca import url_map
 from shared.validation.partition import blob_name, crl_url, parse_blob_path
 from tests.infra.test_terraform import EXAMPLE, MODULE, _unquote, parse_dir
 
@@ -131,7 +131,7 @@ def test_ca_url_has_no_path_and_every_step_route_resolves(module: dict[str, Any]
     assert parts.hostname == f"cirrus-ca-api-{NUMBER}.{REGION}.run.app"
     (check,) = module["variable"]["external_url"]["validation"]
     assert "^https://[^/]+$" in check["condition"], "a custom domain must be a path-less origin too"
-    urls = URL_MAP.bind(parts.hostname or "")  # what ca_api serves at its root
+    urls = url_map().bind(parts.hostname or "")  # what ca_api serves at its root
     for method, path in [("GET", "/root/" + "ab" * 32), ("GET", "/roots"), ("GET", "/provisioners"),
                          ("POST", "/1.0/sign"), ("POST", "/1.0/renew"), ("POST", "/1.0/revoke"), ("GET", "/health")]:
         urls.match(path, method=method)  # raises NotFound / MethodNotAllowed
@@ -333,6 +333,7 @@ def test_example_exposes_what_the_docs_tell_users_to_set() -> None:
     example = parse_dir(EXAMPLE)
     call = example["module"]["cirrus"]
     for name in ("external_url", "intermediate_key_version", "ocsp_responder_key_version", "max_instances",
-                 "key_ring_name", "firestore_database", "crl_bucket_location"):
+                 "min_instances", "instance_concurrency", "key_ring_name", "firestore_database",
+                 "crl_bucket_location"):
         assert name in example["variable"], f"the example has no variable {name}"
         assert call.get(name) == f"${{var.{name}}}", f"the example does not pass {name} to the module"

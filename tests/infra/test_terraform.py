@@ -373,6 +373,41 @@ def test_environment_names_every_backend(module: dict[str, Any]) -> None:
     assert "contains(local.issuer_callers,name)?{CIRRUS_ISSUER_URL=local.issuer_url}:{}" in compact
 
 
+def test_instance_sizing(module: dict[str, Any]) -> None:
+    """Warm instances and per-instance concurrency: per function, defaults in the map, variables override.
+
+    More than one request per instance needs a whole vCPU on Cloud Run, so the CPU follows the
+    concurrency; gunicorn gets as many threads as requests may arrive at once; the scheduled
+    functions stay one at a time whatever the variables say (their runs race otherwise).
+    """
+    functions = module["locals"]["functions"]
+    http = sorted(n for n, f in functions.items() if f["trigger"] == "http")
+    for name, f in functions.items():
+        assert isinstance(f["concurrency"], int) and f["concurrency"] >= 1, name
+        assert (f["concurrency"] > 1) == (f["trigger"] == "http"), f"{name}: default concurrency {f['concurrency']}"
+    compact = {k: re.sub(r"\s", "", str(v)) for k, v in module["locals"].items()}
+    assert compact["min_instances"] == "${{forname,finlocal.functions:name=>lookup(var.min_instances,name,0)}}"
+    assert compact["concurrency"] == (
+        '${{forname,finlocal.functions:name=>f.trigger=="schedule"?1:'
+        "lookup(var.instance_concurrency,name,f.concurrency)}}"
+    )
+    assert 'f.trigger=="http"?{THREADS=tostring(local.concurrency[name])}:{}' in compact["function_env"]
+    config = module["resource"]["google_cloudfunctions2_function.fn"]["service_config"][0]
+    assert config["min_instance_count"] == "${local.min_instances[each.key]}"
+    assert config["max_instance_request_concurrency"] == "${local.concurrency[each.key]}"
+    assert config["available_cpu"] == '${local.concurrency[each.key] > 1 ? "1" : null}'
+    variables = module["variable"]
+    for name, allowed in (("min_instances", sorted(functions)), ("instance_concurrency", http)):
+        var = variables[name]
+        assert var["type"] == "${map(number)}" and var["default"] == {}, name
+        # the validation's list of names is the map's (a renamed or new function must be added there)
+        condition = var["validation"][0]["condition"]
+        listed = re.search(r"contains\(\[([^\]]*)\]", condition)
+        assert listed, condition
+        assert sorted(re.findall(r'"(\w+)"', listed.group(1))) == allowed, name
+        assert "floor(n) == n" in condition
+
+
 # --------------------------------------------------------------------------- IAM
 
 
@@ -455,13 +490,14 @@ def test_function_env_evaluator_sees_each_condition(module: dict[str, Any]) -> N
     common = set(module["locals"]["common_env"])
     assert env["sweep"] == common
     ssh = {"CIRRUS_SSH_USER_KEY", "CIRRUS_SSH_HOST_KEY"}  # the SSH CA keys (tests/infra/test_terraform_ssh.py)
-    assert env["issuer"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"} | ssh
-    assert env["ca_api"] == common | {"CIRRUS_ISSUER_URL", "CIRRUS_EXTERNAL_URL"} | ssh
+    http = {"CIRRUS_EXTERNAL_URL", "THREADS"}  # THREADS: gunicorn's request threads (test_instance_sizing)
+    assert env["issuer"] == common | {"CIRRUS_KEY"} | http | ssh
+    assert env["ca_api"] == common | {"CIRRUS_ISSUER_URL"} | http | ssh
     # with the issuer not deployed its callers sign in-process: the key moves to them
     undeployed = {**functions, "issuer": {**functions["issuer"], "deployed": False}}
     env = function_env_names(module, undeployed)
     assert "issuer" not in env
-    assert env["ca_api"] == common | {"CIRRUS_KEY", "CIRRUS_EXTERNAL_URL"} | ssh
+    assert env["ca_api"] == common | {"CIRRUS_KEY"} | http | ssh
     broken = {**module, "locals": {**module["locals"], "function_env": "${{for name, f in local.deployed : "
               "name => merge(local.common_env, contains(local.everyone, name) ? {X = 1} : {})}}"}}
     with pytest.raises(AssertionError, match="cannot evaluate"):

@@ -18,8 +18,10 @@ module "cirrus" {
   name_prefix        = var.name_prefix
   source_bundle_path = var.source_bundle_path
 
-  external_url  = var.external_url
-  max_instances = var.max_instances
+  external_url         = var.external_url
+  max_instances        = var.max_instances
+  min_instances        = var.min_instances
+  instance_concurrency = var.instance_concurrency
 
   kms_location             = coalesce(var.kms_location, var.region)
   key_ring_name            = var.key_ring_name

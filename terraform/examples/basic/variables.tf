@@ -56,6 +56,18 @@ variable "max_instances" {
   default     = 20
 }
 
+variable "min_instances" {
+  description = "Instances kept warm per function, e.g. { ca_api = 1, ocsp = 1 } (no cold start, billed while idle); default none."
+  type        = map(number)
+  default     = {}
+}
+
+variable "instance_concurrency" {
+  description = "Requests one instance serves at once, per HTTP function, e.g. { ocsp = 32 }; default 8 each."
+  type        = map(number)
+  default     = {}
+}
+
 variable "firestore_database" {
   description = "Firestore database ID; null uses \"(default)\" for the \"cirrus\" prefix and \"<name_prefix>-db\" otherwise."
   type        = string

@@ -10,6 +10,10 @@
 #            (the OCSP responder key, CIRRUS_OCSP_KEY, goes by local.ocsp_key_roles
 #            in iam.tf instead: ocsp signs with it, crl_publish certifies it)
 #   events   may publish lifecycle events to the events topic
+#   concurrency  requests one instance serves at once by default (var.instance_concurrency
+#            overrides it per function): 8 for the HTTP functions, whose requests mostly
+#            wait on Firestore, KMS or the bucket, so one instance (and one cold start)
+#            serves a burst that would otherwise start eight; 1 for the scheduled ones
 #   deployed false while its entry point has not landed in functions/main.py:
 #            declared here so the design is whole, but nothing is created for
 #            it (Cloud Build would fail on a missing entry point). The test
@@ -26,6 +30,7 @@ locals {
       deployed     = true
       memory       = "512Mi"
       timeout      = 60
+      concurrency  = 8
     }
     acme = {
       description  = "ACME (RFC 8555) server"
@@ -37,6 +42,7 @@ locals {
       deployed     = true
       memory       = "512Mi"
       timeout      = 60
+      concurrency  = 8
     }
     ocsp = {
       description  = "OCSP responder answering from the published CRLs and serial index, signing with the delegated responder key"
@@ -48,6 +54,7 @@ locals {
       deployed     = true
       memory       = "256Mi"
       timeout      = 30
+      concurrency  = 8
     }
     issuer = {
       description  = "Private signing service: the only HTTP function allowed to use the intermediate key"
@@ -59,6 +66,7 @@ locals {
       deployed     = true
       memory       = "512Mi"
       timeout      = 60
+      concurrency  = 8
     }
     dashboard = {
       description  = "Operator dashboard (authenticated users only)"
@@ -70,6 +78,7 @@ locals {
       deployed     = true
       memory       = "512Mi"
       timeout      = 60
+      concurrency  = 8
     }
     crl_publish = {
       description  = "Signs and publishes CRLs and the issued-serial index; renews the OCSP responder certificate"
@@ -81,6 +90,7 @@ locals {
       deployed     = true
       memory       = "1Gi"
       timeout      = 540
+      concurrency  = 1
     }
     sweep = {
       description  = "Expiry alerts; cleanup of used tokens and nonces"
@@ -92,6 +102,7 @@ locals {
       deployed     = true
       memory       = "512Mi"
       timeout      = 540
+      concurrency  = 1
     }
   }
 
@@ -114,6 +125,14 @@ locals {
   }
 
   scheduled_functions = { for name, f in local.deployed : name => f if f.trigger == "schedule" }
+
+  # Instance sizing against cold starts (README "Cold starts"): warm instances and requests per
+  # instance, each function's default overridden by the variables.
+  min_instances = { for name, f in local.functions : name => lookup(var.min_instances, name, 0) }
+  concurrency = {
+    for name, f in local.functions :
+    name => f.trigger == "schedule" ? 1 : lookup(var.instance_concurrency, name, f.concurrency)
+  }
 
   # Cloud Run service names allow no underscores.
   function_names = { for name, f in local.functions : name => "${var.name_prefix}-${replace(name, "_", "-")}" }
@@ -176,6 +195,9 @@ locals {
       contains(keys(local.ssh_key_roles), name) ? { CIRRUS_SSH_HOST_KEY = local.ssh_key_uris["host"] } : {},
       contains(local.issuer_callers, name) ? { CIRRUS_ISSUER_URL = local.issuer_url } : {},
       f.trigger == "http" ? { CIRRUS_EXTERNAL_URL = local.external_urls[name] } : {},
+      # The Functions Framework's gunicorn runs THREADS request threads (default 4 per CPU):
+      # as many as the requests Cloud Run sends at once, so none waits for a thread.
+      f.trigger == "http" ? { THREADS = tostring(local.concurrency[name]) } : {},
     )
   }
 }
@@ -248,7 +270,11 @@ resource "google_cloudfunctions2_function" "fn" {
     service_account_email = google_service_account.fn[each.key].email
     available_memory      = each.value.memory
     timeout_seconds       = each.value.timeout
-    min_instance_count    = 0
+    min_instance_count    = local.min_instances[each.key]
+    # More than one request at a time needs a whole vCPU (Cloud Run refuses it on a fraction);
+    # imports at start are CPU-bound too, so the whole vCPU also shortens each cold start.
+    max_instance_request_concurrency = local.concurrency[each.key]
+    available_cpu                    = local.concurrency[each.key] > 1 ? "1" : null
     # Scheduled functions run one at a time: two crl_publish instances would
     # race on the CRL number and the serial index (each write has a generation
     # precondition, so one run fails), and a tick every few minutes needs no more.

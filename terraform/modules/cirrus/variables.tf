@@ -200,6 +200,28 @@ variable "max_instances" {
   default     = 20
 }
 
+variable "min_instances" {
+  description = "Instances kept warm per function, by function name (e.g. { ca_api = 1, ocsp = 1 }): a kept instance answers without a cold start (README: what a cold start costs) and is billed while idle. Unlisted functions scale to zero (default: all)."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name, n in var.min_instances : contains(["ca_api", "acme", "ocsp", "issuer", "dashboard", "crl_publish", "sweep"], name) && n >= 0 && n <= 100 && floor(n) == n])
+    error_message = "min_instances maps a function name (ca_api, acme, ocsp, issuer, dashboard, crl_publish, sweep) to a whole number from 0 to 100."
+  }
+}
+
+variable "instance_concurrency" {
+  description = "Requests one instance serves at once, by HTTP function name (2nd gen max_instance_request_concurrency), over each function's default in local.functions (8 for every HTTP function). Above 1 the function gets one whole vCPU, which Cloud Run requires for it; 1 gives the memory size's default fraction. Scheduled functions always take one at a time."
+  type        = map(number)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name, n in var.instance_concurrency : contains(["ca_api", "acme", "ocsp", "issuer", "dashboard"], name) && n >= 1 && n <= 1000 && floor(n) == n])
+    error_message = "instance_concurrency maps an HTTP function name (ca_api, acme, ocsp, issuer, dashboard) to a whole number from 1 to 1000."
+  }
+}
+
 variable "labels" {
   description = "Labels added to every resource that takes them."
   type        = map(string)
