@@ -41,10 +41,10 @@ from typing import Any
 
 from shared.clock import Clock, SystemClock
 from shared.errors import ConfigError
-from shared.model import Event
+from shared.model import Event, TokenClaim
 from shared.retry import Attempt, RetryPolicy
-from shared.store import codec, firestore_shards
 from shared.store import firestore_docs as docs
+from shared.store import firestore_shards
 from shared.store.firestore_documents import FirestoreDocuments
 from shared.store.firestore_inventory import FirestoreInventories
 from shared.store.firestore_issuance import FirestoreIssuance
@@ -100,19 +100,8 @@ class FirestoreStore(FirestoreIssuance, FirestoreRevocations, FirestoreDocuments
 
     def claim(self, namespace: str, key: str, expires_at: dt.datetime) -> bool:
         """Create the claim document; True only for the call that created it."""
-        expire = codec.require_aware(expires_at, "expires_at")
-        ref = self._col(docs.CLAIMS).document(docs.claim_id(namespace, key))
-        write_id = secrets.token_hex(8)
-        fields = {"ns": namespace, "key": key, "expireAt": expire, "w": write_id, "shard": self._shard(ref.id)}
-
-        def op(a: Attempt) -> bool:
-            try:
-                ref.create(fields, **self._kw(a))
-                return True
-            except self._api.AlreadyExists:
-                return self._is_own_write(ref, write_id, a)
-
-        return self._run("claim", op)
+        ref, fields = self._claim_doc(TokenClaim(namespace, key, expires_at), secrets.token_hex(8))
+        return self._create_if_absent("claim", ref, fields, fields["w"])
 
     # ----------------------------------------------------------------- events
 

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shared.errors import BackendError
+from shared.model import TokenClaim
 from shared.retry import Attempt, RetryPolicy
+from shared.store import codec, firestore_shards
 from shared.store import firestore_docs as docs
-from shared.store import firestore_shards
 
 T = TypeVar("T")
 
@@ -148,6 +149,25 @@ class FirestoreConnection:
             return False  # nothing of ours can have landed before the first attempt
         snap = ref.get(**self._kw(a))
         return bool(snap.exists and snap.get("w") == write_id)
+
+    def _create_if_absent(self, what: str, ref: Any, fields: dict[str, Any], write_id: str) -> bool:
+        """Create the document; True only for the call that created it (its own lost answer included)."""
+
+        def op(a: Attempt) -> bool:
+            try:
+                ref.create(fields, **self._kw(a))
+                return True
+            except self._api.AlreadyExists:
+                return self._is_own_write(ref, write_id, a)
+
+        return self._run(what, op)
+
+    def _claim_doc(self, claim: TokenClaim, write_id: str) -> tuple[Any, dict[str, Any]]:
+        """The claim document's reference and fields, as `claim` writes them."""
+        expire = codec.require_aware(claim.expires_at, "expires_at")
+        ref = self._col(docs.CLAIMS).document(docs.claim_id(claim.namespace, claim.key))
+        shard = self._shard(ref.id)
+        return ref, {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id, "shard": shard}
 
     def _shard(self, doc_id: str) -> int:
         """The `shard` field of the document with (stored) id `doc_id`."""

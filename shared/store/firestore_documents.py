@@ -40,15 +40,7 @@ class FirestoreDocuments(FirestoreConnection):
         write_id = secrets.token_hex(8)
         fields = {**docs.document_fields(data, 1, expires_at=expires_at), "w": write_id}
         ref = self._items(collection).document(docs.doc_id(doc_id))
-
-        def op(a: Attempt) -> bool:
-            try:
-                ref.create(fields, **self._kw(a))
-                return True
-            except self._api.AlreadyExists:
-                return self._is_own_write(ref, write_id, a)
-
-        return self._run("create_document", op)
+        return self._create_if_absent("create_document", ref, fields, write_id)
 
     def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
         """Return `(data, version)` or None."""
@@ -131,13 +123,6 @@ class FirestoreDocuments(FirestoreConnection):
             return out
 
         return self._run("find_documents", op)
-
-    def _claim_doc(self, claim: TokenClaim, write_id: str) -> tuple[Any, dict[str, Any]]:
-        """The claim document's reference and fields, as `claim` writes them."""
-        expire = codec.require_aware(claim.expires_at, "expires_at")
-        ref = self._col(docs.CLAIMS).document(docs.claim_id(claim.namespace, claim.key))
-        shard = self._shard(ref.id)
-        return ref, {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id, "shard": shard}
 
     def _claim_landed_or_raise(self, claim_ref: Any, write_id: str, a: Attempt) -> bool:
         """After a failed batch: True if our earlier attempt landed, TokenAlreadyUsed if another claimed it."""

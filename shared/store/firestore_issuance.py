@@ -85,10 +85,7 @@ class FirestoreIssuance(FirestoreUsage):
         claim_ref: Any = None
         claim_fields: dict[str, Any] = {}
         if claim is not None:
-            claim_ref = self._col(docs.CLAIMS).document(docs.claim_id(claim.namespace, claim.key))
-            expire = codec.require_aware(claim.expires_at, "expires_at")
-            claim_fields = {"ns": claim.namespace, "key": claim.key, "expireAt": expire, "w": write_id}
-            claim_fields["shard"] = self._shard(claim_ref.id)
+            claim_ref, claim_fields = self._claim_doc(claim, write_id)
 
         endpoint_id = certificate.endpoint_id
         new_interval = metering.active_interval(
