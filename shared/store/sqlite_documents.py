@@ -20,6 +20,12 @@ from shared.model import TokenClaim
 from shared.store import codec, sqlite_rows
 from shared.store.sqlite_connections import SQLiteConnections
 
+# Create-if-absent at version 1, and compare-and-set on the version (with or without a token claim).
+_DOCUMENT_INSERT = "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) VALUES (?, ?, ?, 1, ?)"
+_DOCUMENT_UPDATE = (
+    "UPDATE documents SET data = ?, version = version + 1 WHERE collection = ? AND id = ? AND version = ?"
+)
+
 
 def _sql_text(value: str) -> str:
     """A SQL string literal (for DDL and partial-index predicates, which cannot bind values)."""
@@ -60,12 +66,7 @@ class SQLiteDocuments(SQLiteConnections):
         text = codec.dump_json(data, "document data")
         expires_us = codec.to_epoch_us(expires_at, "expires_at") if expires_at is not None else None
         with self._write("create document") as conn:
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) "
-                "VALUES (?, ?, ?, 1, ?)",
-                (collection, doc_id, text, expires_us),
-            )
-            return cur.rowcount == 1
+            return conn.execute(_DOCUMENT_INSERT, (collection, doc_id, text, expires_us)).rowcount == 1
 
     def get_document(self, collection: str, doc_id: str) -> tuple[dict[str, Any], int] | None:
         """Return `(data, version)` or None."""
@@ -99,12 +100,7 @@ class SQLiteDocuments(SQLiteConnections):
         """Replace the document if its version is still `expected_version`."""
         text = codec.dump_json(data, "document data")
         with self._write("update document") as conn:
-            cur = conn.execute(
-                "UPDATE documents SET data = ?, version = version + 1 "
-                "WHERE collection = ? AND id = ? AND version = ?",
-                (text, collection, doc_id, expected_version),
-            )
-            return cur.rowcount == 1
+            return conn.execute(_DOCUMENT_UPDATE, (text, collection, doc_id, expected_version)).rowcount == 1
 
     def find_documents(
         self, collection: str, field: str, value: str, *, limit: int = 100
@@ -184,7 +180,7 @@ class SQLiteDocuments(SQLiteConnections):
         return self._write_claiming(
             "create document claiming",
             claim,
-            "INSERT OR IGNORE INTO documents (collection, id, data, version, expires_at) VALUES (?, ?, ?, 1, ?)",
+            _DOCUMENT_INSERT,
             (collection, doc_id, text, expires_us),
         )
 
@@ -202,7 +198,7 @@ class SQLiteDocuments(SQLiteConnections):
         return self._write_claiming(
             "update document claiming",
             claim,
-            "UPDATE documents SET data = ?, version = version + 1 WHERE collection = ? AND id = ? AND version = ?",
+            _DOCUMENT_UPDATE,
             (text, collection, doc_id, expected_version),
         )
 
