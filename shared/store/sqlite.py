@@ -40,9 +40,13 @@ from shared.clock import Clock, SystemClock
 from shared.errors import ConfigError
 from shared.model import Event, TokenClaim
 from shared.store import codec, sqlite_files, sqlite_rows
-from shared.store.sqlite_connections import (  # noqa: F401 - the store's public constants
-    CHECKPOINT_FORCE_FRAMES,
-    JOURNAL_SIZE_LIMIT_BYTES,
+from shared.store.sqlite_connections import (  # the store's public constants, re-exported
+    CHECKPOINT_FORCE_FRAMES as CHECKPOINT_FORCE_FRAMES,
+)
+from shared.store.sqlite_connections import (
+    JOURNAL_SIZE_LIMIT_BYTES as JOURNAL_SIZE_LIMIT_BYTES,
+)
+from shared.store.sqlite_connections import (
     WAL_AUTOCHECKPOINT_PAGES,
     Synchronous,
     _backend_error,
