@@ -17,42 +17,22 @@ entries a failed delete left behind are never served, and `create_inventory` cle
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from shared.inventory.base import Inventory, entry_from_text, entry_text
 from shared.retry import Attempt
 from shared.store import codec
+from shared.store.firestore_connection import FirestoreConnection
 from shared.store.firestore_docs import doc_id
-
-T = TypeVar("T")
 
 INVENTORIES = "inventories"
 ENTRIES = "inventory_entries"
 _BATCH = 400
 
 
-class FirestoreInventories:
-    """Inventory operations (mixed into `FirestoreStore`; the attributes below are its own)."""
-
-    prefix: str
-    _client: Any
-    _api: Any
-    _filter: Any
-    _ascending: Any
-
-    def _col(self, name: str) -> Any:
-        raise NotImplementedError
-
-    def _run(self, what: str, operation: Callable[[Attempt], T]) -> T:
-        raise NotImplementedError
-
-    @staticmethod
-    def _kw(a: Attempt) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _transaction(self, body: Callable[[Any], None]) -> None:
-        raise NotImplementedError
+class FirestoreInventories(FirestoreConnection):
+    """Inventory operations (mixed into `FirestoreStore`) on the store's connection."""
 
     def _inventory_ref(self, name: str) -> Any:
         return self._col(INVENTORIES).document(doc_id(name))

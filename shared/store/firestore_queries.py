@@ -3,7 +3,7 @@
 Split from `firestore.py` (the writes and point reads) because these are the
 queries whose indexes lead with `shard` (see `firestore_shards`): each asks
 every shard and merges, so they share one shape and one reason to change.
-`FirestoreStore` inherits them; the attributes declared below are its own.
+`FirestoreStore` inherits them; they run on its connection (`firestore_connection`).
 Every composite index named here is in `firestore_indexes.json`, and
 tests/infra/test_firestore_queries.py proves each query is served by one.
 """
@@ -11,16 +11,15 @@ tests/infra/test_firestore_queries.py proves each query is served by one.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from shared.model import Event, Revocation
 from shared.retry import Attempt
 from shared.store import codec
 from shared.store import firestore_docs as docs
 from shared.store import firestore_shards as shards_mod
-
-T = TypeVar("T")
+from shared.store.firestore_connection import FirestoreConnection
 
 # Documents deleted per batch by `purge_expired` (Firestore's batch limit is 500).
 _PURGE_BATCH = 400
@@ -32,28 +31,8 @@ _EVENT_PAGE = 50
 SHARDED = (docs.CERTIFICATES, docs.REVOCATIONS, docs.EVENTS, docs.CLAIMS)
 
 
-class ShardedQueries:
+class ShardedQueries(FirestoreConnection):
     """Queries over the sharded time-ordered indexes (mixed into `FirestoreStore`)."""
-
-    shards: int
-    _client: Any
-    _filter: Any
-    _ascending: Any
-    _document_id: Any
-
-    def _col(self, name: str) -> Any:
-        raise NotImplementedError
-
-    def _run(self, what: str, operation: Callable[[Attempt], T]) -> T:
-        raise NotImplementedError
-
-    @staticmethod
-    def _kw(a: Attempt) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _shard(self, doc_id: str) -> int:
-        """The `shard` field of the document with (stored) id `doc_id`."""
-        return shards_mod.shard_of(doc_id, self.shards)
 
     def _in_shard(self, query: Any, shard: int) -> Any:
         return query.where(filter=self._filter(shards_mod.FIELD, "==", shard))

@@ -21,17 +21,22 @@ into different endpoints waited on each other for its 2 s lock timeout), so the 
 outside and the order of the reads (months first) is what the exactness rests on.
 
 Nothing here imports the SDK: the store passes its collections, client and filter type.
+`FirestoreUsage` is the store's read side of the records and owns the meter its issuance
+and revocation transactions write with.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shared import metering
+from shared.retry import Attempt
 from shared.store import codec
 from shared.store import firestore_docs as docs
-from shared.store.base import EndpointMonth
+from shared.store.base import EndpointMonth, MonthTotal
+from shared.store.firestore_connection import FirestoreConnection
 
 ENDPOINT_MONTHS = "endpoint_months"
 
@@ -168,3 +173,65 @@ def endpoint_month_from_fields(fields: Mapping[str, Any]) -> EndpointMonth:
         billable_to=codec.from_iso(fields["billable_to"]),
         peak_active=int(fields["peak_active"]),
     )
+
+
+class FirestoreUsage(FirestoreConnection):
+    """The endpoint-month reads, and the meter the issuance and revocation transactions write with."""
+
+    @functools.cached_property
+    def _meter(self) -> FirestoreMeter:
+        return FirestoreMeter(col=self._col, client=self._client, field_filter=self._filter)
+
+    def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:
+        """Return a month's endpoint-month records, by endpoint id (one equality query)."""
+        metering.parse_month(month)
+        query = self._col(ENDPOINT_MONTHS).where(filter=self._filter("month", "==", month))
+        if authority_id is not None:
+            query = query.where(filter=self._filter("authority_id", "==", authority_id))
+
+        def op(a: Attempt) -> list[EndpointMonth]:
+            found = [endpoint_month_from_fields(s.to_dict()) for s in query.stream(**self._kw(a))]
+            found.sort(key=lambda r: r.endpoint_id)
+            return found
+
+        return self._run("list_endpoint_months", op)
+
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's records by endpoint id: equality on month, range and order on
+        `endpoint_id` (composite index (month, endpoint_id))."""
+        metering.parse_month(month)
+        query = self._col(ENDPOINT_MONTHS).where(filter=self._filter("month", "==", month))
+        if after:
+            query = query.where(filter=self._filter("endpoint_id", ">", after))
+        query = query.order_by("endpoint_id", direction=self._ascending).limit(limit)
+
+        def op(a: Attempt) -> list[EndpointMonth]:
+            return [endpoint_month_from_fields(s.to_dict()) for s in query.stream(**self._kw(a))]
+
+        return self._run("page_endpoint_months", op)
+
+    def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
+        """A month's totals by two aggregation queries (count; count and sum above the included three).
+
+        `endpoint_months = count + sum(peak) - 3 * count(peak > 3)` over the records with
+        `peak_active > 3`; no record is read. Index: (month, peak_active) in firestore_indexes.json.
+        """
+        metering.parse_month(month)
+        extra = metering.EXTRA_ABOVE
+        query = self._col(ENDPOINT_MONTHS).where(filter=self._filter("month", "==", month))
+        if authority_id is not None:
+            query = query.where(filter=self._filter("authority_id", "==", authority_id))
+        every = query.where(filter=self._filter("peak_active", ">", 0)).count(alias="n")
+        above = query.where(filter=self._filter("peak_active", ">", extra))
+        above_agg = above.count(alias="n").sum("peak_active", alias="s")
+
+        def values(agg: Any, a: Attempt) -> dict[str, int]:
+            found = agg.get(**self._kw(a))
+            return {r.alias: int(r.value or 0) for row in found for r in row}
+
+        def op(a: Attempt) -> MonthTotal:
+            n = values(every, a).get("n", 0)
+            big = values(above_agg, a)
+            return MonthTotal(month, n, n + big.get("s", 0) - extra * big.get("n", 0))
+
+        return self._run("usage_total", op)

@@ -9,23 +9,16 @@ UTF-8 text by code point, the same order the other backends page in. An import i
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.inventory.base import Inventory, entry_from_text, entry_text
 from shared.store import codec
+from shared.store.sqlite_connections import SQLiteConnections
 
 
-class SQLiteInventories:
+class SQLiteInventories(SQLiteConnections):
     """Inventory operations on the store's connections (its `_read` / `_write` transactions)."""
-
-    def _read(self, what: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
-
-    def _write(self, what: str) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
 
     def create_inventory(self, inventory: Inventory) -> bool:
         """Create if absent."""

@@ -1,6 +1,6 @@
 """The SQLite store's schema: tables, indexes, and the in-place upgrades between versions.
 
-Split from `shared.store.sqlite` (which keeps connections, locking and the store
+Split from `shared.store.sqlite` (whose role modules keep connections, locking and the store
 operations) so the record layout and its migrations read in one place. The schema is
 created on open, idempotently, and versioned in `schema_version`; an older file is
 upgraded in place inside the schema transaction (all of it or none of it), see

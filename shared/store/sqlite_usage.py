@@ -7,7 +7,7 @@ a handful, whatever the length of the lineage) and the rows of the months the ne
 certificate spans, then upserts those rows; a revocation recomputes the months it cut
 short from the endpoint's certificates active in them. Both run on the caller's connection,
 inside its `BEGIN IMMEDIATE` transaction, so the records can never disagree with the
-certificates and revocations they summarise.
+certificates and revocations they summarise. `SQLiteUsage` is the store's read side of them.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from shared import metering
 from shared.store import codec
 from shared.store.base import EndpointMonth, MonthTotal
+from shared.store.sqlite_connections import SQLiteConnections
 
 # certificate row positions (codec.CERTIFICATE_COLUMNS)
 _SERIAL, _AUTHORITY, _NOT_BEFORE, _NOT_AFTER, _ENDPOINT, _ISSUED_AT = 0, 1, 4, 5, 9, 13
@@ -218,3 +219,22 @@ def usage_total(conn: sqlite3.Connection, month: str, authority_id: str | None) 
         params = (*params, authority_id)
     count, above = conn.execute(sql, params).fetchone()
     return MonthTotal(month, int(count), int(count) + int(above))
+
+
+class SQLiteUsage(SQLiteConnections):
+    """The endpoint-month reads (the writes run inside issuance and revocation, above)."""
+
+    def list_endpoint_months(self, month: str, *, authority_id: str | None = None) -> Sequence[EndpointMonth]:
+        """Return a month's endpoint-month records, by endpoint id (`list_endpoint_months` above)."""
+        with self._read("list endpoint months") as conn:
+            return list_endpoint_months(conn, month, authority_id)
+
+    def page_endpoint_months(self, month: str, *, after: str = "", limit: int = 50) -> Sequence[EndpointMonth]:
+        """A page of a month's endpoint-month records, by endpoint id (`list_endpoint_months` above)."""
+        with self._read("page endpoint months") as conn:
+            return list_endpoint_months(conn, month, None, after=after, limit=limit)
+
+    def usage_total(self, month: str, *, authority_id: str | None = None) -> MonthTotal:
+        """A month's totals, one aggregate query (`list_endpoint_months` above)."""
+        with self._read("usage total") as conn:
+            return usage_total(conn, month, authority_id)
