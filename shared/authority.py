@@ -40,7 +40,7 @@ from shared.inventory.gate import inventory_entry
 from shared.issued import AuthorityStores, Issued
 from shared.keys.base import PublicKey
 from shared.leaf_profile import LeafProfile, UrlForSerial
-from shared.model import CertificateRecord, Endpoint, ProvisionerRef, subject_key
+from shared.model import CertificateRecord, Endpoint, subject_key
 from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
@@ -105,12 +105,12 @@ class Authority:
         self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
             provisioners.webhooks, roots=roots, clock=clock)
         self._upstream = None if upstream is None else UpstreamPath(
-            upstream=upstream, authority_id=authority_id, issuer=issuer,
-            webhooks=self._webhooks)
+            upstream=upstream, authority_id=authority_id, issuer=issuer, webhooks=self._webhooks,
+            recorder=self._recorder)
         self._renewals = Renewals(
             authority_id=authority_id, issuer=issuer, stores=stores, provisioners=provisioners, clock=clock,
             backdate=backdate, serials=serials, profile=self._profile, may_sign=self._refuse_if_signing_revoked,
-            issuer_revoked=issuer_revoked, upstream=self._upstream)
+            issuer_revoked=issuer_revoked, upstream=self._upstream, recorder=self._recorder)
 
     # ----------------------------------------------------------------- sign
     def sign(
@@ -281,7 +281,7 @@ class Authority:
             self._webhooks.enrich_x509(hooks, auth, csr, public_key, data)
         if self._upstream is not None:  # registration authority: every check above ran here
             return self._upstream.issue(auth, csr, sans, common_name, window, endpoint, is_new, previous,
-                                        claim=claim, group=group, now=now, record=self._record, hooks=(hooks, data))
+                                        claim=claim, group=group, now=now, hooks=(hooks, data))
         serial = self._serials()
         names: tuple[str, tuple[str, ...]] | None = (
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
@@ -302,7 +302,7 @@ class Authority:
         )
         if hooks and self._webhooks is not None:  # AUTHORIZING: before anything is recorded or returned
             self._webhooks.authorize_x509(hooks, auth, cert, data)
-        return self._record(
+        return self._recorder.record(
             cert,
             auth.provisioner,
             endpoint,
@@ -328,7 +328,7 @@ class Authority:
         Raises:
             Unauthorized: revoked, unknown, expired, not yet valid, or renewal disabled.
         """
-        return self._renewals.reissue(certificate, None, replay, group, None, record=self._record)
+        return self._renewals.reissue(certificate, None, replay, group, None)
 
     def rekey(self, *, certificate: x509.Certificate, csr_pem: object, group: CommitGroup | None = None) -> Issued:
         """Renew with the public key of a new CSR.
@@ -340,7 +340,7 @@ class Authority:
         if not isinstance(csr_pem, str) or not csr_pem:
             raise BadRequest("missing csr")
         csr = parse_csr(csr_pem)
-        return self._renewals.reissue(certificate, csr_public_key(csr), None, group, csr, record=self._record)
+        return self._renewals.reissue(certificate, csr_public_key(csr), None, group, csr)
 
     def _refuse_if_signing_revoked(self) -> None:
         """503 before anything is signed, claimed or recorded if a root's ARL lists this intermediate.
@@ -355,25 +355,3 @@ class Authority:
                 and self._intermediate_revoked(self.intermediates[0]):  # fmt: skip
             raise Unavailable("the issuing intermediate has been revoked; issuance resumes once its successor "
                               "is activated")  # fmt: skip
-
-    # ---------------------------------------------------------- recording
-    def _record(
-        self,
-        cert: x509.Certificate,
-        provisioner: ProvisionerRef,
-        endpoint: Endpoint,
-        now: dt.datetime,
-        *,
-        renewed_from: str | None,
-        operation: str,
-        new_endpoint: bool,
-        create_endpoint: bool = True,
-        claim: ReplayClaim | None = None,
-        names: tuple[str, tuple[str, ...]] | None = None,
-        group: CommitGroup | None = None,
-    ) -> Issued:
-        """Every path's last step (`shared.authority_records`); one method, so tests can watch what is issued."""
-        return self._recorder.record(
-            cert, provisioner, endpoint, now, renewed_from=renewed_from, operation=operation,
-            new_endpoint=new_endpoint, create_endpoint=create_endpoint, claim=claim, names=names, group=group,
-        )

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 
+from shared.authority_records import IssuanceRecorder
 from shared.errors import Forbidden
 from shared.groupcommit import CommitGroup
 from shared.issued import Issued
-from shared.model import CertificateRecord, Endpoint, ProvisionerRef
+from shared.model import CertificateRecord, Endpoint
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.webhooks.certificate import requested_certificate_json
 from shared.webhooks.config import Webhook
@@ -27,28 +28,6 @@ from shared.webhooks.issuance import ProvisionerWebhooks
 from shared.x509.names import SANs, split_sans
 from shared.x509.profile import Issuer
 from shared.x509.upstream import UpstreamIssuer, UpstreamWindow
-
-
-class RecordIssuance(Protocol):
-    """`Authority._record`: how the pipeline records a certificate (`shared.authority_records`)."""
-
-    def __call__(
-        self,
-        cert: x509.Certificate,
-        provisioner: ProvisionerRef,
-        endpoint: Endpoint,
-        now: dt.datetime,
-        *,
-        renewed_from: str | None,
-        operation: str,
-        new_endpoint: bool,
-        create_endpoint: bool = True,
-        claim: ReplayClaim | None = None,
-        names: tuple[str, tuple[str, ...]] | None = None,
-        group: CommitGroup | None = None,
-    ) -> Issued:
-        """Record, publish the events, return what the client gets."""
-        ...
 
 
 class UpstreamPath:
@@ -61,12 +40,15 @@ class UpstreamPath:
         authority_id: str,
         issuer: Issuer,
         webhooks: ProvisionerWebhooks | None,
+        recorder: IssuanceRecorder,
     ) -> None:
-        """`issuer`'s subject goes into what AUTHORIZING webhooks are shown as the planned certificate."""
+        """`issuer`'s subject goes into what AUTHORIZING webhooks are shown as the planned certificate;
+        what comes back is recorded with the authority's `recorder`."""
         self._upstream = upstream
         self._authority_id = authority_id
         self._issuer = issuer
         self._webhooks = webhooks
+        self._recorder = recorder
 
     def issue(
         self,
@@ -82,7 +64,6 @@ class UpstreamPath:
         claim: bool,
         group: CommitGroup | None,
         now: dt.datetime,
-        record: RecordIssuance,
         hooks: tuple[tuple[Webhook, ...], dict[str, Any]] = ((), {}),
     ) -> Issued:
         """The upstream signs what the pipeline authorized; recorded here as a local issuance."""
@@ -92,7 +73,7 @@ class UpstreamPath:
             planned = requested_certificate_json(common_name, sans, self._issuer.certificate.subject)
             self._webhooks.authorize_x509_request(hooks[0], auth, planned, csr.public_key(), window, hooks[1])
         cert, chain = self._upstream.issue(csr, common_name=common_name, sans=sans, window=window)
-        issued = record(
+        issued = self._recorder.record(
             cert, auth.provisioner, endpoint, now, renewed_from=previous.serial if previous is not None else None,
             operation="sign", new_endpoint=is_new, create_endpoint=previous is None,
             claim=auth.replay if claim else None, group=group,
@@ -108,8 +89,6 @@ class UpstreamPath:
         replay: ReplayClaim | None,
         group: CommitGroup | None,
         now: dt.datetime,
-        *,
-        record: RecordIssuance,
     ) -> Issued:
         """A rekey is a fresh upstream sign for the recorded names, on the same endpoint."""
         sans = split_sans(list(previous.sans))
@@ -118,7 +97,7 @@ class UpstreamPath:
             id=previous.endpoint_id, authority_id=self._authority_id, provisioner_id=previous.provisioner.id,
             subject_key=previous.subject_key, name=previous.common_name, created_at=now,
         )
-        issued = record(
+        issued = self._recorder.record(
             cert, previous.provisioner, endpoint, now, renewed_from=previous.serial,
             operation="rekey" if rekey else "renew", new_endpoint=False, claim=replay, group=group,
         )

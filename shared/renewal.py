@@ -18,7 +18,8 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from shared.authority_upstream import RecordIssuance, UpstreamPath
+from shared.authority_records import IssuanceRecorder
+from shared.authority_upstream import UpstreamPath
 from shared.claims import Claims
 from shared.clock import Clock
 from shared.errors import Unauthorized
@@ -123,6 +124,7 @@ class Renewals:
         may_sign: Callable[[], None],
         issuer_revoked: Callable[[x509.Certificate], bool] | None = None,
         upstream: UpstreamPath | None = None,
+        recorder: IssuanceRecorder,
     ) -> None:
         """`may_sign` raises when this authority must not sign now (its intermediate revoked);
         `issuer_revoked` says whether the intermediate that signed a certificate is in its root's ARL."""
@@ -137,6 +139,7 @@ class Renewals:
         self._may_sign = may_sign
         self._issuer_revoked = issuer_revoked
         self._upstream = upstream
+        self._recorder = recorder
 
     def reissue(
         self,
@@ -145,10 +148,8 @@ class Renewals:
         replay: ReplayClaim | None,
         group: CommitGroup | None,
         csr: x509.CertificateSigningRequest | None,
-        *,
-        record: RecordIssuance,
     ) -> Issued:
-        """The successor of `old` (with `new_key` for a rekey), recorded through `record`.
+        """The successor of `old` (with `new_key` for a rekey), signed and recorded.
 
         Raises:
             Unauthorized: revoked, unknown, expired, not yet valid, or renewal disabled.
@@ -169,7 +170,7 @@ class Renewals:
         window = successor_window(old, now=now, backdate=self._backdate)
         new_serial = self._serials()
         if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
-            return self._upstream.renew(previous, csr, window, new_key is not None, replay, group, now, record=record)
+            return self._upstream.renew(previous, csr, window, new_key is not None, replay, group, now)
         public_key = new_key if new_key is not None else check_public_key(old.public_key())
         cert = sign_certificate(
             self._issuer,
@@ -189,7 +190,7 @@ class Renewals:
             created_at=now,
         )
         op = "rekey" if new_key is not None else "renew"
-        return record(
+        return self._recorder.record(
             cert, previous.provisioner, endpoint, now, renewed_from=previous.serial, operation=op,
             new_endpoint=False, claim=replay, group=group,
         )
