@@ -32,7 +32,7 @@ from shared.authority_records import IssuanceRecorder
 from shared.authority_upstream import UpstreamPath
 from shared.clock import Clock
 from shared.csr_policy import check_csr_against_token
-from shared.endpoints import endpoint_for_sign, endpoint_id_order
+from shared.endpoints import endpoint_for_sign, endpoint_id_order, endpoint_of_predecessor
 from shared.errors import BadRequest, Forbidden, Unavailable
 from shared.events.base import EventSink
 from shared.groupcommit import CommitGroup
@@ -40,7 +40,7 @@ from shared.inventory.gate import inventory_entry
 from shared.issued import AuthorityStores, Issued
 from shared.keys.base import PublicKey
 from shared.leaf_profile import LeafProfile, UrlForSerial
-from shared.model import CertificateRecord, Endpoint, subject_key
+from shared.model import CertificateRecord, subject_key
 from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
@@ -245,10 +245,7 @@ class Authority:
                                     self._stores.inventories, auth, common_name=common_name, names=sans.all)
         skey = subject_key(common_name, sans.all)
         if previous is not None:
-            endpoint = Endpoint(
-                id=previous.endpoint_id, authority_id=self.authority_id, provisioner_id=previous.provisioner.id,
-                subject_key=previous.subject_key, name=previous.common_name, created_at=now,
-            )
+            endpoint = endpoint_of_predecessor(previous, authority_id=self.authority_id, now=now)
             is_new = False
         else:
             endpoint = endpoint_for_sign(

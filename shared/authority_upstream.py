@@ -17,6 +17,7 @@ from typing import Any
 from cryptography import x509
 
 from shared.authority_records import IssuanceRecorder
+from shared.endpoints import endpoint_of_predecessor
 from shared.errors import Forbidden
 from shared.groupcommit import CommitGroup
 from shared.issued import Issued
@@ -93,10 +94,7 @@ class UpstreamPath:
         """A rekey is a fresh upstream sign for the recorded names, on the same endpoint."""
         sans = split_sans(list(previous.sans))
         cert, chain = self._upstream.issue(csr, common_name=previous.common_name, sans=sans, window=window)
-        endpoint = Endpoint(
-            id=previous.endpoint_id, authority_id=self._authority_id, provisioner_id=previous.provisioner.id,
-            subject_key=previous.subject_key, name=previous.common_name, created_at=now,
-        )
+        endpoint = endpoint_of_predecessor(previous, authority_id=self._authority_id, now=now)
         issued = self._recorder.record(
             cert, previous.provisioner, endpoint, now, renewed_from=previous.serial,
             operation="rekey" if rekey else "renew", new_endpoint=False, claim=replay, group=group,

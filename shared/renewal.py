@@ -22,12 +22,13 @@ from shared.authority_records import IssuanceRecorder
 from shared.authority_upstream import UpstreamPath
 from shared.claims import Claims
 from shared.clock import Clock
+from shared.endpoints import endpoint_of_predecessor
 from shared.errors import Unauthorized
 from shared.groupcommit import CommitGroup
 from shared.issued import AuthorityStores, Issued
 from shared.keys.base import PublicKey
 from shared.leaf_profile import LeafProfile
-from shared.model import CertificateRecord, Endpoint, ProvisionerRef
+from shared.model import CertificateRecord, ProvisionerRef
 from shared.provisioners.base import ReplayClaim
 from shared.store.base import CertificateReader, RevocationReader
 from shared.validity import Window
@@ -181,14 +182,7 @@ class Renewals:
             not_after=window.not_after,
             extensions=successor_extensions(old, self._profile.crl_for(new_serial)),
         )
-        endpoint = Endpoint(
-            id=previous.endpoint_id,
-            authority_id=self._authority_id,
-            provisioner_id=previous.provisioner.id,
-            subject_key=previous.subject_key,
-            name=previous.common_name,
-            created_at=now,
-        )
+        endpoint = endpoint_of_predecessor(previous, authority_id=self._authority_id, now=now)
         op = "rekey" if new_key is not None else "renew"
         return self._recorder.record(
             cert, previous.provisioner, endpoint, now, renewed_from=previous.serial, operation=op,
