@@ -10,69 +10,52 @@ failure after signing leaves an orphan signature nobody received and a token
 the client can retry with.
 
 Its parts live by concern: `shared.csr_policy` (the CSR against its token),
-`shared.renewal` (who may renew, what the successor copies), `shared.issued`
-(what an issuance returns), `shared.revocation` (revoking).
+`shared.leaf_profile` (a leaf's subject and extensions, default or templated),
+`shared.renewal` (who may renew, what the successor copies),
+`shared.authority_records` (the record, endpoint and events in one write),
+`shared.authority_upstream` (the registration authority's forwarding),
+`shared.issued` (what an issuance returns), `shared.revocation` (revoking).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
+from shared.authority_records import IssuanceRecorder
+from shared.authority_upstream import UpstreamPath
 from shared.clock import Clock
 from shared.csr_policy import check_csr_against_token
-from shared.endpoints import endpoint_for_sign, endpoint_id_order
-from shared.errors import BadRequest, Forbidden, Unauthorized, Unavailable
-from shared.events.base import (
-    CERTIFICATE_ISSUED,
-    CERTIFICATE_REKEYED,
-    CERTIFICATE_RENEWED,
-    ENDPOINT_CREATED,
-    EventSink,
-    authority_event,
-    publish_to_sinks,
-)
+from shared.endpoints import endpoint_for_sign, endpoint_id_order, endpoint_of_predecessor
+from shared.errors import BadRequest, Forbidden, Unavailable
+from shared.events.base import EventSink
 from shared.groupcommit import CommitGroup
 from shared.inventory.gate import inventory_entry
 from shared.issued import AuthorityStores, Issued
 from shared.keys.base import PublicKey
-from shared.model import CertificateKind, CertificateRecord, Endpoint, Event, ProvisionerRef, TokenClaim, subject_key
+from shared.leaf_profile import LeafProfile, UrlForSerial
+from shared.model import CertificateRecord, subject_key
 from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import ReplayClaim, SignAuthorization
 from shared.provisioners.registry import Provisioners
 from shared.provisioners.tokens import peek
-from shared.renewal import renewable_record, successor_extensions, successor_window
-from shared.store.base import IssuanceWrite
+from shared.renewal import Renewals
 from shared.templates import TemplateError
-from shared.templates.fields import decode_rendered
 from shared.validity import check_window, requested_window
-from shared.webhooks.certificate import requested_certificate_json
-from shared.webhooks.config import Webhook
 from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
-from shared.x509.csr import check_public_key, csr_public_key, parse_csr, parse_csr_and_key
-from shared.x509.names import SANs, check_common_name, common_name_of, sans_of, sans_of_names, split_sans
-from shared.x509.profile import (
-    Issuer,
-    ca_leaf_extensions,
-    default_leaf_extensions,
-    provisioner_extension,
-    sign_certificate,
-)
+from shared.x509.csr import csr_public_key, parse_csr, parse_csr_and_key
+from shared.x509.names import SANs, check_common_name, common_name_of, split_sans
+from shared.x509.profile import Issuer, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
-from shared.x509.templated import template_data, templated_leaf
-from shared.x509.upstream import UpstreamIssuer, UpstreamWindow
+from shared.x509.templated import template_data
+from shared.x509.upstream import UpstreamIssuer
 
-log = logging.getLogger("cirrus.authority")
-
-UrlForSerial = Callable[[int], str | None]
 __all__ = ["Authority", "AuthorityStores", "Issued"]
 
 
@@ -106,25 +89,29 @@ class Authority:
         self._issuer_revoked = issuer_revoked
         # Whether a root's ARL lists an intermediate: this one must not sign once it does.
         self._intermediate_revoked = intermediate_revoked
-        self._upstream = upstream
         # Without an explicit set (tests, benches) the provisioners' own `policy` blocks still apply.
         self._policy = policy if policy is not None else IssuancePolicies.build(None, provisioners)
+        self._profile = LeafProfile(self._policy, crl_url, ocsp_url, ca_issuers_url)
         self.issuer = issuer
         self.intermediates = list(intermediates)
-        self._chain_pem = tuple(c.public_bytes(serialization.Encoding.PEM).decode() for c in self.intermediates)
         self.roots = list(roots)
         self.provisioners = provisioners
         self._stores = stores
         self._clock = clock
         self._backdate = backdate
         self._serials = serials
-        self._crl_url = crl_url
-        self._ocsp_url = ocsp_url
-        self._ca_issuers_url = ca_issuers_url
-        self._sinks = list(sinks)
+        self._recorder = IssuanceRecorder(authority_id=authority_id, ledger=stores.issuance,
+                                          intermediates=self.intermediates, sinks=sinks)
         # The provisioners' `options.webhooks` (shared.webhooks); None when no provisioner has any.
         self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
             provisioners.webhooks, roots=roots, clock=clock)
+        self._upstream = None if upstream is None else UpstreamPath(
+            upstream=upstream, authority_id=authority_id, issuer=issuer, webhooks=self._webhooks,
+            recorder=self._recorder)
+        self._renewals = Renewals(
+            authority_id=authority_id, issuer=issuer, stores=stores, provisioners=provisioners, clock=clock,
+            backdate=backdate, serials=serials, profile=self._profile, may_sign=self._refuse_if_signing_revoked,
+            issuer_revoked=issuer_revoked, upstream=self._upstream, recorder=self._recorder)
 
     # ----------------------------------------------------------------- sign
     def sign(
@@ -259,10 +246,7 @@ class Authority:
                                     self._stores.inventories, auth, common_name=common_name, names=sans.all)
         skey = subject_key(common_name, sans.all)
         if previous is not None:
-            endpoint = Endpoint(
-                id=previous.endpoint_id, authority_id=self.authority_id, provisioner_id=previous.provisioner.id,
-                subject_key=previous.subject_key, name=previous.common_name, created_at=now,
-            )
+            endpoint = endpoint_of_predecessor(previous, authority_id=self.authority_id, now=now)
             is_new = False
         else:
             endpoint = endpoint_for_sign(
@@ -298,16 +282,15 @@ class Authority:
         if hooks and self._webhooks is not None:  # ENRICHING: `.Webhooks` before the template renders
             self._webhooks.enrich_x509(hooks, auth, csr, public_key, data)
         if self._upstream is not None:  # registration authority: every check above ran here
-            return self._issue_upstream(self._upstream, auth, csr, sans, common_name, window, endpoint, is_new,
-                                        previous, claim=claim, group=group, now=now, hooks=(hooks, data))
+            return self._upstream.issue(auth, csr, sans, common_name, window, endpoint, is_new, previous,
+                                        claim=claim, group=group, now=now, hooks=(hooks, data))
         serial = self._serials()
         names: tuple[str, tuple[str, ...]] | None = (
             common_name, (*sans.dns, *map(str, sans.ips), *sans.emails, *sans.uris))
-        templated = self._templated_leaf(auth, serial, data) if configured is not None else None
-        if templated is not None:
-            subject, extensions, names = templated  # the names the template put in the certificate
+        if configured is not None:
+            subject, extensions, names = self._profile.templated(configured, auth, serial, data)
         else:
-            extensions = self._leaf_extensions(public_key, sans, common_name, auth, serial)
+            extensions = self._profile.extensions(public_key, sans, common_name, auth, serial)
             subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
         cert = sign_certificate(
             self.issuer,
@@ -320,7 +303,7 @@ class Authority:
         )
         if hooks and self._webhooks is not None:  # AUTHORIZING: before anything is recorded or returned
             self._webhooks.authorize_x509(hooks, auth, cert, data)
-        return self._record(
+        return self._recorder.record(
             cert,
             auth.provisioner,
             endpoint,
@@ -334,47 +317,6 @@ class Authority:
             group=group,
         )
 
-    def _leaf_extensions(
-        self, public_key: PublicKey, sans: SANs, common_name: str, auth: SignAuthorization, serial: int
-    ) -> list[x509.Extension[x509.ExtensionType]]:
-        names = sans.general_names()
-        if not names:
-            raise Forbidden("certificate must have at least one subject alternative name")
-        prov_ext = None
-        if not auth.claims.disable_smallstep_extensions:
-            prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)
-        return default_leaf_extensions(
-            public_key=public_key,
-            san=x509.SubjectAlternativeName(names),
-            san_critical=not common_name,
-            provisioner=prov_ext,
-            crl_url=self._crl_url(serial) if self._crl_url else None,
-            ocsp_url=self._ocsp_url,
-            ca_issuers_url=self._ca_issuers_url,
-        )
-
-    def _templated_leaf(
-        self, auth: SignAuthorization, serial: int, data: Mapping[str, Any],
-    ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]], tuple[str, tuple[str, ...]]]:
-        """Subject, extensions and names from the provisioner's `options.x509` template over `data` (issue 15)."""
-        configured = self.provisioners.x509_templates[auth.provisioner.name]
-        try:
-            leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
-        except TemplateError as exc:
-            raise BadRequest(exc.reason if exc.failed else f"certificate template: {exc}") from exc
-        if not leaf.sans and not leaf.common_name:
-            raise BadRequest("certificate template: the certificate needs a subject alternative name")
-        # Names a template added (from templateData, webhook data...) meet the same policy as the token's.
-        self._policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
-        prov_ext = None
-        if not auth.claims.disable_smallstep_extensions:
-            prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)
-        extensions = [*leaf.extensions, *ca_leaf_extensions(
-            provisioner=prov_ext, crl_url=self._crl_url(serial) if self._crl_url else None,
-            ocsp_url=self._ocsp_url, ca_issuers_url=self._ca_issuers_url,
-        )]
-        return leaf.subject, extensions, (leaf.common_name, leaf.san_strings)
-
     # ------------------------------------------------------- renew / rekey
     def renew(
         self, *, certificate: x509.Certificate, replay: ReplayClaim | None = None, group: CommitGroup | None = None
@@ -387,7 +329,7 @@ class Authority:
         Raises:
             Unauthorized: revoked, unknown, expired, not yet valid, or renewal disabled.
         """
-        return self._renew_or_rekey(certificate, None, replay, group)
+        return self._renewals.reissue(certificate, None, replay, group, None)
 
     def rekey(self, *, certificate: x509.Certificate, csr_pem: object, group: CommitGroup | None = None) -> Issued:
         """Renew with the public key of a new CSR.
@@ -399,58 +341,7 @@ class Authority:
         if not isinstance(csr_pem, str) or not csr_pem:
             raise BadRequest("missing csr")
         csr = parse_csr(csr_pem)
-        return self._renew_or_rekey(certificate, csr_public_key(csr), None, group, csr)
-
-    def _renew_or_rekey(
-        self,
-        old: x509.Certificate,
-        new_key: PublicKey | None,
-        replay: ReplayClaim | None,
-        group: CommitGroup | None = None,
-        csr: x509.CertificateSigningRequest | None = None,
-    ) -> Issued:
-        now = self._clock.now()
-        if self._issuer_revoked is not None and self._issuer_revoked(old):
-            raise Unauthorized("the certificate's issuing intermediate has been revoked")
-        self._refuse_if_signing_revoked()
-        record = renewable_record(
-            old,
-            authority_id=self.authority_id,
-            certificates=self._stores.issuance,
-            revocations=self._stores.revocations,
-            provisioners=self.provisioners,
-            now=now,
-        )
-        serial = record.serial
-        window = successor_window(old, now=now, backdate=self._backdate)
-        new_serial = self._serials()
-        if self._upstream is not None:  # an RA forwards a rekey as a fresh sign for the recorded names
-            return self._renew_upstream(self._upstream, record, csr, window, new_key is not None, replay, group, now)
-        public_key = new_key if new_key is not None else check_public_key(old.public_key())
-        extensions = successor_extensions(old, self._crl_url(new_serial) if self._crl_url else None)
-        cert = sign_certificate(
-            self.issuer,
-            subject=old.subject,
-            public_key=public_key,
-            serial=new_serial,
-            not_before=window.not_before,
-            not_after=window.not_after,
-            extensions=extensions,
-        )
-        endpoint = Endpoint(
-            id=record.endpoint_id,
-            authority_id=self.authority_id,
-            provisioner_id=record.provisioner.id,
-            subject_key=record.subject_key,
-            name=record.common_name,
-            created_at=now,
-        )
-        op = "rekey" if new_key is not None else "renew"
-        return self._record(
-            cert, record.provisioner, endpoint, now, renewed_from=serial, operation=op, new_endpoint=False,
-            claim=replay,
-            group=group,
-        )
+        return self._renewals.reissue(certificate, csr_public_key(csr), None, group, csr)
 
     def _refuse_if_signing_revoked(self) -> None:
         """503 before anything is signed, claimed or recorded if a root's ARL lists this intermediate.
@@ -465,137 +356,3 @@ class Authority:
                 and self._intermediate_revoked(self.intermediates[0]):  # fmt: skip
             raise Unavailable("the issuing intermediate has been revoked; issuance resumes once its successor "
                               "is activated")  # fmt: skip
-
-    # ---------------------------------------------------------- recording
-    def _record(
-        self,
-        cert: x509.Certificate,
-        provisioner: ProvisionerRef,
-        endpoint: Endpoint,
-        now: dt.datetime,
-        *,
-        renewed_from: str | None,
-        operation: str,
-        new_endpoint: bool,
-        create_endpoint: bool = True,
-        claim: ReplayClaim | None = None,
-        names: tuple[str, tuple[str, ...]] | None = None,
-        group: CommitGroup | None = None,
-    ) -> Issued:
-        # `names`: the (common name, SANs in the extension's order) just put in the certificate,
-        # so they need not be read back out of it.
-        cn, sans = names if names is not None else (common_name_of(cert.subject), tuple(sans_of(cert)))
-        record = CertificateRecord(
-            serial=str(cert.serial_number),
-            authority_id=self.authority_id,
-            kind=CertificateKind.X509,
-            der=cert.public_bytes(serialization.Encoding.DER),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            provisioner=provisioner,
-            endpoint_id=endpoint.id,
-            subject_key=endpoint.subject_key,
-            common_name=cn,
-            sans=sans,
-            issued_at=now,
-            renewed_from=renewed_from,
-            operation=operation,
-        )
-        event_type = {"sign": CERTIFICATE_ISSUED, "renew": CERTIFICATE_RENEWED, "rekey": CERTIFICATE_REKEYED}[operation]
-        data: dict[str, Any] = {
-            "serial": record.serial,
-            "authorityId": self.authority_id,
-            "endpointId": endpoint.id,
-            "provisioner": provisioner.name,
-            "commonName": cn,
-            "sans": list(sans),
-            "notBefore": record.not_before.isoformat(),
-            "notAfter": record.not_after.isoformat(),
-        }
-        if renewed_from:
-            data["renewedFrom"] = renewed_from
-        events = [self._event(event_type, record.serial, now, data)]
-        if new_endpoint:
-            events.append(
-                self._event(ENDPOINT_CREATED, endpoint.id, now, {"endpointId": endpoint.id, "name": endpoint.name})
-            )
-        # A subject-grouped endpoint that was just read as existing is not sent again: the
-        # create would be refused and cost a second commit and a read (see docs/costs.md).
-        # (One created by another instance after our read found none is kept by the store.)
-        create = operation == "sign" and create_endpoint and new_endpoint
-        # The token claim rides in the same atomic write: a replay can never be recorded,
-        # and a failed write leaves the token usable for the client's retry.
-        token = TokenClaim(claim.namespace, claim.key, claim.expires_at) if claim is not None else None
-        if group is not None:
-            group.add(
-                IssuanceWrite(record, endpoint if create else None, events, token), lambda: self._publish(events)
-            )
-        else:
-            self._stores.issuance.record_issuance(
-                record, new_endpoint=endpoint if create else None, events=events, claim=token
-            )
-            self._publish(events)
-        return Issued(certificate=cert, chain=self.intermediates, record=record, chain_pem=self._chain_pem)
-
-    def _event(self, etype: str, subject: str, now: dt.datetime, data: Mapping[str, Any]) -> Event:
-        return authority_event(self.authority_id, etype, subject, now, data)
-
-    def _publish(self, events: Sequence[Event]) -> None:
-        """Hand events to the sinks; a sink failure never undoes the issuance."""
-        publish_to_sinks(self._sinks, events, log=log)
-
-    # ------------------------------------------- registration authority
-    def _issue_upstream(
-        self,
-        upstream: UpstreamIssuer,
-        auth: SignAuthorization,
-        csr: x509.CertificateSigningRequest | None,
-        sans: SANs,
-        common_name: str,
-        window: UpstreamWindow,
-        endpoint: Endpoint,
-        is_new: bool,
-        previous: CertificateRecord | None,
-        *,
-        claim: bool,
-        group: CommitGroup | None,
-        now: dt.datetime,
-        hooks: tuple[tuple[Webhook, ...], dict[str, Any]] = ((), {}),
-    ) -> Issued:
-        """`shared.ra`: the upstream signs what this pipeline authorized; recorded here as a local issuance."""
-        if not sans.all:
-            raise Forbidden("certificate must have at least one subject alternative name")
-        if hooks[0] and self._webhooks is not None and csr is not None:  # AUTHORIZING before anything is forwarded
-            planned = requested_certificate_json(common_name, sans, self.issuer.certificate.subject)
-            self._webhooks.authorize_x509_request(hooks[0], auth, planned, csr.public_key(), window, hooks[1])
-        cert, chain = upstream.issue(csr, common_name=common_name, sans=sans, window=window)
-        issued = self._record(
-            cert, auth.provisioner, endpoint, now, renewed_from=previous.serial if previous is not None else None,
-            operation="sign", new_endpoint=is_new, create_endpoint=previous is None,
-            claim=auth.replay if claim else None, group=group,
-        )
-        return replace(issued, chain=chain, chain_pem=None)
-
-    def _renew_upstream(
-        self,
-        upstream: UpstreamIssuer,
-        record: CertificateRecord,
-        csr: x509.CertificateSigningRequest | None,
-        window: UpstreamWindow,
-        rekey: bool,
-        replay: ReplayClaim | None,
-        group: CommitGroup | None,
-        now: dt.datetime,
-    ) -> Issued:
-        """`shared.ra`: a rekey is a fresh upstream sign for the recorded names, on the same endpoint."""
-        sans = split_sans(list(record.sans))
-        cert, chain = upstream.issue(csr, common_name=record.common_name, sans=sans, window=window)
-        endpoint = Endpoint(
-            id=record.endpoint_id, authority_id=self.authority_id, provisioner_id=record.provisioner.id,
-            subject_key=record.subject_key, name=record.common_name, created_at=now,
-        )
-        issued = self._record(
-            cert, record.provisioner, endpoint, now, renewed_from=record.serial,
-            operation="rekey" if rekey else "renew", new_endpoint=False, claim=replay, group=group,
-        )
-        return replace(issued, chain=chain, chain_pem=None)

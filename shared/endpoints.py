@@ -113,6 +113,22 @@ def endpoint_for_sign(
     )
 
 
+def endpoint_of_predecessor(previous: CertificateRecord, *, authority_id: str, now: dt.datetime) -> Endpoint:
+    """The endpoint a successor joins: its predecessor's (renew, rekey, ACME `replaces`).
+
+    Built from the record rather than read from the store: the endpoint exists
+    already and is not created again, so only its id and names are needed.
+    """
+    return Endpoint(
+        id=previous.endpoint_id,
+        authority_id=authority_id,
+        provisioner_id=previous.provisioner.id,
+        subject_key=previous.subject_key,
+        name=previous.common_name,
+        created_at=now,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LineageEntry:
     """One certificate of an endpoint, with its status at `now`."""

@@ -59,18 +59,18 @@ def _lint_every_issued_certificate(monkeypatch: pytest.MonkeyPatch) -> Iterator[
     RFC 5280 certificate lints with no ERROR (issue 2); the test fails at teardown otherwise."""
     from cryptography.hazmat.primitives import serialization
 
-    from shared.authority import Authority
+    from shared.authority_records import IssuanceRecorder
     from tests.helpers import pkilint_errors
 
     issued: list[bytes] = []
-    original = Authority._record
+    original = IssuanceRecorder.record
 
-    def recording(self: Authority, cert, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def recording(self: IssuanceRecorder, cert, *args, **kwargs):  # type: ignore[no-untyped-def]
         result = original(self, cert, *args, **kwargs)
         issued.append(cert.public_bytes(serialization.Encoding.DER))
         return result
 
-    monkeypatch.setattr(Authority, "_record", recording)
+    monkeypatch.setattr(IssuanceRecorder, "record", recording)
     yield
     findings = {i: pkilint_errors(der) for i, der in enumerate(issued)}
     bad = {i: f for i, f in findings.items() if f}

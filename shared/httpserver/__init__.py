@@ -78,11 +78,15 @@ in order, deadlines and a connection cap (`limits`), and the verified client
 certificate (the TLS layer checks it against the roots) passed as
 `SSL_CLIENT_CERT`. The modules: `head` (parsing the request head), `limits`
 (deadlines, caps, accept back-off, the balance between workers), `exchange`
-(one request through the WSGI app) and `loop` (the event loop).
+(one request through the WSGI app), `connection` (one connection's state and
+taking its requests), `transport` (its bytes: handshakes, reads, writes),
+`answering` (its requests, in order, inline, offloaded or after the shared
+commit), `offload` (the thread pool) and `loop` (accepting, the event loop).
 """
 
+from shared.httpserver.answering import Offload
 from shared.httpserver.exchange import CommitGroup, WSGIApp
 from shared.httpserver.limits import ConnectionBalance, Limits
-from shared.httpserver.loop import Offload, WSGIServer
+from shared.httpserver.loop import WSGIServer
 
 __all__ = ["CommitGroup", "ConnectionBalance", "Limits", "Offload", "WSGIApp", "WSGIServer"]

@@ -63,16 +63,18 @@ or `unknown` for a serial the CRL does not list, and only the publisher can
 write the bucket. Integrity is checked (segment SHA-256 and size from the
 manifest); an artefact that fails is refused, counted in `failures`, and the
 last good index keeps serving.
+
+This module is the publication (the cursor reads, the next manifest, its
+conditional write); `serial_index_segments` writes, reads and deletes the
+segments, `serial_index_reader` is the responder's side and `serial_index_format`
+the bytes. `PublishedSerials` and `StoreSerials` are re-exported here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import random
-import secrets
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,10 +83,8 @@ from typing import Protocol, runtime_checkable
 from shared.blobs.base import BlobStore, PreconditionFailed
 from shared.clock import Clock
 from shared.errors import BackendError, ConfigError
-from shared.store.base import CertificateReader
 from shared.validation.serial_index_format import (
     MANIFEST_CONTENT_TYPE,
-    SEGMENT_CONTENT_TYPE,
     SERIAL_BYTES,
     InvalidIndex,
     Manifest,
@@ -92,8 +92,9 @@ from shared.validation.serial_index_format import (
     SortedSerials,
     manifest_name,
     pack_serials,
-    verify_segment,
 )
+from shared.validation.serial_index_reader import PublishedSerials, StoreSerials
+from shared.validation.serial_index_segments import IndexSegments
 
 __all__ = [
     "SERIAL_BYTES",
@@ -216,13 +217,11 @@ class SerialIndexPublisher:
         self._full_at: dict[str, dt.datetime] = {}  # when each authority's last full look-back ran
         self._retain = retain_after_expiry
         self._retired_grace = retired_grace
-        self._sealed: list[str] = []  # segments written by the current attempt
-        self._unnamed: list[str] = []  # of those, the ones its manifest does not name (merged again)
+        self._segments = IndexSegments(blobs=blobs, retain_after_expiry=retain_after_expiry,
+                                       segment_entries=segment_entries, max_segments=max_segments)
+        self._unnamed: list[str] = []  # segments the current attempt sealed that its manifest does not name
         self._tail_entries = tail_entries
-        self._segment_entries = segment_entries
-        self._max_segments = max_segments
         self._page = page
-        self._segments: dict[str, SortedSerials] = {}  # immutable, so cached by name
 
     def publish(self, authority_id: str | None = None) -> list[IndexResult]:
         """Bring the index of one authority, or of all, up to date."""
@@ -254,7 +253,7 @@ class SerialIndexPublisher:
                     # Never rebuild silently from an unreadable manifest: that would need the whole
                     # store and could hide tampering. An operator removes the object to rebuild.
                     raise BackendError(f"{name}: published manifest is unreadable: {exc}") from exc
-            self._sealed, self._unnamed = [], []
+            self._segments.sealed, self._unnamed = [], []
             updated, added = self._next(current, overlap)
             if updated is None:
                 return IndexResult(aid, name, 0, current.count, len(current.segments), None)
@@ -271,14 +270,13 @@ class SerialIndexPublisher:
                 # Another publisher got there first: the segments this attempt sealed are named
                 # by no manifest, so they go now; back off a little (jittered, so racing
                 # publishers spread out) and start again from its manifest.
-                self._delete(self._sealed, "unpublished")
-                for orphan in self._sealed:
-                    self._segments.pop(orphan, None)
+                self._segments.delete(self._segments.sealed, "unpublished")
+                self._segments.forget(self._segments.sealed)
                 attempt += 1
                 time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))  # noqa: S311 - jitter, not a secret
                 continue
-            self._delete(due, "retired")  # only once the manifest that forgets them is out
-            self._delete(self._unnamed, "unpublished")
+            self._segments.delete(due, "retired")  # only once the manifest that forgets them is out
+            self._segments.delete(self._unnamed, "unpublished")
             return IndexResult(aid, name, added, updated.count, len(updated.segments), written)
         raise BackendError(f"{name}: gave up after {_WRITE_ATTEMPTS} conflicting writes", transient=True)
 
@@ -301,12 +299,14 @@ class SerialIndexPublisher:
                 if tail:
                     assert tail_first is not None and tail_not_after is not None
                     last = current.cursor_time or tail_first
-                    segments.append(self._seal(aid, list(SortedSerials(tail)), tail_first, last, tail_not_after))
-                segments.extend(self._seal_chunks(aid, pending))
+                    segments.append(self._segments.seal(aid, list(SortedSerials(tail)), tail_first, last,
+                                                        tail_not_after))
+                segments.extend(self._segments.seal_chunks(aid, pending.serials, pending.first, pending.last,
+                                                           pending.not_after))
                 tail, tail_first, tail_not_after = b"", None, None
         if tail_not_after is not None and tail_not_after < now - self._retain:
             tail, tail_first, tail_not_after, changed = b"", None, None, True
-        compacted = self._compact(aid, segments, now)
+        compacted = self._segments.compact(aid, segments, now)
         changed = changed or compacted != list(current.segments)
         # Segments this manifest stops naming are retired now and deleted after the grace period
         # (a reader may hold the previous manifest that long); the manifest itself keeps the list,
@@ -314,7 +314,7 @@ class SerialIndexPublisher:
         kept = {s.name for s in compacted}
         dropped = [s.name for s in current.segments if s.name not in kept]
         # merged again within this run: named by no manifest, deleted once this one is out
-        self._unnamed = [n for n in self._sealed if n not in kept]
+        self._unnamed = [n for n in self._segments.sealed if n not in kept]
         cutoff = now - self._retired_grace
         retired = tuple((n, at) for n, at in current.retired if at > cutoff) + tuple((n, now) for n in dropped)
         changed = changed or retired != current.retired
@@ -365,188 +365,5 @@ class SerialIndexPublisher:
         known = set(SortedSerials(current.tail))
         for segment in current.segments:
             if segment.last_issued >= start:
-                known.update(self._load(segment))
+                known.update(self._segments.load(segment))
         return known
-
-    def _load(self, segment: Segment) -> SortedSerials:
-        cached = self._segments.get(segment.name)
-        if cached is not None:
-            return cached
-        blob = self._blobs.read(segment.name)
-        if blob is None:
-            raise BackendError(f"{segment.name}: segment named by the manifest is missing")
-        try:
-            loaded = verify_segment(segment, blob.data)
-        except InvalidIndex as exc:
-            raise BackendError(str(exc)) from exc
-        self._segments[segment.name] = loaded
-        return loaded
-
-    def _seal_chunks(self, aid: str, pending: _Pending) -> list[Segment]:
-        """Write this run's new serials as segments of at most `segment_entries`, in issuance order."""
-        assert pending.first is not None and pending.last is not None and pending.not_after is not None
-        size = self._segment_entries
-        out = []
-        for i in range(0, len(pending.serials), size):
-            # the span of the whole run: exact per-chunk times are not kept, and wider is safe
-            out.append(self._seal(aid, pending.serials[i : i + size], pending.first, pending.last, pending.not_after))
-        return out
-
-    def _seal(
-        self, aid: str, serials: list[int], first: dt.datetime, last: dt.datetime, not_after: dt.datetime
-    ) -> Segment:
-        data = pack_serials(serials)
-        stamp = first.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        name = f"{manifest_name(aid).rsplit('/', 1)[0]}/seg-{stamp}-{secrets.token_hex(6)}.bin"
-        self._blobs.write(name, data, content_type=SEGMENT_CONTENT_TYPE, if_generation_match=0)
-        self._sealed.append(name)
-        segment = Segment(name, len(data) // SERIAL_BYTES, hashlib.sha256(data).hexdigest(), first, last, not_after)
-        self._segments[name] = SortedSerials(data)
-        return segment
-
-    def _delete(self, names: Sequence[str], why: str) -> None:
-        """Delete segments no published manifest names; a failure leaves them to the bucket's lifecycle rule."""
-        for name in names:
-            try:
-                self._blobs.delete(name)
-            except (BackendError, PreconditionFailed) as exc:
-                _log.warning("%s segment %s not deleted (the bucket lifecycle rule will): %s", why, name, exc)
-
-    def _compact(self, aid: str, segments: list[Segment], now: dt.datetime) -> list[Segment]:
-        """Drop long-expired segments; merge the smallest adjacent pair while there are too many."""
-        live = [s for s in segments if s.not_after >= now - self._retain]
-        while len(live) > self._max_segments:
-            pairs = [
-                (live[i].count + live[i + 1].count, i)
-                for i in range(len(live) - 1)
-                if live[i].count + live[i + 1].count <= self._segment_entries
-            ]
-            if not pairs:
-                break
-            _, i = min(pairs)
-            a, b = live[i], live[i + 1]
-            merged = self._seal(
-                aid,
-                [*self._load(a), *self._load(b)],
-                min(a.first_issued, b.first_issued),
-                max(a.last_issued, b.last_issued),
-                max(a.not_after, b.not_after),
-            )
-            live[i : i + 2] = [merged]
-        keep = {s.name for s in live}
-        for name in [n for n in self._segments if n not in keep]:
-            del self._segments[name]
-        return live
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass(frozen=True, slots=True)
-class LoadedIndex:
-    """A verified index: membership is a binary search in each part."""
-
-    generation: int
-    parts: tuple[SortedSerials, ...]
-    names: frozenset[str]
-
-    def __contains__(self, serial: object) -> bool:
-        return any(serial in part for part in self.parts)
-
-
-@dataclass(slots=True)
-class _Slot:
-    index: LoadedIndex | None = None
-    checked_at: dt.datetime | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class PublishedSerials:
-    """The responder's view of the published indexes, cached per manifest generation.
-
-    Satisfies `shared.validation.ocsp.IssuedSerials`.
-    """
-
-    def __init__(self, *, blobs: BlobStore, clock: Clock, recheck: dt.timedelta = dt.timedelta(seconds=60)) -> None:
-        """Read from `blobs`, looking for a new manifest generation at most every `recheck`."""
-        self._blobs = blobs
-        self._clock = clock
-        self._recheck = recheck
-        self._slots: dict[str, _Slot] = {}
-        self._slots_lock = threading.Lock()
-        self._segments: dict[str, tuple[str, SortedSerials]] = {}  # name -> (sha256, serials)
-        self.failures = 0
-
-    def is_issued(self, authority_id: str, serial: int) -> bool:
-        """Whether the published index lists `serial` for the authority.
-
-        Raises:
-            BackendError: no index has been published or could be read yet
-                (the responder answers tryLater rather than guess).
-        """
-        with self._slots_lock:
-            slot = self._slots.setdefault(authority_id, _Slot())
-        now = self._clock.now()
-        index = slot.index
-        if index is None or slot.checked_at is None or now - slot.checked_at >= self._recheck:
-            with slot.lock:
-                if slot.checked_at is None or now - slot.checked_at >= self._recheck:
-                    self._refresh(slot, authority_id, now)
-                index = slot.index
-        if index is None:
-            raise BackendError(f"no serial index published for {authority_id}", transient=True)
-        return serial in index
-
-    def _refresh(self, slot: _Slot, aid: str, now: dt.datetime) -> None:
-        name = manifest_name(aid)
-        try:
-            blob = self._blobs.read(name)
-        except BackendError as exc:
-            _log.warning("cannot read %s, serving the last good index: %s", name, exc)
-            return
-        slot.checked_at = now
-        if blob is None or (slot.index is not None and blob.generation == slot.index.generation):
-            return
-        try:
-            manifest = Manifest.decode(blob.data, aid)
-            parts = [SortedSerials(manifest.tail)]
-            for segment in manifest.segments:
-                parts.append(self._segment(segment))
-        except (InvalidIndex, BackendError) as exc:
-            self.failures += 1
-            _log.error("refused %s generation %d: %s", name, blob.generation, exc)
-            return
-        names = frozenset(s.name for s in manifest.segments)
-        slot.index = LoadedIndex(blob.generation, tuple(parts), names)
-        live: set[str] = set().union(*(s.index.names for s in self._slots.values() if s.index is not None))
-        for stale in [n for n in self._segments if n not in live]:
-            del self._segments[stale]
-
-    def _segment(self, segment: Segment) -> SortedSerials:
-        cached = self._segments.get(segment.name)
-        if cached is not None and cached[0] == segment.sha256:
-            return cached[1]
-        blob = self._blobs.read(segment.name)
-        if blob is None:
-            raise InvalidIndex(f"{segment.name} is missing")
-        loaded = verify_segment(segment, blob.data)
-        self._segments[segment.name] = (segment.sha256, loaded)
-        return loaded
-
-
-class StoreSerials:
-    """`IssuedSerials` answered from the store directly.
-
-    Only for setups where the responder may read the database (tests, a
-    single process); deployments use `PublishedSerials`, which needs nothing
-    but the published artefacts.
-    """
-
-    def __init__(self, reader: CertificateReader) -> None:
-        """Ask `reader` for each serial."""
-        self._reader = reader
-
-    def is_issued(self, authority_id: str, serial: int) -> bool:
-        """Whether the store holds an X.509 certificate of the authority with this serial."""
-        record = self._reader.get_certificate(str(serial))
-        return record is not None and record.authority_id == authority_id and str(record.kind) == "x509"

@@ -1,6 +1,6 @@
 """The published serial index's objects: the manifest, its segments, and their byte format.
 
-Split from `serial_index.py` (the publisher and the reader) so the format can be read on its
+Split from `serial_index.py` (the publisher; the reader is `serial_index_reader.py`) so the format can be read on its
 own. See that module's docstring for what the index is for and how it is kept.
 
 Manifest fields beyond the segment list and the tail: `retired` lists segments a newer

@@ -31,7 +31,8 @@ from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
 from shared.validation.published import PublishedCRLs
 from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
 from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, ResponderRotator
-from shared.validation.serial_index import IssuedSince, PublishedSerials, SerialIndexPublisher
+from shared.validation.serial_index import IssuedSince, SerialIndexPublisher
+from shared.validation.serial_index_reader import PublishedSerials
 
 if TYPE_CHECKING:
     from shared.authorities import HostedAuthority

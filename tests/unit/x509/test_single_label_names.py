@@ -19,16 +19,16 @@ from tests.helpers import make_csr, mint_sign_token, pkilint_errors
 
 @pytest.fixture(autouse=True)
 def _lint_every_issued_certificate(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from shared.authority import Authority
+    from shared.authority_records import IssuanceRecorder
 
     issued: list[bytes] = []
-    original = Authority._record
+    original = IssuanceRecorder.record
 
-    def recording(self: Authority, cert, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def recording(self: IssuanceRecorder, cert, *args, **kwargs):  # type: ignore[no-untyped-def]
         issued.append(cert.public_bytes(serialization.Encoding.DER))
         return original(self, cert, *args, **kwargs)
 
-    monkeypatch.setattr(Authority, "_record", recording)
+    monkeypatch.setattr(IssuanceRecorder, "record", recording)
     yield
     assert issued
     for der in issued:
