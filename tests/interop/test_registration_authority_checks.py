@@ -119,7 +119,11 @@ def test_the_ra_refuses_to_rekey_what_a_revoked_intermediate_issued(
 
         cirrus("ca", "revoke-intermediate", "--root-kms", f"softkms:path={authority_dir}/secrets/root_ca_key",
                "--root", str(authority_dir / "certs" / "root_ca.crt"),
-               "--cert", str(authority_dir / "certs" / "intermediate_ca.crt"), "--dir", str(authority_dir),
+               "--cert", str(authority_dir / "certs" / "intermediate_ca.crt"),
+               # `--blobs`, as from another machine: with `--dir` the command refuses to revoke the
+               # intermediate that issues now (its successor comes first); the upstream then answers
+               # 503 to new signatures, and the RA must refuse the rekey before forwarding anything.
+               "--blobs", f"file:{authority_dir / 'published'}",
                "--reason", "keyCompromise", "--password-file", str(authority_dir / "secrets" / "password"))  # fmt: skip
         services.close()
         services, client = _ra(ra_dir)  # a fresh RA instance (the ARL is re-read every 30 s)
