@@ -52,7 +52,6 @@ from shared.provisioners.tokens import peek
 from shared.renewal import renewable_record, successor_extensions, successor_window
 from shared.store.base import IssuanceWrite
 from shared.templates import TemplateError
-from shared.templates.fields import decode_rendered
 from shared.validity import check_window, requested_window
 from shared.webhooks.certificate import requested_certificate_json
 from shared.webhooks.config import Webhook
@@ -67,7 +66,7 @@ from shared.x509.profile import (
     sign_certificate,
 )
 from shared.x509.serials import SerialSource, random_serial
-from shared.x509.templated import template_data, templated_leaf
+from shared.x509.templated import refusal_message, render_leaf, template_data
 from shared.x509.upstream import UpstreamIssuer, UpstreamWindow
 
 log = logging.getLogger("cirrus.authority")
@@ -358,12 +357,10 @@ class Authority:
     ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]], tuple[str, tuple[str, ...]]]:
         """Subject, extensions and names from the provisioner's `options.x509` template over `data` (issue 15)."""
         configured = self.provisioners.x509_templates[auth.provisioner.name]
-        try:
-            leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
+        try:  # the same path as `cirrus template render` (shared.x509.templated.render_leaf)
+            _, leaf = render_leaf(configured.template, data)
         except TemplateError as exc:
-            raise BadRequest(exc.reason if exc.failed else f"certificate template: {exc}") from exc
-        if not leaf.sans and not leaf.common_name:
-            raise BadRequest("certificate template: the certificate needs a subject alternative name")
+            raise BadRequest(refusal_message(exc)) from exc
         # Names a template added (from templateData, webhook data...) meet the same policy as the token's.
         self._policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
         prov_ext = None
