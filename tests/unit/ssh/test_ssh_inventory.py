@@ -33,9 +33,12 @@ from shared.runtime import Services, build_services
 from shared.ssh.certificate import SSHCertificate, parse_certificate
 from shared.ssh.options import SSHOptions
 from tests.sshhelpers import keygen, ssh_token
+from tests.unit.ssh import test_ssh_identity_provisioners as identity
 from tests.unit.ssh.test_ssh_api import refused, ssh_rows
 
 NOW = dt.datetime(2026, 12, 7, 12, tzinfo=dt.UTC)
+# The identity provisioners' fixtures (a provisioner block -> app; the fake GCE and Azure metadata servers).
+build, google, azure = identity.build, identity.google, identity.azure
 USERNAME_TEMPLATE = """{
   "type": {{ toJson .Type }},
   "keyId": {{ toJson .KeyID }},
@@ -154,3 +157,45 @@ def test_an_oidc_credential_proves_its_email_and_subject() -> None:
     assert ssh_credential_key(InventoryOption("people", "subject"), auth, token) == "1234567890"
     assert ssh_credential_key(InventoryOption("people", "san"), auth, token) == "alice"
     assert ssh_credential_key(InventoryOption("people", "email"), auth, {"email": ""}) is None
+
+
+# ------------------------------------------------ cloud instance identities, through their provisioners
+HOST_TEMPLATE = ('{"type": "host", "keyId": {{ toJson .KeyID }}, '
+                 '"principals": {{ toJson (append .Principals (printf "%s.workloads.internal" .Inventory.workload)) }}}')
+
+
+def _hosts_inventory(authority_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    from shared.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(Settings.load(authority_dir / "config.json").store.removeprefix("sqlite:"))
+    try:
+        store.create_inventory(Inventory("hosts", "hosts", NOW))
+        store.put_inventory_entries("hosts", {key: entry})
+    finally:
+        store.close()
+
+
+INVENTORY = {"inventory": {"name": "hosts", "key": "instanceID", "require": True}, "ssh": {"template": HOST_TEMPLATE}}
+
+
+def test_gcp_instance_id_finds_the_entry(build: Any, google: Any, authority_dir: Path, pub: str) -> None:
+    api = build({**identity.gcp_block(google[1], disableCustomSANs=True), "options": INVENTORY})
+    refused(api.post("/ssh/sign", json={"publicKey": pub, "ott": identity.metadata_token(google[1])}), 403)
+    _hosts_inventory(authority_dir, google[0].instance.instance_id, {"workload": "billing"})
+    cert = _issued(api.post("/ssh/sign", json={"publicKey": pub, "ott": identity.metadata_token(google[1])}))
+    assert cert.principals == (*identity.GCP_NAMES, "billing.workloads.internal")
+
+
+def test_aws_instance_id_finds_the_entry(build: Any, authority_dir: Path, tmp_path: Path, pub: str) -> None:
+    api = identity.aws_api(build, tmp_path, disableCustomSANs=True, options=INVENTORY)
+    _hosts_inventory(authority_dir, "i-0a1b2c3d4e5f67890", {"workload": "payroll"})
+    cert = _issued(api.post("/ssh/sign", json={"publicKey": pub, "ott": identity.aws_token()}))
+    assert cert.principals == (*identity.AWS_NAMES, "payroll.workloads.internal")
+
+
+def test_azure_vm_name_finds_the_entry(build: Any, azure: Any, authority_dir: Path, pub: str) -> None:
+    api = identity.azure_api(build, azure[0], disableCustomSANs=True, options=INVENTORY)
+    refused(api.post("/ssh/sign", json={"publicKey": pub, "ott": azure[0].access_token()}), 403)
+    _hosts_inventory(authority_dir, "vm-1", {"workload": "web"})
+    cert = _issued(api.post("/ssh/sign", json={"publicKey": pub, "ott": azure[0].access_token()}))
+    assert cert.principals == ("vm-1", "web.workloads.internal")
