@@ -18,7 +18,8 @@ In a provisioner's `options` (beside `x509` and `ssh`, as step-ca keeps them):
   otherwise the request is refused. (Combine with `require` so unknown keys are refused too.)
 
 The entry (or `{}` when there is none) is given to the provisioner's templates as
-`.Inventory`. The option is checked when the configuration loads: a mistake is a
+`.Inventory`. The same option gates `/ssh/sign` (`ssh_inventory_entry`): the key from the SSH
+credential, `restrictNames` over the principals it is granted, and `.Inventory` in SSH templates. The option is checked when the configuration loads: a mistake is a
 `ConfigError` naming the provisioner and the field.
 """
 

@@ -25,6 +25,8 @@ def available() -> str | None:
         return "go is not installed (infra/test.sh installs golang-go)"
     if not Path(GOPATH_SYSTEM, "src/github.com/Masterminds/sprig").is_dir():
         return "sprig is not installed (infra/test.sh installs golang-github-masterminds-sprig-dev)"
+    if not Path(GOPATH_SYSTEM, "src/github.com/smallstep/certificates/authority/provisioner").is_dir():
+        return "step-ca's sources are not installed (infra/test.sh installs golang-github-smallstep-certificates-dev)"
     return None
 
 
