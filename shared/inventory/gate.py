@@ -19,8 +19,9 @@ In a provisioner's `options` (beside `x509` and `ssh`, as step-ca keeps them):
 
 The entry (or `{}` when there is none) is given to the provisioner's templates as
 `.Inventory`. The same option gates `/ssh/sign` (`ssh_inventory_entry`): the key from the SSH
-credential, `restrictNames` over the principals it is granted, and `.Inventory` in SSH templates. The option is checked when the configuration loads: a mistake is a
-`ConfigError` naming the provisioner and the field.
+credential, `restrictNames` over the principals it is granted, and `.Inventory` in SSH templates.
+The option is checked when the configuration loads: a mistake is a `ConfigError` naming the
+provisioner and the field.
 """
 
 from __future__ import annotations
