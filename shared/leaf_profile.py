@@ -21,11 +21,10 @@ from shared.keys.base import PublicKey
 from shared.policy.issuance import IssuancePolicies
 from shared.provisioners.base import SignAuthorization
 from shared.templates import TemplateError
-from shared.templates.fields import decode_rendered
 from shared.templates.provisioner import ProvisionerTemplate
 from shared.x509.names import SANs, sans_of_names
 from shared.x509.profile import ca_leaf_extensions, default_leaf_extensions, provisioner_extension
-from shared.x509.templated import templated_leaf
+from shared.x509.templated import refusal_message, render_leaf
 
 UrlForSerial = Callable[[int], str | None]
 
@@ -75,12 +74,10 @@ class LeafProfile:
             BadRequest: the template failed or gave no name.
             Forbidden: a name it gave is outside the policy.
         """
-        try:
-            leaf = templated_leaf(decode_rendered(configured.template.render(data), ssh=False))
+        try:  # the same path as `cirrus template render` (shared.x509.templated.render_leaf)
+            _, leaf = render_leaf(configured.template, data)
         except TemplateError as exc:
-            raise BadRequest(exc.reason if exc.failed else f"certificate template: {exc}") from exc
-        if not leaf.sans and not leaf.common_name:
-            raise BadRequest("certificate template: the certificate needs a subject alternative name")
+            raise BadRequest(refusal_message(exc)) from exc
         # Names a template added (from templateData, webhook data...) meet the same policy as the token's.
         self.policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
         extensions = [*leaf.extensions, *ca_leaf_extensions(

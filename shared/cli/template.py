@@ -2,9 +2,13 @@
 
 Renders the template with the same engine issuance uses (Go `text/template` + sprig, as step-ca)
 and prints the rendered JSON; a template that fails to parse, calls `fail`, renders invalid JSON or
-gives a field the wrong type is reported with its template line and exit status 1. With `--ssh`
-the output is also checked as SSH issuance checks it (`shared.ssh.templated`: type user or host,
-string principals and options, no serial), so a preview that passes renders the same at issuance.
+gives a field the wrong type is reported with its template line and exit status 1. The output is
+also mapped onto a certificate as issuance maps it, by the same code: for X.509
+`shared.x509.templated.render_leaf` (OIDs, base64 DER values, IP addresses, DNS names, no CA
+certificate, a common name or a SAN), with `--ssh` `shared.ssh.templated` (type user or host,
+string principals and options, no serial). A template that issuance would refuse is refused here
+with the same message (issuance prefixes it with `certificate template: `, and answers a `fail`
+with the template's own message only), so a preview that passes renders the same at issuance.
 """
 
 from __future__ import annotations
@@ -61,13 +65,17 @@ def _load_data(arg: str) -> dict[str, Any]:
 
 def cmd_render(args: argparse.Namespace) -> int:
     """Render FILE over --data; print the JSON or raise with the template line."""
+    from shared.x509.templated import render_leaf  # here: cryptography's x509 only for this command
+
     text = _read_text(args.file, "template")
     data = _load_data(args.data)
     try:
-        rendered = Template(text, name=args.file.name).render(data)
-        value = decode_rendered(rendered, ssh=args.ssh, name=args.file.name)
+        template = Template(text, name=args.file.name)
         if args.ssh:  # what issuance would refuse: an unknown type, non-string principals, a serial...
+            value = decode_rendered(template.render(data), ssh=True, name=args.file.name)
             templated_ssh(value)
+        else:  # issuance's own JSON -> certificate mapping: bad OIDs, base64, IPs, a CA, no names...
+            value, _ = render_leaf(template, data)
     except TemplateError as exc:
         if exc.name != args.file.name:
             exc = TemplateError(exc.message, exc.line, args.file.name)

@@ -18,8 +18,10 @@ In a provisioner's `options` (beside `x509` and `ssh`, as step-ca keeps them):
   otherwise the request is refused. (Combine with `require` so unknown keys are refused too.)
 
 The entry (or `{}` when there is none) is given to the provisioner's templates as
-`.Inventory`. The option is checked when the configuration loads: a mistake is a
-`ConfigError` naming the provisioner and the field.
+`.Inventory`. The same option gates `/ssh/sign` (`ssh_inventory_entry`): the key from the SSH
+credential, `restrictNames` over the principals it is granted, and `.Inventory` in SSH templates.
+The option is checked when the configuration loads: a mistake is a `ConfigError` naming the
+provisioner and the field.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from shared.errors import ConfigError, Forbidden, Unavailable
 from shared.inventory.base import InventoryError, InventoryReader, check_name
 from shared.provisioners.base import SignAuthorization
+from shared.ssh.options import SSHSignAuthorization
 
 KEY_SOURCES = ("subject", "email", "instanceID", "account", "san")
 ALLOWED_NAMES = "allowedNames"
@@ -98,6 +101,44 @@ def credential_key(option: InventoryOption, auth: SignAuthorization) -> str | No
     else:
         value = auth.identity.get(option.key)
     return value if isinstance(value, str) and value else None
+
+
+def ssh_credential_key(option: InventoryOption, auth: SSHSignAuthorization, token: Mapping[str, Any]) -> str | None:
+    """The lookup key an `/ssh/sign` credential proves: `subject` is the token's `sub` (the key id where
+    a token has none), `email` its `email` claim, `instanceID`/`account` what a cloud identity proves,
+    `san` the first principal the credential is granted (before a template changes them)."""
+    if option.key == "subject":
+        sub = token.get("sub")
+        value: Any = sub if isinstance(sub, str) else auth.key_id
+    elif option.key == "email":
+        value = token.get("email")
+    elif option.key == "san":
+        value = auth.principals[0] if auth.principals else None
+    else:
+        value = auth.identity.get(option.key)
+    return value if isinstance(value, str) and value else None
+
+
+def ssh_inventory_entry(
+    option: InventoryOption | None,
+    reader: InventoryReader | None,
+    auth: SSHSignAuthorization,
+    token: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """The entry for this `/ssh/sign` request (`{}` when none), or None when the provisioner has no option.
+
+    `restrictNames` checks the principals the credential is granted (and the key id is not a name:
+    it is the certificate's label, not something a server matches), the same moment as the X.509
+    path checks the requested SANs: before a template shapes the certificate.
+
+    Raises:
+        Forbidden: `require` and no entry, or `restrictNames` and a principal outside the entry's.
+        Unavailable: the option is set but this deployment has no inventory store.
+    """
+    if option is None:
+        return None
+    return entry_for_key(option, reader, ssh_credential_key(option, auth, token), common_name="",
+                         names=auth.principals)
 
 
 def _check_names(entry: Mapping[str, Any], common_name: str, names: Iterable[str]) -> None:

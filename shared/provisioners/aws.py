@@ -232,7 +232,8 @@ class AWSProvisioner(RoutedProvisioner):
             tofu=self._tofu, now=now, token_expires=expires,
         )
         return iid_ssh_authorization(
-            SSHIdentity(self._ref, self._claims, replay),
+            SSHIdentity(self._ref, self._claims, replay,
+                        {"instanceID": doc["instanceId"], "account": doc["accountId"]}),
             key_id=doc["instanceId"],
             principals=(private, internal_dns_name(private, doc["region"])),
             disable_custom_sans=self._disable_custom_sans,

@@ -171,7 +171,7 @@ class AzureProvisioner(ConfiguredProvisioner):
         """
         auth = self.authorize_sign(peeked, now)
         return iid_ssh_authorization(
-            SSHIdentity(self._ref, self._claims, auth.replay),
+            SSHIdentity(self._ref, self._claims, auth.replay, auth.identity),
             key_id=auth.subject,
             principals=(auth.subject,),
             disable_custom_sans=self._disable_custom_sans,

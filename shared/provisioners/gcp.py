@@ -166,7 +166,7 @@ class GCPProvisioner(RoutedProvisioner):
             tofu=self._tofu, now=now, token_expires=expires,
         )
         return iid_ssh_authorization(
-            SSHIdentity(self._ref, self._claims, replay),
+            SSHIdentity(self._ref, self._claims, replay, {"instanceID": instance_id, "account": project}),
             key_id=instance,
             principals=(f"{instance}.c.{project}.internal", f"{instance}.{zone}.c.{project}.internal"),
             disable_custom_sans=self._disable_custom_sans,

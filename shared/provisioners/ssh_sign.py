@@ -25,7 +25,8 @@ saves its CPU; a provisioner's own `options.ssh` template is applied over them i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from shared.claims import Claims
 from shared.errors import BadRequest, Forbidden, Unauthorized
@@ -77,6 +78,7 @@ class SSHIdentity:
     ref: ProvisionerRef
     claims: Claims
     replay: ReplayClaim
+    identity: Mapping[str, str] = field(default_factory=dict)  # `instanceID`/`account` (inventory keys)
 
     def require_enabled(self) -> None:
         """step-ca's `sshCA is disabled` check.
@@ -104,6 +106,7 @@ class SSHIdentity:
             replay=self.replay,
             renewal_enabled=not self.claims.disable_renewal,
             template_identity=proven,
+            identity=self.identity,
         )
 
 

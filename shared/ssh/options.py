@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shared.claims import Claims
@@ -124,6 +124,8 @@ class SSHSignAuthorization:
     # What the credential proves, as a template's `.Type`/`.KeyID`/`.Principals` (step-ca's
     # CreateTemplateData) when it differs from what is granted (instance identities, OIDC admins).
     template_identity: tuple[int, str, tuple[str, ...]] | None = None
+    # What a cloud instance identity proves (`instanceID`, `account`): inventory lookup keys.
+    identity: Mapping[str, str] = field(default_factory=dict)
 
 
 def jwk_ssh_authorization(

@@ -18,11 +18,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from shared.errors import Unauthorized
+from shared.clock import Clock
+from shared.errors import BadRequest, Unauthorized
 from shared.keys.base import PublicKey
 from shared.provisioners.base import ReplayClaim
 from shared.provisioners.registry import ListedProvisioner
-from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times, require_jti
+from shared.provisioners.tokens import MAX_TOKEN_LIFETIME, Audiences, PeekedToken, check_times, peek, require_jti
 from shared.ssh.certificate import HOST_CERT, USER_CERT, SSHCertificate, parse_certificate
 from shared.ssh.wire import WireError, b64decode_strict
 
@@ -104,3 +105,29 @@ def verify_sshpop(
         raise Unauthorized("sshpop token subject cannot be empty")
     replay = ReplayClaim(namespace=f"ott:{provisioner.ref.id}", key=require_jti(claims), expires_at=expires)
     return SSHPOPAuthorization(certificate=cert, provisioner=provisioner, subject=sub, replay=replay)
+
+
+@dataclass(frozen=True, slots=True)
+class SSHPOPVerifier:
+    """`verify_sshpop` bound to one authority's CA keys, provisioners and audiences (renew, rekey, revoke)."""
+
+    provisioners: Iterable[Any]
+    user_ca: PublicKey
+    host_ca: PublicKey
+    audiences: Audiences
+    clock: Clock
+
+    def verify(self, ott: object, operation: str, *, check_validity: bool) -> SSHPOPAuthorization:
+        """Authenticate the body's `ott` as an SSHPOP token for `operation`.
+
+        Raises:
+            BadRequest: no token; Unauthorized: not an sshpop token, or any check fails.
+        """
+        if not isinstance(ott, str) or not ott:
+            raise BadRequest("missing or empty ott")
+        peeked = peek(ott)
+        if "sshpop" not in peeked.header:
+            raise Unauthorized("token must be an sshpop token")
+        return verify_sshpop(peeked, provisioners=self.provisioners, user_ca=self.user_ca, host_ca=self.host_ca,
+                             audiences=self.audiences, operation=operation, now=self.clock.now(),
+                             check_validity=check_validity)

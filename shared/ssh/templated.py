@@ -38,7 +38,7 @@ from shared.ssh.options import SSHOptions, SSHSignAuthorization
 from shared.ssh.wire import SSHPublicKey
 from shared.templates.errors import TemplateError
 from shared.templates.fields import decode_rendered
-from shared.templates.provisioner import ProvisionerTemplate
+from shared.templates.provisioner import ProvisionerTemplate, with_webhooks
 from shared.templates.values import GoStruct, GoTyped
 
 MAX_OPTIONS = 64  # extensions or critical options one certificate may carry
@@ -170,6 +170,16 @@ def templated_ssh(doc: Mapping[str, Any]) -> TemplatedSSH:
     )
 
 
+def _merged(template_data: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The provisioner's templateData with what issuance adds: `.Inventory` (Cirrus's own) replaces a
+    templateData key of that name; `.Webhooks` is added to a templateData `Webhooks` object, as
+    step-ca's SetWebhook does."""
+    merged = {**template_data, **extra}
+    if "Webhooks" in extra:
+        merged["Webhooks"] = with_webhooks(template_data.get("Webhooks"), extra["Webhooks"])
+    return merged
+
+
 def apply_ssh_template(configured: ProvisionerTemplate, auth: SSHSignAuthorization, *, request: SSHOptions,
                        key: SSHPublicKey, token: Mapping[str, Any], user: Any = None,
                        extra: Mapping[str, Any] | None = None) -> tuple[SSHSignAuthorization, TemplatedSSH]:
@@ -189,7 +199,7 @@ def apply_ssh_template(configured: ProvisionerTemplate, auth: SSHSignAuthorizati
         cert_type=cert_type, key_id=key_id, principals=principals, token=token,
         request=certificate_request(cert_type=request.cert_type, key_id=request.key_id,
                                     principals=request.principals, key=key),
-        user=user, extra={**configured.data, **(extra or {})},
+        user=user, extra=_merged(configured.data, extra or {}),
     )
     name = configured.template.name
     try:

@@ -40,4 +40,5 @@ def ssh_authority(services: Any) -> SSHAuthority | None:
         add_user_principal=principal,
         add_user_command=command,
         webhooks=provisioner_webhooks(services.provisioners.webhooks, roots=services.roots, clock=services.clock),
+        inventories=services.store,  # provisioners' `options.inventory` (every store backend keeps inventories)
     )

@@ -28,6 +28,14 @@ class ProvisionerTemplate:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
+def with_webhooks(given: Any, answers: Mapping[str, Any]) -> dict[str, Any]:
+    """`.Webhooks` as step-ca's `SetWebhook` leaves it once ENRICHING hooks answered: each answer under
+    its hook's name, added to the object a provisioner's templateData already put under `Webhooks`
+    (an answer wins over a templateData value of the same name); a templateData `Webhooks` that is
+    not an object is replaced."""
+    return {**given, **answers} if isinstance(given, dict) else dict(answers)
+
+
 def _load_one(name: str, kind: str, options: Any, base_dir: Path | None) -> ProvisionerTemplate | None:
     where = f"provisioner {name!r}: options.{kind}"
     if options is None:

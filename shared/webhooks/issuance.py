@@ -27,6 +27,7 @@ from shared.clock import Clock
 from shared.errors import CAError, Forbidden
 from shared.provisioners.base import SignAuthorization
 from shared.templates import TemplateError
+from shared.templates.provisioner import with_webhooks
 from shared.webhooks.body import (
     Caller,
     encode_body,
@@ -116,7 +117,8 @@ class ProvisionerWebhooks:
         """Run the ENRICHING hooks and put their data in `data["Webhooks"]` (step-ca sets it only then)."""
         if any(h.kind == ENRICHING for h in hooks):
             body = x509_request_body(caller_of(auth), csr, public_key, self._clock.now())
-            data["Webhooks"] = self.enrich(hooks, body, data)
+            # step-ca's SetWebhook: added to a `Webhooks` object the provisioner's templateData set.
+            data["Webhooks"] = with_webhooks(data.get("Webhooks"), self.enrich(hooks, body, data))
 
     def authorize_x509(self, hooks: tuple[Webhook, ...], auth: SignAuthorization, cert: x509.Certificate,
                        data: Mapping[str, Any]) -> None:

@@ -136,21 +136,33 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
                   csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
                   user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
                   authorization_crt: x509.Certificate | None = None) -> dict[str, Any]:
-    """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.Insecure.CR`,
-    `.Insecure.User`, `.AuthorizationCrt` (X5C) and the provisioner's templateData as top-level
-    keys (reference 4.2); `shared.webhooks` adds `.Webhooks`."""
+    """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.AuthorizationCrt`
+    (X5C), the provisioner's templateData (`extra`) as top-level keys, `.Insecure.CR` and
+    `.Insecure.User` (reference 4.2); `shared.webhooks` adds `.Webhooks`.
+
+    In step-ca's order: a provisioner builds the names, the token and the authorizing certificate,
+    then `provisioner.TemplateOptions` json.Unmarshals the provisioner's templateData over them (a
+    templateData `Subject`, `SANs`, `Token` or `AuthorizationCrt` wins), and only then are the
+    request's own values set under `.Insecure` (replacing any templateData `Insecure`);
+    `.Insecure.User` exists only when the request sent `templateData` (`user` not None).
+    """
     # A plain dict to callers (other parts of issuance add `.Inventory`, `.Webhooks`); the keys built
     # here are already as Go sees them, so rendering does not copy them a second time.
-    data = PreparedData(extra or {}, _PREPARED)
+    prepared = _PREPARED if not extra else frozenset(k for k in _PREPARED if k not in extra)
+    data = PreparedData({}, prepared)
     data["Subject"] = go_subject(common_name=common_name)
     data["SANs"] = go_sans(general_names)
     data["Token"] = normalize(token if type(token) is dict else dict(token or {}))
-    data["Insecure"] = {"CR": go_certificate_request(csr, rsa_key=rsa_key),
-                        "User": normalize(user if type(user) is dict else dict(user or {}))}
     if authorization_crt is not None:
         from shared.x509.authorization_crt import go_x509_certificate
 
         data["AuthorizationCrt"] = go_x509_certificate(authorization_crt)
+    if extra:
+        data.update(extra)
+    insecure: dict[str, Any] = {"CR": go_certificate_request(csr, rsa_key=rsa_key)}
+    if user is not None:
+        insecure["User"] = normalize(user if type(user) is dict else dict(user))
+    data["Insecure"] = insecure
     return data
 
 

@@ -14,15 +14,20 @@ import binascii
 import functools
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared.templates.errors import TemplateError
+from shared.templates.fields import decode_rendered
 from shared.x509.profile import encoded
 from shared.x509.template_data import go_certificate_request, go_sans, go_subject, template_data
+
+if TYPE_CHECKING:
+    from shared.templates import Template
 
 KEY_USAGE_NAMES = {
     "digitalsignature": "digital_signature", "contentcommitment": "content_commitment",
@@ -320,5 +325,44 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
                          not_after if isinstance(not_after, str) else None, san_strings)
 
 
-__all__ = ["TemplatedLeaf", "go_certificate_request", "go_sans", "go_subject", "subject_name", "template_data",
-           "templated_leaf"]
+def render_leaf(template: Template, data: Mapping[str, Any]) -> tuple[dict[str, Any], TemplatedLeaf]:
+    """Render a provisioner's X.509 template over `data` and map the JSON onto the leaf (both are
+    returned: the preview prints the JSON, issuance signs the leaf): the one path
+    issuance (`shared.authority`) and `cirrus template render` both take, so a preview fails exactly
+    where issuance would.
+
+    Raises:
+        TemplateError: named for the template (with its line where the failure has one): it fails to
+        render or calls `fail`, renders something that is not the JSON of a certificate, sets a field
+        issuance refuses, or gives neither a common name nor a SAN.
+    """
+    name = template.name
+    try:
+        doc = decode_rendered(template.render(data), ssh=False, name=name)
+        leaf = templated_leaf(doc)
+    except TemplateError as exc:
+        if exc.name == name:
+            raise
+        raise TemplateError(exc.message, exc.line, name, failed=exc.failed, reason=exc.reason) from exc
+    if not leaf.sans and not leaf.common_name:
+        raise TemplateError("the certificate needs a subject alternative name", 0, name)
+    return doc, leaf
+
+
+def refusal_message(exc: TemplateError) -> str:
+    """What issuance answers for a template that failed: step-ca's own message for `fail`, else the
+    error with the template's name and line."""
+    return exc.reason if exc.failed else f"certificate template: {exc}"
+
+
+__all__ = [
+    "TemplatedLeaf",
+    "go_certificate_request",
+    "go_sans",
+    "go_subject",
+    "refusal_message",
+    "render_leaf",
+    "subject_name",
+    "template_data",
+    "templated_leaf",
+]

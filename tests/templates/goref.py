@@ -25,6 +25,8 @@ def available() -> str | None:
         return "go is not installed (infra/test.sh installs golang-go)"
     if not Path(GOPATH_SYSTEM, "src/github.com/Masterminds/sprig").is_dir():
         return "sprig is not installed (infra/test.sh installs golang-github-masterminds-sprig-dev)"
+    if not Path(GOPATH_SYSTEM, "src/github.com/smallstep/certificates/authority/provisioner").is_dir():
+        return "step-ca's sources are not installed (infra/test.sh installs golang-github-smallstep-certificates-dev)"
     return None
 
 
@@ -47,14 +49,16 @@ def build() -> Path:
     return binary
 
 
-def render_all(cases: list[tuple[str, Any]], *, step: bool = False) -> list[dict[str, Any]]:
+def render_all(cases: list[tuple[str, Any]], *, step: bool = False, ssh: bool = False) -> list[dict[str, Any]]:
     """Go's result for each (template, data): {"ok", "output", "error"}.
 
     With `step`, each data item describes step-ca's typed template data instead
-    ({"commonName", "sans", "csr", "token", "user", "extra"}; see gorender's stepData).
+    ({"commonName", "sans", "csr", "token", "user", "extra", "webhooks"}; see gorender's stepData);
+    with `ssh`, step-ca's SSH template data ({"type", "keyId", "principals", "token", "user", "extra",
+    "webhooks"}; gorender's sshData).
     """
     binary = build()
-    key = "step" if step else "data"
+    key = "ssh" if ssh else "step" if step else "data"
     payload = "".join(json.dumps({"template": t, key: d}) + "\n" for t, d in cases)
     proc = subprocess.run([str(binary)], input=payload.encode(), capture_output=True, check=True, timeout=300)
     results = [json.loads(line) for line in proc.stdout.decode().splitlines()]

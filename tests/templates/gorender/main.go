@@ -17,6 +17,8 @@ import (
 	"text/template"
 
 	"github.com/Masterminds/sprig"
+	"github.com/smallstep/certificates/authority/provisioner"
+	"go.step.sm/crypto/sshutil"
 	"go.step.sm/crypto/x509util"
 )
 
@@ -24,6 +26,7 @@ type request struct {
 	Template string      `json:"template"`
 	Data     interface{} `json:"data"`
 	Step     *stepData   `json:"step"`
+	SSH      *sshData    `json:"ssh"`
 }
 
 // stepData asks for step-ca's own template data (x509util.TemplateData with its Go types)
@@ -35,10 +38,34 @@ type stepData struct {
 	Token      map[string]interface{} `json:"token"`
 	User       map[string]interface{} `json:"user"`
 	Extra      map[string]interface{} `json:"extra"`
+	Webhooks   map[string]interface{} `json:"webhooks"`
 }
 
 func (s *stepData) templateData() (interface{}, error) {
+	// As step-ca's provisioners build it: the names and the token first, then the provisioner's
+	// templateData merged over them by step-ca's own provisioner.TemplateOptions, then the
+	// request's templateData (only when the request has one) and the CSR, as WithTemplate does.
 	data := x509util.CreateTemplateData(s.CommonName, s.SANs)
+	data.SetToken(s.Token)
+	extra, err := json.Marshal(s.Extra)
+	if err != nil {
+		return nil, err
+	}
+	opts := &provisioner.Options{X509: &provisioner.X509Options{Template: "{}", TemplateData: extra}}
+	certOptions, err := provisioner.TemplateOptions(opts, data)
+	if err != nil {
+		return nil, err
+	}
+	var user []byte
+	if s.User != nil {
+		if user, err = json.Marshal(s.User); err != nil {
+			return nil, err
+		}
+	}
+	certOptions.Options(provisioner.SignOptions{TemplateData: user})
+	for name, answer := range s.Webhooks { // ENRICHING webhooks answer after the options are built
+		data.SetWebhook(name, answer)
+	}
 	if s.CSR != "" {
 		block, _ := pem.Decode([]byte(s.CSR))
 		if block == nil {
@@ -50,11 +77,48 @@ func (s *stepData) templateData() (interface{}, error) {
 		}
 		data.SetCertificateRequest(cr)
 	}
-	data.SetToken(s.Token)
-	data.SetUserData(s.User)
-	for k, v := range s.Extra {
-		data.Set(k, v)
+	return data, nil
+}
+
+// sshData asks for step-ca's SSH template data (sshutil.TemplateData), built as its JWK provisioner
+// builds it and merged by step-ca's own provisioner.TemplateSSHOptions.
+type sshData struct {
+	Type       string                 `json:"type"`
+	KeyID      string                 `json:"keyId"`
+	Principals []string               `json:"principals"`
+	Token      map[string]interface{} `json:"token"`
+	User       map[string]interface{} `json:"user"`
+	Extra      map[string]interface{} `json:"extra"`
+	Webhooks   map[string]interface{} `json:"webhooks"`
+}
+
+func (s *sshData) templateData() (interface{}, error) {
+	ct, err := sshutil.CertTypeFromString(s.Type)
+	if err != nil {
+		return nil, err
 	}
+	data := sshutil.CreateTemplateData(ct, s.KeyID, s.Principals)
+	data.SetToken(s.Token)
+	extra, err := json.Marshal(s.Extra)
+	if err != nil {
+		return nil, err
+	}
+	opts := &provisioner.Options{SSH: &provisioner.SSHOptions{Template: "{}", TemplateData: extra}}
+	certOptions, err := provisioner.TemplateSSHOptions(opts, data)
+	if err != nil {
+		return nil, err
+	}
+	var user []byte
+	if s.User != nil {
+		if user, err = json.Marshal(s.User); err != nil {
+			return nil, err
+		}
+	}
+	certOptions.Options(provisioner.SignSSHOptions{TemplateData: user})
+	for name, answer := range s.Webhooks {
+		data.SetWebhook(name, answer)
+	}
+	data.SetCertificateRequest(sshutil.CertificateRequest{Type: s.Type, KeyID: s.KeyID, Principals: s.Principals})
 	return data, nil
 }
 
@@ -85,6 +149,11 @@ func render(req request) (out string, err error) {
 	data := req.Data
 	if req.Step != nil {
 		if data, err = req.Step.templateData(); err != nil {
+			return "", err
+		}
+	}
+	if req.SSH != nil {
+		if data, err = req.SSH.templateData(); err != nil {
 			return "", err
 		}
 	}

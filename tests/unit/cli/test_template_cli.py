@@ -68,7 +68,8 @@ def test_ssh_semantics_refuse_what_issuance_refuses(tmp_path: Path) -> None:
         assert done.returncode == 1 and done.stdout == "", text
         assert done.stderr.startswith("cirrus template render: template: host.tpl: ") and message in done.stderr
         assert len(done.stderr.splitlines()) == 1
-        assert _cirrus("template", "render", str(tpl)).returncode == 0  # fine as X.509 JSON (fields unknown there)
+        as_x509 = _cirrus("template", "render", str(tpl))  # as X.509 JSON: no names, as issuance would refuse
+        assert as_x509.returncode == 1 and "needs a subject alternative name" in as_x509.stderr
 
 
 def test_user_mistakes_are_one_line(tmp_path: Path) -> None:

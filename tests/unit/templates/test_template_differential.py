@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from shared.templates import TemplateError, render
+from shared.templates.provisioner import with_webhooks
 from tests.templates import corpus, goref
 
 pytestmark = pytest.mark.skipif(goref.available() is not None, reason=str(goref.available()))
@@ -144,3 +145,75 @@ def test_step_typed_template_data_renders_as_step_renders_it() -> None:
                             f"  cirrus: {ok} {ours!r}")
     assert not problems, "\n".join(problems[:10])
     assert sum(r["ok"] for r in results) >= len(results) - 3 * 2  # `.Subject.Nope` is refused by both
+
+
+PRECEDENCE_TEMPLATES = [
+    "{{ toJson .Subject }}", "{{ .Subject.CommonName }}", "{{ toJson .SANs }}", "{{ toJson .Token }}",
+    "{{ toJson .Insecure.User }}", "{{ toJson .Insecure.CR.DNSNames }}", "{{ .Insecure.Nope }}",
+    "{{ toJson .Insecure }}", "{{ .team }}", "{{ toJson .Webhooks }}",
+]
+HOOK_ANSWERS = {"people": {"username": "alice"}, "static": {"shadowed": False}}
+
+
+@pytest.mark.parametrize("user", [{"ou": "eng"}, None])
+def test_the_provisioners_template_data_merges_as_step_cas_provisioner_merges_it(user: Any) -> None:
+    """Against step-ca's own `provisioner.TemplateOptions`: the provisioner's templateData is merged over
+    `.Subject`, `.SANs` and `.Token` (it wins), never over `.Insecure` (the request's, set later), and
+    `.Insecure.User` exists only when the request sent templateData."""
+    from shared.x509.templated import template_data
+    from tests.helpers import make_csr
+
+    csr_pem, _ = make_csr("app.example.com", ["app.example.com"])
+    extra = {"Subject": {"CommonName": "from-templateData", "organization": ["Example"]},
+             "SANs": [{"type": "dns", "value": "forced.example.com"}], "Token": {"sub": "forced"},
+             "Insecure": {"User": {"ou": "forged"}, "CR": {"DNSNames": ["forged.example.com"]}}, "team": "dba",
+             "Webhooks": {"static": {"shadowed": True}, "fixed": {"n": 1}}}
+    token = {"sub": "app.example.com"}
+    go_case = {"commonName": "app.example.com", "sans": ["app.example.com"], "csr": csr_pem, "token": token,
+               "user": user, "extra": extra, "webhooks": HOOK_ANSWERS}
+    results = goref.render_all([(t, go_case) for t in PRECEDENCE_TEMPLATES], step=True)
+    csr = x509.load_pem_x509_csr(csr_pem.encode())
+    for text, theirs in zip(PRECEDENCE_TEMPLATES, results, strict=True):
+        data = template_data("app.example.com", _general_names(["app.example.com"]), rsa_key=False, csr=csr,
+                             token=token, user=user, extra=extra)
+        data["Webhooks"] = with_webhooks(data.get("Webhooks"), HOOK_ANSWERS)  # as shared.webhooks sets it
+        assert theirs["ok"], theirs
+        assert _ours(text, data) == (True, theirs["output"]), text
+    # What step-ca does, spelled out: the provisioner's values win, the request's `.Insecure` is kept.
+    assert [r["output"] for r in results[1:4]] == [
+        "from-templateData", '[{"type":"dns","value":"forced.example.com"}]', '{"sub":"forced"}']
+    assert results[5]["output"] == '["app.example.com"]'
+    assert results[-1]["output"] == '{"fixed":{"n":1},"people":{"username":"alice"},"static":{"shadowed":false}}'
+
+
+SSH_PRECEDENCE_TEMPLATES = [
+    "{{ .Type }}", "{{ .KeyID }}", "{{ toJson .Principals }}", "{{ toJson .Extensions }}", "{{ toJson .Token }}",
+    "{{ toJson .Insecure.User }}", "{{ .Insecure.CR.KeyID }}", "{{ toJson .Insecure.CR.Principals }}",
+    "{{ .team }}", "{{ toJson .Webhooks }}",
+]
+
+
+@pytest.mark.parametrize("user", [{"agent": True}, None])
+def test_ssh_template_data_merges_as_step_cas_provisioner_merges_it(user: Any) -> None:
+    """Against step-ca's own `provisioner.TemplateSSHOptions`: the provisioner's templateData wins over
+    `.KeyID`, `.Principals`, `.Extensions` and `.Token`, never over `.Insecure`; ENRICHING webhooks
+    add to a templateData `Webhooks` object."""
+    from shared.ssh.certificate import USER_CERT
+    from shared.ssh.templated import _merged, certificate_request, ssh_template_data
+
+    extra = {"KeyID": "forced", "Principals": ["root"], "Extensions": {"permit-pty": ""},
+             "Token": {"sub": "forced"}, "Insecure": {"User": {"agent": "forged"}, "CR": {"KeyID": "forged"}},
+             "team": "dba", "Webhooks": {"static": {"shadowed": True}, "fixed": {"n": 1}}}
+    token = {"sub": "alice@example.com"}
+    go_case = {"type": "user", "keyId": "alice@example.com", "principals": ["alice"], "token": token,
+               "user": user, "extra": extra, "webhooks": HOOK_ANSWERS}
+    results = goref.render_all([(t, go_case) for t in SSH_PRECEDENCE_TEMPLATES], ssh=True)
+    for text, theirs in zip(SSH_PRECEDENCE_TEMPLATES, results, strict=True):
+        data = ssh_template_data(
+            cert_type=USER_CERT, key_id="alice@example.com", principals=["alice"], token=token,
+            request=certificate_request(cert_type="user", key_id="alice@example.com", principals=["alice"], key=None),
+            user=user, extra=_merged(extra, {"Webhooks": HOOK_ANSWERS}))
+        assert theirs["ok"], theirs
+        assert _ours(text, data) == (True, theirs["output"]), text
+    assert [r["output"] for r in results[1:3]] == ["forced", '["root"]']
+    assert results[6]["output"] == "alice@example.com"
