@@ -28,12 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.errors import ConfigError, Forbidden, Unavailable
 from shared.inventory.base import InventoryError, InventoryReader, check_name
 from shared.provisioners.base import SignAuthorization
-from shared.ssh.options import SSHSignAuthorization
+
+if TYPE_CHECKING:  # the X.509 path (every cold /sign) must not load the SSH package
+    from shared.ssh.options import SSHSignAuthorization
 
 KEY_SOURCES = ("subject", "email", "instanceID", "account", "san")
 ALLOWED_NAMES = "allowedNames"
