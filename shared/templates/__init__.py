@@ -89,7 +89,10 @@ class Template:
             if exc.name != self.name:
                 raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None
             raise
-        # Go writes raw bytes; invalid UTF-8 in the output is shown as U+FFFD.
+        # Go writes raw bytes; invalid UTF-8 in the output is shown as U+FFFD. ASCII output (most
+        # certificate templates) cannot hold any: no round trip.
+        if text.isascii():
+            return text
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
