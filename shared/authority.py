@@ -365,7 +365,8 @@ class Authority:
         if not leaf.sans and not leaf.common_name:
             raise BadRequest("certificate template: the certificate needs a subject alternative name")
         # Names a template added (from templateData, webhook data...) meet the same policy as the token's.
-        self._policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
+        if self._policy.applies(auth.provisioner.id):
+            self._policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
         prov_ext = None
         if not auth.claims.disable_smallstep_extensions:
             prov_ext = provisioner_extension(auth.provisioner.type, auth.provisioner.name, auth.credential_id)
