@@ -301,7 +301,8 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     nc = _name_constraints(doc.get("nameConstraints"))
     if nc is not None:
         exts.append(nc)
-    for raw in doc.get("extensions") or []:
+    raws = doc.get("extensions") or []
+    for raw in raws:
         if not isinstance(raw, dict):
             raise _fail("each entry of 'extensions' needs an id, critical and a base64 DER value")
         oid = _oid(raw.get("id"), "extensions")
@@ -309,9 +310,10 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
             raise _fail(f"extensions: {oid.dotted_string} is set by the CA")
         value = x509.UnrecognizedExtension(oid, _b64(raw.get("value"), "extensions.value"))
         exts.append(x509.Extension(oid, bool(raw.get("critical")), value))
-    oids = [e.oid for e in exts]
-    if len(set(oids)) != len(oids):
-        raise _fail("the template sets an extension twice")
+    if raws:  # each named field adds one extension of its own type: only raw ones can repeat an OID
+        oids = [e.oid for e in exts]
+        if len(set(oids)) != len(oids):
+            raise _fail("the template sets an extension twice")
     not_before, not_after = doc.get("notBefore"), doc.get("notAfter")
     return TemplatedLeaf(subject, common_name, tuple(general), tuple(exts),
                          not_before if isinstance(not_before, str) else None,

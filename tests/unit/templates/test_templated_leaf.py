@@ -224,3 +224,17 @@ def test_dns_names_a_template_may_put_in_a_certificate(name: str, ok: bool) -> N
     from shared.x509.templated import _dns_syntax
 
     assert _dns_syntax(name) is ok
+
+
+def test_an_extension_set_twice_is_refused() -> None:
+    """A raw extension repeating a named field's extension, or another raw one, is refused; one raw
+    extension beside the named fields is not."""
+    der = base64.b64encode(b"\x03\x02\x07\x80").decode()  # a KeyUsage BIT STRING
+    ku = {"id": "2.5.29.15", "critical": True, "value": der}
+    other = {"id": "1.3.6.1.4.1.99999.1", "critical": False, "value": base64.b64encode(b"\x05\x00").decode()}
+    for doc in ({"keyUsage": ["digitalSignature"], "extensions": [ku]}, {"extensions": [other, other]}):
+        with pytest.raises(TemplateError, match="extension twice"):
+            templated_leaf({"sans": [{"type": "dns", "value": "a.example"}], **doc})
+    leaf = templated_leaf({"sans": [{"type": "dns", "value": "a.example"}], "keyUsage": ["digitalSignature"],
+                           "extensions": [other]})
+    assert [e.oid.dotted_string for e in leaf.extensions][-1] == "1.3.6.1.4.1.99999.1"
