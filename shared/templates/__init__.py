@@ -74,8 +74,6 @@ class Template:
 
     def render(self, data: Any, limits: Limits | None = None) -> str:
         """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
-        from shared.templates.execute import execute
-
         try:
             value = normalize(data)
         except TemplateError as exc:
@@ -84,6 +82,8 @@ class Template:
         text = self._compiled.render(value, limits.max_output) if self._compiled is not None else None
         try:
             if text is None:  # not compiled, or the compiled run gave up: the walker renders (and errs)
+                from shared.templates.execute import execute
+
                 text = execute(self.name, self.trees, _funcs(), value, limits)
         except TemplateError as exc:
             if exc.name != self.name:
