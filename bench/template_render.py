@@ -5,18 +5,28 @@ Method (fixed, so runs compare):
   step-ca's for a JWK-provisioned leaf, on a template parsed once (as issuance does: a
   provisioner's template is parsed at config load), including the JSON decode and field check of
   the output; "parse+render" parses every time. Best of --repeat runs of --n renders, in CPU time.
-- "sign" (issue 15's target: under 10 % extra CPU per certificate): three fresh authorities
-  (`cirrus init`, EC P-256, SQLite store) whose JWK provisioner has no template (the default
-  profile), step's DefaultLeafTemplate, or CUSTOM (token claims, templateData, sprig calls, a
-  policy OID); `POST /1.0/sign` through the full WSGI app in process (Werkzeug's test client), one
-  request at a time, tokens and CSRs made before timing. CPU is `time.process_time()` around
-  each request, the three kinds called in turn request by request (so other load on a shared
-  machine falls on each alike; timing whole batches of one kind swung the ratio by +-50 % here),
-  the lead rotating each round; each round's extra is taken within the round and the median over
-  --rounds rounds of --sign-n requests per kind is printed with every round.
+- "sign" (issue 15's target: under 10 % extra CPU per certificate): four fresh authorities
+  (`cirrus init`, EC P-256, SQLite store) whose JWK provisioner has (a) no template (the default
+  profile), (b) step's DefaultLeafTemplate, (c) CUSTOM (token claims, templateData, sprig calls;
+  its certificate has a second SAN, an O attribute and a policy OID), or (d) no template but a
+  token and CSR naming CUSTOM's two SANs: the default profile as close to (c)'s certificate as it
+  can come (it has no way to add O or a policy). `POST /1.0/sign` through the full WSGI app in
+  process (Werkzeug's test client), one request at a time, tokens and CSRs made before timing.
+  CPU is `time.process_time()` around each request, the kinds called in turn request by request
+  (so other load on a shared machine falls on each alike; timing whole batches of one kind swung
+  the ratio by +-50 % here), the lead rotating each round; each round's ratios are taken within
+  the round and the median over --rounds rounds of --sign-n requests per kind is printed.
+  "sign_custom_template_extra_percent_vs_same_sans" compares (c) with (d).
+- "sign_template_code_*": the template's own share inside those same requests, by perf counters
+  (CPU time) around the code that differs between the paths: for templated kinds the template
+  data (`template_data`) and `Authority._templated_leaf` (render, JSON decode, field mapping, the
+  CA's own extensions), for the default profile `Authority._leaf_extensions`; the template's own
+  cost is their difference, as a share of the default profile's request.
 - "leaf_*": the leaf build and signature alone (no token, CSR or store), default profile vs the
   template rendered and mapped onto the same certificate, alternated call by call the same way
-  (--n calls per round).
+  (--n calls per round); "leaf_custom_*" does the same for CUSTOM against the default profile's
+  code building CUSTOM's exact content (both SANs, O, the policy extension) by hand, so the
+  difference is the template alone.
 
 Usage: python bench/template_render.py [--n 3000] [--repeat 3] [--sign-n 200] [--rounds 7] > result.json
 """
@@ -112,7 +122,28 @@ def _post(api: Client, csr: str, token: str) -> None:
         raise SystemExit(f"sign failed: {r.status_code} {r.get_data(as_text=True)}")
 
 
-def _interleaved_cpu(kinds: dict[str, Callable[[int], None]], n: int, r: int) -> dict[str, float]:
+class _Meter:
+    """CPU time spent inside a few Authority functions, per kind (the template's own share)."""
+
+    def __init__(self) -> None:
+        self.kind = ""
+        self.spent: dict[str, float] = {}
+
+    def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        clock = time.process_time
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[self.kind] = self.spent.get(self.kind, 0.0) + clock() - start
+
+        return timed
+
+
+def _interleaved_cpu(kinds: dict[str, Callable[[int], None]], n: int, r: int,
+                     meter: _Meter | None = None) -> dict[str, float]:
     """CPU microseconds per call of each kind, the kinds called in turn call by call (so load from
     other processes falls on each alike), the lead rotating with the round `r`."""
     order = list(kinds)
@@ -121,42 +152,77 @@ def _interleaved_cpu(kinds: dict[str, Callable[[int], None]], n: int, r: int) ->
     clock = time.process_time
     for i in range(n):
         for kind in order:
+            if meter is not None:
+                meter.kind = kind
             start = clock()
             kinds[kind](i)
             spent[kind] += clock() - start
     return {kind: round(spent[kind] / n * 1e6, 1) for kind in kinds}
 
 
+SECOND_SAN = "app.example.com.svc.example.net"  # the SAN CUSTOM adds for the token's subject
+
+
 def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
-    """CPU per `/1.0/sign` for the default profile, step's default leaf template and CUSTOM."""
+    """CPU per `/1.0/sign` for the default profile, step's default leaf template, CUSTOM and the
+    default profile naming CUSTOM's SANs; and the template code's own CPU inside those requests."""
+    import shared.authority as authority_module
+
     options: dict[str, dict[str, Any] | None] = {
         "default_profile": None,
         "step_default_leaf_template": {"x509": {"template": DEFAULT_LEAF}},
         "custom_template": {"x509": {"template": CUSTOM,
                                      "templateData": {"organization": "Example Ops", "suffix": "svc.example.net"}}},
+        "default_profile_same_sans": None,
     }
-    csr, _ = make_csr("app.example.com", ["app.example.com"])
+    names = {kind: ["app.example.com", SECOND_SAN] if kind == "default_profile_same_sans" else ["app.example.com"]
+             for kind in options}
+    csrs = {kind: make_csr("app.example.com", names[kind])[0] for kind in options}
+    meter = _Meter()
+    patched = {"_templated_leaf": authority_module.Authority._templated_leaf,
+               "_leaf_extensions": authority_module.Authority._leaf_extensions}
+    template_data_fn = authority_module.template_data
     per_round: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         made = {kind: _authority(Path(tmp), kind, opts) for kind, opts in options.items()}
-        for d, api, _ in made.values():  # warm: imports, caches, SQLite pages
+        for kind, (d, api, _) in made.items():  # warm: imports, caches, SQLite pages
             for _ in range(20):
-                _post(api, csr, mint_token(d, sign_claims("app.example.com", ["app.example.com"])))
-        for r in range(rounds):
-            tokens = {kind: [mint_token(d, sign_claims("app.example.com", ["app.example.com"])) for _ in range(n)]
-                      for kind, (d, _, _) in made.items()}
-            calls: dict[str, Callable[[int], None]] = {
-                kind: (lambda i, api=api, ts=tokens[kind]: _post(api, csr, ts[i]))  # type: ignore[misc]
-                for kind, (_, api, _) in made.items()}
-            per_round.append(_interleaved_cpu(calls, n, r))
+                _post(api, csrs[kind], mint_token(d, sign_claims("app.example.com", names[kind])))
+        for attr, fn in patched.items():
+            setattr(authority_module.Authority, attr, meter.wrap(fn))
+        authority_module.template_data = meter.wrap(template_data_fn)  # type: ignore[assignment]
+        try:
+            for r in range(rounds):
+                tokens = {kind: [mint_token(d, sign_claims("app.example.com", names[kind])) for _ in range(n)]
+                          for kind, (d, _, _) in made.items()}
+                calls: dict[str, Callable[[int], None]] = {
+                    kind: (lambda i, api=api, ts=tokens[kind], csr=csrs[kind]: _post(api, csr, ts[i]))  # type: ignore[misc]
+                    for kind, (_, api, _) in made.items()}
+                per_round.append(_interleaved_cpu(calls, n, r, meter))
+        finally:
+            for attr, fn in patched.items():
+                setattr(authority_module.Authority, attr, fn)
+            authority_module.template_data = template_data_fn  # type: ignore[assignment]
         for _, _, services in made.values():
             services.close()
+    requests = n * rounds
+    code = {kind: round(meter.spent.get(kind, 0.0) / requests * 1e6, 1) for kind in options}
     out: dict[str, Any] = {"sign_requests_per_round": n, "sign_rounds": per_round}
     out["sign_default_profile_cpu_us"] = round(statistics.median(r["default_profile"] for r in per_round), 1)
-    for kind in ("step_default_leaf_template", "custom_template"):
+    for kind in ("step_default_leaf_template", "custom_template", "default_profile_same_sans"):
         out[f"sign_{kind}_cpu_us"] = round(statistics.median(r[kind] for r in per_round), 1)
         extra = statistics.median(r[kind] / r["default_profile"] - 1 for r in per_round)
         out[f"sign_{kind}_extra_percent"] = round(100 * extra, 1)
+    same = statistics.median(r["custom_template"] / r["default_profile_same_sans"] - 1 for r in per_round)
+    out["sign_custom_template_extra_percent_vs_same_sans"] = round(100 * same, 1)
+    # The template's own share: its code (data, render, decode, mapping) less the default profile's
+    # extension building, per request, against the whole default-profile request.
+    out["sign_template_code_cpu_us"] = code
+    base = out["sign_default_profile_cpu_us"]
+    for kind in ("step_default_leaf_template", "custom_template"):
+        own = code[kind] - code["default_profile"]
+        out[f"sign_{kind}_own_cpu_us"] = round(own, 1)
+        out[f"sign_{kind}_own_percent"] = round(100 * own / base, 1)
     return out
 
 
@@ -197,6 +263,31 @@ def main() -> None:
         sign_certificate(issuer, subject=leaf.subject, public_key=public_key, serial=0x1234567890ABCDEF,
                          not_before=NOW, not_after=NOW + dt.timedelta(hours=24), extensions=exts)
 
+    custom = Template(CUSTOM, "custom")
+    custom_names: list[x509.GeneralName] = [x509.DNSName("app.example.com"), x509.DNSName(SECOND_SAN)]
+    custom_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app.example.com"),
+                                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Ops")])
+    custom_claims = sign_claims("app.example.com", ["app.example.com"])
+    custom_extra = {"organization": "Example Ops", "suffix": "svc.example.net"}
+
+    def leaf_custom_by_hand() -> None:
+        exts = default_leaf_extensions(public_key=public_key, san=x509.SubjectAlternativeName(custom_names[:1]),
+                                       san_critical=False, provisioner=prov, **urls)
+        exts = [x509.Extension(e.oid, e.critical, x509.SubjectAlternativeName(custom_names))
+                if e.oid == x509.SubjectAlternativeName.oid else e for e in exts]
+        policy = x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None)])
+        exts.append(x509.Extension(policy.oid, False, policy))
+        sign_certificate(issuer, subject=custom_subject, public_key=public_key, serial=0x1234567890ABCDEF,
+                         not_before=NOW, not_after=NOW + dt.timedelta(hours=24), extensions=exts)
+
+    def leaf_custom_template() -> None:
+        data = template_data("app.example.com", names[:1], rsa_key=False, token=dict(custom_claims),
+                             extra=custom_extra)
+        leaf = templated_leaf(decode_rendered(custom.render(data), ssh=False))
+        exts = [*leaf.extensions, *ca_leaf_extensions(provisioner=prov, **urls)]
+        sign_certificate(issuer, subject=leaf.subject, public_key=public_key, serial=0x1234567890ABCDEF,
+                         not_before=NOW, not_after=NOW + dt.timedelta(hours=24), extensions=exts)
+
     render_rate = _best_rate(render, args.n, args.repeat)
     parse_rate = _best_rate(parse_and_render, args.n, args.repeat)
     # Interleaved rounds: each round times both builds (CPU time), the extra is taken within a round.
@@ -204,6 +295,11 @@ def main() -> None:
     for r in range(args.rounds):
         row = _interleaved_cpu({"default": lambda _: leaf_default(), "template": lambda _: leaf_template()}, args.n, r)
         leaf_rounds.append((row["default"], row["template"]))
+    custom_rounds = []
+    for r in range(args.rounds):
+        row = _interleaved_cpu({"hand": lambda _: leaf_custom_by_hand(), "template": lambda _: leaf_custom_template()},
+                               args.n, r)
+        custom_rounds.append((row["hand"], row["template"]))
     result: dict[str, Any] = {
         "benchmark": "template_render",
         "template": "step DefaultLeafTemplate",
@@ -215,6 +311,9 @@ def main() -> None:
         "leaf_default_profile_cpu_us": round(statistics.median(d for d, _ in leaf_rounds), 1),
         "leaf_default_template_cpu_us": round(statistics.median(t for _, t in leaf_rounds), 1),
         "leaf_template_extra_cpu_us": round(statistics.median(t - d for d, t in leaf_rounds), 1),
+        "leaf_custom_by_hand_cpu_us": round(statistics.median(d for d, _ in custom_rounds), 1),
+        "leaf_custom_template_cpu_us": round(statistics.median(t for _, t in custom_rounds), 1),
+        "leaf_custom_template_extra_cpu_us": round(statistics.median(t - d for d, t in custom_rounds), 1),
     }
     result.update(sign_comparison(args.sign_n, args.rounds))
     result["python"] = platform.python_version()

@@ -79,7 +79,8 @@ class LeafProfile:
         except TemplateError as exc:
             raise BadRequest(refusal_message(exc)) from exc
         # Names a template added (from templateData, webhook data...) meet the same policy as the token's.
-        self.policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
+        if self.policy.applies(auth.provisioner.id):
+            self.policy.check(auth.provisioner.id, leaf.common_name, sans_of_names(leaf.sans))
         extensions = [*leaf.extensions, *ca_leaf_extensions(
             provisioner=_provisioner_extension(auth), crl_url=self.crl_for(serial),
             ocsp_url=self.ocsp_url, ca_issuers_url=self.ca_issuers_url,

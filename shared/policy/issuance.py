@@ -43,6 +43,10 @@ class IssuancePolicies:
                 by[p.ref.id] = parsed
         return cls(NamePolicy.from_json(authority_policy, "authority.policy"), by)
 
+    def applies(self, provisioner_id: str) -> bool:
+        """Whether any policy holds this provisioner's names (callers skip gathering them when none does)."""
+        return self._authority is not None or provisioner_id in self._by_provisioner
+
     def check(self, provisioner_id: str, common_name: str, sans: SANs) -> None:
         """Refuse names outside the provisioner's or the authority's policy.
 

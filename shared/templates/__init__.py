@@ -74,8 +74,6 @@ class Template:
 
     def render(self, data: Any, limits: Limits | None = None) -> str:
         """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
-        from shared.templates.execute import execute
-
         try:
             value = normalize(data)
         except TemplateError as exc:
@@ -84,12 +82,17 @@ class Template:
         text = self._compiled.render(value, limits.max_output) if self._compiled is not None else None
         try:
             if text is None:  # not compiled, or the compiled run gave up: the walker renders (and errs)
+                from shared.templates.execute import execute
+
                 text = execute(self.name, self.trees, _funcs(), value, limits)
         except TemplateError as exc:
             if exc.name != self.name:
                 raise TemplateError(exc.message, exc.line, self.name, failed=exc.failed, reason=exc.reason) from None
             raise
-        # Go writes raw bytes; invalid UTF-8 in the output is shown as U+FFFD.
+        # Go writes raw bytes; invalid UTF-8 in the output is shown as U+FFFD. ASCII output (most
+        # certificate templates) cannot hold any: no round trip.
+        if text.isascii():
+            return text
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 

@@ -25,26 +25,8 @@ from shared.templates.errors import TemplateError
 from shared.templates.functions import Func
 from shared.templates.values import MISSING, GoStruct, sprint_value, truth
 
-
-class _Out:
-    """The output so far, bounded as the walker's is."""
-
-    __slots__ = ("limit", "parts", "size")
-
-    def __init__(self, limit: int) -> None:
-        self.parts: list[str] = []
-        self.size = 0
-        self.limit = limit
-
-    def write(self, text: str) -> None:
-        self.size += len(text)
-        if self.size > self.limit:
-            raise _Abandon("output limit")
-        self.parts.append(text)
-
-
 Value = Callable[[Any], Any]  # dot -> value
-Emit = Callable[[Any, _Out], None]  # dot, output
+Emit = Callable[[Any], str]  # dot -> the text of a node
 
 
 class _Unsupported(Exception):
@@ -128,6 +110,15 @@ def _command(cmd: n.Command, funcs: dict[str, Func], piped: bool) -> Callable[[A
     args = [_arg(a, types[i], funcs) for i, a in enumerate(cmd.args[1:])]  # type: ignore[arg-type]
     final_type = types[-1] if piped else None
     call = func.call
+    if final_type is None:  # the first command of a pipeline: by arity, without an argument list
+        if not args:
+            return lambda dot, final: call()
+        if len(args) == 1:
+            a0 = args[0]
+            return lambda dot, final: call(a0(dot))
+        if len(args) == 2:
+            a0, a1 = args
+            return lambda dot, final: call(a0(dot), a1(dot))
 
     def run(dot: Any, final: Any) -> Any:
         argv = [a(dot) for a in args]
@@ -163,44 +154,56 @@ def _pipeline(pipe: n.Pipe, funcs: dict[str, Func]) -> Value:
     return chain
 
 
-def _node(node: n.Node, funcs: dict[str, Func]) -> Emit:
+def _node(node: n.Node, funcs: dict[str, Func]) -> Emit | str:
+    """A node as a function of dot returning its text, or its text itself when it is constant."""
     kind = type(node)
     if kind is n.Text:
-        text = node.text  # type: ignore[attr-defined]
-        return lambda dot, out: out.write(text)
+        text: str = node.text  # type: ignore[attr-defined]
+        return text
     if kind is n.Action:
         value = _pipeline(node.pipe, funcs)  # type: ignore[attr-defined]
 
-        def action(dot: Any, out: _Out) -> None:
+        def action(dot: Any) -> str:
             v = value(dot)
-            out.write(v if type(v) is str else sprint_value(v))
+            return v if type(v) is str else sprint_value(v)
 
         return action
     if kind is n.ListNode:
         parts = [_node(c, funcs) for c in node.nodes]  # type: ignore[attr-defined]
+        if all(type(p) is str for p in parts):
+            return "".join(parts)  # type: ignore[arg-type]
 
-        def sequence(dot: Any, out: _Out) -> None:
-            for part in parts:
-                part(dot, out)
+        def sequence(dot: Any) -> str:
+            return "".join([p if type(p) is str else p(dot) for p in parts])  # type: ignore[operator]
 
         return sequence
     if kind is n.Branch and node.kind == "if":  # type: ignore[attr-defined]
         test = _pipeline(node.pipe, funcs)  # type: ignore[attr-defined]
-        body = _node(node.body, funcs)  # type: ignore[attr-defined]
-        other = _node(node.else_body, funcs) if node.else_body is not None else None  # type: ignore[attr-defined]
+        body = _emit(_node(node.body, funcs))  # type: ignore[attr-defined]
+        other = _emit(_node(node.else_body, funcs)) if node.else_body is not None else None  # type: ignore[attr-defined]
 
-        def branch(dot: Any, out: _Out) -> None:
+        def branch(dot: Any) -> str:
             if truth(test(dot)):
-                body(dot, out)
-            elif other is not None:
-                other(dot, out)
+                return body(dot)
+            return other(dot) if other is not None else ""
 
         return branch
     raise _Unsupported()
 
 
+def _emit(part: Emit | str) -> Emit:
+    if type(part) is str:
+        return lambda dot: part  # type: ignore[return-value]
+    return part  # type: ignore[return-value]
+
+
 class Compiled:
-    """A template's main tree as closures; `render` returns None when the walker must render."""
+    """A template's main tree as closures; `render` returns None when the walker must render.
+
+    The text is built whole and measured once: without loops or template calls every piece is a
+    value the walker would also hold in memory before writing it, so checking the limit at the end
+    bounds the output as the walker's check per write does (an over-long text goes to the walker,
+    which refuses it with its own error)."""
 
     __slots__ = ("_emit",)
 
@@ -208,12 +211,11 @@ class Compiled:
         self._emit = emit
 
     def render(self, data: Any, max_output: int) -> str | None:
-        out = _Out(max_output)
         try:
-            self._emit(MISSING if data is None else data, out)
+            text = self._emit(MISSING if data is None else data)
         except Exception:  # any failure: the walker renders, with its own errors
             return None
-        return "".join(out.parts)
+        return text if len(text) <= max_output else None
 
 
 def compile_template(name: str, trees: dict[str, n.ListNode], funcs: dict[str, Func]) -> Compiled | None:
@@ -222,6 +224,6 @@ def compile_template(name: str, trees: dict[str, n.ListNode], funcs: dict[str, F
     if tree is None or len(trees) != 1:
         return None
     try:
-        return Compiled(_node(tree, funcs))
+        return Compiled(_emit(_node(tree, funcs)))
     except (_Unsupported, RecursionError):
         return None

@@ -101,6 +101,9 @@ def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
         return _struct_json(v, escape_html, depth)
     if kind is list:
         return "[" + ",".join([to_json(x, escape_html, depth + 1) for x in v]) + "]"
+    if kind is dict:  # before the isinstance chain: `dict`/`list` results inside toJson are common
+        return "{" + ",".join([json_string(k, escape_html) + ":" + to_json(v[k], escape_html, depth + 1)
+                               for k in sorted(v)]) + "}"
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):

@@ -154,7 +154,8 @@ def normalize(value: Any, depth: int = 0) -> Any:
         for k, v in value.items():
             if type(k) is not str:
                 raise TemplateError("data keys must be strings")
-            out[k] = v if k in value.prepared else normalize(v, depth + 1)
+            # A templateData string (the usual case) needs no copy: no call for it.
+            out[k] = v if k in value.prepared or type(v) is str else normalize(v, depth + 1)
         return out
     if kind is str or kind is float or kind is bool or value is None:
         return value

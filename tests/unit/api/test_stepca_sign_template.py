@@ -111,3 +111,29 @@ def test_a_broken_template_stops_the_configuration_loading(authority_dir: Path, 
     _configure(authority_dir, options)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         build_services(Settings.load(authority_dir / "config.json"))
+
+
+@pytest.mark.parametrize("level", ["authority", "provisioner"])
+def test_names_the_template_adds_meet_the_authority_and_provisioner_policy(authority_dir: Path, level: str) -> None:
+    """The token's name is allowed, the SAN the template adds is not: 403 and no certificate, whether
+    the policy is the authority's or the provisioner's (the policy check is skipped only without any)."""
+    _configure(authority_dir, {"x509": {"template": TEMPLATE,
+                                        "templateData": {"organization": "Example Ops", "suffix": "svc.example.net"}}})
+    path = authority_dir / "config.json"
+    config = json.loads(path.read_text())
+    policy = {"x509": {"allow": {"dns": ["app.example.com"]}}}
+    if level == "authority":
+        config["authority"]["policy"] = policy
+    else:
+        config["authority"]["provisioners"][0]["policy"] = policy
+    path.write_text(json.dumps(config))
+    services = build_services(Settings.load(path))
+    try:
+        api = Client(CirrusApp(services, mounts=default_mounts(services)))
+        csr, _ = make_csr("app.example.com", ["app.example.com"])
+        r = api.post("/1.0/sign", json={"csr": csr, "ott": mint_sign_token(authority_dir, "app.example.com")})
+        assert r.status_code == 403, r.text
+        assert "app.example.com.svc.example.net" in r.get_json()["message"]
+    finally:
+        services.close()
+    assert rows(authority_dir)["certificates"] == 0

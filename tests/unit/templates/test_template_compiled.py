@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from shared.templates import FUNCS, Limits, Template, TemplateError
 from shared.templates.compiled import compile_template
 from shared.templates.execute import execute
@@ -71,3 +73,23 @@ def test_errors_and_limits_are_the_walkers() -> None:
     else:
         raise AssertionError("output limit not enforced")
     assert big.render({"x": "ab"}) == "abababab"
+
+
+@pytest.mark.parametrize(("text", "data"), [
+    ("plain text only", {}),
+    ("{{ if .a }}yes{{ else }}no{{ end }}|{{ if .b }}B{{ end }}|", {"a": True}),
+    ("{{ if .a }}{{ if .b }}ab{{ end }}{{ end }}{{ upper .s }}{{ printf \"%s-%s\" .s .s }}{{ now | typeOf }}", {"a": 1, "b": "x", "s": "q"}),
+])
+def test_constant_parts_and_branches_render_as_the_walker(text: str, data: dict[str, object]) -> None:
+    template = Template(text)
+    fast = compile_template(template.name, template.trees, FUNCS)
+    assert fast is not None
+    assert fast.render(normalize(data), Limits().max_output) == _walker(template, data)[1]
+
+
+def test_an_over_long_compiled_text_goes_to_the_walker() -> None:
+    template = Template("{{ .x }}{{ .x }}")
+    fast = compile_template(template.name, template.trees, FUNCS)
+    assert fast is not None
+    assert fast.render({"x": "y" * 10}, 20) == "y" * 20
+    assert fast.render({"x": "y" * 10}, 19) is None

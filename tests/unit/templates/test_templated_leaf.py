@@ -13,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.templates import Template, TemplateError
 from shared.templates.fields import decode_rendered
@@ -186,3 +188,53 @@ def test_the_request_reads_the_same_field_by_field_or_whole() -> None:
     assert base64.b64decode(whole["extensions"][0]["value"]) == san.public_bytes()
     # Without a CSR, the fields are Go's zero values.
     assert Template("{{ toJson .Insecure.CR.DNSNames }}").render(template_data("", [], rsa_key=False)) == "null"
+
+
+def _dns_syntax_by_label(name: str) -> bool:
+    """The label-by-label check the one-regex `_dns_syntax` replaced: the reference it must equal."""
+    import re
+
+    label = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    return all(label.fullmatch(part) for part in labels)
+
+
+_NAME_PARTS = ["a", "Z9", "-", "x-y", "*", ".", "..", "_", "a" * 63, "b" * 64, "é", "1", "\n"]
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(st.lists(st.sampled_from(_NAME_PARTS), max_size=8) | st.text(max_size=20))
+def test_dns_name_check_equals_the_label_by_label_rule(parts: list[str] | str) -> None:
+    from shared.x509.templated import _dns_syntax
+
+    name = parts if isinstance(parts, str) else "".join(parts)
+    assert _dns_syntax(name) == _dns_syntax_by_label(name), name
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("app.example.com", True), ("*.example.com", True), ("*", False), ("*.", False), ("a.", False),
+    ("-a.example", False), ("a-.example", False), ("a.*.example", False), ("x" * 64, False),
+    (".".join(["a" * 63] * 4), False), (".".join(["a" * 62] * 4), True), ("", False), ("a\n", False),
+])
+def test_dns_names_a_template_may_put_in_a_certificate(name: str, ok: bool) -> None:
+    from shared.x509.templated import _dns_syntax
+
+    assert _dns_syntax(name) is ok
+
+
+def test_an_extension_set_twice_is_refused() -> None:
+    """A raw extension repeating a named field's extension, or another raw one, is refused; one raw
+    extension beside the named fields is not."""
+    der = base64.b64encode(b"\x03\x02\x07\x80").decode()  # a KeyUsage BIT STRING
+    ku = {"id": "2.5.29.15", "critical": True, "value": der}
+    other = {"id": "1.3.6.1.4.1.99999.1", "critical": False, "value": base64.b64encode(b"\x05\x00").decode()}
+    for doc in ({"keyUsage": ["digitalSignature"], "extensions": [ku]}, {"extensions": [other, other]}):
+        with pytest.raises(TemplateError, match="extension twice"):
+            templated_leaf({"sans": [{"type": "dns", "value": "a.example"}], **doc})
+    leaf = templated_leaf({"sans": [{"type": "dns", "value": "a.example"}], "keyUsage": ["digitalSignature"],
+                           "extensions": [other]})
+    assert [e.oid.dotted_string for e in leaf.extensions][-1] == "1.3.6.1.4.1.99999.1"
