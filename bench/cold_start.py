@@ -19,6 +19,9 @@ What a cold instance pays, measured on this machine for every entry point of `fu
 - `module_import_ms`: `python -X importtime -c "import functions.main"`, cumulative time of that
   import (what every function pays before it can serve), and `first_call_import_ms`: the imports the
   function's first request triggers lazily (same tool, counted after a marker).
+- `first_call_modules`: how many modules the first request imports lazily (same run). A count, not a
+  time: it does not swing with the machine's load, so it shows a trimmed import where the times
+  cannot.
 - `python_startup_ms`: `python -c pass`, the floor no function can go under.
 
 Storage is the embedded shape (SQLite store and local blob folder inside an authority made by
@@ -296,6 +299,7 @@ def import_profile(tree: Path, name: str, signature: str, env: dict[str, str], f
     return {
         "module_import_ms": main_us / 1000,
         "first_call_import_ms": lazy_us / 1000,
+        "first_call_modules": float(len(after)),
         "_lines": before + after,
     }
 
@@ -347,7 +351,7 @@ def _entry(
         return entry
     for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms"):
         entry[key] = summary([r[key] for r in runs])
-    for key in ("module_import_ms", "first_call_import_ms"):
+    for key in ("module_import_ms", "first_call_import_ms", "first_call_modules"):
         entry[key] = summary([pr[key] for pr in profiles])
     if name in ("ca_api", "ocsp"):
         entry["target_ms"] = TARGET_MS
@@ -399,7 +403,8 @@ def measure(trees: dict[str, Path], functions: dict[str, str], env: dict[str, st
         this, base = per_tree.get("this", {}), per_tree.get("baseline", {})
         entry["ratio"] = {
             key: round(this[key]["median"] / base[key]["median"], 2)
-            for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms", "module_import_ms")
+            for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms", "module_import_ms",
+                        "first_call_import_ms", "first_call_modules")
             if key in this and key in base and base[key]["median"]
         }
         results[name] = entry

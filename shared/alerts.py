@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from cryptography import x509
 
+from shared.alert_windows import DEFAULT_HORIZON as DEFAULT_HORIZON
+from shared.alert_windows import AlertWindows as AlertWindows
 from shared.events.base import (
     AUTHORITY_EXPIRING,
     ENDPOINT_EXPIRED,
@@ -35,9 +37,6 @@ from shared.events.base import (
 from shared.model import CertificateRecord, Event
 from shared.store.base import CertificateReader, EventLog, RevocationReader, TokenLedger
 
-#: How far ahead the expiring scan looks unless configured (covers third-of-lifetime windows
-#: of certificates up to 90 days).
-DEFAULT_HORIZON = dt.timedelta(days=30)
 _log = logging.getLogger(__name__)
 
 # How far back the expired check looks: a sweep that was down this long still reports.
@@ -63,27 +62,6 @@ class AlertStores:
     revocations: RevocationReader
     ledger: TokenLedger
     events: EventLog
-
-
-@dataclass(frozen=True, slots=True)
-class AlertWindows:
-    """When a certificate is "expiring": per provisioner, else the authority's, else a third of its life."""
-
-    default: dt.timedelta | None = None
-    by_provisioner: Mapping[str, dt.timedelta] = field(default_factory=dict)
-    horizon: dt.timedelta = DEFAULT_HORIZON
-
-    def window_for(self, record: CertificateRecord) -> dt.timedelta:
-        """The alert window of one certificate."""
-        window = self.by_provisioner.get(record.provisioner.name) or self.default
-        if window is not None:
-            return window
-        return (record.not_after - record.not_before) / 3
-
-    def scan_horizon(self) -> dt.timedelta:
-        """How far ahead to look: the horizon, and at least every explicit window."""
-        explicit = [w for w in (self.default, *self.by_provisioner.values()) if w is not None]
-        return max([self.horizon, *explicit])
 
 
 def _newest_unrenewed(stores: AlertStores, serial: str, endpoint_id: str) -> CertificateRecord | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.alerts import DEFAULT_HORIZON, AlertWindows
+from shared.alert_windows import DEFAULT_HORIZON, AlertWindows
 from shared.authority_settings import AuthoritySettings, parse_authorities
 from shared.durations import parse_duration
 from shared.errors import ConfigError

@@ -3,6 +3,15 @@
 Nothing else constructs backends. Every heavy import (a store backend, a KMS
 client) happens here, lazily, for what the settings name; a Cloud Function
 instance builds its `Services` on first use and keeps them for its lifetime.
+
+The provisioners, the issuance policies and the revoker are built on first use
+too (`Once`): the OCSP responder, the CRL publisher and the dashboard's
+sign-in never verify a token, and building the provisioners imports PyJWT and
+every provisioner's claims and policy code, a measurable share of a cold
+start. `build_services(..., deferred=False)` (the default, which the CLI and
+`cirrus up` use) still builds them before returning, so a wrong provisioner
+block fails at start there; a Cloud Function reports it on the first request
+that needs the provisioners.
 """
 
 from __future__ import annotations
@@ -21,23 +30,20 @@ from shared.clock import Clock, SystemClock
 from shared.config import Settings
 from shared.errors import BackendError, ConfigError
 from shared.events.base import EventSink
-from shared.keys.adapter import as_private_key
-from shared.keys.base import Signer
-from shared.policy.issuance import IssuancePolicies
-from shared.provisioners.registry import Provisioners
-from shared.provisioners.tokens import Audiences
-from shared.revocation import Revoker
+from shared.once import Once
+from shared.provisioners.audience import Audiences
 from shared.store.base import Store
 from shared.store.open import open_store
-from shared.x509.profile import Issuer
 
 if TYPE_CHECKING:
     from shared.authority import Authority
-    from shared.intermediate_revocation import RevokedIntermediates
     from shared.issuer_link import IssuerLink
+    from shared.keys.base import Signer
+    from shared.policy.issuance import IssuancePolicies
+    from shared.provisioners.registry import Provisioners
     from shared.ra import UpstreamCA
+    from shared.revocation import Revoker
     from shared.rotation import RotatingIssuer
-    from shared.rotation_record import Generation
 
 
 def load_certificates(path: Path) -> list[x509.Certificate]:
@@ -84,8 +90,8 @@ class Services:
     clock: Clock
     store: Store
     authority_factory: Callable[[], Authority] | None
-    revoker: Revoker
-    provisioners: Provisioners
+    deferred_revoker: Once[Revoker]
+    deferred_provisioners: Once[Provisioners]
     audiences: Audiences
     roots: list[x509.Certificate]
     intermediates: list[x509.Certificate]
@@ -95,6 +101,20 @@ class Services:
     rotating: RotatingIssuer[Authority] | None = None  # intermediate generations (shared.rotation)
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def provisioners(self) -> Provisioners:
+        """The configured provisioners, built (configs checked, PyJWT imported) on first use.
+
+        Raises:
+            ConfigError: a provisioner block that cannot be built.
+        """
+        return self.deferred_provisioners.get()
+
+    @property
+    def revoker(self) -> Revoker:
+        """`/revoke`'s pipeline, built on first use (it needs the provisioners)."""
+        return self.deferred_revoker.get()
 
     def lazy(self, name: str, factory: Any) -> Any:
         """Build an optional component (VA, ACME) once, on first use."""
@@ -224,11 +244,14 @@ class Services:
         self.store.close()
 
 
-def build_services(settings: Settings, *, clock: Clock | None = None, store: Store | None = None) -> Services:
+def build_services(settings: Settings, *, clock: Clock | None = None, store: Store | None = None,
+                   deferred: bool = False) -> Services:  # fmt: skip
     """Wire every service from settings.
 
     With `issuerURL` set (the serverless registration-authority shape) no signing
     key is opened: requests that need a signature go to the private issuer function.
+    `deferred` leaves the provisioners, policies and revoker to their first use (a
+    Cloud Function instance, whose first request may never need them).
 
     Raises:
         ConfigError: anything in the settings that cannot be built.
@@ -238,9 +261,21 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     intermediates = load_certificates(settings.intermediate)
     store = store or open_store(settings.store, clock=clock)
     audiences = Audiences(audience_hosts(settings))
-    provisioners = Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences,
-                                base_dir=settings.base_dir)
-    policy = IssuancePolicies.build((settings.raw.get("authority") or {}).get("policy"), provisioners)
+
+    def build_provisioners() -> Provisioners:
+        from shared.provisioners.registry import Provisioners
+
+        return Provisioners(settings.provisioners, global_claims=settings.global_claims, audiences=audiences,
+                            base_dir=settings.base_dir)  # fmt: skip
+
+    provisioners = Once(build_provisioners)
+
+    def build_policy() -> IssuancePolicies:
+        from shared.policy.issuance import IssuancePolicies
+
+        return IssuancePolicies.build((settings.raw.get("authority") or {}).get("policy"), provisioners.get())
+
+    policy = Once(build_policy)
     from shared.events.delivery import track
     from shared.events.log import open_sinks
 
@@ -272,31 +307,37 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
 
         def authority_factory() -> Authority:
             return registration_authority(
-                settings, upstream, intermediates=intermediates, roots=roots, provisioners=provisioners,
-                store=store, clock=clock, sinks=sinks, policy=policy, issuer_revoked=ra_revoked,
+                settings, upstream, intermediates=intermediates, roots=roots, provisioners=provisioners.get(),
+                store=store, clock=clock, sinks=sinks, policy=policy.get(), issuer_revoked=ra_revoked,
             )
     else:
-        rotating = _rotating_authority(settings, intermediates=intermediates, roots=roots, provisioners=provisioners,
-                                       store=store, clock=clock, sinks=sinks, policy=policy)  # fmt: skip
+        from shared.issuing_wiring import rotating_authority
+
+        rotating = rotating_authority(settings, intermediates=intermediates, roots=roots, provisioners=provisioners,
+                                      store=store, clock=clock, sinks=sinks, policy=policy)  # fmt: skip
         authority_factory = rotating.current
 
-    revoker = Revoker(
-        authority_id=settings.authority_id,
-        provisioners=provisioners,
-        tokens=store,
-        certificates=store,
-        revocations=store,
-        clock=clock,
-        sinks=sinks,
-        upstream=upstream,
-    )
+    def build_revoker() -> Revoker:
+        from shared.revocation import Revoker
+
+        return Revoker(
+            authority_id=settings.authority_id,
+            provisioners=provisioners.get(),
+            tokens=store,
+            certificates=store,
+            revocations=store,
+            clock=clock,
+            sinks=sinks,
+            upstream=upstream,
+        )
+
     services = Services(
         settings=settings,
         clock=clock,
         store=store,
         authority_factory=authority_factory,
-        revoker=revoker,
-        provisioners=provisioners,
+        deferred_revoker=Once(build_revoker),
+        deferred_provisioners=provisioners,
         audiences=audiences,
         roots=roots,
         intermediates=intermediates,
@@ -305,88 +346,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         ra_upstream=upstream,
         rotating=rotating,
     )
+    if not deferred:  # a wrong provisioner or policy block fails here, at start
+        policy.get()
     if settings.authorities:  # further issuing authorities: their chains are checked now, keys on first use
         from shared.authorities import hosted
 
         hosted(services)
     return services
-
-
-def _rotating_authority(
-    settings: Settings, *, intermediates: list[x509.Certificate], roots: list[x509.Certificate],
-    provisioners: Provisioners, store: Store, clock: Clock, sinks: list[EventSink], policy: IssuancePolicies,
-) -> RotatingIssuer[Authority]:  # fmt: skip
-    """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation)."""
-    from shared.rotation import (
-        IntermediateRotation,
-        RotatingIssuer,
-        chain_verifier,
-        intermediate_revoked,
-        issuer_revoked,
-        opened_once,
-    )
-    from shared.rotation_record import Generation, config_generations, rotation_recheck
-
-    rotation = IntermediateRotation(
-        authority_id=settings.authority_id,
-        recheck=rotation_recheck(settings.raw.get("rotation")),
-        base=Generation(chain=tuple(intermediates), key_uri=settings.key, crl_id=settings.authority_id, base=True),
-        documents=store,  # type: ignore[arg-type]
-        clock_now=clock.now,
-        configured=config_generations(settings.raw.get("intermediates"), base_dir=settings.base_dir,
-                                      authority_id=settings.authority_id),
-        verify=chain_verifier(roots),
-    )
-
-    def revoked() -> RevokedIntermediates:
-        from shared.blobs.open import open_blobs
-        from shared.intermediate_revocation import RevokedIntermediates  # on the first renewal, not at start
-
-        return RevokedIntermediates(blobs=open_blobs(settings.blobs), roots=roots)
-
-    arl_view = opened_once(revoked)
-    revoked_check = issuer_revoked(rotation, arl_view)
-    signing_check = intermediate_revoked(arl_view)
-
-    def build(gen: Generation) -> Authority:
-        from shared.authority import Authority, AuthorityStores  # the issuing pipeline: signers only
-
-        signer = open_signer(gen.key_uri, password_file=settings.password_file)
-        if signer.public_key().public_numbers() != gen.certificate.public_key().public_numbers():  # type: ignore[union-attr]
-            raise ConfigError("the key does not match the intermediate certificate")
-        return Authority(
-            authority_id=settings.authority_id,
-            issuer=Issuer.of(gen.certificate, as_private_key(signer)),
-            intermediates=list(gen.chain),
-            roots=roots,
-            provisioners=provisioners,
-            stores=AuthorityStores(issuance=store, revocations=store, endpoints=store, inventories=store),
-            clock=clock,
-            backdate=settings.backdate,
-            crl_url=_crl_url_function(settings, gen.crl_id),
-            ocsp_url=settings.crl.ocsp_url or None,
-            ca_issuers_url=settings.crl.ca_issuers_url or None,
-            sinks=sinks,
-            policy=policy,
-            issuer_revoked=revoked_check,
-            intermediate_revoked=signing_check,
-        )
-
-    rotating = RotatingIssuer(rotation, build)
-    rotating.revoked_view = arl_view
-    return rotating
-
-
-def _crl_url_function(settings: Settings, crl_id: str | None = None) -> Any:
-    """CDP URL per serial when a public CRL base URL is configured (`crl_id`: a generation's CRL)."""
-    if not settings.crl.enabled or not settings.crl.base_url:
-        return None
-    from shared.validation.partition import crl_url, shard_for_serial
-
-    base, shards, authority_id = settings.crl.base_url, settings.crl.shards, crl_id or settings.authority_id
-
-    def url(serial: int) -> str:
-        shard = shard_for_serial(serial, shards) if shards else None
-        return crl_url(base, authority_id, shard)
-
-    return url

@@ -37,7 +37,8 @@ def services() -> Services:
         with _lock:
             s = _instance.get("services")
             if s is None:
-                s = build_services(Settings.from_env())
+                # Provisioners, policies and the revoker on first use: the responder never needs them.
+                s = build_services(Settings.from_env(), deferred=True)
                 _instance["services"] = s
     return s
 

@@ -10,10 +10,20 @@ may echo bucket internals.
 
 `google.cloud.storage` is imported in the constructor only, so a function that
 never publishes does not pay its ~200 ms import.
+
+Every store of one process shares one `storage.Client` per endpoint and project
+(`_shared_client`): an OCSP responder opens the bucket twice (its answers and the
+bucket copy of the rotation record), and a second client costs a second credential
+discovery (on Google Cloud: Application Default Credentials asking the metadata
+server), a second access token and a second connection pool, all on the cold
+start's first request. The key includes the process id, so a forked worker never
+uses its parent's pooled connections.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +31,30 @@ from shared.blobs.base import Blob, PreconditionFailed
 from shared.errors import BackendError
 
 _PUBLIC_HOST = "https://storage.googleapis.com"
+_clients: dict[tuple[int, str | None, str | None], Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(endpoint: str | None, project: str | None) -> Any:
+    """This process's `storage.Client` for `endpoint` (an emulator) or Cloud Storage, made on first use."""
+    key = (os.getpid(), endpoint, project)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            from google.cloud.storage import Client
+
+            if endpoint is not None:
+                from google.auth.credentials import AnonymousCredentials
+
+                client = Client(
+                    project=project or "cirrus-emulator",
+                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                    client_options={"api_endpoint": endpoint},
+                )
+            else:
+                client = Client(project=project)
+            _clients[key] = client
+    return client
 
 
 class GCSBlobStore:
@@ -58,20 +92,10 @@ class GCSBlobStore:
         import requests.exceptions
         from google.api_core import exceptions as api_exceptions
         from google.auth import exceptions as auth_exceptions
-        from google.cloud.storage import Client
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         if client is None:
-            if endpoint is not None:
-                from google.auth.credentials import AnonymousCredentials
-
-                client = Client(
-                    project=project or "cirrus-emulator",
-                    credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                    client_options={"api_endpoint": endpoint},
-                )
-            else:
-                client = Client(project=project)
+            client = _shared_client(endpoint, project)
         self._client = client
         self._bucket = client.bucket(bucket)
         self._bucket_name = bucket

@@ -320,6 +320,33 @@ def test_open_blobs_gs_url(gcs_endpoint: str) -> None:
     assert store.public_url("a").endswith(f"/{BUCKET}/{prefix}/a")
 
 
+def _child_client_is_new(endpoint: str, parent_client_id: int, out: multiprocessing.Queue[bool]) -> None:
+    from shared.blobs.gcs import GCSBlobStore
+
+    child = GCSBlobStore(bucket=BUCKET, prefix="forked", endpoint=endpoint)
+    out.put(id(child._client) != parent_client_id)
+
+
+@pytest.mark.gcs
+def test_gcs_stores_of_one_process_share_one_client(gcs_endpoint: str) -> None:
+    """A cold OCSP responder opens the bucket twice; one client means one credential discovery, one
+    access token and one connection pool on its first request. A forked worker makes its own."""
+    prefix = f"s-{uuid.uuid4().hex}"
+    answers = open_blobs(f"gs://{BUCKET}/{prefix}", gcs_endpoint=gcs_endpoint, public_base_url="https://crl.example")
+    mirror = open_blobs(f"gs://{BUCKET}/{prefix}/mirror", gcs_endpoint=gcs_endpoint)
+    assert answers._client is mirror._client  # type: ignore[attr-defined]
+    # ... while each keeps its own prefix and public URL
+    answers.write("a", b"1", content_type="t", if_generation_match=0)
+    assert mirror.read("a") is None
+    assert answers.public_url("a") == f"https://crl.example/{prefix}/a"
+    ctx = multiprocessing.get_context("fork")
+    out: multiprocessing.Queue[bool] = ctx.Queue()
+    child = ctx.Process(target=_child_client_is_new, args=(gcs_endpoint, id(answers._client), out))  # type: ignore[attr-defined]
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and out.get(timeout=5) is True
+
+
 @pytest.mark.parametrize(
     "url", ["file:relative/dir", "file://host/dir", "gs://", "s3://bucket", "/abs/dir"]
 )

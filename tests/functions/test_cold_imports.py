@@ -37,6 +37,11 @@ SDKS = (
 )  # fmt: skip
 # The step-ca API and the issuing pipeline behind it (provisioners, templates, the signing path).
 STEP_CA = ("shared.api.stepca", "shared.api.app", "shared.authority", "shared.templates", "shared.acme")
+# What verifying a token needs (PyJWT, the provisioners, their claims and policies) and what `/revoke`
+# runs: the composition root builds them on first use in a Cloud Function, so a function whose
+# requests verify no token (the OCSP responder) never loads them.
+TOKENS = ("jwt", "shared.provisioners.registry", "shared.provisioners.tokens", "shared.provisioners.base",
+          "shared.claims", "shared.policy", "shared.revocation")  # fmt: skip
 
 _FIRST_REQUEST = """
 import json, sys
@@ -77,6 +82,17 @@ def test_importing_the_entry_points_loads_no_sdk_and_no_step_ca_app() -> None:
     assert "functions_framework" in modules and "shared.api.functions" in modules
     assert _loaded(SDKS, modules) == []
     assert _loaded((*STEP_CA, "shared.runtime", "shared.validation"), modules) == []
+
+
+def test_reading_the_settings_loads_neither_the_alert_run_nor_x509() -> None:
+    """Every function reads the settings on its first request; the alert windows they carry are not
+    the sweep's alert run (which brings the event and store protocols and `cryptography.x509`)."""
+    code = "import json, sys, shared.config; sys.stdout.write(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    modules = json.loads(proc.stdout)
+    assert "shared.alert_windows" in modules
+    assert _loaded(("shared.alerts", "shared.events", "shared.store", "cryptography.x509"), modules) == []
 
 
 @pytest.fixture
@@ -134,6 +150,9 @@ def test_ocsp_first_answer_loads_neither_the_store_sdk_nor_the_step_ca_app(publi
     assert "shared.store.firestore" in modules  # the store was opened (configured) ...
     assert _loaded(SDKS, modules) == []  # ... but its SDK never loaded
     assert _loaded(STEP_CA, modules) == []
+    # no token is verified here: the provisioners, PyJWT, the policies and the revoker stay unbuilt
+    assert _loaded(TOKENS, modules) == []
+    assert _loaded(("shared.alerts",), modules) == []
 
 
 def test_ca_api_first_sign_loads_no_validation_authority_and_no_acme(authority_dir: Path) -> None:
