@@ -89,8 +89,6 @@ def _parse_int(text: str) -> int | None:
         # Go allows underscores only between digits (or after a base prefix).
         if body.startswith("_") or body.endswith("_") or "__" in body:
             return None
-        if len(body) > 1 and body[0] == "0" and body[1] not in "xXoObB_" and "_" in body:
-            pass
     lower = body.lower()
     try:
         if lower.startswith("0x"):
