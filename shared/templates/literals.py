@@ -85,10 +85,9 @@ def _parse_int(text: str) -> int | None:
     neg = text.startswith("-")
     if not body:
         return None
-    if "_" in body:
-        # Go allows underscores only between digits (or after a base prefix).
-        if body.startswith("_") or body.endswith("_") or "__" in body:
-            return None
+    # Go allows underscores only between digits (or after a base prefix).
+    if "_" in body and (body.startswith("_") or body.endswith("_") or "__" in body):
+        return None
     lower = body.lower()
     try:
         if lower.startswith("0x"):
