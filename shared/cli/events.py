@@ -91,6 +91,8 @@ _BY_TYPE: dict[str, tuple[str, ...]] = {
     "authority.expiring": ("subject",),
     "endpoint.created": ("name",),
     "certificate.revoked": ("revokeToken",),  # at a linked Cirrus: the central asked, with this token
+    "linked.revocation.delivered": ("attempts", "result"),
+    "linked.revocation.failed": ("attempts", "error"),
 }
 #: Lists are cut to this many items in a line (the JSON form has them all).
 _LIST_ITEMS = 5

@@ -31,6 +31,8 @@ CRL_PUBLISHED = "dev.cirrus.crl.published"
 CRL_FAILED = "dev.cirrus.crl.failed"
 AUTHORITY_EXPIRING = "dev.cirrus.authority.expiring"
 PROVISIONER_CHANGED = "dev.cirrus.provisioner.changed"
+LINKED_REVOCATION_DELIVERED = "dev.cirrus.linked.revocation.delivered"
+LINKED_REVOCATION_FAILED = "dev.cirrus.linked.revocation.failed"
 
 
 class EventSink(Protocol):

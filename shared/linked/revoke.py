@@ -17,6 +17,10 @@ attempt), and an answer saying the certificate is already revoked there (a retry
 answer) counts as delivered. When the linked Cirrus then reports the revocation back (linked
 mode), the central's ingest finds it recorded and answers `duplicate`.
 
+Each outcome raises one event into the event log and the sinks: `linked.revocation.delivered`
+when the linked authority took it, `linked.revocation.failed` when it was dead-lettered. Only
+the instance whose compare-and-set recorded the outcome raises it, so it is raised once.
+
 The TLS connection trusts the system's roots and the link's own anchors (a linked `cirrus up`
 serves a certificate from its own intermediate). Written on `urllib.request`, as the linked
 client and the webhook sink are: one POST needs no client library.
@@ -38,7 +42,15 @@ from typing import Any, Protocol
 from cryptography.hazmat.primitives import serialization
 
 from shared.errors import AlreadyRevoked, BadRequest, Conflict
-from shared.events.base import CERTIFICATE_REVOKED, EVENT_SOURCE, EventSink, publish_to_sinks
+from shared.events.base import (
+    CERTIFICATE_REVOKED,
+    EVENT_SOURCE,
+    LINKED_REVOCATION_DELIVERED,
+    LINKED_REVOCATION_FAILED,
+    EventSink,
+    authority_event,
+    publish_to_sinks,
+)
 from shared.events.delivery import LEASE, backoff
 from shared.linked import registry
 from shared.model import CertificateRecord, Event, Revocation
@@ -71,6 +83,10 @@ class RevokeStore(registry.LinkDocuments, Protocol):
 
     def revoke(self, revocation: Revocation, *, events: Sequence[Event] = ()) -> None:
         """Record a revocation with its events."""
+        ...
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        """Append events to the event log (a delivery's outcome)."""
         ...
 
 
@@ -212,7 +228,26 @@ class LinkedRevoker:
             final = {**taken, "next": (now + backoff(attempts)).isoformat(), "lastError": answer.detail}
         if not self.store.update_document(COLLECTION, serial, final, expected_version=version + 1):
             raise Conflict("the delivery record changed during the attempt")  # a lease outlived: the next sweep
+        if final["state"] in ("delivered", "dead"):
+            self._raise_outcome(serial, final, now)
         return final
+
+    def _raise_outcome(self, serial: str, final: dict[str, Any], now: dt.datetime) -> None:
+        """Record and publish the event of a delivery's final state (never undoes it on failure)."""
+        delivered = final["state"] == "delivered"
+        data: dict[str, Any] = {"serial": serial, "linkedAuthority": str(final.get("link", "")),
+                                "reasonCode": int(final.get("reasonCode", 0)),
+                                "attempts": int(final["attempts"])}  # fmt: skip
+        data.update({"result": final.get("result", "")} if delivered else {"error": final.get("lastError", "")})
+        event = authority_event(f"{_PREFIX}{data['linkedAuthority']}",
+                                LINKED_REVOCATION_DELIVERED if delivered else LINKED_REVOCATION_FAILED,
+                                serial, now, data)  # fmt: skip
+        try:
+            self.store.append_events([event])
+        except Exception:
+            _log.warning("linked revocation event not recorded", exc_info=True)
+            return
+        publish_to_sinks(self.sinks, [event], log=_log)
 
     def retry_due(self, *, limit: int = 200) -> int:
         """The sweep: one attempt at each due pending delivery; returns how many were delivered."""

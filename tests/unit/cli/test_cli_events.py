@@ -136,3 +136,26 @@ def test_tail_names_the_revoke_token_a_central_revoked_with(
     assert cirrus(["events", "tail", "--dir", str(authority_dir), "--type", "certificate.revoked"]) == 0
     line = capsys.readouterr().out.strip()
     assert f"serial={serial}" in line and "reasonCode=4" in line and f"revokeToken={token.split('.')[0]}" in line
+
+
+def test_tail_summarises_linked_revocation_outcomes(
+    services: Services, authority_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A central's delivery outcome shows how many attempts it took and what the link said."""
+    from shared.events.base import LINKED_REVOCATION_DELIVERED, LINKED_REVOCATION_FAILED
+
+    now = services.clock.now()
+    services.store.append_events([
+        authority_event("linked-edge", LINKED_REVOCATION_DELIVERED, "77", now,
+                        {"serial": "77", "linkedAuthority": "edge", "reasonCode": 4, "attempts": 2,
+                         "result": "revoked by the linked authority (200)"}),
+        authority_event("linked-edge", LINKED_REVOCATION_FAILED, "78", now,
+                        {"serial": "78", "linkedAuthority": "edge", "reasonCode": 1, "attempts": 8,
+                         "error": "the linked authority answered 401"}),
+    ])  # fmt: skip
+    assert cirrus(["events", "tail", "--dir", str(authority_dir), "--type", "linked.revocation.delivered",
+                   "--type", "linked.revocation.failed"]) == 0  # fmt: skip
+    lines = {line.split()[1]: line for line in capsys.readouterr().out.splitlines()}
+    delivered, failed = lines["linked.revocation.delivered"], lines["linked.revocation.failed"]
+    assert "serial=77 reasonCode=4 linkedAuthority=edge attempts=2 result=revoked\\x20by" in delivered
+    assert "serial=78 reasonCode=1 linkedAuthority=edge attempts=8 error=the\\x20linked" in failed

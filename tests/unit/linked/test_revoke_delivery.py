@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,9 +22,11 @@ from werkzeug.test import Client
 from shared.api.app import CirrusApp
 from shared.api.mounts import default_mounts
 from shared.clock import FixedClock
+from shared.events.base import LINKED_REVOCATION_DELIVERED, LINKED_REVOCATION_FAILED
 from shared.linked.registry import register
 from shared.linked.revoke import COLLECTION, LinkedRevoker, delivery
 from shared.linked.revoke_tokens import issue_revoke_token
+from shared.model import Event
 from shared.runtime import Services
 from shared.server import tls_context
 from tests.unit.dashboard.test_dashboard import BASE, sign_in
@@ -61,6 +63,16 @@ def reported(services: Services, other_api: Client, other_dir: Path, *, revoke_u
     return cert
 
 
+class _ListSink:
+    """A sink that keeps what it was handed (the seam's contract: publish a batch)."""
+
+    def __init__(self, into: list[Event]) -> None:
+        self.into = into
+
+    def publish(self, events: Sequence[Event]) -> None:
+        self.into.extend(events)
+
+
 def dashboard_revoke(api: Client, csrf: str, serial: str, reason: str = "1") -> tuple[int, str]:
     r = api.post(f"{BASE}/dashboard/certificates/{serial}/revoke", data={"csrf": csrf, "reason": reason,
                                                                          "confirm": "yes"})  # fmt: skip
@@ -92,6 +104,12 @@ def test_delivered_and_already_revoked_there_both_count_as_delivered(
     # Both are revoked at the central too, once each.
     events = [e for e in services.store.list_events(limit=1000) if e.type.endswith("certificate.revoked")]
     assert sorted(e.subject for e in events) == sorted([str(first.serial_number), str(second.serial_number)])
+    # Each delivery raised one `linked.revocation.delivered` event, in the log, from the link's source.
+    outcomes = [e for e in services.store.list_events(limit=1000) if e.type.startswith("dev.cirrus.linked.")]
+    assert sorted((e.type, e.subject) for e in outcomes) == sorted(
+        (LINKED_REVOCATION_DELIVERED, str(c.serial_number)) for c in (first, second))
+    assert all(e.source == "cirrus-ca/linked-edge" and e.data["linkedAuthority"] == "edge"
+               and e.data["attempts"] == 1 for e in outcomes)  # fmt: skip
 
 
 def test_a_refused_delivery_is_retried_then_dead_lettered(
@@ -108,13 +126,21 @@ def test_a_refused_delivery_is_retried_then_dead_lettered(
     assert "last error: the linked authority answered 401: invalid revoke token" in text
     assert services.store.get_revocation(serial) is not None  # recorded here all the same
     now = services.clock.now()
+    published: list[Event] = []
+    sink = _ListSink(published)
     for attempt in range(2, 9):  # each retry after its backoff; the 8th is the last
         now += dt.timedelta(hours=5)
         with caplog.at_level(logging.ERROR, logger="cirrus.linked"):
-            assert LinkedRevoker(store=services.store, clock=FixedClock(now)).retry_due() == 0  # type: ignore[arg-type]
+            assert LinkedRevoker(store=services.store, clock=FixedClock(now), sinks=[sink]).retry_due() == 0  # type: ignore[arg-type]
         sent = delivery(services.store, serial)
         assert sent is not None and sent["attempts"] == attempt
+        # No outcome event while it is still being retried; one `failed` once dead-lettered.
+        assert [e.type for e in published] == ([LINKED_REVOCATION_FAILED] if attempt == 8 else [])
     assert sent["state"] == "dead" and "401" in sent["lastError"]
+    logged = [e for e in services.store.list_events(limit=1000) if e.type == LINKED_REVOCATION_FAILED]
+    assert [e.id for e in logged] == [published[0].id]
+    assert logged[0].subject == serial and logged[0].data["attempts"] == 8 and "401" in logged[0].data["error"]
+    assert not any(e.type == LINKED_REVOCATION_DELIVERED for e in services.store.list_events(limit=1000))
     assert any("linked revocation dead-lettered" in r.getMessage() for r in caplog.records)
     assert LinkedRevoker(store=services.store, clock=FixedClock(now + dt.timedelta(days=1))).retry_due() == 0  # type: ignore[arg-type]
     assert other.store.get_revocation(serial) is None
