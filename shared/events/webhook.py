@@ -19,8 +19,9 @@ other 4xx are final (the receiver refuses it; retrying cannot help). What
 still fails raises `BackendError`, and `shared.events.delivery` keeps it for
 the sweep to re-deliver.
 
-Written on `urllib.request`: one POST per event needs no client library, and
-the Functions runtime then loads nothing extra.
+Written on `http.client` through `shared.webhooks.bounded_post`: one POST per
+event needs no client library, and the host name is resolved inside the POST's
+timeout (`getaddrinfo`, which urllib calls, takes none).
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from shared.errors import BackendError, ConfigError
 from shared.model import Event
+from shared.webhooks import bounded_post
+from shared.webhooks.resolve import Resolve, system_resolve
 
 CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 SIGNATURE_HEADER = "X-Cirrus-Signature"
@@ -93,6 +94,7 @@ class WebhookSink:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall: Callable[[], float] = time.time,
+        resolve: Resolve = system_resolve,
     ) -> None:
         """Check the URL (http(s), a host, no userinfo) and keep the settings.
 
@@ -102,6 +104,7 @@ class WebhookSink:
             timeout: seconds one POST may take.
             deadline: seconds all tries of one event may take.
             initial_delay: pause before the second try (doubles each time).
+            resolve: the name resolver (a parameter so tests can give a slow one).
         """
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("https", "http") or not parts.hostname or parts.username or parts.password:
@@ -114,6 +117,7 @@ class WebhookSink:
         self._clock = clock
         self._sleep = sleep
         self._wall = wall
+        self._resolve = resolve
 
     def publish(self, events: Sequence[Event]) -> None:
         """Deliver every event; raise `BackendError` naming how many were not taken."""
@@ -148,16 +152,13 @@ class WebhookSink:
             "ce-specversion": "1.0",
             "User-Agent": "cirrus-ca-webhook/1",
         }
-        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as answer:  # noqa: S310 - scheme checked
-                answer.read(4096)
-                status: int = answer.status
-                return 200 <= status < 300
-        except urllib.error.HTTPError as exc:
-            return None if exc.code in _RETRYABLE_STATUS else False
-        except (urllib.error.URLError, OSError, TimeoutError):
+        try:  # the name is resolved inside the timeout too (shared.webhooks.bounded_post)
+            status = bounded_post.post(self.url, body, headers, timeout=self._timeout, resolve=self._resolve).status
+        except bounded_post.PostFailed:
             return None
+        if 200 <= status < 300:
+            return True
+        return None if status in _RETRYABLE_STATUS else False
 
 
 def from_spec(spec: str) -> WebhookSink:

@@ -1,8 +1,9 @@
 """Building and posting reports to a central Cirrus (`POST /linked/v1/report`).
 
 Used by the event sink of an instance in linked mode (`shared.linked.sink`); the
-CLI (`cirrus linked report`) builds the same items. Written on `urllib.request`
-as the webhook sink is: one POST per batch needs no client library.
+CLI (`cirrus linked report`) builds the same items. Posted through
+`shared.webhooks.bounded_post`, as the webhook sink is: one POST per batch needs no
+client library, and the central's host name is resolved inside the timeout.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import datetime as dt
 import hashlib
 import json
 import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from shared.errors import BackendError
 from shared.linked.ingest import MAX_EVENTS
+from shared.webhooks import bounded_post
+from shared.webhooks.resolve import Resolve, system_resolve
 
 REPORT_PATH = "/linked/v1/report"
 
@@ -51,7 +52,8 @@ def batches(items: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 
 def post_report(
-    base_url: str, token: str, items: Sequence[dict[str, Any]], *, ctx: ssl.SSLContext | None, timeout: float = 30
+    base_url: str, token: str, items: Sequence[dict[str, Any]], *, ctx: ssl.SSLContext | None, timeout: float = 30,
+    resolve: Resolve = system_resolve,
 ) -> list[dict[str, Any]]:
     """POST one report; return the per-item results.
 
@@ -59,21 +61,21 @@ def post_report(
         BackendError: unreachable, or an answer other than 200 (its message included).
     """
     body = json.dumps({"events": list(items)}).encode()
-    req = urllib.request.Request(base_url.rstrip("/") + REPORT_PATH, data=body, method="POST")  # noqa: S310
-    req.add_header("Content-Type", "application/json")
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("User-Agent", "cirrus-linked/1.0")
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+               "User-Agent": "cirrus-linked/1.0"}  # fmt: skip
     try:
-        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:  # noqa: S310
-            payload = json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as exc:
+        reply = bounded_post.post(base_url.rstrip("/") + REPORT_PATH, body, headers, timeout=timeout, context=ctx,
+                                  resolve=resolve)  # fmt: skip
+    except bounded_post.PostFailed as exc:
+        raise BackendError(f"cannot reach the central authority at {base_url}: {exc}") from exc
+    if reply.status != 200:
         try:
-            detail = str(json.loads(exc.read()).get("message", ""))
-        except (ValueError, AttributeError, OSError):
+            detail = str(json.loads(reply.body).get("message", ""))
+        except (ValueError, AttributeError):
             detail = ""
-        raise BackendError(f"the central authority refused the report ({exc.code}): {detail}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise BackendError(f"cannot reach the central authority at {base_url}: {getattr(exc, 'reason', exc)}") from exc
+        raise BackendError(f"the central authority refused the report ({reply.status}): {detail}")
+    try:
+        payload = json.loads(reply.body or b"{}")
     except ValueError as exc:
         raise BackendError("unexpected answer from the central authority") from exc
     results = payload.get("results") if isinstance(payload, dict) else None

@@ -22,8 +22,9 @@ when the linked authority took it, `linked.revocation.failed` when it was dead-l
 the instance whose compare-and-set recorded the outcome raises it, so it is raised once.
 
 The TLS connection trusts the system's roots and the link's own anchors (a linked `cirrus up`
-serves a certificate from its own intermediate). Written on `urllib.request`, as the linked
-client and the webhook sink are: one POST needs no client library.
+serves a certificate from its own intermediate). Posted through `shared.webhooks.bounded_post`,
+as the linked client and the webhook sink are: one POST needs no client library, and the
+link's host name is resolved inside the timeout.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ import datetime as dt
 import json
 import logging
 import ssl
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +53,8 @@ from shared.events.base import (
 from shared.events.delivery import LEASE, backoff
 from shared.linked import registry
 from shared.model import CertificateRecord, Event, Revocation
+from shared.webhooks import bounded_post
+from shared.webhooks.resolve import Resolve, system_resolve
 
 COLLECTION = "linked_revocations"
 MAX_ATTEMPTS = 8
@@ -122,27 +123,27 @@ def tls_context(link: registry.LinkedAuthority) -> ssl.SSLContext:
     return ctx
 
 
-def post_revoke(url: str, token: str, body: dict[str, Any], ctx: ssl.SSLContext, timeout: float) -> Answer:
+def post_revoke(
+    url: str, token: str, body: dict[str, Any], ctx: ssl.SSLContext, timeout: float, *,
+    resolve: Resolve = system_resolve,
+) -> Answer:
     """POST the revocation; never raises (an unreachable endpoint is an undelivered answer)."""
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310 - https checked
-    req.add_header("Content-Type", "application/json")
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("User-Agent", "cirrus-linked/1.0")
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}",
+               "User-Agent": "cirrus-linked/1.0"}  # fmt: skip
     try:
-        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:  # noqa: S310
-            resp.read(4096)
-            return Answer(True, f"revoked by the linked authority ({resp.status})")
-    except urllib.error.HTTPError as exc:
-        try:
-            message = str(json.loads(exc.read(4096)).get("message", ""))[:200]
-        except (ValueError, AttributeError, OSError):
-            message = ""
-        if exc.code == 400 and "already revoked" in message:
-            return Answer(True, "already revoked at the linked authority")
-        return Answer(False, f"the linked authority answered {exc.code}" + (f": {message}" if message else ""))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or type(exc).__name__
-        return Answer(False, f"cannot reach the linked authority: {str(reason)[:200]}")
+        reply = bounded_post.post(url, json.dumps(body).encode(), headers, timeout=timeout, context=ctx,
+                                  resolve=resolve)  # fmt: skip
+    except bounded_post.PostFailed as exc:
+        return Answer(False, f"cannot reach the linked authority: {str(exc)[:200]}")
+    if 200 <= reply.status < 300:
+        return Answer(True, f"revoked by the linked authority ({reply.status})")
+    try:
+        message = str(json.loads(reply.body[:4096]).get("message", ""))[:200]
+    except (ValueError, AttributeError):
+        message = ""
+    if reply.status == 400 and "already revoked" in message:
+        return Answer(True, "already revoked at the linked authority")
+    return Answer(False, f"the linked authority answered {reply.status}" + (f": {message}" if message else ""))
 
 
 def delivery(store: RevokeStore, serial: str) -> dict[str, Any] | None:
