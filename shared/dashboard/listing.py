@@ -67,7 +67,7 @@ def endpoint_row(store: ListingStore, endpoint: Endpoint, now: dt.datetime) -> E
 def list_endpoints(
     store: ListingStore,
     *,
-    authority_id: str,
+    authority_id: str | Sequence[str],
     now: dt.datetime,
     after: str = "",
     query: str = "",
@@ -75,17 +75,27 @@ def list_endpoints(
     status: str = "",
     limit: int = PAGE_SIZE,
 ) -> tuple[list[EndpointRow], str]:
-    """A page of endpoints by id after `after`, filtered; returns the rows and the next cursor ("" at the end)."""
+    """A page of endpoints by id after `after`, filtered; returns the rows and the next cursor ("" at the end).
+
+    `authority_id` is one authority or several (a deployment with `authorities`, linked ones): for
+    several, the read goes over every endpoint in id order and keeps those of the given
+    authorities, so one id cursor pages them all (skipped endpoints count against `SCAN_LIMIT`).
+    """
+    ids = (authority_id,) if isinstance(authority_id, str) else tuple(dict.fromkeys(authority_id))
+    only = ids[0] if len(ids) == 1 else None
+    wanted = frozenset(ids)
     needle = query.casefold()
     rows: list[EndpointRow] = []
     cursor, scanned = after, 0
     while len(rows) < limit and scanned < SCAN_LIMIT:
-        batch = store.list_endpoints(authority_id=authority_id, limit=BATCH, after=cursor)
+        batch = store.list_endpoints(authority_id=only, limit=BATCH, after=cursor)
         if not batch:
             return rows, ""
         for endpoint in batch:
             scanned += 1
             cursor = endpoint.id
+            if endpoint.authority_id not in wanted:
+                continue
             if needle and needle not in endpoint.name.casefold() and needle not in endpoint.id.casefold():
                 continue
             if provisioner_id and endpoint.provisioner_id != provisioner_id:

@@ -22,6 +22,7 @@ from shared.revocation import ALLOWED_REASONS
 from shared.x509.serials import parse_serial
 
 if TYPE_CHECKING:
+    from shared.provisioners.registry import Provisioners
     from shared.revocation import Revoker
     from shared.runtime import Services
 
@@ -63,7 +64,8 @@ def endpoints(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     """Endpoints: search, provisioner/status filters, by id or by expiry, keyset paged; `?format=csv`."""
     now = s.clock.now()
     q = _text(query, "q")
-    provisioners = tuple(p.ref.id for p in s.provisioners)
+    every = _all_provisioners(s)
+    provisioners = tuple(p.ref.id for p in every)
     prov = _choice(query, "provisioner", provisioners)
     status = _choice(query, "status", listing.STATUSES)
     sort = _choice(query, "sort", ("id", "expiry")) or "id"
@@ -72,12 +74,12 @@ def endpoints(s: Services, query: Mapping[str, str], csrf: str) -> Response:
     next_link = ""
     if sort == "expiry":
         start, after_serial = _expiry_cursor(after, now)
-        found, cursor = listing.list_by_expiry(
+        found, cursor = listing.list_by_expiry_across(
             s.store,  # type: ignore[arg-type]
-            authority_id=s.settings.authority_id, start=start, after_serial=after_serial,
+            authority_ids=_authority_ids(s), start=start, after_serial=after_serial,
         )
         rows, seen = [], set()
-        for _not_after, _serial, endpoint_id in found:
+        for _not_after, _serial, endpoint_id, _authority in found:
             endpoint = s.store.get_endpoint(endpoint_id)
             if endpoint is None or endpoint_id in seen:
                 continue
@@ -93,7 +95,7 @@ def endpoints(s: Services, query: Mapping[str, str], csrf: str) -> Response:
                             after=f"{cursor[0].isoformat()},{cursor[1]}")
     else:
         rows, nxt = listing.list_endpoints(
-            s.store, authority_id=s.settings.authority_id, now=now, after=after,
+            s.store, authority_id=_authority_ids(s), now=now, after=after,
             query=q, provisioner_id=prov, status=status,
         )
         if nxt:
@@ -102,7 +104,7 @@ def endpoints(s: Services, query: Mapping[str, str], csrf: str) -> Response:
         return csv_response("endpoints.csv", ["id", "name", "provisioner", "status", "latest_serial", "not_after"], (
             [r.endpoint.id, r.endpoint.name, r.endpoint.provisioner_id, r.status,
              r.latest.serial if r.latest else "", _ts(r.latest.not_after) if r.latest else ""] for r in rows))
-    names = {p.ref.id: p.ref.name for p in s.provisioners}
+    names = {p.ref.id: p.ref.name for p in every}
     prov_options = '<option value="">any</option>' + "".join(
         f'<option value="{e(pid)}"{" selected" if pid == prov else ""}>{e(names[pid])}</option>' for pid in provisioners
     )
@@ -167,8 +169,17 @@ def endpoint(s: Services, endpoint_id: str, csrf: str) -> Response:
 
 
 def _provisioner_name(s: Services, provisioner_id: str) -> str:
-    found = s.provisioners.by_id(provisioner_id)
+    found = _all_provisioners(s).by_id(provisioner_id)
     return found.ref.name if found is not None else provisioner_id
+
+
+def _all_provisioners(s: Services) -> Provisioners:
+    """Every hosted authority's provisioners (the default's first), as `/provisioners` lists them."""
+    if not s.settings.authorities:
+        return s.provisioners
+    from shared.authorities import hosted
+
+    return hosted(s).listing
 
 
 def _record(s: Services, serial: str) -> CertificateRecord | None:

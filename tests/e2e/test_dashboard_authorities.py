@@ -127,6 +127,78 @@ def test_certificates_of_every_authority_are_listed_and_revoked_by_their_issuer(
         assert rows[0][1].endswith("Z") and rows[0][2].endswith("Z"), rows  # last published, next update
 
 
+class _Form(Dom):
+    """Also each select's options: select id -> [(value, label)]."""
+
+    def __init__(self, html: str) -> None:
+        self.options: dict[str, list[tuple[str, str]]] = {}
+        self._select = ""
+        self._option: str | None = None
+        super().__init__(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "select":
+            self._select = dict(attrs).get("id") or ""
+            self.options[self._select] = []
+        elif tag == "option":
+            self._option, self._label = dict(attrs).get("value") or "", ""
+        super().handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "option" and self._option is not None:
+            self.options[self._select].append((self._option, self._label.strip()))
+            self._option = None
+        super().handle_endtag(tag)
+
+    def handle_data(self, data: str) -> None:
+        if self._option is not None:
+            self._label += data
+        super().handle_data(data)
+
+
+def test_endpoints_of_every_authority_are_listed_and_filtered_by_any_provisioner(deployment: Deployment) -> None:
+    """The endpoints page (by id and by expiry, HTML and CSV) and its provisioner filter cover every
+    authority; one id cursor pages across them without a gap or a repeat."""
+    from shared.dashboard import listing
+
+    dep = deployment
+    sign_and_key(dep, "admin", "svc.default.example")
+    sign_at(dep, "teams-admin", "svc.teams.example", prefix="/teams")
+    sign_at(dep, "deep-admin", "svc.deep.example", prefix="/deep")
+    names = {"svc.default.example", "svc.teams.example", "svc.deep.example"}
+    sign_in(dep.api, dep.services)
+    for sort in ("id", "expiry"):
+        page = _Form(dep.api.get(f"{BASE}/dashboard/endpoints?sort={sort}").get_data(as_text=True))
+        rows = page.tables["Endpoints"]
+        assert {r[0] for r in rows} == names, (sort, rows)
+        assert {(r[0], r[1]) for r in rows} >= {("svc.teams.example", "teams-admin"),
+                                                ("svc.deep.example", "deep-admin")}  # fmt: skip
+    offered = dict(page.options["provisioner"])
+    ids = {p.ref.name: p.ref.id for p in dep.services.provisioners}
+    teams_id = next(v for v, label in offered.items() if label == "teams-admin")
+    assert {"admin", "teams-admin", "deep-admin"} <= set(offered.values()) and "admin" in ids
+    for sort in ("id", "expiry"):
+        filtered = _Form(dep.api.get(f"{BASE}/dashboard/endpoints?sort={sort}&provisioner={teams_id}")
+                         .get_data(as_text=True))  # fmt: skip
+        assert [r[0] for r in filtered.tables["Endpoints"]] == ["svc.teams.example"], sort
+    exported = dep.api.get(f"{BASE}/dashboard/endpoints?format=csv").get_data(as_text=True)
+    assert {r["name"] for r in csv.DictReader(io.StringIO(exported))} == names
+
+    every = [dep.services.settings.authority_id, *(a.authority_id for a in dep.services.settings.authorities)]
+    seen: list[str] = []
+    cursor = ""
+    while True:
+        got, cursor = listing.list_endpoints(dep.services.store, authority_id=every, now=dep.services.clock.now(),  # type: ignore[arg-type]
+                                             after=cursor, limit=1)  # fmt: skip
+        seen += [r.endpoint.name for r in got]
+        if not cursor:
+            break
+    assert sorted(seen) == sorted(names)
+    # One authority alone still lists only its own.
+    only, _ = listing.list_endpoints(dep.services.store, authority_id=every[1], now=dep.services.clock.now())  # type: ignore[arg-type]
+    assert [r.endpoint.authority_id for r in only] == [every[1]]
+
+
 def test_authorities_page_shows_every_authority_with_its_chain_and_ocsp(deployment: Deployment) -> None:
     dep = deployment
     sign_in(dep.api, dep.services)
