@@ -24,9 +24,13 @@ store shares the core with TLS, JWS and signing):
 - The current store runs as `cirrus up` runs it under load: a background thread calls
   `checkpoint()` every 1/4 s (its CPU is reported separately, per operation, as
   `checkpoint_thread_us_per_op`; in `cirrus up` it runs in the master process).
-- `--baseline REV` also loads shared/store/{sqlite,codec}.py as of git revision REV and
-  measures it in the same process, alternating baseline and current rounds, so the two
-  are compared on one noisy machine in one run.
+- `--baseline REV` also measures the store as of git revision REV: REV's `shared/` tree is
+  extracted (`git archive`) into a temporary directory and each round runs in a subprocess
+  (this file in `--worker-round` mode) with PYTHONPATH at that tree, so every store module
+  (the split codec and role modules included) comes from REV. Current rounds run the same way
+  with PYTHONPATH at this checkout, alternating with the baseline's, so the two are compared
+  on one noisy machine in one run. A store with a `checkpoint()` (both, since it exists) runs
+  it in the background thread; each worker reports the files its `shared` modules came from.
 
 Run: `python bench/store_throughput.py [--n 20000] [--cpu-n 3000] [--rounds 3]
 [--baseline 4b7995f] [--skip-throughput] [--out result.json]`. Prints one JSON object.
@@ -35,7 +39,10 @@ Run: `python bench/store_throughput.py [--n 20000] [--cpu-n 3000] [--rounds 3]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
+import importlib
+import io
 import json
 import multiprocessing
 import os
@@ -44,11 +51,11 @@ import sqlite3
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
-import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,25 +162,56 @@ def _two_process_rate(path: str, n: int) -> float:
     return (n // 2 * 2) / (end - start)
 
 
-def _load_baseline(rev: str) -> Any:
-    """The SQLiteStore class of git revision `rev` (its sqlite.py and codec.py), importable
-    beside the current one: the files go into a private package whose codec import is
-    redirected to the old codec."""
-    root = Path(__file__).resolve().parent.parent
-    pkg = types.ModuleType("baseline_store")
-    pkg.__path__ = []
-    sys.modules["baseline_store"] = pkg
-    for name in ("codec", "sqlite"):
-        text = subprocess.run(
-            ["git", "show", f"{rev}:shared/store/{name}.py"], cwd=root, check=True, capture_output=True, text=True
-        ).stdout
-        text = text.replace("from shared.store import codec", "from baseline_store import codec")
-        module = types.ModuleType(f"baseline_store.{name}")
-        module.__file__ = f"<{rev}:shared/store/{name}.py>"
-        sys.modules[module.__name__] = module
-        exec(compile(text, module.__file__, "exec"), module.__dict__)  # our own file at a revision
-        setattr(pkg, name, module)
-    return pkg.sqlite.SQLiteStore
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.contextmanager
+def baseline_tree(rev: str, root: Path = ROOT) -> Iterator[Path]:
+    """A temporary directory holding `shared/` as of git revision `rev` (removed afterwards).
+
+    `git archive` rather than `git worktree add`: nothing is registered in the repository, so an
+    interrupted run leaves no stale worktree behind.
+    """
+    with tempfile.TemporaryDirectory(prefix="store-baseline-") as tmp:
+        done = subprocess.run(["git", "archive", "--format=tar", rev, "shared"], cwd=root, capture_output=True)
+        if done.returncode != 0:
+            raise SystemExit(f"store_throughput: no revision {rev!r} with a shared/ tree in {root}")
+        archive = done.stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        yield Path(tmp)
+
+
+def run_worker(tree: Path, *args: str) -> dict[str, Any]:
+    """Run this file's worker mode with `shared` imported from `tree`; its JSON answer."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], cwd=tree, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SystemExit(f"store_throughput: the worker on {tree} failed: {last}")
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return answer
+
+
+def _loaded_shared_modules() -> dict[str, str]:
+    """Every loaded `shared` module and its file (what a worker ran)."""
+    return {name: str(getattr(m, "__file__", "")) for name, m in sorted(sys.modules.items())
+            if name == "shared" or name.startswith("shared.")}  # fmt: skip
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """`--worker-where`: the modules only; `--worker-round N`: one CPU round of N operations too."""
+    import shared.store.sqlite
+
+    out: dict[str, Any] = {}
+    if args.worker_round:
+        store_class = shared.store.sqlite.SQLiteStore
+        out["round"] = _cpu_round(store_class, args.worker_round, hasattr(store_class, "checkpoint"))
+    if args.worker_mark:  # tests: whether the named module carries a mark only the baseline tree has
+        out["mark"] = bool(getattr(importlib.import_module(args.worker_mark), "BASELINE_MARK", False))
+    out["modules"] = _loaded_shared_modules()
+    print(json.dumps(out))
 
 
 def _order(i: int) -> dict[str, Any]:
@@ -252,13 +290,17 @@ def _cpu_round(factory: Callable[[Path], Any], n: int, checkpointing: bool) -> d
 
 def _cpu_comparison(n: int, rounds: int, baseline_rev: str | None) -> dict[str, Any]:
     """Median per-op CPU of the current store and, if given, the baseline, alternating rounds."""
-    kinds: dict[str, tuple[Callable[[Path], Any], bool]] = {"current": (SQLiteStore, True)}
-    if baseline_rev:
-        kinds = {"baseline": (_load_baseline(baseline_rev), False), **kinds}
-    samples: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
-    for _ in range(rounds):
-        for name, (factory, checkpointing) in kinds.items():
-            samples[name].append(_cpu_round(factory, n, checkpointing))
+    with contextlib.ExitStack() as stack:
+        trees = {"current": ROOT}
+        if baseline_rev:
+            trees = {"baseline": stack.enter_context(baseline_tree(baseline_rev)), **trees}
+        samples: dict[str, list[dict[str, float]]] = {k: [] for k in trees}
+        modules: dict[str, str] = {}
+        for _ in range(rounds):
+            for name, tree in trees.items():
+                answer = run_worker(tree, "--worker-round", str(n))
+                samples[name].append(answer["round"])
+                modules[name] = answer["modules"].get("shared.store.sqlite", "")
     # The machine is shared and noisy: the minimum over rounds is the steadiest estimate of
     # the intrinsic cost; the median is shown beside it.
     result: dict[str, Any] = {
@@ -266,12 +308,14 @@ def _cpu_comparison(n: int, rounds: int, baseline_rev: str | None) -> dict[str, 
         for name, rs in samples.items()
         for stat in (min, statistics.median)
     }
+    result["store_module"] = modules
     if baseline_rev:
         result["baseline_rev"] = baseline_rev
         for stat in ("min", "median"):
             result[f"current_over_baseline_{stat}"] = {
                 op: round(result[f"current_{stat}"][op] / result[f"baseline_{stat}"][op], 3)
                 for op in result[f"baseline_{stat}"]
+                if op in result[f"current_{stat}"] and result[f"baseline_{stat}"][op] > 0
             }
     return result
 
@@ -284,7 +328,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="CPU rounds per store (median reported)")
     parser.add_argument("--baseline", help="git revision whose SQLite store to compare against")
     parser.add_argument("--skip-throughput", action="store_true", help="only the CPU comparison")
+    parser.add_argument("--worker-round", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-where", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-mark", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker_round or args.worker_where:
+        _worker(args)
+        return
     n: int = args.n
 
     results: dict[str, Any] = {
