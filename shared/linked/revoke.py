@@ -33,7 +33,6 @@ import datetime as dt
 import json
 import logging
 import ssl
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -43,7 +42,6 @@ from cryptography.hazmat.primitives import serialization
 from shared.errors import AlreadyRevoked, BadRequest, Conflict
 from shared.events.base import (
     CERTIFICATE_REVOKED,
-    EVENT_SOURCE,
     LINKED_REVOCATION_DELIVERED,
     LINKED_REVOCATION_FAILED,
     EventSink,
@@ -185,11 +183,10 @@ class LinkedRevoker:
             not_after=record.not_after, reason_code=reason_code, reason=reason[:256],
             provisioner_id=record.provisioner.id,
         )  # fmt: skip
-        event = Event(
-            id=uuid.uuid4().hex, type=CERTIFICATE_REVOKED, source=f"{EVENT_SOURCE}/{record.authority_id}",
-            subject=record.serial, time=now,
-            data={"serial": record.serial, "endpointId": record.endpoint_id, "reasonCode": reason_code,
-                  "authorityId": record.authority_id, "linkedAuthority": link.name},
+        event = authority_event(
+            record.authority_id, CERTIFICATE_REVOKED, record.serial, now,
+            {"serial": record.serial, "endpointId": record.endpoint_id, "reasonCode": reason_code,
+             "authorityId": record.authority_id, "linkedAuthority": link.name},
         )  # fmt: skip
         try:
             self.store.revoke(revocation, events=[event])
