@@ -75,10 +75,13 @@ class Lazy:
     certificate cost more CPU than rendering the template. Only Cirrus's own code makes these.
     """
 
-    __slots__ = ("compute",)
+    __slots__ = ("arg", "compute")
 
-    def __init__(self, compute: Callable[[], Any]) -> None:
+    def __init__(self, compute: Callable[[Any], Any], arg: Any = None) -> None:
+        # `compute(arg)` rather than a closure: a request's struct makes several of these, and a
+        # module-level function with its argument costs less to make than a lambda per field.
         self.compute = compute
+        self.arg = arg
 
 
 class GoStruct:
@@ -100,7 +103,7 @@ class GoStruct:
         """The field's value; KeyError when the struct has no such field."""
         value = self.values[name]
         if type(value) is Lazy:
-            value = self.values[name] = value.compute()
+            value = self.values[name] = value.compute(value.arg)
         return value
 
     @classmethod

@@ -76,6 +76,31 @@ def _csr_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
         return []
 
 
+def _cr_subject(csr: x509.CertificateSigningRequest) -> GoStruct:
+    return go_subject(csr.subject)
+
+
+def _of_type(csr: x509.CertificateSigningRequest, kind: type[x509.GeneralName]) -> list[Any] | None:
+    found = [str(g.value) if kind is x509.IPAddress else g.value for g in _csr_names(csr) if isinstance(g, kind)]
+    return found or None
+
+
+def _cr_dns_names(csr: x509.CertificateSigningRequest) -> list[Any] | None:
+    return _of_type(csr, x509.DNSName)
+
+
+def _cr_email_addresses(csr: x509.CertificateSigningRequest) -> list[Any] | None:
+    return _of_type(csr, x509.RFC822Name)
+
+
+def _cr_ip_addresses(csr: x509.CertificateSigningRequest) -> list[Any] | None:
+    return _of_type(csr, x509.IPAddress)
+
+
+def _cr_uris(csr: x509.CertificateSigningRequest) -> list[Any] | None:
+    return _of_type(csr, x509.UniformResourceIdentifier)
+
+
 def _csr_extensions(csr: x509.CertificateSigningRequest) -> list[GoStruct] | None:
     extensions: list[GoStruct] = []
     for ext in csr.extensions:
@@ -103,20 +128,9 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
                                   "EmailAddresses": None, "IPAddresses": None, "URIs": None, "SANs": None,
                                   "Extensions": None}
     else:
-        names: list[list[x509.GeneralName]] = []
-
-        def of_type(kind: type[x509.GeneralName]) -> list[Any] | None:
-            if not names:
-                names.append(_csr_names(csr))
-            found = [str(g.value) if kind is x509.IPAddress else g.value for g in names[0] if isinstance(g, kind)]
-            return found or None
-
-        values = {"Version": 0, "Subject": Lazy(lambda: go_subject(csr.subject)),
-                  "DNSNames": Lazy(lambda: of_type(x509.DNSName)),
-                  "EmailAddresses": Lazy(lambda: of_type(x509.RFC822Name)),
-                  "IPAddresses": Lazy(lambda: of_type(x509.IPAddress)),
-                  "URIs": Lazy(lambda: of_type(x509.UniformResourceIdentifier)), "SANs": None,
-                  "Extensions": Lazy(lambda: _csr_extensions(csr))}
+        values = {"Version": 0, "Subject": Lazy(_cr_subject, csr), "DNSNames": Lazy(_cr_dns_names, csr),
+                  "EmailAddresses": Lazy(_cr_email_addresses, csr), "IPAddresses": Lazy(_cr_ip_addresses, csr),
+                  "URIs": Lazy(_cr_uris, csr), "SANs": None, "Extensions": Lazy(_csr_extensions, csr)}
     values["SignatureAlgorithm"] = ""
     values["PublicKey"] = _RSA_KEY if rsa_key else _EC_KEY
     values["PublicKeyAlgorithm"] = "RSA" if rsa_key else "ECDSA"
