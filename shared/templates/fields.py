@@ -70,7 +70,7 @@ def decode_rendered(text: str, *, ssh: bool, name: str = "template") -> dict[str
 
 def _all_strings(items: list[Any]) -> bool:
     """A loop, not all() over a generator: it runs for each list field of every rendered leaf."""
-    for x in items:
+    for x in items:  # noqa: SIM110 - the loop is the point (see above)
         if type(x) is not str:
             return False
     return True
