@@ -77,9 +77,9 @@ class Lazy:
 
     __slots__ = ("arg", "compute")
 
-    def __init__(self, compute: Callable[[Any], Any], arg: Any = None) -> None:
-        # `compute(arg)` rather than a closure: a request's struct makes several of these, and a
-        # module-level function with its argument costs less to make than a lambda per field.
+    def __init__(self, compute: Callable[[Any, str], Any], arg: Any = None) -> None:
+        # `compute(arg, field name)`: one Lazy can stand for several fields of a struct (the CSR's
+        # subject, names and extensions), so a request's struct makes one object, not a closure each.
         self.compute = compute
         self.arg = arg
 
@@ -103,7 +103,7 @@ class GoStruct:
         """The field's value; KeyError when the struct has no such field."""
         value = self.values[name]
         if type(value) is Lazy:
-            value = self.values[name] = value.compute(value.arg)
+            value = self.values[name] = value.compute(value.arg, name)
         return value
 
     @classmethod

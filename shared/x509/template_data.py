@@ -76,29 +76,24 @@ def _csr_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
         return []
 
 
-def _cr_subject(csr: x509.CertificateSigningRequest) -> GoStruct:
-    return go_subject(csr.subject)
-
-
 def _of_type(csr: x509.CertificateSigningRequest, kind: type[x509.GeneralName]) -> list[Any] | None:
     found = [str(g.value) if kind is x509.IPAddress else g.value for g in _csr_names(csr) if isinstance(g, kind)]
     return found or None
 
 
-def _cr_dns_names(csr: x509.CertificateSigningRequest) -> list[Any] | None:
-    return _of_type(csr, x509.DNSName)
+_CR_NAME_KINDS: dict[str, type[x509.GeneralName]] = {
+    "DNSNames": x509.DNSName, "EmailAddresses": x509.RFC822Name, "IPAddresses": x509.IPAddress,
+    "URIs": x509.UniformResourceIdentifier}
+_CR_FROM_CSR = ("Subject", *_CR_NAME_KINDS, "Extensions")
 
 
-def _cr_email_addresses(csr: x509.CertificateSigningRequest) -> list[Any] | None:
-    return _of_type(csr, x509.RFC822Name)
-
-
-def _cr_ip_addresses(csr: x509.CertificateSigningRequest) -> list[Any] | None:
-    return _of_type(csr, x509.IPAddress)
-
-
-def _cr_uris(csr: x509.CertificateSigningRequest) -> list[Any] | None:
-    return _of_type(csr, x509.UniformResourceIdentifier)
+def _cr_field(csr: x509.CertificateSigningRequest, name: str) -> Any:
+    """One `.Insecure.CR` field drawn from the CSR, when a template first reads it."""
+    if name == "Subject":
+        return go_subject(csr.subject)
+    if name == "Extensions":
+        return _csr_extensions(csr)
+    return _of_type(csr, _CR_NAME_KINDS[name])
 
 
 def _csr_extensions(csr: x509.CertificateSigningRequest) -> list[GoStruct] | None:
@@ -128,9 +123,9 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
                                   "EmailAddresses": None, "IPAddresses": None, "URIs": None, "SANs": None,
                                   "Extensions": None}
     else:
-        values = {"Version": 0, "Subject": Lazy(_cr_subject, csr), "DNSNames": Lazy(_cr_dns_names, csr),
-                  "EmailAddresses": Lazy(_cr_email_addresses, csr), "IPAddresses": Lazy(_cr_ip_addresses, csr),
-                  "URIs": Lazy(_cr_uris, csr), "SANs": None, "Extensions": Lazy(_csr_extensions, csr)}
+        values = dict.fromkeys(_CR_FROM_CSR, Lazy(_cr_field, csr))
+        values["Version"] = 0
+        values["SANs"] = None
     values["SignatureAlgorithm"] = ""
     values["PublicKey"] = _RSA_KEY if rsa_key else _EC_KEY
     values["PublicKeyAlgorithm"] = "RSA" if rsa_key else "ECDSA"
