@@ -19,8 +19,8 @@ Method (fixed, so runs compare):
   "sign_custom_template_extra_percent_vs_same_sans" compares (c) with (d).
 - "sign_template_code_*": the template's own share inside those same requests, by perf counters
   (CPU time) around the code that differs between the paths: for templated kinds the template
-  data (`template_data`) and `Authority._templated_leaf` (render, JSON decode, field mapping, the
-  CA's own extensions), for the default profile `Authority._leaf_extensions`; the template's own
+  data (`template_data`) and `LeafProfile.templated` (render, JSON decode, field mapping, the
+  CA's own extensions), for the default profile `LeafProfile.extensions`; the template's own
   cost is their difference, as a share of the default profile's request.
 - "leaf_*": the leaf build and signature alone (no token, CSR or store), default profile vs the
   template rendered and mapped onto the same certificate, alternated call by call the same way
@@ -167,6 +167,7 @@ def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
     """CPU per `/1.0/sign` for the default profile, step's default leaf template, CUSTOM and the
     default profile naming CUSTOM's SANs; and the template code's own CPU inside those requests."""
     import shared.authority as authority_module
+    import shared.leaf_profile as leaf_profile_module
 
     options: dict[str, dict[str, Any] | None] = {
         "default_profile": None,
@@ -179,8 +180,8 @@ def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
              for kind in options}
     csrs = {kind: make_csr("app.example.com", names[kind])[0] for kind in options}
     meter = _Meter()
-    patched = {"_templated_leaf": authority_module.Authority._templated_leaf,
-               "_leaf_extensions": authority_module.Authority._leaf_extensions}
+    profile = leaf_profile_module.LeafProfile
+    patched = {"templated": profile.templated, "extensions": profile.extensions}
     template_data_fn = authority_module.template_data
     per_round: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +190,7 @@ def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
             for _ in range(20):
                 _post(api, csrs[kind], mint_token(d, sign_claims("app.example.com", names[kind])))
         for attr, fn in patched.items():
-            setattr(authority_module.Authority, attr, meter.wrap(fn))
+            setattr(profile, attr, meter.wrap(fn))
         authority_module.template_data = meter.wrap(template_data_fn)  # type: ignore[assignment]
         try:
             for r in range(rounds):
@@ -201,7 +202,7 @@ def sign_comparison(n: int, rounds: int) -> dict[str, Any]:
                 per_round.append(_interleaved_cpu(calls, n, r, meter))
         finally:
             for attr, fn in patched.items():
-                setattr(authority_module.Authority, attr, fn)
+                setattr(profile, attr, fn)
             authority_module.template_data = template_data_fn  # type: ignore[assignment]
         for _, _, services in made.values():
             services.close()

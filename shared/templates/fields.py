@@ -59,13 +59,21 @@ def decode_rendered(text: str, *, ssh: bool, name: str = "template") -> dict[str
         kind = _KINDS.get(type(item))
         if kind in shapes:
             continue
-        if "strs" in shapes and (kind == "str" or (kind == "list" and all(type(x) is str for x in item))):
+        if "strs" in shapes and (kind == "str" or (kind == "list" and _all_strings(item))):
             continue
         order = X509_FIELDS[key] if not ssh else SSH_FIELDS[key]
         kinds = " or ".join({"str": "a string", "num": "a number", "bool": "true/false", "obj": "an object",
                              "list": "a list", "strs": "a string or a list of strings"}[s] for s in order)
         raise TemplateError(f"field {key!r} must be {kinds}, not {_json_kind(item)}", 0, name)
     return value
+
+
+def _all_strings(items: list[Any]) -> bool:
+    """A loop, not all() over a generator: it runs for each list field of every rendered leaf."""
+    for x in items:  # noqa: SIM110 - the loop is the point (see above)
+        if type(x) is not str:
+            return False
+    return True
 
 
 def _refuse_constant(token: str) -> Any:

@@ -75,10 +75,13 @@ class Lazy:
     certificate cost more CPU than rendering the template. Only Cirrus's own code makes these.
     """
 
-    __slots__ = ("compute",)
+    __slots__ = ("arg", "compute")
 
-    def __init__(self, compute: Callable[[], Any]) -> None:
+    def __init__(self, compute: Callable[[Any, str], Any], arg: Any = None) -> None:
+        # `compute(arg, field name)`: one Lazy can stand for several fields of a struct (the CSR's
+        # subject, names and extensions), so a request's struct makes one object, not a closure each.
         self.compute = compute
+        self.arg = arg
 
 
 class GoStruct:
@@ -100,7 +103,7 @@ class GoStruct:
         """The field's value; KeyError when the struct has no such field."""
         value = self.values[name]
         if type(value) is Lazy:
-            value = self.values[name] = value.compute()
+            value = self.values[name] = value.compute(value.arg, name)
         return value
 
     @classmethod

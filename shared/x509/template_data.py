@@ -76,6 +76,26 @@ def _csr_names(csr: x509.CertificateSigningRequest) -> list[x509.GeneralName]:
         return []
 
 
+def _of_type(csr: x509.CertificateSigningRequest, kind: type[x509.GeneralName]) -> list[Any] | None:
+    found = [str(g.value) if kind is x509.IPAddress else g.value for g in _csr_names(csr) if isinstance(g, kind)]
+    return found or None
+
+
+_CR_NAME_KINDS: dict[str, type[x509.GeneralName]] = {
+    "DNSNames": x509.DNSName, "EmailAddresses": x509.RFC822Name, "IPAddresses": x509.IPAddress,
+    "URIs": x509.UniformResourceIdentifier}
+_CR_FROM_CSR = ("Subject", *_CR_NAME_KINDS, "Extensions")
+
+
+def _cr_field(csr: x509.CertificateSigningRequest, name: str) -> Any:
+    """One `.Insecure.CR` field drawn from the CSR, when a template first reads it."""
+    if name == "Subject":
+        return go_subject(csr.subject)
+    if name == "Extensions":
+        return _csr_extensions(csr)
+    return _of_type(csr, _CR_NAME_KINDS[name])
+
+
 def _csr_extensions(csr: x509.CertificateSigningRequest) -> list[GoStruct] | None:
     extensions: list[GoStruct] = []
     for ext in csr.extensions:
@@ -103,20 +123,9 @@ def go_certificate_request(csr: x509.CertificateSigningRequest | None, *, rsa_ke
                                   "EmailAddresses": None, "IPAddresses": None, "URIs": None, "SANs": None,
                                   "Extensions": None}
     else:
-        names: list[list[x509.GeneralName]] = []
-
-        def of_type(kind: type[x509.GeneralName]) -> list[Any] | None:
-            if not names:
-                names.append(_csr_names(csr))
-            found = [str(g.value) if kind is x509.IPAddress else g.value for g in names[0] if isinstance(g, kind)]
-            return found or None
-
-        values = {"Version": 0, "Subject": Lazy(lambda: go_subject(csr.subject)),
-                  "DNSNames": Lazy(lambda: of_type(x509.DNSName)),
-                  "EmailAddresses": Lazy(lambda: of_type(x509.RFC822Name)),
-                  "IPAddresses": Lazy(lambda: of_type(x509.IPAddress)),
-                  "URIs": Lazy(lambda: of_type(x509.UniformResourceIdentifier)), "SANs": None,
-                  "Extensions": Lazy(lambda: _csr_extensions(csr))}
+        values = dict.fromkeys(_CR_FROM_CSR, Lazy(_cr_field, csr))
+        values["Version"] = 0
+        values["SANs"] = None
     values["SignatureAlgorithm"] = ""
     values["PublicKey"] = _RSA_KEY if rsa_key else _EC_KEY
     values["PublicKeyAlgorithm"] = "RSA" if rsa_key else "ECDSA"

@@ -80,8 +80,12 @@ def _strings(value: Any, field: str) -> list[str]:
         return []
     if type(value) is str:
         return [value]
-    if type(value) is list and all(type(v) is str for v in value):
-        return list(value)
+    if type(value) is list:
+        for v in value:  # a loop, not all() over a generator: this runs for every list field of every leaf
+            if type(v) is not str:
+                break
+        else:
+            return list(value)
     raise _fail(f"field {field!r} must be a string or a list of strings")
 
 
@@ -213,6 +217,7 @@ def _key_usage(names: list[str]) -> x509.KeyUsage:
 # (`encoded`, as the default profile does). Bounded: names outside the tables are refused first.
 @functools.lru_cache(maxsize=256)
 def _key_usage_extension(names: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
+    """Keyed by the names as the template wrote them (case folded here, once per distinct tuple)."""
     ku = _key_usage(list(names))
     return encoded(x509.Extension(ku.oid, True, ku))
 
@@ -220,8 +225,8 @@ def _key_usage_extension(names: tuple[str, ...]) -> x509.Extension[x509.Extensio
 @functools.lru_cache(maxsize=256)
 def _ext_key_usage_extension(names: tuple[str, ...], oids: tuple[str, ...]) -> x509.Extension[x509.ExtensionType]:
     usages: list[x509.ObjectIdentifier] = []
-    for name in names:
-        oid = EXT_KEY_USAGE_NAMES.get(name)
+    for name in names:  # as the template wrote them: case folded here, once per distinct tuple
+        oid = EXT_KEY_USAGE_NAMES.get(name.lower())
         if oid is None:
             raise _fail(f"extKeyUsage: unknown usage {name!r}")
         usages.append(oid)
@@ -235,6 +240,10 @@ def _policies_extension(oids: tuple[str, ...]) -> x509.Extension[x509.ExtensionT
     """Certificate policies by OID, built and encoded once (a provisioner's template names the same few)."""
     cp = x509.CertificatePolicies([x509.PolicyInformation(_oid(t, "policyIdentifiers"), None) for t in oids])
     return encoded(x509.Extension(cp.oid, False, cp))
+
+
+_LEAF_BASIC_CONSTRAINTS = encoded(x509.Extension(x509.BasicConstraints.oid, True,
+                                                 x509.BasicConstraints(ca=False, path_length=None)))
 
 
 def _b64(text: Any, field: str) -> bytes:
@@ -282,31 +291,39 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
         cn_attrs = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         common_name = str(cn_attrs[0].value) if cn_attrs else ""
     exts: list[x509.Extension[x509.ExtensionType]] = []
-    usages = _strings(doc.get("keyUsage"), "keyUsage")
-    if usages:
-        exts.append(_key_usage_extension(tuple(u.lower() for u in usages)))
-    ekus = tuple(n.lower() for n in _strings(doc.get("extKeyUsage"), "extKeyUsage"))
-    unknown = tuple(_strings(doc.get("unknownExtKeyUsage"), "unknownExtKeyUsage"))
-    if ekus or unknown:
-        exts.append(_ext_key_usage_extension(ekus, unknown))
+    get = doc.get
+    # Fields a template leaves out (most of them) cost one lookup each: every call here runs per leaf.
+    usages = get("keyUsage")
+    if usages is not None and usages != []:
+        exts.append(_key_usage_extension(tuple(_strings(usages, "keyUsage"))))
+    ekus, unknown = get("extKeyUsage"), get("unknownExtKeyUsage")
+    if ekus is not None or unknown is not None:
+        eku_names = tuple(_strings(ekus, "extKeyUsage"))
+        unknown_oids = tuple(_strings(unknown, "unknownExtKeyUsage"))
+        if eku_names or unknown_oids:
+            exts.append(_ext_key_usage_extension(eku_names, unknown_oids))
     general, san_strings = _general_names(doc)
     if general:
         san = x509.SubjectAlternativeName(general)
         exts.append(x509.Extension(san.oid, not common_name and len(subject) == 0, san))
-    bc = doc.get("basicConstraints")
+    bc = get("basicConstraints")
     if bc is not None:
         if not isinstance(bc, dict):
             raise _fail("field 'basicConstraints' must be an object")
         if bc.get("isCA"):
             raise _fail("basicConstraints: a provisioner template cannot issue a CA certificate")
-        exts.append(x509.Extension(x509.BasicConstraints.oid, True, x509.BasicConstraints(ca=False, path_length=None)))
-    policies = tuple(_strings(doc.get("policyIdentifiers"), "policyIdentifiers"))
-    if policies:
-        exts.append(_policies_extension(policies))
-    nc = _name_constraints(doc.get("nameConstraints"))
+        exts.append(_LEAF_BASIC_CONSTRAINTS)
+    policies = get("policyIdentifiers")
+    if policies is not None:
+        policy_oids = tuple(_strings(policies, "policyIdentifiers"))
+        if policy_oids:
+            exts.append(_policies_extension(policy_oids))
+    nc = get("nameConstraints")
     if nc is not None:
-        exts.append(nc)
-    raws = doc.get("extensions") or []
+        nc = _name_constraints(nc)
+        if nc is not None:
+            exts.append(nc)
+    raws = get("extensions") or []
     for raw in raws:
         if not isinstance(raw, dict):
             raise _fail("each entry of 'extensions' needs an id, critical and a base64 DER value")
