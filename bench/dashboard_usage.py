@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dashboard_endpoints import time_pages
 from werkzeug.test import Client
 
 from shared import metering
@@ -78,22 +78,7 @@ def main() -> None:
             "month page after ep-00050000": "/dashboard/usage?month=2026-06&after=ep-00050000",
             "CSV of the whole month": "/dashboard/usage?month=2026-06&format=csv",
         }
-        results = {}
-        for label, path in variants.items():
-            for _ in range(2):
-                assert client.get("https://localhost" + path).status_code == 200
-            times = []
-            for _ in range(args.requests):
-                t0 = time.perf_counter()
-                resp = client.get("https://localhost" + path)
-                times.append((time.perf_counter() - t0) * 1000)
-                assert resp.status_code == 200
-            times.sort()
-            results[label] = {
-                "p50_ms": round(statistics.median(times), 1),
-                "p95_ms": round(times[max(0, int(len(times) * 0.95) - 1)], 1),
-                "max_ms": round(times[-1], 1),
-            }
+        results = time_pages(client, variants, requests=args.requests, warmup=2, digits=1)
         page = client.get("https://localhost/dashboard/usage?month=2026-06").text
         expected = args.endpoints + 2 * len(range(0, args.endpoints, 100))
         assert f"<strong>{expected}</strong> endpoint-months" in page, "unexpected total"
