@@ -12,10 +12,10 @@ import binascii
 import datetime as dt
 import hashlib
 import json
-import math
 import uuid
 from typing import Any
 
+from shared.templates import sprig_numbers as numbers
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func, FuncError
 from shared.templates.gofmt import go_quote
@@ -34,7 +34,6 @@ from shared.templates.values import (
     I64,
     MISSING,
     GoTyped,
-    IntList,
     StrList,
     StrMap,
     kind_name,
@@ -42,8 +41,6 @@ from shared.templates.values import (
     truth,
     type_name,
 )
-
-MAX_LIST = 100_000  # until/seq refuse to build more elements than this
 
 
 def strval(v: Any) -> str:
@@ -59,80 +56,6 @@ def _strslice(v: Any) -> list[str]:
     if v is None:
         return []
     return [strval(v)]
-
-
-def _parse_go_int(s: str) -> int | None:
-    """strconv.ParseInt(s, 0, 64)."""
-    body = s
-    neg = False
-    if body and body[0] in "+-":
-        neg = body[0] == "-"
-        body = body[1:]
-    if not body:
-        return None
-    lower = body.lower()
-    base = 10
-    digits = body
-    if lower.startswith("0x"):
-        base, digits = 16, body[2:]
-    elif lower.startswith("0o"):
-        base, digits = 8, body[2:]
-    elif lower.startswith("0b"):
-        base, digits = 2, body[2:]
-    elif len(body) > 1 and body[0] == "0":
-        base, digits = 8, body[1:]
-    if "_" in digits:
-        if base == 10:
-            return None
-        if digits.startswith("_") and base == 8 and not lower.startswith("0o"):
-            pass
-        if digits.endswith("_") or "__" in digits:
-            return None
-        digits = digits.replace("_", "")
-    if not digits or not all(c in "0123456789abcdef"[:base] for c in digits.lower()):
-        return None
-    value = int(digits, base)
-    value = -value if neg else value
-    if not -(1 << 63) <= value < (1 << 63):
-        return None
-    return value
-
-
-def _trim_zero_decimal(s: str) -> str:
-    found_zero = False
-    for i in range(len(s), 0, -1):
-        c = s[i - 1]
-        if c == ".":
-            if found_zero:
-                return s[: i - 1]
-        elif c == "0":
-            found_zero = True
-        else:
-            return s
-    return s
-
-
-def _wrap64(v: int) -> int:
-    v &= (1 << 64) - 1
-    return v - (1 << 64) if v >= (1 << 63) else v
-
-
-def to_int64(v: Any) -> int:
-    """spf13/cast ToInt64 (errors become 0)."""
-    if v is None or v is MISSING:
-        return 0
-    if isinstance(v, bool):
-        return 1 if v else 0
-    if isinstance(v, int):
-        return int(v)
-    if isinstance(v, float):
-        if math.isnan(v) or math.isinf(v) or abs(v) >= 2**63:
-            return -(1 << 63)
-        return int(v)
-    if isinstance(v, str):
-        parsed = _parse_go_int(_trim_zero_decimal(v))
-        return 0 if parsed is None else parsed
-    return 0
 
 
 def _first(lst: Any) -> Any:
@@ -178,8 +101,8 @@ def _slice(lst: Any, *indices: Any) -> Any:
         raise FuncError(f"list should be type of slice or array but {kind_name(lst)}")
     if not lst:
         return None
-    start = to_int64(indices[0]) if indices else 0
-    end = to_int64(indices[1]) if len(indices) > 1 else len(lst)
+    start = numbers.to_int64(indices[0]) if indices else 0
+    end = numbers.to_int64(indices[1]) if len(indices) > 1 else len(lst)
     if not 0 <= start <= end <= len(lst):
         raise FuncError("reflect: slice index out of range")
     return type(lst)(lst[start:end])
@@ -191,73 +114,6 @@ def _dict(*v: Any) -> dict[str, Any]:
         key = strval(v[i])
         out[key] = v[i + 1] if i + 1 < len(v) else ""
     return out
-
-
-def _until_step(start: int, stop: int, step: int) -> list[int]:
-    if abs(stop - start) // max(abs(step), 1) > MAX_LIST:
-        raise FuncError(f"more than {MAX_LIST} elements")
-    if stop < start:
-        return list(range(start, stop, step)) if step < 0 else []
-    return list(range(start, stop, step)) if step > 0 else []
-
-
-def _until(count: int) -> list[int]:
-    return IntList(_until_step(0, count, -1 if count < 0 else 1))
-
-
-def _seq(*params: int) -> str:
-    inc = 1
-    if len(params) == 1:
-        start, end = 1, params[0]
-        if end < start:
-            inc = -1
-        values = _until_step(start, end + inc, inc)
-    elif len(params) == 2:
-        start, end = params
-        if end < start:
-            inc = -1
-        values = _until_step(start, end + inc, inc)
-    elif len(params) == 3:
-        start, step, end = params
-        if end < start:
-            inc = -1
-            if step > 0:
-                return ""
-        values = _until_step(start, end + inc, step)
-    else:
-        return ""
-    return " ".join(str(x) for x in values)
-
-
-def _div(a: Any, b: Any) -> I64:
-    x, y = to_int64(a), to_int64(b)
-    if y == 0:
-        raise FuncError("runtime error: integer divide by zero")
-    q = abs(x) // abs(y)
-    return I64(_wrap64(q if (x >= 0) == (y >= 0) else -q))
-
-
-def _mod(a: Any, b: Any) -> I64:
-    x, y = to_int64(a), to_int64(b)
-    if y == 0:
-        raise FuncError("runtime error: integer divide by zero")
-    r = abs(x) % abs(y)
-    return I64(r if x >= 0 else -r)
-
-
-def _mul(a: Any, *v: Any) -> I64:
-    product = to_int64(a)
-    for x in v:
-        product = _wrap64(product * to_int64(x))
-    return I64(product)
-
-
-def _max(a: Any, *v: Any) -> I64:
-    return I64(max([to_int64(a), *(to_int64(x) for x in v)]))
-
-
-def _min(a: Any, *v: Any) -> I64:
-    return I64(min([to_int64(a), *(to_int64(x) for x in v)]))
 
 
 def _from_json(s: str) -> Any:
@@ -314,16 +170,6 @@ def _sort_alpha(v: Any) -> list[str]:
     if isinstance(v, list):
         return StrList(sorted(_strslice(v), key=lambda s: s.encode("utf-8", "surrogateescape")))
     return StrList([strval(v)])
-
-
-def _atoi(s: str) -> int:
-    if not s or "_" in s or s.lstrip("+-")[:1] in ("", "+", "-"):
-        return 0
-    body = s[1:] if s[0] in "+-" else s
-    if not body.isdigit() or not body.isascii():
-        return 0
-    value = int(s)
-    return max(-(1 << 63), min(value, (1 << 63) - 1))
 
 
 def _get(d: Any, key: str) -> Any:
@@ -409,20 +255,20 @@ SPRIG: dict[str, Func] = {
     "get": Func(_get, ("map", "string")),
     "set": Func(_set, ("map", "string", "any")),
     "unset": Func(_unset, ("map", "string")),
-    "until": Func(_until, ("int",)),
-    "seq": Func(_seq, (), "int"),
-    "add": Func(lambda *v: I64(_wrap64(sum(to_int64(x) for x in v))), (), "any"),
-    "add1": Func(lambda v: I64(_wrap64(to_int64(v) + 1)), ("any",)),
-    "sub": Func(lambda a, b: I64(_wrap64(to_int64(a) - to_int64(b))), ("any", "any")),
-    "mul": Func(_mul, ("any",), "any"),
-    "div": Func(_div, ("any", "any")),
-    "mod": Func(_mod, ("any", "any")),
-    "max": Func(_max, ("any",), "any"),
-    "min": Func(_min, ("any",), "any"),
+    "until": Func(numbers.until, ("int",)),
+    "seq": Func(numbers.seq, (), "int"),
+    "add": Func(numbers.add, (), "any"),
+    "add1": Func(numbers.add1, ("any",)),
+    "sub": Func(numbers.sub, ("any", "any")),
+    "mul": Func(numbers.mul, ("any",), "any"),
+    "div": Func(numbers.div, ("any", "any")),
+    "mod": Func(numbers.mod, ("any", "any")),
+    "max": Func(numbers.max_of, ("any",), "any"),
+    "min": Func(numbers.min_of, ("any",), "any"),
     "toString": Func(strval, ("any",)),
-    "atoi": Func(_atoi, ("string",)),
-    "int": Func(lambda v: to_int64(v), ("any",)),
-    "int64": Func(lambda v: I64(to_int64(v)), ("any",)),
+    "atoi": Func(numbers.atoi, ("string",)),
+    "int": Func(numbers.to_int64, ("any",)),
+    "int64": Func(lambda v: I64(numbers.to_int64(v)), ("any",)),
     "typeOf": Func(type_name, ("any",)),
     "typeIs": Func(lambda t, v: t == type_name(v), ("string", "any")),
     "kindOf": Func(kind_name, ("any",)),
