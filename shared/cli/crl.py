@@ -53,21 +53,16 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
     This path holds the CA key, so it also renews the delegated OCSP responder
     certificate when due (at half-life, or at once after a responder key change).
     """
+    from shared.ssh.publish import publish_krl
     from shared.validation.generations import lazy_name
+    from shared.validation.rotation_mirror import mirror_rotation_record
     from shared.validation.wiring import crl_publisher, responder_rotator
 
-    try:  # rebuilt when an intermediate generation is staged (shared.rotation)
-        publisher = services.lazy(lazy_name(services, "crl_publisher"), crl_publisher)
-        results: list[PublishResult] = publisher.publish(authority_id)
-    except Exception as exc:
-        _crl_failed(services, authority_id, exc)
-        raise
-    from shared.ssh.publish import publish_krl
-    from shared.validation.rotation_mirror import mirror_rotation_record
-
-    # The serial index, the responder certificate and the SSH KRL are independent: one
-    # failing (say, an SSH key this function cannot read) must not stop the others, or
-    # OCSP would answer tryLater for want of a responder certificate.
+    # The serial index, the responder certificate, the SSH KRL and the rotation mirror go
+    # first, the CRLs last: a relying party that sees the new CRL then asks OCSP finds the
+    # responder certificate and the index already there (with the CRL first, the very first
+    # run answered tryLater in between). They are independent: one failing (say, an SSH key
+    # this function cannot read) must not stop the others or the CRLs.
     failures: list[Exception] = []
     for step in (
         lambda: run_publish_index(services, authority_id=authority_id),
@@ -79,6 +74,12 @@ def run_publish(services: Services, *, authority_id: str | None = None) -> list[
             step()
         except Exception as exc:
             failures.append(exc)
+    try:  # rebuilt when an intermediate generation is staged (shared.rotation)
+        publisher = services.lazy(lazy_name(services, "crl_publisher"), crl_publisher)
+        results: list[PublishResult] = publisher.publish(authority_id)
+    except Exception as exc:
+        _crl_failed(services, authority_id, exc)
+        raise
     if failures:
         raise failures[0]
     return results
