@@ -23,6 +23,12 @@ What a cold instance pays, measured on this machine for every entry point of `fu
   time: it does not swing with the machine's load, so it shows a trimmed import where the times
   cannot.
 - `python_startup_ms`: `python -c pass`, the floor no function can go under.
+- `floors`: the same spawn-to-first-answer for two functions that are not ours, so the target can be
+  read against what no code of ours can change: `framework` answers `GET /` with "ok" (Python, the
+  Functions Framework and gunicorn: what every Python function pays), and, in the emulators shape,
+  `framework_google_sdks` whose first request imports the Firestore and Cloud Storage SDKs and
+  makes one read through each (what a function that touches both services pays before any work).
+  `budget_left_ms` is the target less the framework floor.
 
 Storage is the embedded shape (SQLite store and local blob folder inside an authority made by
 `cirrus init`), so the figures are the code's own cost, not an emulator's latency. Each figure is the
@@ -194,12 +200,13 @@ def _tree_env(tree: Path, env: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def cold_start(tree: Path, name: str, signature: str, env: dict[str, str], fixture: Fixture) -> dict[str, float]:
-    """Spawn the function from `tree`, poll until its first request succeeds; return the timings in ms."""
+def cold_start(tree: Path, name: str, signature: str, env: dict[str, str], fixture: Fixture,
+               source: Path | None = None) -> dict[str, float]:  # fmt: skip
+    """Spawn the function from `tree` (or `source`), poll until its first request succeeds; return the timings in ms."""
     port = free_port()
-    method, path, body, headers = _request_for(name, signature, fixture)
+    method, path, body, headers = ("GET", "/", b"", {}) if source else _request_for(name, signature, fixture)
     cmd = [sys.executable, "-m", "functions_framework", "--target", name, "--source",
-           str(tree / "functions" / "main.py"), "--signature-type", signature, "--host", "127.0.0.1",
+           str(source or tree / "functions" / "main.py"), "--signature-type", signature, "--host", "127.0.0.1",
            "--port", str(port)]  # fmt: skip
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -324,6 +331,43 @@ def top_imports(lines: list[tuple[int, str, int]], limit: int = 12) -> list[dict
                 best[mod] = max(best.get(mod, 0), us)
     ranked = sorted(best.items(), key=lambda kv: -kv[1])[:limit]
     return [{"module": mod, "cumulative_ms": round(us / 1000, 1)} for mod, us in ranked]
+
+
+_FLOORS = '''"""Functions that are not Cirrus's: what any Python function pays before its own work."""
+
+
+def framework(request):
+    return "ok"
+
+
+def framework_google_sdks(request):
+    import os
+
+    from google.cloud import firestore, storage
+
+    firestore.Client(project=os.environ["GOOGLE_CLOUD_PROJECT"]).collection("floor").document("x").get()
+    storage.Client(project=os.environ["GOOGLE_CLOUD_PROJECT"]).bucket(os.environ["FLOOR_BUCKET"]).get_blob("x")
+    return "ok"
+'''
+
+
+def floors(workdir: Path, env: dict[str, str], fixture: Fixture, repeat: int, sdks: bool) -> dict[str, Any]:
+    """Spawn-to-first-answer of functions that are not ours (see `floors` above), medians of `repeat`."""
+    source = workdir / "floors.py"
+    source.write_text(_FLOORS)
+    names = ["framework"] + (["framework_google_sdks"] if sdks else [])
+    env = dict(env)
+    env["FLOOR_BUCKET"] = env.get("CIRRUS_BLOBS", "gs://none").removeprefix("gs://")
+    runs: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for n in names:  # warm the .pyc files, as for our functions
+        cold_start(REPO, n, "http", env, fixture, source=source)
+    for _ in range(repeat):
+        for n in names:
+            runs[n].append(cold_start(REPO, n, "http", env, fixture, source=source))
+    out: dict[str, Any] = {n: {k: summary([r[k] for r in runs[n]]) for k in ("first_answer_ms", "cpu_ms")}
+                           for n in names}  # fmt: skip
+    out["budget_left_ms"] = round(TARGET_MS - out["framework"]["first_answer_ms"]["median"], 1)
+    return out
 
 
 def python_startup(env: dict[str, str], repeat: int) -> list[float]:
@@ -518,6 +562,7 @@ def main() -> int:
             print(f"== shape {shape}", file=sys.stderr)
             out[shape] = {"store": env.get("CIRRUS_STORE", "sqlite (config.json)"), "functions": measure(
                 trees, functions, env, fixture, args.repeat)}  # fmt: skip
+            out[shape]["floors"] = floors(workdir, env, fixture, args.repeat, sdks=shape == "emulators")
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
