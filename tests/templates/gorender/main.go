@@ -29,6 +29,27 @@ type request struct {
 	SSH      *sshData    `json:"ssh"`
 }
 
+// marshalUser is the request's templateData as step-ca receives it: absent stays absent (nil),
+// which step-ca tells apart from an empty object.
+func marshalUser(user map[string]interface{}) ([]byte, error) {
+	if user == nil {
+		return nil, nil
+	}
+	return json.Marshal(user)
+}
+
+// webhookData is what x509util.TemplateData and sshutil.TemplateData share.
+type webhookData interface {
+	SetWebhook(webhookName string, data interface{})
+}
+
+// setWebhooks adds each ENRICHING webhook's answer under .Webhooks.NAME, as step-ca does.
+func setWebhooks(data webhookData, answers map[string]interface{}) {
+	for name, answer := range answers {
+		data.SetWebhook(name, answer)
+	}
+}
+
 // stepData asks for step-ca's own template data (x509util.TemplateData with its Go types)
 // instead of plain JSON data, so the typed path of Cirrus is compared too.
 type stepData struct {
@@ -56,16 +77,12 @@ func (s *stepData) templateData() (interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	var user []byte
-	if s.User != nil {
-		if user, err = json.Marshal(s.User); err != nil {
-			return nil, err
-		}
+	user, err := marshalUser(s.User)
+	if err != nil {
+		return nil, err
 	}
 	certOptions.Options(provisioner.SignOptions{TemplateData: user})
-	for name, answer := range s.Webhooks { // ENRICHING webhooks answer after the options are built
-		data.SetWebhook(name, answer)
-	}
+	setWebhooks(data, s.Webhooks) // ENRICHING webhooks answer after the options are built
 	if s.CSR != "" {
 		block, _ := pem.Decode([]byte(s.CSR))
 		if block == nil {
@@ -108,16 +125,12 @@ func (s *sshData) templateData() (interface{}, error) {
 	if err != nil {
 		return nil, err
 	}
-	var user []byte
-	if s.User != nil {
-		if user, err = json.Marshal(s.User); err != nil {
-			return nil, err
-		}
+	user, err := marshalUser(s.User)
+	if err != nil {
+		return nil, err
 	}
 	certOptions.Options(provisioner.SignSSHOptions{TemplateData: user})
-	for name, answer := range s.Webhooks {
-		data.SetWebhook(name, answer)
-	}
+	setWebhooks(data, s.Webhooks)
 	data.SetCertificateRequest(sshutil.CertificateRequest{Type: s.Type, KeyID: s.KeyID, Principals: s.Principals})
 	return data, nil
 }
