@@ -231,7 +231,8 @@ def run(args: argparse.Namespace) -> int:
     if args.init and not (directory / "config.json").exists():
         from shared.cli.init import init_authority
 
-        init_authority(directory)
+        # The address goes into the new config, so the CLI's commands (`--dir`) reach this server.
+        init_authority(directory, **({"address": args.address} if args.address else {}))
         print(f"Created a new authority in {directory}", flush=True)
     from shared.authorities import open_all
     from shared.runtime import build_services
@@ -270,7 +271,9 @@ def run(args: argparse.Namespace) -> int:
 
     def ready() -> None:
         print(f"Cirrus CA is serving https://{address} (root fingerprint {fingerprint})", flush=True)
-        print(f"Try: cirrus certificate localhost localhost.crt localhost.key --dir {args.dir}", flush=True)
+        # An --address other than the config's is this run's alone: the CLI reads the config, so say how to reach it.
+        url = "" if address == settings.address else f" --ca-url https://{address}"
+        print(f"Try: cirrus certificate localhost localhost.crt localhost.key --dir {args.dir}{url}", flush=True)
 
     runtime_dir = Path(tempfile.mkdtemp(prefix="cirrus-up-"))
     def background(stop: threading.Event) -> None:

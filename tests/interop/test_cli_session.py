@@ -386,3 +386,28 @@ def test_the_front_refuses_at_once_what_it_cannot_serve(server, authority_dir: P
             while data := c.recv(65536):
                 out += data
         assert out.split(b"\r\n", 1)[0].split(b" ")[1] == status, out
+
+
+def test_up_init_with_an_address_records_it_for_the_cli(tmp_path: Path) -> None:
+    """`cirrus up --dir D --init --address A`: the CLI's commands with `--dir D` reach the server at A."""
+    port = free_port()
+    directory = tmp_path / "ca"
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "up", "--dir", str(directory), "--init", "--address",
+         f"127.0.0.1:{port}", "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if cirrus("health", "--dir", str(directory), check=False).returncode == 0:
+                break
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.2)
+        assert json.loads((directory / "config.json").read_text())["address"] == f"127.0.0.1:{port}"
+        assert "--ca-url" not in (tmp_path / "server.log").read_text()  # the config already names it
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
