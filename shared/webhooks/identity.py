@@ -99,7 +99,7 @@ class ClientIdentity:
                 if self._context is not None and now < self._expires:
                     log.warning("webhook client certificate renewal failed; the current one is kept",
                                 extra={"error": type(exc).__name__})  # fmt: skip
-                    self._renew_at = now + RETRY_AFTER
+                    self._renew_at = min(now + RETRY_AFTER, self._expires)  # never past its end
                     return self._context
                 log.warning("webhook client certificate could not be made", extra={"error": type(exc).__name__})
                 raise Unavailable("no client certificate for webhooks; retry later") from None
