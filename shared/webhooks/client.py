@@ -13,11 +13,15 @@ What the client is told (the reference's "Bad input": a clear 4xx, and 503 only 
   "webhook server did not allow request".
 No message carries the URL, a secret or the answer's raw bytes.
 
-Why `http.client` and not `urllib.request` (as the event sink uses) or a client library: the whole
-call, headers and a slowly dripped body included, must end by the deadline. A socket timeout only
-bounds each read, so a watchdog shuts the socket down when the deadline passes; `http.client` gives
-that socket, never follows redirects and never reads proxy settings from the environment. The
-host name is resolved before connecting, also bounded by the deadline (`shared.webhooks.resolve`).
+Why `http.client` and not `urllib.request` or a client library: the whole call, TLS handshake,
+headers and a slowly dripped body included, must end by the deadline. A socket timeout only
+bounds each read, so a watchdog shuts the socket down when the deadline passes
+(`shared.webhooks.watchdog`, shared with `bounded_post`); `http.client` gives that socket, never
+follows redirects and never reads proxy settings from the environment. The host name is resolved
+before connecting, also bounded by the deadline (`shared.webhooks.resolve`).
+
+TLS client authentication: a server that asks is shown the authority's client certificate
+(`shared.webhooks.identity`) unless the hook sets `disableTLSClientAuth`, as step-ca does.
 """
 
 from __future__ import annotations
@@ -83,11 +87,8 @@ class _Transport(Exception):
 
 
 class WebhookClient:
-    """POSTs request bodies to webhooks; TLS trusts the system roots and the CA's own roots.
-
-    With an `identity` (`shared.webhooks.identity`), a server that asks for a client certificate
-    is shown the authority's, unless the hook sets `disableTLSClientAuth`, as in step-ca.
-    """
+    """POSTs request bodies to webhooks; TLS trusts the system roots and the CA's own roots, and
+    shows `identity`'s client certificate (none without one) to a server that asks."""
 
     def __init__(
         self,
