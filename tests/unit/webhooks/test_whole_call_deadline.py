@@ -101,3 +101,56 @@ def test_an_answer_within_the_deadline_is_read_whole() -> None:
         for _ in range(20):
             reply = post(url, b"{}", {}, timeout=TIMEOUT)
             assert (reply.status, reply.body) == (200, b"ok")
+
+
+def test_a_sooner_deadline_registered_after_a_later_one_is_kept() -> None:
+    """The one watchdog thread wakes for a call whose deadline comes before the one it waits for."""
+    import threading
+
+    results: dict[str, float] = {}
+
+    def call(name: str, timeout: float, url: str) -> None:
+        started = time.monotonic()
+        with pytest.raises(PostFailed, match="timed out"):
+            post(url, b"{}", {}, timeout=timeout)
+        results[name] = time.monotonic() - started
+
+    with raw_server(BODY) as url:
+        slow = threading.Thread(target=call, args=("slow", 3.0, url))
+        slow.start()
+        time.sleep(0.2)  # the thread is now waiting for the 3 s deadline
+        call("quick", TIMEOUT, url)
+        slow.join()
+    assert results["quick"] < TIMEOUT + MARGIN, results
+    assert 3.0 - 0.05 < results["slow"] < 3.0 + MARGIN, results
+
+
+def test_the_deadline_holds_in_a_forked_child() -> None:
+    """`cirrus up` forks its workers after the parent may have used the watchdog thread, which a
+    child does not inherit: the child must start its own."""
+    import os
+
+    with raw_server(BODY) as url:
+        with pytest.raises(PostFailed):  # the parent's watchdog thread is running now
+            post(url, b"{}", {}, timeout=0.1)
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if its call is cut at the deadline
+            code = 1
+            try:
+                started = time.monotonic()
+                post(url, b"{}", {}, timeout=TIMEOUT)
+            except PostFailed:
+                code = 0 if time.monotonic() - started < TIMEOUT + MARGIN else 2
+            finally:
+                os._exit(code)
+        end = time.monotonic() + DRIP_FOR + 2
+        while time.monotonic() < end:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child's call was never cut")
+    assert os.waitstatus_to_exitcode(status) == 0
