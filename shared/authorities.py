@@ -196,14 +196,17 @@ def _factory(
 ) -> Callable[[], Authority]:
     def build() -> Authority:
         from shared.runtime import open_signer
+        from shared.webhooks.identity import issuing_identity
+        from shared.webhooks.issuance import provisioner_webhooks
 
         settings = services.settings
         signer = open_signer(entry.key, password_file=settings.password_file)
         if signer.public_key() != chain[0].public_key():
             raise ConfigError(f"config: authority {entry.name!r}: the key does not match its certificate")
+        issuer = Issuer.of(chain[0], as_private_key(signer))
         return Authority(
             authority_id=entry.authority_id,
-            issuer=Issuer.of(chain[0], as_private_key(signer)),
+            issuer=issuer,
             intermediates=chain,
             roots=services.roots,
             provisioners=provisioners,
@@ -216,6 +219,11 @@ def _factory(
             sinks=services.sinks,
             policy=IssuancePolicies.build(None, provisioners),
             intermediate_revoked=lambda cert: revoked_intermediates(services).is_revoked(cert),
+            webhooks=provisioner_webhooks(provisioners.webhooks, roots=services.roots, clock=services.clock,
+                                          identity=lambda: issuing_identity(
+                                              issuer, chain, common_name=settings.common_name,
+                                              names=settings.dns_names, clock=services.clock,
+                                              revoked=lambda cert: revoked_intermediates(services).is_revoked(cert))),
         )
 
     return build

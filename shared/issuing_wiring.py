@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from shared.provisioners.registry import Provisioners
     from shared.rotation import RotatingIssuer
     from shared.rotation_record import Generation
+    from shared.webhooks.identity import ClientIdentity
 
 
 def rotating_authority(
@@ -67,14 +68,24 @@ def rotating_authority(
     def build(gen: Generation) -> Authority:
         from shared.authority import Authority, AuthorityStores  # the issuing pipeline: signers only
         from shared.keys.adapter import as_private_key
+        from shared.webhooks.issuance import provisioner_webhooks
         from shared.x509.profile import Issuer
 
         signer = open_signer(gen.key_uri, password_file=settings.password_file)
         if signer.public_key().public_numbers() != gen.certificate.public_key().public_numbers():  # type: ignore[union-attr]
             raise ConfigError("the key does not match the intermediate certificate")
+        issuer = Issuer.of(gen.certificate, as_private_key(signer))
+
+        def webhook_identity() -> ClientIdentity:
+            """This generation's webhook client certificate (`shared.webhooks.identity`)."""
+            from shared.webhooks.identity import issuing_identity
+
+            return issuing_identity(issuer, gen.chain, common_name=settings.common_name, names=settings.dns_names,
+                                    clock=clock, revoked=signing_check)  # fmt: skip
+
         return Authority(
             authority_id=settings.authority_id,
-            issuer=Issuer.of(gen.certificate, as_private_key(signer)),
+            issuer=issuer,
             intermediates=list(gen.chain),
             roots=roots,
             provisioners=provisioners.get(),
@@ -85,6 +96,8 @@ def rotating_authority(
             ocsp_url=settings.crl.ocsp_url or None,
             ca_issuers_url=settings.crl.ca_issuers_url or None,
             sinks=sinks,
+            webhooks=provisioner_webhooks(provisioners.get().webhooks, roots=roots, clock=clock,
+                                          identity=webhook_identity),
             policy=policy.get(),
             issuer_revoked=revoked_check,
             intermediate_revoked=signing_check,

@@ -3,6 +3,10 @@
 It checks what a webhook server written for step-ca checks: `X-Smallstep-Signature` is the hex
 HMAC-SHA256 of the exact body keyed with the base64-decoded secret, and `X-Smallstep-Webhook-ID`
 is present. A request failing either is answered 401 (which the CA must turn into a refusal).
+
+Given a server `tls` context it serves https; a context with `CERT_REQUIRED` refuses a handshake
+without a client certificate chaining to its verify locations (the refusals are in `refused`, the
+certificate a request came with in `Seen.peer`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +35,7 @@ class Seen:
     headers: dict[str, str]
     body: bytes
     signature_ok: bool
+    peer: bytes | None = None  # the TLS client certificate (DER), when one was presented
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -46,6 +52,7 @@ class Receiver:
     base: str
     routes: dict[str, Route] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # TLS handshakes that failed, with the reason
     secret: bytes = base64.b64decode(SECRET_B64)
 
 
@@ -66,12 +73,22 @@ def raw(status: int, body: bytes, delay: float = 0.0) -> Route:
 
 
 @contextmanager
-def webhook_receiver() -> Iterator[Receiver]:
+def webhook_receiver(tls: ssl.SSLContext | None = None) -> Iterator[Receiver]:
     receiver = Receiver(base="")
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             return
+
+        def setup(self) -> None:
+            if isinstance(self.request, ssl.SSLSocket):  # the handshake in this connection's thread
+                self.request.settimeout(5)
+                try:
+                    self.request.do_handshake()
+                except (OSError, ValueError) as exc:
+                    receiver.refused.append(str(exc))
+                    raise
+            super().setup()
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -79,7 +96,8 @@ def webhook_receiver() -> Iterator[Receiver]:
             expected = hmac.new(receiver.secret, body, hashlib.sha256).hexdigest()
             sig_ok = hmac.compare_digest(expected, self.headers.get("X-Smallstep-Signature", "")) and bool(
                 self.headers.get("X-Smallstep-Webhook-ID"))
-            seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body, sig_ok)
+            peer = self.connection.getpeercert(binary_form=True) if isinstance(self.connection, ssl.SSLSocket) else None
+            seen = Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, body, sig_ok, peer)
             receiver.seen.append(seen)
             route = next((r for p, r in receiver.routes.items() if self.path.startswith(p)), None)
             if not sig_ok:
@@ -97,9 +115,20 @@ def webhook_receiver() -> Iterator[Receiver]:
             except OSError:  # the CA gave up (timeout): nothing to tell it
                 pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    receiver.base = f"http://127.0.0.1:{server.server_address[1]}"
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def get_request(self) -> tuple[Any, Any]:
+            sock, address = super().get_request()
+            if tls is not None:  # handshake later, in the handler's thread: a slow client blocks no one
+                sock = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            return sock, address
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            return  # a refused handshake is what some tests are about; it is in `refused`
+
+    server = Server(("127.0.0.1", 0), Handler)
+    receiver.base = f"{'https' if tls is not None else 'http'}://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -20,8 +20,8 @@ still fails raises `BackendError`, and `shared.events.delivery` keeps it for
 the sweep to re-deliver.
 
 Written on `http.client` through `shared.webhooks.bounded_post`: one POST per
-event needs no client library, and the host name is resolved inside the POST's
-timeout (`getaddrinfo`, which urllib calls, takes none).
+event needs no client library, and the whole POST, resolving the host name
+included (`getaddrinfo`, which urllib calls, takes no timeout), ends by its timeout.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from shared.errors import ConfigError, Unavailable
 from shared.keys.adapter import as_private_key
 from shared.keys.base import PublicKey
 from shared.ra.upstream import UpstreamCA
+from shared.webhooks.issuance import provisioner_webhooks
 from shared.x509.names import split_sans
 from shared.x509.profile import Issuer
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from shared.policy.issuance import IssuancePolicies
     from shared.provisioners.registry import Provisioners
     from shared.store.base import Store
+    from shared.webhooks.identity import ClientIdentity
 
 
 class _KeylessSigner:
@@ -77,6 +79,8 @@ def registration_authority(
         clock=clock,
         backdate=settings.backdate,
         sinks=sinks,
+        webhooks=provisioner_webhooks(provisioners.webhooks, roots=roots, clock=clock,
+                                      identity=lambda: upstream_identity(upstream, settings.dns_names, clock)),
         policy=policy,
         upstream=upstream,
         issuer_revoked=issuer_revoked,
@@ -91,6 +95,20 @@ def upstream_server_certificate(
     Raises:
         CAError: as `UpstreamCA.issue` (the server does not start without upstream).
     """
+    return _upstream_certificate(upstream, key, names)[0]
+
+
+def upstream_identity(upstream: UpstreamCA, names: Sequence[str], clock: Clock) -> ClientIdentity:
+    """The RA's webhook client certificate (`shared.webhooks.identity`), issued by the upstream for
+    `dnsNames` with upstream's default lifetime and key usages, as a step-ca RA's own TLS
+    certificate is issued by its upstream CAS."""
+    from shared.webhooks.identity import ClientIdentity
+
+    return ClientIdentity(issue=lambda key: _upstream_certificate(upstream, key, names), clock=clock)
+
+
+def _upstream_certificate(upstream: UpstreamCA, key: ec.EllipticCurvePrivateKey,
+                          names: Sequence[str]) -> tuple[x509.Certificate, list[x509.Certificate]]:  # fmt: skip
     sans = split_sans([n.strip("[]") for n in names])
     cn = next((d for d in sans.dns if len(d) <= 64), "")
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn else [])
@@ -100,10 +118,7 @@ def upstream_server_certificate(
         .add_extension(x509.SubjectAlternativeName(sans.general_names()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    cert, _ = upstream.issue(csr, common_name=cn, sans=sans, window=None)  # upstream's default lifetime
-    return cert
-
-
+    return upstream.issue(csr, common_name=cn, sans=sans, window=None)  # upstream's default lifetime
 
 
 def renewal_check(

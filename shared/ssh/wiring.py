@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.errors import ConfigError
+from cryptography import x509
+
+from shared.errors import ConfigError, Unavailable
 from shared.keys.registry import KeyManagers
 from shared.ssh.add_user import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL
 from shared.ssh.authority import SSHAuthority
 from shared.ssh.keys import open_ssh_signers, ssh_key_uris
 from shared.webhooks.issuance import provisioner_webhooks
+
+if TYPE_CHECKING:
+    from shared.webhooks.identity import ClientIdentity
+    from shared.x509.profile import Issuer
 
 
 def ssh_authority(services: Any) -> SSHAuthority | None:
@@ -39,6 +45,32 @@ def ssh_authority(services: Any) -> SSHAuthority | None:
         sinks=services.sinks,
         add_user_principal=principal,
         add_user_command=command,
-        webhooks=provisioner_webhooks(services.provisioners.webhooks, roots=services.roots, clock=services.clock),
+        webhooks=provisioner_webhooks(services.provisioners.webhooks, roots=services.roots, clock=services.clock,
+                                      identity=lambda: webhook_identity(services)),
         inventories=services.store,  # provisioners' `options.inventory` (every store backend keeps inventories)
     )
+
+
+def webhook_identity(services: Any) -> ClientIdentity | None:
+    """The client certificate SSH webhooks are shown (`shared.webhooks.identity`), as X.509's: issued
+    by the intermediate issuing at the time, or by the upstream of a registration authority; none
+    for an instance without a signer of its own (it forwards to an issuer function)."""
+    from shared.webhooks.identity import ClientIdentity, signed_by
+
+    settings = services.settings
+    if services.ra_upstream is not None:
+        from shared.ra.wiring import upstream_identity
+
+        return upstream_identity(services.ra_upstream, settings.dns_names, services.clock)
+    if services.authority_factory is None:
+        return None
+
+    def current() -> tuple[Issuer, list[x509.Certificate]]:
+        authority = services.issuing()
+        view = services.rotating.revoked_view if services.rotating is not None else None
+        if view is not None and view().is_revoked(authority.intermediates[0]):  # never sign under a revoked one
+            raise Unavailable("the issuing intermediate has been revoked")
+        return authority.issuer, authority.intermediates
+
+    issue = signed_by(current, common_name=settings.common_name, names=settings.dns_names, clock=services.clock)
+    return ClientIdentity(issue=issue, clock=services.clock)

@@ -1,16 +1,18 @@
-"""One POST whose name resolution and connecting stay inside its timeout.
+"""One POST that ends within its timeout: resolving, connecting, TLS, sending and reading.
 
 `urllib.request.urlopen(timeout=...)` bounds each socket operation, but the host name is
-resolved by `getaddrinfo` before any socket exists, with no timeout: a resolver that does not
-answer holds the caller for the system resolver's own timeout. The events webhook sink and the
-linked clients (reports to a central, revocations to a linked authority) therefore post through
-here: the name is resolved with `shared.webhooks.resolve.resolve_within` (bounded by the
-timeout), the connection goes to the addresses found (TLS still checked against the host name),
-and every read is bounded by the same timeout. Redirects are not followed (none of these
+resolved by `getaddrinfo` before any socket exists, with no timeout, and a receiver that sends
+one byte a little more often than the timeout holds the caller for as long as it likes. The
+events webhook sink and the linked clients (reports to a central, revocations to a linked
+authority) therefore post through here: the name is resolved with
+`shared.webhooks.resolve.resolve_within` (bounded by the timeout), the connection goes to the
+addresses found (TLS still checked against the host name), and a watchdog
+(`shared.webhooks.watchdog`) shuts the socket down when the whole call's deadline passes, so the
+call ends at most a few milliseconds after it. Redirects are not followed (none of these
 receivers answers one; a redirected POST would lose its body or its credentials).
 
 `http.client` is used directly, as the step-ca webhook client does, because urllib offers no
-hook between resolving and connecting.
+hook between resolving and connecting and exposes no socket to cut.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from shared.webhooks.resolve import (
     resolve_within,
     system_resolve,
 )
+from shared.webhooks.watchdog import Watchdog
 
 #: The most of an answer's body read (these callers only look at a short JSON answer).
 MAX_BODY = 1 << 20
@@ -57,7 +60,7 @@ def post(
     context: ssl.SSLContext | None = None,
     resolve: Resolve = system_resolve,
 ) -> Reply:
-    """POST `body` to an http(s) URL; resolution and connecting end within `timeout` seconds.
+    """POST `body` to an http(s) URL; the whole call ends within `timeout` seconds (and a few ms).
 
     Raises:
         PostFailed: unresolvable, timed out, refused, or a broken answer (the reason in its text).
@@ -91,12 +94,19 @@ def post(
     else:
         conn = PinnedHTTPConnection(host, port, addresses=addresses, remaining=left)
     try:
-        conn.request("POST", target, body=body, headers=dict(headers))
-        response = conn.getresponse()
-        return Reply(response.status, response.read(MAX_BODY))
-    except TimeoutError:
-        raise PostFailed("timed out") from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:
-        raise PostFailed(str(exc) or type(exc).__name__) from None
+        with Watchdog(conn, left()) as watchdog:
+            try:
+                conn.request("POST", target, body=body, headers=dict(headers))
+                response = conn.getresponse()
+                reply = Reply(response.status, response.read(MAX_BODY))
+            except TimeoutError:
+                raise PostFailed("timed out") from None
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                if watchdog.expired:
+                    raise PostFailed("timed out") from None
+                raise PostFailed(str(exc) or type(exc).__name__) from None
     finally:
         conn.close()
+    if watchdog.expired:  # cut short: what was read may be a truncated answer
+        raise PostFailed("timed out")
+    return reply

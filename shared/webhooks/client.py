@@ -13,11 +13,15 @@ What the client is told (the reference's "Bad input": a clear 4xx, and 503 only 
   "webhook server did not allow request".
 No message carries the URL, a secret or the answer's raw bytes.
 
-Why `http.client` and not `urllib.request` (as the event sink uses) or a client library: the whole
-call, headers and a slowly dripped body included, must end by the deadline. A socket timeout only
-bounds each read, so a watchdog shuts the socket down when the deadline passes; `http.client` gives
-that socket, never follows redirects and never reads proxy settings from the environment. The
-host name is resolved before connecting, also bounded by the deadline (`shared.webhooks.resolve`).
+Why `http.client` and not `urllib.request` or a client library: the whole call, TLS handshake,
+headers and a slowly dripped body included, must end by the deadline. A socket timeout only
+bounds each read, so a watchdog shuts the socket down when the deadline passes
+(`shared.webhooks.watchdog`, shared with `bounded_post`); `http.client` gives that socket, never
+follows redirects and never reads proxy settings from the environment. The host name is resolved
+before connecting, also bounded by the deadline (`shared.webhooks.resolve`).
+
+TLS client authentication: a server that asks is shown the authority's client certificate
+(`shared.webhooks.identity`) unless the hook sets `disableTLSClientAuth`, as step-ca does.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import hmac
 import http.client
 import socket
 import ssl
-import threading
 import time
 import urllib.parse
 import uuid
@@ -44,6 +47,7 @@ from shared.strict_json import loads_strict
 from shared.templates.errors import TemplateError
 from shared.templates.values import normalize
 from shared.webhooks.config import Webhook
+from shared.webhooks.identity import ClientIdentity
 from shared.webhooks.resolve import (
     PinnedHTTPConnection,
     PinnedHTTPSConnection,
@@ -53,6 +57,7 @@ from shared.webhooks.resolve import (
     resolve_within,
     system_resolve,
 )
+from shared.webhooks.watchdog import Watchdog
 
 MAX_ANSWER_BYTES = 64 * 1024
 SIGNATURE_HEADER = "X-Smallstep-Signature"
@@ -82,7 +87,8 @@ class _Transport(Exception):
 
 
 class WebhookClient:
-    """POSTs request bodies to webhooks; TLS trusts the system roots and the CA's own roots."""
+    """POSTs request bodies to webhooks; TLS trusts the system roots and the CA's own roots, and
+    shows `identity`'s client certificate (none without one) to a server that asks."""
 
     def __init__(
         self,
@@ -91,19 +97,34 @@ class WebhookClient:
         retry_delay: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         resolve: Resolve = system_resolve,
+        identity: ClientIdentity | None = None,
     ) -> None:
         self._roots_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in roots)
         self._retry_delay = retry_delay
         self._clock = clock
         self._resolve = resolve
+        self._identity = identity
         self._context: ssl.SSLContext | None = None
 
-    def _tls(self) -> ssl.SSLContext:
+    def _fresh_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if self._roots_pem:
+            context.load_verify_locations(cadata=self._roots_pem)
+        return context
+
+    def _tls(self, hook: Webhook) -> ssl.SSLContext:
+        """The context for `hook`: with the client certificate unless the hook disables it.
+
+        Raises:
+            Unavailable: the client certificate could not be made (503).
+        """
+        if self._identity is not None and not hook.disable_tls_client_auth:
+            try:
+                return self._identity.context(self._fresh_context)
+            except Unavailable:
+                raise Unavailable(f"webhook {hook.name}: no client certificate could be made; retry later") from None
         if self._context is None:  # built on first https call: most issuances never need it
-            context = ssl.create_default_context()
-            if self._roots_pem:
-                context.load_verify_locations(cadata=self._roots_pem)
-            self._context = context
+            self._context = self._fresh_context()
         return self._context
 
     def call(self, hook: Webhook, url: str, body: bytes, *, request_id: str = "") -> Answer:
@@ -129,7 +150,7 @@ class WebhookClient:
         retries = 1
         while True:
             try:
-                status, answer = self._post(url, body, headers, deadline)
+                status, answer = self._post(hook, url, body, headers, deadline)
             except _Expired:
                 raise Unavailable(f"webhook {hook.name}: timed out") from None
             except _Transport:
@@ -144,7 +165,8 @@ class WebhookClient:
                 continue
             return _read_answer(hook.name, status, answer)
 
-    def _post(self, url: str, body: bytes, headers: dict[str, str], deadline: float) -> tuple[int, bytes | None]:
+    def _post(self, hook: Webhook, url: str, body: bytes, headers: dict[str, str],
+              deadline: float) -> tuple[int, bytes | None]:  # fmt: skip
         """(status, body or None when longer than the limit); raises `_Expired` or `_Transport`."""
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname or ""  # without brackets: with an explicit port, http.client takes an IPv6 host as is
@@ -152,6 +174,7 @@ class WebhookClient:
         target = parts.path or "/"
         if parts.query:
             target += "?" + parts.query
+        context = self._tls(hook) if parts.scheme == "https" else None  # may cost a signature: before the clock reads
         remaining = deadline - self._clock()
         if remaining <= 0:
             raise _Expired
@@ -161,45 +184,31 @@ class WebhookClient:
             raise _Expired from None
         except ResolutionFailed:
             raise _Transport from None
-        remaining = deadline - self._clock()
-        if remaining <= 0:
+        if deadline - self._clock() <= 0:
             raise _Expired
 
         def left() -> float:
             return deadline - self._clock()
 
         conn: http.client.HTTPConnection
-        if parts.scheme == "https":
-            conn = PinnedHTTPSConnection(host, port, addresses=addresses, remaining=left, context=self._tls())
+        if context is not None:
+            conn = PinnedHTTPSConnection(host, port, addresses=addresses, remaining=left, context=context)
         else:
             conn = PinnedHTTPConnection(host, port, addresses=addresses, remaining=left)
-        expired = threading.Event()
-
-        def cut() -> None:
-            expired.set()
-            sock = conn.sock
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-        watchdog = threading.Timer(remaining, cut)
-        watchdog.daemon = True
-        watchdog.start()
         try:
-            conn.request("POST", target, body=body, headers=headers)
-            response = conn.getresponse()
-            data = _read_bounded(response)
-            status = response.status
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            if expired.is_set() or isinstance(exc, TimeoutError | socket.timeout):
-                raise _Expired from None
-            raise _Transport from None
+            with Watchdog(conn, left()) as watchdog:  # the whole exchange ends by the deadline
+                try:
+                    conn.request("POST", target, body=body, headers=headers)
+                    response = conn.getresponse()
+                    data = _read_bounded(response)
+                    status = response.status
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    if watchdog.expired or isinstance(exc, TimeoutError | socket.timeout):
+                        raise _Expired from None
+                    raise _Transport from None
         finally:
-            watchdog.cancel()
             conn.close()
-        if expired.is_set():
+        if watchdog.expired:
             raise _Expired
         return status, data
 

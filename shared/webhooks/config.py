@@ -12,8 +12,9 @@ Differences from step-ca, on purpose:
 - `url` must be https, as in step-ca, except for a loopback address (127.0.0.0/8, ::1,
   `localhost`), which may use http: the traffic never leaves the machine.
 - SCEPCHALLENGE and NOTIFYING hooks serve SCEP, which Cirrus does not implement: refused.
-- Cirrus presents no TLS client certificate (the Functions runtime has none): every hook behaves as
-  with `disableTLSClientAuth: true`; the flag is accepted so step-ca blocks load unchanged.
+- With `disableTLSClientAuth: true` no TLS client certificate is presented; otherwise the
+  authority's own (`shared.webhooks.identity`: step-ca shows its HTTPS server certificate, Cirrus
+  one made for the purpose, since a Function has no server certificate).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ it forwards the request, over the certificate it asks the upstream for
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from shared.ssh.wire import SSHPublicKey
     from shared.validity import Window
     from shared.webhooks.client import Answer
+    from shared.webhooks.identity import ClientIdentity
 
 log = logging.getLogger("cirrus.webhooks")
 
@@ -173,10 +174,16 @@ def caller_of(auth: SignAuthorization) -> Caller:
 
 
 def provisioner_webhooks(hooks: Mapping[str, tuple[Webhook, ...]], *, roots: Sequence[x509.Certificate],
-                         clock: Clock) -> ProvisionerWebhooks | None:
-    """The authority's webhooks with the default client (TLS trusting the CA's roots); None without hooks."""
+                         clock: Clock, identity: Callable[[], ClientIdentity | None] | None = None,
+                         ) -> ProvisionerWebhooks | None:  # fmt: skip
+    """The authority's webhooks with the default client (TLS trusting the CA's roots); None without hooks.
+
+    `identity` gives the client certificate shown to hook servers that ask for one
+    (`shared.webhooks.identity`); it is called only when some provisioner has hooks.
+    """
     if not hooks:
         return None
     from shared.webhooks.client import WebhookClient  # http.client and ssl: only for authorities with hooks
 
-    return ProvisionerWebhooks(hooks=hooks, client=WebhookClient(roots=roots), clock=clock)
+    client = WebhookClient(roots=roots, identity=identity() if identity is not None else None)
+    return ProvisionerWebhooks(hooks=hooks, client=client, clock=clock)

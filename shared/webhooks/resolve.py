@@ -136,9 +136,12 @@ class PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         """Open the socket to the resolved addresses, then TLS with the hook's host name."""
         sock = open_socket(self._addresses, self._remaining)
-        self.sock = sock  # the client's watchdog can cut a handshake that drips past the deadline
         try:
-            self.sock = self._tls_context.wrap_socket(sock, server_hostname=self.host)
+            tls = self._tls_context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
         except BaseException:
             sock.close()
             raise
+        # Set before the handshake, so the caller's watchdog (`shared.webhooks.watchdog`) finds the
+        # socket and can cut a handshake that drips past the deadline.
+        self.sock = tls
+        tls.do_handshake()

@@ -7,6 +7,7 @@ calls to the upstream over real HTTPS, as in `test_registration_authority.py`.
 - The root's ARL: after the upstream's intermediate is revoked (`cirrus ca revoke-intermediate`,
   published where the upstream serves it, `/crl/root-<fp>.crl`), the RA refuses to rekey a
   certificate that intermediate issued, and forwards nothing.
+- A hook server requiring a TLS client certificate is shown one the upstream issued to the RA.
 """
 
 from __future__ import annotations
@@ -146,3 +147,29 @@ def test_the_ra_refuses_to_rekey_what_a_revoked_intermediate_issued(
         assert _upstream_issued(authority_dir) == before
     finally:
         services.close()
+
+
+def test_a_hook_requiring_a_client_certificate_is_shown_one_the_upstream_issued(
+    authority_dir: Path, tmp_path: Path, upstream_url: str
+) -> None:
+    """As a step-ca RA's own certificate comes from its upstream CAS, the RA's webhook client
+    certificate is issued by the upstream: the hook server trusts the upstream's root."""
+    from tests.unit.api.test_webhook_client_tls import mtls_receiver
+
+    with mtls_receiver(authority_dir, tmp_path) as tls_receiver:
+        tls_receiver.routes["/authorize"] = lambda _seen: (200, b'{"allow": true}')
+        ra_dir = _ra_dir(authority_dir, tmp_path, upstream_url)
+        config = json.loads((ra_dir / "config.json").read_text())
+        config["authority"]["provisioners"][0]["options"] = {
+            "webhooks": [hook("gate", tls_receiver.base + "/authorize", "AUTHORIZING", certType="X509")]}
+        (ra_dir / "config.json").write_text(json.dumps(config))
+        services, client = _ra(ra_dir)
+        try:
+            allowed = _sign(client, ra_dir, "allow.example.com")
+        finally:
+            services.close()
+    assert allowed.status_code == 201, allowed.get_data(as_text=True)
+    assert tls_receiver.refused == [] and len(tls_receiver.seen) == 1
+    shown = x509.load_der_x509_certificate(tls_receiver.seen[0].peer or b"")
+    intermediate = x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())
+    shown.verify_directly_issued_by(intermediate)

@@ -1,6 +1,7 @@
 """POST /ssh/sign with step-ca webhooks of certType SSH/ALL (issue 15 item 5), on a loopback server:
 `sshCertificateRequest` to ENRICHING hooks, the signed `sshCertificate` to AUTHORIZING ones, a denial
-403 and an unreachable hook 503 with no SSH certificate recorded; X509-only hooks are not asked."""
+403 and an unreachable hook 503 with no SSH certificate recorded; X509-only hooks are not asked; a
+hook server requiring a TLS client certificate is shown the authority's (none with disableTLSClientAuth)."""
 
 from __future__ import annotations
 
@@ -85,4 +86,27 @@ def test_an_unreachable_ssh_hook_is_a_503(authority_dir: Path, tmp_path: Path) -
     api = configure(authority_dir, [hook("people", f"http://127.0.0.1:{port}/", "ENRICHING", timeout=0.5)])
     _, pub = keygen(tmp_path, "id_ed25519", "-t", "ed25519")
     refused(sign_user(api, authority_dir, pub), 503)
+    assert ssh_rows(authority_dir) == 0
+
+
+def test_an_ssh_hook_requiring_a_client_certificate_is_shown_the_authoritys(authority_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from tests.unit.api.test_webhook_client_tls import mtls_receiver
+
+    with mtls_receiver(authority_dir, tmp_path) as tls_receiver:
+        tls_receiver.routes["/"] = answer(True)
+        api = configure(authority_dir, [hook("gate", tls_receiver.base + "/authorize", "AUTHORIZING", certType="SSH"),
+                                        hook("open", tls_receiver.base + "/open", "AUTHORIZING", certType="SSH",
+                                             disableTLSClientAuth=True)])  # fmt: skip
+        _, pub = keygen(tmp_path, "id_ed25519", "-t", "ed25519")
+        r = sign_user(api, authority_dir, pub)
+    # The first hook got the X.509 intermediate's client certificate; the second, which asked for
+    # none, had its handshake refused by this server: a 503, no SSH certificate.
+    refused(r, 503)
+    assert r.get_json()["message"] == "webhook open: unreachable"
+    assert [s.path for s in tls_receiver.seen] == ["/authorize"] and tls_receiver.refused
+    intermediate = x509.load_pem_x509_certificate((authority_dir / "certs" / "intermediate_ca.crt").read_bytes())
+    x509.load_der_x509_certificate(tls_receiver.seen[0].peer or b"").verify_directly_issued_by(intermediate)
     assert ssh_rows(authority_dir) == 0
