@@ -19,7 +19,7 @@ from shared.templates import sprig_numbers as numbers
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func, FuncError
 from shared.templates.gofmt import go_quote
-from shared.templates.gojson import to_json
+from shared.templates.gojson import json_string, to_json
 from shared.templates.sprig_text import (
     b64dec,
     date,
@@ -127,6 +127,8 @@ def _from_json(s: str) -> Any:
 
 
 def _to_json(v: Any) -> str:
+    if type(v) is str:  # the usual argument (a name, a claim): one call, not three
+        return json_string(v, True)
     try:
         return to_json(v)
     except TemplateError:

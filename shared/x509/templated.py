@@ -106,26 +106,34 @@ def subject_name(value: Any, field: str = "subject") -> x509.Name:
         return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)] if value else [])
     if not isinstance(value, dict):
         raise _fail(f"field {field!r} must be an object or a string")
-    attrs: list[x509.NameAttribute[str]] = []
+    rdns: list[x509.RelativeDistinguishedName] = []
     try:
         for key, oid in SUBJECT_FIELDS:
             item = value.get(key)
             if item is None:
                 continue
-            if type(item) is str:
-                if item:
-                    attrs.append(x509.NameAttribute(oid, item))
-                continue
-            for text in _strings(item, f"{field}.{key}"):
+            for text in ((item,) if type(item) is str else _strings(item, f"{field}.{key}")):
                 if text:
-                    attrs.append(x509.NameAttribute(oid, text))
+                    rdns.append(_rdn(oid, text) if oid not in _PER_CERTIFICATE else _one_rdn(oid, text))
         for extra in value.get("extraNames") or []:
             if not isinstance(extra, dict) or not isinstance(extra.get("value"), str):
                 raise _fail(f"{field}.extraNames: each entry needs a type (OID) and a string value")
-            attrs.append(x509.NameAttribute(_oid(extra.get("type"), f"{field}.extraNames"), extra["value"]))
+            rdns.append(_one_rdn(_oid(extra.get("type"), f"{field}.extraNames"), extra["value"]))
     except ValueError as exc:
         raise _fail(f"{field}: {exc}") from None
-    return x509.Name(attrs)
+    return x509.Name(rdns)
+
+
+def _one_rdn(oid: x509.ObjectIdentifier, text: str) -> x509.RelativeDistinguishedName:
+    """One attribute in its own RDN, as `x509.Name` makes of each attribute given it."""
+    return x509.RelativeDistinguishedName([x509.NameAttribute(oid, text)])
+
+
+# A provisioner's template names the same organization, country, locality... for every leaf: those
+# RDNs (immutable) are built once. The common name and serial number change per certificate and
+# are built each time (caching them would only hold request data). Bounded; ValueError is not cached.
+_PER_CERTIFICATE = frozenset({NameOID.COMMON_NAME, NameOID.SERIAL_NUMBER})
+_rdn = functools.lru_cache(maxsize=1024)(_one_rdn)
 
 
 def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
