@@ -89,13 +89,20 @@ def _arg(node: n.Node, found: dict[str, set[str] | None]) -> None:
 def select(data: dict[str, Any], reads: Reads) -> dict[str, Any]:
     """`normalize(data)` of only what a template reads: the keys it names, and of a map read only
     through its fields, those fields (a Cirrus struct or any other value is kept whole)."""
-    prepared = data.prepared if type(data) is PreparedData else frozenset()
+    prepared = data.prepared if type(data) is PreparedData else _NONE
     out: dict[str, Any] = {}
     for key, fields in reads.items():
         if key in data:
             value = data[key]
+            if key in prepared or type(value) is str:
+                # Cirrus's own keys are as Go sees them (`template_data` built what `reads` names);
+                # a templateData string needs no copy. Leaving fields out is only a saving.
+                out[key] = value
+                continue
             if fields is not None and type(value) is dict:
                 value = {f: value[f] for f in fields if f in value}
-            # Cirrus's own keys are already as Go sees them; a templateData string needs no copy.
-            out[key] = value if key in prepared or type(value) is str else normalize(value, 1)
+            out[key] = normalize(value, 1)
     return out
+
+
+_NONE: frozenset[str] = frozenset()

@@ -39,12 +39,15 @@ _SAN_KINDS: dict[type, str] = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.R
                                x509.UniformResourceIdentifier: "uri"}
 
 
+_CN_ONLY: dict[str, Any] = {**dict.fromkeys(("Country", "Organization", "OrganizationalUnit", "Locality", "Province",
+                                              "StreetAddress", "PostalCode")),
+                            "SerialNumber": "", "CommonName": "", "ExtraNames": None}
+
+
 def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct:
     """x509util.Subject: Go field names for templates, step's JSON names for toJson."""
     if name is None:  # the usual leaf: a common name only
-        values: dict[str, Any] = dict.fromkeys(("Country", "Organization", "OrganizationalUnit", "Locality",
-                                                "Province", "StreetAddress", "PostalCode", "ExtraNames"))
-        values["SerialNumber"] = ""
+        values: dict[str, Any] = _CN_ONLY.copy()  # a copy of a made dict: cheaper than building one
         values["CommonName"] = common_name
         return GoStruct.of(_SUBJECT_LAYOUT, values)
     values = {}
@@ -165,7 +168,7 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
     """
     # A plain dict to callers (other parts of issuance add `.Inventory`, `.Webhooks`); the keys built
     # here are already as Go sees them, so rendering does not copy them a second time.
-    prepared = _PREPARED if not extra else frozenset(k for k in _PREPARED if k not in extra)
+    prepared = _PREPARED if not extra else _PREPARED.difference(extra)
     data = PreparedData({}, prepared)
     if reads is None or "Subject" in reads:
         data["Subject"] = go_subject(common_name=common_name)

@@ -15,8 +15,7 @@ import functools
 import ipaddress
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -58,9 +57,11 @@ SUBJECT_FIELDS = (
 _COMPUTED = {x509.SubjectKeyIdentifier.oid, x509.AuthorityKeyIdentifier.oid}
 
 
-@dataclass(frozen=True, slots=True)
-class TemplatedLeaf:
-    """Subject, SANs and extensions (without SKI/AKI and the CA's own CDP/AIA/provisioner extensions)."""
+class TemplatedLeaf(NamedTuple):
+    """Subject, SANs and extensions (without SKI/AKI and the CA's own CDP/AIA/provisioner extensions).
+
+    A NamedTuple, immutable as a frozen dataclass is, built for every templated leaf at a sixth
+    of a frozen dataclass's cost (whose __init__ sets each field through object.__setattr__)."""
 
     subject: x509.Name
     common_name: str
@@ -87,6 +88,17 @@ def _strings(value: Any, field: str) -> list[str]:
         else:
             return list(value)
     raise _fail(f"field {field!r} must be a string or a list of strings")
+
+
+def _string_tuple(value: Any, field: str) -> tuple[str, ...]:
+    """`_strings` as a tuple (the key of the extension caches below), without a list copy between."""
+    if type(value) is list:
+        for v in value:
+            if type(v) is not str:
+                break
+        else:
+            return tuple(value)
+    return tuple(_strings(value, field))
 
 
 def _oid(text: Any, field: str) -> x509.ObjectIdentifier:
@@ -147,20 +159,23 @@ def _general_names(doc: dict[str, Any]) -> tuple[list[x509.GeneralName], tuple[s
     """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order, and the
     same names as text (as `names.sans_of` reads them back from the certificate)."""
     get = doc.get
-    dns = _strings(get("dnsNames"), "dnsNames")
-    raw_ips = get("ipAddresses")
-    ips = [_ip(t, "ipAddresses") for t in _strings(raw_ips, "ipAddresses")] if raw_ips is not None else []
-    emails = _strings(get("emailAddresses"), "emailAddresses")
-    uris = _strings(get("uris"), "uris")
+    # Most templates give `sans` only: the other lists cost a lookup each when absent.
+    raw = get("dnsNames")
+    dns = _strings(raw, "dnsNames") if raw is not None else []
+    raw = get("ipAddresses")
+    ips = [_ip(t, "ipAddresses") for t in _strings(raw, "ipAddresses")] if raw is not None else []
+    raw = get("emailAddresses")
+    emails = _strings(raw, "emailAddresses") if raw is not None else []
+    raw = get("uris")
+    uris = _strings(raw, "uris") if raw is not None else []
     sans = get("sans") or []
-    if not isinstance(sans, list):
+    if type(sans) is not list:  # what json.loads makes of a JSON array
         raise _fail("field 'sans' must be a list")
     for san in sans:
-        if not isinstance(san, dict) or not isinstance(san.get("value"), str):
+        if type(san) is not dict or type(text := san.get("value")) is not str:
             raise _fail("each entry of 'sans' needs a type and a string value")
         kind = san.get("type") or "auto"
-        kind = kind.lower() if type(kind) is str else str(kind).lower()
-        text = san["value"]
+        kind = _SAN_TYPES.get(kind) or (kind.lower() if type(kind) is str else str(kind).lower())
         if kind == "auto":
             kind = "ip" if _is_ip(text) else "email" if "@" in text else "uri" if "://" in text else "dns"
         if kind == "dns":
@@ -190,6 +205,7 @@ def _general_names(doc: dict[str, Any]) -> tuple[list[x509.GeneralName], tuple[s
     return out, tuple(strings)
 
 
+_SAN_TYPES = {"dns": "dns", "ip": "ip", "email": "email", "uri": "uri", "auto": "auto"}  # as written: no lower()
 _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 # The whole name in one match (a match per label was most of the SAN check's time): labels of 1-63
 # letters, digits and inner hyphens, dot-separated, optionally after a `*.` wildcard.
@@ -303,11 +319,11 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     # Fields a template leaves out (most of them) cost one lookup each: every call here runs per leaf.
     usages = get("keyUsage")
     if usages is not None and usages != []:
-        exts.append(_key_usage_extension(tuple(_strings(usages, "keyUsage"))))
+        exts.append(_key_usage_extension(_string_tuple(usages, "keyUsage")))
     ekus, unknown = get("extKeyUsage"), get("unknownExtKeyUsage")
     if ekus is not None or unknown is not None:
-        eku_names = tuple(_strings(ekus, "extKeyUsage"))
-        unknown_oids = tuple(_strings(unknown, "unknownExtKeyUsage"))
+        eku_names = _string_tuple(ekus, "extKeyUsage")
+        unknown_oids = _string_tuple(unknown, "unknownExtKeyUsage")
         if eku_names or unknown_oids:
             exts.append(_ext_key_usage_extension(eku_names, unknown_oids))
     general, san_strings = _general_names(doc)
@@ -323,7 +339,7 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
         exts.append(_LEAF_BASIC_CONSTRAINTS)
     policies = get("policyIdentifiers")
     if policies is not None:
-        policy_oids = tuple(_strings(policies, "policyIdentifiers"))
+        policy_oids = _string_tuple(policies, "policyIdentifiers")
         if policy_oids:
             exts.append(_policies_extension(policy_oids))
     nc = get("nameConstraints")
