@@ -73,20 +73,17 @@ class Template:
             raise TemplateError("template nesting too deep", 0, name) from None
         self._compiled = compile_template(name, self.trees, _funcs())
         # The data keys it reads (`reads`): bounded for the templates the fast path compiles.
-        self.data_reads: Reads | None = None
-        if self._compiled is not None:
-            from shared.templates.reads import data_reads
+        from shared.templates.reads import data_reads, select
 
-            self.data_reads = data_reads(self.trees, name)
+        self.data_reads: Reads | None = data_reads(self.trees, name) if self._compiled is not None else None
+        self._select = select
 
     def render(self, data: Any, limits: Limits | None = None) -> str:
         """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
         try:
             reads = self.data_reads
             if reads is not None and (type(data) is dict or type(data) is PreparedData):
-                from shared.templates.reads import select
-
-                value = select(data, reads)  # only what it reads: the same text (`reads`)
+                value = self._select(data, reads)  # only what it reads: the same text (`reads`)
             else:
                 value = normalize(data)
         except TemplateError as exc:
