@@ -90,6 +90,9 @@ def _arg(node: n.Node, typ: str, funcs: dict[str, Func]) -> Value:
     if kind is n.Field or kind is n.Pipe:
         # Inlined for the usual parameter types (each argument of each call of every render);
         # what they accept and reject is `check_value`'s, which the other types call.
+        fused = _fused_arg(node, typ, funcs)
+        if fused is not None:
+            return fused
         inner = _field(node.idents) if kind is n.Field else _pipeline(node, funcs)  # type: ignore[attr-defined,arg-type]
         if typ == "any":
             def any_arg(dot: Any) -> Any:
@@ -115,6 +118,37 @@ def _arg(node: n.Node, typ: str, funcs: dict[str, Func]) -> Value:
             raise _Unsupported() from None
         return lambda dot: constant
     raise _Unsupported()
+
+
+def _fused_arg(node: n.Node, typ: str, funcs: dict[str, Func]) -> Value | None:
+    """The commonest arguments as one closure instead of a reader inside a converter (a call less
+    for each argument of each call): `.key` and `.key.field` of the data as interface{} or
+    string, and a sub-pipeline of one command as interface{}. Same values and failures as the
+    general route (`_field`, `_pipeline`, then `check_value`'s rule)."""
+    if type(node) is n.Pipe:
+        pipe: n.Pipe = node  # type: ignore[assignment]
+        if typ != "any" or pipe.decl or len(pipe.cmds) != 1:
+            return None
+        only = _command(pipe.cmds[0], funcs, False)
+
+        def pipe_any(dot: Any) -> Any:
+            value = only(dot, None)  # nil stays nil, missing becomes nil (single(), then _any)
+            return None if value is MISSING else value
+
+        return pipe_any
+    idents: list[str] = node.idents  # type: ignore[attr-defined]
+    if len(idents) != 1 or typ not in ("any", "string"):
+        return None
+    key = idents[0]
+    read = _field(idents)
+    if typ == "any":  # a missing key is nil: dict.get's default
+        return lambda dot: dot.get(key) if type(dot) is dict else _any(read(dot))
+
+    def string_field(dot: Any) -> Any:
+        value = dot.get(key, MISSING) if type(dot) is dict else read(dot)
+        return value if type(value) is str else check_value(value, typ, _no_fail)
+
+    return string_field
 
 
 def _any(value: Any) -> Any:
@@ -154,6 +188,12 @@ def _command(cmd: n.Command, funcs: dict[str, Func], piped: bool) -> Callable[[A
         if len(args) == 2:
             a0, a1 = args
             return lambda dot, final: call(a0(dot), a1(dot))
+        if len(args) == 3:
+            a0, a1, a2 = args
+            return lambda dot, final: call(a0(dot), a1(dot), a2(dot))
+        if len(args) == 4:  # `dict "k" v "k" v`
+            a0, a1, a2, a3 = args
+            return lambda dot, final: call(a0(dot), a1(dot), a2(dot), a3(dot))
 
     def run(dot: Any, final: Any) -> Any:
         argv = [a(dot) for a in args]

@@ -111,7 +111,7 @@ def _slice(lst: Any, *indices: Any) -> Any:
 def _dict(*v: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i in range(0, len(v), 2):
-        key = strval(v[i])
+        key = v[i] if type(v[i]) is str else strval(v[i])
         out[key] = v[i + 1] if i + 1 < len(v) else ""
     return out
 
