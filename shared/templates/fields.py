@@ -52,7 +52,7 @@ def _line_of(text: str, pos: int) -> int:
 def decode_rendered(text: str, *, ssh: bool, name: str = "template") -> dict[str, Any]:
     """The rendered template as a JSON object, with each known field of the right type."""
     try:
-        value = _DECODER.decode(text)
+        value = _decode(text)
     except json.JSONDecodeError as exc:
         raise TemplateError(f"rendered template is not valid JSON: {exc.msg} (output line {exc.lineno})", 0,
                             name) from None
@@ -87,6 +87,23 @@ def _refuse_constant(token: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder: json.loads with a hook builds one per call
+_SCAN = _DECODER.scan_once
+
+
+def _decode(text: str) -> Any:
+    """`_DECODER.decode(text)`: for a text that is one object from its first to its last character
+    (a rendered certificate template), the decoder's scanner alone, without `decode`'s two Python
+    frames and whitespace matches around it; anything else, or any failure, is `decode`'s (and so
+    are its errors)."""
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            value, end = _SCAN(text, 0)
+        except Exception:  # noqa: BLE001, S110 - decode() below raises its own error for it
+            pass
+        else:
+            if end == len(text):
+                return value
+    return _DECODER.decode(text)
 
 
 def _json_kind(value: Any) -> str:
