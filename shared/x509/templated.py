@@ -120,8 +120,11 @@ def subject_name(value: Any, field: str = "subject") -> x509.Name:
         raise _fail(f"field {field!r} must be an object or a string")
     rdns: list[x509.RelativeDistinguishedName] = []
     try:
-        for key, oid in SUBJECT_FIELDS:
-            item = value.get(key)
+        fields = _subject_fields(tuple(value)) if len(value) <= 16 else SUBJECT_FIELDS  # the cache key small
+        for key, oid in fields:
+            if key not in value:
+                continue
+            item = value[key]
             if item is None:
                 continue
             for text in ((item,) if type(item) is str else _strings(item, f"{field}.{key}")):
@@ -134,6 +137,14 @@ def subject_name(value: Any, field: str = "subject") -> x509.Name:
     except ValueError as exc:
         raise _fail(f"{field}: {exc}") from None
     return x509.Name(rdns)
+
+
+@functools.lru_cache(maxsize=256)
+def _subject_fields(keys: tuple[str, ...]) -> tuple[tuple[str, x509.ObjectIdentifier], ...]:
+    """The attribute fields among a subject's keys, in Go's order: a template writes the same keys
+    for every leaf, so the walk over all nine is made once per key set (unknown keys are ignored)."""
+    present = set(keys)
+    return tuple((key, oid) for key, oid in SUBJECT_FIELDS if key in present)
 
 
 def _one_rdn(oid: x509.ObjectIdentifier, text: str) -> x509.RelativeDistinguishedName:
