@@ -9,6 +9,7 @@ used. Field names and shapes: reference section 4.4 (X.509) and 4.5 (SSH).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from shared.templates.errors import TemplateError
@@ -87,7 +88,7 @@ def _refuse_constant(token: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder: json.loads with a hook builds one per call
-_SCAN = _DECODER.scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _decode(text: str) -> Any:
@@ -98,7 +99,7 @@ def _decode(text: str) -> Any:
     if text[:1] == "{" and text[-1:] == "}":
         try:
             value, end = _SCAN(text, 0)
-        except Exception:  # noqa: BLE001, S110 - decode() below raises its own error for it
+        except Exception:  # noqa: S110 - decode() below raises its own error for it
             pass
         else:
             if end == len(text):

@@ -11,7 +11,7 @@ does not copy again.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
@@ -21,6 +21,7 @@ from shared.templates.values import GoStruct, GoTyped, Lazy, PreparedData, Struc
 
 if TYPE_CHECKING:  # the template engine is imported by the first template, not by issuance
     from shared.templates.reads import Reads
+    from shared.x509.names import SANs
 
 _NAME_FIELDS = (
     ("Country", "country", NameOID.COUNTRY_NAME), ("Organization", "organization", NameOID.ORGANIZATION_NAME),
@@ -63,7 +64,7 @@ def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct
     return GoStruct.of(_SUBJECT_LAYOUT, values)
 
 
-def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
+def go_sans(general_names: Sequence[x509.GeneralName]) -> list[GoStruct]:
     """[]x509util.SubjectAlternativeName: `.Type`/`.Value` in templates, type/value in JSON."""
     out: list[GoStruct] = []
     for name in general_names:
@@ -72,6 +73,18 @@ def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
             continue
         value = str(name.value) if kind == "ip" else name.value
         out.append(GoStruct.of(_SAN_LAYOUT, {"Type": kind, "Value": value, "ASN1Value": None}))
+    return out
+
+
+def _go_sans_of(sans: SANs) -> list[GoStruct]:
+    """`go_sans(sans.general_names())` from the token's names as they are (DNS, IP, email, URI: the
+    same order and text), without building the x509 objects only to read them back."""
+    layout = _SAN_LAYOUT
+    out = [GoStruct.of(layout, {"Type": "dns", "Value": d, "ASN1Value": None}) for d in sans.dns]
+    if sans.ips or sans.emails or sans.uris:
+        out += [GoStruct.of(layout, {"Type": "ip", "Value": str(i), "ASN1Value": None}) for i in sans.ips]
+        out += [GoStruct.of(layout, {"Type": "email", "Value": e, "ASN1Value": None}) for e in sans.emails]
+        out += [GoStruct.of(layout, {"Type": "uri", "Value": u, "ASN1Value": None}) for u in sans.uris]
     return out
 
 
@@ -147,7 +160,7 @@ _RSA_KEY = GoTyped("*rsa.PublicKey", "ptr", None, "&{...}")
 _EC_KEY = GoTyped("*ecdsa.PublicKey", "ptr", None, "&{...}")
 
 
-def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
+def template_data(common_name: str, general_names: list[x509.GeneralName] | SANs, *, rsa_key: bool,
                   csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
                   user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
                   authorization_crt: x509.Certificate | None = None,
@@ -172,8 +185,9 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
     data = PreparedData({}, prepared)
     if reads is None or "Subject" in reads:
         data["Subject"] = go_subject(common_name=common_name)
-    if reads is None or "SANs" in reads:
-        data["SANs"] = go_sans(general_names)
+    if reads is None or "SANs" in reads:  # the names as GeneralNames, or issuance's split token names
+        data["SANs"] = (go_sans(general_names) if isinstance(general_names, (list, tuple))
+                         else _go_sans_of(general_names))
     claims = None if reads is None else reads.get("Token", ())
     if claims is None:
         data["Token"] = normalize(token if type(token) is dict else dict(token or {}))
