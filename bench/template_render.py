@@ -17,12 +17,6 @@ Method (fixed, so runs compare):
   the ratio by +-50 % here), the lead rotating each round; each round's ratios are taken within
   the round and the median over --rounds rounds of --sign-n requests per kind is printed.
   "sign_custom_template_extra_percent_vs_same_sans" compares (c) with (d).
-- GC: the young generation is collected (untimed) before every timed call. Python's collector runs
-  when its count of allocations net of frees passes 700, so in the interleaved loop every
-  collection fell on whichever kind phase-locked onto that crossing: one kind (in the runs here
-  the custom template: 66 of 67 collections, and the odd full collection) was charged the
-  collector's work for all four, about 1 % of a request. Collecting between calls charges
-  none of it to any kind (as `timeit` does by turning the collector off).
 - "sign_template_code_*": the template's own share inside those same requests, by perf counters
   (CPU time) around the code that differs between the paths: for templated kinds the template
   data (`template_data`) and `LeafProfile.templated` (render, JSON decode, field mapping, the
@@ -40,7 +34,6 @@ Usage: python bench/template_render.py [--n 3000] [--repeat 3] [--sign-n 200] [-
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import platform
 import statistics
@@ -157,12 +150,10 @@ def _interleaved_cpu(kinds: dict[str, Callable[[int], None]], n: int, r: int,
     order = order[r % len(order):] + order[:r % len(order)]
     spent = dict.fromkeys(order, 0.0)
     clock = time.process_time
-    collect = gc.collect
     for i in range(n):
         for kind in order:
             if meter is not None:
                 meter.kind = kind
-            collect(0)  # untimed: see the module's docstring (GC)
             start = clock()
             kinds[kind](i)
             spent[kind] += clock() - start
