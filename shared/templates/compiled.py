@@ -275,8 +275,14 @@ def _node(node: n.Node, funcs: dict[str, Func]) -> Emit | str:
         if all(type(p) is str for p in parts):
             return "".join(parts)  # type: ignore[arg-type]
 
+        texts = [p if type(p) is str else "" for p in parts]
+        calls = [(i, p) for i, p in enumerate(parts) if type(p) is not str]
+
         def sequence(dot: Any) -> str:
-            return "".join([p if type(p) is str else p(dot) for p in parts])  # type: ignore[operator]
+            out = texts.copy()  # the text between actions is in place; each action fills its slot
+            for i, emit in calls:
+                out[i] = emit(dot)  # type: ignore[operator]
+            return "".join(out)
 
         return sequence
     if kind is n.Branch and node.kind == "if":  # type: ignore[attr-defined]
@@ -285,7 +291,8 @@ def _node(node: n.Node, funcs: dict[str, Func]) -> Emit | str:
         other = _emit(_node(node.else_body, funcs)) if node.else_body is not None else None  # type: ignore[attr-defined]
 
         def branch(dot: Any) -> str:
-            if truth(test(dot)):
+            value = test(dot)
+            if value is True or (value is not False and truth(value)):  # a comparison's bool: no call
                 return body(dot)
             return other(dot) if other is not None else ""
 

@@ -108,6 +108,7 @@ def to_json(v: Any, escape_html: bool = True, depth: int = 0) -> str:
     plain = _PLAIN if escape_html else _PLAIN_RAW
     if kind is list:
         return "[" + ",".join([('"' + x + '"' if plain(x) else json_string(x, escape_html)) if type(x) is str
+                               else _struct_json(x, escape_html, depth + 1) if type(x) is GoStruct and depth < 500
                                else to_json(x, escape_html, depth + 1) for x in v]) + "]"
     if kind is dict:  # before the isinstance chain: `dict`/`list` results inside toJson are common
         return "{" + ",".join([('"' + k + '":' if plain(k) else json_string(k, escape_html) + ":") + (
