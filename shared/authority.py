@@ -270,11 +270,14 @@ class Authority:
         data: dict[str, Any] = {}
         if hooks or configured is not None:
             try:
-                data = template_data(common_name, sans.general_names(),
+                # Without webhooks (which are sent the data) only what the template reads is built.
+                reads = configured.template.data_reads if configured is not None and not hooks else None
+                data = template_data(common_name, sans,
                                      rsa_key=isinstance(public_key, rsa.RSAPublicKey), csr=csr,
-                                     token=dict(auth.token_claims), user=user,
+                                     token=auth.token_claims, user=user,
                                      extra=configured.data if configured is not None else None,
-                                     authorization_crt=auth.authorization_crt)
+                                     authorization_crt=auth.authorization_crt,
+                                     reads=reads)
             except TemplateError as exc:  # the request's templateData or the token as Go would refuse them
                 raise BadRequest(f"template data: {exc.message}") from exc
         if inventory is not None and configured is not None:  # `.Inventory`: the entry shared.inventory found

@@ -18,11 +18,12 @@ import functools
 from typing import TYPE_CHECKING, Any
 
 from shared.templates.errors import TemplateError
-from shared.templates.values import GoStruct, GoTyped, normalize
+from shared.templates.values import GoStruct, GoTyped, PreparedData, normalize
 
 if TYPE_CHECKING:
     from shared.templates.execute import Limits
     from shared.templates.functions import Func
+    from shared.templates.reads import Reads
 
     FUNCS: dict[str, Func]
 
@@ -71,11 +72,20 @@ class Template:
         except RecursionError:
             raise TemplateError("template nesting too deep", 0, name) from None
         self._compiled = compile_template(name, self.trees, _funcs())
+        # The data keys it reads (`reads`): bounded for the templates the fast path compiles.
+        from shared.templates.reads import data_reads, select
+
+        self.data_reads: Reads | None = data_reads(self.trees, name) if self._compiled is not None else None
+        self._select = select
 
     def render(self, data: Any, limits: Limits | None = None) -> str:
         """The text of this template over `data` (JSON-like; numbers are seen as Go's float64)."""
         try:
-            value = normalize(data)
+            reads = self.data_reads
+            if reads is not None and (type(data) is dict or type(data) is PreparedData):
+                value = self._select(data, reads)  # only what it reads: the same text (`reads`)
+            else:
+                value = normalize(data)
         except TemplateError as exc:
             raise TemplateError(exc.message, 0, self.name) from None
         limits = limits or _default_limits()

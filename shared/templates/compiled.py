@@ -23,7 +23,7 @@ from shared.templates import nodes as n
 from shared.templates.arguments import check_value, literal_arg
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func
-from shared.templates.values import MISSING, GoStruct, sprint_value, truth
+from shared.templates.values import MISSING, GoStruct, Lazy, sprint_value, truth
 
 Value = Callable[[Any], Any]  # dot -> value
 Emit = Callable[[Any], str]  # dot -> the text of a node
@@ -60,23 +60,57 @@ def _field(idents: list[str]) -> Value:
                 raise _Abandon(ident)  # nil or another type: the walker's rules and errors
         return receiver
 
+    # `.key` and `.key.field` of the data (most reads): unrolled for a dict of data (a struct's
+    # fields or anything else take the loop above, with its rules).
+    if len(idents) == 1:
+        key = idents[0]
+        return lambda dot: dot.get(key, MISSING) if type(dot) is dict else read(dot)
+    if len(idents) == 2:
+        first, second = idents
+
+        def read2(dot: Any) -> Any:
+            if type(dot) is dict:
+                receiver = dot.get(first, MISSING)
+                t = type(receiver)
+                if t is GoStruct:
+                    values = receiver.values
+                    if second in values:
+                        value = values[second]
+                        return value if type(value) is not Lazy else receiver.field(second)
+                elif t is dict:
+                    return receiver.get(second, MISSING)
+            return read(dot)
+
+        return read2
     return read
 
 
 def _arg(node: n.Node, typ: str, funcs: dict[str, Func]) -> Value:
     kind = type(node)
-    if kind is n.Field:
-        read = _field(node.idents)  # type: ignore[attr-defined]
+    if kind is n.Field or kind is n.Pipe:
+        # Inlined for the usual parameter types (each argument of each call of every render);
+        # what they accept and reject is `check_value`'s, which the other types call.
+        fused = _fused_arg(node, typ, funcs)
+        if fused is not None:
+            return fused
+        inner = _field(node.idents) if kind is n.Field else _pipeline(node, funcs)  # type: ignore[attr-defined,arg-type]
         if typ == "any":
-            return lambda dot: _any(read(dot))
-        return lambda dot: check_value(read(dot), typ, _no_fail)
+            def any_arg(dot: Any) -> Any:
+                value = inner(dot)
+                return None if value is MISSING else value
+
+            return any_arg
+        if typ == "string":
+            def string_arg(dot: Any) -> Any:
+                value = inner(dot)
+                return value if type(value) is str else check_value(value, typ, _no_fail)
+
+            return string_arg
+        return lambda dot: check_value(inner(dot), typ, _no_fail)
     if kind is n.Dot:
         if typ == "any":
             return _any
         return lambda dot: check_value(dot, typ, _no_fail)
-    if kind is n.Pipe:
-        inner = _pipeline(node, funcs)  # type: ignore[arg-type]
-        return lambda dot: check_value(inner(dot), typ, _no_fail)
     if kind in (n.String, n.Number, n.Bool):
         try:
             constant = literal_arg(node, typ, _no_fail)
@@ -84,6 +118,37 @@ def _arg(node: n.Node, typ: str, funcs: dict[str, Func]) -> Value:
             raise _Unsupported() from None
         return lambda dot: constant
     raise _Unsupported()
+
+
+def _fused_arg(node: n.Node, typ: str, funcs: dict[str, Func]) -> Value | None:
+    """The commonest arguments as one closure instead of a reader inside a converter (a call less
+    for each argument of each call): `.key` and `.key.field` of the data as interface{} or
+    string, and a sub-pipeline of one command as interface{}. Same values and failures as the
+    general route (`_field`, `_pipeline`, then `check_value`'s rule)."""
+    if type(node) is n.Pipe:
+        pipe: n.Pipe = node  # type: ignore[assignment]
+        if typ != "any" or pipe.decl or len(pipe.cmds) != 1:
+            return None
+        only = _command(pipe.cmds[0], funcs, False)
+
+        def pipe_any(dot: Any) -> Any:
+            value = only(dot, None)  # nil stays nil, missing becomes nil (single(), then _any)
+            return None if value is MISSING else value
+
+        return pipe_any
+    idents: list[str] = node.idents  # type: ignore[attr-defined]
+    if len(idents) != 1 or typ not in ("any", "string"):
+        return None
+    key = idents[0]
+    read = _field(idents)
+    if typ == "any":  # a missing key is nil: dict.get's default
+        return lambda dot: dot.get(key) if type(dot) is dict else _any(read(dot))
+
+    def string_field(dot: Any) -> Any:
+        value = dot.get(key, MISSING) if type(dot) is dict else read(dot)
+        return value if type(value) is str else check_value(value, typ, _no_fail)
+
+    return string_field
 
 
 def _any(value: Any) -> Any:
@@ -110,6 +175,10 @@ def _command(cmd: n.Command, funcs: dict[str, Func], piped: bool) -> Callable[[A
     args = [_arg(a, types[i], funcs) for i, a in enumerate(cmd.args[1:])]  # type: ignore[arg-type]
     final_type = types[-1] if piped else None
     call = func.call
+    if name == "printf" and not piped and type(cmd.args[1]) is n.String:
+        plain = _plain_printf(cmd.args[1].value, args[1:], call)  # type: ignore[attr-defined]
+        if plain is not None:
+            return plain
     if final_type is None:  # the first command of a pipeline: by arity, without an argument list
         if not args:
             return lambda dot, final: call()
@@ -119,6 +188,12 @@ def _command(cmd: n.Command, funcs: dict[str, Func], piped: bool) -> Callable[[A
         if len(args) == 2:
             a0, a1 = args
             return lambda dot, final: call(a0(dot), a1(dot))
+        if len(args) == 3:
+            a0, a1, a2 = args
+            return lambda dot, final: call(a0(dot), a1(dot), a2(dot))
+        if len(args) == 4:  # `dict "k" v "k" v`
+            a0, a1, a2, a3 = args
+            return lambda dot, final: call(a0(dot), a1(dot), a2(dot), a3(dot))
 
     def run(dot: Any, final: Any) -> Any:
         argv = [a(dot) for a in args]
@@ -128,6 +203,24 @@ def _command(cmd: n.Command, funcs: dict[str, Func], piped: bool) -> Callable[[A
         return call(*argv)
 
     return run
+
+
+def _plain_printf(fmt: str, args: list[Value], call: Callable[..., Any]) -> Callable[[Any, Any], Any] | None:
+    """`printf "%s.%s" .a .b`, the usual use: the format split once; `sprintf`'s own fast path
+    (string arguments, plain `%s` verbs) without its checks per call, anything else calls it."""
+    pieces = fmt.split("%s")
+    if len(pieces) != len(args) + 1 or any("%" in p for p in pieces):
+        return None
+    head, tails = pieces[0], pieces[1:]
+
+    def plain(dot: Any, final: Any) -> Any:
+        values = [a(dot) for a in args]
+        for v in values:
+            if type(v) is not str:
+                return call(fmt, *values)
+        return head + "".join([v + t for v, t in zip(values, tails)])  # noqa: B905 - same lengths
+
+    return plain
 
 
 def _pipeline(pipe: n.Pipe, funcs: dict[str, Func]) -> Value:
@@ -161,7 +254,16 @@ def _node(node: n.Node, funcs: dict[str, Func]) -> Emit | str:
         text: str = node.text  # type: ignore[attr-defined]
         return text
     if kind is n.Action:
-        value = _pipeline(node.pipe, funcs)  # type: ignore[attr-defined]
+        pipe: n.Pipe = node.pipe  # type: ignore[attr-defined]
+        if len(pipe.cmds) == 1 and not pipe.decl:  # one command (most actions): called directly
+            only = _command(pipe.cmds[0], funcs, False)
+
+            def action_one(dot: Any) -> str:
+                v = only(dot, None)
+                return v if type(v) is str else sprint_value(MISSING if v is None else v)
+
+            return action_one
+        value = _pipeline(pipe, funcs)
 
         def action(dot: Any) -> str:
             v = value(dot)
@@ -173,8 +275,14 @@ def _node(node: n.Node, funcs: dict[str, Func]) -> Emit | str:
         if all(type(p) is str for p in parts):
             return "".join(parts)  # type: ignore[arg-type]
 
+        texts = [p if type(p) is str else "" for p in parts]
+        calls = [(i, p) for i, p in enumerate(parts) if type(p) is not str]
+
         def sequence(dot: Any) -> str:
-            return "".join([p if type(p) is str else p(dot) for p in parts])  # type: ignore[operator]
+            out = texts.copy()  # the text between actions is in place; each action fills its slot
+            for i, emit in calls:
+                out[i] = emit(dot)  # type: ignore[operator]
+            return "".join(out)
 
         return sequence
     if kind is n.Branch and node.kind == "if":  # type: ignore[attr-defined]
@@ -183,7 +291,8 @@ def _node(node: n.Node, funcs: dict[str, Func]) -> Emit | str:
         other = _emit(_node(node.else_body, funcs)) if node.else_body is not None else None  # type: ignore[attr-defined]
 
         def branch(dot: Any) -> str:
-            if truth(test(dot)):
+            value = test(dot)
+            if value is True or (value is not False and truth(value)):  # a comparison's bool: no call
                 return body(dot)
             return other(dot) if other is not None else ""
 

@@ -9,6 +9,7 @@ used. Field names and shapes: reference section 4.4 (X.509) and 4.5 (SSH).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from shared.templates.errors import TemplateError
@@ -30,10 +31,19 @@ SSH_FIELDS: dict[str, tuple[str, ...]] = {
 }  # sshutil.Certificate's validAfter/validBefore are `json:"-"`: ignored, whatever their type
 
 
-# What json.loads makes of each JSON kind (the decoder makes exact types), for the check above.
-_KINDS: dict[type, str] = {str: "str", int: "num", float: "num", bool: "bool", dict: "obj", list: "list"}
-_X509_SHAPES = {key: frozenset(shapes) for key, shapes in X509_FIELDS.items()}
-_SSH_SHAPES = {key: frozenset(shapes) for key, shapes in SSH_FIELDS.items()}
+# The Python types json.loads makes (exact types) each shape accepts, null always: a field is checked
+# by one lookup and one membership test; a list where strings are expected is checked item by item.
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "num": (int, float), "bool": (bool,), "obj": (dict,),
+                                       "list": (list,), "strs": (str,)}
+
+
+def _accepted(fields: dict[str, tuple[str, ...]]) -> dict[str, frozenset[type]]:
+    return {key: frozenset({type(None), *(t for shape in shapes for t in _TYPES[shape])})
+            for key, shapes in fields.items()}
+
+
+_X509_TYPES, _SSH_TYPES = _accepted(X509_FIELDS), _accepted(SSH_FIELDS)
+_STRING_LISTS = frozenset(key for key, shapes in X509_FIELDS.items() if "strs" in shapes)  # SSH has none
 
 
 def _line_of(text: str, pos: int) -> int:
@@ -43,7 +53,7 @@ def _line_of(text: str, pos: int) -> int:
 def decode_rendered(text: str, *, ssh: bool, name: str = "template") -> dict[str, Any]:
     """The rendered template as a JSON object, with each known field of the right type."""
     try:
-        value = _DECODER.decode(text)
+        value = _decode(text)
     except json.JSONDecodeError as exc:
         raise TemplateError(f"rendered template is not valid JSON: {exc.msg} (output line {exc.lineno})", 0,
                             name) from None
@@ -51,15 +61,12 @@ def decode_rendered(text: str, *, ssh: bool, name: str = "template") -> dict[str
         raise TemplateError(f"rendered template is not valid JSON: {exc}", 0, name) from None
     if type(value) is not dict:
         raise TemplateError("rendered template must be a JSON object", 0, name)
-    fields = _SSH_SHAPES if ssh else _X509_SHAPES
+    fields = _SSH_TYPES if ssh else _X509_TYPES
     for key, item in value.items():
-        shapes = fields.get(key)
-        if shapes is None or item is None:
+        accepted = fields.get(key)
+        if accepted is None or type(item) in accepted:  # unknown fields are ignored, as Go does
             continue
-        kind = _KINDS.get(type(item))
-        if kind in shapes:
-            continue
-        if "strs" in shapes and (kind == "str" or (kind == "list" and _all_strings(item))):
+        if type(item) is list and not ssh and key in _STRING_LISTS and _all_strings(item):
             continue
         order = X509_FIELDS[key] if not ssh else SSH_FIELDS[key]
         kinds = " or ".join({"str": "a string", "num": "a number", "bool": "true/false", "obj": "an object",
@@ -81,6 +88,23 @@ def _refuse_constant(token: str) -> Any:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # one decoder: json.loads with a hook builds one per call
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+
+
+def _decode(text: str) -> Any:
+    """`_DECODER.decode(text)`: for a text that is one object from its first to its last character
+    (a rendered certificate template), the decoder's scanner alone, without `decode`'s two Python
+    frames and whitespace matches around it; anything else, or any failure, is `decode`'s (and so
+    are its errors)."""
+    if text[:1] == "{" and text[-1:] == "}":
+        try:
+            value, end = _SCAN(text, 0)
+        except Exception:  # noqa: S110 - decode() below raises its own error for it
+            pass
+        else:
+            if end == len(text):
+                return value
+    return _DECODER.decode(text)
 
 
 def _json_kind(value: Any) -> str:

@@ -19,7 +19,7 @@ from shared.templates import sprig_numbers as numbers
 from shared.templates.errors import TemplateError
 from shared.templates.functions import Func, FuncError
 from shared.templates.gofmt import go_quote
-from shared.templates.gojson import to_json
+from shared.templates.gojson import json_string, to_json
 from shared.templates.sprig_text import (
     b64dec,
     date,
@@ -111,7 +111,7 @@ def _slice(lst: Any, *indices: Any) -> Any:
 def _dict(*v: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i in range(0, len(v), 2):
-        key = strval(v[i])
+        key = v[i] if type(v[i]) is str else strval(v[i])
         out[key] = v[i + 1] if i + 1 < len(v) else ""
     return out
 
@@ -127,6 +127,8 @@ def _from_json(s: str) -> Any:
 
 
 def _to_json(v: Any) -> str:
+    if type(v) is str:  # the usual argument (a name, a claim): one call, not three
+        return json_string(v, True)
     try:
         return to_json(v)
     except TemplateError:

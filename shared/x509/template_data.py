@@ -11,13 +11,17 @@ does not copy again.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from shared.templates.values import GoStruct, GoTyped, Lazy, PreparedData, StructLayout, normalize
+
+if TYPE_CHECKING:  # the template engine is imported by the first template, not by issuance
+    from shared.templates.reads import Reads
+    from shared.x509.names import SANs
 
 _NAME_FIELDS = (
     ("Country", "country", NameOID.COUNTRY_NAME), ("Organization", "organization", NameOID.ORGANIZATION_NAME),
@@ -36,12 +40,15 @@ _SAN_KINDS: dict[type, str] = {x509.DNSName: "dns", x509.IPAddress: "ip", x509.R
                                x509.UniformResourceIdentifier: "uri"}
 
 
+_CN_ONLY: dict[str, Any] = {**dict.fromkeys(("Country", "Organization", "OrganizationalUnit", "Locality", "Province",
+                                              "StreetAddress", "PostalCode")),
+                            "SerialNumber": "", "CommonName": "", "ExtraNames": None}
+
+
 def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct:
     """x509util.Subject: Go field names for templates, step's JSON names for toJson."""
     if name is None:  # the usual leaf: a common name only
-        values: dict[str, Any] = dict.fromkeys(("Country", "Organization", "OrganizationalUnit", "Locality",
-                                                "Province", "StreetAddress", "PostalCode", "ExtraNames"))
-        values["SerialNumber"] = ""
+        values: dict[str, Any] = _CN_ONLY.copy()  # a copy of a made dict: cheaper than building one
         values["CommonName"] = common_name
         return GoStruct.of(_SUBJECT_LAYOUT, values)
     values = {}
@@ -57,7 +64,7 @@ def go_subject(name: x509.Name | None = None, common_name: str = "") -> GoStruct
     return GoStruct.of(_SUBJECT_LAYOUT, values)
 
 
-def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
+def go_sans(general_names: Sequence[x509.GeneralName]) -> list[GoStruct]:
     """[]x509util.SubjectAlternativeName: `.Type`/`.Value` in templates, type/value in JSON."""
     out: list[GoStruct] = []
     for name in general_names:
@@ -66,6 +73,18 @@ def go_sans(general_names: list[x509.GeneralName]) -> list[GoStruct]:
             continue
         value = str(name.value) if kind == "ip" else name.value
         out.append(GoStruct.of(_SAN_LAYOUT, {"Type": kind, "Value": value, "ASN1Value": None}))
+    return out
+
+
+def _go_sans_of(sans: SANs) -> list[GoStruct]:
+    """`go_sans(sans.general_names())` from the token's names as they are (DNS, IP, email, URI: the
+    same order and text), without building the x509 objects only to read them back."""
+    layout = _SAN_LAYOUT
+    out = [GoStruct.of(layout, {"Type": "dns", "Value": d, "ASN1Value": None}) for d in sans.dns]
+    if sans.ips or sans.emails or sans.uris:
+        out += [GoStruct.of(layout, {"Type": "ip", "Value": str(i), "ASN1Value": None}) for i in sans.ips]
+        out += [GoStruct.of(layout, {"Type": "email", "Value": e, "ASN1Value": None}) for e in sans.emails]
+        out += [GoStruct.of(layout, {"Type": "uri", "Value": u, "ASN1Value": None}) for u in sans.uris]
     return out
 
 
@@ -141,10 +160,11 @@ _RSA_KEY = GoTyped("*rsa.PublicKey", "ptr", None, "&{...}")
 _EC_KEY = GoTyped("*ecdsa.PublicKey", "ptr", None, "&{...}")
 
 
-def template_data(common_name: str, general_names: list[x509.GeneralName], *, rsa_key: bool,
+def template_data(common_name: str, general_names: list[x509.GeneralName] | SANs, *, rsa_key: bool,
                   csr: x509.CertificateSigningRequest | None = None, token: Mapping[str, Any] | None = None,
                   user: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
-                  authorization_crt: x509.Certificate | None = None) -> dict[str, Any]:
+                  authorization_crt: x509.Certificate | None = None,
+                  reads: Reads | None = None) -> dict[str, Any]:
     """The data step-ca gives an X.509 template: `.Subject`, `.SANs`, `.Token`, `.AuthorizationCrt`
     (X5C), the provisioner's templateData (`extra`) as top-level keys, `.Insecure.CR` and
     `.Insecure.User` (reference 4.2); `shared.webhooks` adds `.Webhooks`.
@@ -154,24 +174,44 @@ def template_data(common_name: str, general_names: list[x509.GeneralName], *, rs
     templateData `Subject`, `SANs`, `Token` or `AuthorizationCrt` wins), and only then are the
     request's own values set under `.Insecure` (replacing any templateData `Insecure`);
     `.Insecure.User` exists only when the request sent `templateData` (`user` not None).
+
+    `reads` (the template's `Template.data_reads`) builds only the keys the template reads, and of
+    a token it reads only through claims, those claims: the render is the same (`shared.templates.reads`)
+    and nothing else is built for every certificate. None (webhooks see the data too) builds it all.
     """
     # A plain dict to callers (other parts of issuance add `.Inventory`, `.Webhooks`); the keys built
     # here are already as Go sees them, so rendering does not copy them a second time.
-    prepared = _PREPARED if not extra else frozenset(k for k in _PREPARED if k not in extra)
+    prepared = _PREPARED if not extra else _PREPARED.difference(extra)
     data = PreparedData({}, prepared)
-    data["Subject"] = go_subject(common_name=common_name)
-    data["SANs"] = go_sans(general_names)
-    data["Token"] = normalize(token if type(token) is dict else dict(token or {}))
-    if authorization_crt is not None:
+    if reads is None or "Subject" in reads:
+        data["Subject"] = go_subject(common_name=common_name)
+    if reads is None or "SANs" in reads:  # the names as GeneralNames, or issuance's split token names
+        data["SANs"] = (go_sans(general_names) if isinstance(general_names, (list, tuple))
+                         else _go_sans_of(general_names))
+    claims = None if reads is None else reads.get("Token", ())
+    if claims is None:
+        data["Token"] = normalize(token if type(token) is dict else dict(token or {}))
+    elif claims:  # read only through these claims
+        given = token or {}
+        data["Token"] = normalize({c: given[c] for c in claims if c in given})
+    if authorization_crt is not None and (reads is None or "AuthorizationCrt" in reads):
         from shared.x509.authorization_crt import go_x509_certificate
 
         data["AuthorizationCrt"] = go_x509_certificate(authorization_crt)
     if extra:
-        data.update(extra)
-    insecure: dict[str, Any] = {"CR": go_certificate_request(csr, rsa_key=rsa_key)}
-    if user is not None:
-        insecure["User"] = normalize(user if type(user) is dict else dict(user))
-    data["Insecure"] = insecure
+        if reads is None:
+            data.update(extra)
+        else:
+            for key in reads:
+                if key in extra:
+                    data[key] = extra[key]
+    # The request's templateData is checked (as Go would decode it) whether or not the template reads it.
+    insecure_user = normalize(user if type(user) is dict else dict(user)) if user is not None else None
+    if reads is None or "Insecure" in reads:
+        insecure: dict[str, Any] = {"CR": go_certificate_request(csr, rsa_key=rsa_key)}
+        if insecure_user is not None:
+            insecure["User"] = insecure_user
+        data["Insecure"] = insecure
     return data
 
 

@@ -13,10 +13,8 @@ import base64
 import binascii
 import functools
 import ipaddress
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -25,6 +23,14 @@ from shared.templates.errors import TemplateError
 from shared.templates.fields import decode_rendered
 from shared.x509.profile import encoded
 from shared.x509.template_data import go_certificate_request, go_sans, go_subject, template_data
+from shared.x509.template_names import (
+    _fail,
+    _general_names,
+    _oid,
+    _string_tuple,
+    _strings,
+    subject_name,
+)
 
 if TYPE_CHECKING:
     from shared.templates import Template
@@ -47,20 +53,14 @@ EXT_KEY_USAGE_NAMES = {
     "microsoftcommercialcodesigning": x509.ObjectIdentifier("1.3.6.1.4.1.311.2.1.22"),
     "microsoftkernelcodesigning": x509.ObjectIdentifier("1.3.6.1.4.1.311.61.1.1"),
 }
-# pkix.Name.ToRDNSequence's order, which step-ca's subjects follow.
-SUBJECT_FIELDS = (
-    ("country", NameOID.COUNTRY_NAME), ("organization", NameOID.ORGANIZATION_NAME),
-    ("organizationalUnit", NameOID.ORGANIZATIONAL_UNIT_NAME), ("locality", NameOID.LOCALITY_NAME),
-    ("province", NameOID.STATE_OR_PROVINCE_NAME), ("streetAddress", NameOID.STREET_ADDRESS),
-    ("postalCode", NameOID.POSTAL_CODE), ("serialNumber", NameOID.SERIAL_NUMBER),
-    ("commonName", NameOID.COMMON_NAME),
-)
 _COMPUTED = {x509.SubjectKeyIdentifier.oid, x509.AuthorityKeyIdentifier.oid}
 
 
-@dataclass(frozen=True, slots=True)
-class TemplatedLeaf:
-    """Subject, SANs and extensions (without SKI/AKI and the CA's own CDP/AIA/provisioner extensions)."""
+class TemplatedLeaf(NamedTuple):
+    """Subject, SANs and extensions (without SKI/AKI and the CA's own CDP/AIA/provisioner extensions).
+
+    A NamedTuple, immutable as a frozen dataclass is, built for every templated leaf at a sixth
+    of a frozen dataclass's cost (whose __init__ sets each field through object.__setattr__)."""
 
     subject: x509.Name
     common_name: str
@@ -69,136 +69,6 @@ class TemplatedLeaf:
     not_before: str | None
     not_after: str | None
     san_strings: tuple[str, ...] = ()  # the SANs as `names.sans_of` reads them back (records, events)
-
-
-def _fail(message: str) -> TemplateError:
-    return TemplateError(message)
-
-
-def _strings(value: Any, field: str) -> list[str]:
-    if value is None:
-        return []
-    if type(value) is str:
-        return [value]
-    if type(value) is list:
-        for v in value:  # a loop, not all() over a generator: this runs for every list field of every leaf
-            if type(v) is not str:
-                break
-        else:
-            return list(value)
-    raise _fail(f"field {field!r} must be a string or a list of strings")
-
-
-def _oid(text: Any, field: str) -> x509.ObjectIdentifier:
-    if not isinstance(text, str):
-        raise _fail(f"{field}: an OID must be a string")
-    try:
-        return x509.ObjectIdentifier(text)
-    except ValueError:
-        raise _fail(f"{field}: {text!r} is not an OID") from None
-
-
-def subject_name(value: Any, field: str = "subject") -> x509.Name:
-    """A subject object (or a bare common name) as an X.509 Name in Go's attribute order."""
-    if value is None:
-        return x509.Name([])
-    if isinstance(value, str):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, value)] if value else [])
-    if not isinstance(value, dict):
-        raise _fail(f"field {field!r} must be an object or a string")
-    attrs: list[x509.NameAttribute[str]] = []
-    try:
-        for key, oid in SUBJECT_FIELDS:
-            item = value.get(key)
-            if item is None:
-                continue
-            if type(item) is str:
-                if item:
-                    attrs.append(x509.NameAttribute(oid, item))
-                continue
-            for text in _strings(item, f"{field}.{key}"):
-                if text:
-                    attrs.append(x509.NameAttribute(oid, text))
-        for extra in value.get("extraNames") or []:
-            if not isinstance(extra, dict) or not isinstance(extra.get("value"), str):
-                raise _fail(f"{field}.extraNames: each entry needs a type (OID) and a string value")
-            attrs.append(x509.NameAttribute(_oid(extra.get("type"), f"{field}.extraNames"), extra["value"]))
-    except ValueError as exc:
-        raise _fail(f"{field}: {exc}") from None
-    return x509.Name(attrs)
-
-
-def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise _fail(f"{field}: {text!r} is not an IP address") from None
-
-
-def _general_names(doc: dict[str, Any]) -> tuple[list[x509.GeneralName], tuple[str, ...]]:
-    """dnsNames/ipAddresses/emailAddresses/uris plus `sans`, in the default profile's order, and the
-    same names as text (as `names.sans_of` reads them back from the certificate)."""
-    get = doc.get
-    dns = _strings(get("dnsNames"), "dnsNames")
-    raw_ips = get("ipAddresses")
-    ips = [_ip(t, "ipAddresses") for t in _strings(raw_ips, "ipAddresses")] if raw_ips is not None else []
-    emails = _strings(get("emailAddresses"), "emailAddresses")
-    uris = _strings(get("uris"), "uris")
-    sans = get("sans") or []
-    if not isinstance(sans, list):
-        raise _fail("field 'sans' must be a list")
-    for san in sans:
-        if not isinstance(san, dict) or not isinstance(san.get("value"), str):
-            raise _fail("each entry of 'sans' needs a type and a string value")
-        kind = san.get("type") or "auto"
-        kind = kind.lower() if type(kind) is str else str(kind).lower()
-        text = san["value"]
-        if kind == "auto":
-            kind = "ip" if _is_ip(text) else "email" if "@" in text else "uri" if "://" in text else "dns"
-        if kind == "dns":
-            dns.append(text)
-        elif kind == "ip":
-            ips.append(_ip(text, "sans"))
-        elif kind == "email":
-            emails.append(text)
-        elif kind == "uri":
-            uris.append(text)
-        else:
-            raise _fail(f"sans: type {san.get('type')!r} is not supported")
-    for name in dns:  # a template (or a webhook's data in it) must not put a malformed name in the certificate
-        if not _dns_syntax(name):
-            raise _fail(f"dnsNames: {name!r} is not a DNS name")
-    out: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    strings = list(dns)
-    if ips:
-        out += [x509.IPAddress(i) for i in ips]
-        strings += [str(i) for i in ips]
-    if emails:
-        out += [x509.RFC822Name(e) for e in emails]
-        strings += emails
-    if uris:
-        out += [x509.UniformResourceIdentifier(u) for u in uris]
-        strings += uris
-    return out, tuple(strings)
-
-
-_LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
-# The whole name in one match (a match per label was most of the SAN check's time): labels of 1-63
-# letters, digits and inner hyphens, dot-separated, optionally after a `*.` wildcard.
-_DNS_NAME = re.compile(rf"(?:\*\.)?{_LABEL}(?:\.{_LABEL})*")
-
-
-def _dns_syntax(name: str) -> bool:
-    """RFC 5280's preferred name syntax (letters of either case, digit-only labels allowed), `*.` wildcard."""
-    return 0 < len(name) <= 253 and _DNS_NAME.fullmatch(name) is not None
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _key_usage(names: list[str]) -> x509.KeyUsage:
@@ -295,11 +165,11 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
     # Fields a template leaves out (most of them) cost one lookup each: every call here runs per leaf.
     usages = get("keyUsage")
     if usages is not None and usages != []:
-        exts.append(_key_usage_extension(tuple(_strings(usages, "keyUsage"))))
+        exts.append(_key_usage_extension(_string_tuple(usages, "keyUsage")))
     ekus, unknown = get("extKeyUsage"), get("unknownExtKeyUsage")
     if ekus is not None or unknown is not None:
-        eku_names = tuple(_strings(ekus, "extKeyUsage"))
-        unknown_oids = tuple(_strings(unknown, "unknownExtKeyUsage"))
+        eku_names = _string_tuple(ekus, "extKeyUsage")
+        unknown_oids = _string_tuple(unknown, "unknownExtKeyUsage")
         if eku_names or unknown_oids:
             exts.append(_ext_key_usage_extension(eku_names, unknown_oids))
     general, san_strings = _general_names(doc)
@@ -315,7 +185,7 @@ def templated_leaf(doc: dict[str, Any]) -> TemplatedLeaf:
         exts.append(_LEAF_BASIC_CONSTRAINTS)
     policies = get("policyIdentifiers")
     if policies is not None:
-        policy_oids = tuple(_strings(policies, "policyIdentifiers"))
+        policy_oids = _string_tuple(policies, "policyIdentifiers")
         if policy_oids:
             exts.append(_policies_extension(policy_oids))
     nc = get("nameConstraints")

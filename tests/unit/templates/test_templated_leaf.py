@@ -209,7 +209,7 @@ _NAME_PARTS = ["a", "Z9", "-", "x-y", "*", ".", "..", "_", "a" * 63, "b" * 64, "
 @settings(max_examples=500, derandomize=True, deadline=None)
 @given(st.lists(st.sampled_from(_NAME_PARTS), max_size=8) | st.text(max_size=20))
 def test_dns_name_check_equals_the_label_by_label_rule(parts: list[str] | str) -> None:
-    from shared.x509.templated import _dns_syntax
+    from shared.x509.template_names import _dns_syntax
 
     name = parts if isinstance(parts, str) else "".join(parts)
     assert _dns_syntax(name) == _dns_syntax_by_label(name), name
@@ -221,7 +221,7 @@ def test_dns_name_check_equals_the_label_by_label_rule(parts: list[str] | str) -
     (".".join(["a" * 63] * 4), False), (".".join(["a" * 62] * 4), True), ("", False), ("a\n", False),
 ])
 def test_dns_names_a_template_may_put_in_a_certificate(name: str, ok: bool) -> None:
-    from shared.x509.templated import _dns_syntax
+    from shared.x509.template_names import _dns_syntax
 
     assert _dns_syntax(name) is ok
 
