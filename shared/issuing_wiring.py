@@ -68,7 +68,7 @@ def rotating_authority(
     def build(gen: Generation) -> Authority:
         from shared.authority import Authority, AuthorityStores  # the issuing pipeline: signers only
         from shared.keys.adapter import as_private_key
-        from shared.webhooks.issuance import provisioner_webhooks
+        from shared.webhooks.wiring import provisioner_webhooks
         from shared.x509.profile import Issuer
 
         signer = open_signer(gen.key_uri, password_file=settings.password_file)
