@@ -17,6 +17,10 @@ with that key and the delegated certificate `responder_rotator` keeps current in
 the store and mirrors to the bucket, where the responder reads it
 (`shared.validation.responder_cert`); the CA key is opened for OCSP
 only as a fallback, and only where this instance holds it anyway.
+
+Each factory imports what it builds: the CRL and serial-index publishers and the
+delegated responder's certificate code are not imported with this module, so a cold
+`ocsp` function's first answer loads none of them (unless a responder key is set).
 """
 
 from __future__ import annotations
@@ -29,9 +33,6 @@ from shared.errors import BackendError, ConfigError
 from shared.validation.ocsp import OCSPAuthority, OCSPResponder
 from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
 from shared.validation.published import PublishedCRLs
-from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
-from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, ResponderRotator
-from shared.validation.serial_index import IssuedSince, SerialIndexPublisher
 from shared.validation.serial_index_reader import PublishedSerials
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from shared.blobs.base import BlobStore
     from shared.keys.base import Signer
     from shared.runtime import Services
+    from shared.validation.publisher import CRLPublisher
+    from shared.validation.responder_cert import ResponderRotator
+    from shared.validation.serial_index import SerialIndexPublisher
 
 _LOCAL_BASE = "http://127.0.0.1"
 # The serial index's look-back between full ones: well past a commit's latency on one machine.
@@ -74,6 +78,7 @@ def _responder_signer(services: Services) -> Signer | None:
 def responder_rotator(services: Services) -> ResponderRotator | None:
     """Renews the delegated OCSP responder certificate; needs the CA key (None if no responder key)."""
     from shared.validation.generations import base_issuer
+    from shared.validation.responder_cert import ResponderRotator
 
     settings = services.settings
     signer = _responder_signer(services)
@@ -150,6 +155,8 @@ def _further_ocsp(services: Services, responder_signer: Signer | None = None) ->
             signer = None  # the delegated responder answers; no CA-key fallback here
         delegated = None
         if responder_signer is not None:
+            from shared.validation.responder_cert import BlobDocuments, DelegatedResponder
+
             delegated = DelegatedResponder(
                 documents=BlobDocuments(blobs=blobs(services)), clock=services.clock, authority_id=h.authority_id,
                 ca_certificate=h.certificate, responder_key=responder_signer.public_key(),
@@ -168,6 +175,8 @@ def further_responder_rotators(services: Services) -> list[ResponderRotator]:
     signer = _responder_signer(services)
     if signer is None:
         return []
+    from shared.validation.responder_cert import ResponderRotator
+
     return [
         ResponderRotator(
             documents=services.store, clock=services.clock, authority_id=h.authority_id,
@@ -180,6 +189,8 @@ def further_responder_rotators(services: Services) -> list[ResponderRotator]:
 
 def crl_publisher(services: Services) -> CRLPublisher:
     """The CRL publisher for the issuing authority."""
+    from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule  # not the responder's
+
     settings = services.settings
     if not settings.crl.enabled:
         raise ConfigError("CRLs are disabled in the configuration (crl.enabled)")
@@ -215,6 +226,8 @@ def crl_publisher(services: Services) -> CRLPublisher:
 
 def serial_index_publisher(services: Services) -> SerialIndexPublisher:
     """The publisher of the issued-serials index the OCSP responder reads (next to the CRLs)."""
+    from shared.validation.serial_index import IssuedSince, SerialIndexPublisher  # the reader is apart
+
     store = services.store
     if not isinstance(store, IssuedSince):
         raise ConfigError("this store cannot list new issuances, so no serial index can be published")
@@ -238,6 +251,8 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
     responder_signer = _responder_signer(services)
     delegated = None
     if responder_signer is not None:
+        from shared.validation.responder_cert import BlobDocuments, DelegatedResponder
+
         delegated = DelegatedResponder(
             documents=BlobDocuments(blobs=published),
             clock=services.clock,
