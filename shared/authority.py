@@ -52,7 +52,6 @@ from shared.x509.csr import csr_public_key, parse_csr, parse_csr_and_key
 from shared.x509.names import SANs, check_common_name, common_name_of, split_sans
 from shared.x509.profile import Issuer, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
-from shared.x509.templated import template_data
 from shared.x509.upstream import UpstreamIssuer
 
 if TYPE_CHECKING:
@@ -275,6 +274,8 @@ class Authority:
         configured = self.provisioners.x509_templates.get(auth.provisioner.name)
         data: dict[str, Any] = {}
         if hooks or configured is not None:
+            from shared.x509.templated import template_data  # only for a template or webhooks
+
             try:
                 data = template_data(common_name, sans.general_names(),
                                      rsa_key=isinstance(public_key, rsa.RSAPublicKey), csr=csr,
