@@ -95,8 +95,8 @@ def responder_rotator(services: Services) -> ResponderRotator | None:
     )
 
 
-def _holds_ca_key(services: Services) -> bool:
-    """Whether this instance can open the CA key, for the OCSP fallback behind a responder key.
+def _ca_key_fallback(services: Services) -> Signer | None:
+    """The CA key for the OCSP fallback behind a responder key, if this instance can open it (else None).
 
     The deployed `ocsp` function holds a role on the responder key only, yet its
     config names the CA key like every function's: opening it fails there (KMS
@@ -106,15 +106,22 @@ def _holds_ca_key(services: Services) -> bool:
     It opens the key alone, not the issuing authority around it: building that
     would import the whole issuing pipeline (provisioners, templates) into a
     responder that never issues, a cold start's worth of imports for a yes/no.
+
+    The responder calls this on the first answer its delegated certificate does not cover (none
+    is published yet), not when it is built: while one is, the key is never opened.
     """
     if services.authority_factory is None:  # behind an issuer link: the key is the issuer's
-        return False
+        return None
     try:
         ca = services.intermediates[0].public_key()
-        return _signer(services).public_key().public_numbers() == ca.public_numbers()  # type: ignore[union-attr]
+        signer = _signer(services)
+        if signer.public_key().public_numbers() == ca.public_numbers():  # type: ignore[union-attr]
+            return signer
     except (ConfigError, BackendError) as exc:
         _log.info("OCSP: the CA key is not usable here (%s); answering with the delegated responder only", exc)
-        return False
+        return None
+    _log.info("OCSP: the key configured is not the CA certificate's; answering with the delegated responder only")
+    return None
 
 
 def _further(services: Services) -> tuple[HostedAuthority, ...]:
@@ -260,7 +267,6 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             ca_certificate=services.intermediates[0],
             responder_key=responder_signer.public_key(),
         )
-    has_ca_key = responder_signer is None or _holds_ca_key(services)
     from shared.validation.generations import GenerationSerials, crl_ids, ocsp_authorities
 
     # A local folder answers a generation check with one stat(); object storage costs a
@@ -271,10 +277,11 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             OCSPAuthority(
                 authority_id=settings.authority_id,
                 certificate=services.intermediates[0],
-                signer=_signer(services) if has_ca_key else None,
+                signer=_signer(services) if responder_signer is None else None,
                 shards=settings.crl.shards,
                 responder_signer=responder_signer,
                 responder_certificates=delegated,
+                ca_key_fallback=None if responder_signer is None else lambda: _ca_key_fallback(services),
             ),
             *ocsp_authorities(services, settings.crl.shards, responder_signer),  # staged generations
             *_further_ocsp(services, responder_signer),  # further issuing authorities
