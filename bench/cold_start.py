@@ -22,10 +22,6 @@ What a cold instance pays, measured on this machine for every entry point of `fu
 - `first_call_modules`: how many modules the first request imports lazily (same run). A count, not a
   time: it does not swing with the machine's load, so it shows a trimmed import where the times
   cannot.
-- `first_call_cpu_ms`: CPU time of a new interpreter that imports `functions.main` and serves the
-  same first request through the Functions Framework's test client (no gunicorn, no socket, no
-  importtime tracing): our code's and the SDKs' share of `cpu_ms` without the server's, the time
-  figure that moves least with the machine's load.
 - `python_startup_ms`: `python -c pass`, the floor no function can go under.
 - `floors`: the same spawn-to-first-answer for two functions that are not ours, so the target can be
   read against what no code of ours can change: `framework` answers `GET /` with "ok" (Python, the
@@ -315,20 +311,6 @@ def import_profile(tree: Path, name: str, signature: str, env: dict[str, str], f
     }
 
 
-def first_call_cpu(tree: Path, name: str, signature: str, env: dict[str, str], fixture: Fixture) -> float:
-    """CPU ms of a new interpreter importing `functions.main` and serving the first request in process."""
-    method, path, body, headers = _request_for(name, signature, fixture)
-    code = _FIRST_CALL.format(name=name, main=str(tree / "functions" / "main.py"), sig=signature, path=path,
-                              method=method, body=body, headers=headers)  # fmt: skip
-    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tree, env=_tree_env(tree, env), capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"first call of {name} failed: {proc.stderr[-2000:]}")
-    return (usage.ru_utime - usage0.ru_utime + usage.ru_stime - usage0.ru_stime) * 1000
-
-
 def top_imports(lines: list[tuple[int, str, int]], limit: int = 12) -> list[dict[str, Any]]:
     """The heaviest imports (depth <= 2) of the function's own code: where its import time goes.
 
@@ -413,7 +395,7 @@ def _entry(
         return entry
     for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms"):
         entry[key] = summary([r[key] for r in runs])
-    for key in ("module_import_ms", "first_call_import_ms", "first_call_modules", "first_call_cpu_ms"):
+    for key in ("module_import_ms", "first_call_import_ms", "first_call_modules"):
         entry[key] = summary([pr[key] for pr in profiles])
     if name in ("ca_api", "ocsp"):
         entry["target_ms"] = TARGET_MS
@@ -445,9 +427,7 @@ def measure(trees: dict[str, Path], functions: dict[str, str], env: dict[str, st
                 key = (label, name)
                 try:
                     runs[key].append(cold_start(trees[label], name, signature, env, fixture))
-                    profile = import_profile(trees[label], name, signature, env, fixture)
-                    profile["first_call_cpu_ms"] = first_call_cpu(trees[label], name, signature, env, fixture)
-                    profiles[key].append(profile)
+                    profiles[key].append(import_profile(trees[label], name, signature, env, fixture))
                 except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                     # One stuck run (a busy emulator) must not lose the others; it is reported, not hidden.
                     errors[key].append(f"{type(exc).__name__}: {str(exc)[:300]}")
@@ -468,7 +448,7 @@ def measure(trees: dict[str, Path], functions: dict[str, str], env: dict[str, st
         entry["ratio"] = {
             key: round(this[key]["median"] / base[key]["median"], 2)
             for key in ("first_answer_ms", "listen_ms", "first_request_ms", "cpu_ms", "module_import_ms",
-                        "first_call_import_ms", "first_call_modules", "first_call_cpu_ms")
+                        "first_call_import_ms", "first_call_modules")
             if key in this and key in base and base[key]["median"]
         }
         results[name] = entry
