@@ -197,7 +197,7 @@ def _factory(
     def build() -> Authority:
         from shared.runtime import open_signer
         from shared.webhooks.identity import issuing_identity
-        from shared.webhooks.issuance import provisioner_webhooks
+        from shared.webhooks.wiring import provisioner_webhooks
 
         settings = services.settings
         signer = open_signer(entry.key, password_file=settings.password_file)

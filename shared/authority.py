@@ -22,14 +22,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from shared.authority_records import IssuanceRecorder
-from shared.authority_upstream import UpstreamPath
 from shared.clock import Clock
 from shared.csr_policy import check_csr_against_token
 from shared.endpoints import endpoint_for_sign, endpoint_id_order, endpoint_of_predecessor
@@ -48,13 +47,16 @@ from shared.provisioners.tokens import peek
 from shared.renewal import Renewals
 from shared.templates import TemplateError
 from shared.validity import check_window, requested_window
-from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
+from shared.webhooks.wiring import provisioner_webhooks
 from shared.x509.csr import csr_public_key, parse_csr, parse_csr_and_key
 from shared.x509.names import SANs, check_common_name, common_name_of, split_sans
 from shared.x509.profile import Issuer, sign_certificate
 from shared.x509.serials import SerialSource, random_serial
-from shared.x509.templated import template_data
 from shared.x509.upstream import UpstreamIssuer
+
+if TYPE_CHECKING:
+    from shared.authority_upstream import UpstreamPath
+    from shared.webhooks.issuance import ProvisionerWebhooks
 
 __all__ = ["Authority", "AuthorityStores", "Issued"]
 
@@ -105,9 +107,12 @@ class Authority:
         # The provisioners' `options.webhooks` (shared.webhooks); None when no provisioner has any.
         self._webhooks = webhooks if webhooks is not None else provisioner_webhooks(
             provisioners.webhooks, roots=roots, clock=clock)
-        self._upstream = None if upstream is None else UpstreamPath(
-            upstream=upstream, authority_id=authority_id, issuer=issuer, webhooks=self._webhooks,
-            recorder=self._recorder)
+        self._upstream: UpstreamPath | None = None
+        if upstream is not None:  # a registration authority: its forwarding path, imported only here
+            from shared.authority_upstream import UpstreamPath
+
+            self._upstream = UpstreamPath(upstream=upstream, authority_id=authority_id, issuer=issuer,
+                                          webhooks=self._webhooks, recorder=self._recorder)  # fmt: skip
         self._renewals = Renewals(
             authority_id=authority_id, issuer=issuer, stores=stores, provisioners=provisioners, clock=clock,
             backdate=backdate, serials=serials, profile=self._profile, may_sign=self._refuse_if_signing_revoked,
@@ -269,6 +274,8 @@ class Authority:
         configured = self.provisioners.x509_templates.get(auth.provisioner.name)
         data: dict[str, Any] = {}
         if hooks or configured is not None:
+            from shared.x509.templated import template_data  # only for a template or webhooks
+
             try:
                 # Without webhooks (which are sent the data) only what the template reads is built.
                 reads = configured.template.data_reads if configured is not None and not hooks else None

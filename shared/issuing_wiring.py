@@ -23,16 +23,20 @@ if TYPE_CHECKING:
     from shared.policy.issuance import IssuancePolicies
     from shared.provisioners.registry import Provisioners
     from shared.rotation import RotatingIssuer
-    from shared.rotation_record import Generation
+    from shared.rotation_record import Documents, Generation
     from shared.webhooks.identity import ClientIdentity
 
 
 def rotating_authority(
     settings: Settings, *, intermediates: list[x509.Certificate], roots: list[x509.Certificate],
-    provisioners: Once[Provisioners], store: Store, clock: Clock, sinks: list[EventSink],
-    policy: Once[IssuancePolicies],
+    provisioners: Once[Provisioners], store: Once[Store], documents: Documents, clock: Clock,
+    sinks: list[EventSink], policy: Once[IssuancePolicies],
 ) -> RotatingIssuer[Authority]:  # fmt: skip
-    """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation)."""
+    """One `Authority` per intermediate generation, the active one chosen per request (shared.rotation).
+
+    `store` is opened when a generation's `Authority` is built; `documents` (the store's, or a view
+    that opens it on first use) is where the rotation record is read, so wiring this opens nothing.
+    """
     from shared.rotation import (
         IntermediateRotation,
         RotatingIssuer,
@@ -48,7 +52,7 @@ def rotating_authority(
         authority_id=settings.authority_id,
         recheck=rotation_recheck(settings.raw.get("rotation")),
         base=Generation(chain=tuple(intermediates), key_uri=settings.key, crl_id=settings.authority_id, base=True),
-        documents=store,  # type: ignore[arg-type]
+        documents=documents,
         clock_now=clock.now,
         configured=config_generations(settings.raw.get("intermediates"), base_dir=settings.base_dir,
                                       authority_id=settings.authority_id),
@@ -68,9 +72,10 @@ def rotating_authority(
     def build(gen: Generation) -> Authority:
         from shared.authority import Authority, AuthorityStores  # the issuing pipeline: signers only
         from shared.keys.adapter import as_private_key
-        from shared.webhooks.issuance import provisioner_webhooks
+        from shared.webhooks.wiring import provisioner_webhooks
         from shared.x509.profile import Issuer
 
+        opened = store.get()
         signer = open_signer(gen.key_uri, password_file=settings.password_file)
         if signer.public_key().public_numbers() != gen.certificate.public_key().public_numbers():  # type: ignore[union-attr]
             raise ConfigError("the key does not match the intermediate certificate")
@@ -89,7 +94,7 @@ def rotating_authority(
             intermediates=list(gen.chain),
             roots=roots,
             provisioners=provisioners.get(),
-            stores=AuthorityStores(issuance=store, revocations=store, endpoints=store, inventories=store),
+            stores=AuthorityStores(issuance=opened, revocations=opened, endpoints=opened, inventories=opened),
             clock=clock,
             backdate=settings.backdate,
             crl_url=crl_url_function(settings, gen.crl_id),

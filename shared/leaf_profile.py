@@ -24,7 +24,6 @@ from shared.templates import TemplateError
 from shared.templates.provisioner import ProvisionerTemplate
 from shared.x509.names import SANs, sans_of_names
 from shared.x509.profile import ca_leaf_extensions, default_leaf_extensions, provisioner_extension
-from shared.x509.templated import refusal_message, render_leaf
 
 UrlForSerial = Callable[[int], str | None]
 
@@ -74,6 +73,9 @@ class LeafProfile:
             BadRequest: the template failed or gave no name.
             Forbidden: a name it gave is outside the policy.
         """
+        # Imported here: a deployment without templates never loads the template data or the renderer.
+        from shared.x509.templated import refusal_message, render_leaf
+
         try:  # the same path as `cirrus template render` (shared.x509.templated.render_leaf)
             _, leaf = render_leaf(configured.template, data)
         except TemplateError as exc:

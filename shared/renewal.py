@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from shared.authority_records import IssuanceRecorder
-from shared.authority_upstream import UpstreamPath
 from shared.claims import Claims
 from shared.clock import Clock
 from shared.endpoints import endpoint_of_predecessor
@@ -35,6 +34,9 @@ from shared.validity import Window
 from shared.x509.csr import check_public_key
 from shared.x509.profile import Issuer, sign_certificate
 from shared.x509.serials import SerialSource
+
+if TYPE_CHECKING:  # a registration authority's path, imported by shared.authority only for one
+    from shared.authority_upstream import UpstreamPath
 
 
 class _Provisioner(Protocol):

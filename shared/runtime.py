@@ -8,10 +8,11 @@ The provisioners, the issuance policies and the revoker are built on first use
 too (`Once`): the OCSP responder, the CRL publisher and the dashboard's
 sign-in never verify a token, and building the provisioners imports PyJWT and
 every provisioner's claims and policy code, a measurable share of a cold
-start. `build_services(..., deferred=False)` (the default, which the CLI and
-`cirrus up` use) still builds them before returning, so a wrong provisioner
-block fails at start there; a Cloud Function reports it on the first request
-that needs the provisioners.
+start. So is the store in a Cloud Function: the OCSP responder answers from the
+bucket and never opens it (shared.store.deferred). `build_services(...,
+deferred=False)` (the default, which the CLI and `cirrus up` use) still builds
+them before returning, so a wrong provisioner block or store URL fails at start
+there; a Cloud Function reports it on the first request that needs it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from shared.events.base import EventSink
 from shared.once import Once
 from shared.provisioners.audience import Audiences
 from shared.store.base import Store
+from shared.store.deferred import DocumentsWhenUsed
 from shared.store.open import open_store
 
 if TYPE_CHECKING:
@@ -88,7 +90,7 @@ class Services:
 
     settings: Settings
     clock: Clock
-    store: Store
+    deferred_store: Once[Store]
     authority_factory: Callable[[], Authority] | None
     deferred_revoker: Once[Revoker]
     deferred_provisioners: Once[Provisioners]
@@ -101,6 +103,15 @@ class Services:
     rotating: RotatingIssuer[Authority] | None = None  # intermediate generations (shared.rotation)
     extras: dict[str, Any] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def store(self) -> Store:
+        """The store the settings name, opened on first use in a Cloud Function (the responder never does).
+
+        Raises:
+            ConfigError: a store URL that cannot be opened.
+        """
+        return self.deferred_store.get()
 
     @property
     def provisioners(self) -> Provisioners:
@@ -240,8 +251,9 @@ class Services:
         return redeliver(tracked, now=self.clock.now()).delivered + linked
 
     def close(self) -> None:
-        """Release backends."""
-        self.store.close()
+        """Release backends (a store never opened is not opened to be closed)."""
+        if self.deferred_store.built:
+            self.store.close()
 
 
 def build_services(settings: Settings, *, clock: Clock | None = None, store: Store | None = None,
@@ -250,8 +262,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
 
     With `issuerURL` set (the serverless registration-authority shape) no signing
     key is opened: requests that need a signature go to the private issuer function.
-    `deferred` leaves the provisioners, policies and revoker to their first use (a
-    Cloud Function instance, whose first request may never need them).
+    `deferred` leaves the store, the provisioners, policies and revoker to their first use
+    (a Cloud Function instance, whose first request may never need them: the OCSP
+    responder answers from the bucket).
 
     Raises:
         ConfigError: anything in the settings that cannot be built.
@@ -259,7 +272,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     clock = clock or SystemClock()
     roots = [c for path in settings.roots for c in load_certificates(path)]
     intermediates = load_certificates(settings.intermediate)
-    store = store or open_store(settings.store, clock=clock)
+    given = store
+    opened_store: Once[Store] = Once(lambda: given or open_store(settings.store, clock=clock))
+    if not deferred or given is not None:
+        opened_store.get()  # a store URL that cannot be opened stops the CLI and `cirrus up` at start
+    documents = DocumentsWhenUsed(opened_store.get)  # for what is wired now and reads documents later
     audiences = Audiences(audience_hosts(settings))
 
     def build_provisioners() -> Provisioners:
@@ -284,8 +301,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     if settings.raw.get("linked") is not None:  # linked mode: report to a central Cirrus (shared.linked.sink)
         from shared.linked.sink import from_config
 
-        named.append(from_config(settings.raw["linked"], base_dir=settings.base_dir, certificates=store))
-    sinks = track(named, store, clock)
+        named.append(from_config(settings.raw["linked"], base_dir=settings.base_dir,
+                                 certificates=opened_store.get()))  # fmt: skip
+    sinks = track(named, documents, clock)
     issuer_link: IssuerLink | None = None
     authority_factory: Callable[[], Authority] | None = None
     upstream: UpstreamCA | None = None
@@ -308,13 +326,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         def authority_factory() -> Authority:
             return registration_authority(
                 settings, upstream, intermediates=intermediates, roots=roots, provisioners=provisioners.get(),
-                store=store, clock=clock, sinks=sinks, policy=policy.get(), issuer_revoked=ra_revoked,
+                store=opened_store.get(), clock=clock, sinks=sinks, policy=policy.get(), issuer_revoked=ra_revoked,
             )
     else:
         from shared.issuing_wiring import rotating_authority
 
         rotating = rotating_authority(settings, intermediates=intermediates, roots=roots, provisioners=provisioners,
-                                      store=store, clock=clock, sinks=sinks, policy=policy)  # fmt: skip
+                                      store=opened_store, documents=documents, clock=clock, sinks=sinks,
+                                      policy=policy)  # fmt: skip
         authority_factory = rotating.current
 
     def build_revoker() -> Revoker:
@@ -323,9 +342,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
         return Revoker(
             authority_id=settings.authority_id,
             provisioners=provisioners.get(),
-            tokens=store,
-            certificates=store,
-            revocations=store,
+            tokens=opened_store.get(),
+            certificates=opened_store.get(),
+            revocations=opened_store.get(),
             clock=clock,
             sinks=sinks,
             upstream=upstream,
@@ -334,7 +353,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, store: Sto
     services = Services(
         settings=settings,
         clock=clock,
-        store=store,
+        deferred_store=opened_store,
         authority_factory=authority_factory,
         deferred_revoker=Once(build_revoker),
         deferred_provisioners=provisioners,

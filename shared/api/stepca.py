@@ -25,8 +25,6 @@ from shared.authority import Issued
 from shared.decimal_text import parse_decimal
 from shared.errors import BadRequest, NotFound, NotImplementedYet, PayloadTooLarge, Unauthorized
 from shared.groupcommit import ENVIRON_KEY
-from shared.linked.revoke_tokens import authenticate_revoke_token, is_revoke_token
-from shared.provisioners.renew_token import verify_renew_token
 from shared.runtime import Services
 
 TLS_OPTIONS = {
@@ -253,6 +251,8 @@ class StepCAAPI:
         token = _bearer(request)
         if token is None:
             raise Unauthorized("missing client certificate or bearer token")
+        from shared.provisioners.renew_token import verify_renew_token  # renewals only, not a cold /sign
+
         leaf, replay = verify_renew_token(
             token, roots=self._s.roots, audiences=self._scope.audiences, now=self._s.clock.now()
         )
@@ -277,6 +277,8 @@ class StepCAAPI:
         body: dict[str, Any] = read_json_object(request, max_bytes=self._max)
         authorization = request.headers.get("Authorization")
         delegate = None
+        from shared.linked.revoke_tokens import authenticate_revoke_token, is_revoke_token  # /revoke only
+
         if is_revoke_token(authorization):  # a central Cirrus revoking what this linked one issued
             delegate = authenticate_revoke_token(self._s.store, str(authorization))
         self._scope.revoker(body.get("ott"), client_certificate(request)).revoke_request(

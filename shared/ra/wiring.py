@@ -16,7 +16,7 @@ from shared.errors import ConfigError, Unavailable
 from shared.keys.adapter import as_private_key
 from shared.keys.base import PublicKey
 from shared.ra.upstream import UpstreamCA
-from shared.webhooks.issuance import provisioner_webhooks
+from shared.webhooks.wiring import provisioner_webhooks
 from shared.x509.names import split_sans
 from shared.x509.profile import Issuer
 

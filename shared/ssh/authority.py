@@ -52,7 +52,8 @@ from shared.ssh.revocation import SSHRevocations
 from shared.ssh.sshpop import SSHPOPVerifier
 from shared.ssh.templated import apply_ssh_template
 from shared.ssh.wire import SSHPublicKey, public_key_blob
-from shared.webhooks.issuance import ProvisionerWebhooks, provisioner_webhooks
+from shared.webhooks.issuance import ProvisionerWebhooks
+from shared.webhooks.wiring import provisioner_webhooks
 
 __all__ = ["FOREVER", "SSHAuthority", "SSHIssued", "SSHSignProvisioner", "SSHStore", "ssh_revocation_authority"]
 

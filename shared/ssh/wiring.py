@@ -11,7 +11,7 @@ from shared.keys.registry import KeyManagers
 from shared.ssh.add_user import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL
 from shared.ssh.authority import SSHAuthority
 from shared.ssh.keys import open_ssh_signers, ssh_key_uris
-from shared.webhooks.issuance import provisioner_webhooks
+from shared.webhooks.wiring import provisioner_webhooks
 
 if TYPE_CHECKING:
     from shared.webhooks.identity import ClientIdentity

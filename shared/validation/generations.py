@@ -32,13 +32,13 @@ from shared.errors import BackendError, ConfigError
 from shared.model import Revocation
 from shared.store.base import RevocationReader
 from shared.validation.ocsp import IssuedSerials, OCSPAuthority
-from shared.validation.publisher import CRLAuthority
-from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, ResponderRotator
 
 if TYPE_CHECKING:
     from shared.keys.base import Signer
     from shared.rotation_record import Generation
     from shared.runtime import Services
+    from shared.validation.publisher import CRLAuthority
+    from shared.validation.responder_cert import BlobDocuments, ResponderRotator
     from shared.x509.profile import Issuer
 
 _log = logging.getLogger(__name__)
@@ -89,6 +89,8 @@ def _opened(
 
 def crl_authorities(services: Services, shards: int) -> list[CRLAuthority]:
     """One CRL scope per staged generation, signed by its own key."""
+    from shared.validation.publisher import CRLAuthority  # the publisher's, not the responder's
+
     return [
         CRLAuthority(authority_id=g.crl_id, certificate=g.certificate, signer=signer, shards=shards)
         for g, signer in _opened(services, staged_generations(services))
@@ -114,6 +116,8 @@ def ocsp_authorities(services: Services, shards: int, responder_signer: Signer |
             continue
         delegated = None
         if responder_signer is not None:
+            from shared.validation.responder_cert import DelegatedResponder
+
             delegated = DelegatedResponder(
                 documents=_responder_documents(services), clock=services.clock, authority_id=gen.crl_id,
                 ca_certificate=gen.certificate, responder_key=responder_signer.public_key(),
@@ -125,6 +129,7 @@ def ocsp_authorities(services: Services, shards: int, responder_signer: Signer |
 
 def _responder_documents(services: Services) -> BlobDocuments:
     """Where responders read delegated certificates: the bucket copy the rotators mirror (as for the base)."""
+    from shared.validation.responder_cert import BlobDocuments
     from shared.validation.wiring import blobs
 
     return BlobDocuments(blobs=blobs(services))
@@ -140,6 +145,7 @@ def base_issuer(services: Services) -> Issuer:
 
 def generation_responder_rotators(services: Services) -> list[ResponderRotator]:
     """Rotators of the staged generations' delegated OCSP certificates (empty without a responder key)."""
+    from shared.validation.responder_cert import ResponderRotator
     from shared.validation.wiring import _responder_signer, blobs
 
     signer = _responder_signer(services)

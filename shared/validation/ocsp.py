@@ -31,7 +31,7 @@ import collections
 import datetime as dt
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -88,6 +88,12 @@ class OCSPAuthority:
     ocsp-nocheck, OCSP-05). When no rotated certificate covers a response the
     CA key (`signer`) signs if this instance has it, else the answer is
     `tryLater`; without any delegation the CA key signs.
+
+    `ca_key_fallback`, with rotated delegated certificates, gives that CA key
+    (or None) when an answer first needs it, instead of `signer`: a responder
+    whose delegated certificate covers its answers never opens the CA key (the
+    deployed `ocsp` function holds no role on it, so opening it costs a cold
+    start a key-manager client and a refused request for nothing).
     """
 
     authority_id: str
@@ -97,6 +103,7 @@ class OCSPAuthority:
     responder_certificate: x509.Certificate | None = None
     responder_signer: Signer | None = None
     responder_certificates: ResponderCertificates | None = None
+    ca_key_fallback: Callable[[], Signer | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +168,11 @@ class _Issuer:
             self.fixed = self._identity(authority.certificate, authority.signer, delegated=False)
         elif authority.responder_certificates is None:
             raise ValueError("an OCSP authority needs a CA signer or a delegated responder")
+        if authority.ca_key_fallback is not None and (authority.signer is not None or not delegated):
+            raise ValueError("a CA key opened on first use is a delegated responder's fallback, not its signer")
         self._rotated: _Identity | None = None
+        self._fallback = authority.ca_key_fallback  # opened by the first answer no delegated certificate covers
+        self._fallback_lock = threading.Lock()
 
     @staticmethod
     def _identity(cert: x509.Certificate, signer: Signer | None, *, delegated: bool) -> _Identity:
@@ -180,7 +191,19 @@ class _Issuer:
                 if rotated is None or rotated.certificate != cert:
                     rotated = self._rotated = self._identity(cert, self.authority.responder_signer, delegated=True)
                 return rotated
+        if self._fallback is not None:
+            self._open_fallback()
         return self.fixed
+
+    def _open_fallback(self) -> None:
+        """The CA key behind a delegated responder, opened once (None stays None: `tryLater`)."""
+        with self._fallback_lock:
+            if self._fallback is None:
+                return
+            signer = self._fallback()
+            if signer is not None:
+                self.fixed = self._identity(self.authority.certificate, signer, delegated=False)
+            self._fallback = None
 
     def distribution_point(self, shard: int | None) -> str | None:
         if shard is None or self.base_url is None:

@@ -17,6 +17,10 @@ with that key and the delegated certificate `responder_rotator` keeps current in
 the store and mirrors to the bucket, where the responder reads it
 (`shared.validation.responder_cert`); the CA key is opened for OCSP
 only as a fallback, and only where this instance holds it anyway.
+
+Each factory imports what it builds: the CRL and serial-index publishers and the
+delegated responder's certificate code are not imported with this module, so a cold
+`ocsp` function's first answer loads none of them (unless a responder key is set).
 """
 
 from __future__ import annotations
@@ -29,9 +33,6 @@ from shared.errors import BackendError, ConfigError
 from shared.validation.ocsp import OCSPAuthority, OCSPResponder
 from shared.validation.ocsp_http import CRLEndpoint, OCSPEndpoint
 from shared.validation.published import PublishedCRLs
-from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule
-from shared.validation.responder_cert import BlobDocuments, DelegatedResponder, ResponderRotator
-from shared.validation.serial_index import IssuedSince, SerialIndexPublisher
 from shared.validation.serial_index_reader import PublishedSerials
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from shared.blobs.base import BlobStore
     from shared.keys.base import Signer
     from shared.runtime import Services
+    from shared.validation.publisher import CRLPublisher
+    from shared.validation.responder_cert import ResponderRotator
+    from shared.validation.serial_index import SerialIndexPublisher
 
 _LOCAL_BASE = "http://127.0.0.1"
 # The serial index's look-back between full ones: well past a commit's latency on one machine.
@@ -74,6 +78,7 @@ def _responder_signer(services: Services) -> Signer | None:
 def responder_rotator(services: Services) -> ResponderRotator | None:
     """Renews the delegated OCSP responder certificate; needs the CA key (None if no responder key)."""
     from shared.validation.generations import base_issuer
+    from shared.validation.responder_cert import ResponderRotator
 
     settings = services.settings
     signer = _responder_signer(services)
@@ -90,8 +95,8 @@ def responder_rotator(services: Services) -> ResponderRotator | None:
     )
 
 
-def _holds_ca_key(services: Services) -> bool:
-    """Whether this instance can open the CA key, for the OCSP fallback behind a responder key.
+def _ca_key_fallback(services: Services) -> Signer | None:
+    """The CA key for the OCSP fallback behind a responder key, if this instance can open it (else None).
 
     The deployed `ocsp` function holds a role on the responder key only, yet its
     config names the CA key like every function's: opening it fails there (KMS
@@ -101,15 +106,22 @@ def _holds_ca_key(services: Services) -> bool:
     It opens the key alone, not the issuing authority around it: building that
     would import the whole issuing pipeline (provisioners, templates) into a
     responder that never issues, a cold start's worth of imports for a yes/no.
+
+    The responder calls this on the first answer its delegated certificate does not cover (none
+    is published yet), not when it is built: while one is, the key is never opened.
     """
     if services.authority_factory is None:  # behind an issuer link: the key is the issuer's
-        return False
+        return None
     try:
         ca = services.intermediates[0].public_key()
-        return _signer(services).public_key().public_numbers() == ca.public_numbers()  # type: ignore[union-attr]
+        signer = _signer(services)
+        if signer.public_key().public_numbers() == ca.public_numbers():  # type: ignore[union-attr]
+            return signer
     except (ConfigError, BackendError) as exc:
         _log.info("OCSP: the CA key is not usable here (%s); answering with the delegated responder only", exc)
-        return False
+        return None
+    _log.info("OCSP: the key configured is not the CA certificate's; answering with the delegated responder only")
+    return None
 
 
 def _further(services: Services) -> tuple[HostedAuthority, ...]:
@@ -150,6 +162,8 @@ def _further_ocsp(services: Services, responder_signer: Signer | None = None) ->
             signer = None  # the delegated responder answers; no CA-key fallback here
         delegated = None
         if responder_signer is not None:
+            from shared.validation.responder_cert import BlobDocuments, DelegatedResponder
+
             delegated = DelegatedResponder(
                 documents=BlobDocuments(blobs=blobs(services)), clock=services.clock, authority_id=h.authority_id,
                 ca_certificate=h.certificate, responder_key=responder_signer.public_key(),
@@ -168,6 +182,8 @@ def further_responder_rotators(services: Services) -> list[ResponderRotator]:
     signer = _responder_signer(services)
     if signer is None:
         return []
+    from shared.validation.responder_cert import ResponderRotator
+
     return [
         ResponderRotator(
             documents=services.store, clock=services.clock, authority_id=h.authority_id,
@@ -180,6 +196,8 @@ def further_responder_rotators(services: Services) -> list[ResponderRotator]:
 
 def crl_publisher(services: Services) -> CRLPublisher:
     """The CRL publisher for the issuing authority."""
+    from shared.validation.publisher import CRLAuthority, CRLPublisher, CRLSchedule  # not the responder's
+
     settings = services.settings
     if not settings.crl.enabled:
         raise ConfigError("CRLs are disabled in the configuration (crl.enabled)")
@@ -215,6 +233,8 @@ def crl_publisher(services: Services) -> CRLPublisher:
 
 def serial_index_publisher(services: Services) -> SerialIndexPublisher:
     """The publisher of the issued-serials index the OCSP responder reads (next to the CRLs)."""
+    from shared.validation.serial_index import IssuedSince, SerialIndexPublisher  # the reader is apart
+
     store = services.store
     if not isinstance(store, IssuedSince):
         raise ConfigError("this store cannot list new issuances, so no serial index can be published")
@@ -238,6 +258,8 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
     responder_signer = _responder_signer(services)
     delegated = None
     if responder_signer is not None:
+        from shared.validation.responder_cert import BlobDocuments, DelegatedResponder
+
         delegated = DelegatedResponder(
             documents=BlobDocuments(blobs=published),
             clock=services.clock,
@@ -245,7 +267,6 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             ca_certificate=services.intermediates[0],
             responder_key=responder_signer.public_key(),
         )
-    has_ca_key = responder_signer is None or _holds_ca_key(services)
     from shared.validation.generations import GenerationSerials, crl_ids, ocsp_authorities
 
     # A local folder answers a generation check with one stat(); object storage costs a
@@ -256,10 +277,11 @@ def ocsp_endpoint(services: Services) -> OCSPEndpoint:
             OCSPAuthority(
                 authority_id=settings.authority_id,
                 certificate=services.intermediates[0],
-                signer=_signer(services) if has_ca_key else None,
+                signer=_signer(services) if responder_signer is None else None,
                 shards=settings.crl.shards,
                 responder_signer=responder_signer,
                 responder_certificates=delegated,
+                ca_key_fallback=None if responder_signer is None else lambda: _ca_key_fallback(services),
             ),
             *ocsp_authorities(services, settings.crl.shards, responder_signer),  # staged generations
             *_further_ocsp(services, responder_signer),  # further issuing authorities

@@ -18,7 +18,7 @@ it forwards the request, over the certificate it asks the upstream for
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography import x509
@@ -39,6 +39,7 @@ from shared.webhooks.body import (
 )
 from shared.webhooks.certificate import certificate_json
 from shared.webhooks.config import AUTHORIZING, ENRICHING, Webhook, check_url
+from shared.webhooks.wiring import provisioner_webhooks as provisioner_webhooks  # its home before the split
 
 if TYPE_CHECKING:
     from shared.ssh.certificate import SSHCertificate
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
     from shared.ssh.wire import SSHPublicKey
     from shared.validity import Window
     from shared.webhooks.client import Answer
-    from shared.webhooks.identity import ClientIdentity
 
 log = logging.getLogger("cirrus.webhooks")
 
@@ -172,18 +172,3 @@ def caller_of(auth: SignAuthorization) -> Caller:
     """Who asks, as the request body names it."""
     return Caller(auth.provisioner.name, auth.authorization_crt, auth.authorization_principal)
 
-
-def provisioner_webhooks(hooks: Mapping[str, tuple[Webhook, ...]], *, roots: Sequence[x509.Certificate],
-                         clock: Clock, identity: Callable[[], ClientIdentity | None] | None = None,
-                         ) -> ProvisionerWebhooks | None:  # fmt: skip
-    """The authority's webhooks with the default client (TLS trusting the CA's roots); None without hooks.
-
-    `identity` gives the client certificate shown to hook servers that ask for one
-    (`shared.webhooks.identity`); it is called only when some provisioner has hooks.
-    """
-    if not hooks:
-        return None
-    from shared.webhooks.client import WebhookClient  # http.client and ssl: only for authorities with hooks
-
-    client = WebhookClient(roots=roots, identity=identity() if identity is not None else None)
-    return ProvisionerWebhooks(hooks=hooks, client=client, clock=clock)

@@ -43,6 +43,17 @@ STEP_CA = ("shared.api.stepca", "shared.api.app", "shared.authority", "shared.te
 TOKENS = ("jwt", "shared.provisioners.registry", "shared.provisioners.tokens", "shared.provisioners.base",
           "shared.claims", "shared.policy", "shared.revocation")  # fmt: skip
 
+# What publishes the CRLs and the issued-serials index (crl_publish, `cirrus up`), not what reads them.
+PUBLISHERS = ("shared.validation.publisher", "shared.validation.serial_index", "shared.validation.serial_index_segments")
+# A plain `/sign` (no registration authority, no webhooks, no template) needs none of these: the RA's
+# forwarding path, the webhook request bodies and certificate JSON, the template data and renderer,
+# and the renew and revoke token verifiers.
+NOT_FOR_A_PLAIN_SIGN = (
+    "shared.authority_upstream", "shared.ra", "shared.webhooks.issuance", "shared.webhooks.body",
+    "shared.webhooks.certificate", "shared.webhooks.client", "shared.templates.gojson", "shared.x509.templated",
+    "shared.x509.template_data", "shared.linked", "shared.provisioners.renew_token",
+)  # fmt: skip
+
 _FIRST_REQUEST = """
 import json, sys
 from functions_framework import create_app
@@ -128,7 +139,7 @@ def published(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pat
 
 
 def test_ocsp_first_answer_loads_neither_the_store_sdk_nor_the_step_ca_app(published: tuple[Path, bytes]) -> None:
-    """The responder answers from the bucket: a Firestore store is configured but never connected.
+    """The responder answers from the bucket: a Firestore store is configured but never opened.
 
     The store URL names a Firestore database and the emulator address is a closed port, so a
     responder that touched the store would fail (or at least load the SDK) here.
@@ -147,12 +158,16 @@ def test_ocsp_first_answer_loads_neither_the_store_sdk_nor_the_step_ca_app(publi
     assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
     modules = list(out["modules"])  # type: ignore[call-overload]
-    assert "shared.store.firestore" in modules  # the store was opened (configured) ...
-    assert _loaded(SDKS, modules) == []  # ... but its SDK never loaded
+    # The store is configured but never opened (not even its backend module imported), nor its SDK loaded.
+    assert _loaded(("shared.store.firestore", "shared.store.sqlite", "sqlite3"), modules) == []
+    assert _loaded(SDKS, modules) == []
     assert _loaded(STEP_CA, modules) == []
     # no token is verified here: the provisioners, PyJWT, the policies and the revoker stay unbuilt
     assert _loaded(TOKENS, modules) == []
     assert _loaded(("shared.alerts",), modules) == []
+    # Answering reads published CRLs and the serial index: the publishers of both stay unloaded.
+    assert _loaded(PUBLISHERS, modules) == []
+    assert "shared.validation.serial_index_reader" in modules  # (the reader is what answers)
 
 
 def test_ca_api_first_sign_loads_no_validation_authority_and_no_acme(authority_dir: Path) -> None:
@@ -182,6 +197,8 @@ def test_ca_api_first_sign_loads_no_validation_authority_and_no_acme(authority_d
     assert _loaded(engine, modules) == []
     others = ("shared.provisioners.oidc", "shared.provisioners.azure", "shared.provisioners.gcp", "shared.provisioners.aws")
     assert _loaded(others, modules) == []
+    assert _loaded(NOT_FOR_A_PLAIN_SIGN, modules) == []
+    assert _loaded(PUBLISHERS, modules) == []
 
 
 def test_a_first_sign_builds_no_router(authority_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from shared.cli.crl import run_publish
 from shared.clock import FixedClock
 from shared.config import Settings
 from shared.errors import ConfigError
+from shared.keys.base import Signer
 from shared.runtime import Services, build_services
 from shared.validation.wiring import ocsp_endpoint
 from tests.helpers import make_csr, mint_sign_token
@@ -95,6 +96,38 @@ def test_responder_without_the_ca_key_signs_only_with_its_delegated_certificate(
         assert signer_key.public_numbers() != ca.public_key().public_numbers()  # type: ignore[union-attr]
         signer_key.verify(answer.signature, answer.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
         assert responder.rotating is not None and responder.rotating.opened == []  # the CA key was never opened here
+    finally:
+        publisher.close()
+        responder.close()
+
+
+def test_a_responder_whose_delegated_certificate_answers_never_opens_the_ca_key(
+    authority_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the CA key at hand too (its config names one it can open), a cold responder answers with the
+    published delegated certificate and opens no CA key: on Google Cloud that would be a key-manager
+    client and a GetPublicKey refused for lack of a role, paid by every cold `ocsp` instance."""
+    from shared.validation import wiring
+
+    clock = FixedClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    publisher = build_services(Settings.load(authority_dir / "config.json"), clock=clock)
+    responder = build_services(Settings.load(authority_dir / "config.json"), clock=clock, deferred=True)
+    opened: list[str] = []
+    real = wiring._signer
+
+    def counting(services: Services) -> Signer:
+        opened.append("responder" if services is responder else "publisher")
+        return real(services)
+
+    monkeypatch.setattr(wiring, "_signer", counting)
+    try:
+        leaf = _issue(publisher, authority_dir)
+        run_publish(publisher)  # its CRL signer is the CA key: not the responder's
+        answer = _ask(responder, leaf, publisher.intermediates[0])
+        assert answer.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
+        assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD
+        assert len(answer.certificates) == 1  # the delegated certificate signed
+        assert "responder" not in opened and "publisher" in opened
     finally:
         publisher.close()
         responder.close()

@@ -94,3 +94,38 @@ def test_a_wrong_provisioner_block_fails_at_start_unless_deferred(authority_dir:
             services.issuing()  # signing needs them too: no authority without its provisioners
     finally:
         services.close()
+
+
+def test_deferred_services_open_the_store_on_first_use(authority_dir: Path) -> None:
+    """A Cloud Function opens its store on the first operation that needs it: building the services,
+    the rotation view and the tracked sinks opens nothing, and closing a store never opened is a no-op."""
+    services = build_services(Settings.load(authority_dir / "config.json"), deferred=True)
+    try:
+        assert not services.deferred_store.built
+        assert services.rotating is not None and services.sinks is not None
+        services.close()
+        assert not services.deferred_store.built  # closing did not open it to close it
+        assert services.active_intermediates() == services.intermediates  # reads the rotation record ...
+        assert services.deferred_store.built  # ... through the store, now open
+        assert services.store is services.store
+    finally:
+        services.close()
+    eager = build_services(Settings.load(authority_dir / "config.json"))
+    try:
+        assert eager.deferred_store.built  # the CLI and `cirrus up` open it at start
+    finally:
+        eager.close()
+
+
+def test_a_store_url_that_cannot_be_opened_fails_at_start_unless_deferred(authority_dir: Path) -> None:
+    settings = Settings.load(authority_dir / "config.json", overrides={"store": "nosuch:/x"})
+    with pytest.raises(ConfigError, match="store URL"):
+        build_services(settings)
+    services = build_services(settings, deferred=True)  # e.g. the OCSP responder, which never uses it
+    try:
+        with pytest.raises(ConfigError, match="store URL"):
+            services.issuing()  # signing needs the store: the error shows on that request
+        with pytest.raises(ConfigError, match="store URL"):
+            _ = services.store
+    finally:
+        services.close()

@@ -375,6 +375,54 @@ def test_responder_signs_with_delegated_certificate(tmp_path: Path) -> None:
     assert ocsp.load_der_ocsp_response(with_ca.respond(world.request(leaf)).der).certificates == []
 
 
+def test_ca_key_fallback_is_opened_by_the_first_answer_no_delegated_certificate_covers(tmp_path: Path) -> None:
+    """A responder with a delegated certificate never opens the CA key; without one, the first answer
+    opens it (once) and signs with it, or says tryLater if this instance has no CA key."""
+    world = World(tmp_path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = world.issue()
+    world.publisher.publish()
+    opened: list[str] = []
+
+    def responder(ca_key: bool) -> OCSPResponder:
+        def fallback() -> SoftSigner | None:
+            opened.append("ca" if ca_key else "none")
+            return world.chain.ca_signer if ca_key else None
+
+        view = DelegatedResponder(documents=world.store, clock=world.clock, authority_id="intermediate",
+                                  ca_certificate=world.chain.ca, responder_key=key.public_key())  # fmt: skip
+        authority = OCSPAuthority("intermediate", world.chain.ca, None, responder_signer=SoftSigner(key),
+                                  responder_certificates=view, ca_key_fallback=fallback)  # fmt: skip
+        return OCSPResponder(authorities=[authority], crls=world.crls, issued=StoreSerials(world.store),
+                             clock=world.clock)  # fmt: skip
+
+    with_ca, no_ca = responder(True), responder(False)
+    assert opened == []  # building a responder opens no CA key
+    fallback = ocsp.load_der_ocsp_response(with_ca.respond(world.request(leaf)).der)
+    assert fallback.certificate_status == ocsp.OCSPCertStatus.GOOD and fallback.certificates == []
+    world.chain.ca.public_key().verify(  # type: ignore[call-arg]
+        fallback.signature, fallback.tbs_response_bytes, ec.ECDSA(hashes.SHA256())
+    )
+    assert no_ca.respond(world.request(leaf)).status == "try_later"
+    with_ca.respond(world.request(leaf, nonce=b"a" * 16))
+    no_ca.respond(world.request(leaf, nonce=b"b" * 16))
+    assert opened == ["ca", "none"]  # once each, whatever it gave
+
+    covered = responder(True)
+    issued = ResponderRotator(
+        documents=world.store, clock=world.clock, authority_id="intermediate",
+        issuer=Issuer.of(world.chain.ca, world.chain.ca_key), responder_key=key.public_key(),
+        lifetime=dt.timedelta(days=15),
+    ).ensure()  # fmt: skip
+    resp = ocsp.load_der_ocsp_response(covered.respond(world.request(leaf)).der)
+    assert resp.certificates == [issued.certificate]
+    assert opened == ["ca", "none"]  # the delegated certificate answered: the CA key stayed closed
+    with pytest.raises(ValueError, match="fallback"):  # a fallback beside a CA signer is a wiring mistake
+        OCSPResponder(authorities=[OCSPAuthority("intermediate", world.chain.ca, world.chain.ca_signer,
+                                                 ca_key_fallback=lambda: None)],
+                      crls=world.crls, issued=StoreSerials(world.store), clock=world.clock)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- config and init
 
 
