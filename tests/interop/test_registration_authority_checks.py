@@ -39,6 +39,16 @@ def upstream_url(server, authority_dir: Path) -> str:  # noqa: F811 - the import
     return "https://" + json.loads((authority_dir / "config.json").read_text())["address"]
 
 
+def _ra_with_gate(authority_dir: Path, tmp_path: Path, upstream_url: str, gate_url: str) -> Path:
+    """An RA whose provisioner asks one AUTHORIZING webhook (`gate`, X.509 only) before forwarding."""
+    ra_dir = _ra_dir(authority_dir, tmp_path, upstream_url)
+    config = json.loads((ra_dir / "config.json").read_text())
+    config["authority"]["provisioners"][0]["options"] = {
+        "webhooks": [hook("gate", gate_url, "AUTHORIZING", certType="X509")]}
+    (ra_dir / "config.json").write_text(json.dumps(config))
+    return ra_dir
+
+
 def _ra(ra_dir: Path) -> tuple[Services, Client]:
     services = build_services(Settings.load(ra_dir / "config.json"))
     return services, Client(CirrusApp(services, mounts=default_mounts(services)))
@@ -73,11 +83,7 @@ def test_an_authorizing_hook_at_the_ra_is_asked_before_anything_is_forwarded(
         return 200, json.dumps({"allow": True}).encode()
 
     receiver.routes["/authorize"] = gate
-    ra_dir = _ra_dir(authority_dir, tmp_path, upstream_url)
-    config = json.loads((ra_dir / "config.json").read_text())
-    config["authority"]["provisioners"][0]["options"] = {
-        "webhooks": [hook("gate", receiver.base + "/authorize", "AUTHORIZING", certType="X509")]}
-    (ra_dir / "config.json").write_text(json.dumps(config))
+    ra_dir = _ra_with_gate(authority_dir, tmp_path, upstream_url, receiver.base + "/authorize")
     services, client = _ra(ra_dir)
     try:
         before = _upstream_issued(authority_dir)
@@ -158,11 +164,7 @@ def test_a_hook_requiring_a_client_certificate_is_shown_one_the_upstream_issued(
 
     with mtls_receiver(authority_dir, tmp_path) as tls_receiver:
         tls_receiver.routes["/authorize"] = lambda _seen: (200, b'{"allow": true}')
-        ra_dir = _ra_dir(authority_dir, tmp_path, upstream_url)
-        config = json.loads((ra_dir / "config.json").read_text())
-        config["authority"]["provisioners"][0]["options"] = {
-            "webhooks": [hook("gate", tls_receiver.base + "/authorize", "AUTHORIZING", certType="X509")]}
-        (ra_dir / "config.json").write_text(json.dumps(config))
+        ra_dir = _ra_with_gate(authority_dir, tmp_path, upstream_url, tls_receiver.base + "/authorize")
         services, client = _ra(ra_dir)
         try:
             allowed = _sign(client, ra_dir, "allow.example.com")
