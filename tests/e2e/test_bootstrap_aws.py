@@ -8,9 +8,7 @@ forced names, renews with mTLS, and a second bootstrap of the instance is refuse
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,9 +18,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from tests.e2e.served import cirrus_up
 from tests.e2e.test_bootstrap_gcp import dns_names, fingerprint, openssl_verify
 from tests.fakes.aws_imds import FakeIMDS, serve_fake_imds
-from tests.interop.test_cli_session import cirrus, free_port
+from tests.interop.test_cli_session import free_port
 
 pytestmark = pytest.mark.interop
 
@@ -35,28 +34,12 @@ def imds() -> Iterator[tuple[FakeIMDS, str]]:
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path, imds: tuple[FakeIMDS, str]) -> Iterator[str]:
-    port = free_port()
     roots = tmp_path / "iid.pem"
     roots.write_bytes(imds[0].roots_pem)
-    cfg = json.loads((authority_dir / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{port}"
-    cfg["authority"]["provisioners"].append(
-        {"type": "AWS", "name": "amazon", "accounts": ["123456789012"], "disableCustomSANs": True,
-         "imdsVersions": ["v2"], "iidRoots": str(roots)}
-    )
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while cirrus("health", "--dir", str(authority_dir), check=False).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.2)
-    yield f"https://127.0.0.1:{port}"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=15)
+    provisioner = {"type": "AWS", "name": "amazon", "accounts": ["123456789012"], "disableCustomSANs": True,
+                   "imdsVersions": ["v2"], "iidRoots": str(roots)}
+    with cirrus_up(authority_dir, tmp_path, provisioners=[provisioner]) as url:
+        yield url
 
 
 def bootstrap(imds_url: str, *args: str) -> subprocess.CompletedProcess[str]:

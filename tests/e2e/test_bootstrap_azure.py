@@ -7,20 +7,18 @@ gets the VM name as its one forced SAN, renews with mTLS, and a second bootstrap
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.served import cirrus_up
 from tests.e2e.test_bootstrap_gcp import dns_names, fingerprint, openssl_verify
 from tests.fakes.azure_imds import FakeAzure, serve_fake_azure
-from tests.interop.test_cli_session import cirrus, free_port
+from tests.interop.test_cli_session import free_port
 
 pytestmark = pytest.mark.interop
 
@@ -33,27 +31,11 @@ def azure() -> Iterator[tuple[FakeAzure, str]]:
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path, azure: tuple[FakeAzure, str]) -> Iterator[str]:
-    port = free_port()
     vm = azure[0].vm
-    cfg = json.loads((authority_dir / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{port}"
-    cfg["authority"]["provisioners"].append(
-        {"type": "Azure", "name": "azure", "tenantID": vm.tenant, "resourceGroups": [vm.group],
-         "disableCustomSANs": True, "cirrus": {"discoveryURL": azure[0].discovery_url()}}
-    )
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while cirrus("health", "--dir", str(authority_dir), check=False).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.2)
-    yield f"https://127.0.0.1:{port}"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=15)
+    provisioner = {"type": "Azure", "name": "azure", "tenantID": vm.tenant, "resourceGroups": [vm.group],
+                   "disableCustomSANs": True, "cirrus": {"discoveryURL": azure[0].discovery_url()}}
+    with cirrus_up(authority_dir, tmp_path, provisioners=[provisioner]) as url:
+        yield url
 
 
 def bootstrap(base: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,12 +9,9 @@ it with mTLS, and a second bootstrap of the same instance is refused (trust on f
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +19,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tests.e2e.served import cirrus_up
 from tests.fakes.gcp_metadata import FakeGoogle, serve_fake_google
-from tests.interop.test_cli_session import cirrus, free_port
 
 pytestmark = pytest.mark.interop
 
@@ -36,31 +33,15 @@ def google() -> Iterator[tuple[FakeGoogle, str]]:
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path, google: tuple[FakeGoogle, str]) -> Iterator[str]:
-    port = free_port()
-    cfg = json.loads((authority_dir / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{port}"
-    cfg["authority"]["provisioners"].append(
-        {
-            "type": "GCP",
-            "name": "google",
-            "projectIDs": ["cirrus-test"],
-            "disableCustomSANs": True,
-            "cirrus": {"jwksURL": f"{google[1]}/oauth2/v3/certs"},
-        }
-    )
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while cirrus("health", "--dir", str(authority_dir), check=False).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.2)
-    yield f"https://127.0.0.1:{port}"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=15)
+    provisioner = {
+        "type": "GCP",
+        "name": "google",
+        "projectIDs": ["cirrus-test"],
+        "disableCustomSANs": True,
+        "cirrus": {"jwksURL": f"{google[1]}/oauth2/v3/certs"},
+    }
+    with cirrus_up(authority_dir, tmp_path, provisioners=[provisioner]) as url:
+        yield url
 
 
 def fingerprint(authority_dir: Path) -> str:

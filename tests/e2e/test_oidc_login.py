@@ -8,13 +8,10 @@ certificate with step-ca's token-derived names that `openssl verify` accepts.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +19,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
+from tests.e2e.served import cirrus_up
 from tests.fakes.oidc_issuer import FakeIssuer, serve_fake_issuer
-from tests.interop.test_cli_session import cirrus, free_port, openssl_verify
+from tests.interop.test_cli_session import openssl_verify
 
 pytestmark = pytest.mark.interop
 
@@ -36,25 +34,10 @@ def issuer() -> Iterator[tuple[FakeIssuer, str]]:
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path, issuer: tuple[FakeIssuer, str]) -> Iterator[None]:
-    cfg = json.loads((authority_dir / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{free_port()}"
-    cfg["authority"]["provisioners"].append(
-        {"type": "OIDC", "name": "sso", "clientID": "cirrus-cli", "clientSecret": "public-secret",
-         "configurationEndpoint": issuer[1], "domains": ["example.com"]}
-    )
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "2"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while cirrus("health", "--dir", str(authority_dir), check=False).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.2)
-    yield
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=15)
+    provisioner = {"type": "OIDC", "name": "sso", "clientID": "cirrus-cli", "clientSecret": "public-secret",
+                   "configurationEndpoint": issuer[1], "domains": ["example.com"]}
+    with cirrus_up(authority_dir, tmp_path, provisioners=[provisioner]):
+        yield
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl plays the browser")

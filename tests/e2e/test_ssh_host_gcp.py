@@ -11,11 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import signal
 import ssl
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.served import cirrus_up
 from tests.fakes.gcp_metadata import IDENTITY_PATH, FakeGoogle, serve_fake_google
-from tests.interop.test_cli_session import cirrus, free_port
 from tests.sshhelpers import cert_line, keygen
 
 pytestmark = pytest.mark.interop
@@ -39,31 +36,15 @@ def google() -> Iterator[tuple[FakeGoogle, str]]:
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path, google: tuple[FakeGoogle, str]) -> Iterator[str]:
-    port = free_port()
-    cfg = json.loads((authority_dir / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{port}"
-    cfg["authority"]["provisioners"].append(
-        {
-            "type": "GCP",
-            "name": "google",
-            "projectIDs": ["cirrus-test"],
-            "disableCustomSANs": True,
-            "cirrus": {"jwksURL": f"{google[1]}/oauth2/v3/certs"},
-        }
-    )
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "1"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while cirrus("health", "--dir", str(authority_dir), check=False).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.2)
-    yield f"https://127.0.0.1:{port}"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=15)
+    provisioner = {
+        "type": "GCP",
+        "name": "google",
+        "projectIDs": ["cirrus-test"],
+        "disableCustomSANs": True,
+        "cirrus": {"jwksURL": f"{google[1]}/oauth2/v3/certs"},
+    }
+    with cirrus_up(authority_dir, tmp_path, provisioners=[provisioner], workers=1) as url:
+        yield url
 
 
 def identity_token(google_url: str, audience: str) -> str:

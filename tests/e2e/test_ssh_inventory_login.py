@@ -11,20 +11,19 @@ step-ca's 403 and no certificate is recorded.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shared.config import Settings
 from shared.store.sqlite import SQLiteStore
+from tests.e2e.served import cirrus_up
 from tests.e2e.test_ssh_host_gcp import post
 from tests.helpers import mint_token, sign_claims
-from tests.interop.test_cli_session import cirrus, free_port
+from tests.interop.test_cli_session import cirrus
 from tests.sshhelpers import cert_line, keygen
 
 pytestmark = pytest.mark.interop
@@ -41,28 +40,15 @@ EMAIL = "alice.liddell@example.com"
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    cfg = json.loads((authority_dir / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{port}"
     (authority_dir / "user.tpl").write_text(TEMPLATE)
-    jwk = next(p for p in cfg["authority"]["provisioners"] if p["type"] == "JWK")
-    jwk["options"] = {"inventory": {"name": "people", "key": "email", "require": True},
-                      "ssh": {"templateFile": "user.tpl"}}
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while cirrus("health", "--dir", str(authority_dir), check=False).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.2)
-    yield f"https://127.0.0.1:{port}"
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+
+    def edit(cfg: dict[str, Any]) -> None:
+        jwk = next(p for p in cfg["authority"]["provisioners"] if p["type"] == "JWK")
+        jwk["options"] = {"inventory": {"name": "people", "key": "email", "require": True},
+                          "ssh": {"templateFile": "user.tpl"}}
+
+    with cirrus_up(authority_dir, tmp_path, edit=edit, workers=1) as url:
+        yield url
 
 
 def _token(authority_dir: Path, ca: str, email: str) -> str:
