@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.e2e.served import cirrus_up
 from tests.e2e.test_bootstrap_gcp import dns_names, fingerprint, openssl_verify
 from tests.fakes.aws_imds import FakeIMDS, serve_fake_imds
 from tests.interop.test_cli_session import free_port
+from tests.served import cirrus_up
 
 pytestmark = pytest.mark.interop
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.served import cirrus_up
 from tests.e2e.test_bootstrap_gcp import dns_names, fingerprint, openssl_verify
 from tests.fakes.azure_imds import FakeAzure, serve_fake_azure
 from tests.interop.test_cli_session import free_port
+from tests.served import cirrus_up
 
 pytestmark = pytest.mark.interop
 

@@ -14,15 +14,27 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.e2e.served import cirrus_up
 from tests.fakes.gcp_metadata import FakeGoogle, serve_fake_google
+from tests.served import cirrus_up
 
 pytestmark = pytest.mark.interop
+
+
+def gcp_provisioner(google_url: str) -> dict[str, Any]:
+    """The GCP provisioner of project cirrus-test whose token keys the fake metadata server serves."""
+    return {
+        "type": "GCP",
+        "name": "google",
+        "projectIDs": ["cirrus-test"],
+        "disableCustomSANs": True,
+        "cirrus": {"jwksURL": f"{google_url}/oauth2/v3/certs"},
+    }
 
 
 @pytest.fixture
@@ -33,13 +45,7 @@ def google() -> Iterator[tuple[FakeGoogle, str]]:
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path, google: tuple[FakeGoogle, str]) -> Iterator[str]:
-    provisioner = {
-        "type": "GCP",
-        "name": "google",
-        "projectIDs": ["cirrus-test"],
-        "disableCustomSANs": True,
-        "cirrus": {"jwksURL": f"{google[1]}/oauth2/v3/certs"},
-    }
+    provisioner = gcp_provisioner(google[1])
     with cirrus_up(authority_dir, tmp_path, provisioners=[provisioner]) as url:
         yield url
 

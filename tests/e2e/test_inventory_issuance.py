@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 
 from shared.config import Settings
 from shared.store.sqlite import SQLiteStore
+from tests.served import cirrus_up
 
 pytestmark = pytest.mark.interop
 
@@ -39,41 +38,23 @@ TEMPLATE = """{
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def cirrus(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
 def server(authority_dir: Path, tmp_path: Path) -> Iterator[Path]:
-    cfg = json.loads((authority_dir / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{_free_port()}"
     (authority_dir / "leaf.tpl").write_text(TEMPLATE)
-    jwk = next(p for p in cfg["authority"]["provisioners"] if p["type"] == "JWK")
-    jwk["options"] = {
-        "x509": {"templateFile": "leaf.tpl"},
-        "inventory": {"name": "hosts", "key": "subject", "require": True, "restrictNames": True},
-    }
-    (authority_dir / "config.json").write_text(json.dumps(cfg))
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--dir", str(authority_dir), "--workers", "1"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while cirrus("health", "--dir", str(authority_dir)).returncode != 0:
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.2)
-    yield authority_dir
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+
+    def edit(cfg: dict[str, Any]) -> None:
+        jwk = next(p for p in cfg["authority"]["provisioners"] if p["type"] == "JWK")
+        jwk["options"] = {
+            "x509": {"templateFile": "leaf.tpl"},
+            "inventory": {"name": "hosts", "key": "subject", "require": True, "restrictNames": True},
+        }
+
+    with cirrus_up(authority_dir, tmp_path, edit=edit, workers=1):
+        yield authority_dir
 
 
 def _fill(d: str, tmp_path: Path) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from tests.e2e.served import cirrus_up
 from tests.fakes.oidc_issuer import FakeIssuer, serve_fake_issuer
 from tests.interop.test_cli_session import openssl_verify
+from tests.served import cirrus_up
 
 pytestmark = pytest.mark.interop
 

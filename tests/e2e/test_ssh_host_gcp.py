@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.served import cirrus_up
+from tests.e2e.test_bootstrap_gcp import gcp_provisioner
 from tests.fakes.gcp_metadata import IDENTITY_PATH, FakeGoogle, serve_fake_google
+from tests.served import cirrus_up
 from tests.sshhelpers import cert_line, keygen
 
 pytestmark = pytest.mark.interop
@@ -36,13 +37,7 @@ def google() -> Iterator[tuple[FakeGoogle, str]]:
 
 @pytest.fixture
 def ca(authority_dir: Path, tmp_path: Path, google: tuple[FakeGoogle, str]) -> Iterator[str]:
-    provisioner = {
-        "type": "GCP",
-        "name": "google",
-        "projectIDs": ["cirrus-test"],
-        "disableCustomSANs": True,
-        "cirrus": {"jwksURL": f"{google[1]}/oauth2/v3/certs"},
-    }
+    provisioner = gcp_provisioner(google[1])
     with cirrus_up(authority_dir, tmp_path, provisioners=[provisioner], workers=1) as url:
         yield url
 

@@ -20,10 +20,10 @@ import pytest
 
 from shared.config import Settings
 from shared.store.sqlite import SQLiteStore
-from tests.e2e.served import cirrus_up
 from tests.e2e.test_ssh_host_gcp import post
 from tests.helpers import mint_token, sign_claims
 from tests.interop.test_cli_session import cirrus
+from tests.served import cirrus_up
 from tests.sshhelpers import cert_line, keygen
 
 pytestmark = pytest.mark.interop

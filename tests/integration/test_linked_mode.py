@@ -5,15 +5,10 @@ report` posting certificate files; the reported certificates then listed by `cir
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,50 +28,9 @@ from shared.linked.registry import authority_id_of
 from shared.linked.sink import LinkedSink
 from shared.runtime import Services, build_services
 from tests.helpers import make_csr, mint_sign_token
+from tests.served import cirrus, free_port, serve
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cirrus(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "shared.cli", *args], capture_output=True, text=True, timeout=60,
-                         env=env, cwd=ROOT)  # fmt: skip
-    if check:
-        assert out.returncode == 0, (args, out.stdout, out.stderr)
-    return out
-
-
-@contextlib.contextmanager
-def serve(folder: Path, log_path: Path, *, port: int | None = None, workers: int = 1) -> Iterator[str]:
-    """`cirrus up` for `folder` on a loopback port (a free one unless given); yields its URL."""
-    port = port or free_port()
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg["address"] = f"127.0.0.1:{port}"
-    (folder / "config.json").write_text(json.dumps(cfg))
-    log = log_path.open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "shared.cli", "up", "--dir", str(folder), "--workers", str(workers)],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            cwd=ROOT)  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while cirrus("health", "--dir", str(folder), check=False).returncode != 0:
-            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-            time.sleep(0.2)
-        yield f"https://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture
