@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
-from shared.errors import ConfigError, Unavailable
+from shared.errors import ConfigError
 from shared.keys.registry import KeyManagers
 from shared.ssh.add_user import DEFAULT_ADD_USER_COMMAND, DEFAULT_ADD_USER_PRINCIPAL
 from shared.ssh.authority import SSHAuthority
@@ -55,7 +55,7 @@ def webhook_identity(services: Any) -> ClientIdentity | None:
     """The client certificate SSH webhooks are shown (`shared.webhooks.identity`), as X.509's: issued
     by the intermediate issuing at the time, or by the upstream of a registration authority; none
     for an instance without a signer of its own (it forwards to an issuer function)."""
-    from shared.webhooks.identity import ClientIdentity, signed_by
+    from shared.webhooks.identity import ClientIdentity, signed_by, unless_revoked
 
     settings = services.settings
     if services.ra_upstream is not None:
@@ -67,10 +67,12 @@ def webhook_identity(services: Any) -> ClientIdentity | None:
 
     def current() -> tuple[Issuer, list[x509.Certificate]]:
         authority = services.issuing()
-        view = services.rotating.revoked_view if services.rotating is not None else None
-        if view is not None and view().is_revoked(authority.intermediates[0]):  # never sign under a revoked one
-            raise Unavailable("the issuing intermediate has been revoked")
         return authority.issuer, authority.intermediates
 
-    issue = signed_by(current, common_name=settings.common_name, names=settings.dns_names, clock=services.clock)
+    def revoked(intermediate: x509.Certificate) -> bool:  # never sign under a revoked one
+        view = services.rotating.revoked_view if services.rotating is not None else None
+        return view is not None and view().is_revoked(intermediate)
+
+    issue = signed_by(unless_revoked(current, revoked), common_name=settings.common_name, names=settings.dns_names,
+                      clock=services.clock)  # fmt: skip
     return ClientIdentity(issue=issue, clock=services.clock)

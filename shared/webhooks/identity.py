@@ -145,13 +145,23 @@ def issuing_identity(
 ) -> ClientIdentity:
     """The identity of one issuing authority (`issuer`, its `chain`), refusing while `revoked(chain[0])`
     (a root's ARL lists the intermediate: it must not sign, as `shared.authority` refuses too)."""
+    current = unless_revoked(lambda: (issuer, chain), revoked)
+    return ClientIdentity(issue=signed_by(current, common_name=common_name, names=names, clock=clock), clock=clock)
 
-    def current() -> tuple[Issuer, Sequence[x509.Certificate]]:
+
+def unless_revoked(
+    current: Callable[[], tuple[Issuer, Sequence[x509.Certificate]]],
+    revoked: Callable[[x509.Certificate], bool] | None,
+) -> Callable[[], tuple[Issuer, Sequence[x509.Certificate]]]:
+    """`current`, refusing (503) while `revoked` lists the intermediate it returns: it must not sign."""
+
+    def checked() -> tuple[Issuer, Sequence[x509.Certificate]]:
+        issuer, chain = current()
         if revoked is not None and chain and revoked(chain[0]):
             raise Unavailable("the issuing intermediate has been revoked")
         return issuer, chain
 
-    return ClientIdentity(issue=signed_by(current, common_name=common_name, names=names, clock=clock), clock=clock)
+    return checked
 
 
 def client_extensions(names: Sequence[str], *, critical_san: bool = False) -> list[x509.Extension[x509.ExtensionType]]:
